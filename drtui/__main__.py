@@ -1,0 +1,3 @@
+from drtui.cli import main
+
+main()

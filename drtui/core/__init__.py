@@ -1,0 +1,1 @@
+"""The recovery engine: no Textual, no Rich, no humanize. Faces (tui, headless) consume it."""

@@ -1,0 +1,260 @@
+"""The configuration: where each environment's PostgreSQL, backups and WAL archive live.
+
+`drtui.toml` is found by `--config`, then `$DRTUI_CONFIG`, then `./drtui.toml`. Relative paths resolve
+against the file's folder. Every key is checked: an unknown key or a bad value is a ConfigError naming the
+file, the key and the value, because a typo in a disaster-recovery tool must never be silently ignored.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from drtui.core.errors import ConfigError
+from drtui.core.secrets import register_secret
+
+PRODUCTION = "production"
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(d|h|m|s)")
+_UNIT_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+
+
+def parse_duration(text: str) -> timedelta:
+    """'90m', '4h', '26h', '1h30m', '45s', '2d' → timedelta."""
+    compact = text.strip().lower().replace(" ", "")
+    if not compact or _DURATION.sub("", compact):
+        raise ValueError(f"not a duration: {text!r} (use forms like 90m, 4h, 1h30m, 45s)")
+    return timedelta(seconds=sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION.findall(compact)))
+
+
+@dataclass(frozen=True)
+class Objectives:
+    """The runbook's objectives table and the heartbeat limits."""
+
+    staging_rto: timedelta = timedelta(minutes=90)
+    staging_rpo: timedelta = timedelta(hours=24)
+    daily_rto: timedelta = timedelta(hours=4)
+    daily_rpo: timedelta = timedelta(hours=24)
+    pitr_rto: timedelta = timedelta(hours=2)
+    pitr_rpo: timedelta = timedelta(minutes=5)
+    basebackup_max_age: timedelta = timedelta(hours=26)
+    wal_sync_max_age: timedelta = timedelta(minutes=10)
+    dump_max_age: timedelta = timedelta(hours=26)
+
+
+@dataclass(frozen=True)
+class Environment:
+    name: str
+    backend: str = "local"
+    data_dir: Path = Path("/var/lib/postgresql/15/main")
+    pg_bin: Path = Path("/usr/lib/postgresql/15/bin")
+    os_user: str = "postgres"
+    host: str = "/var/run/postgresql"
+    port: int = 5432
+    database: str = "cleaning"
+    user: str = "postgres"
+    api_base_url: str | None = None
+    env_file: Path | None = None
+    uploads_dir: Path | None = None
+    server_log: Path | None = None
+    stop_app_command: str | None = None
+    start_app_command: str | None = None
+    migrate_command: str | None = None
+    smoke_command: str | None = None
+
+    @property
+    def is_production(self) -> bool:
+        return self.name == PRODUCTION
+
+    def env_values(self) -> dict[str, str]:
+        """KEY=VALUE pairs of the env file (missing file: empty)."""
+        return read_env_file(self.env_file) if self.env_file else {}
+
+    def password(self) -> str | None:
+        """libpq's PGPASSWORD wins; else POSTGRES_PASSWORD from the env file; else none (trust, .pgpass)."""
+        password = os.environ.get("PGPASSWORD") or self.env_values().get("POSTGRES_PASSWORD") or None
+        register_secret(password)
+        return password
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path | None
+    backup_dir: Path
+    wal_archive: Path
+    wal_sync_heartbeat: Path
+    report_dir: Path
+    state_dir: Path
+    objectives: Objectives = field(default_factory=Objectives)
+    environments: Mapping[str, Environment] = field(default_factory=dict)
+
+    def environment(self, name: str | None = None) -> Environment:
+        """The named environment, or the production one; a clear error when it is not configured."""
+        name = name or PRODUCTION
+        if name not in self.environments:
+            known = ", ".join(sorted(self.environments)) or "none"
+            raise ConfigError(
+                f"{self.source}: no environment named {name!r} (configured: {known})",
+                "add an [environments.NAME] table, or pick one with --env / TARGET_ENV",
+            )
+        return self.environments[name]
+
+    @property
+    def source(self) -> str:
+        return str(self.path) if self.path else "<defaults>"
+
+    def with_overrides(self, env_name: str | None, environ: Mapping[str, str]) -> Config:
+        """Apply the runbook's variables that override config values: ENV_FILE and API_BASE_URL on the
+        target environment, DRILL_REPORT_DIR on report_dir."""
+        config = self
+        if environ.get("DRILL_REPORT_DIR"):
+            config = replace(config, report_dir=Path(environ["DRILL_REPORT_DIR"]).absolute())
+        name = env_name or PRODUCTION
+        if name in config.environments:
+            changes: dict[str, Any] = {}
+            if environ.get("ENV_FILE"):
+                changes["env_file"] = Path(environ["ENV_FILE"]).absolute()
+            if environ.get("API_BASE_URL"):
+                changes["api_base_url"] = environ["API_BASE_URL"]
+            if changes:
+                envs = dict(config.environments)
+                envs[name] = replace(envs[name], **changes)
+                config = replace(config, environments=envs)
+        return config
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """A dotenv file's KEY=VALUE pairs; comments, blanks and `export ` prefixes are allowed."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the env file ({exc.strerror})", "check the path and permissions") from exc
+    values = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.removeprefix("export ").partition("=")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key.strip()] = value
+        if "PASSWORD" in key.upper() or "SECRET" in key.upper():
+            register_secret(value)
+    return values
+
+
+def find_config_path(explicit: str | None, environ: Mapping[str, str] | None = None) -> Path:
+    environ = os.environ if environ is None else environ
+    for candidate, origin in ((explicit, "--config"), (environ.get("DRTUI_CONFIG"), "DRTUI_CONFIG")):
+        if candidate:
+            path = Path(candidate)
+            if not path.is_file():
+                raise ConfigError(f"{path}: no such config file (from {origin})", "check the path")
+            return path.absolute()
+    path = Path("drtui.toml")
+    if not path.is_file():
+        raise ConfigError(
+            f"no drtui.toml in {Path.cwd()}",
+            "pass --config FILE, set DRTUI_CONFIG, or run from the folder that holds drtui.toml",
+        )
+    return path.absolute()
+
+
+def load_config(explicit: str | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    path = find_config_path(explicit, environ)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})", "fix the syntax at the line shown") from exc
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})", "check the permissions") from exc
+    return parse_config(data, path)
+
+
+_TOP_KEYS = {"backup_dir", "wal_archive", "wal_sync_heartbeat", "report_dir", "state_dir", "objectives",
+             "environments"}
+_PATH_KEYS = {"data_dir", "pg_bin", "env_file", "uploads_dir", "server_log"}
+
+
+def parse_config(data: Mapping[str, Any], path: Path) -> Config:
+    base = path.parent
+    _reject_unknown(path, "", data, _TOP_KEYS)
+
+    def path_value(key: str, value: Any, default: str | None = None) -> Path:
+        value = default if value is None else value
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{path}: {key} = {value!r} is not a path", f"set {key} to a folder or file path")
+        return (base / value).resolve() if not os.path.isabs(value) else Path(value)
+
+    objectives = _parse_objectives(path, data.get("objectives", {}))
+    raw_envs = data.get("environments", {})
+    if not isinstance(raw_envs, dict) or not raw_envs:
+        raise ConfigError(f"{path}: [environments] is missing or empty",
+                          "describe at least one environment, e.g. [environments.production]")
+    environments = {name: _parse_environment(path, name, raw, path_value) for name, raw in raw_envs.items()}
+    return Config(
+        path=path,
+        backup_dir=path_value("backup_dir", data.get("backup_dir"), "/opt/backups/postgres"),
+        wal_archive=path_value("wal_archive", data.get("wal_archive"), "/var/lib/postgresql/wal_archive"),
+        wal_sync_heartbeat=path_value("wal_sync_heartbeat", data.get("wal_sync_heartbeat"),
+                                      "ops/state/wal_sync_last_ok.txt"),
+        report_dir=path_value("report_dir", data.get("report_dir"), "ops/drill-reports"),
+        state_dir=path_value("state_dir", data.get("state_dir"), "ops/state/drtui"),
+        objectives=objectives,
+        environments=environments,
+    )
+
+
+def _reject_unknown(path: Path, table: str, data: Mapping[str, Any], allowed: set[str]) -> None:
+    for key in data:
+        if key not in allowed:
+            where = f"{table}.{key}" if table else key
+            raise ConfigError(f"{path}: unknown key {where!r}", f"allowed here: {', '.join(sorted(allowed))}")
+
+
+def _parse_objectives(path: Path, raw: Any) -> Objectives:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: [objectives] must be a table", "see the README's config example")
+    names = {f.name for f in fields(Objectives)}
+    _reject_unknown(path, "objectives", raw, names)
+    values = {}
+    for key, value in raw.items():
+        try:
+            values[key] = parse_duration(str(value))
+        except ValueError:
+            raise ConfigError(f"{path}: objectives.{key} = {value!r} is not a duration",
+                              'write it like "90m", "4h" or "26h"') from None
+    return Objectives(**values)
+
+
+def _parse_environment(path: Path, name: str, raw: Any, path_value: Any) -> Environment:
+    table = f"environments.{name}"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: [{table}] must be a table", "see the README's config example")
+    allowed = {f.name for f in fields(Environment)} - {"name"}
+    _reject_unknown(path, table, raw, allowed)
+    values: dict[str, Any] = {"name": name}
+    for key, value in raw.items():
+        if key in _PATH_KEYS:
+            values[key] = path_value(f"{table}.{key}", value)
+        elif key == "port":
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 < value < 65536:
+                raise ConfigError(f"{path}: {table}.port = {value!r} is not a TCP port", "use a number 1-65535")
+            values[key] = value
+        elif not isinstance(value, str) or not value:
+            raise ConfigError(f"{path}: {table}.{key} = {value!r} must be a non-empty string", "quote the value")
+        else:
+            values[key] = value
+    if values.get("backend", "local") != "local":
+        raise ConfigError(f"{path}: {table}.backend = {values['backend']!r} is not supported",
+                          'use backend = "local" (pg_ctl on a data directory)')
+    return Environment(**values)

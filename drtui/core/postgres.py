@@ -1,0 +1,180 @@
+"""PostgreSQL control for a local data directory: start, stop, status, readiness, SQL, and running a server
+binary as the cluster's OS user.
+
+PostgreSQL refuses to run as root, so every server command runs as `os_user`: directly when we already are
+that user, through `runuser -u USER --` when we are root, and otherwise not at all (a clear error).
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import pwd
+import shlex
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from drtui.core.config import Environment
+from drtui.core.errors import PostgresError
+
+
+def current_user() -> str:
+    return pwd.getpwuid(os.geteuid()).pw_name
+
+
+def as_user(os_user: str, argv: Sequence[str]) -> list[str]:
+    """The argv that runs `argv` as `os_user` from the current user."""
+    me = current_user()
+    if me == os_user:
+        return list(argv)
+    if os.geteuid() == 0:
+        return ["runuser", "-u", os_user, "--", *argv]
+    raise PostgresError(
+        f"cannot run {Path(argv[0]).name} as {os_user!r}: drtui runs as {me!r}",
+        f"run drtui as root or as {os_user}, or set os_user = {me!r} in the environment",
+    )
+
+
+def run_as(os_user: str, argv: Sequence[str], *, check: bool = True, timeout: float | None = None,
+           env: Mapping[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run a command as `os_user`, capturing its output; a failure raises PostgresError with its stderr."""
+    full = as_user(os_user, argv)
+    try:
+        done = subprocess.run(full, capture_output=True, text=True, timeout=timeout,
+                              env=None if env is None else {**os.environ, **env}, cwd=cwd or "/", check=False)
+    except FileNotFoundError as exc:
+        raise PostgresError(f"{argv[0]}: not found", "check pg_bin in the environment's config") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise PostgresError(f"{Path(argv[0]).name} did not finish within {timeout:.0f} s",
+                            "look at the server log") from exc
+    if check and done.returncode != 0:
+        detail = (done.stderr or done.stdout).strip().splitlines()
+        raise PostgresError(f"{Path(argv[0]).name} failed (exit {done.returncode}): "
+                            f"{detail[-1] if detail else 'no output'}", "look at the server log")
+    return done
+
+
+class ServerState(enum.Enum):
+    RUNNING = "running"
+    STOPPED = "stopped"
+    NO_DATA = "no data directory"
+
+
+@dataclass(frozen=True)
+class LocalServer:
+    """One cluster on a data directory, driven with pg_ctl as its OS user."""
+
+    data_dir: Path
+    pg_bin: Path
+    os_user: str
+    host: str
+    port: int
+    log_file: Path | None = None
+
+    @classmethod
+    def for_environment(cls, env: Environment, log_file: Path | None = None) -> LocalServer:
+        return cls(env.data_dir, env.pg_bin, env.os_user, env.host, env.port, env.server_log or log_file)
+
+    def binary(self, name: str) -> str:
+        return str(self.pg_bin / name)
+
+    def run(self, name: str, *args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        """Run a server binary from pg_bin as the cluster's OS user."""
+        return run_as(self.os_user, [self.binary(name), *args], **kwargs)
+
+    def state(self) -> ServerState:
+        if not (self.data_dir / "PG_VERSION").exists():
+            return ServerState.NO_DATA
+        done = self.run("pg_ctl", "status", "-D", str(self.data_dir), check=False, timeout=30)
+        return ServerState.RUNNING if done.returncode == 0 else ServerState.STOPPED
+
+    def start(self, settings: Mapping[str, str] | None = None, timeout: float = 120, wait: bool = True) -> None:
+        """Start the server on the configured port and socket; `settings` are extra `-c name=value`."""
+        options = [f"-p {self.port}"]
+        if self.host.startswith("/"):
+            options.append(f"-k {shlex.quote(self.host)}")
+        options += [f"-c {shlex.quote(f'{k}={v}')}" for k, v in (settings or {}).items()]
+        args = ["start", "-D", str(self.data_dir), "-o", " ".join(options), "-t", str(int(timeout))]
+        args += ["-w"] if wait else ["-W"]
+        if self.log_file:
+            self._prepare_log()
+            args += ["-l", str(self.log_file)]
+        done = self.run("pg_ctl", *args, check=False, timeout=timeout + 30)
+        if done.returncode != 0:
+            raise PostgresError(
+                f"PostgreSQL on {self.data_dir} did not start: {self.log_tail(1) or done.stderr.strip()}",
+                f"read the server log{f' ({self.log_file})' if self.log_file else ''}",
+            )
+
+    def stop(self, timeout: float = 60) -> None:
+        """Fast shutdown; if it does not finish in time, immediate."""
+        if self.state() is not ServerState.RUNNING:
+            return
+        fast = self.run("pg_ctl", "stop", "-D", str(self.data_dir), "-m", "fast", "-w", "-t", str(int(timeout)),
+                        check=False, timeout=timeout + 30)
+        if fast.returncode != 0 and self.state() is ServerState.RUNNING:
+            self.run("pg_ctl", "stop", "-D", str(self.data_dir), "-m", "immediate", "-w", "-t", "60",
+                     timeout=90)
+
+    def conninfo(self, dbname: str = "postgres", user: str = "postgres", password: str | None = None) -> dict:
+        info: dict[str, Any] = {"host": self.host, "port": self.port, "dbname": dbname, "user": user,
+                                "connect_timeout": 5}
+        if password:
+            info["password"] = password
+        return info
+
+    def wait_ready(self, timeout: float = 60, dbname: str = "postgres", user: str = "postgres",
+                   password: str | None = None) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with psycopg.connect(**self.conninfo(dbname, user, password)):
+                    return
+            except psycopg.OperationalError as exc:
+                if time.monotonic() > deadline:
+                    raise PostgresError(f"PostgreSQL on {self.host}:{self.port} is not accepting connections: "
+                                        f"{str(exc).strip().splitlines()[-1]}", "look at the server log") from exc
+                time.sleep(0.1)
+
+    def log_tail(self, lines: int = 20) -> str:
+        if not self.log_file or not self.log_file.exists():
+            return ""
+        return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+
+    def _prepare_log(self) -> None:
+        assert self.log_file
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        self.log_file.touch(exist_ok=True)
+        if os.geteuid() == 0:
+            entry = pwd.getpwnam(self.os_user)
+            os.chown(self.log_file, entry.pw_uid, entry.pw_gid)
+
+
+def connect(env: Environment, dbname: str | None = None, **kwargs: Any) -> psycopg.Connection:
+    """A psycopg connection to an environment's database (autocommit), with a clear error when it fails."""
+    try:
+        return psycopg.connect(host=env.host, port=env.port, dbname=dbname or env.database, user=env.user,
+                               password=env.password(), connect_timeout=5, autocommit=True, **kwargs)
+    except psycopg.OperationalError as exc:
+        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else "no answer"
+        raise PostgresError(f"cannot connect to {env.name} ({env.host}:{env.port}/{dbname or env.database}): "
+                            f"{reason}", "is the server running? check host, port, user in the config") from exc
+
+
+def query(env: Environment, sql: str, params: Sequence[Any] | None = None, dbname: str | None = None) -> list[tuple]:
+    with connect(env, dbname) as conn:
+        cur = conn.execute(sql, params)
+        return cur.fetchall() if cur.description else []
+
+
+def chown_to(path: Path, os_user: str) -> None:
+    """Hand a path over to the cluster's OS user (a no-op unless we are root)."""
+    if os.geteuid() == 0:
+        entry = pwd.getpwnam(os_user)
+        os.chown(path, entry.pw_uid, entry.pw_gid)

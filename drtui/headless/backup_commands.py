@@ -1,0 +1,94 @@
+"""`drtui backup dump|verify|base|wal-sync`: the runbook's backup scripts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import humanize
+
+from drtui.cli import env_option, handle_errors, json_option, pass_context
+from drtui.core import backup as core
+from drtui.core.clock import SystemClock
+from drtui.core.errors import BackupError
+from drtui.headless.output import out, out_json
+
+
+def _print(result: core.BackupResult, as_json: bool) -> None:
+    if as_json:
+        out_json(result.as_dict())
+        return
+    for artifact in result.artifacts:
+        out(f"wrote {artifact.path} ({humanize.naturalsize(artifact.size_bytes, binary=True)})")
+    if result.heartbeat:
+        out(f"heartbeat {result.heartbeat}")
+    out(f"{result.kind} backup done in {result.seconds:.1f} s")
+
+
+@click.group()
+def backup() -> None:
+    """Take and check backups (the runbook's backup scripts)."""
+
+
+@backup.command()
+@env_option
+@json_option
+@pass_context
+@handle_errors
+def dump(ctx, env_name: str | None, as_json: bool) -> None:
+    """pg_dump and the uploads archive, then LAST_SUCCESS.txt (backup_now.sh)."""
+    config = ctx.config(env_name)
+    _print(core.dump(config, config.environment(env_name), SystemClock()), as_json)
+
+
+@backup.command()
+@env_option
+@json_option
+@pass_context
+@handle_errors
+def base(ctx, env_name: str | None, as_json: bool) -> None:
+    """pg_basebackup with manifest, checked by pg_verifybackup, then LAST_BASEBACKUP.txt."""
+    config = ctx.config(env_name)
+    _print(core.base(config, config.environment(env_name), SystemClock()), as_json)
+
+
+@backup.command("wal-sync")
+@click.option("--target", envvar="WAL_SYNC_TARGET", default=None, help="Also copy the tarball here "
+              "(WAL_SYNC_TARGET).")
+@json_option
+@pass_context
+@handle_errors
+def wal_sync(ctx, target: str | None, as_json: bool) -> None:
+    """Pack the live WAL archive into a tarball, then the WAL sync heartbeat."""
+    _print(core.wal_sync(ctx.config(), SystemClock(), Path(target) if target else None), as_json)
+
+
+@backup.command()
+@click.option("--backup-file", envvar="BACKUP_FILE", type=click.Path(path_type=Path), default=None,
+              help="Dump to check (BACKUP_FILE); default: the newest in backup_dir.")
+@click.option("--uploads-archive", envvar="UPLOADS_ARCHIVE", type=click.Path(path_type=Path), default=None,
+              help="Uploads archive to check (UPLOADS_ARCHIVE); default: the newest in backup_dir.")
+@env_option
+@json_option
+@pass_context
+@handle_errors
+def verify(ctx, backup_file: Path | None, uploads_archive: Path | None, env_name: str | None,
+           as_json: bool) -> None:
+    """Check that the newest dump and uploads archive are whole (backup_verify.sh)."""
+    config = ctx.config(env_name)
+    env = config.environment(env_name)
+    dump_path = backup_file or core.newest(config.backup_dir, f"{env.database}_", ".sql.gz")
+    if dump_path is None:
+        raise BackupError(f"{config.backup_dir}: no {env.database}_*.sql.gz dump found",
+                          "take one with `drtui backup dump`, or name one with BACKUP_FILE")
+    uploads_path = uploads_archive or core.newest(config.backup_dir, "uploads_", ".tar.gz")
+    checked = [{"path": str(dump_path), "kind": "dump", "bytes": core.verify_dump(dump_path)}]
+    if uploads_path:
+        checked.append({"path": str(uploads_path), "kind": "uploads", "members": core.verify_tarball(uploads_path)})
+    if as_json:
+        out_json({"ok": True, "checked": checked})
+        return
+    for item in checked:
+        detail = (humanize.naturalsize(item["bytes"], binary=True) + " of SQL" if item["kind"] == "dump"
+                  else f"{item['members']} members")
+        out(f"ok  {item['path']} ({detail})")

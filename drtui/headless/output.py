@@ -1,0 +1,40 @@
+"""The only writers of the headless face: data to stdout, diagnostics to stderr, every line redacted."""
+
+from __future__ import annotations
+
+import enum
+import json
+import sys
+from typing import Any
+
+from drtui.core.errors import DrError
+from drtui.core.secrets import redact
+
+
+class ExitCode(enum.IntEnum):
+    OK = 0
+    FAILED = 1
+    REFUSED = 2
+
+
+def out(text: str = "") -> None:
+    """A line of data on stdout."""
+    sys.stdout.write(redact(text) + "\n")
+    sys.stdout.flush()
+
+
+def out_json(data: Any) -> None:
+    out(json.dumps(data, indent=2, default=str))
+
+
+def err(text: str) -> None:
+    """A diagnostic line on stderr."""
+    sys.stderr.write(redact(text) + "\n")
+    sys.stderr.flush()
+
+
+def report_error(exc: DrError) -> int:
+    err(f"drtui: {exc.title}")
+    if exc.hint:
+        err(f"  hint: {exc.hint}")
+    return exc.exit_code
