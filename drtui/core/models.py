@@ -1,0 +1,147 @@
+"""What the inventory knows: base backups, dumps, WAL coverage and recoverable windows.
+
+Plain frozen dataclasses with raw values (bytes, LSNs as ints, aware datetimes), shared by the inventory
+that fills them, the planner that checks a target against them, and the faces that show them.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+DEFAULT_SEGMENT_SIZE = 16 * 1024 * 1024
+
+
+class Layout(enum.StrEnum):
+    """The shapes of base backup that real scripts produce."""
+
+    TAR_STREAM = "tar-stream"  # pg_basebackup -D - -Ft -X fetch | gzip: the data directory as one tar stream
+    TAR_FOLDER = "tar-folder"  # a gzipped tar of the folder pg_basebackup -Ft -z writes (base.tar.gz, ...)
+    PLAIN_TARBALL = "plain-tarball"  # a gzipped tar of a plain (-Fp) data directory, at the root or in one folder
+    DIRECTORY = "directory"  # such a data directory unpacked on disk
+
+
+def format_lsn(lsn: int) -> str:
+    return f"{lsn >> 32:X}/{lsn & 0xFFFFFFFF:X}"
+
+
+def parse_lsn(text: str) -> int:
+    high, _, low = text.strip().partition("/")
+    return (int(high, 16) << 32) | int(low, 16)
+
+
+def segment_name(timeline: int, segno: int, segment_size: int = DEFAULT_SEGMENT_SIZE) -> str:
+    per_id = 0x100000000 // segment_size
+    return f"{timeline:08X}{segno // per_id:08X}{segno % per_id:08X}"
+
+
+@dataclass(frozen=True)
+class BaseBackup:
+    path: Path
+    layout: Layout
+    label: str
+    start_lsn: int
+    start_wal_file: str
+    checkpoint_lsn: int
+    start_time: datetime
+    timeline: int
+    pg_version: int
+    size_bytes: int  # uncompressed data
+    file_size: int  # on disk (the tarball, or the folder's total)
+    member_prefix: str = ""  # folder inside the tarball that holds the data directory ("" at the root)
+    stop_lsn: int | None = None  # from the archive's .backup history file
+    stop_time: datetime | None = None
+    segment_size: int = DEFAULT_SEGMENT_SIZE
+    name_time: datetime | None = None  # the timestamp in the file name, if any
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A dump, uploads archive, WAL tarball, heartbeat or unknown file in backup_dir."""
+
+    path: Path
+    kind: str  # "dump", "uploads", "basebackup", "wal_tarball", "heartbeat", "unknown"
+    size_bytes: int
+    name_time: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Something the inventory could not read, said plainly (never a traceback)."""
+
+    path: Path
+    message: str
+
+
+@dataclass(frozen=True)
+class Gap:
+    timeline: int
+    first_missing: int  # segment numbers
+    last_missing: int
+    segment_size: int = DEFAULT_SEGMENT_SIZE
+
+    @property
+    def from_name(self) -> str:
+        return segment_name(self.timeline, self.first_missing, self.segment_size)
+
+    @property
+    def to_name(self) -> str:
+        return segment_name(self.timeline, self.last_missing, self.segment_size)
+
+
+@dataclass(frozen=True)
+class TimelineHistory:
+    """One line of a `.history` file: this timeline branched from `parent` at `switch_lsn`."""
+
+    timeline: int
+    parent: int
+    switch_lsn: int
+    reason: str = ""
+
+
+@dataclass
+class WalCoverage:
+    """What one WAL source (the live archive folder, or a WAL tarball) holds."""
+
+    source: Path
+    kind: str  # "directory" or "tarball"
+    segment_size: int = DEFAULT_SEGMENT_SIZE
+    # timeline -> sorted segment numbers, and (same order) their archive times as POSIX seconds
+    segments: dict[int, list[int]] = field(default_factory=dict)
+    archived_at: dict[int, list[float]] = field(default_factory=dict)
+    histories: list[TimelineHistory] = field(default_factory=list)
+    backup_files: list[str] = field(default_factory=list)
+    partial_files: list[str] = field(default_factory=list)
+    gaps: list[Gap] = field(default_factory=list)
+
+    @property
+    def timelines(self) -> list[int]:
+        return sorted(set(self.segments) | {h.timeline for h in self.histories})
+
+    @property
+    def segment_count(self) -> int:
+        return sum(len(v) for v in self.segments.values())
+
+
+@dataclass(frozen=True)
+class Window:
+    """How far one base backup can take a recovery with the WAL at hand."""
+
+    base_backup: Path
+    earliest: datetime | None  # the consistent point: the backup's stop time
+    latest: datetime | None
+    latest_source: str  # "waldump" (a real commit time), "archive-time" (fallback), or "unknown"
+    timeline: int
+    last_segment: str | None = None
+    cut_by_gap: Gap | None = None
+    reason: str | None = None  # why it cannot be used at all, if so
+
+    @property
+    def usable(self) -> bool:
+        return self.reason is None
+
+    def contains(self, moment: datetime) -> bool:
+        return (self.usable and self.earliest is not None and self.latest is not None
+                and self.earliest <= moment <= self.latest)

@@ -1,0 +1,58 @@
+"""Shared fixtures: real PostgreSQL sandboxes, and the `drtui` console run as a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from drtui.sandbox import Sandbox
+
+
+@pytest.fixture(scope="session")
+def shared_sandbox() -> Iterator[Sandbox]:
+    """One world for the whole session: only for tests that read it or add rows, never restore into it."""
+    with Sandbox() as world:
+        yield world
+
+
+@pytest.fixture
+def sandbox() -> Iterator[Sandbox]:
+    """A world of the test's own, for tests that stop, break or restore clusters."""
+    with Sandbox() as world:
+        yield world
+
+
+@dataclass
+class Result:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+def run_drtui(*args: str, config: Path | None = None, env: dict[str, str] | None = None,
+              cwd: Path | None = None, timeout: float = 300) -> Result:
+    """Run the real console program (`python -m drtui`) and capture what it printed."""
+    environ = {k: v for k, v in os.environ.items() if k not in RUNBOOK_VARIABLES}
+    if config:
+        environ["DRTUI_CONFIG"] = str(config)
+    environ.update(env or {})
+    done = subprocess.run([sys.executable, "-m", "drtui", *args], capture_output=True, text=True,
+                          env=environ, cwd=cwd or Path.cwd(), timeout=timeout, check=False)
+    return Result(done.returncode, done.stdout, done.stderr)
+
+
+RUNBOOK_VARIABLES = {
+    "TARGET_ENV", "ENV_FILE", "API_BASE_URL", "BACKUP_FILE", "UPLOADS_ARCHIVE", "BASE_BACKUP", "WAL_ARCHIVE",
+    "TARGET_TIME", "RECOVERY_TARGET", "DRILL_REPORT_DIR", "SKIP_BACKUP", "WAL_SYNC_TARGET", "DRTUI_CONFIG",
+    "CONFIRM_PITR_RESTORE", "CONFIRM_STAGING_RESTORE", "CONFIRM_DRILL", "PGPASSWORD",
+}
