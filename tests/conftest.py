@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +28,17 @@ def sandbox() -> Iterator[Sandbox]:
     """A world of the test's own, for tests that stop, break or restore clusters."""
     with Sandbox() as world:
         yield world
+
+
+@pytest.fixture
+def open_tmp() -> Iterator[Path]:
+    """A temporary folder the cluster's OS user can traverse (pytest's tmp_path is private to root)."""
+    folder = Path(tempfile.mkdtemp(prefix="drtui-test-"))
+    folder.chmod(0o755)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @dataclass

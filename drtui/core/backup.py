@@ -72,8 +72,8 @@ def _refuse_existing(path: Path) -> None:
 def _prepare_dir(folder: Path) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        probe = tempfile.NamedTemporaryFile(dir=folder, prefix=".drtui-probe-")
-        probe.close()
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".drtui-probe-"):
+            pass
     except OSError as exc:
         raise BackupError(f"{folder}: cannot write there ({exc.strerror})",
                           "check backup_dir in the config, the free space and the permissions") from exc

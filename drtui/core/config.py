@@ -136,7 +136,8 @@ def read_env_file(path: Path) -> dict[str, str]:
     except FileNotFoundError:
         return {}
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the env file ({exc.strerror})", "check the path and permissions") from exc
+        raise ConfigError(f"{path}: cannot read the env file ({exc.strerror})",
+                          "check the path and permissions") from exc
     values = {}
     for line in text.splitlines():
         line = line.strip()
