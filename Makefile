@@ -14,11 +14,11 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/drtui sandbox demo
 
 test: $(VENV)/.installed
-	$(VENV)/bin/ruff check drtui tests bench
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check drtui tests bench
+	$(VENV)/bin/ruff check .
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache

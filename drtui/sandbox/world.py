@@ -25,7 +25,6 @@ from datetime import datetime
 from pathlib import Path
 
 import httpx
-import psycopg
 
 from drtui.core.config import Config, Environment, load_config
 from drtui.core.postgres import LocalServer, chown_to, connect, current_user, run_as
