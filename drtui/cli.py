@@ -6,48 +6,17 @@ Each runbook variable maps onto an option through click's `envvar=`, so `TARGET_
 
 from __future__ import annotations
 
-import functools
 import os
 import sys
-from collections.abc import Callable
-from typing import Any
 
 import click
 
-from drtui.core.config import Config, load_config
 from drtui.core.errors import DrError
+from drtui.headless.common import Context, env_option, handle_errors, json_option, pass_context
 from drtui.headless.output import report_error
 
-
-class Context:
-    """What every subcommand shares: the config file option and the loaded, overridden config."""
-
-    def __init__(self, config_option: str | None) -> None:
-        self.config_option = config_option
-
-    def config(self, env_name: str | None = None) -> Config:
-        return load_config(self.config_option).with_overrides(env_name, os.environ)
-
-
-pass_context = click.make_pass_decorator(Context)
-
-
-def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn a DrError into its message on stderr and its exit code; never a traceback."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except DrError as exc:
-            sys.exit(report_error(exc))
-
-    return wrapper
-
-
-env_option = click.option("--env", "env_name", envvar="TARGET_ENV", default=None,
-                          help="Environment from the config (TARGET_ENV); default: production.")
-json_option = click.option("--json", "as_json", is_flag=True, help="Print a machine-readable result.")
+# Re-exported for command modules: they import these from drtui.headless.common.
+__all__ = ["Context", "env_option", "handle_errors", "json_option", "main", "pass_context"]
 
 
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})

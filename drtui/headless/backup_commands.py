@@ -7,10 +7,10 @@ from pathlib import Path
 import click
 import humanize
 
-from drtui.cli import env_option, handle_errors, json_option, pass_context
 from drtui.core import backup as core
 from drtui.core.clock import SystemClock
 from drtui.core.errors import BackupError
+from drtui.headless.common import env_option, handle_errors, json_option, pass_context
 from drtui.headless.output import out, out_json
 
 

@@ -1,0 +1,46 @@
+"""What every headless command shares: the config option's context, error handling and common options."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from drtui.core.config import Config, load_config
+from drtui.core.errors import DrError
+from drtui.headless.output import report_error
+
+
+class Context:
+    """The `--config` option and the loaded config with the runbook's variables applied."""
+
+    def __init__(self, config_option: str | None) -> None:
+        self.config_option = config_option
+
+    def config(self, env_name: str | None = None) -> Config:
+        return load_config(self.config_option).with_overrides(env_name, os.environ)
+
+
+pass_context = click.make_pass_decorator(Context)
+
+
+def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn a DrError into its message on stderr and its exit code; never a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except DrError as exc:
+            sys.exit(report_error(exc))
+
+    return wrapper
+
+
+env_option = click.option("--env", "env_name", envvar="TARGET_ENV", default=None,
+                          help="Environment from the config (TARGET_ENV); default: production.")
+json_option = click.option("--json", "as_json", is_flag=True, help="Print a machine-readable result.")
