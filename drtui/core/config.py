@@ -67,6 +67,7 @@ class Environment:
     start_app_command: str | None = None
     migrate_command: str | None = None
     smoke_command: str | None = None
+    sample_tables: tuple[str, ...] = ("bookings", "leads", "clients", "invoices")
 
     @property
     def is_production(self) -> bool:
@@ -93,6 +94,7 @@ class Config:
     state_dir: Path
     objectives: Objectives = field(default_factory=Objectives)
     environments: Mapping[str, Environment] = field(default_factory=dict)
+    templates_dir: Path | None = None  # a folder of report templates that override the packaged ones
 
     def environment(self, name: str | None = None) -> Environment:
         """The named environment, or the production one; a clear error when it is not configured."""
@@ -182,7 +184,7 @@ def load_config(explicit: str | None = None, environ: Mapping[str, str] | None =
 
 
 _TOP_KEYS = {"backup_dir", "wal_archive", "wal_sync_heartbeat", "report_dir", "state_dir", "objectives",
-             "environments"}
+             "environments", "templates_dir"}
 _PATH_KEYS = {"data_dir", "pg_bin", "env_file", "uploads_dir", "server_log"}
 
 
@@ -212,6 +214,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
         state_dir=path_value("state_dir", data.get("state_dir"), "ops/state/drtui"),
         objectives=objectives,
         environments=environments,
+        templates_dir=path_value("templates_dir", data["templates_dir"]) if "templates_dir" in data else None,
     )
 
 
@@ -251,6 +254,11 @@ def _parse_environment(path: Path, name: str, raw: Any, path_value: Any) -> Envi
             if not isinstance(value, int) or isinstance(value, bool) or not 0 < value < 65536:
                 raise ConfigError(f"{path}: {table}.port = {value!r} is not a TCP port", "use a number 1-65535")
             values[key] = value
+        elif key == "sample_tables":
+            if not isinstance(value, list) or not value or not all(isinstance(t, str) and t for t in value):
+                raise ConfigError(f"{path}: {table}.sample_tables = {value!r} is not a list of table names",
+                                  'write it like ["bookings", "leads"]')
+            values[key] = tuple(value)
         elif not isinstance(value, str) or not value:
             raise ConfigError(f"{path}: {table}.{key} = {value!r} must be a non-empty string", "quote the value")
         else:
