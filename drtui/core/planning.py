@@ -1,0 +1,435 @@
+"""Recovery plans: what a restore will do, checked against the inventory before anything is touched.
+
+A `Target` says where recovery stops; `make_plan` picks the base backup and WAL source, and refuses (PlanError,
+exit 2) a target outside the backup's recoverable window, a gap in the WAL before the target, a PostgreSQL
+major version that differs from `pg_bin`'s, or too little free disk. A `Plan` is plain data: it is printed by
+`--dry-run`, approved by the gates, written to a plan file for a detached run and read back by the runner.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Protocol
+
+from drtui.core.clock import Clock, isoformat
+from drtui.core.config import Config, Environment
+from drtui.core.errors import DrError, UsageError
+from drtui.core.models import BaseBackup, Layout, WalCoverage, Window, format_lsn, parse_lsn
+
+# Rough rates for the predicted duration (this machine class: see research/perf-baseline.md).
+EXTRACT_BYTES_PER_SECOND = 250e6
+REPLAY_BYTES_PER_SECOND = 150e6
+FIXED_SECONDS = 8.0
+
+PITR_STEPS = ("preflight", "extract", "stage_wal", "write_recovery", "stop_app", "stop_postgres", "preserve",
+              "swap_in", "start_postgres", "follow_recovery", "start_app", "verify")
+
+
+class PlanError(DrError):
+    """The plan cannot work with what is at hand; nothing was touched."""
+
+    exit_code = 2
+
+
+class TargetKind(enum.StrEnum):
+    TIME = "time"
+    IMMEDIATE = "immediate"
+    LATEST = "latest"
+    LSN = "lsn"
+    XID = "xid"
+    NAME = "name"
+
+
+@dataclass(frozen=True)
+class Target:
+    kind: TargetKind
+    time: datetime | None = None
+    lsn: int | None = None
+    xid: int | None = None
+    name: str | None = None
+    inclusive: bool = True
+    timeline: str = "latest"
+
+    def settings(self) -> dict[str, str]:
+        """The recovery_target_* settings for this target (values unquoted)."""
+        values: dict[str, str] = {"recovery_target_timeline": self.timeline}
+        if self.kind is TargetKind.TIME:
+            assert self.time
+            values["recovery_target_time"] = self.time.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f+00")
+        elif self.kind is TargetKind.IMMEDIATE:
+            values["recovery_target"] = "immediate"
+        elif self.kind is TargetKind.LSN:
+            assert self.lsn is not None
+            values["recovery_target_lsn"] = format_lsn(self.lsn)
+        elif self.kind is TargetKind.XID:
+            values["recovery_target_xid"] = str(self.xid)
+        elif self.kind is TargetKind.NAME:
+            assert self.name
+            values["recovery_target_name"] = self.name
+        if self.kind in (TargetKind.TIME, TargetKind.LSN, TargetKind.XID):
+            values["recovery_target_inclusive"] = "on" if self.inclusive else "off"
+        return values
+
+    def describe(self) -> str:
+        edge = "" if self.inclusive else " (exclusive)"
+        timeline = "" if self.timeline == "latest" else f" on timeline {self.timeline}"
+        match self.kind:
+            case TargetKind.TIME:
+                assert self.time
+                what = f"time {isoformat(self.time)}{edge}"
+            case TargetKind.IMMEDIATE:
+                what = "the end of the base backup (immediate)"
+            case TargetKind.LATEST:
+                what = "the end of the archived WAL (latest)"
+            case TargetKind.LSN:
+                assert self.lsn is not None
+                what = f"LSN {format_lsn(self.lsn)}{edge}"
+            case TargetKind.XID:
+                what = f"transaction {self.xid}{edge}"
+            case TargetKind.NAME:
+                what = f"restore point {self.name!r}"
+        return what + timeline
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind.value, "time": self.time.isoformat() if self.time else None, "lsn": self.lsn,
+                "xid": self.xid, "name": self.name, "inclusive": self.inclusive, "timeline": self.timeline}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Target:
+        return cls(TargetKind(data["kind"]), datetime.fromisoformat(data["time"]) if data["time"] else None,
+                   data["lsn"], data["xid"], data["name"], data["inclusive"], data["timeline"])
+
+
+TIME_FORMS = "ISO-8601 (2026-01-25T14:30:00Z), '2026-01-25 14:30:00 UTC', or relative ('15 minutes ago', '2h ago')"
+_RELATIVE = re.compile(r"^\s*(?P<amount>(?:\d+(?:\.\d+)?\s*[a-z]+\s*)+)\s+ago\s*$")
+_PART = re.compile(r"(\d+(?:\.\d+)?)\s*([a-z]+)")
+_UNITS = {"s": 1, "sec": 1, "secs": 1, "second": 1, "seconds": 1, "m": 60, "min": 60, "mins": 60, "minute": 60,
+          "minutes": 60, "h": 3600, "hr": 3600, "hrs": 3600, "hour": 3600, "hours": 3600, "d": 86400,
+          "day": 86400, "days": 86400}
+
+
+def parse_target_time(text: str, clock: Clock) -> datetime:
+    """A target time from what an operator types: ISO-8601, 'YYYY-MM-DD HH:MM:SS UTC', or 'N units ago'.
+    A time without a zone is read as UTC (the runbook's times are all UTC)."""
+    raw = text.strip()
+    lowered = raw.lower()
+    if lowered == "now":
+        return clock.now()
+    relative = _RELATIVE.match(lowered)
+    if relative:
+        seconds = 0.0
+        for amount, unit in _PART.findall(relative.group("amount")):
+            if unit not in _UNITS:
+                break
+            seconds += float(amount) * _UNITS[unit]
+        else:
+            return clock.now() - timedelta(seconds=seconds)
+    candidate = re.sub(r"\s*(UTC|GMT|Z)$", "+00:00", raw, flags=re.IGNORECASE)
+    try:
+        moment = datetime.fromisoformat(candidate)
+    except ValueError:
+        raise UsageError(f"target time {text!r} is not a time I can read", f"write it as {TIME_FORMS}") from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+def make_target(kind: str | None = None, time_text: str | None = None, lsn: str | None = None,
+                xid: str | None = None, name: str | None = None, *, exclusive: bool = False,
+                timeline: str | None = None, clock: Clock) -> Target:
+    """One Target from the CLI's options; exactly one kind may be given (none: latest)."""
+    given = {k: v for k, v in (("--recovery-target", kind), ("--target-time", time_text), ("--target-lsn", lsn),
+                                ("--target-xid", xid), ("--target-name", name)) if v}
+    if len(given) > 1:
+        raise UsageError(f"choose one recovery target, not {' and '.join(given)}",
+                         "give a time, an LSN, an xid, a restore point name, or immediate/latest")
+    tl = (timeline or "latest").strip().lower()
+    if tl not in ("latest", "current") and not tl.isdigit():
+        raise UsageError(f"target timeline {timeline!r} is not a timeline", "use latest, current or a number")
+    inclusive = not exclusive
+    if time_text:
+        return Target(TargetKind.TIME, time=parse_target_time(time_text, clock), inclusive=inclusive, timeline=tl)
+    if lsn:
+        try:
+            value = parse_lsn(lsn)
+        except ValueError:
+            raise UsageError(f"target LSN {lsn!r} is not an LSN", "write it like 0/3000060") from None
+        return Target(TargetKind.LSN, lsn=value, inclusive=inclusive, timeline=tl)
+    if xid:
+        if not xid.strip().isdigit():
+            raise UsageError(f"target xid {xid!r} is not a transaction id", "use a number such as 7421")
+        return Target(TargetKind.XID, xid=int(xid), inclusive=inclusive, timeline=tl)
+    if name:
+        return Target(TargetKind.NAME, name=name, timeline=tl)
+    chosen = (kind or "latest").strip().lower()
+    if chosen not in ("immediate", "latest"):
+        raise UsageError(f"recovery target {kind!r} is not known",
+                         "RECOVERY_TARGET is immediate or latest; for a time use TARGET_TIME")
+    return Target(TargetKind(chosen), timeline=tl)
+
+
+class InventoryView(Protocol):
+    base_backups: list[BaseBackup]
+    windows: list[Window]
+    wal: WalCoverage | None
+
+
+@dataclass(frozen=True)
+class Plan:
+    journey: str
+    environment: str
+    config_path: Path | None
+    data_dir: Path
+    base_backup: BaseBackup
+    wal_source: Path
+    wal_kind: str  # "directory" or "tarball"
+    target: Target
+    created_at: datetime
+    window_earliest: datetime | None = None
+    window_latest: datetime | None = None
+    pause_at_target: bool = False
+    incident_start: datetime | None = None
+    required_bytes: int = 0
+    free_bytes: int = 0
+    predicted_seconds: float = 0.0
+    steps: tuple[str, ...] = PITR_STEPS
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def describe(self) -> list[str]:
+        """The plan in words, one line each."""
+        bb = self.base_backup
+        window = (f"{isoformat(self.window_earliest)} → {isoformat(self.window_latest)}"
+                  if self.window_earliest and self.window_latest else "not known")
+        lines = [
+            f"Restore {self.environment} ({self.data_dir}) to {self.target.describe()}",
+            f"  base backup  {bb.path} ({bb.layout.value}, PostgreSQL {bb.pg_version}, "
+            f"started {isoformat(bb.start_time)}, {bb.size_bytes} bytes of data)",
+            f"  window       {window}",
+            f"  WAL from     {self.wal_source} ({self.wal_kind})",
+            f"  at target    {'pause for inspection' if self.pause_at_target else 'promote'}",
+            f"  disk         needs {self.required_bytes} bytes, {self.free_bytes} free",
+            f"  the current data directory is kept, renamed {self.data_dir.name}.pre_pitr_<stamp>",
+            f"  predicted    about {self.predicted_seconds:.0f} s",
+            "  steps        " + ", ".join(self.steps),
+        ]
+        return lines + [f"  note         {note}" for note in self.notes]
+
+    def to_json(self) -> dict[str, Any]:
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        data["base_backup"] = _encode(dataclasses.asdict(self.base_backup))
+        data["target"] = self.target.to_json()
+        data["steps"] = list(self.steps)
+        data["notes"] = list(self.notes)
+        return _encode(data)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Plan:
+        bb = dict(data["base_backup"])
+        for key in ("start_time", "stop_time", "name_time"):
+            bb[key] = _time(bb.get(key))
+        bb["path"] = Path(bb["path"])
+        bb["layout"] = Layout(bb["layout"])
+        return cls(
+            journey=data["journey"], environment=data["environment"],
+            config_path=Path(data["config_path"]) if data["config_path"] else None,
+            data_dir=Path(data["data_dir"]), base_backup=BaseBackup(**bb), wal_source=Path(data["wal_source"]),
+            wal_kind=data["wal_kind"], target=Target.from_json(data["target"]),
+            created_at=datetime.fromisoformat(data["created_at"]),
+            window_earliest=_time(data["window_earliest"]), window_latest=_time(data["window_latest"]),
+            pause_at_target=data["pause_at_target"], incident_start=_time(data["incident_start"]),
+            required_bytes=data["required_bytes"], free_bytes=data["free_bytes"],
+            predicted_seconds=data["predicted_seconds"], steps=tuple(data["steps"]), notes=tuple(data["notes"]))
+
+
+def _time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _encode(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_encode(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, enum.Enum):
+        return value.value
+    return value
+
+
+def pg_major_version(pg_bin: Path) -> int:
+    """The major version of the server binaries in pg_bin (`pg_config --version`, else `postgres -V`)."""
+    for argv in ([str(pg_bin / "pg_config"), "--version"], [str(pg_bin / "postgres"), "-V"]):
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+        except (FileNotFoundError, PermissionError):
+            continue
+        found = re.search(r"(\d+)(?:\.\d+)?", done.stdout)
+        if done.returncode == 0 and found:
+            return int(found.group(1))
+    raise PlanError(f"{pg_bin}: no pg_config or postgres binary that reports its version",
+                    "check pg_bin of the environment")
+
+
+def _free_bytes(data_dir: Path) -> int:
+    probe = data_dir.parent
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    return shutil.disk_usage(probe).free
+
+
+def _fmt(moment: datetime | None) -> str:
+    return isoformat(moment) if moment else "unknown"
+
+
+def _window_text(window: Window) -> str:
+    return f"{_fmt(window.earliest)} → {_fmt(window.latest)}"
+
+
+def _reaching(inventory: InventoryView, moment: datetime) -> str:
+    for backup, window in zip(inventory.base_backups, inventory.windows, strict=False):
+        if window.contains(moment):
+            return f"base backup {backup.path.name} reaches it (window {_window_text(window)}): pass --base-backup"
+    return "no base backup at hand reaches it; pick a time inside a window shown by `drtui inventory`"
+
+
+def _segment_end(window: Window, segment_size: int) -> int | None:
+    if not window.last_segment:
+        return None
+    name = window.last_segment
+    per_id = 0x100000000 // segment_size
+    segno = int(name[8:16], 16) * per_id + int(name[16:24], 16)
+    return (segno + 1) * segment_size
+
+
+def check_target(target: Target, backup: BaseBackup, window: Window, inventory: InventoryView) -> None:
+    """Refuse a target the backup and WAL at hand cannot reach (PlanError naming the window)."""
+    if not window.usable:
+        raise PlanError(f"base backup {backup.path.name} cannot be restored: {window.reason}",
+                        "choose another base backup with --base-backup, or take a new one")
+    gap = window.cut_by_gap
+    gap_text = f"the WAL archive has a gap ({gap.from_name} … {gap.to_name} missing)" if gap else ""
+    if target.kind is TargetKind.TIME:
+        assert target.time
+        moment = target.time
+        if window.earliest and moment < window.earliest:
+            raise PlanError(f"target {isoformat(moment)} is before base backup {backup.path.name} became "
+                            f"consistent ({isoformat(window.earliest)}); its window is {_window_text(window)}",
+                            _reaching(inventory, moment))
+        if window.latest and moment > window.latest:
+            reason = gap_text or "the archived WAL ends before it"
+            raise PlanError(f"target {isoformat(moment)} is after the last recoverable moment "
+                            f"({isoformat(window.latest)}): {reason}; window {_window_text(window)}",
+                            "pick a time inside the window, or sync the WAL archive (`drtui backup wal-sync`)"
+                            if not gap else "pick a time before the gap; the missing segments cannot be replayed")
+    elif target.kind is TargetKind.LSN:
+        assert target.lsn is not None
+        consistent = backup.stop_lsn or backup.start_lsn
+        if target.lsn < consistent:
+            raise PlanError(f"target LSN {format_lsn(target.lsn)} is before base backup {backup.path.name} "
+                            f"became consistent (LSN {format_lsn(consistent)})",
+                            "choose an older base backup with --base-backup, or a later LSN")
+        end = _segment_end(window, backup.segment_size)
+        if end is not None and target.lsn > end:
+            raise PlanError(f"target LSN {format_lsn(target.lsn)} is after the last archived WAL "
+                            f"(ends at {format_lsn(end)}{'; ' + gap_text if gap_text else ''})",
+                            "pick an LSN inside the archive, or sync the WAL archive")
+    elif target.kind is TargetKind.LATEST and gap:
+        raise PlanError(f"{gap_text}: recovery to 'latest' would stop silently at {_fmt(window.latest)}",
+                        "restore to a time before the gap explicitly (--target-time), or find the missing WAL")
+
+
+def make_plan(config: Config, env: Environment, target: Target, *, clock: Clock, journey: str = "pitr",
+              base_backup: Path | None = None, wal_source: Path | None = None,
+              inventory: InventoryView | None = None, pause_at_target: bool = False,
+              incident_start: datetime | None = None, pg_version: int | None = None,
+              free_bytes: int | None = None) -> Plan:
+    """Choose the base backup and WAL, and check everything that can be checked before touching anything.
+    `inventory`, `pg_version` and `free_bytes` are looked up when not given."""
+    source = wal_source or config.wal_archive
+    if not source.exists():
+        raise PlanError(f"{source}: no such WAL archive (folder or wal_archive_*.tar.gz)",
+                        "check WAL_ARCHIVE / --wal-archive, or wal_archive in the config")
+    if inventory is None:
+        from drtui.core.inventory import scan
+
+        inventory = scan(config, wal_source=source, env=env, clock=clock)
+    backup, window = _choose_backup(inventory, target, base_backup, env)
+    check_target(target, backup, window, inventory)
+    version = pg_version if pg_version is not None else pg_major_version(env.pg_bin)
+    if backup.pg_version != version:
+        raise PlanError(f"base backup {backup.path.name} is PostgreSQL {backup.pg_version}, but pg_bin "
+                        f"({env.pg_bin}) is PostgreSQL {version}",
+                        f"point pg_bin of {env.name!r} at PostgreSQL {backup.pg_version} binaries")
+    wal_kind = "directory" if source.is_dir() else "tarball"
+    wal_bytes = _wal_bytes(inventory.wal, wal_kind)
+    required = backup.size_bytes + wal_bytes
+    free = free_bytes if free_bytes is not None else _free_bytes(env.data_dir)
+    if free < required:
+        raise PlanError(f"not enough disk beside {env.data_dir}: the restore needs {required} bytes "
+                        f"(base backup {backup.size_bytes} + WAL {wal_bytes}), {free} are free",
+                        "free some space (the current data directory is kept, not overwritten)")
+    notes = []
+    if env.is_production:
+        notes.append("restoring over production: the environment must be named (--env production)")
+    else:
+        notes.append("archiving is switched off in the restored copy (it must never write into the "
+                     "production WAL archive)")
+    predicted = FIXED_SECONDS + backup.size_bytes / EXTRACT_BYTES_PER_SECOND + wal_bytes / REPLAY_BYTES_PER_SECOND
+    return Plan(journey=journey, environment=env.name, config_path=config.path, data_dir=env.data_dir,
+                base_backup=backup, wal_source=source, wal_kind=wal_kind, target=target, created_at=clock.now(),
+                window_earliest=window.earliest, window_latest=window.latest, pause_at_target=pause_at_target,
+                incident_start=incident_start, required_bytes=required, free_bytes=free,
+                predicted_seconds=predicted, notes=tuple(notes))
+
+
+def _wal_bytes(coverage: WalCoverage | None, wal_kind: str) -> int:
+    """WAL that will be written to disk: a tarball is staged whole; a folder is read in place."""
+    if coverage is None or wal_kind == "directory":
+        return 0
+    return coverage.segment_count * coverage.segment_size
+
+
+def _choose_backup(inventory: InventoryView, target: Target, chosen: Path | None,
+                   env: Environment) -> tuple[BaseBackup, Window]:
+    pairs = list(zip(inventory.base_backups, inventory.windows, strict=False))
+    if chosen is not None:
+        wanted = chosen.resolve()
+        for backup, window in pairs:
+            if backup.path.resolve() == wanted:
+                return backup, window
+        if not chosen.exists():
+            raise PlanError(f"{chosen}: no such base backup", "check BASE_BACKUP / --base-backup")
+        raise PlanError(f"{chosen}: not a base backup the inventory could read",
+                        "run `drtui inventory` to see why, or choose another with --base-backup")
+    if not pairs:
+        raise PlanError("no base backup found", "take one with `drtui backup base`, or name one with BASE_BACKUP")
+    usable = [(b, w) for b, w in pairs if w.usable]
+    if target.kind is TargetKind.TIME:
+        assert target.time
+        for backup, window in usable:
+            if window.contains(target.time):
+                return backup, window
+        # None reaches it: check against the newest backup that starts before the target, for its message.
+        before = [(b, w) for b, w in usable if w.earliest and w.earliest <= target.time]
+        return (before or usable or pairs)[0]
+    if target.kind is TargetKind.LSN:
+        assert target.lsn is not None
+        for backup, window in usable:
+            if (backup.stop_lsn or backup.start_lsn) <= target.lsn:
+                return backup, window
+    return (usable or pairs)[0]
+
+
+def newest_preserved(data_dir: Path) -> Path | None:
+    """The newest `<data_dir>.pre_pitr_<stamp>` beside a data directory."""
+    found = sorted(data_dir.parent.glob(f"{data_dir.name}.pre_pitr_*"))
+    return found[-1] if found else None
+
