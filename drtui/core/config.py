@@ -68,6 +68,15 @@ class Environment:
     migrate_command: str | None = None
     smoke_command: str | None = None
     sample_tables: tuple[str, ...] = ("bookings", "leads", "clients", "invoices")
+    # backend = "compose": the Docker Compose project and where its pieces are (found by compose labels)
+    project: str | None = None
+    db_service: str = "db"
+    app_services: tuple[str, ...] = ("api", "web", "jobs")
+    data_volume: str = "pg_data"
+    wal_volume: str = "pg_wal_archive"
+    pgdata: str = "/var/lib/postgresql/data"
+    docker_host: str | None = None
+    helper_image: str | None = None  # default: the db service's own image (never pulled)
 
     @property
     def is_production(self) -> bool:
@@ -259,11 +268,20 @@ def _parse_environment(path: Path, name: str, raw: Any, path_value: Any) -> Envi
                 raise ConfigError(f"{path}: {table}.sample_tables = {value!r} is not a list of table names",
                                   'write it like ["bookings", "leads"]')
             values[key] = tuple(value)
+        elif key == "app_services":
+            if not isinstance(value, list) or not all(isinstance(t, str) and t for t in value):
+                raise ConfigError(f"{path}: {table}.app_services = {value!r} is not a list of service names",
+                                  'write it like ["api", "web", "jobs"]')
+            values[key] = tuple(value)
         elif not isinstance(value, str) or not value:
             raise ConfigError(f"{path}: {table}.{key} = {value!r} must be a non-empty string", "quote the value")
         else:
             values[key] = value
-    if values.get("backend", "local") != "local":
+    if values.get("backend", "local") not in ("local", "compose"):
         raise ConfigError(f"{path}: {table}.backend = {values['backend']!r} is not supported",
-                          'use backend = "local" (pg_ctl on a data directory)')
+                          'use backend = "local" (pg_ctl on a data directory) or "compose" (a Docker Compose '
+                          'project)')
+    if values.get("backend") == "compose" and not values.get("project"):
+        raise ConfigError(f"{path}: {table}.backend = \"compose\" needs project = \"<compose project name>\"",
+                          "set project to the name `docker compose ls` shows for the stack")
     return Environment(**values)
