@@ -55,6 +55,11 @@ class BaseBackup:
     stop_time: datetime | None = None
     segment_size: int = DEFAULT_SEGMENT_SIZE
     name_time: datetime | None = None  # the timestamp in the file name, if any
+    # TAR_FOLDER only: the outer tarball's members `<member_prefix>/base.tar.gz` (or base.tar, the data
+    # directory as pg_basebackup -Ft writes it, backup_label first, no prefix inside) and, when present,
+    # `<member_prefix>/pg_wal.tar.gz` (or pg_wal.tar: the WAL for pg_wal/, names at its root).
+    base_member: str | None = None
+    wal_member: str | None = None
 
 
 @dataclass(frozen=True)
@@ -115,6 +120,9 @@ class WalCoverage:
     backup_files: list[str] = field(default_factory=list)
     partial_files: list[str] = field(default_factory=list)
     gaps: list[Gap] = field(default_factory=list)
+    backup_texts: dict[str, str] = field(default_factory=dict)  # `.backup` file name -> its contents
+    # Directory sources leave `archived_at` empty (no stat() per segment); the inventory stats only the
+    # segments it needs (drtui.core.inventory.wal.archive_time).
 
     @property
     def timelines(self) -> list[int]:
@@ -137,6 +145,8 @@ class Window:
     last_segment: str | None = None
     cut_by_gap: Gap | None = None
     reason: str | None = None  # why it cannot be used at all, if so
+    earliest_source: str = "backup-history"  # "backup-history" (.backup STOP TIME), "archive-time", "unknown"
+    note: str | None = None  # a caveat that does not make the window unusable (e.g. a fallback and why)
 
     @property
     def usable(self) -> bool:

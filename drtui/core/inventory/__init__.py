@@ -1,0 +1,219 @@
+"""The inventory: what can be recovered, and to when.
+
+`scan` lists backup_dir (dumps, uploads, base backups, WAL tarballs, heartbeats, unknown files), reads every
+base backup without extracting it, reads the WAL coverage of one source (the live archive folder by default,
+or a folder / wal_archive_*.tar.gz given as `wal_source`) and computes one recoverable window per base backup.
+Whatever cannot be read becomes a `Problem` with a plain sentence; only a backup_dir that cannot be listed at
+all is an error. Reads are cached in state_dir/inventory-cache.json, keyed by (path, size, mtime).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from drtui.core.clock import Clock, SystemClock, isoformat
+from drtui.core.config import Config, Environment
+from drtui.core.errors import ConfigError
+from drtui.core.inventory.basebackup import InventoryError, read_base_backup
+from drtui.core.inventory.cache import CACHE_FILE, ReadCache
+from drtui.core.inventory.labels import LabelError, parse_backup_label
+from drtui.core.inventory.names import backup_history_name, classify_artifact
+from drtui.core.inventory.wal import scan_wal
+from drtui.core.inventory.windows import compute_windows
+from drtui.core.models import Artifact, BaseBackup, Gap, Problem, WalCoverage, Window, format_lsn, segment_name
+
+__all__ = ["Inventory", "InventoryError", "compute_windows", "read_base_backup", "scan", "scan_wal"]
+
+
+@dataclass
+class Inventory:
+    backup_dir: Path
+    base_backups: list[BaseBackup] = field(default_factory=list)  # newest first
+    dumps: list[Artifact] = field(default_factory=list)  # newest first, as every list below
+    uploads: list[Artifact] = field(default_factory=list)
+    wal_tarballs: list[Artifact] = field(default_factory=list)
+    heartbeats: list[Artifact] = field(default_factory=list)
+    unknown: list[Artifact] = field(default_factory=list)
+    wal: WalCoverage | None = None  # of the chosen WAL source
+    windows: list[Window] = field(default_factory=list)  # one per base backup, same order
+    problems: list[Problem] = field(default_factory=list)
+    scanned_at: datetime | None = None
+
+    def window_for(self, base_backup: Path) -> Window:
+        for window in self.windows:
+            if window.base_backup == Path(base_backup):
+                return window
+        raise InventoryError(f"{base_backup}: not a base backup of this inventory",
+                             f"pick one of the base backups in {self.backup_dir}")
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "backup_dir": str(self.backup_dir),
+            "scanned_at": _time(self.scanned_at),
+            "base_backups": [_backup_json(b) for b in self.base_backups],
+            "dumps": [_artifact_json(a) for a in self.dumps],
+            "uploads": [_artifact_json(a) for a in self.uploads],
+            "wal_tarballs": [_artifact_json(a) for a in self.wal_tarballs],
+            "heartbeats": [_artifact_json(a) for a in self.heartbeats],
+            "unknown": [_artifact_json(a) for a in self.unknown],
+            "wal": _wal_json(self.wal),
+            "windows": [_window_json(w) for w in self.windows],
+            "problems": [{"path": str(p.path), "message": p.message} for p in self.problems],
+        }
+
+
+def _time(moment: datetime | None) -> str | None:
+    return isoformat(moment) if moment else None
+
+
+def _artifact_json(a: Artifact) -> dict[str, Any]:
+    return {"file": str(a.path), "kind": a.kind, "size_bytes": a.size_bytes, "name_time": _time(a.name_time)}
+
+
+def _backup_json(b: BaseBackup) -> dict[str, Any]:
+    return {
+        "file": str(b.path), "layout": str(b.layout), "label": b.label, "start_time": _time(b.start_time),
+        "stop_time": _time(b.stop_time), "start_wal": b.start_wal_file, "start_lsn": format_lsn(b.start_lsn),
+        "stop_lsn": format_lsn(b.stop_lsn) if b.stop_lsn is not None else None,
+        "checkpoint_lsn": format_lsn(b.checkpoint_lsn), "timeline": b.timeline, "pg_version": b.pg_version or None,
+        "size_bytes": b.size_bytes, "file_size": b.file_size, "member_prefix": b.member_prefix,
+        "name_time": _time(b.name_time),
+    }
+
+
+def _gap_json(g: Gap) -> dict[str, Any]:
+    return {"timeline": g.timeline, "from": g.from_name, "to": g.to_name,
+            "segments": g.last_missing - g.first_missing + 1}
+
+
+def _wal_json(wal: WalCoverage | None) -> dict[str, Any] | None:
+    if wal is None:
+        return None
+    firsts = [(t, s[0]) for t, s in wal.segments.items() if s]
+    lasts = [(t, s[-1]) for t, s in wal.segments.items() if s]
+    first = min(firsts, key=lambda p: (p[1], p[0]), default=None)
+    last = max(lasts, key=lambda p: (p[1], p[0]), default=None)
+    return {
+        "source": str(wal.source), "kind": wal.kind, "segment_size": wal.segment_size,
+        "timelines": [
+            {"timeline": t, "segments": len(wal.segments.get(t, [])),
+             "first": segment_name(t, wal.segments[t][0], wal.segment_size) if wal.segments.get(t) else None,
+             "last": segment_name(t, wal.segments[t][-1], wal.segment_size) if wal.segments.get(t) else None,
+             "parent": next((h.parent for h in wal.histories if h.timeline == t), None),
+             "switch_lsn": next((format_lsn(h.switch_lsn) for h in wal.histories if h.timeline == t), None)}
+            for t in wal.timelines],
+        "segments": wal.segment_count,
+        "first": segment_name(*first, wal.segment_size) if first else None,
+        "last": segment_name(*last, wal.segment_size) if last else None,
+        "gaps": [_gap_json(g) for g in wal.gaps],
+        "history_files": [f"{h.timeline:08X}.history" for h in wal.histories],
+        "backup_files": wal.backup_files,
+        "partial_files": wal.partial_files,
+    }
+
+
+def _window_json(w: Window) -> dict[str, Any]:
+    return {
+        "base_backup": str(w.base_backup), "earliest": _time(w.earliest), "latest": _time(w.latest),
+        "earliest_source": w.earliest_source, "latest_source": w.latest_source, "timeline": w.timeline,
+        "last_segment": w.last_segment, "cut_by_gap": _gap_json(w.cut_by_gap) if w.cut_by_gap else None,
+        "usable": w.usable, "reason": w.reason, "note": w.note,
+    }
+
+
+def _discover(inventory: Inventory) -> list[tuple[Path, datetime | None]]:
+    """Sort backup_dir's entries into the inventory's lists; returns the base backups to read."""
+    backups = []
+    try:
+        entries = list(os.scandir(inventory.backup_dir))
+    except FileNotFoundError:
+        raise InventoryError(f"{inventory.backup_dir}: backup_dir does not exist",
+                             "check backup_dir in the config, or take a first backup") from None
+    except OSError as exc:
+        raise InventoryError(f"{inventory.backup_dir}: cannot list backup_dir ({exc.strerror})",
+                             "check the permissions of backup_dir") from None
+    for entry in entries:
+        if entry.name.startswith("."):  # work in progress of a backup being written (atomic_path, mkdtemp)
+            continue
+        path = Path(entry.path)
+        kind, name_time = classify_artifact(entry.name)
+        try:
+            is_dir = entry.is_dir()
+            size = 0 if is_dir else entry.stat().st_size
+        except OSError as exc:
+            inventory.problems.append(Problem(path, f"cannot stat it ({exc.strerror})"))
+            continue
+        if is_dir and kind != "basebackup":
+            kind = "unknown"
+        if kind == "basebackup":
+            backups.append((path, name_time))
+            continue
+        artifact = Artifact(path, kind, size, name_time)
+        {"dump": inventory.dumps, "uploads": inventory.uploads, "wal_tarball": inventory.wal_tarballs,
+         "heartbeat": inventory.heartbeats, "unknown": inventory.unknown}[kind].append(artifact)
+    for items in (inventory.dumps, inventory.uploads, inventory.wal_tarballs):
+        items.sort(key=lambda a: (a.name_time is not None, a.name_time, a.path.name), reverse=True)
+    inventory.heartbeats.sort(key=lambda a: a.path.name)
+    inventory.unknown.sort(key=lambda a: a.path.name)
+    return backups
+
+
+def _with_stop(backup: BaseBackup, wal: WalCoverage | None, problems: list[Problem]) -> BaseBackup:
+    """Stop LSN and time from the archive's `.backup` history file of this backup, when there is one."""
+    if wal is None:
+        return backup
+    name = backup_history_name(backup.start_wal_file, backup.start_lsn, wal.segment_size)
+    text = wal.backup_texts.get(name)
+    if text is None:
+        return backup
+    try:
+        info = parse_backup_label(text)
+    except LabelError as exc:
+        problems.append(Problem(wal.source / name, f"unreadable backup history file: {exc}"))
+        return backup
+    return dataclasses.replace(backup, stop_lsn=info.stop_lsn or backup.stop_lsn, stop_time=info.stop_time)
+
+
+def _default_pg_bin(config: Config, env: Environment | None) -> Path | None:
+    if env is not None:
+        return env.pg_bin
+    try:
+        return config.environment().pg_bin
+    except ConfigError:
+        return None
+
+
+def scan(config: Config, wal_source: Path | None = None, env: Environment | None = None,
+         clock: Clock | None = None) -> Inventory:
+    """Everything recoverable from backup_dir and one WAL source, and to when."""
+    clock = clock or SystemClock()
+    inventory = Inventory(backup_dir=config.backup_dir, scanned_at=clock.now())
+    cache = ReadCache(config.state_dir / CACHE_FILE)
+    candidates = _discover(inventory)
+    backups = []
+    for path, _name_time in candidates:
+        try:
+            backups.append(read_base_backup(path, cache))
+        except InventoryError as exc:
+            inventory.problems.append(Problem(path, f"{exc.title.removeprefix(f'{path}: ')} ({exc.hint})"))
+    segment_size = backups[0].segment_size if backups else 16 * 1024 * 1024
+    source = wal_source or config.wal_archive
+    if wal_source is None and not source.exists() and inventory.wal_tarballs:
+        inventory.problems.append(Problem(source, "the live WAL archive folder does not exist; "
+                                          f"using the newest WAL tarball {inventory.wal_tarballs[0].path.name}"))
+        source = inventory.wal_tarballs[0].path
+    try:
+        inventory.wal = scan_wal(source, segment_size, cache)
+    except InventoryError as exc:
+        inventory.problems.append(Problem(source, f"{exc.title.removeprefix(f'{source}: ')} ({exc.hint})"))
+    backups = [_with_stop(b, inventory.wal, inventory.problems) for b in backups]
+    backups.sort(key=lambda b: (b.start_time, b.path.name), reverse=True)
+    inventory.base_backups = backups
+    inventory.windows = compute_windows(backups, inventory.wal, _default_pg_bin(config, env), cache)
+    cache.save()
+    return inventory

@@ -1,0 +1,263 @@
+"""Reading a base backup without extracting it: which layout it has, what its backup_label says, its
+PostgreSQL major version and its uncompressed size.
+
+A tarball is streamed once with `tarfile` 'r|gz' (never random access, never a member list for display). The
+read stops as soon as backup_label, PG_VERSION and backup_manifest are known (drtui's own tarballs put them
+first); a layout that keeps them elsewhere (pg_basebackup's tar stream puts the manifest last) is read to its
+end once, and the cache makes that a one-time cost.
+
+How the layouts are told apart:
+- TAR_FOLDER: the tarball holds `base.tar.gz` (or `base.tar`) at its root or in one top folder;
+- TAR_STREAM: backup_label is the very first member, at the root, names carry no `./`, and backup_manifest
+  (if any) is the last member: exactly how `pg_basebackup -D - -Ft` writes its stream;
+- PLAIN_TARBALL: any other tarball with backup_label at its root or in one top folder;
+- DIRECTORY: a folder on disk holding backup_label (or one sub-folder that does).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tarfile
+import zlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
+
+from drtui.core.errors import DrError
+from drtui.core.inventory.cache import ReadCache, file_key
+from drtui.core.inventory.labels import LabelError, LabelInfo, parse_backup_label, parse_manifest
+from drtui.core.inventory.names import classify_artifact
+from drtui.core.models import BaseBackup, Layout
+
+READ_ERRORS = (tarfile.TarError, EOFError, zlib.error, OSError)
+_FOLDER_BASES = ("base.tar.gz", "base.tar")
+_FOLDER_WALS = ("pg_wal.tar.gz", "pg_wal.tar")
+
+
+class InventoryError(DrError):
+    """A backup or archive the inventory cannot read."""
+
+
+def _norm(name: str) -> str:
+    while name.startswith("./"):
+        name = name[2:]
+    return name.strip("/") if name != "." else ""
+
+
+def _read_member(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
+    handle = tar.extractfile(member)
+    return handle.read() if handle else b""
+
+
+@dataclass
+class _DataTar:
+    """What the members of a data-directory tar told us so far."""
+
+    labels: dict[str, bytes] = field(default_factory=dict)  # parent folder -> backup_label
+    versions: dict[str, bytes] = field(default_factory=dict)
+    manifest: bytes | None = None
+    manifest_last: bool = False
+    sizes: int = 0
+    members: int = 0
+    first: str | None = None
+    dotted: bool = False
+
+    def complete(self) -> bool:
+        return any(parent in self.versions for parent in self.labels) and self.manifest is not None
+
+    def take(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> str:
+        """Record one member; returns its normalised name."""
+        self.members += 1
+        self.dotted = self.dotted or member.name.startswith("./")
+        name = _norm(member.name)
+        if not name:
+            return name
+        if self.first is None:
+            self.first = name
+        if member.isfile():
+            self.sizes += member.size
+        parent, _, base = name.rpartition("/")
+        self.manifest_last = False
+        if "/" not in parent and member.isfile():
+            if base == "backup_label":
+                self.labels[parent] = _read_member(tar, member)
+            elif base == "PG_VERSION":
+                self.versions[parent] = _read_member(tar, member)
+            elif base == "backup_manifest":
+                self.manifest = _read_member(tar, member)
+                self.manifest_last = True
+        return name
+
+
+def _read_inner(handle: IO[bytes], gzipped: bool, need_sizes: bool) -> _DataTar:
+    """The base.tar(.gz) inside a TAR_FOLDER tarball, streamed from the outer one."""
+    inner = _DataTar()
+    with tarfile.open(fileobj=handle, mode="r|gz" if gzipped else "r|") as tar:
+        for member in tar:
+            inner.take(tar, member)
+            if "" in inner.labels and "" in inner.versions and not need_sizes:
+                break
+    return inner
+
+
+@dataclass
+class _Read:
+    layout: Layout
+    prefix: str
+    label: bytes
+    version: bytes | None
+    manifest: bytes | None
+    sizes: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _read_tarball(path: Path) -> _Read:
+    outer = _DataTar()
+    folder_base: str | None = None
+    folder_wal: str | None = None
+    inner: _DataTar | None = None
+    more_after_stop = False
+    with tarfile.open(path, "r|gz") as tar:
+        for member in tar:
+            name = outer.take(tar, member)
+            parent, _, base = name.rpartition("/")
+            if "/" not in parent and member.isfile():
+                if base in _FOLDER_BASES and folder_base is None:
+                    folder_base = name
+                    handle = tar.extractfile(member)
+                    assert handle is not None
+                    inner = _read_inner(handle, base.endswith(".gz"), need_sizes=outer.manifest is None)
+                elif base in _FOLDER_WALS:
+                    folder_wal = name
+            if folder_base is None and outer.complete():
+                more_after_stop = tar.next() is not None
+                break
+    if folder_base is not None and inner is not None:
+        if "" not in inner.labels:
+            raise InventoryError(f"{path}: {folder_base} inside holds no backup_label",
+                                 "this is not a pg_basebackup -Ft folder; check how the backup was made")
+        prefix = folder_base.rpartition("/")[0]
+        return _Read(Layout.TAR_FOLDER, prefix, inner.labels[""], inner.versions.get(""),
+                     outer.manifest, inner.sizes, {"base_member": folder_base, "wal_member": folder_wal})
+    if not outer.labels:
+        raise InventoryError(f"{path}: no backup_label in this tarball",
+                             "it is not a base backup (pg_basebackup writes backup_label into every one)")
+    if len(outer.labels) > 1:
+        raise InventoryError(f"{path}: more than one backup_label ({', '.join(sorted(outer.labels))})",
+                             "pack one data directory per base backup tarball")
+    prefix = next(iter(outer.labels))
+    stream = (prefix == "" and not outer.dotted and outer.first == "backup_label"
+              and not more_after_stop and (outer.manifest is None or outer.manifest_last))
+    return _Read(Layout.TAR_STREAM if stream else Layout.PLAIN_TARBALL, prefix, outer.labels[prefix],
+                 outer.versions.get(prefix), outer.manifest, outer.sizes)
+
+
+def _read_directory(path: Path) -> _Read:
+    data = path
+    if not (path / "backup_label").is_file():
+        subs = [p for p in path.iterdir() if (p / "backup_label").is_file()]
+        if len(subs) != 1:
+            raise InventoryError(f"{path}: no backup_label in this folder (or in one sub-folder)",
+                                 "it is not a base backup data directory")
+        data = subs[0]
+    manifest = data / "backup_manifest"
+    version = data / "PG_VERSION"
+    sizes = 0
+    if not manifest.is_file():
+        for root, _dirs, files in os.walk(data):
+            for name in files:
+                sizes += os.lstat(os.path.join(root, name)).st_size
+    return _Read(Layout.DIRECTORY, "" if data == path else data.name, (data / "backup_label").read_bytes(),
+                 version.read_bytes() if version.is_file() else None,
+                 manifest.read_bytes() if manifest.is_file() else None, sizes)
+
+
+def _folder_size(path: Path) -> int:
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            total += os.lstat(os.path.join(root, name)).st_size
+    return total
+
+
+def _build(path: Path, read: _Read, file_size: int) -> BaseBackup:
+    try:
+        info: LabelInfo = parse_backup_label(read.label.decode("utf-8", errors="replace"))
+        manifest = parse_manifest(read.manifest) if read.manifest is not None else None
+    except LabelError as exc:
+        raise InventoryError(f"{path}: {exc}", "the backup_label or backup_manifest is damaged") from None
+    try:
+        version = int((read.version or b"").decode().strip().split(".")[0])
+    except ValueError:
+        version = 0  # no PG_VERSION seen: said as 0, shown as unknown
+    kind, name_time = classify_artifact(path.name)
+    return BaseBackup(
+        path=path, layout=read.layout, label=info.label, start_lsn=info.start_lsn,
+        start_wal_file=info.start_wal_file, checkpoint_lsn=info.checkpoint_lsn, start_time=info.start_time,
+        timeline=info.timeline, pg_version=version,
+        size_bytes=manifest.size_bytes if manifest else read.sizes, file_size=file_size,
+        member_prefix=read.prefix, stop_lsn=manifest.wal_end_lsn if manifest else None,
+        name_time=name_time if kind == "basebackup" else None,
+        base_member=read.extra.get("base_member"), wal_member=read.extra.get("wal_member"),
+    )
+
+
+def read_base_backup(path: Path, cache: ReadCache | None = None) -> BaseBackup:
+    """Read one base backup (tarball or folder); InventoryError with a plain reason when it cannot."""
+    path = Path(path)
+    is_dir = path.is_dir()
+    key = _dir_key(path) if is_dir else file_key(path)
+    cached = cache.get("base_backups", key) if cache else None
+    if cached:
+        return backup_from_json(cached)
+    try:
+        if is_dir:
+            backup = _build(path, _read_directory(path), _folder_size(path))
+        else:
+            backup = _build(path, _read_tarball(path), path.stat().st_size)
+    except FileNotFoundError:
+        raise InventoryError(f"{path}: no such base backup", "check the path") from None
+    except PermissionError:
+        raise InventoryError(f"{path}: cannot read it (permission denied)",
+                             "run drtui as a user that can read backup_dir") from None
+    except tarfile.ReadError as exc:
+        reason = "truncated" if "unexpected end" in str(exc) else f"not a readable tar.gz ({exc})"
+        raise InventoryError(f"{path}: {reason}", "do not restore from it; take a new base backup") from None
+    except (EOFError, zlib.error, tarfile.TarError) as exc:
+        raise InventoryError(f"{path}: truncated or damaged ({exc or type(exc).__name__})",
+                             "do not restore from it; take a new base backup") from None
+    except OSError as exc:
+        raise InventoryError(f"{path}: cannot read it ({exc.strerror or exc})",
+                             "check the file and its permissions") from None
+    if cache:
+        cache.put("base_backups", key, backup_to_json(backup))
+    return backup
+
+
+def _dir_key(path: Path) -> str | None:
+    key = file_key(path)
+    label = file_key(path / "backup_label")
+    return f"{key}|{label}" if key else None
+
+
+def backup_to_json(backup: BaseBackup) -> dict[str, Any]:
+    data = dataclasses.asdict(backup)
+    for name, value in data.items():
+        if isinstance(value, datetime):
+            data[name] = value.isoformat()
+        elif isinstance(value, Path):
+            data[name] = str(value)
+    data["layout"] = str(backup.layout)
+    return data
+
+
+def backup_from_json(data: dict[str, Any]) -> BaseBackup:
+    values = dict(data)
+    values["path"] = Path(values["path"])
+    values["layout"] = Layout(values["layout"])
+    for name in ("start_time", "stop_time", "name_time"):
+        if values.get(name):
+            values[name] = datetime.fromisoformat(values[name])
+    return BaseBackup(**values)

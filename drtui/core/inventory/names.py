@@ -1,0 +1,91 @@
+"""Pure parsing of the names the inventory meets: the runbook's artifact names in backup_dir and the
+file names of a WAL archive (segments, `.history`, `.backup`, `.partial`).
+
+Everything here is string slicing and integer arithmetic, no regex in the per-segment path, because a WAL
+archive may hold 100,000 names and the scan has to stay well under a second.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+from drtui.core.clock import parse_stamp
+from drtui.core.models import DEFAULT_SEGMENT_SIZE
+
+_HEX = frozenset("0123456789ABCDEF")
+_STAMP = r"(\d{8}T\d{6}Z)"
+_ARTIFACTS = (
+    ("uploads", re.compile(rf"^uploads_{_STAMP}\.tar\.gz$")),
+    ("basebackup", re.compile(rf"^basebackup_{_STAMP}(?:\.tar\.gz)?$")),
+    ("wal_tarball", re.compile(rf"^wal_archive_{_STAMP}\.tar\.gz$")),
+    ("dump", re.compile(rf"^.+_{_STAMP}\.sql\.gz$")),
+)
+HEARTBEAT_NAMES = ("LAST_SUCCESS.txt", "LAST_BASEBACKUP.txt")
+
+
+def classify_artifact(name: str) -> tuple[str, datetime | None]:
+    """The kind of a backup_dir entry by its name, and the timestamp in the name; "unknown" if none fits."""
+    if name in HEARTBEAT_NAMES:
+        return "heartbeat", None
+    for kind, pattern in _ARTIFACTS:
+        match = pattern.match(name)
+        if match:
+            try:
+                return kind, parse_stamp(match.group(1))
+            except ValueError:  # 20261399T999999Z: the right shape, not a moment
+                return "unknown", None
+    return "unknown", None
+
+
+def is_hex(text: str) -> bool:
+    return bool(text) and _HEX.issuperset(text)
+
+
+def segments_per_id(segment_size: int = DEFAULT_SEGMENT_SIZE) -> int:
+    return 0x100000000 // segment_size
+
+
+def parse_segment(name: str, segment_size: int = DEFAULT_SEGMENT_SIZE) -> tuple[int, int] | None:
+    """'000000010000000A000000FF' → (timeline 1, segment number); None if it is not a segment name."""
+    if len(name) != 24 or not is_hex(name):
+        return None
+    per_id = segments_per_id(segment_size)
+    low = int(name[16:24], 16)
+    if low >= per_id:
+        return None
+    return int(name[0:8], 16), int(name[8:16], 16) * per_id + low
+
+
+@dataclass(frozen=True)
+class WalName:
+    """What one archive file name is: kind is segment, partial, history, backup or other."""
+
+    kind: str
+    timeline: int = 0
+    segno: int = 0
+    offset: int = 0  # .backup: the start LSN's offset inside the segment
+
+
+def parse_wal_name(name: str, segment_size: int = DEFAULT_SEGMENT_SIZE) -> WalName:
+    """Classify a WAL archive file name (compressed `.gz` copies are not recognised: PostgreSQL's
+    restore_command contract is plain files)."""
+    if len(name) == 24:
+        parsed = parse_segment(name, segment_size)
+        return WalName("segment", *parsed) if parsed else WalName("other")
+    if name.endswith(".partial"):
+        parsed = parse_segment(name[:-8], segment_size)
+        return WalName("partial", *parsed) if parsed else WalName("other")
+    if name.endswith(".history") and len(name) == 16 and is_hex(name[:8]):
+        return WalName("history", int(name[:8], 16))
+    if name.endswith(".backup") and len(name) == 40 and name[24] == "." and is_hex(name[25:33]):
+        parsed = parse_segment(name[:24], segment_size)
+        if parsed:
+            return WalName("backup", *parsed, offset=int(name[25:33], 16))
+    return WalName("other")
+
+
+def backup_history_name(start_wal_file: str, start_lsn: int, segment_size: int = DEFAULT_SEGMENT_SIZE) -> str:
+    """The name PostgreSQL gives the `.backup` history file of a base backup starting at start_lsn."""
+    return f"{start_wal_file}.{start_lsn % segment_size:08X}.backup"
