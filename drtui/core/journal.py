@@ -79,3 +79,34 @@ def list_runs(state_dir: Path) -> list[Path]:
     """Journals, newest first."""
     folder = runs_dir(state_dir)
     return sorted(folder.glob("*.jsonl"), key=lambda p: p.stat().st_mtime, reverse=True) if folder.exists() else []
+
+
+def follow_batches(path: Path, stop: threading.Event, poll: float = 0.05,
+                   max_batch: int = 2000) -> Iterator[list[Event]]:
+    """Like `follow`, but yield every event already written as one list each time the reader catches up,
+    so a face can apply thousands of log lines per second in a few screen updates."""
+    while not path.exists():
+        if stop.wait(poll):
+            return
+    with path.open(encoding="utf-8") as handle:
+        pending = ""
+        batch: list[Event] = []
+        while not stop.is_set():
+            chunk = handle.readline()
+            if chunk:
+                pending += chunk
+                if not pending.endswith("\n"):
+                    continue
+                event = from_json(pending)
+                pending = ""
+                batch.append(event)
+                if isinstance(event, RunFinished):
+                    yield batch
+                    return
+                if len(batch) < max_batch:
+                    continue
+            if batch:
+                yield batch
+                batch = []
+            elif not chunk:
+                stop.wait(poll)

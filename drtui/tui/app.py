@@ -1,0 +1,99 @@
+"""The wizard: a full-screen face of the engine. It makes no decision the headless face could not make too;
+it shows the inventory, walks the operator to an approved plan, launches the run detached and follows its
+journal."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import ClassVar
+
+from textual.app import App, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+
+from drtui.core.clock import Clock, SystemClock
+from drtui.core.config import Config
+
+
+class DrApp(App[None]):
+    """drtui's wizard. `start` picks the first screen: "home", "status", or a journal path to re-attach."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "drtui"
+    SUB_TITLE = "disaster recovery for PostgreSQL"
+    ENABLE_COMMAND_PALETTE = True
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("q", "quit", "Quit"),
+    ]
+
+    def __init__(self, config: Config, clock: Clock | None = None, start: str | Path = "home",
+                 env_name: str | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self.clock = clock or SystemClock()
+        self.start = start
+        self.env_name = env_name
+
+    def on_mount(self) -> None:
+        from drtui.tui.screens.home import HomeScreen
+        from drtui.tui.screens.run import RunScreen
+        from drtui.tui.screens.status import StatusScreen
+
+        if self.start == "status":
+            self.push_screen(StatusScreen())
+            return
+        self.push_screen(HomeScreen())
+        if isinstance(self.start, Path):
+            self.push_screen(RunScreen(self.start))
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Home", "Back to the journeys and environments", self.action_home)
+        yield SystemCommand("Status", "The heartbeat view, refreshing itself", self.action_status)
+        yield SystemCommand("Point-in-time recovery", "Pick a base backup and a target, then restore",
+                            self.action_pitr)
+        yield SystemCommand("Re-attach", "Follow the newest run on this host again", self.action_reattach)
+
+    def action_home(self) -> None:
+        from drtui.tui.screens.home import HomeScreen
+
+        while len(self.screen_stack) > 1 and not isinstance(self.screen, HomeScreen):
+            self.pop_screen()
+        if not isinstance(self.screen, HomeScreen):
+            self.push_screen(HomeScreen())
+
+    def action_status(self) -> None:
+        from drtui.tui.screens.status import StatusScreen
+
+        self.push_screen(StatusScreen())
+
+    def action_pitr(self) -> None:
+        from drtui.tui.wizard import start_pitr
+
+        start_pitr(self)
+
+    def action_reattach(self, journal: Path | None = None) -> None:
+        from drtui.core.journal import list_runs
+        from drtui.tui.screens.run import RunScreen
+
+        path = journal or next(iter(list_runs(self.config.state_dir)), None)
+        if path is None:
+            self.notify("no runs on this host yet", severity="warning")
+            return
+        self.push_screen(RunScreen(path))
+
+
+def run_app(config: Config, clock: Clock | None = None) -> None:
+    """`drtui` with no subcommand."""
+    DrApp(config, clock).run()
+
+
+def run_status_app(config: Config, clock: Clock | None = None) -> None:
+    """`drtui status --watch`: the read-only status view on its own."""
+    DrApp(config, clock, start="status").run()
+
+
+def run_attach_app(config: Config, journal: Path, clock: Clock | None = None) -> None:
+    """Re-open a run on its journal (the TUI face of `drtui attach`)."""
+    DrApp(config, clock, start=journal).run()

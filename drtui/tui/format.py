@@ -1,0 +1,63 @@
+"""How the wizard writes numbers, times and states: humanize lives here, never in core."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import humanize
+
+from drtui.core.clock import isoformat
+
+DONE, FAILED, RUNNING, PENDING, SKIPPED = "done", "failed", "running", "pending", "skipped"
+
+SYMBOLS = {DONE: "✔", FAILED: "✘", RUNNING: "●", PENDING: "○", SKIPPED: "–",
+           "passed": "✔", "ok": "✔", "warning": "▲", "stale": "▲", "missing": "✘", "refused": "✘"}
+STYLES = {DONE: "green", "passed": "green", "ok": "green", FAILED: "red", "refused": "red", "missing": "red",
+          RUNNING: "yellow", "warning": "yellow", "stale": "yellow", PENDING: "dim", SKIPPED: "dim"}
+
+
+def state_markup(state: str, label: str | None = None) -> str:
+    """A state as symbol and word, coloured: readable without colour too."""
+    symbol = SYMBOLS.get(state, "?")
+    style = STYLES.get(state, "")
+    text = f"{symbol} {label if label is not None else state}"
+    return f"[{style}]{text}[/]" if style else text
+
+
+def size(n: float | None) -> str:
+    return "—" if n is None else humanize.naturalsize(n, binary=True, format="%.1f")
+
+
+def duration(seconds: float | None) -> str:
+    """Compact: 45s, 3m 05s, 1h 02m."""
+    if seconds is None:
+        return "—"
+    total = round(max(seconds, 0))
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    if minutes:
+        return f"{minutes}m {secs:02d}s"
+    return f"{secs}s"
+
+
+def age(moment: datetime | None, now: datetime) -> str:
+    if moment is None:
+        return "—"
+    return humanize.naturaldelta(now - moment) + " ago"
+
+
+def utc(moment: datetime | None) -> str:
+    return "—" if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def utc_and_local(moment: datetime | None) -> str:
+    """`2026-01-25 14:30:00 UTC (15:30:00 CET)`: the operator thinks in local time, the server in UTC."""
+    if moment is None:
+        return "—"
+    return f"{utc(moment)} ({moment.astimezone().strftime('%H:%M:%S %Z')} local)"
+
+
+def short_time(moment: datetime | None) -> str:
+    return "—" if moment is None else isoformat(moment)[5:16].replace("T", " ")

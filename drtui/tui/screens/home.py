@@ -1,0 +1,111 @@
+from __future__ import annotations
+
+from typing import ClassVar
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Header, OptionList, Static
+from textual.widgets.option_list import Option
+
+from drtui.tui.format import state_markup
+from drtui.tui.heartbeats import heartbeat_rows
+from drtui.tui.messages import StatusRefreshed
+from drtui.tui.run_state import RunView, runs_in_progress
+
+JOURNEYS = [
+    ("pitr", "Point-in-time recovery", "restore production to a moment: base backup + WAL replay"),
+    ("staging", "Staging restore from a dump", "load the newest dump into staging (drtui restore staging)"),
+    ("drill", "Automated drill", "not wired yet: lands with the drill issue"),
+    ("status", "Status", "heartbeats and the recoverable window, refreshing itself"),
+]
+
+
+class HomeScreen(Screen[None]):
+    """Where every journey starts: a run in progress first, then the journeys, environments and heartbeats."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("p", "app.pitr", "PITR"),
+        Binding("s", "app.status", "Status"),
+        Binding("a", "reattach", "Re-attach"),
+        Binding("ctrl+r", "refresh", "Refresh"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.in_progress: list[RunView] = []
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static(id="in-progress", classes="banner")
+        with Horizontal(id="home-body"):
+            with Vertical(id="journeys-box"):
+                yield Static("[b]journeys[/]", classes="section")
+                yield OptionList(*[Option(f"{title}\n[dim]{note}[/]", id=key, disabled=key == "drill")
+                                   for key, title, note in JOURNEYS], id="journeys")
+            with Vertical(id="home-side"):
+                yield Static(id="environments", classes="panel")
+                yield Static("[dim]reading heartbeats…[/]", id="heartbeats", classes="panel")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#in-progress").display = False
+        self.query_one("#environments", Static).update(self._environments())
+        self.action_refresh()
+
+    def _environments(self) -> str:
+        config = self.app.config  # type: ignore[attr-defined]
+        rows = ["[b]environments[/]"]
+        for env in config.environments.values():
+            tag = "[b red]production[/]" if env.is_production else "[dim]non-production[/]"
+            rows.append(f"{env.name:<12} {tag}  {env.host}:{env.port}/{env.database}")
+        return "\n".join(rows)
+
+    def action_refresh(self) -> None:
+        self.in_progress = runs_in_progress(self.app.config)  # type: ignore[attr-defined]
+        banner = self.query_one("#in-progress", Static)
+        if self.in_progress:
+            run = self.in_progress[0]
+            banner.update(f"[b yellow]● run in progress[/] {run.journey} of {run.environment} · run {run.run_id} "
+                          f"(pid {run.pid})  — press [b]a[/] to re-attach")
+        banner.display = bool(self.in_progress)
+        self._read_heartbeats()
+
+    @work(thread=True, group="home", exclusive=True, exit_on_error=False, description="read heartbeats")
+    def _read_heartbeats(self) -> None:
+        try:
+            rows = heartbeat_rows(self.app.config, self.app.clock)  # type: ignore[attr-defined]
+        except ImportError:
+            self.post_message(StatusRefreshed([], "heartbeats need drtui.core.status (not installed)"))
+        except Exception as exc:  # any failure is shown, never a crash of the home screen
+            self.post_message(StatusRefreshed([], str(exc)))
+        else:
+            self.post_message(StatusRefreshed(rows))
+
+    @on(StatusRefreshed)
+    def _heartbeats_read(self, message: StatusRefreshed) -> None:
+        lines = ["[b]heartbeats[/]"]
+        if message.error:
+            lines.append(f"[red]✘ unreadable[/] {message.error}")
+        lines += [f"{state_markup(state, f'{state:<7}')} {name:<20} {age:>12}  [dim]limit {limit}[/]"
+                  for name, state, age, limit in message.rows]
+        self.query_one("#heartbeats", Static).update("\n".join(lines))
+
+    @on(OptionList.OptionSelected, "#journeys")
+    def _journey_chosen(self, event: OptionList.OptionSelected) -> None:
+        key = event.option.id
+        if key == "pitr":
+            self.app.action_pitr()  # type: ignore[attr-defined]
+        elif key == "status":
+            self.app.action_status()  # type: ignore[attr-defined]
+        elif key == "staging":
+            self.notify("the staging restore runs headless for now: "
+                        "TARGET_ENV=staging CONFIRM_STAGING_RESTORE=YES drtui restore staging", timeout=15)
+
+    def action_reattach(self) -> None:
+        if self.in_progress:
+            self.app.action_reattach(self.in_progress[0].journal)  # type: ignore[attr-defined]
+        else:
+            self.app.action_reattach()  # type: ignore[attr-defined]

@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Static
+
+from drtui.tui.format import age, short_time, size, state_markup
+
+
+class PickBackupScreen(Screen[int | None]):
+    """Step 1 of the recovery: the base backups, newest first; unusable ones say why."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter", "pick", "Use this backup", priority=True),
+        Binding("escape", "back", "Back"),
+    ]
+
+    def __init__(self, inventory: Any, environment: str) -> None:
+        super().__init__()
+        self.inventory = inventory
+        self.environment = environment
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static(f"[b]1 of 3 · pick a base backup[/] to restore {self.environment} from", classes="step-head")
+        yield DataTable(id="backups", cursor_type="row", zebra_stripes=True)
+        yield Static(id="backup-detail", classes="panel")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        table.add_columns("", "taken (UTC)", "age", "size", "layout", "TL", "reaches up to")
+        now = self.app.clock.now()  # type: ignore[attr-defined]
+        for index, (backup, window) in enumerate(zip(self.inventory.base_backups, self.inventory.windows,
+                                                     strict=False)):
+            state = state_markup("ok", "usable") if window.usable else state_markup("refused", "unusable")
+            reach = short_time(window.latest) if window.usable else (window.reason or "")[:40]
+            table.add_row(state, short_time(backup.start_time), age(backup.start_time, now),
+                          size(backup.size_bytes), backup.layout.value, str(backup.timeline), reach, key=str(index))
+        if not self.inventory.base_backups:
+            self.query_one("#backup-detail", Static).update(
+                "[red]✘ no base backups[/] in the backup folder. Take one with `drtui backup base`.")
+        else:
+            usable = next((i for i, w in enumerate(self.inventory.windows) if w.usable), 0)
+            table.move_cursor(row=usable)
+            self._describe(usable)
+        table.focus()
+
+    @on(DataTable.RowHighlighted)
+    def _highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._describe(event.cursor_row)
+
+    def _describe(self, index: int) -> None:
+        if not 0 <= index < len(self.inventory.base_backups):
+            return
+        backup, window = self.inventory.base_backups[index], self.inventory.windows[index]
+        lines = [f"[b]{backup.path.name}[/]  PostgreSQL {backup.pg_version} · {size(backup.file_size)} on disk"]
+        if window.usable:
+            lines.append(f"window {short_time(window.earliest)} → {short_time(window.latest)} UTC"
+                         f" [dim]({window.latest_source})[/]")
+            if window.cut_by_gap:
+                lines.append(f"[yellow]▲ cut by a WAL gap[/] {window.cut_by_gap.from_name} … "
+                             f"{window.cut_by_gap.to_name}")
+        else:
+            lines.append(f"[red]✘ unusable:[/] {window.reason}")
+        self.query_one("#backup-detail", Static).update("\n".join(lines))
+
+    def action_pick(self) -> None:
+        table = self.query_one(DataTable)
+        index = table.cursor_row
+        if not self.inventory.base_backups:
+            return
+        window = self.inventory.windows[index]
+        if not window.usable:
+            self.notify(f"this backup cannot be restored: {window.reason}", severity="error")
+            return
+        self.dismiss(index)
+
+    def action_back(self) -> None:
+        self.dismiss(None)

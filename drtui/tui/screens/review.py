@@ -1,0 +1,146 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Button, Footer, Header, Input, Static
+
+from drtui.core.config import Environment
+from drtui.core.errors import DrError
+from drtui.core.gates import ApprovedPlan, Confirmation, GateResult, approve, evaluate, gather_facts
+from drtui.core.planning import Plan, Target, make_plan
+from drtui.tui.format import duration, size, state_markup
+
+
+@dataclass
+class PlanMade(Message):
+    plan: Plan
+    gates: list[GateResult]
+
+
+@dataclass
+class PlanRefused(Message):
+    title: str
+    hint: str
+
+
+class ReviewScreen(Screen[ApprovedPlan | None]):
+    """Step 3: the plan in words and every safety gate. Nothing runs before this screen is confirmed."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+s", "confirm", "Start the restore", priority=True),
+        Binding("escape", "back", "Back"),
+    ]
+
+    def __init__(self, inventory: Any, chosen: int, target: Target, env: Environment) -> None:
+        super().__init__()
+        self.inventory = inventory
+        self.chosen = chosen
+        self.target = target
+        self.env = env
+        self.plan: Plan | None = None
+        self.gates: list[GateResult] = []
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static(f"[b]3 of 3 · review and confirm[/] · restore {self.env.name}", classes="step-head")
+        with VerticalScroll(id="review"):
+            yield Static("[dim]● making the plan…[/]", id="plan", classes="panel")
+            yield Static(id="gates", classes="panel")
+            yield Static(id="confirm-note", classes="hint")
+            yield Input(placeholder=f"type {self.env.name} to confirm", id="typed-name")
+            yield Button("Start the restore", variant="error", id="start", disabled=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#typed-name").display = self.env.is_production
+        self._make_plan()
+
+    @work(thread=True, group="plan", exclusive=True, exit_on_error=False, description="make the plan")
+    def _make_plan(self) -> None:
+        config, clock = self.app.config, self.app.clock  # type: ignore[attr-defined]
+        try:
+            plan = make_plan(config, self.env, self.target, clock=clock, inventory=self.inventory,
+                             base_backup=self.inventory.base_backups[self.chosen].path)
+            gates = evaluate(plan, gather_facts(config, self.env, self.env.name))
+        except DrError as exc:
+            self.post_message(PlanRefused(exc.title, exc.hint))
+        else:
+            self.post_message(PlanMade(plan, gates))
+
+    @on(PlanRefused)
+    def _refused(self, message: PlanRefused) -> None:
+        self.query_one("#plan", Static).update(
+            f"[b red]✘ refused: no plan[/]\n{message.title}\n[b]how to fix:[/] {message.hint or '—'}")
+        self.query_one("#typed-name").display = False
+        self.query_one("#confirm-note", Static).update("go back (esc) and choose another backup or target")
+
+    @on(PlanMade)
+    def _made(self, message: PlanMade) -> None:
+        self.plan, self.gates = message.plan, message.gates
+        self.query_one("#plan", Static).update(self._words(message.plan))
+        rows = ["[b]safety gates[/]"]
+        for gate in message.gates:
+            rows.append(f"{state_markup('passed' if gate.passed else 'refused', 'pass' if gate.passed else 'refused')}"
+                        f"  {gate.name:<10} {gate.message}")
+            if not gate.passed and gate.hint:
+                rows.append(f"             [b]fix:[/] {gate.hint}")
+        self.query_one("#gates", Static).update("\n".join(rows))
+        refused = [g for g in message.gates if not g.passed]
+        note = ("[red]✘ a gate refused: nothing can start until it passes[/]" if refused else
+                f"type [b]{self.env.name}[/] and press ctrl+s: this replaces production's data directory"
+                if self.env.is_production else "press ctrl+s (or the button) to start")
+        self.query_one("#confirm-note", Static).update(note)
+        self.query_one("#start", Button).disabled = bool(refused)
+        if self.env.is_production and not refused:
+            self.query_one("#typed-name", Input).focus()
+
+    def _words(self, plan: Plan) -> str:
+        config = self.app.config  # type: ignore[attr-defined]
+        objective = config.objectives.pitr_rto.total_seconds()
+        share = plan.predicted_seconds / objective if objective else 0
+        backup = plan.base_backup
+        app = "the app (stop_app_command), then " if self.env.stop_app_command else ""
+        return "\n".join([
+            "[b]the plan[/]",
+            f"target    {plan.target.describe()}",
+            f"stop      {app}PostgreSQL of {plan.environment}",
+            f"keep      {plan.data_dir} → {plan.data_dir.name}.pre_pitr_<stamp> (the old data, preserved)",
+            f"extract   {backup.path.name} ({size(backup.size_bytes)}, {backup.layout.value})",
+            f"replay    WAL from {plan.wal_source} ({plan.wal_kind}) up to the target",
+            "start     PostgreSQL" + (", the app" if self.env.start_app_command else "") + ", then the checks",
+            f"disk      needs {size(plan.required_bytes)}, {size(plan.free_bytes)} free {self._disk(plan)}",
+            f"duration  about {duration(plan.predicted_seconds)} of the {duration(objective)} RTO ({share:.0%})",
+        ] + [f"[dim]note      {n}[/]" for n in plan.notes])
+
+    @staticmethod
+    def _disk(plan: Plan) -> str:
+        return state_markup("passed", "enough") if plan.free_bytes >= plan.required_bytes else \
+            state_markup("refused", "short")
+
+    @on(Button.Pressed, "#start")
+    @on(Input.Submitted, "#typed-name")
+    def _pressed(self) -> None:
+        self.action_confirm()
+
+    def action_confirm(self) -> None:
+        if self.plan is None:
+            self.notify("there is no plan to start", severity="warning")
+            return
+        typed = self.query_one("#typed-name", Input).value.strip() or None
+        try:
+            approved = approve(self.plan, self.gates, Confirmation(True, typed, face="wizard"),
+                               self.app.clock)  # type: ignore[attr-defined]
+        except DrError as exc:
+            self.notify(f"{exc.title}\n{exc.hint}", severity="error", timeout=10)
+            return
+        self.dismiss(approved)
+
+    def action_back(self) -> None:
+        self.dismiss(None)

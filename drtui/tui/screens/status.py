@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+from typing import ClassVar
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Static
+
+from drtui.tui.format import state_markup, utc
+from drtui.tui.heartbeats import heartbeat_rows
+from drtui.tui.messages import StatusRefreshed
+
+REFRESH_SECONDS = 5.0
+
+
+class StatusScreen(Screen[None]):
+    """The read-only heartbeat view; it reads the heartbeats again every few seconds."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "leave", "Back"),
+        Binding("ctrl+r", "refresh", "Refresh now"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static(id="status-head")
+        yield DataTable(id="heartbeat-table", cursor_type="row", zebra_stripes=True)
+        yield Static(id="status-note", classes="panel")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        table.add_columns("state", "heartbeat", "last", "limit")
+        self.action_refresh()
+        self.set_interval(REFRESH_SECONDS, self.action_refresh)
+
+    def action_refresh(self) -> None:
+        self._read()
+
+    @work(thread=True, group="status", exclusive=True, exit_on_error=False, description="read heartbeats")
+    def _read(self) -> None:
+        try:
+            rows = heartbeat_rows(self.app.config, self.app.clock)  # type: ignore[attr-defined]
+        except ImportError:
+            self.post_message(StatusRefreshed([], "heartbeats need drtui.core.status (not installed)"))
+        except Exception as exc:  # shown on screen; the view keeps refreshing
+            self.post_message(StatusRefreshed([], str(exc)))
+        else:
+            self.post_message(StatusRefreshed(rows))
+
+    @on(StatusRefreshed)
+    def _refreshed(self, message: StatusRefreshed) -> None:
+        table = self.query_one(DataTable)
+        table.clear()
+        for name, state, age, limit in message.rows:
+            table.add_row(state_markup(state), name, age, limit)
+        now = self.app.clock.now()  # type: ignore[attr-defined]
+        self.query_one("#status-head", Static).update(
+            f"[b]status[/] · read {utc(now)} · refreshes every {REFRESH_SECONDS:.0f} s")
+        note = f"[red]✘ unreadable[/] {message.error}" if message.error else \
+            "[dim]read-only: nothing here changes a server. `drtui status --check` gives the same states to cron.[/]"
+        self.query_one("#status-note", Static).update(note)
+
+    def action_leave(self) -> None:
+        if len(self.app.screen_stack) > 2:
+            self.dismiss()
+        else:
+            self.app.exit()

@@ -1,0 +1,15 @@
+from __future__ import annotations
+
+from textual.widgets import Log
+
+
+class LogPanel(Log):
+    """The engine's and the server's lines, appended in batches and capped so memory stays flat."""
+
+    DEFAULT_CSS = """
+    LogPanel { border: round $primary 50%; border-title-color: $text-muted; }
+    """
+
+    def __init__(self, max_lines: int = 100_000, **kwargs: object) -> None:
+        super().__init__(max_lines=max_lines, highlight=False, auto_scroll=True, **kwargs)  # type: ignore[arg-type]
+        self.border_title = "log"

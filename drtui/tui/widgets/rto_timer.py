@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from textual.widgets import Static
+
+from drtui.tui.format import duration, utc
+
+
+class RtoTimer(Static):
+    """Elapsed time against the RTO objective: green, amber past 75 %, red past 100 %; and a projected finish."""
+
+    DEFAULT_CSS = """
+    RtoTimer { height: auto; padding: 0 1; }
+    RtoTimer.-ok { color: $success; }
+    RtoTimer.-warn { color: $warning; }
+    RtoTimer.-over { color: $error; }
+    """
+
+    def show(self, elapsed: float, objective: float | None, projected: datetime | None, finished: bool) -> None:
+        share = elapsed / objective if objective else 0.0
+        self.set_class(share <= 0.75, "-ok")
+        self.set_class(0.75 < share <= 1.0, "-warn")
+        self.set_class(share > 1.0, "-over")
+        label = "ok" if share <= 0.75 else "near the objective" if share <= 1.0 else "over the objective"
+        symbol = "✔" if share <= 0.75 else "▲" if share <= 1.0 else "✘"
+        width = 20
+        filled = min(width, int(share * width)) if objective else 0
+        bar = "█" * filled + "░" * (width - filled)
+        head = "RTO achieved" if finished else "RTO"
+        line = f"{head} {duration(elapsed)} of {duration(objective)}  {symbol} {label}\n{bar} {share:4.0%}"
+        if projected is not None:
+            line += f"\nprojected finish {utc(projected)[11:]}"
+        self.update(line)

@@ -1,0 +1,67 @@
+"""The point-in-time recovery as one awaited coroutine over typed screens: backup → target → review →
+launch. Esc on a step goes back one step; the plan is launched detached only after the review's confirm."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from textual import work
+
+from drtui.core.errors import DrError
+
+if TYPE_CHECKING:
+    from drtui.tui.app import DrApp
+
+
+def start_pitr(app: DrApp) -> None:
+    _pitr(app)
+
+
+def _scan(app: DrApp) -> Any:
+    from drtui.core.inventory import scan
+
+    env = app.config.environment(app.env_name)
+    return scan(app.config, env=env, clock=app.clock)
+
+
+@work(group="wizard", exclusive=True, exit_on_error=False, description="point-in-time recovery wizard")
+async def _pitr(app: DrApp) -> None:
+    from drtui.tui.screens.choose_target import ChooseTargetScreen
+    from drtui.tui.screens.pick_backup import PickBackupScreen
+    from drtui.tui.screens.review import ReviewScreen
+    from drtui.tui.screens.run import RunScreen
+
+    env = app.config.environment(app.env_name)
+    app.notify("reading the backups and the WAL archive…", timeout=3)
+    try:
+        inventory = await asyncio.to_thread(_scan, app)
+    except DrError as exc:
+        app.notify(f"{exc.title}\n{exc.hint}", severity="error", timeout=15)
+        return
+    step, chosen, target = 0, 0, None
+    while True:
+        if step == 0:
+            picked = await app.push_screen_wait(PickBackupScreen(inventory, env.name))
+            if picked is None:
+                return
+            chosen, step = picked, 1
+        elif step == 1:
+            target = await app.push_screen_wait(ChooseTargetScreen(inventory, chosen))
+            step = 0 if target is None else 2
+        else:
+            assert target is not None
+            approved = await app.push_screen_wait(ReviewScreen(inventory, chosen, target, env))
+            if approved is None:
+                step = 1
+                continue
+            break
+    from drtui.core.launcher import launch_detached
+
+    try:
+        run_id, journal = await asyncio.to_thread(launch_detached, approved, app.config)
+    except DrError as exc:
+        app.notify(f"{exc.title}\n{exc.hint}", severity="error", timeout=15)
+        return
+    app.notify(f"run {run_id} started in its own process; it goes on if this screen closes")
+    await app.push_screen(RunScreen(journal))

@@ -1,0 +1,153 @@
+"""TUI fixtures: a frozen clock, a small config in a temp folder, journals written by hand, and a fixed
+inventory for the wizard's snapshots (the Pilot walk-through uses a real sandbox instead)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from drtui.core import events as ev
+from drtui.core.clock import FrozenClock
+from drtui.core.config import Config, load_config
+from drtui.core.journal import Journal
+from drtui.core.models import BaseBackup, Layout, WalCoverage, Window
+
+T0 = datetime(2026, 1, 25, 14, 30, tzinfo=UTC)
+PITR_STEPS = ["preflight", "extract", "stage_wal", "write_recovery", "stop_postgres", "preserve", "swap_in",
+              "start_postgres", "follow_recovery", "verify"]
+
+
+@pytest.fixture(autouse=True)
+def _utc(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Snapshots show times in UTC and in the local zone: make the local zone UTC."""
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    return FrozenClock(T0 + timedelta(minutes=12))
+
+
+def write_config(folder: Path, staging_app_env: str = "staging") -> Config:
+    (folder / "wal_archive").mkdir(parents=True, exist_ok=True)
+    (folder / "staging").mkdir(exist_ok=True)
+    (folder / "staging" / ".env").write_text(f"APP_ENV={staging_app_env}\n")
+    (folder / "drtui.toml").write_text("""
+backup_dir = "backups"
+wal_archive = "wal_archive"
+wal_sync_heartbeat = "ops/state/wal_sync_last_ok.txt"
+report_dir = "ops/drill-reports"
+state_dir = "ops/state/drtui"
+
+[environments.production]
+data_dir = "production/data"
+port = 5432
+server_log = "logs/production.log"
+
+[environments.staging]
+data_dir = "staging/data"
+port = 5433
+env_file = "staging/.env"
+""")
+    return load_config(str(folder / "drtui.toml"), environ={})
+
+
+@pytest.fixture
+def config(open_tmp: Path) -> Config:
+    return write_config(open_tmp)
+
+
+def write_run(config: Config, run_id: str = "20260125T143000Z-pitr", *, ok: bool | None = True,
+              lines: int = 40, pid: int = 0) -> Path:
+    """A journal of a PITR run: finished well, failed at follow_recovery, or (ok=None) still running."""
+    from drtui.core.journal import journal_path
+
+    path = journal_path(config.state_dir, run_id)
+    journal = Journal(path)
+    at = T0
+    journal.append(ev.RunStarted(at, run_id, "pitr", "production", steps=PITR_STEPS, pid=pid,
+                                 plan={"predicted_seconds": 900.0,
+                                       "preserved_data_dir": "/srv/pg/main.pre_pitr_20260125T143000Z"}))
+    durations = [2, 95, 4, 1, 6, 1, 1, 5, 180, 12]
+    for step, seconds in zip(PITR_STEPS, durations, strict=True):
+        journal.append(ev.StepStarted(at, step, step.replace("_", " ").capitalize()))
+        if step == "extract":
+            journal.append(ev.StepProgressed(at, step, 3.2e9, 3.2e9, "bytes"))
+        if step == "follow_recovery":
+            journal.append(ev.StepProgressed(at, step, 0x5000000, 0x9000000, "lsn", {"start": 0x3000000}))
+            journal.append(ev.StepLogged(at, step, [f"LOG:  restored log file \"0000000100000000000000{i:02X}\" "
+                                                    "from archive" for i in range(lines)], source="server"))
+            if ok is None:
+                journal.close()
+                return path
+            if not ok:
+                journal.append(ev.StepFailed(at, step, 30.0, "recovery ended before the target time",
+                                             "the WAL archive ends earlier; sync it and retry"))
+                journal.append(ev.RunFinished(at + timedelta(minutes=5), False, None, None))
+                journal.close()
+                return path
+        at += timedelta(seconds=seconds)
+        journal.append(ev.StepFinished(at, step, float(seconds)))
+    for name, outcome, detail in (("readyz", "passed", "200, migrations current"),
+                                  ("row_counts", "passed", "bookings 181, clients 60"),
+                                  ("recovered_time", "passed", "last commit 14:21:07 UTC"),
+                                  ("uploads", "skipped", "no uploads archive")):
+        journal.append(ev.CheckCompleted(at, name, outcome, detail,
+                                         {"rpo_seconds": 53.0} if name == "recovered_time" else {}))
+    journal.append(ev.RunFinished(at, True, (at - T0).total_seconds(), "2026-01-25 14:21:07+00",
+                                  {"report": "/srv/ops/drill-reports/pitr-20260125T143000Z.md"}))
+    journal.close()
+    return path
+
+
+@dataclass
+class FixedInventory:
+    """Three base backups, one of them unusable, over an archive with a gap: the wizard's snapshot world."""
+
+    base_backups: list[BaseBackup]
+    windows: list[Window]
+    wal: WalCoverage
+    problems: list = field(default_factory=list)
+    dumps: list = field(default_factory=list)
+
+
+def fixed_inventory(folder: Path) -> FixedInventory:
+    def backup(hours_ago: float, name: str, size: int) -> BaseBackup:
+        start = T0 - timedelta(hours=hours_ago)
+        return BaseBackup(folder / "backups" / name, Layout.TAR_STREAM, name, 0x3000028, "000000010000000000000003",
+                          0x3000060, start, 1, 15, size, size // 3, stop_time=start + timedelta(seconds=20))
+
+    backups = [backup(2, "basebackup_20260125T123000Z.tar.gz", 3_400_000_000),
+               backup(8, "basebackup_20260125T063000Z.tar.gz", 3_300_000_000),
+               backup(14, "basebackup_20260125T003000Z.tar.gz", 3_100_000_000)]
+    base = (T0 - timedelta(hours=15)).timestamp()
+    segnos = [n for n in range(3, 60) if not 20 <= n < 26]
+    coverage = WalCoverage(folder / "wal_archive", "directory", segments={1: segnos},
+                           archived_at={1: [base + (n - 3) * 960 for n in segnos]})
+    latest = datetime.fromtimestamp(coverage.archived_at[1][-1], UTC)
+    windows = [Window(backups[0].path, backups[0].stop_time, latest, "waldump", 1),
+               Window(backups[1].path, backups[1].stop_time, latest, "waldump", 1),
+               Window(backups[2].path, None, None, "unknown", 1,
+                      reason="the WAL from 000000010000000000000014 to …019 is missing")]
+    return FixedInventory(backups, windows, coverage)
+
+
+@pytest.fixture
+def inventory(open_tmp: Path) -> Iterator[FixedInventory]:
+    yield fixed_inventory(open_tmp)
+
+
+def wait_for(predicate, timeout: float = 60) -> None:  # noqa: ANN001 - a test helper
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.05)
+
+
