@@ -244,7 +244,7 @@ def test_corrupt_gzip_data_is_refused(built: Built, open_tmp: Path) -> None:
     data[middle:middle + 64] = bytes(64)
     damaged = open_tmp / "damaged.tar.gz"
     damaged.write_bytes(bytes(data))
-    with pytest.raises(ExtractError, match="corrupt|damaged|truncated"):
+    with pytest.raises(ExtractError, match=r"corrupt|damaged|truncated"):
         extract_base_backup(_as_backup(damaged, Layout.PLAIN_TARBALL), open_tmp / "data", "postgres", _noop,
                             threading.Event())
     assert not (open_tmp / "data").exists()
