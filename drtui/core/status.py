@@ -1,0 +1,141 @@
+"""The read-only heartbeat view behind `drtui status` and the TUI's status screen.
+
+Each heartbeat file holds one timestamp written by a successful backup job. Its state is ok, stale (older than
+its limit from [objectives]), missing or unreadable; its level follows the monitoring-plugin convention
+(0 OK, 1 WARNING past 80 % of the limit, 2 CRITICAL stale or missing, 3 UNKNOWN unreadable).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from drtui.core.backup import LAST_BASEBACKUP, LAST_SUCCESS
+from drtui.core.clock import Clock
+from drtui.core.config import Config
+
+WARNING_FRACTION = 0.8
+FUTURE_TOLERANCE = timedelta(minutes=5)
+
+
+class Level(enum.IntEnum):
+    OK = 0
+    WARNING = 1
+    CRITICAL = 2
+    UNKNOWN = 3
+
+
+@dataclass(frozen=True)
+class HeartbeatState:
+    name: str  # "dump", "base backup", "WAL sync"
+    path: Path
+    limit: timedelta
+    state: str  # "ok", "stale", "missing", "unreadable"
+    level: Level
+    last: datetime | None = None
+    age: timedelta | None = None
+    detail: str = ""  # why it is unreadable or missing, in plain words
+
+    def as_json(self) -> dict:
+        return {"name": self.name, "file": str(self.path), "state": self.state, "level": self.level.name,
+                "last": self.last.isoformat() if self.last else None,
+                "age_seconds": round(self.age.total_seconds()) if self.age is not None else None,
+                "limit_seconds": round(self.limit.total_seconds()), "detail": self.detail or None}
+
+
+class HeartbeatError(ValueError):
+    pass
+
+
+def parse_heartbeat(text: str) -> datetime:
+    """A heartbeat's content: an ISO-8601 time (UTC when no offset is written) or POSIX seconds."""
+    lines = text.strip().splitlines()
+    if not lines or not lines[0].strip():
+        raise HeartbeatError("the file is empty")
+    value = lines[0].strip()
+    if value.replace(".", "", 1).isdigit():
+        return datetime.fromtimestamp(float(value), UTC)
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        shown = value if len(value) <= 40 else value[:37] + "..."
+        raise HeartbeatError(f"not a timestamp: {shown!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def heartbeat(name: str, path: Path, limit: timedelta, now: datetime) -> HeartbeatState:
+    """The state of one heartbeat file at `now`."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return HeartbeatState(name, path, limit, "missing", Level.CRITICAL, detail="no such file")
+    except IsADirectoryError:
+        return HeartbeatState(name, path, limit, "unreadable", Level.UNKNOWN, detail="a folder, not a file")
+    except OSError as exc:
+        return HeartbeatState(name, path, limit, "unreadable", Level.UNKNOWN,
+                              detail=f"cannot read it ({exc.strerror})")
+    try:
+        last = parse_heartbeat(text)
+    except HeartbeatError as exc:
+        return HeartbeatState(name, path, limit, "unreadable", Level.UNKNOWN, detail=str(exc))
+    age = now - last
+    if age < -FUTURE_TOLERANCE:
+        return HeartbeatState(name, path, limit, "unreadable", Level.UNKNOWN, last, age,
+                              "the time is in the future (clock skew?)")
+    age = max(age, timedelta(0))
+    if age > limit:
+        return HeartbeatState(name, path, limit, "stale", Level.CRITICAL, last, age)
+    level = Level.WARNING if age > limit * WARNING_FRACTION else Level.OK
+    return HeartbeatState(name, path, limit, "ok", level, last, age)
+
+
+def heartbeats(config: Config, clock: Clock) -> list[HeartbeatState]:
+    """The runbook's three heartbeats: the dump, the base backup and the WAL sync."""
+    now = clock.now()
+    limits = config.objectives
+    return [
+        heartbeat("dump", config.backup_dir / LAST_SUCCESS, limits.dump_max_age, now),
+        heartbeat("base backup", config.backup_dir / LAST_BASEBACKUP, limits.basebackup_max_age, now),
+        heartbeat("WAL sync", config.wal_sync_heartbeat, limits.wal_sync_max_age, now),
+    ]
+
+
+def short_duration(delta: timedelta) -> str:
+    """A monitoring line's duration: '27h', '9m', '45s', '2d3h' (whole units, rounded down)."""
+    seconds = int(delta.total_seconds())
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d{hours}h" if hours else f"{days}d"
+    if hours:
+        return f"{hours}h{minutes}m" if minutes and hours < 10 else f"{hours}h"
+    if minutes:
+        return f"{minutes}m"
+    return f"{secs}s"
+
+
+def _part(state: HeartbeatState) -> str:
+    if state.state == "missing":
+        return f"{state.name} missing ({state.path.name})"
+    if state.state == "unreadable":
+        return f"{state.name} unreadable ({state.detail})"
+    assert state.age is not None
+    if state.state == "stale":
+        return f"{state.name} stale ({short_duration(state.age)} > {short_duration(state.limit)})"
+    if state.level == Level.WARNING:
+        return f"{state.name} aging ({short_duration(state.age)}, limit {short_duration(state.limit)})"
+    return f"{state.name} ok ({short_duration(state.age)})"
+
+
+# A known failure outranks not knowing; not knowing outranks a warning.
+_SEVERITY = {Level.OK: 0, Level.WARNING: 1, Level.UNKNOWN: 2, Level.CRITICAL: 3}
+
+
+def overall(states: list[HeartbeatState]) -> tuple[Level, str]:
+    """The exit code for --check and its one-line summary, worst heartbeat first."""
+    level = max((s.level for s in states), key=_SEVERITY.__getitem__, default=Level.UNKNOWN)
+    ordered = sorted(states, key=lambda s: -_SEVERITY[s.level])
+    return level, f"DRTUI {level.name} - " + "; ".join(_part(s) for s in ordered)
