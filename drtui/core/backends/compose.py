@@ -1,0 +1,614 @@
+"""The compose backend: a Docker Compose stack driven through the Docker Engine API (docker SDK).
+
+Containers are found by their compose labels (`com.docker.compose.project` / `service`), never by a name
+pattern, so stacks made by Compose v1 (`p_db_1`) and v2 (`p-db-1`) both work. Volumes are found by the
+compose volume label, or by their plain or project-prefixed name. Data "directories" are volumes here:
+`data_dir` is the data volume's name and its siblings are volumes named `<volume>.<kind>_<stamp>`, as the
+runbook names them (`pg_data.pre_pitr_<stamp>`). A mounted volume cannot be renamed, so preserving it is a
+copy into a new volume, done before anything is written.
+
+Every write into a volume runs in a short-lived helper container of the db service's own image (or
+`helper_image`), so no image is ever pulled; helpers have no network and carry the label
+`drtui.project=<project>`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import io
+import os
+import re
+import shlex
+import tarfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+from docker.models.containers import Container
+from docker.models.volumes import Volume
+
+from drtui.core.backends.base import Backend, RecoveryStatus
+from drtui.core.backup import GZIP_LEVEL, LAST_BASEBACKUP, LAST_SUCCESS, Artifact, BackupResult, _prepare_dir
+from drtui.core.clock import Clock, stamp
+from drtui.core.config import Config, Environment
+from drtui.core.errors import DrError
+from drtui.core.events import Event, StepLogged
+from drtui.core.files import atomic_path, write_heartbeat
+from drtui.core.models import parse_lsn
+
+PROJECT = "com.docker.compose.project"
+SERVICE = "com.docker.compose.service"
+VOLUME = "com.docker.compose.volume"
+DRTUI_PROJECT = "drtui.project"
+STAGED_WAL = "drtui_restore_wal"
+RECOVERY_BEGIN = "# drtui recovery begin"
+RECOVERY_END = "# drtui recovery end"
+DEFAULT_MIGRATE = "alembic upgrade head"
+CHUNK = 1 << 20
+
+
+class ComposeError(DrError):
+    """The Docker engine, the compose project or one of its pieces is not as the config says."""
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+class ComposeBackend(Backend):
+    """One environment's compose project on one Docker engine."""
+
+    def __init__(self, env: Environment, state_dir: Path) -> None:
+        if not env.project:
+            raise ComposeError(f"environment {env.name!r} has backend = compose but no project",
+                               'set project = "<compose project name>" in its table')
+        self.env = env
+        self.project = env.project
+        self.state_dir = state_dir
+        self.base_url = env.docker_host or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+        self._client: docker.DockerClient | None = None
+
+    # -- the engine and the project ---------------------------------------------------------------
+    @property
+    def client(self) -> docker.DockerClient:
+        if self._client is None:
+            try:
+                client = docker.DockerClient(base_url=self.base_url, timeout=120)
+                client.ping()
+            except (docker.errors.DockerException, OSError) as exc:
+                raise ComposeError(f"the Docker engine at {self.base_url} does not answer ({_reason(exc)})",
+                                   "start Docker, or set docker_host / DOCKER_HOST to the engine's socket") from exc
+            self._client = client
+        return self._client
+
+    def containers(self, service: str) -> list[Container]:
+        return self.client.containers.list(all=True, filters={"label": [f"{PROJECT}={self.project}",
+                                                                        f"{SERVICE}={service}"]})
+
+    def container(self, service: str) -> Container:
+        """The (first) container of a service; a clear error naming what exists instead."""
+        found = self.containers(service)
+        if found:
+            return found[0]
+        in_project = self.client.containers.list(all=True, filters={"label": f"{PROJECT}={self.project}"})
+        if not in_project:
+            projects = sorted({c.labels.get(PROJECT, "") for c in self.client.containers.list(
+                all=True, filters={"label": PROJECT})} - {""})
+            raise ComposeError(f"no compose project named {self.project!r} on {self.base_url} "
+                               f"(projects there: {', '.join(projects) or 'none'})",
+                               f"check project of environment {self.env.name!r}; `docker compose ls` lists them")
+        services = sorted({c.labels.get(SERVICE, "?") for c in in_project})
+        raise ComposeError(f"compose project {self.project!r} has no service {service!r} "
+                           f"(services: {', '.join(services)})",
+                           "check db_service / app_services in the config, or `docker compose up -d` the stack")
+
+    def volume(self, short: str) -> Volume:
+        """A volume of the project by its compose name (`pg_data`), or by its plain or prefixed name."""
+        labelled = self.client.volumes.list(filters={"label": [f"{PROJECT}={self.project}", f"{VOLUME}={short}"]})
+        if labelled:
+            return labelled[0]
+        for name in (short, f"{self.project}_{short}"):
+            with contextlib.suppress(docker.errors.NotFound):
+                return self.client.volumes.get(name)
+        raise ComposeError(f"no volume {short!r} in compose project {self.project!r}",
+                           "check data_volume / wal_volume in the config against `docker volume ls`")
+
+    def _mount_of(self, container: Container, volume: Volume) -> str | None:
+        for mount in container.attrs.get("Mounts", []):
+            if mount.get("Type") == "volume" and mount.get("Name") == volume.name:
+                return mount["Destination"]
+        return None
+
+    def check(self) -> None:
+        """The db service exists and mounts the data volume at pgdata: before anything is done."""
+        db = self.container(self.env.db_service)
+        data = self.volume(self.env.data_volume)
+        where = self._mount_of(db, data)
+        if where != self.env.pgdata:
+            raise ComposeError(f"volume {data.name} is {'mounted at ' + where if where else 'not mounted'} in "
+                               f"the {self.env.db_service} container, not at {self.env.pgdata}",
+                               "check data_volume and pgdata in the config against the compose file")
+
+    @property
+    def data_volume(self) -> Volume:
+        return self.volume(self.env.data_volume)
+
+    @property
+    def data_dir(self) -> Path:
+        """The data volume's name (volumes play the part of data directories on this backend)."""
+        return Path(self.data_volume.name)
+
+    def server_log(self) -> Path:
+        """The db container's log, written to a file under state_dir (refreshed on each call)."""
+        path = self.state_dir / f"compose-{self.project}-{self.env.db_service}.log"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(self.container(self.env.db_service).logs(tail=2000))
+        return path
+
+    def db_log_lines(self, since: datetime | None = None) -> list[str]:
+        """The db container's log lines (since a moment), for StepLogged events with source "server"."""
+        kwargs: dict[str, Any] = {"since": since} if since else {"tail": 200}
+        text = self.container(self.env.db_service).logs(**kwargs).decode(errors="replace")
+        return [line for line in text.splitlines() if line.strip()]
+
+    # -- helpers ----------------------------------------------------------------------------------
+    @property
+    def helper_image(self) -> str:
+        if self.env.helper_image:
+            return self.env.helper_image
+        image = self.container(self.env.db_service).attrs["Config"]["Image"]
+        return image
+
+    def helper(self, script: str, volumes: Mapping[str, Mapping[str, str]], *,
+               environment: Mapping[str, str] | None = None, what: str = "helper") -> str:
+        """Run a shell script as root in a short-lived container of the db's image; its output, or an error."""
+        container = self.client.containers.create(
+            self.helper_image, entrypoint=["/bin/sh", "-c"], command=[script], user="root",
+            volumes=dict(volumes), environment=dict(environment or {}), network_disabled=True,
+            labels={DRTUI_PROJECT: self.project, "drtui.helper": what}, working_dir="/")
+        try:
+            container.start()
+            code = container.wait()["StatusCode"]
+            output = container.logs().decode(errors="replace")
+        finally:
+            container.remove(force=True)
+        if code != 0:
+            lines = [line for line in output.splitlines() if line.strip()]
+            raise ComposeError(f"{what} failed in a helper container (exit {code}): "
+                               f"{lines[-1] if lines else 'no output'}",
+                               "look at the engine's log; nothing else was changed by this step")
+        return output
+
+    def _new_volume(self, name: str, origin: str) -> Volume:
+        with contextlib.suppress(docker.errors.NotFound):
+            self.client.volumes.get(name)
+            raise ComposeError(f"volume {name} already exists", "wait a second and retry")
+        return self.client.volumes.create(name, labels={DRTUI_PROJECT: self.project, "drtui.origin": origin})
+
+    def copy_volume(self, source: str, dest: str, *, clear: bool = False) -> None:
+        script = ("set -e; " + ("find /to -mindepth 1 -delete; " if clear else "")
+                  + "cp -a /from/. /to/")
+        self.helper(script, {source: {"bind": "/from", "mode": "ro"}, dest: {"bind": "/to", "mode": "rw"}},
+                    what=f"copying volume {source} into {dest}")
+
+    def discard(self, path: Path) -> None:
+        """Remove a volume drtui made (a partial restore or staged WAL); never the data volume."""
+        if str(path) == self.data_volume.name:
+            raise ComposeError("refusing to remove the data volume", "this is a bug in drtui")
+        with contextlib.suppress(docker.errors.NotFound):
+            self.client.volumes.get(str(path)).remove(force=True)
+
+    def preserved(self) -> list[Path]:
+        prefix = f"{self.data_volume.name}.pre_pitr_"
+        return sorted(Path(v.name) for v in self.client.volumes.list(filters={"name": prefix})
+                      if v.name.startswith(prefix))
+
+    # -- the application --------------------------------------------------------------------------
+    @property
+    def has_app_commands(self) -> bool:
+        return bool(self.env.app_services)
+
+    def stop_app(self) -> str | None:
+        names = []
+        for service in self.env.app_services:
+            self.container(service)  # a missing project or service is an error, not "nothing to do"
+            for container in self.containers(service):
+                self._stop(container)
+                names.append(service)
+        return f"stopped {', '.join(names)}" if names else None
+
+    def start_app(self) -> str | None:
+        names = []
+        for service in self.env.app_services:
+            self.container(service)  # a missing project or service is an error, not "nothing to do"
+            for container in self.containers(service):
+                container.start()
+                names.append(service)
+        return f"started {', '.join(names)}" if names else None
+
+    def _stop(self, container: Container, timeout: int = 60) -> None:
+        try:
+            container.stop(timeout=timeout)
+            container.reload()
+        except docker.errors.APIError as exc:
+            raise ComposeError(f"container {container.name} did not stop ({_reason(exc)})",
+                               f"look at `docker logs {container.name}`; stop it by hand, then retry") from exc
+        if container.status not in ("exited", "created"):
+            raise ComposeError(f"container {container.name} did not stop within {timeout} s "
+                               f"(state {container.status})",
+                               f"look at `docker logs {container.name}`; stop it by hand, then retry")
+
+    def services(self) -> dict[str, str]:
+        """Each service's container state ("running", "exited", ... or "missing"), db first."""
+        states = {}
+        for service in (self.env.db_service, *self.env.app_services):
+            found = self.containers(service)
+            states[service] = found[0].status if found else "missing"
+        return states
+
+    def migrate(self) -> str:
+        """Run the migrate command in the first app service's container (`alembic upgrade head`)."""
+        service = self.env.app_services[0] if self.env.app_services else self.env.db_service
+        command = self.env.migrate_command or DEFAULT_MIGRATE
+        container = self.container(service)
+        container.reload()
+        if container.status != "running":
+            raise ComposeError(f"cannot run the migrate command: {container.name} is {container.status}",
+                               f"start it (`docker compose start {service}`), then run `drtui` again")
+        result = container.exec_run(["/bin/sh", "-c", command])
+        output = result.output.decode(errors="replace").strip()
+        if result.exit_code != 0:
+            raise ComposeError(f"the migrate command failed in {service} (exit {result.exit_code}): "
+                               f"{output.splitlines()[-1] if output else 'no output'}",
+                               f"run `docker compose exec -T {service} {command}` by hand to see why")
+        return output
+
+    # -- the database -----------------------------------------------------------------------------
+    @property
+    def db(self) -> Container:
+        return self.container(self.env.db_service)
+
+    def server_alive(self) -> bool:
+        db = self.db
+        db.reload()
+        return db.status == "running"
+
+    def server_running(self) -> bool:
+        return self.server_alive() and self.db.exec_run(["pg_isready", "-q", "-h", "127.0.0.1"]).exit_code == 0
+
+    def stop_server(self) -> None:
+        self._stop(self.db)
+
+    def start_server(self, wait: bool = True, timeout: float = 120) -> None:
+        db = self.db
+        db.start()
+        if not wait:
+            return
+        deadline = time.monotonic() + timeout
+        while True:
+            db.reload()
+            if db.status != "running":
+                tail = self.db_log_lines()[-3:]
+                raise ComposeError(f"the {self.env.db_service} container stopped while starting "
+                                   f"({db.attrs['State'].get('ExitCode')}): {' | '.join(tail)}",
+                                   f"read `docker compose logs {self.env.db_service}`")
+            if db.exec_run(["pg_isready", "-q", "-h", "127.0.0.1"]).exit_code == 0:
+                return
+            if time.monotonic() > deadline:
+                raise ComposeError(f"PostgreSQL in {db.name} did not accept connections within {timeout:.0f} s",
+                                   f"read `docker compose logs {self.env.db_service}`")
+            time.sleep(0.1)
+
+    def psql(self, sql: str, dbname: str = "postgres") -> str:
+        result = self.db.exec_run(["psql", "-h", "127.0.0.1", "-U", self.env.user, "-d", dbname, "-XAtq",
+                                   "-v", "ON_ERROR_STOP=1", "-c", sql], user="postgres")
+        if result.exit_code != 0:
+            raise ComposeError(f"psql in {self.env.db_service} failed: {result.output.decode().strip()}",
+                               f"read `docker compose logs {self.env.db_service}`")
+        return result.output.decode().strip()
+
+    def recovery_status(self) -> RecoveryStatus | None:
+        if not self.server_alive():
+            return None
+        result = self.db.exec_run(["psql", "-h", "127.0.0.1", "-U", self.env.user, "-d", "postgres", "-XAtq",
+                                   "-F", "|", "-c",
+                                   "select pg_is_in_recovery(), pg_last_wal_replay_lsn(), "
+                                   "extract(epoch from pg_last_xact_replay_timestamp()), "
+                                   "case when pg_is_in_recovery() then pg_is_wal_replay_paused() end"],
+                                  user="postgres")
+        if result.exit_code != 0:
+            return None
+        in_recovery, lsn, epoch, paused = result.output.decode().strip().split("|")
+        return RecoveryStatus(in_recovery == "t", parse_lsn(lsn) if lsn else None,
+                              datetime.fromtimestamp(float(epoch)).astimezone() if epoch else None, paused == "t")
+
+    # -- volumes as data directories --------------------------------------------------------------
+    def preserve(self, stamp: str) -> Path | None:
+        """Copy the data volume into `<volume>.pre_pitr_<stamp>` (the database must be stopped)."""
+        source = self.data_volume.name
+        dest = self._new_volume(f"{source}.pre_pitr_{stamp}", source).name
+        self.copy_volume(source, dest)
+        return Path(dest)
+
+    def set_aside(self, stamp: str) -> Path | None:
+        source = self.data_volume.name
+        dest = self._new_volume(f"{source}.failed_{stamp}", source).name
+        self.copy_volume(source, dest)
+        return Path(dest)
+
+    def put_in_place(self, restored: Path) -> None:
+        """Replace the data volume's contents with a restored volume's (the database must be stopped)."""
+        self.copy_volume(str(restored), self.data_volume.name, clear=True)
+
+    def rollback(self, preserved: Path | None = None, stamp_now: str | None = None) -> Path:
+        """Put a preserved volume (default: the newest) back; the current data is set aside first."""
+        choices = self.preserved()
+        chosen = preserved or (choices[-1] if choices else None)
+        if chosen is None or chosen not in choices:
+            raise ComposeError(f"no preserved volume {chosen or self.data_volume.name + '.pre_pitr_*'}",
+                               "`docker volume ls` shows what exists; nothing was changed")
+        self.stop_app()
+        if self.server_alive():
+            self.stop_server()
+        if stamp_now:
+            self.set_aside(stamp_now)
+        self.put_in_place(chosen)
+        self.start_server()
+        self.start_app()
+        return chosen
+
+    def extract(self, backup: Path, member_prefix: str = "", method: str = "bind",
+                progress: Callable[[int, int | None], None] | None = None,
+                cancel: threading.Event | None = None) -> None:
+        """Empty the data volume and extract a base backup (tarball or folder) into it, owned by postgres.
+
+        `bind` mounts the backup's folder read-only into a helper that runs tar; `upload` streams the file
+        through the API's archive upload (works with a remote engine). bench/bench_compose.py measures both.
+        """
+        volume = self.data_volume.name
+        strip = len([p for p in member_prefix.strip("/").split("/") if p])
+        fix = "chown -R postgres:postgres /data && chmod 700 /data"
+        if backup.is_dir():
+            self.helper(f"set -e; find /data -mindepth 1 -delete; cp -a /backup/. /data/; {fix}",
+                        {str(backup): {"bind": "/backup", "mode": "ro"}, volume: {"bind": "/data", "mode": "rw"}},
+                        what=f"copying {backup} into {volume}")
+            return
+        if method == "bind":
+            flag = "z" if backup.name.endswith(("gz", "tgz")) else ""
+            script = (f"set -e; find /data -mindepth 1 -delete; tar -x{flag}f /backup/{shlex.quote(backup.name)} "
+                      f"-C /data --strip-components={strip} --no-same-owner; {fix}")
+            self.helper(script, {str(backup.parent): {"bind": "/backup", "mode": "ro"},
+                                 volume: {"bind": "/data", "mode": "rw"}}, what=f"extracting {backup.name}")
+            if progress:
+                progress(backup.stat().st_size, backup.stat().st_size)
+            return
+        self.helper("find /data -mindepth 1 -delete", {volume: {"bind": "/data", "mode": "rw"}},
+                    what=f"emptying {volume}")
+        holder = self.client.containers.create(self.helper_image, entrypoint=["/bin/true"], user="root",
+                                               volumes={volume: {"bind": "/data", "mode": "rw"}},
+                                               network_disabled=True, labels={DRTUI_PROJECT: self.project})
+        try:
+            with backup.open("rb") as handle:
+                ok = holder.put_archive("/data", _read_chunks(handle, progress, backup.stat().st_size, cancel))
+            if not ok:
+                raise ComposeError(f"the engine refused the upload of {backup.name}", "see the engine's log")
+        finally:
+            holder.remove(force=True)
+        move = (f"set -e; cd /data/{shlex.quote(member_prefix.strip('/'))}; for f in * .[!.]*; do "
+                "[ -e \"$f\" ] && mv \"$f\" /data/; done; cd /; rmdir " +
+                f"/data/{shlex.quote(member_prefix.strip('/'))}; ") if strip else ""
+        self.helper(move + fix, {volume: {"bind": "/data", "mode": "rw"}}, what=f"preparing {volume}")
+
+    def stage_wal(self, source: Path | None) -> str:
+        """Make the WAL readable by the db container; returns the restore_command.
+
+        None: the WAL volume, read in place where the db container mounts it (nothing written there).
+        A WAL tarball or folder: copied into `<pgdata>/drtui_restore_wal` of the data volume, removed by
+        `finish_recovery`.
+        """
+        if source is None:
+            wal = self.volume(self.env.wal_volume)
+            where = self._mount_of(self.db, wal)
+            if where is None:
+                raise ComposeError(f"the {self.env.db_service} container does not mount the WAL volume {wal.name}",
+                                   "pass a WAL tarball, or check wal_volume in the config")
+            return f"cp {where}/%f %p"
+        volume = self.data_volume.name
+        target = f"/data/{STAGED_WAL}"
+        if source.is_dir():
+            script = f"set -e; mkdir -p {target}; cp /src/* {target}/"
+            mounts = {str(source): {"bind": "/src", "mode": "ro"}}
+        else:
+            script = f"set -e; mkdir -p {target}; tar -xzf /src/{shlex.quote(source.name)} -C {target} --no-same-owner"
+            mounts = {str(source.parent): {"bind": "/src", "mode": "ro"}}
+        self.helper(f"{script}; chown -R postgres:postgres {target}",
+                    {**mounts, volume: {"bind": "/data", "mode": "rw"}}, what=f"staging WAL from {source.name}")
+        return f"cp {self.env.pgdata}/{STAGED_WAL}/%f %p"
+
+    def write_recovery(self, data_dir: Path, settings: Mapping[str, str], signal: bool) -> None:
+        """Append the recovery settings to postgresql.auto.conf of a (stopped) volume, and recovery.signal."""
+        block = "\n".join([RECOVERY_BEGIN, *(f"{k} = {_quote(v)}" for k, v in settings.items()), RECOVERY_END])
+        script = ('set -e; printf "\\n%s\\n" "$DRTUI_RECOVERY" >> /data/postgresql.auto.conf; '
+                  + ("touch /data/recovery.signal; " if signal else "")
+                  + "chown postgres:postgres /data/postgresql.auto.conf" + (" /data/recovery.signal" if signal else ""))
+        self.helper(script, {str(data_dir): {"bind": "/data", "mode": "rw"}}, environment={"DRTUI_RECOVERY": block},
+                    what="writing the recovery settings")
+
+    def recovery_settings(self, target_settings: Mapping[str, str], restore_command: str,
+                          pause: bool = False) -> dict[str, str]:
+        """The settings for a recovery in the db container (port and addresses stay the container's own)."""
+        settings = {"restore_command": restore_command, **target_settings,
+                    "recovery_target_action": "pause" if pause else "promote", "hot_standby": "on"}
+        if not self.env.is_production:
+            # A restored copy must never archive into the production WAL volume.
+            settings |= {"archive_mode": "off", "archive_command": ""}
+        return settings
+
+    def follow_recovery(self, on_status: Callable[[RecoveryStatus | None], None] | None = None,
+                        timeout: float = 3600) -> RecoveryStatus:
+        """Wait until the server leaves recovery (or pauses at the target); the db container's exit is an error."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.recovery_status()
+            if on_status:
+                on_status(status)
+            if status and (not status.in_recovery or status.paused):
+                return status
+            if not self.server_alive():
+                tail = self.db_log_lines()[-4:]
+                raise ComposeError(f"PostgreSQL stopped during recovery: {' | '.join(tail)}",
+                                   "read the db log; roll back with `drtui rollback` if needed")
+            if time.monotonic() > deadline:
+                raise ComposeError(f"recovery did not finish within {timeout:.0f} s", "read the db log")
+            time.sleep(0.2)
+
+    def finish_recovery(self) -> None:
+        """Remove the drtui recovery block and the staged WAL from the running db's data volume."""
+        pgdata = shlex.quote(self.env.pgdata)
+        script = (f"sed -i '/^{RECOVERY_BEGIN}$/,/^{RECOVERY_END}$/d' {pgdata}/postgresql.auto.conf; "
+                  f"rm -rf {pgdata}/{STAGED_WAL}")
+        self.db.exec_run(["/bin/sh", "-c", script], user="postgres")
+
+    # -- backups (the runbook's scripts, against the db container and the WAL volume) --------------
+    def _stream_exec(self, argv: list[str], sink: io.BufferedIOBase, what: str) -> None:
+        exec_id = self.client.api.exec_create(self.db.id, argv, user="postgres", stdout=True, stderr=True)["Id"]
+        errors = bytearray()
+        for out, err in self.client.api.exec_start(exec_id, stream=True, demux=True):
+            if out:
+                sink.write(out)
+            if err:
+                errors += err
+        code = self.client.api.exec_inspect(exec_id)["ExitCode"]
+        if code != 0:
+            lines = errors.decode(errors="replace").strip().splitlines()
+            raise ComposeError(f"{what} in {self.env.db_service} failed (exit {code}): "
+                               f"{lines[-1] if lines else 'no output'}",
+                               f"read `docker compose logs {self.env.db_service}`")
+
+    def backup_base(self, config: Config, clock: Clock) -> BackupResult:
+        """pg_basebackup in the db container as one tar stream (with WAL), gzipped into backup_dir."""
+        started = clock.monotonic()
+        _prepare_dir(config.backup_dir)
+        final = config.backup_dir / f"basebackup_{stamp(clock.now())}.tar.gz"
+        with atomic_path(final) as tmp, gzip.open(tmp, "wb", compresslevel=GZIP_LEVEL) as gz:
+            self._stream_exec(["pg_basebackup", "-h", "127.0.0.1", "-U", self.env.user, "-D", "-", "-Ft",
+                               "-X", "fetch", "-c", "fast", "-l", f"drtui {final.stem}"], gz, "pg_basebackup")
+        result = BackupResult("base", [Artifact(final, final.stat().st_size)], config.backup_dir / LAST_BASEBACKUP)
+        write_heartbeat(config.backup_dir / LAST_BASEBACKUP, clock.now())
+        result.seconds = clock.monotonic() - started
+        return result
+
+    def backup_dump(self, config: Config, clock: Clock) -> BackupResult:
+        started = clock.monotonic()
+        _prepare_dir(config.backup_dir)
+        final = config.backup_dir / f"{self.env.database}_{stamp(clock.now())}.sql.gz"
+        with atomic_path(final) as tmp, gzip.open(tmp, "wb", compresslevel=GZIP_LEVEL) as gz:
+            self._stream_exec(["pg_dump", "-h", "127.0.0.1", "-U", self.env.user, "-d", self.env.database],
+                              gz, "pg_dump")
+        result = BackupResult("dump", [Artifact(final, final.stat().st_size)], config.backup_dir / LAST_SUCCESS)
+        write_heartbeat(config.backup_dir / LAST_SUCCESS, clock.now())
+        result.seconds = clock.monotonic() - started
+        return result
+
+    def backup_wal_sync(self, config: Config, clock: Clock) -> BackupResult:
+        """The WAL volume's segments, read through the db container, into `wal_archive_<stamp>.tar.gz`."""
+        started = clock.monotonic()
+        wal = self.volume(self.env.wal_volume)
+        where = self._mount_of(self.db, wal)
+        if where is None:
+            raise ComposeError(f"the {self.env.db_service} container does not mount the WAL volume {wal.name}",
+                               "check wal_volume in the config")
+        _prepare_dir(config.backup_dir)
+        final = config.backup_dir / f"wal_archive_{stamp(clock.now())}.tar.gz"
+        stream, _ = self.db.get_archive(where)
+        with atomic_path(final) as tmp, tarfile.open(tmp, "w:gz", compresslevel=GZIP_LEVEL) as out, \
+                tarfile.open(fileobj=_IterReader(stream), mode="r|") as source:
+            for member in source:
+                name = member.name.split("/", 1)[1] if "/" in member.name else ""
+                if member.isfile() and name and "/" not in name and not name.startswith("."):
+                    member.name = name
+                    out.addfile(member, source.extractfile(member))
+        result = BackupResult("wal-sync", [Artifact(final, final.stat().st_size)], config.wal_sync_heartbeat)
+        write_heartbeat(config.wal_sync_heartbeat, clock.now())
+        result.seconds = clock.monotonic() - started
+        return result
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return re.sub(r"\s+", " ", text[-1] if text else type(exc).__name__)[:200]
+
+
+def _read_chunks(handle: io.BufferedReader, progress: Callable[[int, int | None], None] | None, total: int,
+                 cancel: threading.Event | None) -> Iterator[bytes]:
+    done = 0
+    while chunk := handle.read(CHUNK):
+        if cancel and cancel.is_set():
+            raise ComposeError("cancelled during the upload", "the data volume is partly written; roll back")
+        done += len(chunk)
+        if progress:
+            progress(done, total)
+        yield chunk
+
+
+class _IterReader(io.RawIOBase):
+    """A file-like reader over an iterator of byte chunks (the engine's archive stream)."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = iter(chunks)
+        self._buffer = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target: Any) -> int:
+        while not self._buffer:
+            try:
+                self._buffer = next(self._chunks)
+            except StopIteration:
+                return 0
+        size = min(len(target), len(self._buffer))
+        target[:size] = self._buffer[:size]
+        self._buffer = self._buffer[size:]
+        return size
+
+
+def run_pitr(backend: ComposeBackend, backup: Path, target_settings: Mapping[str, str], *, run_stamp: str,
+             emit: Callable[[Event], None], clock: Clock, wal_source: Path | None = None,
+             member_prefix: str = "", method: str = "bind") -> Path:
+    """The PITR sequence on a compose stack, step by step through the backend; returns the preserved volume.
+
+    The engine's runner drives the local backend with its own steps; this is the compose sequence they map
+    to, used headless by tests and the benchmark until those steps speak volumes.
+    """
+    def log(step: str, *lines: str, source: str = "engine") -> None:
+        emit(StepLogged(clock.now(), step, list(lines), source))
+
+    backend.check()
+    log("stop_app", backend.stop_app() or "no app services")
+    backend.stop_server()
+    log("stop_postgres", f"stopped {backend.db.name}")
+    preserved = backend.preserve(run_stamp)
+    assert preserved
+    log("preserve", f"data volume copied into {preserved}")
+    backend.extract(backup, member_prefix, method=method)
+    log("extract", f"{backup.name} extracted into {backend.data_dir} ({method})")
+    restore_command = backend.stage_wal(wal_source)
+    settings = backend.recovery_settings(target_settings, restore_command)
+    backend.write_recovery(backend.data_dir, settings, signal=True)
+    log("write_recovery", *(f"{k} = {v!r}" for k, v in settings.items()))
+    started = clock.now()
+    backend.start_server()
+    status = backend.follow_recovery()
+    log("recovery", *backend.db_log_lines(since=started), source="server")
+    log("recovery", f"recovery ended at {status.replay_time}" if status.replay_time else "recovery ended")
+    backend.finish_recovery()
+    log("start_app", backend.start_app() or "no app services")
+    log("migrate", backend.migrate() or "migrate command ran")
+    return preserved
