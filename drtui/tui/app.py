@@ -4,9 +4,9 @@ journal."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
@@ -28,12 +28,14 @@ class DrApp(App[None]):
     ]
 
     def __init__(self, config: Config, clock: Clock | None = None, start: str | Path = "home",
-                 env_name: str | None = None) -> None:
+                 env_name: str | None = None, plan_probes: Mapping[str, Any] | None = None) -> None:
         super().__init__()
         self.config = config
         self.clock = clock or SystemClock()
         self.start = start
         self.env_name = env_name
+        self.plan_probes = dict(plan_probes or {})
+        """make_plan's pg_version / free_bytes, given instead of probed (snapshots need stable numbers)."""
 
     def on_mount(self) -> None:
         from drtui.tui.screens.home import HomeScreen

@@ -11,9 +11,11 @@ from drtui.core.clock import isoformat
 DONE, FAILED, RUNNING, PENDING, SKIPPED = "done", "failed", "running", "pending", "skipped"
 
 SYMBOLS = {DONE: "✔", FAILED: "✘", RUNNING: "●", PENDING: "○", SKIPPED: "–",
-           "passed": "✔", "ok": "✔", "warning": "▲", "stale": "▲", "missing": "✘", "refused": "✘"}
+           "passed": "✔", "ok": "✔", "warning": "▲", "stale": "▲", "missing": "✘", "refused": "✘",
+           "unreadable": "?", "unknown": "?"}
 STYLES = {DONE: "green", "passed": "green", "ok": "green", FAILED: "red", "refused": "red", "missing": "red",
-          RUNNING: "yellow", "warning": "yellow", "stale": "yellow", PENDING: "dim", SKIPPED: "dim"}
+          "unreadable": "red", RUNNING: "yellow", "warning": "yellow", "stale": "yellow",
+          PENDING: "dim", SKIPPED: "dim"}
 
 
 def state_markup(state: str, label: str | None = None) -> str:

@@ -1,26 +1,21 @@
-"""Heartbeat rows for Home and Status, read through the inventory helper's `drtui.core.status`."""
+"""Heartbeat rows for Home and Status, from `drtui.core.status` (the same states `drtui status` prints)."""
 
 from __future__ import annotations
 
 from drtui.core.clock import Clock
 from drtui.core.config import Config
+from drtui.core.status import Level, heartbeats, overall
 from drtui.tui.format import duration
 
-Row = tuple[str, str, str, str]  # name, state, last (age), limit
+Row = tuple[str, str, str, str, str]  # state, name, last (age), limit, detail
 
 
-def heartbeat_rows(config: Config, clock: Clock) -> list[Row]:
-    """(name, state, age, limit) per heartbeat."""
-    from drtui.core.status import heartbeats
-
+def heartbeat_rows(config: Config, clock: Clock) -> tuple[list[Row], str]:
+    """One row per heartbeat, and the one-line summary `status --check` starts with."""
+    states = heartbeats(config, clock)
     rows = []
-    for beat in heartbeats(config, clock):
-        age = getattr(beat, "age_seconds", None)
-        limit = getattr(beat, "limit_seconds", None)
-        if age is None and getattr(beat, "age", None) is not None:
-            age = beat.age.total_seconds()
-        if limit is None and getattr(beat, "limit", None) is not None:
-            limit = beat.limit.total_seconds()
-        rows.append((str(getattr(beat, "name", "?")), str(getattr(beat, "state", "unknown")),
-                     f"{duration(age)} ago" if age is not None else "never", duration(limit)))
-    return rows
+    for beat in states:
+        state = "warning" if beat.state == "ok" and beat.level is Level.WARNING else beat.state
+        age = f"{duration(beat.age.total_seconds())} ago" if beat.age is not None else "never"
+        rows.append((state, beat.name, age, duration(beat.limit.total_seconds()), beat.detail))
+    return rows, overall(states)[1]

@@ -32,7 +32,8 @@ class JournalFailed(Message):
 class StatusRefreshed(Message):
     """Heartbeats and runs on this host, read again by the status worker."""
 
-    rows: list[tuple[str, str, str, str]]
+    rows: list[tuple[str, str, str, str, str]]
+    summary: str = ""
     error: str | None = None
     bubble = False
 

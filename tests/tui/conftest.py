@@ -143,7 +143,7 @@ def inventory(open_tmp: Path) -> Iterator[FixedInventory]:
     yield fixed_inventory(open_tmp)
 
 
-def wait_for(predicate, timeout: float = 60) -> None:  # noqa: ANN001 - a test helper
+def wait_for(predicate, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:

@@ -46,7 +46,7 @@ class ChooseTargetScreen(Screen[Target | None]):
     def compose(self) -> ComposeResult:
         window = self.window
         yield Header()
-        yield Static(f"[b]2 of 3 · choose the target[/] · backup {self.backup.path.name} reaches "
+        yield Static(f"[b]2 of 3 · choose the target[/] · the chosen backup reaches "
                      f"{short_time(window.earliest)} → {short_time(window.latest)} UTC", classes="step-head")
         yield CoverageTimeline(self.inventory.wal, list(self.inventory.base_backups), list(self.inventory.windows),
                                now=self.app.clock.now(), chosen=self.chosen, id="timeline")  # type: ignore[attr-defined]

@@ -16,10 +16,10 @@ from drtui.tui.messages import StatusRefreshed
 from drtui.tui.run_state import RunView, runs_in_progress
 
 JOURNEYS = [
-    ("pitr", "Point-in-time recovery", "restore production to a moment: base backup + WAL replay"),
-    ("staging", "Staging restore from a dump", "load the newest dump into staging (drtui restore staging)"),
-    ("drill", "Automated drill", "not wired yet: lands with the drill issue"),
-    ("status", "Status", "heartbeats and the recoverable window, refreshing itself"),
+    ("pitr", "Point-in-time recovery", "base backup + WAL, to a moment"),
+    ("staging", "Staging restore from a dump", "the newest dump into staging"),
+    ("drill", "Automated drill", "– not wired yet (the drill issue)"),
+    ("status", "Status", "heartbeats, refreshing itself"),
 ]
 
 
@@ -59,8 +59,8 @@ class HomeScreen(Screen[None]):
         config = self.app.config  # type: ignore[attr-defined]
         rows = ["[b]environments[/]"]
         for env in config.environments.values():
-            tag = "[b red]production[/]" if env.is_production else "[dim]non-production[/]"
-            rows.append(f"{env.name:<12} {tag}  {env.host}:{env.port}/{env.database}")
+            tag = "[b red]▲ live[/]" if env.is_production else "[dim]○ copy[/]"
+            rows.append(f"{env.name:<11} {tag}  [dim]port {env.port} · {env.database}[/]")
         return "\n".join(rows)
 
     def action_refresh(self) -> None:
@@ -76,21 +76,19 @@ class HomeScreen(Screen[None]):
     @work(thread=True, group="home", exclusive=True, exit_on_error=False, description="read heartbeats")
     def _read_heartbeats(self) -> None:
         try:
-            rows = heartbeat_rows(self.app.config, self.app.clock)  # type: ignore[attr-defined]
-        except ImportError:
-            self.post_message(StatusRefreshed([], "heartbeats need drtui.core.status (not installed)"))
+            rows, summary = heartbeat_rows(self.app.config, self.app.clock)  # type: ignore[attr-defined]
         except Exception as exc:  # any failure is shown, never a crash of the home screen
-            self.post_message(StatusRefreshed([], str(exc)))
+            self.post_message(StatusRefreshed([], error=str(exc)))
         else:
-            self.post_message(StatusRefreshed(rows))
+            self.post_message(StatusRefreshed(rows, summary))
 
     @on(StatusRefreshed)
     def _heartbeats_read(self, message: StatusRefreshed) -> None:
         lines = ["[b]heartbeats[/]"]
         if message.error:
             lines.append(f"[red]✘ unreadable[/] {message.error}")
-        lines += [f"{state_markup(state, f'{state:<7}')} {name:<20} {age:>12}  [dim]limit {limit}[/]"
-                  for name, state, age, limit in message.rows]
+        lines += [f"{state_markup(state, f'{state:<7}')} {name:<11} [dim]{age}[/]"
+                  for state, name, age, _limit, _detail in message.rows]
         self.query_one("#heartbeats", Static).update("\n".join(lines))
 
     @on(OptionList.OptionSelected, "#journeys")

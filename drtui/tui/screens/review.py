@@ -67,7 +67,8 @@ class ReviewScreen(Screen[ApprovedPlan | None]):
         config, clock = self.app.config, self.app.clock  # type: ignore[attr-defined]
         try:
             plan = make_plan(config, self.env, self.target, clock=clock, inventory=self.inventory,
-                             base_backup=self.inventory.base_backups[self.chosen].path)
+                             base_backup=self.inventory.base_backups[self.chosen].path,
+                             **self.app.plan_probes)  # type: ignore[attr-defined]
             gates = evaluate(plan, gather_facts(config, self.env, self.env.name))
         except DrError as exc:
             self.post_message(PlanRefused(exc.title, exc.hint))
@@ -111,7 +112,7 @@ class ReviewScreen(Screen[ApprovedPlan | None]):
             "[b]the plan[/]",
             f"target    {plan.target.describe()}",
             f"stop      {app}PostgreSQL of {plan.environment}",
-            f"keep      {plan.data_dir} → {plan.data_dir.name}.pre_pitr_<stamp> (the old data, preserved)",
+            f"keep      the old {plan.data_dir}, renamed {plan.data_dir.name}.pre_pitr_<stamp>",
             f"extract   {backup.path.name} ({size(backup.size_bytes)}, {backup.layout.value})",
             f"replay    WAL from {plan.wal_source} ({plan.wal_kind}) up to the target",
             "start     PostgreSQL" + (", the app" if self.env.start_app_command else "") + ", then the checks",

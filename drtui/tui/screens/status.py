@@ -32,7 +32,7 @@ class StatusScreen(Screen[None]):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        table.add_columns("state", "heartbeat", "last", "limit")
+        table.add_columns("state", "heartbeat", "last", "limit", "detail")
         self.action_refresh()
         self.set_interval(REFRESH_SECONDS, self.action_refresh)
 
@@ -42,25 +42,24 @@ class StatusScreen(Screen[None]):
     @work(thread=True, group="status", exclusive=True, exit_on_error=False, description="read heartbeats")
     def _read(self) -> None:
         try:
-            rows = heartbeat_rows(self.app.config, self.app.clock)  # type: ignore[attr-defined]
-        except ImportError:
-            self.post_message(StatusRefreshed([], "heartbeats need drtui.core.status (not installed)"))
+            rows, summary = heartbeat_rows(self.app.config, self.app.clock)  # type: ignore[attr-defined]
         except Exception as exc:  # shown on screen; the view keeps refreshing
-            self.post_message(StatusRefreshed([], str(exc)))
+            self.post_message(StatusRefreshed([], error=str(exc)))
         else:
-            self.post_message(StatusRefreshed(rows))
+            self.post_message(StatusRefreshed(rows, summary))
 
     @on(StatusRefreshed)
     def _refreshed(self, message: StatusRefreshed) -> None:
         table = self.query_one(DataTable)
         table.clear()
-        for name, state, age, limit in message.rows:
-            table.add_row(state_markup(state), name, age, limit)
+        for state, name, age, limit, detail in message.rows:
+            table.add_row(state_markup(state), name, age, limit, detail)
         now = self.app.clock.now()  # type: ignore[attr-defined]
         self.query_one("#status-head", Static).update(
             f"[b]status[/] · read {utc(now)} · refreshes every {REFRESH_SECONDS:.0f} s")
-        note = f"[red]✘ unreadable[/] {message.error}" if message.error else \
-            "[dim]read-only: nothing here changes a server. `drtui status --check` gives the same states to cron.[/]"
+        note = f"[red]✘ unreadable[/] {message.error}" if message.error else (
+            f"[b]{message.summary}[/]\n[dim]read-only: nothing here changes a server; "
+            "`drtui status --check` gives the same states to cron.[/]")
         self.query_one("#status-note", Static).update(note)
 
     def action_leave(self) -> None:

@@ -172,7 +172,7 @@ class CoverageTimeline(Widget, can_focus=True):
         marks = [" "] * cols
         for index, backup in enumerate(self.backups):
             marks[self._column_of(backup.start_time)] = "◆" if index == self.chosen else "◇"
-        self._row(text, ["accent" if c == "◆" else "" for c in marks], marks, cursor_col)
+        self._row(text, ["bold magenta" if c == "◆" else "" for c in marks], marks, cursor_col)
 
         rows = sorted(self.spans) or [0]
         for timeline in rows:
