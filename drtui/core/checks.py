@@ -385,26 +385,31 @@ class RpoMeasure:
 
 
 def measure_rpo(env: Environment, target: datetime | None, failure_time: datetime | None = None,
-                tables: Sequence[str] | None = None) -> RpoMeasure:
+                tables: Sequence[str] | None = None, *, replayed: bool = True) -> RpoMeasure:
     """RPO achieved: the newest commit the restored cluster holds, against the failure time or the target.
 
     Sources, best first: pg_last_xact_replay_timestamp(), the commit time of the last transaction this cluster
     replayed in its recovery (exact, any table; it survives promotion but not a restart); then
     pg_last_committed_xact() when track_commit_timestamp is on (exact, but also counts commits made after
     promotion); then max(created_at) over the sample tables (the app's own clock, and only those tables).
+    After a dump restore (`replayed=False`) the commit times are the restore's own, so only created_at counts.
     """
     with connect(env) as conn:
-        replayed = conn.execute("select pg_last_xact_replay_timestamp()").fetchone()[0]
-        last, source, reason = replayed, "replay", ("pg_last_xact_replay_timestamp(): the last transaction "
-                                                    "replayed by this cluster's recovery")
-        if last is None and conn.execute("show track_commit_timestamp").fetchone()[0] == "on":
+        last, source, reason = None, "none", ""
+        if replayed:
+            last = conn.execute("select pg_last_xact_replay_timestamp()").fetchone()[0]
+            source, reason = "replay", ("pg_last_xact_replay_timestamp(): the last transaction replayed by this "
+                                        "cluster's recovery")
+        if last is None and replayed and conn.execute("show track_commit_timestamp").fetchone()[0] == "on":
             row = conn.execute("select (pg_last_committed_xact()).timestamp").fetchone()
             last, source, reason = row[0], "commit_timestamp", (
                 "pg_last_committed_xact() (track_commit_timestamp is on; no replay since the server started)")
         if last is None:
             last = _max_created_at(conn, list(tables or env.sample_tables))
-            source, reason = "created_at", ("max(created_at) of the sample tables: the server replayed no "
-                                            "transaction since it started and track_commit_timestamp is off")
+            source, reason = "created_at", (
+                "max(created_at) of the sample tables: the server replayed no transaction since it started and "
+                "track_commit_timestamp is off" if replayed else
+                "max(created_at) of the sample tables: a dump restore's commit times are the restore's own")
     if last is None:
         source, reason = "none", "no replayed transaction, no commit timestamps and no created_at values"
     reference, against = (failure_time, "failure_time") if failure_time else (target, "target")
