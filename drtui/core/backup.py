@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from drtui.core.clock import Clock, stamp
-from drtui.core.config import Config, Environment
+from drtui.core.config import PRODUCTION, Config, Environment
 from drtui.core.errors import BackupError
 from drtui.core.files import atomic_path, write_heartbeat
 
@@ -94,9 +94,17 @@ def _failure(name: str, env: Environment, stderr: bytes | str) -> BackupError:
                        f"is PostgreSQL of {env.name!r} running and reachable at {env.host}:{env.port}?")
 
 
+def _compose(config: Config, env: Environment):  # -> ComposeBackend (docker is imported only when used)
+    from drtui.core.backends.compose import ComposeBackend
+
+    return ComposeBackend(env, config.state_dir)
+
+
 def dump(config: Config, env: Environment, clock: Clock) -> BackupResult:
     """pg_dump into `<database>_<stamp>.sql.gz`, the uploads folder into `uploads_<stamp>.tar.gz`,
     then LAST_SUCCESS.txt."""
+    if env.backend == "compose":
+        return _compose(config, env).backup_dump(config, clock)
     started = clock.monotonic()
     now = clock.now()
     _prepare_dir(config.backup_dir)
@@ -132,6 +140,8 @@ def dump(config: Config, env: Environment, clock: Clock) -> BackupResult:
 def base(config: Config, env: Environment, clock: Clock) -> BackupResult:
     """pg_basebackup (plain, with WAL and manifest), checked by pg_verifybackup, packed into
     `basebackup_<stamp>.tar.gz` with backup_label first, then LAST_BASEBACKUP.txt."""
+    if env.backend == "compose":
+        return _compose(config, env).backup_base(config, clock)
     started = clock.monotonic()
     now = clock.now()
     _prepare_dir(config.backup_dir)
@@ -167,7 +177,11 @@ def base(config: Config, env: Environment, clock: Clock) -> BackupResult:
 
 def wal_sync(config: Config, clock: Clock, target: Path | None = None) -> BackupResult:
     """Pack the live WAL archive into `wal_archive_<stamp>.tar.gz` in backup_dir (and copy it to a
-    `WAL_SYNC_TARGET` folder), then the WAL sync heartbeat."""
+    `WAL_SYNC_TARGET` folder), then the WAL sync heartbeat. When production runs on the compose backend,
+    the archive is its WAL volume."""
+    production = config.environments.get(PRODUCTION)
+    if production is not None and production.backend == "compose":
+        return _compose(config, production).backup_wal_sync(config, clock, target)
     started = clock.monotonic()
     source = config.wal_archive
     if not source.is_dir():

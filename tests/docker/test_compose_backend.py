@@ -16,6 +16,7 @@ from drtui.core.clock import SystemClock, stamp
 from drtui.core.events import Event, StepLogged
 from drtui.core.planning import Target, TargetKind
 from drtui.sandbox.compose_world import ComposeWorld
+from tests.conftest import run_drtui
 
 
 def backend_of(world: ComposeWorld) -> ComposeBackend:
@@ -65,15 +66,21 @@ def test_pitr_between_two_inserts_then_rollback(compose_world: ComposeWorld) -> 
     assert readyz(world) == 200
 
 
-def test_backups_on_the_stack(compose_world: ComposeWorld) -> None:
-    world, clock = compose_world, SystemClock()
-    backend = backend_of(world)
+def test_backup_commands_on_the_stack(compose_world: ComposeWorld) -> None:
+    world = compose_world
     config = world.config()
     world.switch_wal()
-    dump = backend.backup_dump(config, clock).artifacts[0].path
-    wal = backend.backup_wal_sync(config, clock)
+    environ = {"DOCKER_HOST": world.base_url}
+    for kind in ("dump", "base", "wal-sync"):
+        done = run_drtui("backup", kind, "--json", config=world.config_path, env=environ)
+        assert done.exit_code == 0, done.output
+    dump = next(config.backup_dir.glob("cleaning_*.sql.gz"))
+    wal = next(config.backup_dir.glob("wal_archive_*.tar.gz"))
+    base = next(config.backup_dir.glob("basebackup_*.tar.gz"))
+    with tarfile.open(base) as tar:
+        assert tar.getnames()[0] == "backup_label"
     assert b"PostgreSQL database dump complete" in verify_text(dump)
-    with tarfile.open(wal.artifacts[0].path) as tar:
+    with tarfile.open(wal) as tar:
         names = tar.getnames()
     assert names and all(len(n) == 24 for n in names if not n.endswith((".history", ".backup")))
     assert config.wal_sync_heartbeat.exists()

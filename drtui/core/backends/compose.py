@@ -20,6 +20,7 @@ import io
 import os
 import re
 import shlex
+import shutil
 import tarfile
 import threading
 import time
@@ -516,7 +517,7 @@ class ComposeBackend(Backend):
         result.seconds = clock.monotonic() - started
         return result
 
-    def backup_wal_sync(self, config: Config, clock: Clock) -> BackupResult:
+    def backup_wal_sync(self, config: Config, clock: Clock, target: Path | None = None) -> BackupResult:
         """The WAL volume's segments, read through the db container, into `wal_archive_<stamp>.tar.gz`."""
         started = clock.monotonic()
         wal = self.volume(self.env.wal_volume)
@@ -535,6 +536,15 @@ class ComposeBackend(Backend):
                     member.name = name
                     out.addfile(member, source.extractfile(member))
         result = BackupResult("wal-sync", [Artifact(final, final.stat().st_size)], config.wal_sync_heartbeat)
+        if target:
+            if str(target).startswith("s3:"):
+                raise ComposeError(f"WAL_SYNC_TARGET={target}: S3 targets are not supported yet",
+                                   "sync to a mounted folder, or leave WAL_SYNC_TARGET unset")
+            _prepare_dir(target)
+            copy = target / final.name
+            with atomic_path(copy) as tmp:
+                shutil.copyfile(final, tmp)
+            result.artifacts.append(Artifact(copy, copy.stat().st_size))
         write_heartbeat(config.wal_sync_heartbeat, clock.now())
         result.seconds = clock.monotonic() - started
         return result
