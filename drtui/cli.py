@@ -41,6 +41,9 @@ def _register() -> None:
 
     main.add_command(backup_commands.backup)
     main.add_command(sandbox_commands.sandbox)
+    from drtui.headless import verify_commands
+    main.add_command(verify_commands.verify)
+    main.add_command(verify_commands.drills)
     from drtui.headless import inventory_commands
     main.add_command(inventory_commands.inventory)
     main.add_command(inventory_commands.status)

@@ -1,0 +1,112 @@
+"""`drtui verify` (the runbook's `pitr_verify.sh` and validation checklist) and `drtui drills` (the history of
+drill records, and whether the quarterly drill is overdue)."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+
+import click
+import humanize
+
+from drtui.core import checks as core
+from drtui.core.clock import SystemClock, isoformat
+from drtui.core.errors import DrError
+from drtui.core.events import CheckCompleted
+from drtui.core.planning import parse_target_time
+from drtui.core.report import DrillEntry, drill_history
+from drtui.headless.common import env_option, handle_errors, json_option, pass_context
+from drtui.headless.output import ExitCode, out, out_json
+
+WORDS = {core.PASSED: "PASS", core.FAILED: "FAIL", core.SKIPPED: "SKIP"}
+
+
+def _print_check(check: CheckCompleted) -> None:
+    out(f"{WORDS[check.outcome]:<5} {check.data.get('title', check.name):<31} {check.detail}")
+    if check.outcome == core.FAILED and check.data.get("hint"):
+        out(f"{'':<5} {'':<31} hint: {check.data['hint']}")
+
+
+@click.command()
+@env_option
+@click.option("--target-time", envvar="TARGET_TIME", default=None, metavar="TIME",
+              help="The recovery target (TARGET_TIME): max(created_at) must not be later; RPO is measured against it.")
+@click.option("--failure-time", default=None, metavar="TIME",
+              help="When the incident happened: RPO is measured against it instead of the target.")
+@click.option("--wait", "wait_seconds", type=click.FloatRange(min=0), default=0, show_default=True, metavar="SECONDS",
+              help="Wait up to this long for /readyz to become healthy before checking.")
+@json_option
+@pass_context
+@handle_errors
+def verify(ctx, env_name: str | None, target_time: str | None, failure_time: str | None, wait_seconds: float,
+           as_json: bool) -> None:
+    """Check a restored (or any) environment: PostgreSQL, WAL archiving, /healthz, /readyz, /healthz/backup,
+    sample queries, data timestamps, uploads. Exit 0 when no check failed, 1 when one did."""
+    clock = SystemClock()
+    config = ctx.config(env_name)
+    env = config.environment(env_name)
+    target = parse_target_time(target_time, clock) if target_time else None
+    failure = parse_target_time(failure_time, clock) if failure_time else None
+    results = core.run_checks(config, env, recovered_to=target, emit=lambda e: None if as_json else _print_check(e),
+                              clock=clock, wait_ready_seconds=wait_seconds)
+    rpo = None
+    if target or failure:
+        try:
+            rpo = core.measure_rpo(env, target, failure)
+        except DrError:
+            rpo = None  # the database is down: its checks already failed and say why
+    counts = core.summarize(results)
+    ok = counts[core.FAILED] == 0
+    if as_json:
+        out_json({"ok": ok, "environment": env.name, "summary": counts,
+                  "checks": [{"name": c.name, "title": c.data.get("title"), "outcome": c.outcome, "detail": c.detail,
+                              "at": c.at.isoformat(), "data": c.data} for c in results],
+                  "rpo": rpo.as_dict() if rpo else None})
+    else:
+        if rpo and rpo.rpo_seconds is not None:
+            against = "the time of failure" if rpo.against == "failure_time" else "the target"
+            out(f"RPO   {rpo.rpo_seconds / 60:.1f} min against {against} (last commit "
+                f"{isoformat(rpo.last_commit) if rpo.last_commit else '?'}, from {rpo.source})")
+        out(f"{counts[core.PASSED]} passed, {counts[core.FAILED]} failed, {counts[core.SKIPPED]} skipped")
+    sys.exit(ExitCode.OK if ok else ExitCode.FAILED)
+
+
+def _minutes(seconds: float | None) -> str:
+    return f"{seconds / 60:.1f} min" if seconds is not None else "-"
+
+
+def _row(entry: DrillEntry) -> str:
+    date = entry.date.strftime("%Y-%m-%d %H:%M UTC") if entry.date else "unknown date"
+    return f"{date:<21} {entry.result:<7} {_minutes(entry.rto_seconds):>10} {_minutes(entry.rpo_seconds):>10}  " \
+           f"{entry.path.name}"
+
+
+@click.command()
+@json_option
+@pass_context
+@handle_errors
+def drills(ctx, as_json: bool) -> None:
+    """List past drill records in report_dir and flag a quarterly drill that is overdue."""
+    config = ctx.config()
+    now = SystemClock().now()
+    history = drill_history(config.report_dir, now)
+    if as_json:
+        out_json(history.as_json() | {"report_dir": str(config.report_dir)})
+        return
+    if not history.entries:
+        out(f"no drill records in {config.report_dir}")
+    else:
+        out(f"{'DATE':<21} {'RESULT':<7} {'RTO':>10} {'RPO':>10}  REPORT")
+        for entry in history.entries:
+            out(_row(entry))
+    last = history.last_pass
+    if last and last.date:
+        out(f"last passing drill: {last.date.date()} ({_age(now, last.date)} ago)")
+    if history.overdue:
+        out("OVERDUE: " + ("no passing drill on record" if last is None else
+                           "the last passing drill is older than a quarter (92 days)")
+            + "; run `drtui drill` on staging")
+
+
+def _age(now: datetime, then: datetime) -> str:
+    return humanize.naturaldelta(now - then)
