@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from drtui.core.errors import DrError
-from drtui.core.models import BaseBackup, Layout
+from drtui.core.models import DEFAULT_SEGMENT_SIZE, BaseBackup, Layout
 from drtui.core.postgres import current_user
 
 Progress = Callable[[int, int | None], None]
@@ -43,6 +43,8 @@ BLOCK = 512
 ZERO_BLOCK = bytes(BLOCK)
 GZIP_MAGIC = b"\x1f\x8b"
 STAGED_MARKER = ".drtui-staged"  # a stage_wal folder: a private copy, safe to hard-link from
+PREFETCH_SPOOL = "pg_wal/.drtui-prefetch"  # relative to the restored data directory (the command's cwd)
+PREFETCH_DEPTH = 8
 WAL_NAME = re.compile(r"^([0-9A-F]{24}(\.partial|\.[0-9A-F]{8}\.backup)?|[0-9A-F]{8}\.history)$")
 FILE_TYPES = (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE)
 PAX_TYPES = (tarfile.XHDTYPE, tarfile.SOLARIS_XHDTYPE)
@@ -525,7 +527,7 @@ def extract_base_backup(backup: BaseBackup, dest: Path, os_user: str, progress: 
     with _writing(dest, os_user, durable=durable, progress=progress, total=total, cancel=cancel,
                   source=backup.path) as writer:
         if backup.layout is Layout.DIRECTORY:
-            _copy_directory(backup.path, writer)
+            _copy_directory(backup.path / backup.member_prefix if backup.member_prefix else backup.path, writer)
         else:
             with _open_stream(backup.path) as reader:
                 if backup.layout is Layout.TAR_FOLDER:
@@ -618,15 +620,35 @@ def stage_wal(source: Path, dest: Path, os_user: str, progress: Progress, cancel
     return dest
 
 
-def restore_command(folder: Path) -> str:
+def restore_command(folder: Path, segment_size: int = DEFAULT_SEGMENT_SIZE) -> str:
     """The restore_command that fetches WAL from `folder`.
 
     A folder staged by stage_wal is a private copy on the restore's side: its files are hard-linked into
     pg_wal (no copy, a few ms each), falling back to `cp` across filesystems. Any other folder (the live
-    archive) is only ever copied from: a hard link would share the archive's file with the restored server,
-    which recycles and overwrites WAL files in pg_wal after promotion.
+    archive) is only ever read, never linked from: the restored server recycles and overwrites WAL files in
+    pg_wal after promotion, and a link would carry those writes into the archive. To keep fetch and replay
+    from taking turns, each fetch of a segment starts a background copy of the next PREFETCH_DEPTH segments
+    into PREFETCH_SPOOL (inside the restored pg_wal, so the next fetch is a rename); a miss falls back to `cp`.
     """
-    source = shlex.quote(str(folder.resolve()) + "/")
+    source = shlex.quote(str(folder.resolve()))
     if (folder / STAGED_MARKER).is_file():
-        return f"ln {source}%f %p 2>/dev/null || cp {source}%f %p"
-    return f"cp {source}%f %p"
+        return f"ln {source}/%f %p 2>/dev/null || cp {source}/%f %p"
+    per_id = 0x100000000 // segment_size
+    # PostgreSQL replaces %f and %p and turns %% into %; every other percent sign below is doubled.
+    return (
+        f"f=%f; a={source}; s={PREFETCH_SPOOL}; "
+        '{ [ -f "$s/$f" ] && mv -f "$s/$f" %p; } || cp "$a/$f" %p || exit 1; '
+        'case $f in *[!0-9A-F]*) exit 0;; esac; [ ${#f} -eq 24 ] || exit 0; '
+        '( mkdir -p "$s" && mkdir "$s/.lock" || exit 0; trap "rmdir $s/.lock" EXIT; '
+        "t=${f%%????????????????}; x=${f#????????}; l=${x%%????????}; g=${x#????????}; i=1; "
+        f"while [ $i -le {PREFETCH_DEPTH} ]; do n=$((0x$g + i)); "
+        f'm=$(printf %%s%%08X%%08X $t $((0x$l + n / {per_id})) $((n %% {per_id}))); '
+        'if [ ! -f "$s/$m" ]; then [ -f "$a/$m" ] || break; '
+        'cp "$a/$m" "$s/.$m" && mv -f "$s/.$m" "$s/$m" || break; fi; i=$((i + 1)); done '
+        ") </dev/null >/dev/null 2>&1 &"
+    )
+
+
+def clear_prefetch(data_dir: Path) -> None:
+    """Remove what the prefetching restore_command left in a promoted cluster's pg_wal."""
+    shutil.rmtree(data_dir / PREFETCH_SPOOL, ignore_errors=True)

@@ -25,9 +25,11 @@ import pytest
 from drtui.core import backup
 from drtui.core.clock import SystemClock
 from drtui.core.extract import (
+    PREFETCH_SPOOL,
     STAGED_MARKER,
     ExtractCancelled,
     ExtractError,
+    clear_prefetch,
     extract_base_backup,
     restore_command,
     stage_wal,
@@ -95,6 +97,7 @@ def built(shared_sandbox: Sandbox) -> Iterator[Built]:
 
         _pg_basebackup(shared_sandbox, "-D", str(work / "directory"), "-Fp", "-X", "stream")
         backups["directory"] = _as_backup(work / "directory", Layout.DIRECTORY)
+        backups["directory-subfolder"] = _as_backup(work / "plain", Layout.DIRECTORY, "pgdata")
 
         marker = shared_sandbox.insert("bookings")
         shared_sandbox.switch_wal()
@@ -117,7 +120,8 @@ def _recovered(world: Sandbox, data_dir: Path, wal_folder: Path, run_dir: Path) 
     (data_dir / "recovery.signal").touch()
     chown_to(data_dir / "recovery.signal", world.os_user)
     with (data_dir / "postgresql.auto.conf").open("a") as conf:
-        conf.write(f"restore_command = '{restore_command(wal_folder)}'\nrecovery_target_action = 'promote'\n"
+        command = restore_command(wal_folder).replace("'", "''")
+        conf.write(f"restore_command = '{command}'\nrecovery_target_action = 'promote'\n"
                    f"archive_mode = off\nunix_socket_directories = '{run_dir}'\n"
                    f"listen_addresses = ''\nport = {port}\n")
     server = LocalServer(data_dir, world.server().pg_bin, world.os_user, str(run_dir), port, run_dir / "server.log")
@@ -143,7 +147,8 @@ def _owners(folder: Path) -> set[str]:
     return {pwd.getpwuid(p.lstat().st_uid).pw_name for p in [folder, *folder.rglob("*")]}
 
 
-@pytest.mark.parametrize("kind", ["plain-root", "plain-prefixed", "tar-stream", "tar-folder", "directory"])
+@pytest.mark.parametrize("kind", ["plain-root", "plain-prefixed", "tar-stream", "tar-folder", "directory",
+                                  "directory-subfolder"])
 def test_every_layout_extracts_to_a_cluster_that_replays_wal_and_shows_the_rows(
         kind: str, built: Built, shared_sandbox: Sandbox, open_tmp: Path) -> None:
     chosen = built.backups[kind]
@@ -161,11 +166,22 @@ def test_every_layout_extracts_to_a_cluster_that_replays_wal_and_shows_the_rows(
         assert any((dest / "pg_wal").iterdir()), "pg_wal.tar.gz went into pg_wal"
         assert (dest / "backup_manifest").is_file()
     if chosen.layout is Layout.DIRECTORY:
-        assert (chosen.path / "backup_label").is_file(), "the backup folder itself is left as it was"
+        assert (chosen.path / chosen.member_prefix / "backup_label").is_file(), "the backup itself is left as it was"
+    archive_before = _listing(shared_sandbox.wal_archive)
     with _recovered(shared_sandbox, dest, shared_sandbox.wal_archive, open_tmp) as server:
         assert _has_booking(server, built.marker_id)
         with psycopg.connect(**server.conninfo("cleaning"), autocommit=True) as conn:
             assert conn.execute("select count(*) from clients").fetchone()[0] >= 60
+    archive_after = _listing(shared_sandbox.wal_archive)
+    assert {name: archive_after[name] for name in archive_before} == archive_before, "the archive is only read"
+    assert not [name for name in archive_after if name.startswith("00000002")], "nothing archived from the copy"
+    clear_prefetch(dest)
+    assert not (dest / PREFETCH_SPOOL).exists()
+
+
+def _listing(folder: Path) -> dict[str, tuple[int, int, int]]:
+    return {entry.name: (entry.stat().st_size, entry.stat().st_mtime_ns, entry.stat().st_ino)
+            for entry in os.scandir(folder)}
 
 
 def test_a_wal_tarball_is_staged_and_replayed_through_links(built: Built, shared_sandbox: Sandbox,
@@ -190,7 +206,9 @@ def test_a_wal_folder_is_used_in_place_and_only_ever_copied_from(shared_sandbox:
     assert stage_wal(shared_sandbox.wal_archive, open_tmp / "wal", "postgres", _noop,
                      threading.Event()) == shared_sandbox.wal_archive
     assert not (open_tmp / "wal").exists()
-    assert restore_command(shared_sandbox.wal_archive) == f"cp {shared_sandbox.wal_archive}/%f %p"
+    command = restore_command(shared_sandbox.wal_archive)
+    assert f"a={shared_sandbox.wal_archive};" in command and 'cp "$a/$f" %p' in command
+    assert "ln " not in command, "a restored server must never share a file with the archive"
     assert sorted(os.listdir(shared_sandbox.wal_archive)) == before
 
 
