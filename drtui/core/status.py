@@ -103,12 +103,13 @@ def heartbeats(config: Config, clock: Clock) -> list[HeartbeatState]:
 
 
 def short_duration(delta: timedelta) -> str:
-    """A monitoring line's duration: '27h', '9m', '45s', '2d3h' (whole units, rounded down)."""
+    """A monitoring line's duration: '45s', '9m', '1h30m', '27h', '3d4h' (whole units, rounded down; hours
+    up to two days, as the limits are written)."""
     seconds = int(delta.total_seconds())
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
+    hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
-    if days:
+    if hours >= 48:
+        days, hours = divmod(hours, 24)
         return f"{days}d{hours}h" if hours else f"{days}d"
     if hours:
         return f"{hours}h{minutes}m" if minutes and hours < 10 else f"{hours}h"

@@ -16,10 +16,11 @@ from bisect import bisect_left
 from itertools import pairwise
 from pathlib import Path
 
-from drtui.core.inventory.basebackup import READ_ERRORS, InventoryError
+from drtui.core.inventory.basebackup import InventoryError
 from drtui.core.inventory.cache import ReadCache, file_key
 from drtui.core.inventory.labels import LabelError, parse_history
 from drtui.core.inventory.names import parse_wal_name, segments_per_id
+from drtui.core.inventory.streams import READ_ERRORS, open_tar_gz
 from drtui.core.models import DEFAULT_SEGMENT_SIZE, Gap, TimelineHistory, WalCoverage, segment_name
 
 _HEX = frozenset("0123456789ABCDEF")
@@ -95,7 +96,7 @@ def _scan_tarball(source: Path, segment_size: int) -> WalCoverage:
     found: dict[int, list[tuple[int, float]]] = {}
     coverage = WalCoverage(source=source, kind="tarball", segment_size=segment_size)
     history_texts: dict[int, str] = {}
-    with tarfile.open(source, "r|gz") as tar:
+    with open_tar_gz(source) as tar:
         for member in tar:
             if not member.isfile():
                 continue

@@ -1,0 +1,345 @@
+"""The inventory against real artifacts: base backups in all four layouts made by pg_basebackup against the
+sandbox's production cluster, a WAL archive with a hole, and a promoted restore that starts timeline 2."""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from drtui.core import backup
+from drtui.core.clock import SystemClock, stamp
+from drtui.core.inventory import InventoryError, read_base_backup, scan
+from drtui.core.models import Layout
+from drtui.core.postgres import LocalServer, chown_to
+from drtui.sandbox import Sandbox
+from drtui.sandbox.world import free_port
+from tests.conftest import run_drtui
+
+
+@dataclass
+class World:
+    sandbox: Sandbox
+    backups: dict[str, Path]  # layout name -> the artifact
+    labels: dict[str, str]  # layout name -> the -l label it was made with
+    scratch: Path
+
+
+def _client(world: Sandbox, *args: str) -> list[str]:
+    env = world.env()
+    return [str(env.pg_bin / "pg_basebackup"), "-h", env.host, "-p", str(env.port), "-U", env.user,
+            "--no-password", "-c", "fast", *args]
+
+
+def _pg_env(world: Sandbox) -> dict[str, str]:
+    return {**os.environ, "PGPASSWORD": world.env().password() or ""}
+
+
+def _wait_for_backup_file(world: Sandbox, label: str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        for path in world.wal_archive.glob("*.backup"):
+            if f"LABEL: {label}\n" in path.read_text():
+                return
+        time.sleep(0.1)
+    raise AssertionError(f"no .backup history file for {label!r} was archived")
+
+
+def _name(offset: int) -> str:
+    return stamp(datetime.now(UTC) + timedelta(seconds=offset))
+
+
+@pytest.fixture(scope="module")
+def world() -> Iterator[World]:
+    """One sandbox of this module's own with five base backups: four layouts, one twice (with a top folder)."""
+    scratch = Path(tempfile.mkdtemp(prefix="drtui-inv-"))
+    try:
+        with Sandbox() as sandbox:
+            backups: dict[str, Path] = {}
+            labels: dict[str, str] = {}
+            out = sandbox.backup_dir
+            env = _pg_env(sandbox)
+
+            result = backup.base(sandbox.config(), sandbox.env(), SystemClock())
+            backups["plain"] = result.artifacts[0].path
+            labels["plain"] = f"drtui {backups['plain'].name[11:27]}"
+            sandbox.insert()
+
+            labels["stream"] = "inv stream"
+            backups["stream"] = out / f"basebackup_{_name(10)}.tar.gz"
+            with gzip.open(backups["stream"], "wb") as gz:
+                proc = subprocess.Popen(_client(sandbox, "-D", "-", "-Ft", "-X", "fetch", "-l", labels["stream"]),
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+                assert proc.stdout
+                shutil.copyfileobj(proc.stdout, gz)
+                assert proc.wait() == 0, proc.stderr.read() if proc.stderr else ""
+            sandbox.insert()
+
+            labels["folder"] = "inv folder"
+            subprocess.run(_client(sandbox, "-D", str(scratch / "ft"), "-Ft", "-z", "-X", "stream",
+                                   "-l", labels["folder"]), env=env, check=True, capture_output=True)
+            backups["folder"] = out / f"basebackup_{_name(20)}.tar.gz"
+            subprocess.run(["tar", "-czf", str(backups["folder"]), "-C", str(scratch / "ft"), "."], check=True)
+            sandbox.insert()
+
+            labels["prefixed"] = "inv prefixed"
+            subprocess.run(_client(sandbox, "-D", str(scratch / "data"), "-Fp", "-X", "stream",
+                                   "-l", labels["prefixed"]), env=env, check=True, capture_output=True)
+            backups["prefixed"] = out / f"basebackup_{_name(30)}.tar.gz"
+            subprocess.run(["tar", "-czf", str(backups["prefixed"]), "-C", str(scratch), "data"], check=True)
+            sandbox.insert()
+
+            labels["directory"] = "inv directory"
+            backups["directory"] = out / f"basebackup_{_name(40)}"
+            subprocess.run(_client(sandbox, "-D", str(backups["directory"]), "-Fp", "-X", "stream",
+                                   "-l", labels["directory"]), env=env, check=True, capture_output=True)
+            for label in labels.values():
+                _wait_for_backup_file(sandbox, label)
+            sandbox.insert()
+            sandbox.switch_wal()
+            yield World(sandbox, backups, labels, scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _backup_history(world: Sandbox, label: str) -> dict[str, str]:
+    """The archive's .backup file of a backup, as PostgreSQL wrote it (parsed here with plain string ops)."""
+    for path in world.wal_archive.glob("*.backup"):
+        text = path.read_text()
+        if f"LABEL: {label}\n" in text:
+            return dict(line.split(": ", 1) for line in text.splitlines() if ": " in line)
+    raise AssertionError(label)
+
+
+EXPECTED_LAYOUTS = {"plain": (Layout.PLAIN_TARBALL, ""), "stream": (Layout.TAR_STREAM, ""),
+                    "folder": (Layout.TAR_FOLDER, ""), "prefixed": (Layout.PLAIN_TARBALL, "data"),
+                    "directory": (Layout.DIRECTORY, "")}
+
+
+@pytest.mark.parametrize("kind", list(EXPECTED_LAYOUTS))
+def test_each_layout_reports_what_postgresql_wrote(world: World, kind: str) -> None:
+    found = read_base_backup(world.backups[kind])
+    history = _backup_history(world.sandbox, world.labels[kind])
+    assert (found.layout, found.member_prefix) == EXPECTED_LAYOUTS[kind]
+    assert found.label == world.labels[kind]
+    assert history["START WAL LOCATION"].endswith(f"(file {found.start_wal_file})")
+    assert found.start_time.strftime("%Y-%m-%d %H:%M:%S UTC") == history["START TIME"]
+    assert found.timeline == int(history["START TIMELINE"]) == 1
+    assert found.pg_version == 15
+    assert found.size_bytes > 20_000_000  # a whole cluster's files, uncompressed
+    if kind == "folder":
+        assert found.base_member == "base.tar.gz" and found.wal_member == "pg_wal.tar.gz"
+
+
+def test_scan_lists_every_backup_newest_first_with_stop_times_and_windows(world: World) -> None:
+    inv = scan(world.sandbox.config())
+    assert {b.path for b in inv.base_backups} == set(world.backups.values())
+    assert [b.start_time for b in inv.base_backups] == sorted((b.start_time for b in inv.base_backups),
+                                                              reverse=True)
+    assert not inv.problems
+    for b, window in zip(inv.base_backups, inv.windows, strict=True):
+        history = _backup_history(world.sandbox, b.label)
+        assert b.stop_time is not None
+        assert b.stop_time.strftime("%Y-%m-%d %H:%M:%S UTC") == history["STOP TIME"]
+        assert window.base_backup == b.path and window.usable
+        assert window.earliest == b.stop_time and window.earliest_source == "backup-history"
+        assert window.latest_source == "waldump" and window.latest >= window.earliest
+        assert window.cut_by_gap is None and window.timeline == 1
+    assert inv.window_for(world.backups["plain"]).latest == inv.windows[-1].latest
+    cache = json.loads((world.sandbox.config().state_dir / "inventory-cache.json").read_text())
+    assert len(cache["sections"]["base_backups"]) == len(world.backups)
+    again = scan(world.sandbox.config())
+    assert again.base_backups == inv.base_backups and again.windows == inv.windows
+
+
+def test_inventory_json_and_table(world: World) -> None:
+    (world.sandbox.backup_dir / "notes.txt").write_text("hello")
+    try:
+        result = run_drtui("inventory", "--json", config=world.sandbox.config_path)
+        assert result.exit_code == 0, result.stderr
+        data = json.loads(result.stdout)
+        assert {b["layout"] for b in data["base_backups"]} == {str(v[0]) for v in EXPECTED_LAYOUTS.values()}
+        first = data["base_backups"][0]
+        assert set(first) >= {"file", "layout", "start_time", "stop_time", "start_wal", "timeline", "pg_version",
+                              "size_bytes"}
+        assert data["wal"]["timelines"][0]["timeline"] == 1 and data["wal"]["gaps"] == []
+        assert data["wal"]["segments"] >= 6 and data["wal"]["first"] and data["wal"]["last"]
+        assert {w["base_backup"] for w in data["windows"]} == {b["file"] for b in data["base_backups"]}
+        assert all(set(w) >= {"earliest", "latest", "cut_by_gap"} for w in data["windows"])
+        assert [u["file"] for u in data["unknown"]] == [str(world.sandbox.backup_dir / "notes.txt")]
+        table = run_drtui("inventory", config=world.sandbox.config_path)
+        assert table.exit_code == 0, table.stderr
+        assert "Base backups in" in table.stdout and "tar-stream" in table.stdout and "MiB" in table.stdout
+        assert "Unknown files: 1" in table.stdout and "notes.txt" in table.stdout
+    finally:
+        (world.sandbox.backup_dir / "notes.txt").unlink()
+
+
+@pytest.fixture
+def archive_copy(world: World) -> Iterator[Path]:
+    """A copy of the sandbox's WAL archive that a test may cut into or archive into (never the original)."""
+    folder = Path(tempfile.mkdtemp(prefix="drtui-inv-archive-"))
+    folder.chmod(0o755)
+    try:
+        copy = folder / "archive"
+        shutil.copytree(world.sandbox.wal_archive, copy)
+        for path in [copy, *copy.iterdir()]:
+            chown_to(path, world.sandbox.os_user)
+        yield copy
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_deleted_segment_is_a_gap_that_cuts_the_windows_before_it(world: World, archive_copy: Path) -> None:
+    sandbox = world.sandbox
+    before = scan(sandbox.config())
+    # More WAL after every backup, one commit per segment, then a second archive copy with one segment gone.
+    inserts, segments = [], []
+    for _ in range(3):
+        inserts.append(sandbox.insert())
+        segments.append(sandbox.switch_wal())
+    for name in segments:
+        shutil.copy2(sandbox.wal_archive / name, archive_copy / name)
+    (archive_copy / segments[1]).unlink()
+
+    result = run_drtui("inventory", "--json", "--wal-source", str(archive_copy), config=sandbox.config_path)
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["wal"]["gaps"] == [{"timeline": 1, "from": segments[1], "to": segments[1], "segments": 1}]
+    for window in data["windows"]:
+        assert window["cut_by_gap"]["from"] == segments[1]
+        assert window["last_segment"] == segments[0]
+
+    inv = scan(sandbox.config(), wal_source=archive_copy)
+    for window, old in zip(inv.windows, before.windows, strict=True):
+        assert window.latest_source == "waldump"
+        assert window.latest >= old.latest  # the first new segment is still reachable
+        assert inserts[0].committed_at - timedelta(seconds=1) <= window.latest <= inserts[0].committed_at
+        assert window.latest < inserts[1].committed_at
+    whole = scan(sandbox.config())
+    assert all(w.cut_by_gap is None and w.last_segment == segments[2] for w in whole.windows)
+    assert all(w.latest >= inserts[2].committed_at - timedelta(seconds=1) for w in whole.windows)
+
+
+def test_a_promoted_restore_shows_two_timelines(world: World, archive_copy: Path) -> None:
+    sandbox = world.sandbox
+    restore_root = archive_copy.parent
+    data_dir = restore_root / "data"
+    data_dir.mkdir()
+    with tarfile.open(world.backups["plain"], "r|gz") as tar:
+        tar.extractall(data_dir, filter="data")
+    for path in [data_dir, *data_dir.rglob("*")]:
+        chown_to(path, sandbox.os_user)
+    data_dir.chmod(0o700)
+    chown_to(restore_root, sandbox.os_user)
+    (data_dir / "recovery.signal").touch()
+    port = free_port()
+    with (data_dir / "postgresql.auto.conf").open("a") as conf:
+        conf.write(f"restore_command = 'cp {archive_copy}/%f %p'\n"
+                   f"archive_mode = on\narchive_command = 'test ! -f {archive_copy}/%f && cp %p {archive_copy}/%f'\n"
+                   f"unix_socket_directories = '{restore_root}'\nport = {port}\n")
+    server = LocalServer(data_dir, sandbox.server().pg_bin, sandbox.os_user, str(restore_root), port,
+                         restore_root / "server.log")
+    server.start()
+    try:
+        deadline = time.monotonic() + 60
+        with psycopg.connect(**server.conninfo("cleaning"), autocommit=True) as conn:
+            while conn.execute("select pg_is_in_recovery()").fetchone()[0]:
+                assert time.monotonic() < deadline, server.log_tail()
+                time.sleep(0.1)
+            conn.execute("insert into leads (client_id, source) values (1, 'after promotion')")
+            segment = conn.execute("select pg_walfile_name(pg_switch_wal())").fetchone()[0]
+            while not (archive_copy / segment).exists():
+                assert time.monotonic() < deadline, server.log_tail()
+                time.sleep(0.1)
+    finally:
+        with contextlib.suppress(Exception):
+            server.stop()
+    assert (archive_copy / "00000002.history").exists() and segment.startswith("00000002")
+
+    inv = scan(sandbox.config(), wal_source=archive_copy)
+    assert inv.wal is not None and inv.wal.timelines == [1, 2]
+    assert [(h.timeline, h.parent) for h in inv.wal.histories] == [(2, 1)]
+    window = inv.window_for(world.backups["plain"])
+    assert window.timeline == 2 and window.last_segment == segment and window.usable
+    data = run_drtui("inventory", "--json", "--wal-source", str(archive_copy), config=sandbox.config_path)
+    assert [t["timeline"] for t in json.loads(data.stdout)["wal"]["timelines"]] == [1, 2]
+
+
+def test_a_wal_tarball_is_read_by_its_member_list(world: World) -> None:
+    sandbox = world.sandbox
+    result = backup.wal_sync(sandbox.config(), SystemClock())
+    tarball = result.artifacts[0].path
+    try:
+        inv = scan(sandbox.config(), wal_source=tarball)
+        live = scan(sandbox.config())
+        assert inv.wal is not None and live.wal is not None
+        assert inv.wal.kind == "tarball" and inv.wal.segments == live.wal.segments
+        assert len(inv.wal.archived_at[1]) == len(inv.wal.segments[1])
+        assert inv.wal.backup_files == live.wal.backup_files
+        assert [w.latest for w in inv.windows] == [w.latest for w in live.windows]
+        assert all(w.latest_source == "waldump" for w in inv.windows)
+        assert [a.path for a in inv.wal_tarballs] == [tarball]
+    finally:
+        tarball.unlink()
+        sandbox.config().wal_sync_heartbeat.unlink(missing_ok=True)
+
+
+def test_damaged_backups_and_unreadable_folders_are_plain_problems(world: World) -> None:
+    sandbox = world.sandbox
+    out = sandbox.backup_dir
+    truncated = out / f"basebackup_{_name(-1000)}.tar.gz"
+    data = world.backups["plain"].read_bytes()
+    truncated.write_bytes(data[: len(data) // 2])
+    garbage = out / f"basebackup_{_name(-2000)}.tar.gz"
+    garbage.write_bytes(b"this is not a tarball\n" * 100)
+    locked = out / f"basebackup_{_name(-3000)}"
+    locked.mkdir(mode=0o700)
+    (locked / "backup_label").write_text("START WAL LOCATION: 0/2000028 (file 000000010000000000000002)\n")
+    try:
+        with pytest.raises(InventoryError, match=r"not a readable tar\.gz"):
+            read_base_backup(garbage)
+        result = run_drtui("inventory", config=sandbox.config_path)
+        assert result.exit_code == 0, result.stderr
+        assert "Traceback" not in result.output
+        assert f"{truncated}: truncated" in result.stdout
+        assert f"{garbage}: not a readable tar.gz" in result.stdout
+        assert f"{locked}: no START TIME line" in result.stdout
+
+        # As the cluster's OS user, the root-only folder cannot be read at all.
+        reader, writer = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child reports through the pipe
+            os.close(reader)
+            try:
+                import pwd
+
+                entry = pwd.getpwnam(sandbox.os_user)
+                os.setgid(entry.pw_gid)
+                os.setuid(entry.pw_uid)
+                messages = [p.message for p in scan(sandbox.config()).problems if p.path == locked]
+                os.write(writer, json.dumps(messages).encode())
+            finally:
+                os._exit(0)
+        os.close(writer)
+        with os.fdopen(reader) as pipe:
+            messages = json.loads(pipe.read() or "null")
+        os.waitpid(pid, 0)
+        assert messages and "permission denied" in messages[0]
+    finally:
+        truncated.unlink()
+        garbage.unlink()
+        shutil.rmtree(locked)
