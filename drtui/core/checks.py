@@ -68,13 +68,13 @@ def run_checks(config: Config, env: Environment, *, recovered_to: datetime | Non
     """Run every check against `env`, emitting each result; with `wait_ready_seconds`, first wait that long
     at most for /readyz (or, without an API, the database) to become healthy.
 
-    `expect_archiving` says whether the cluster should archive WAL; by default the production environment
-    should and any other (a restored copy) must not archive into the production archive.
+    `expect_archiving` says whether the cluster should archive WAL. By default the production environment
+    should (unless it has just been restored in place: then archiving off passes, with a follow-up), and any
+    other environment, a restored copy, must not archive into the production archive.
     """
     checker = _Checker(config, env, clock, emit, cancel or threading.Event())
     healthy_at = checker.wait_until_healthy(wait_ready_seconds) if wait_ready_seconds > 0 else None
-    checker.database(list(tables or env.sample_tables), recovered_to,
-                     env.is_production if expect_archiving is None else expect_archiving, healthy_at)
+    checker.database(list(tables or env.sample_tables), recovered_to, expect_archiving, healthy_at)
     checker.api(healthy_at)
     checker.uploads()
     return checker.results
@@ -139,7 +139,7 @@ class _Checker:
             return False
 
     # -- the database -----------------------------------------------------------------------------
-    def database(self, tables: list[str], recovered_to: datetime | None, expect_archiving: bool,
+    def database(self, tables: list[str], recovered_to: datetime | None, expect_archiving: bool | None,
                  healthy_at: datetime | None) -> None:
         where = f"{self.env.host}:{self.env.port}/{self.env.database}"
         try:
@@ -174,7 +174,7 @@ class _Checker:
             extra = {"healthy_at": at.isoformat(), "healthy_basis": "database"}
         self.record(RECOVERY, PASSED, "pg_is_in_recovery() is false", **extra)
 
-    def _archiving(self, conn: psycopg.Connection, expected: bool) -> None:
+    def _archiving(self, conn: psycopg.Connection, expected: bool | None) -> None:
         mode, command = (conn.execute(f"show {name}").fetchone()[0] for name in ("archive_mode", "archive_command"))
         stats = conn.execute("select archived_count, last_archived_wal, failed_count, last_failed_wal "
                              "from pg_stat_archiver").fetchone()
@@ -183,6 +183,17 @@ class _Checker:
         described = f"archive_mode={mode}, archive_command={command or '(empty)'!r}"
         data = {"archive_mode": mode, "archive_command": command, "archived_count": stats[0],
                 "last_archived_wal": stats[1], "failed_count": stats[2], "last_failed_wal": stats[3]}
+        if expected is None and self.env.is_production:
+            # Production should archive, but a copy restored in place has archiving off on purpose (it must not
+            # write into the archive it was restored from) until the operator has confirmed it.
+            restored = conn.execute("select pg_last_xact_replay_timestamp() is not null").fetchone()[0]
+            if restored and mode == "off":
+                self.record(ARCHIVING, PASSED, f"{described}: off on this restored copy, as it must be until the "
+                            "restore is confirmed", **data, follow_up="re-enable WAL archiving (a fresh archive or "
+                            "the new timeline) and take a new base backup: until then nothing can be recovered")
+                return
+        if expected is None:
+            expected = self.env.is_production
         if expected:
             ok = mode != "off" and bool(command)
             self.record(ARCHIVING, PASSED if ok else FAILED, described if ok else

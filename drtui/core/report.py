@@ -226,14 +226,29 @@ def troubleshooting(record: RunRecord, config: Config) -> list[str]:
     if names & {CONNECT, RECOVERY} and not failed:
         advice.append("PostgreSQL is not serving: read the server log"
                       + (f" ({env.server_log})" if env and env.server_log else "") + ".")
-    preserved = record.summary.get("preserved") or record.plan.get("preserved")
-    data_dir = record.plan.get("data_dir") or (str(env.data_dir) if env else None)
-    if preserved or data_dir:
-        where = preserved or f"{data_dir}.pre_pitr_*"
-        advice.append(f"The pre-restore data is preserved at {where}; `drtui rollback --env {record.environment}` "
-                      "puts it back (the failed copy is kept aside, never deleted).")
+    if record.summary.get("hint"):
+        advice.append(f"The engine says: {_one_line(record.summary['hint'])}")
+    advice.extend(_rollback_advice(record, env))
     advice.append("Escalate any RTO/RPO miss to the incident log and correct the runbook.")
     return advice
+
+
+def _rollback_advice(record: RunRecord, env: Any) -> list[str]:
+    preserved = record.summary.get("preserved")
+    data_dir = record.plan.get("data_dir") or (str(env.data_dir) if env else None)
+    rollback = (f"`drtui rollback --env {record.environment}` puts it back (the failed copy is kept aside, "
+                "never deleted)")
+    names = {step.name: step for step in record.steps}
+    if preserved:
+        return [f"The pre-restore data is preserved at {preserved}; {rollback}."]
+    if "preserve" in names and names["preserve"].outcome == "done":
+        return [f"The pre-restore data is preserved at {data_dir}.pre_pitr_*; {rollback}."]
+    if "preserve" in (record.plan.get("steps") or []) and "preserve" not in names:
+        return [f"The run stopped before the data directory was moved: {data_dir} is as it was."]
+    if data_dir:
+        return [f"If the run got as far as moving the data directory, the pre-restore data is preserved at "
+                f"{data_dir}.pre_pitr_*; {rollback}."]
+    return []
 
 
 # -- rendering ------------------------------------------------------------------------------------
@@ -276,6 +291,7 @@ def build_context(record: RunRecord, config: Config, *, operator: str, reviewer:
     post = {check.name: check for check in record.phase_checks("post")}
     pre = record.phase_checks("pre")
     advice = troubleshooting(record, config)
+    follow_ups = [_one_line(c.data["follow_up"]) for c in post.values() if c.data.get("follow_up")]
     issues = [f"step '{s.title}' failed: {_one_line(s.error)}" for s in record.steps if s.outcome == "failed"]
     issues += [f"check {c.data.get('title', c.name)} failed: {_one_line(c.detail)}" for c in record.failed_checks]
     if record.ok is None:
@@ -335,7 +351,7 @@ def build_context(record: RunRecord, config: Config, *, operator: str, reviewer:
         "validations": (f"{counts[PASSED]} passed, {counts[FAILED]} failed, {counts[SKIPPED]} skipped"
                         if record.checks else NOT_RUN),
         "issues": "; ".join(issues) if issues else "none",
-        "follow_up": ("; ".join(advice) if advice else f"none; next drill due by {next_due}"),
+        "follow_up": "; ".join(advice + follow_ups) if advice or follow_ups else f"none; next drill due by {next_due}",
         "troubleshooting": advice,
         "next_due": next_due,
         "steps": [_step_row(i, s) for i, s in enumerate(record.steps, 1)],

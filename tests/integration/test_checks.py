@@ -247,3 +247,18 @@ def test_an_unreachable_api_fails_with_the_reason(shared_sandbox: Sandbox) -> No
     assert healthz.outcome == "failed"
     assert "ConnectError" in healthz.detail
 
+
+
+def test_production_restored_in_place_may_have_archiving_off_with_a_follow_up(restored: dict) -> None:
+    world = restored["world"]
+    as_production = replace(world.env("staging"), name="production")
+    results = checks.run_checks(restored["config"], as_production, recovered_to=None, emit=lambda e: None,
+                                clock=SystemClock())
+    archiving = by_name(results, checks.ARCHIVING)
+    assert archiving.outcome == "passed"
+    assert "off on this restored copy" in archiving.detail
+    assert "re-enable WAL archiving" in archiving.data["follow_up"]
+    strict = checks.run_checks(restored["config"], as_production, recovered_to=None, emit=lambda e: None,
+                               clock=SystemClock(), expect_archiving=True)
+    assert by_name(strict, checks.ARCHIVING).outcome == "failed"
+    assert "nothing after this point can be recovered" in by_name(strict, checks.ARCHIVING).detail
