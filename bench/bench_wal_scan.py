@@ -1,0 +1,110 @@
+"""Benchmark: WAL coverage scan of a 100,000-segment archive folder and a 10,000-member WAL tarball.
+
+Synthetic names (empty files / empty members, timeline 1 with one gap, a timeline 2 branch, .history, .backup
+and .partial files), scanned warm with drtui.core.inventory.wal.scan_wal. The baseline in the same run is the
+floor any scan pays: `os.listdir` of the folder plus `sorted()`, and for the tarball a bare `tarfile` 'r|gz'
+member iteration. Reported: median seconds, seconds per 10,000 segments, and the ratio to the baseline.
+
+    .venv/bin/python bench/bench_wal_scan.py [--segments 100000] [--members 10000] [--runs 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import shutil
+import statistics
+import sys
+import tarfile
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from drtui.core.inventory.wal import scan_wal
+from drtui.core.models import segment_name
+
+
+def _names(count: int) -> list[str]:
+    names = [segment_name(1, segno) for segno in range(1, count + 1) if segno != count // 2]  # one gap
+    names += [segment_name(2, segno) for segno in range(count - 10, count + 1)]
+    names += ["00000002.history", f"{segment_name(1, 2)}.00000028.backup", f"{segment_name(1, count - 10)}.partial"]
+    return names
+
+
+def _contents(name: str, count: int) -> bytes:
+    if name.endswith(".history"):
+        return f"1\t{(count - 10) >> 8:X}/{((count - 10) & 0xFF) << 24:X}\tno recovery target specified\n".encode()
+    if name.endswith(".backup"):
+        return (b"START WAL LOCATION: 0/2000028 (file 000000010000000000000002)\n"
+                b"STOP WAL LOCATION: 0/2000100 (file 000000010000000000000002)\n")
+    return b""
+
+
+def _time(func: Callable[[], object], runs: int) -> float:
+    func()  # warm
+    samples = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        func()
+        samples.append(time.perf_counter() - started)
+    return statistics.median(samples)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--segments", type=int, default=100_000)
+    parser.add_argument("--members", type=int, default=10_000)
+    parser.add_argument("--runs", type=int, default=7)
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="drtui-bench-wal-"))
+    try:
+        folder = root / "archive"
+        folder.mkdir()
+        for name in _names(args.segments):
+            (folder / name).write_bytes(_contents(name, args.segments))
+        tarball = root / "wal_archive_20260101T000000Z.tar.gz"
+        with tarfile.open(tarball, "w:gz") as tar:
+            for name in _names(args.members):
+                data = _contents(name, args.members)
+                info = tarfile.TarInfo(name)
+                info.size, info.mtime = len(data), 1_767_225_600
+                tar.addfile(info, io.BytesIO(data))
+
+        coverage = scan_wal(folder)
+        assert coverage.segment_count == args.segments - 1 + 11 and len(coverage.gaps) == 1
+        assert coverage.timelines == [1, 2]
+        tar_coverage = scan_wal(tarball)
+        assert tar_coverage.segment_count == args.members - 1 + 11
+
+        def listing() -> object:
+            return sorted(os.listdir(folder))
+
+        def members() -> object:
+            with tarfile.open(tarball, "r|gz") as tar:
+                return [m.name for m in tar]
+
+        results = {
+            "folder_segments": coverage.segment_count,
+            "folder_scan_s": _time(lambda: scan_wal(folder), args.runs),
+            "folder_listdir_sort_s": _time(listing, args.runs),
+            "tarball_members": tar_coverage.segment_count,
+            "tarball_scan_s": _time(lambda: scan_wal(tarball), args.runs),
+            "tarball_member_iteration_s": _time(members, args.runs),
+        }
+        results["folder_s_per_10k"] = results["folder_scan_s"] / coverage.segment_count * 10_000
+        results["folder_ratio_to_listdir"] = results["folder_scan_s"] / results["folder_listdir_sort_s"]
+        results["tarball_s_per_10k"] = results["tarball_scan_s"] / tar_coverage.segment_count * 10_000
+        results["tarball_ratio_to_iteration"] = results["tarball_scan_s"] / results["tarball_member_iteration_s"]
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    for key, value in results.items():
+        print(f"{key:28} {value:.4f}" if isinstance(value, float) else f"{key:28} {value}")
+    print(json.dumps({k: round(v, 5) if isinstance(v, float) else v for k, v in results.items()}), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
