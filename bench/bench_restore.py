@@ -1,0 +1,504 @@
+"""Restore benchmark: drtui's extraction + restore_command against the bare commands and pgBackRest.
+
+Builds a production-like cluster with the sandbox (`pgbench -i -s SCALE`), takes a base backup with
+`drtui.core.backup.base` (and a full `pgbackrest backup` when pgBackRest is installed), runs pgbench traffic
+and notes a target time in its middle, then, interleaved round-robin, restores the same base backup to the
+same target:
+
+  pitr     (a) drtui: extract_base_backup (durable) + restore_command (prefetching, the live archive)
+           (b) bare:  tar -I pigz -xf (or tar -xzf) + chown -R + `cp` restore_command + recovery.signal
+           (c) pgbackrest restore --type=time (gz repo, defaults, sync archive-get)
+           each timed from a cold page cache to pg_is_in_recovery() = false.
+  extract  the files only, durable (a trailing `sync` for the tools that do not fsync):
+           drtui, tar -I pigz -xf + chown, tarfile 'r|gz' data filter + chown, pgbackrest restore.
+  replay   WAL replay only, from an extracted, synced data directory: `cp`, drtui's restore_command, and WAL
+           pre-staged into pg_wal with restore_command=/bin/false (the ceiling); redo span from the server log.
+
+Ratios are the median of per-round ratios (min-max), since the machine's speed drifts between rounds.
+Run as root (the clusters run as `postgres`): `.venv/bin/python bench/bench_restore.py --scale 10 --rounds 3`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from drtui.core import backup
+from drtui.core.clock import SystemClock
+from drtui.core.extract import clear_prefetch, extract_base_backup, restore_command
+from drtui.core.models import BaseBackup, Layout
+from drtui.core.postgres import chown_to, run_as
+from drtui.sandbox import Sandbox
+from drtui.sandbox.world import free_port
+
+PG_BIN = Path(os.environ.get("DRTUI_PG_BIN", "/usr/lib/postgresql/15/bin"))
+OS_USER = "postgres"
+LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+)")
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+def drop_caches(enabled: bool) -> None:
+    os.sync()
+    if enabled:
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+
+
+# -- the fixture ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Fixture:
+    world: Sandbox
+    work: Path
+    tarball: Path
+    target: datetime
+    archive: Path
+    first_segment: str
+    pgbackrest_conf: Path | None
+    uncompressed: int = 0
+
+
+def _client_env(world: Sandbox) -> dict[str, str]:
+    return {**os.environ, "PGPASSWORD": world.env().password() or ""}
+
+
+def _client_args(world: Sandbox) -> list[str]:
+    env = world.env()
+    return ["-h", env.host, "-p", str(env.port), "-U", env.user]
+
+
+def _pgbackrest(conf: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return run_as(OS_USER, ["pgbackrest", f"--config={conf}", "--stanza=bench", *args], check=check, timeout=3600)
+
+
+def _setup_pgbackrest(world: Sandbox, work: Path) -> Path:
+    root = work / "pgbackrest"
+    for sub in ("repo", "log", "lock", "spool"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    conf = root / "pgbackrest.conf"
+    env = world.env()
+    conf.write_text(f"""[global]
+repo1-path={root}/repo
+log-path={root}/log
+lock-path={root}/lock
+spool-path={root}/spool
+process-max=2
+start-fast=y
+log-level-console=warn
+log-level-file=off
+
+[bench]
+pg1-path={env.data_dir}
+pg1-port={env.port}
+pg1-socket-path={world.root}/run/production
+pg1-user=postgres
+""")
+    subprocess.run(["chown", "-R", f"{OS_USER}:{OS_USER}", str(root)], check=True)
+    with psycopg.connect(host=env.host, port=env.port, dbname="postgres", user=env.user,
+                         password=env.password(), autocommit=True) as conn:
+        command = (f"{{ test -f {world.wal_archive}/%f || cp %p {world.wal_archive}/%f; }} && "
+                   f"pgbackrest --config={conf} --stanza=bench archive-push %p")
+        conn.execute(sql.SQL("alter system set archive_command = {}").format(sql.Literal(command)))
+        conn.execute("select pg_reload_conf()")
+    _pgbackrest(conf, "stanza-create")
+    return conf
+
+
+def build_fixture(scale: int, traffic: int, work: Path, with_pgbackrest: bool) -> Fixture:
+    world = Sandbox(root=work / "world")
+    world.__enter__()
+    try:
+        env = world.env()
+        started = time.monotonic()
+        subprocess.run([str(PG_BIN / "pgbench"), "-i", "-q", "-s", str(scale), *_client_args(world), env.database],
+                       env=_client_env(world), check=True, capture_output=True)
+        say(f"pgbench -i -s {scale}: {time.monotonic() - started:.1f} s")
+        conf = _setup_pgbackrest(world, work) if with_pgbackrest else None
+        started = time.monotonic()
+        made = backup.base(world.config(), env, SystemClock())
+        tarball = work / made.artifacts[0].path.name
+        shutil.move(made.artifacts[0].path, tarball)
+        say(f"drtui backup base: {time.monotonic() - started:.1f} s -> {tarball.name} "
+            f"({tarball.stat().st_size / 1e6:.1f} MB)")
+        if conf:
+            started = time.monotonic()
+            _pgbackrest(conf, "backup", "--type=full")
+            say(f"pgbackrest backup --type=full: {time.monotonic() - started:.1f} s")
+        with tarfile.open(tarball, "r|gz") as tar:
+            label = tar.extractfile(next(iter(tar)))
+            assert label
+            first = re.search(rb"START WAL LOCATION: \S+ \(file (\w+)\)", label.read())
+            assert first
+        traffic_proc = subprocess.Popen(
+            [str(PG_BIN / "pgbench"), "-T", str(traffic), "-c", "2", "-j", "2", "-n", *_client_args(world),
+             env.database], env=_client_env(world), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(traffic / 2)
+        with psycopg.connect(host=env.host, port=env.port, dbname=env.database, user=env.user,
+                             password=env.password(), autocommit=True) as conn:
+            target = conn.execute("select now()").fetchone()[0]
+        traffic_proc.wait()
+        segment = world.switch_wal()
+        with psycopg.connect(host=env.host, port=env.port, dbname="postgres", user=env.user,
+                             password=env.password(), autocommit=True) as conn:
+            deadline = time.monotonic() + 120
+            while (conn.execute("select last_archived_wal from pg_stat_archiver").fetchone()[0] or "") < segment:
+                assert time.monotonic() < deadline, "the archiver did not catch up"
+                time.sleep(0.1)
+        world.server().stop()
+        uncompressed = 0
+        with tarfile.open(tarball, "r|gz") as tar:
+            uncompressed = sum(m.size for m in tar if m.isfile())
+        say(f"target {target.isoformat()}; archive holds {len(os.listdir(world.wal_archive))} files; "
+            f"backup holds {uncompressed / 1e6:.0f} MB of data")
+        return Fixture(world, work, tarball, target, world.wal_archive, first.group(1).decode(), conf, uncompressed)
+    except BaseException:
+        world.__exit__(None, None, None)
+        raise
+
+
+# -- one restored server ----------------------------------------------------------------------------
+
+
+@dataclass
+class Timing:
+    total: float
+    phases: dict[str, float] = field(default_factory=dict)
+
+
+def _overrides(run_dir: Path, port: int) -> str:
+    # The sandbox runs with fsync=off; a restore is measured with PostgreSQL's defaults, start-up sync included.
+    return (f"\n# bench overrides\nport = {port}\nunix_socket_directories = '{run_dir}'\nlisten_addresses = ''\n"
+            "archive_mode = off\nfsync = on\nlog_line_prefix = '%m '\nlogging_collector = off\n")
+
+
+def _write_recovery(data: Path, run_dir: Path, port: int, target: datetime | None, command: str) -> None:
+    settings = f"restore_command = '{command}'\nrecovery_target_action = 'promote'\n"
+    if target:
+        settings += f"recovery_target_time = '{target.isoformat()}'\n"
+    with (data / "postgresql.auto.conf").open("a") as conf:
+        conf.write(settings + _overrides(run_dir, port))
+    (data / "recovery.signal").touch()
+    for name in ("postgresql.auto.conf", "recovery.signal"):
+        chown_to(data / name, OS_USER)
+
+
+def _start_and_promote(data: Path, run_dir: Path, port: int) -> None:
+    log = run_dir / "server.log"
+    log.touch()
+    chown_to(log, OS_USER)
+    run_as(OS_USER, [str(PG_BIN / "pg_ctl"), "start", "-W", "-D", str(data), "-l", str(log)], timeout=60)
+    deadline = time.monotonic() + 1800
+    grace_until = time.monotonic() + 5
+    conn = None
+    while conn is None:
+        try:
+            conn = psycopg.connect(host=str(run_dir), port=port, dbname="postgres", user="postgres",
+                                   autocommit=True, connect_timeout=5)
+        except psycopg.OperationalError:
+            if time.monotonic() > deadline or not _alive(data, grace_until):
+                raise RuntimeError(f"the restored server did not come up:\n{_fatal_lines(log)}") from None
+            time.sleep(0.02)
+    with conn:
+        while conn.execute("select pg_is_in_recovery()").fetchone()[0]:
+            if time.monotonic() > deadline:
+                raise RuntimeError("recovery did not finish")
+            time.sleep(0.02)
+
+
+def _alive(data: Path, grace_until: float) -> bool:
+    """Is the postmaster running (or still within the moments before it writes postmaster.pid)?"""
+    try:
+        pid = int((data / "postmaster.pid").read_text().split("\n", 1)[0])
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return time.monotonic() < grace_until
+    return True
+
+
+def _fatal_lines(log: Path) -> str:
+    return "\n".join(line for line in log.read_text(errors="replace").splitlines() if "FATAL" in line or
+                     "PANIC" in line)
+
+
+def _stop(data: Path) -> None:
+    if (data / "postmaster.pid").exists():
+        run_as(OS_USER, [str(PG_BIN / "pg_ctl"), "stop", "-D", str(data), "-m", "immediate", "-w"], check=False,
+               timeout=120)
+
+
+def redo_facts(log: Path) -> dict[str, float]:
+    """Seconds from redo start to redo done, and the WAL files restored, from the server log."""
+    starts = done = None
+    restored = 0
+    for line in log.read_text(errors="replace").splitlines():
+        stamp = LOG_TIME.match(line)
+        when = (datetime.strptime(stamp.group(1), "%Y-%m-%d %H:%M:%S.%f").replace(tzinfo=UTC).timestamp()
+                if stamp else None)
+        if "redo starts at" in line:
+            starts = when
+        elif "redo done at" in line:
+            done = when
+        elif "restored log file" in line:
+            restored += 1
+    facts: dict[str, float] = {"restored": restored}
+    if starts and done:
+        facts["redo_s"] = done - starts
+    return facts
+
+
+@contextlib.contextmanager
+def restore_root(fixture: Fixture, name: str) -> Iterator[tuple[Path, Path, int]]:
+    root = Path(tempfile.mkdtemp(prefix=f"r-{name}-", dir=fixture.work))
+    root.chmod(0o755)
+    run_dir = root / "run"
+    run_dir.mkdir()
+    chown_to(run_dir, OS_USER)
+    data = root / "data"
+    try:
+        yield data, run_dir, free_port()
+    finally:
+        _stop(data)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+# -- the methods ------------------------------------------------------------------------------------
+
+
+def _backup(fixture: Fixture) -> BaseBackup:
+    return BaseBackup(path=fixture.tarball, layout=Layout.PLAIN_TARBALL, label="bench", start_lsn=0,
+                      start_wal_file=fixture.first_segment, checkpoint_lsn=0, start_time=fixture.target,
+                      timeline=1, pg_version=15, size_bytes=fixture.uncompressed,
+                      file_size=fixture.tarball.stat().st_size)
+
+
+def _quiet(done: int, total: int | None) -> None:
+    pass
+
+
+def extract_drtui(fixture: Fixture, data: Path) -> None:
+    extract_base_backup(_backup(fixture), data, OS_USER, _quiet, threading.Event())
+
+
+def extract_tar(fixture: Fixture, data: Path) -> None:
+    data.mkdir(mode=0o700)
+    program = ["-I", "pigz"] if shutil.which("pigz") else ["-z"]
+    subprocess.run(["tar", *program, "-xf", str(fixture.tarball), "-C", str(data)], check=True)
+    subprocess.run(["chown", "-R", f"{OS_USER}:{OS_USER}", str(data)], check=True)
+    os.sync()
+
+
+def extract_tarfile(fixture: Fixture, data: Path) -> None:
+    data.mkdir(mode=0o700)
+    with tarfile.open(fixture.tarball, "r|gz") as tar:
+        tar.extractall(data, filter="data")
+    subprocess.run(["chown", "-R", f"{OS_USER}:{OS_USER}", str(data)], check=True)
+    os.sync()
+
+
+def restore_pgbackrest(fixture: Fixture, data: Path, target: datetime | None) -> None:
+    assert fixture.pgbackrest_conf
+    data.mkdir(mode=0o700)
+    chown_to(data, OS_USER)
+    when = target.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f+00") if target else ""
+    args = ["--type=time", f"--target={when}", "--target-action=promote"] if target else []
+    _pgbackrest(fixture.pgbackrest_conf, f"--pg1-path={data}", "--archive-mode=off", *args, "restore")
+
+
+def pitr_drtui(fixture: Fixture, data: Path, run_dir: Path, port: int) -> Timing:
+    started = time.monotonic()
+    extract_drtui(fixture, data)
+    extracted = time.monotonic()
+    _write_recovery(data, run_dir, port, fixture.target, restore_command(fixture.archive))
+    _start_and_promote(data, run_dir, port)
+    done = time.monotonic()
+    clear_prefetch(data)
+    return Timing(done - started, {"extract": extracted - started, "recover": done - extracted,
+                                   **redo_facts(run_dir / "server.log")})
+
+
+def pitr_bare(fixture: Fixture, data: Path, run_dir: Path, port: int) -> Timing:
+    started = time.monotonic()
+    data.mkdir(mode=0o700)
+    program = ["-I", "pigz"] if shutil.which("pigz") else ["-z"]
+    subprocess.run(["tar", *program, "-xf", str(fixture.tarball), "-C", str(data)], check=True)
+    subprocess.run(["chown", "-R", f"{OS_USER}:{OS_USER}", str(data)], check=True)
+    extracted = time.monotonic()
+    _write_recovery(data, run_dir, port, fixture.target, f"cp {fixture.archive}/%f %p")
+    _start_and_promote(data, run_dir, port)
+    done = time.monotonic()
+    return Timing(done - started, {"extract": extracted - started, "recover": done - extracted,
+                                   **redo_facts(run_dir / "server.log")})
+
+
+def pitr_pgbackrest(fixture: Fixture, data: Path, run_dir: Path, port: int) -> Timing:
+    started = time.monotonic()
+    restore_pgbackrest(fixture, data, fixture.target)
+    extracted = time.monotonic()
+    auto = data / "postgresql.auto.conf"
+    text = auto.read_text()
+    if "--config" not in text:  # archive-get must find this benchmark's configuration
+        text = text.replace("pgbackrest ", f"pgbackrest --config={fixture.pgbackrest_conf} ")
+    auto.write_text(text + _overrides(run_dir, port))
+    _start_and_promote(data, run_dir, port)
+    done = time.monotonic()
+    return Timing(done - started, {"extract": extracted - started, "recover": done - extracted,
+                                   **redo_facts(run_dir / "server.log")})
+
+
+def _prepared(fixture: Fixture, data: Path) -> None:
+    extract_base_backup(_backup(fixture), data, OS_USER, _quiet, threading.Event())
+
+
+def replay_with(command: Callable[[Fixture, Path], str]) -> Callable[[Fixture, Path, Path, int], Timing]:
+    def run(fixture: Fixture, data: Path, run_dir: Path, port: int) -> Timing:
+        _prepared(fixture, data)
+        cmd = command(fixture, data)
+        _write_recovery(data, run_dir, port, fixture.target, cmd)
+        drop_caches(COLD)
+        started = time.monotonic()
+        _start_and_promote(data, run_dir, port)
+        done = time.monotonic()
+        return Timing(done - started, redo_facts(run_dir / "server.log"))
+    return run
+
+
+def _prestage(fixture: Fixture, data: Path) -> str:
+    """Copy every archived segment from the backup's start into pg_wal (the replay ceiling)."""
+    for name in sorted(os.listdir(fixture.archive)):
+        if len(name) == 24 and name >= fixture.first_segment:
+            shutil.copyfile(fixture.archive / name, data / "pg_wal" / name)
+            chown_to(data / "pg_wal" / name, OS_USER)
+    os.sync()
+    return "/bin/false"
+
+
+# -- rounds and report ------------------------------------------------------------------------------
+
+COLD = True
+
+
+def run_rounds(fixture: Fixture, rounds: int, methods: dict[str, Callable]) -> dict[str, list[Timing]]:
+    results: dict[str, list[Timing]] = {name: [] for name in methods}
+    names = list(methods)
+    for round_no in range(rounds):
+        order = names[round_no % len(names):] + names[:round_no % len(names)]
+        for name in order:
+            with restore_root(fixture, name) as (data, run_dir, port):
+                drop_caches(COLD)
+                timing = methods[name](fixture, data, run_dir, port)
+            results[name].append(timing)
+            extra = " ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in timing.phases.items())
+            say(f"  round {round_no + 1} {name:<22} {timing.total:7.2f} s  {extra}")
+    return results
+
+
+def _median(values: list[float]) -> str:
+    return f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
+
+
+def report(title: str, results: dict[str, list[Timing]], baselines: list[str],
+           value: Callable[[Timing], float | None] = lambda t: t.total) -> None:
+    say(f"\n{title}")
+    for name, timings in results.items():
+        values = [v for v in map(value, timings) if v is not None]
+        if not values:
+            continue
+        line = f"  {name:<22} {_median(values)} s"
+        for base in baselines:
+            if base == name or base not in results:
+                continue
+            ratios = [a / b for a, b in zip(map(value, timings), map(value, results[base]), strict=True)
+                      if a is not None and b]
+            if ratios:
+                line += f"   x {base}: {_median(ratios)}"
+        say(line)
+
+
+def main(argv: list[str] | None = None) -> int:
+    global COLD
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scale", type=int, default=10, help="pgbench scale (10 = about 150 MB of data)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--traffic", type=int, default=20, help="seconds of pgbench traffic after the backup")
+    parser.add_argument("--parts", default="pitr,extract,replay")
+    parser.add_argument("--warm", action="store_true", help="do not drop the page cache before each run")
+    parser.add_argument("--workdir", type=Path, default=None)
+    args = parser.parse_args(argv)
+    if os.geteuid() != 0:
+        say("run as root: the clusters run as the postgres user, and cold runs drop the page cache")
+        return 2
+    COLD = not args.warm
+    parts = set(args.parts.split(","))
+    pgbackrest = shutil.which("pgbackrest") is not None
+    say(f"tar decompressor for the bare commands: {'pigz' if shutil.which('pigz') else 'gzip (tar -xzf)'}")
+    if not pgbackrest:
+        say("pgbackrest is not installed: its runs are skipped (apt-get install pgbackrest to compare)")
+    work = Path(tempfile.mkdtemp(prefix="drtui-bench-", dir=args.workdir))
+    work.chmod(0o755)
+    fixture = None
+    try:
+        fixture = build_fixture(args.scale, args.traffic, work, pgbackrest)
+        if "pitr" in parts:
+            methods = {"drtui": pitr_drtui, "bare": pitr_bare}
+            if pgbackrest:
+                methods["pgbackrest"] = pitr_pgbackrest
+            say(f"\nPITR, cold cache -> promoted, {args.rounds} rounds")
+            results = run_rounds(fixture, args.rounds, methods)
+            report("PITR to the target (wall s, median (min-max); ratios: median of per-round ratios)",
+                   results, ["pgbackrest", "bare"])
+            report("  of which extraction", results, ["pgbackrest", "bare"], lambda t: t.phases.get("extract"))
+            report("  of which start -> promoted", results, ["pgbackrest", "bare"],
+                   lambda t: t.phases.get("recover"))
+        if "extract" in parts:
+            def only(fn: Callable[[Fixture, Path], None]) -> Callable[[Fixture, Path, Path, int], Timing]:
+                def run(fixture: Fixture, data: Path, run_dir: Path, port: int) -> Timing:
+                    started = time.monotonic()
+                    fn(fixture, data)
+                    return Timing(time.monotonic() - started)
+                return run
+            methods = {"drtui": only(extract_drtui), "tar": only(extract_tar), "tarfile r|gz": only(extract_tarfile)}
+            if pgbackrest:
+                methods["pgbackrest"] = only(lambda f, d: restore_pgbackrest(f, d, None))
+            say(f"\nExtraction only, durable, {fixture.uncompressed / 1e6:.0f} MB of data, {args.rounds} rounds")
+            results = run_rounds(fixture, args.rounds, methods)
+            report("Extraction, durable (s; ratios: median of per-round ratios)", results, ["pgbackrest", "tar"])
+        if "replay" in parts:
+            methods = {
+                "pre-staged (ceiling)": replay_with(_prestage),
+                "cp": replay_with(lambda f, d: f"cp {f.archive}/%f %p"),
+                "drtui restore_command": replay_with(lambda f, d: restore_command(f.archive)),
+            }
+            say(f"\nWAL replay only (start -> promoted, data already synced), {args.rounds} rounds")
+            results = run_rounds(fixture, args.rounds, methods)
+            report("Start -> promoted (s)", results, ["pre-staged (ceiling)"])
+            report("Redo span from the server log (s; x ceiling > 1 is slower)", results, ["pre-staged (ceiling)"],
+                   lambda t: t.phases.get("redo_s"))
+    finally:
+        if fixture:
+            fixture.world.__exit__(None, None, None)
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
