@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 
 from drtui.core.clock import FrozenClock
 from drtui.core.inventory.labels import LabelError, parse_backup_label, parse_history, parse_pg_time
-from drtui.core.inventory.names import backup_history_name, classify_artifact, parse_segment, parse_wal_name
+from drtui.core.inventory.names import (
+    WalHeader,
+    backup_history_name,
+    classify_artifact,
+    parse_segment,
+    parse_wal_header,
+    parse_wal_name,
+)
 from drtui.core.inventory.wal import find_gaps
-from drtui.core.inventory.windows import parse_last_commit
-from drtui.core.models import Gap, TimelineHistory, segment_name
+from drtui.core.inventory.windows import compute_windows, parse_last_commit
+from drtui.core.models import BaseBackup, Gap, Layout, TimelineHistory, WalCoverage, segment_name
 from drtui.core.status import Level, heartbeat, overall, parse_heartbeat, short_duration
 
 MB = 1024 * 1024
@@ -180,3 +188,62 @@ def test_overall_is_the_worst_with_a_summary_line(tmp_path) -> None:
                                                (36000, "10h"), (86400 * 2, "2d"), (86400 * 3 + 7200, "3d2h")])
 def test_short_durations(seconds: int, text: str) -> None:
     assert short_duration(timedelta(seconds=seconds)) == text
+
+
+def _header(magic: int, segment_size: int, info: int = 0x0002) -> bytes:
+    import struct
+
+    return struct.pack("<HHIQI4xQII", magic, info, 1, 0, 0, 7, segment_size, 8192)
+
+
+@pytest.mark.parametrize(("data", "expected"), [
+    (_header(0xD110, 16 * MB), WalHeader(15, 16 * MB)),
+    (_header(0xD113, 64 * MB), WalHeader(16, 64 * MB)),
+    (_header(0xBEEF, 1 * MB), WalHeader(None, 1 * MB)),
+    (_header(0xD110, 16 * MB, info=0), None),  # not a long (first-page) header
+    (_header(0xD110, 3 * MB), None),
+    (b"\0" * 10, None),
+], ids=["pg15-16MB", "pg16-64MB", "unknown-magic", "short-header", "odd-size", "too-short"])
+def test_wal_segment_headers(data: bytes, expected: WalHeader | None) -> None:
+    assert parse_wal_header(data) == expected
+
+
+def _backup(start_segno: int, timeline: int = 1, stop_segno: int | None = None) -> BaseBackup:
+    size = 16 * MB
+    stop = (stop_segno or start_segno) * size + 0x100
+    return BaseBackup(path=Path(f"/b/{start_segno}"), layout=Layout.PLAIN_TARBALL, label="",
+                      start_lsn=start_segno * size + 0x28,
+                      start_wal_file=segment_name(timeline, start_segno), checkpoint_lsn=start_segno * size + 0x60,
+                      start_time=T, timeline=timeline, pg_version=15, size_bytes=0, file_size=0, stop_lsn=stop,
+                      stop_time=T + timedelta(seconds=1))
+
+
+def _coverage(segments: dict[int, list[int]], histories: list[TimelineHistory] | None = None) -> WalCoverage:
+    base = T.timestamp()
+    return WalCoverage(source=Path("/nowhere.tar.gz"), kind="tarball", segments=segments,
+                       archived_at={t: [base + 60 * s for s in segs] for t, segs in segments.items()},
+                       histories=histories or [], gaps=find_gaps(segments))
+
+
+def test_windows_follow_the_archive_until_the_first_gap() -> None:
+    coverage = _coverage({1: [2, 3, 4, 6, 7]})
+    early, late = compute_windows([_backup(2), _backup(6)], coverage, pg_bin=None)
+    assert early.last_segment == segment_name(1, 4) and early.cut_by_gap == Gap(1, 5, 5)
+    assert early.latest == T + timedelta(minutes=4) and early.latest_source == "archive-time"
+    assert early.earliest == T + timedelta(seconds=1) and early.usable and "pg_waldump" in (early.note or "")
+    assert late.last_segment == segment_name(1, 7) and late.cut_by_gap is None
+
+
+def test_a_backup_whose_own_wal_is_missing_is_not_usable() -> None:
+    window = compute_windows([_backup(2, stop_segno=3)], _coverage({1: [2, 4, 5]}), pg_bin=None)[0]
+    assert not window.usable and segment_name(1, 3) in (window.reason or "")
+
+
+def test_windows_follow_the_newest_timeline_that_branched_after_the_backup() -> None:
+    switch = 5 * 16 * MB + 0x1000  # timeline 2 branched inside segment 5; timeline 3 branched from 1 before it
+    coverage = _coverage({1: [2, 3, 4, 5], 2: [5, 6, 7], 3: [2, 3]},
+                         [TimelineHistory(2, 1, switch), TimelineHistory(3, 1, 2 * 16 * MB)])
+    before, after = compute_windows([_backup(3), _backup(1, stop_segno=1)], coverage, pg_bin=None)
+    assert before.timeline == 2 and before.last_segment == segment_name(2, 7) and before.cut_by_gap is None
+    assert "recovery_target_timeline = 2" in (before.note or "")
+    assert after.timeline == 3 and not after.usable  # segment 1 is in no timeline of the archive

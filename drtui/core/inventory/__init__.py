@@ -19,13 +19,23 @@ from typing import Any
 from drtui.core.clock import Clock, SystemClock, isoformat
 from drtui.core.config import Config, Environment
 from drtui.core.errors import ConfigError
-from drtui.core.inventory.basebackup import InventoryError, read_base_backup
+from drtui.core.inventory.basebackup import InventoryError, first_segment_header, read_base_backup
 from drtui.core.inventory.cache import CACHE_FILE, ReadCache
 from drtui.core.inventory.labels import LabelError, parse_backup_label
-from drtui.core.inventory.names import backup_history_name, classify_artifact
+from drtui.core.inventory.names import backup_history_name, classify_artifact, parse_wal_header
 from drtui.core.inventory.wal import scan_wal
 from drtui.core.inventory.windows import compute_windows
-from drtui.core.models import Artifact, BaseBackup, Gap, Problem, WalCoverage, Window, format_lsn, segment_name
+from drtui.core.models import (
+    DEFAULT_SEGMENT_SIZE,
+    Artifact,
+    BaseBackup,
+    Gap,
+    Problem,
+    WalCoverage,
+    Window,
+    format_lsn,
+    segment_name,
+)
 
 __all__ = ["Inventory", "InventoryError", "compute_windows", "read_base_backup", "scan", "scan_wal"]
 
@@ -188,6 +198,20 @@ def _default_pg_bin(config: Config, env: Environment | None) -> Path | None:
         return None
 
 
+def _segment_size(source: Path, backups: list[BaseBackup], problems: list[Problem]) -> int:
+    """The WAL segment size: from the header of a segment in the archive folder, else from the newest base
+    backup's own WAL, else PostgreSQL's default of 16 MB."""
+    header = parse_wal_header(first_segment_header(source) or b"") if source.is_dir() else None
+    newest = max(backups, key=lambda b: b.start_time, default=None)
+    if header is None:
+        return newest.segment_size if newest else DEFAULT_SEGMENT_SIZE
+    for backup in backups:
+        if backup.segment_size != header.segment_size:
+            problems.append(Problem(backup.path, f"its WAL segment size ({backup.segment_size} bytes) differs from "
+                                                 f"the archive's ({header.segment_size} bytes)"))
+    return header.segment_size
+
+
 def scan(config: Config, wal_source: Path | None = None, env: Environment | None = None,
          clock: Clock | None = None) -> Inventory:
     """Everything recoverable from backup_dir and one WAL source, and to when."""
@@ -201,12 +225,12 @@ def scan(config: Config, wal_source: Path | None = None, env: Environment | None
             backups.append(read_base_backup(path, cache))
         except InventoryError as exc:
             inventory.problems.append(Problem(path, f"{exc.title.removeprefix(f'{path}: ')} ({exc.hint})"))
-    segment_size = backups[0].segment_size if backups else 16 * 1024 * 1024
     source = wal_source or config.wal_archive
     if wal_source is None and not source.exists() and inventory.wal_tarballs:
         inventory.problems.append(Problem(source, "the live WAL archive folder does not exist; "
                                           f"using the newest WAL tarball {inventory.wal_tarballs[0].path.name}"))
         source = inventory.wal_tarballs[0].path
+    segment_size = _segment_size(source, backups, inventory.problems)
     try:
         inventory.wal = scan_wal(source, segment_size, cache)
     except InventoryError as exc:

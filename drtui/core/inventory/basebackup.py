@@ -31,9 +31,9 @@ from typing import IO, Any
 from drtui.core.errors import DrError
 from drtui.core.inventory.cache import ReadCache, file_key
 from drtui.core.inventory.labels import LabelError, LabelInfo, parse_backup_label, parse_manifest
-from drtui.core.inventory.names import classify_artifact
+from drtui.core.inventory.names import WAL_HEADER_BYTES, classify_artifact, parse_wal_header
 from drtui.core.inventory.streams import open_tar_gz
-from drtui.core.models import BaseBackup, Layout
+from drtui.core.models import DEFAULT_SEGMENT_SIZE, BaseBackup, Layout
 
 _FOLDER_BASES = ("base.tar.gz", "base.tar")
 _FOLDER_WALS = ("pg_wal.tar.gz", "pg_wal.tar")
@@ -66,6 +66,7 @@ class _DataTar:
     members: int = 0
     first: str | None = None
     dotted: bool = False
+    wal_header: bytes | None = None  # the first bytes of a WAL segment in pg_wal/, for the segment size
 
     def take(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> str:
         """Record one member; returns its normalised name."""
@@ -81,6 +82,10 @@ class _DataTar:
             self.sizes += member.size
         parent, _, base = name.rpartition("/")
         self.manifest_last = False
+        if (self.wal_header is None and parent.rpartition("/")[2] == "pg_wal" and len(base) == 24
+                and member.isfile() and member.size >= WAL_HEADER_BYTES):
+            handle = tar.extractfile(member)
+            self.wal_header = handle.read(WAL_HEADER_BYTES) if handle else None
         if "/" not in parent and member.isfile():
             if base == "backup_label":
                 self.labels[parent] = _read_member(tar, member)
@@ -112,6 +117,7 @@ class _Read:
     manifest: bytes | None
     sizes: int
     extra: dict[str, Any] = field(default_factory=dict)
+    wal_header: bytes | None = None
 
 
 def _read_tarball(path: Path) -> _Read:
@@ -137,7 +143,8 @@ def _read_tarball(path: Path) -> _Read:
                                  "this is not a pg_basebackup -Ft folder; check how the backup was made")
         prefix = folder_base.rpartition("/")[0]
         return _Read(Layout.TAR_FOLDER, prefix, inner.labels[""], inner.versions.get(""),
-                     outer.manifest, inner.sizes, {"base_member": folder_base, "wal_member": folder_wal})
+                     outer.manifest, inner.sizes, {"base_member": folder_base, "wal_member": folder_wal},
+                     inner.wal_header)
     if not outer.labels:
         raise InventoryError(f"{path}: no backup_label in this tarball",
                              "it is not a base backup (pg_basebackup writes backup_label into every one)")
@@ -148,7 +155,7 @@ def _read_tarball(path: Path) -> _Read:
     stream = (prefix == "" and not outer.dotted and outer.first == "backup_label"
               and (outer.manifest is None or outer.manifest_last))
     return _Read(Layout.TAR_STREAM if stream else Layout.PLAIN_TARBALL, prefix, outer.labels[prefix],
-                 outer.versions.get(prefix), outer.manifest, outer.sizes)
+                 outer.versions.get(prefix), outer.manifest, outer.sizes, wal_header=outer.wal_header)
 
 
 def _read_directory(path: Path) -> _Read:
@@ -168,7 +175,21 @@ def _read_directory(path: Path) -> _Read:
                 sizes += os.lstat(os.path.join(root, name)).st_size
     return _Read(Layout.DIRECTORY, "" if data == path else data.name, (data / "backup_label").read_bytes(),
                  version.read_bytes() if version.is_file() else None,
-                 manifest.read_bytes() if manifest.is_file() else None, sizes)
+                 manifest.read_bytes() if manifest.is_file() else None, sizes,
+                 wal_header=first_segment_header(data / "pg_wal"))
+
+
+def first_segment_header(folder: Path) -> bytes | None:
+    """The first bytes of the first WAL segment file found in a folder (None if there is none)."""
+    try:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if len(entry.name) == 24 and entry.is_file():
+                    with open(entry.path, "rb") as handle:
+                        return handle.read(WAL_HEADER_BYTES)
+    except OSError:
+        return None
+    return None
 
 
 def _folder_size(path: Path) -> int:
@@ -185,10 +206,11 @@ def _build(path: Path, read: _Read, file_size: int) -> BaseBackup:
         manifest = parse_manifest(read.manifest) if read.manifest is not None else None
     except LabelError as exc:
         raise InventoryError(f"{path}: {exc}", "the backup_label or backup_manifest is damaged") from None
+    header = parse_wal_header(read.wal_header) if read.wal_header else None
     try:
         version = int((read.version or b"").decode().strip().split(".")[0])
-    except ValueError:
-        version = 0  # no PG_VERSION seen: said as 0, shown as unknown
+    except ValueError:  # no PG_VERSION seen: the WAL's page magic, else 0 (shown as unknown)
+        version = header.pg_version or 0 if header else 0
     kind, name_time = classify_artifact(path.name)
     return BaseBackup(
         path=path, layout=read.layout, label=info.label, start_lsn=info.start_lsn,
@@ -197,6 +219,7 @@ def _build(path: Path, read: _Read, file_size: int) -> BaseBackup:
         size_bytes=manifest.size_bytes if manifest else read.sizes, file_size=file_size,
         member_prefix=read.prefix, stop_lsn=manifest.wal_end_lsn if manifest else None,
         name_time=name_time if kind == "basebackup" else None,
+        segment_size=header.segment_size if header else DEFAULT_SEGMENT_SIZE,
         base_member=read.extra.get("base_member"), wal_member=read.extra.get("wal_member"),
     )
 

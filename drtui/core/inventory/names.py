@@ -8,6 +8,7 @@ archive may hold 100,000 names and the scan has to stay well under a second.
 from __future__ import annotations
 
 import re
+import struct
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -89,3 +90,28 @@ def parse_wal_name(name: str, segment_size: int = DEFAULT_SEGMENT_SIZE) -> WalNa
 def backup_history_name(start_wal_file: str, start_lsn: int, segment_size: int = DEFAULT_SEGMENT_SIZE) -> str:
     """The name PostgreSQL gives the `.backup` history file of a base backup starting at start_lsn."""
     return f"{start_wal_file}.{start_lsn % segment_size:08X}.backup"
+
+
+# XLOG_PAGE_MAGIC of each major version: the first two bytes of every WAL page.
+WAL_PAGE_MAGIC = {0xD106: 13, 0xD10D: 14, 0xD110: 15, 0xD113: 16, 0xD116: 17}
+WAL_HEADER_BYTES = 40
+_XLP_LONG_HEADER = 0x0002
+
+
+@dataclass(frozen=True)
+class WalHeader:
+    pg_version: int | None  # None for a magic this table does not know
+    segment_size: int
+
+
+def parse_wal_header(data: bytes) -> WalHeader | None:
+    """The long page header that opens every WAL segment: xlp_magic (offset 0), xlp_info (2) and
+    xlp_seg_size (32). None when the bytes are not one (an empty or foreign file)."""
+    if len(data) < WAL_HEADER_BYTES:
+        return None
+    magic, info = struct.unpack_from("<HH", data, 0)
+    (segment_size,) = struct.unpack_from("<I", data, 32)
+    power_of_two = segment_size & (segment_size - 1) == 0
+    if not info & _XLP_LONG_HEADER or not power_of_two or not 1 << 20 <= segment_size <= 1 << 30:
+        return None
+    return WalHeader(WAL_PAGE_MAGIC.get(magic), segment_size)

@@ -184,6 +184,10 @@ def _window(backup: BaseBackup, coverage: WalCoverage | None, latest: _Latest | 
         moment, source = (utc(seconds), "archive-time") if seconds is not None else (None, "unknown")
         notes.append(f"latest time is {'the archive time of the last segment' if seconds else 'unknown'}: "
                      f"pg_waldump found no commit ({why})")
+    newest = max(coverage.timelines, default=path.target)
+    if path.target != newest:
+        notes.append(f"timeline {newest} does not descend from this backup: recover with "
+                     f"recovery_target_timeline = {path.target}")
     if moment is not None and earliest is not None and moment < earliest:
         moment = earliest
         notes.append("no commit after the consistent point in the reachable WAL")
