@@ -53,6 +53,8 @@ class ResultScreen(Screen[None]):
                     else config.objectives.pitr_rpo).total_seconds()
 
         def verdict(value: float | None, goal: float | None) -> str:
+            if not view.ok:
+                return state_markup(FAILED, "not restored")
             if value is None or goal is None:
                 return state_markup("skipped", "not measured")
             return state_markup("passed", "within") if value <= goal else state_markup(FAILED, "missed")

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -31,8 +32,6 @@ class StatusScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        table = self.query_one(DataTable)
-        table.add_columns("state", "heartbeat", "last", "limit", "detail")
         self.action_refresh()
         self.set_interval(REFRESH_SECONDS, self.action_refresh)
 
@@ -51,9 +50,10 @@ class StatusScreen(Screen[None]):
     @on(StatusRefreshed)
     def _refreshed(self, message: StatusRefreshed) -> None:
         table = self.query_one(DataTable)
-        table.clear()
+        table.clear(columns=True)
+        table.add_columns("state", "heartbeat", "last", "limit", "detail")
         for state, name, age, limit, detail in message.rows:
-            table.add_row(state_markup(state), name, age, limit, detail)
+            table.add_row(Text.from_markup(state_markup(state)), name, age, limit, detail)
         now = self.app.clock.now()  # type: ignore[attr-defined]
         self.query_one("#status-head", Static).update(
             f"[b]status[/] · read {utc(now)} · refreshes every {REFRESH_SECONDS:.0f} s")

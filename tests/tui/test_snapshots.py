@@ -1,0 +1,158 @@
+"""An SVG snapshot of every screen, with a frozen clock, a fixed folder and a fixed inventory.
+Update them on purpose: `pytest tests/tui/test_snapshots.py --snapshot-update`."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from textual.widgets import Input
+
+from drtui.core.clock import FrozenClock
+from drtui.core.config import Config
+from drtui.core.planning import Target, TargetKind
+from drtui.tui.app import DrApp
+from drtui.tui.screens.choose_target import ChooseTargetScreen
+from drtui.tui.screens.pick_backup import PickBackupScreen
+from drtui.tui.screens.result import ResultScreen
+from drtui.tui.screens.review import ReviewScreen
+from drtui.tui.screens.run import RunScreen
+from drtui.tui.screens.status import StatusScreen
+from tests.tui.conftest import T0, fixed_inventory, write_config, write_run
+
+FOLDER = Path("/tmp/drtui-snapshots")
+PROBES = {"pg_version": 15, "free_bytes": 50 * 1024**3}
+
+
+@pytest.fixture
+def world() -> Iterator[tuple[Config, FrozenClock]]:
+    shutil.rmtree(FOLDER, ignore_errors=True)
+    FOLDER.mkdir(mode=0o755)
+    try:
+        yield write_config(FOLDER), FrozenClock(T0 + timedelta(minutes=12))
+    finally:
+        shutil.rmtree(FOLDER, ignore_errors=True)
+
+
+async def settle(pilot, until=lambda app: True) -> None:  # noqa: ANN001 - Pilot and a predicate
+    for _ in range(200):
+        await pilot.pause(0.02)
+        if until(pilot.app):
+            break
+    for widget in pilot.app.screen.query(Input):
+        widget.cursor_blink = False
+    await pilot.pause(0.05)
+
+
+def push(screen_factory, until=lambda app: True):  # noqa: ANN001, ANN201 - callables
+    async def run_before(pilot) -> None:  # noqa: ANN001 - Pilot
+        await settle(pilot, lambda app: app.screen.__class__.__name__ == "HomeScreen")
+        pilot.app.push_screen(screen_factory(pilot.app))
+        await settle(pilot, until)
+    return run_before
+
+
+def heartbeats_read(app) -> bool:  # noqa: ANN001 - App
+    return "never" in str(app.screen.query_one("#heartbeats").render())
+
+
+def test_home(world, snap_compare) -> None:
+    config, clock = world
+    assert snap_compare(DrApp(config, clock), run_before=lambda pilot: settle(pilot, heartbeats_read))
+
+
+def test_status(world, snap_compare) -> None:
+    config, clock = world
+    app = DrApp(config, clock, start="status")
+    assert snap_compare(app, run_before=lambda pilot: settle(
+        pilot, lambda a: isinstance(a.screen, StatusScreen) and a.screen.query_one("#heartbeat-table").row_count))
+
+
+def test_pick_backup(world, snap_compare) -> None:
+    config, clock = world
+    inventory = fixed_inventory(FOLDER)
+    assert snap_compare(DrApp(config, clock), run_before=push(lambda app: PickBackupScreen(inventory, "production")))
+
+
+def test_choose_target_reachable(world, snap_compare) -> None:
+    config, clock = world
+    inventory = fixed_inventory(FOLDER)
+    assert snap_compare(DrApp(config, clock), press=[*"2026-01-25 13:45:00 UTC"],
+                        run_before=push(lambda app: ChooseTargetScreen(inventory, 0)))
+
+
+def test_choose_target_outside_the_window(world, snap_compare) -> None:
+    config, clock = world
+    inventory = fixed_inventory(FOLDER)
+    assert snap_compare(DrApp(config, clock), press=[*"3 hours ago"],
+                        run_before=push(lambda app: ChooseTargetScreen(inventory, 0)))
+
+
+def _review(config: Config, env: str, target: Target):  # noqa: ANN202 - a screen factory
+    inventory = fixed_inventory(FOLDER)
+    return push(lambda app: ReviewScreen(inventory, 0, target, config.environment(env)),
+                lambda app: "the plan" in str(app.screen.query_one("#plan").render())
+                or "refused" in str(app.screen.query_one("#plan").render()))
+
+
+TARGET = Target(TargetKind.TIME, time=T0 - timedelta(minutes=40))
+
+
+def test_review_production(world, snap_compare) -> None:
+    config, clock = world
+    assert snap_compare(DrApp(config, clock, plan_probes=PROBES), terminal_size=(80, 30),
+                        run_before=_review(config, "production", TARGET))
+
+
+def test_review_refused_gate(world, snap_compare) -> None:
+    config, clock = world
+    config = write_config(FOLDER, staging_app_env="prod")
+    assert snap_compare(DrApp(config, clock, plan_probes=PROBES), terminal_size=(80, 30),
+                        run_before=_review(config, "staging", TARGET))
+
+
+def test_review_refused_plan(world, snap_compare) -> None:
+    config, clock = world
+    too_late = Target(TargetKind.TIME, time=T0 + timedelta(hours=1))
+    assert snap_compare(DrApp(config, clock, plan_probes=PROBES), run_before=_review(config, "production", too_late))
+
+
+def _run(journal: Path, result: bool = False):  # noqa: ANN202 - run_before
+    async def run_before(pilot) -> None:  # noqa: ANN001 - Pilot
+        await settle(pilot, lambda app: isinstance(app.screen, RunScreen) and app.screen.view.log_lines > 0
+                     and (app.screen.view.finished is not None or app.screen.view.replay is not None))
+        if result:
+            await pilot.press("r")
+            await settle(pilot, lambda app: isinstance(app.screen, ResultScreen))
+        pilot.app.clear_notifications()
+        await pilot.pause(0.05)
+    return run_before
+
+
+def test_run_in_progress(world, snap_compare) -> None:
+    config, clock = world
+    journal = write_run(config, "20260125T143000Z-pitr", ok=None)
+    assert snap_compare(DrApp(config, clock, start=journal), run_before=_run(journal))
+
+
+def test_run_failed(world, snap_compare) -> None:
+    config, clock = world
+    journal = write_run(config, "20260125T143000Z-pitr", ok=False)
+    assert snap_compare(DrApp(config, clock, start=journal), run_before=_run(journal))
+
+
+def test_result_recovered(world, snap_compare) -> None:
+    config, clock = world
+    journal = write_run(config, "20260125T143000Z-pitr", ok=True)
+    assert snap_compare(DrApp(config, clock, start=journal), terminal_size=(80, 30),
+                        run_before=_run(journal, result=True))
+
+
+def test_result_failed(world, snap_compare) -> None:
+    config, clock = world
+    journal = write_run(config, "20260125T143000Z-pitr", ok=False)
+    assert snap_compare(DrApp(config, clock, start=journal), terminal_size=(80, 30),
+                        run_before=_run(journal, result=True))
