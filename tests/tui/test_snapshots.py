@@ -37,7 +37,7 @@ def world() -> Iterator[tuple[Config, FrozenClock]]:
         shutil.rmtree(FOLDER, ignore_errors=True)
 
 
-async def settle(pilot, until=lambda app: True) -> None:  # noqa: ANN001 - Pilot and a predicate
+async def settle(pilot, until=lambda app: True) -> None:
     for _ in range(200):
         await pilot.pause(0.02)
         if until(pilot.app):
@@ -47,15 +47,15 @@ async def settle(pilot, until=lambda app: True) -> None:  # noqa: ANN001 - Pilot
     await pilot.pause(0.05)
 
 
-def push(screen_factory, until=lambda app: True):  # noqa: ANN001, ANN201 - callables
-    async def run_before(pilot) -> None:  # noqa: ANN001 - Pilot
+def push(screen_factory, until=lambda app: True):
+    async def run_before(pilot) -> None:
         await settle(pilot, lambda app: app.screen.__class__.__name__ == "HomeScreen")
         pilot.app.push_screen(screen_factory(pilot.app))
         await settle(pilot, until)
     return run_before
 
 
-def heartbeats_read(app) -> bool:  # noqa: ANN001 - App
+def heartbeats_read(app) -> bool:
     return "never" in str(app.screen.query_one("#heartbeats").render())
 
 
@@ -91,7 +91,7 @@ def test_choose_target_outside_the_window(world, snap_compare) -> None:
                         run_before=push(lambda app: ChooseTargetScreen(inventory, 0)))
 
 
-def _review(config: Config, env: str, target: Target):  # noqa: ANN202 - a screen factory
+def _review(config: Config, env: str, target: Target):
     inventory = fixed_inventory(FOLDER)
     return push(lambda app: ReviewScreen(inventory, 0, target, config.environment(env)),
                 lambda app: "the plan" in str(app.screen.query_one("#plan").render())
@@ -120,8 +120,8 @@ def test_review_refused_plan(world, snap_compare) -> None:
     assert snap_compare(DrApp(config, clock, plan_probes=PROBES), run_before=_review(config, "production", too_late))
 
 
-def _run(journal: Path, result: bool = False):  # noqa: ANN202 - run_before
-    async def run_before(pilot) -> None:  # noqa: ANN001 - Pilot
+def _run(journal: Path, result: bool = False):
+    async def run_before(pilot) -> None:
         await settle(pilot, lambda app: isinstance(app.screen, RunScreen) and app.screen.view.log_lines > 0
                      and (app.screen.view.finished is not None or app.screen.view.replay is not None))
         if result:

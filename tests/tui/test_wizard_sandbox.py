@@ -57,7 +57,7 @@ def recoverable(sandbox: Sandbox) -> Iterator[dict]:
         stop_runs(sandbox)
 
 
-async def until(pilot, predicate, timeout: float = 240) -> None:  # noqa: ANN001 - Pilot
+async def until(pilot, predicate, timeout: float = 240) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         assert time.monotonic() < deadline, f"stuck on {pilot.app.screen}:\n{screen_text(pilot.app)}"
