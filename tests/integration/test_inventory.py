@@ -253,8 +253,8 @@ def test_a_promoted_restore_shows_two_timelines(world: World, archive_copy: Path
                    f"unix_socket_directories = '{restore_root}'\nport = {port}\n")
     server = LocalServer(data_dir, sandbox.server().pg_bin, sandbox.os_user, str(restore_root), port,
                          restore_root / "server.log")
-    server.start()
     try:
+        server.start()
         deadline = time.monotonic() + 60
         with psycopg.connect(**server.conninfo("cleaning"), autocommit=True) as conn:
             while conn.execute("select pg_is_in_recovery()").fetchone()[0]:
@@ -343,3 +343,57 @@ def test_damaged_backups_and_unreadable_folders_are_plain_problems(world: World)
         truncated.unlink()
         garbage.unlink()
         shutil.rmtree(locked)
+
+
+def test_a_cluster_with_1mb_segments_is_read_with_its_own_segment_size(open_tmp: Path) -> None:
+    from drtui.core.config import parse_config
+    from drtui.core.postgres import run_as
+    from drtui.sandbox.world import PG_BIN, default_os_user
+
+    os_user = default_os_user()
+    data_dir, archive, backups = open_tmp / "data", open_tmp / "archive", open_tmp / "backups"
+    for folder in (data_dir, archive):
+        folder.mkdir()
+        chown_to(folder, os_user)
+    backups.mkdir()
+    chown_to(open_tmp, os_user)
+    run_as(os_user, [str(PG_BIN / "initdb"), "-D", str(data_dir), "-U", "postgres", "--auth=trust", "--no-sync",
+                     "--wal-segsize=1"], timeout=120)
+    port = free_port()
+    with (data_dir / "postgresql.auto.conf").open("a") as conf:
+        conf.write(f"listen_addresses = ''\nunix_socket_directories = '{open_tmp}'\nport = {port}\nfsync = off\n"
+                   f"archive_mode = on\narchive_command = 'cp %p {archive}/%f'\n")
+    server = LocalServer(data_dir, PG_BIN, os_user, str(open_tmp), port, open_tmp / "server.log")
+    try:
+        server.start()
+        with psycopg.connect(**server.conninfo("postgres"), autocommit=True) as conn:
+            conn.execute("create table t (id int)")
+            conn.execute("insert into t select generate_series(1, 1000)")
+            tarball = backups / f"basebackup_{_name(0)}.tar.gz"
+            with gzip.open(tarball, "wb") as gz:
+                proc = subprocess.Popen([str(PG_BIN / "pg_basebackup"), "-h", str(open_tmp), "-p", str(port),
+                                         "-U", "postgres", "-D", "-", "-Ft", "-X", "fetch", "-c", "fast"],
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                assert proc.stdout
+                shutil.copyfileobj(proc.stdout, gz)
+                assert proc.wait() == 0, proc.stderr.read() if proc.stderr else ""
+            conn.execute("insert into t values (1001)")
+            segment = conn.execute("select pg_walfile_name(pg_switch_wal())").fetchone()[0]
+            deadline = time.monotonic() + 30
+            while not (archive / segment).exists():
+                assert time.monotonic() < deadline, server.log_tail()
+                time.sleep(0.05)
+    finally:
+        with contextlib.suppress(Exception):
+            server.stop()
+    config = parse_config({"backup_dir": "backups", "wal_archive": "archive", "state_dir": "state",
+                           "environments": {"production": {"pg_bin": str(PG_BIN)}}}, open_tmp / "drtui.toml")
+    inv = scan(config)
+    assert not inv.problems
+    (found,) = inv.base_backups
+    assert found.layout == Layout.TAR_STREAM and found.segment_size == 1024 * 1024 and found.pg_version == 15
+    assert inv.wal is not None and inv.wal.segment_size == 1024 * 1024 and inv.wal.gaps == []
+    assert any(name.startswith(found.start_wal_file) for name in inv.wal.backup_files)
+    (window,) = inv.windows
+    assert window.usable and window.latest_source == "waldump" and window.last_segment == segment
+    assert window.earliest == found.stop_time and window.latest >= window.earliest
