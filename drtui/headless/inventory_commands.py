@@ -45,7 +45,8 @@ def _window_line(window: Window) -> str:
         text += f", last segment {window.last_segment}"
     text += ")"
     if window.cut_by_gap:
-        text += f"  CUT BY GAP {window.cut_by_gap.from_name}..{window.cut_by_gap.to_name}"
+        gap = window.cut_by_gap
+        text += f"  CUT BY GAP at {gap.from_name}" + (f"..{gap.to_name}" if gap.to_name != gap.from_name else "")
     return text
 
 
@@ -77,7 +78,8 @@ def print_inventory(inv: Inventory, now: datetime) -> None:
             out(f"  timeline {h.timeline} branched from {h.parent} at {format_lsn(h.switch_lsn)}")
         for gap in wal.gaps:
             count = gap.last_missing - gap.first_missing + 1
-            out(f"  GAP on timeline {gap.timeline}: {gap.from_name} .. {gap.to_name} ({count} segment(s) missing)")
+            names = gap.from_name if count == 1 else f"{gap.from_name} .. {gap.to_name}"
+            out(f"  GAP on timeline {gap.timeline}: {names} ({count} segment{'s' if count > 1 else ''} missing)")
     for title, items in (("Dumps", inv.dumps), ("Uploads archives", inv.uploads), ("WAL tarballs", inv.wal_tarballs),
                          ("Heartbeat files", inv.heartbeats), ("Unknown files", inv.unknown)):
         out()
@@ -113,10 +115,11 @@ def inventory(ctx, wal_source: Path | None, env_name: str | None, as_json: bool)
 @click.command()
 @click.option("--check", is_flag=True, help="Monitoring plugin mode: one summary line first; exit 0 OK, "
               "1 WARNING, 2 CRITICAL, 3 UNKNOWN.")
+@click.option("--watch", is_flag=True, help="The same view full screen, refreshing itself until you quit.")
 @json_option
 @pass_context
 @handle_errors
-def status(ctx, check: bool, as_json: bool) -> None:
+def status(ctx, check: bool, as_json: bool, watch: bool) -> None:
     """Heartbeats (dump, base backup, WAL sync), the newest backups and the current recoverable window."""
     clock = SystemClock()
     try:
@@ -126,6 +129,11 @@ def status(ctx, check: bool, as_json: bool) -> None:
             out(f"DRTUI UNKNOWN - {exc.title}")
             sys.exit(core_status.Level.UNKNOWN)
         raise
+    if watch:
+        from drtui.tui.app import run_status_app
+
+        run_status_app(config)
+        return
     states = core_status.heartbeats(config, clock)
     level, summary = core_status.overall(states)
     inv, inventory_error = None, None
@@ -158,7 +166,8 @@ def status(ctx, check: bool, as_json: bool) -> None:
             if s.state == "unreadable" and s.last is None:
                 when = s.detail
             rows.append([s.name, s.state.upper() if s.level else s.state, when,
-                         f"limit {humanize.naturaldelta(s.limit)}", str(s.path)])
+                         f"limit {humanize.precisedelta(s.limit, minimum_unit='minutes', format='%0.0f')}",
+                         str(s.path)])
         _table(rows)
         if inv is not None:
             out()

@@ -35,6 +35,7 @@ class StatusRefreshed(Message):
     rows: list[tuple[str, str, str, str, str]]
     summary: str = ""
     error: str | None = None
+    recovery: list[str] | None = None
     bubble = False
 
     def can_replace(self, message: Message) -> bool:

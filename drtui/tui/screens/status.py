@@ -9,8 +9,9 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
+from drtui.core.errors import DrError
 from drtui.tui.format import state_markup, utc
-from drtui.tui.heartbeats import heartbeat_rows
+from drtui.tui.heartbeats import heartbeat_rows, recovery_summary
 from drtui.tui.messages import StatusRefreshed
 
 REFRESH_SECONDS = 5.0
@@ -28,6 +29,7 @@ class StatusScreen(Screen[None]):
         yield Header()
         yield Static(id="status-head")
         yield DataTable(id="heartbeat-table", cursor_type="row", zebra_stripes=True)
+        yield Static("[dim]reading the inventory…[/]", id="status-recovery", classes="panel")
         yield Static(id="status-note", classes="panel")
         yield Footer()
 
@@ -42,10 +44,14 @@ class StatusScreen(Screen[None]):
     def _read(self) -> None:
         try:
             rows, summary = heartbeat_rows(self.app.config, self.app.clock)  # type: ignore[attr-defined]
+            try:
+                recovery = recovery_summary(self.app.config, self.app.clock)  # type: ignore[attr-defined]
+            except DrError as exc:
+                recovery = [f"[red]✘ inventory:[/] {exc.title}"]
         except Exception as exc:  # shown on screen; the view keeps refreshing
             self.post_message(StatusRefreshed([], error=str(exc)))
         else:
-            self.post_message(StatusRefreshed(rows, summary))
+            self.post_message(StatusRefreshed(rows, summary, recovery=recovery))
 
     @on(StatusRefreshed)
     def _refreshed(self, message: StatusRefreshed) -> None:
@@ -61,6 +67,8 @@ class StatusScreen(Screen[None]):
             f"[b]{message.summary}[/]\n[dim]read-only: nothing here changes a server; "
             "`drtui status --check` gives the same states to cron.[/]")
         self.query_one("#status-note", Static).update(note)
+        if message.recovery is not None:
+            self.query_one("#status-recovery", Static).update("\n".join(message.recovery))
 
     def action_leave(self) -> None:
         if len(self.app.screen_stack) > 2:

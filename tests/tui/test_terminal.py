@@ -1,0 +1,133 @@
+"""The real program in a real terminal (tmux): what an operator sees, and a UI killed mid-run."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from drtui.core.events import RunFinished, StepLogged
+from drtui.core.journal import list_runs, read_events
+from drtui.sandbox import Sandbox
+from drtui.tui.app import DrApp
+from drtui.tui.screens.run import RunScreen
+from drtui.tui.textdump import screen_text
+from drtui.tui.widgets.log_panel import LogPanel
+from tests.tui.test_wizard_sandbox import recoverable, stop_runs  # noqa: F401 - a fixture
+
+pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
+
+
+class Terminal:
+    """One tmux session running a command; keys in, screen text out."""
+
+    def __init__(self, command: list[str], width: int = 100, height: int = 30) -> None:
+        self.name = f"drtui-test-{uuid.uuid4().hex[:8]}"
+        subprocess.run(["tmux", "new-session", "-d", "-s", self.name, "-x", str(width), "-y", str(height),
+                        *command], check=True)
+
+    def screen(self) -> str:
+        done = subprocess.run(["tmux", "capture-pane", "-p", "-t", self.name], capture_output=True, text=True,
+                              check=False)
+        return done.stdout
+
+    def keys(self, *keys: str, literal: bool = False) -> None:
+        subprocess.run(["tmux", "send-keys", "-t", self.name, *(["-l"] if literal else []), *keys], check=True)
+
+    def wait_for(self, text: str, timeout: float = 60) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            screen = self.screen()
+            if text in screen:
+                return screen
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{text!r} never showed; the screen:\n{screen}")
+            time.sleep(0.1)
+
+    def pane_pid(self) -> int:
+        done = subprocess.run(["tmux", "display-message", "-p", "-t", self.name, "#{pane_pid}"],
+                              capture_output=True, text=True, check=True)
+        return int(done.stdout.strip())
+
+    def kill(self) -> None:
+        subprocess.run(["tmux", "kill-session", "-t", self.name], check=False, capture_output=True)
+
+
+@pytest.fixture
+def terminal() -> Iterator[Callable[[list[str]], Terminal]]:
+    opened: list[Terminal] = []
+
+    def open_terminal(command: list[str]) -> Terminal:
+        opened.append(Terminal(command))
+        return opened[-1]
+
+    yield open_terminal
+    for term in opened:
+        term.kill()
+
+
+def drtui_command(world: Sandbox) -> list[str]:
+    return ["env", "TZ=UTC", "TERM=xterm-256color", sys.executable, "-m", "drtui", "--config", str(world.config_path)]
+
+
+def test_drtui_opens_on_home_and_shows_the_status_screen(shared_sandbox: Sandbox, terminal) -> None:
+    term = terminal(drtui_command(shared_sandbox))
+    home = term.wait_for("journeys")
+    assert "Point-in-time recovery" in home and "Automated drill" in home
+    assert "production" in home and "heartbeats" in home
+    assert "PITR" in home and "Status" in home  # the footer shows the keys
+    term.keys("s")
+    status = term.wait_for("refreshes every")
+    assert "heartbeat" in status and "base backup" in status and "WAL sync" in status
+    term.keys("escape")
+    term.wait_for("journeys")
+    term.keys("q")
+    deadline = time.monotonic() + 20
+    while "journeys" in term.screen() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "journeys" not in term.screen()
+
+
+def test_the_restore_outlives_a_killed_ui_and_reattaching_shows_it_all(recoverable: dict, terminal) -> None:  # noqa: F811
+    world, config, target = recoverable["world"], recoverable["config"], recoverable["target"]
+    term = terminal(drtui_command(world))
+    term.wait_for("journeys")
+    term.keys("p")
+    term.wait_for("pick a base backup")
+    term.keys("Enter")
+    term.wait_for("choose the target")
+    term.keys(target.strftime("%Y-%m-%d %H:%M:%S UTC"), literal=True)
+    term.wait_for("✔ reachable time")
+    term.keys("C-n")
+    term.wait_for("type production to confirm", timeout=120)
+    term.keys("production", literal=True)
+    term.keys("C-s")
+    term.wait_for("● running", timeout=60)
+    journal = list_runs(config.state_dir)[0]
+    term.kill()  # the terminal goes away as in an SSH drop: SIGHUP to the UI, the run goes on
+    deadline = time.monotonic() + 300
+    while not any(isinstance(e, RunFinished) for e in read_events(journal)):
+        assert time.monotonic() < deadline, "the detached run did not finish"
+        time.sleep(0.5)
+    events = read_events(journal)
+    assert events[-1].ok, events[-6:]
+    logged = sum(len(e.lines) for e in events if isinstance(e, StepLogged))
+
+    async def reattach() -> tuple[int, str]:
+        app = DrApp(config, start=journal)
+        async with app.run_test(size=(100, 34)) as pilot:
+            screen = app.screen
+            assert isinstance(screen, RunScreen)
+            while screen.view.finished is None:
+                await pilot.pause(0.1)
+            return screen.query_one(LogPanel).line_count, screen_text(app)
+
+    lines, text = asyncio.run(reattach())
+    assert lines == logged > 0
+    assert "✔ finished" in text
