@@ -22,3 +22,6 @@ lint: $(VENV)/.installed
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache
+
+screens: $(VENV)/.installed
+	TZ=UTC $(PY) -m drtui.tui.gallery screens
