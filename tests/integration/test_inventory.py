@@ -206,32 +206,48 @@ def archive_copy(world: World) -> Iterator[Path]:
 def test_a_deleted_segment_is_a_gap_that_cuts_the_windows_before_it(world: World, archive_copy: Path) -> None:
     sandbox = world.sandbox
     before = scan(sandbox.config())
-    # More WAL after every backup, one commit per segment, then a second archive copy with one segment gone.
+    # More WAL after every backup, one commit per segment, a new base backup after them, then a copy of the
+    # archive with one segment gone between the old backups and the new one.
     inserts, segments = [], []
     for _ in range(3):
         inserts.append(sandbox.insert())
         segments.append(sandbox.switch_wal())
-    for name in segments:
-        shutil.copy2(sandbox.wal_archive / name, archive_copy / name)
-    (archive_copy / segments[1]).unlink()
+    after = backup.base(sandbox.config(), sandbox.env(), SystemClock()).artifacts[0].path
+    try:
+        _wait_for_backup_file(sandbox, f"drtui {after.name[11:27]}")
+        inserts.append(sandbox.insert())
+        segments.append(sandbox.switch_wal())
+        for path in sandbox.wal_archive.iterdir():
+            if not (archive_copy / path.name).exists():
+                shutil.copy2(path, archive_copy / path.name)
+        (archive_copy / segments[1]).unlink()
 
-    result = run_drtui("inventory", "--json", "--wal-source", str(archive_copy), config=sandbox.config_path)
-    assert result.exit_code == 0, result.stderr
-    data = json.loads(result.stdout)
-    assert data["wal"]["gaps"] == [{"timeline": 1, "from": segments[1], "to": segments[1], "segments": 1}]
-    for window in data["windows"]:
-        assert window["cut_by_gap"]["from"] == segments[1]
-        assert window["last_segment"] == segments[0]
+        result = run_drtui("inventory", "--json", "--wal-source", str(archive_copy), config=sandbox.config_path)
+        assert result.exit_code == 0, result.stderr
+        data = json.loads(result.stdout)
+        assert data["wal"]["gaps"] == [{"timeline": 1, "from": segments[1], "to": segments[1], "segments": 1}]
+        windows = {Path(w["base_backup"]): w for w in data["windows"]}
+        assert windows[after]["cut_by_gap"] is None and windows[after]["last_segment"] == segments[3]
+        for path in world.backups.values():
+            assert windows[path]["cut_by_gap"]["from"] == segments[1]
+            assert windows[path]["last_segment"] == segments[0]
 
-    inv = scan(sandbox.config(), wal_source=archive_copy)
-    for window, old in zip(inv.windows, before.windows, strict=True):
-        assert window.latest_source == "waldump"
-        assert window.latest >= old.latest  # the first new segment is still reachable
-        assert inserts[0].committed_at - timedelta(seconds=1) <= window.latest <= inserts[0].committed_at
-        assert window.latest < inserts[1].committed_at
-    whole = scan(sandbox.config())
-    assert all(w.cut_by_gap is None and w.last_segment == segments[2] for w in whole.windows)
-    assert all(w.latest >= inserts[2].committed_at - timedelta(seconds=1) for w in whole.windows)
+        inv = scan(sandbox.config(), wal_source=archive_copy)
+        for old in before.windows:
+            window = inv.window_for(old.base_backup)
+            assert window.latest_source == "waldump"
+            assert window.latest >= old.latest  # the first new segment is still reachable
+            assert inserts[0].committed_at - timedelta(seconds=1) <= window.latest <= inserts[0].committed_at
+            assert window.latest < inserts[1].committed_at
+        newest = inv.window_for(after)
+        assert inserts[3].committed_at - timedelta(seconds=1) <= newest.latest <= inserts[3].committed_at
+        whole = scan(sandbox.config())
+        assert all(w.cut_by_gap is None and w.last_segment == segments[3] for w in whole.windows)
+        table = run_drtui("inventory", "--wal-source", str(archive_copy), config=sandbox.config_path)
+        assert f"GAP on timeline 1: {segments[1]} (1 segment missing)" in table.stdout
+        assert f"CUT BY GAP at {segments[1]}" in table.stdout
+    finally:
+        after.unlink()
 
 
 def test_a_promoted_restore_shows_two_timelines(world: World, archive_copy: Path) -> None:
