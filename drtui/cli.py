@@ -47,6 +47,8 @@ def _register() -> None:
     from drtui.headless import inventory_commands
     main.add_command(inventory_commands.inventory)
     main.add_command(inventory_commands.status)
+    from drtui.headless import restore_commands
+    restore_commands.register(main)
 
 
 _register()

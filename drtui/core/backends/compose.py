@@ -52,6 +52,9 @@ RECOVERY_BEGIN = "# drtui recovery begin"
 RECOVERY_END = "# drtui recovery end"
 DEFAULT_MIGRATE = "alembic upgrade head"
 CHUNK = 1 << 20
+# Files a base backup may carry that must not reach the restored server (as the local backend's list).
+STALE_FILES = ("postmaster.pid", "postmaster.opts", "recovery.conf", "recovery.done", "standby.signal",
+               "recovery.signal")
 
 
 class ComposeError(DrError):
@@ -435,7 +438,8 @@ class ComposeBackend(Backend):
     def write_recovery(self, data_dir: Path, settings: Mapping[str, str], signal: bool) -> None:
         """Append the recovery settings to postgresql.auto.conf of a (stopped) volume, and recovery.signal."""
         block = "\n".join([RECOVERY_BEGIN, *(f"{k} = {_quote(v)}" for k, v in settings.items()), RECOVERY_END])
-        script = ('set -e; printf "\\n%s\\n" "$DRTUI_RECOVERY" >> /data/postgresql.auto.conf; '
+        stale = " ".join(f"/data/{name}" for name in STALE_FILES)
+        script = (f'set -e; rm -f {stale}; printf "\\n%s\\n" "$DRTUI_RECOVERY" >> /data/postgresql.auto.conf; '
                   + ("touch /data/recovery.signal; " if signal else "")
                   + "chown postgres:postgres /data/postgresql.auto.conf" + (" /data/recovery.signal" if signal else ""))
         self.helper(script, {str(data_dir): {"bind": "/data", "mode": "rw"}}, environment={"DRTUI_RECOVERY": block},

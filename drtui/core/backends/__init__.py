@@ -1,0 +1,17 @@
+"""Where PostgreSQL runs, behind one interface: `local` (pg_ctl on a data directory) now, `compose` later."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from drtui.core.backends.base import Backend, RecoveryStatus
+from drtui.core.config import Environment
+
+__all__ = ["Backend", "RecoveryStatus", "backend_for"]
+
+
+def backend_for(env: Environment, state_dir: Path) -> Backend:
+    """The backend that drives this environment's PostgreSQL."""
+    from drtui.core.backends.local import LocalBackend
+
+    return LocalBackend(env, state_dir)

@@ -1,0 +1,92 @@
+"""The backend interface the restore steps talk to, so no step knows about pg_ctl, paths or Docker.
+
+Data directories are named by the backend: the restore is extracted beside the live one
+(`<data_dir>.restoring_<stamp>`), the live one is preserved by a rename (`<data_dir>.pre_pitr_<stamp>`,
+never copied, never deleted), and a failed restore is kept aside (`<data_dir>.failed_<stamp>`).
+"""
+
+from __future__ import annotations
+
+import shutil
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from drtui.core.config import Environment
+
+
+@dataclass(frozen=True)
+class RecoveryStatus:
+    in_recovery: bool
+    replay_lsn: int | None
+    replay_time: datetime | None
+    paused: bool
+
+
+class Backend(ABC):
+    env: Environment
+
+    @property
+    @abstractmethod
+    def data_dir(self) -> Path: ...
+
+    def sibling(self, kind: str, stamp: str) -> Path:
+        """`<data_dir>.<kind>_<stamp>`: a restore in progress, preserved data, a failed restore, staged WAL."""
+        return self.data_dir.with_name(f"{self.data_dir.name}.{kind}_{stamp}")
+
+    def preserved(self) -> list[Path]:
+        """Preserved data directories, oldest first."""
+        return sorted(self.data_dir.parent.glob(f"{self.data_dir.name}.pre_pitr_*"))
+
+    def discard(self, path: Path) -> None:
+        """Remove a folder this run created itself (a partial extraction, staged WAL); never user data."""
+        shutil.rmtree(path, ignore_errors=True)
+
+    @property
+    def has_app_commands(self) -> bool:
+        return bool(self.env.stop_app_command or self.env.start_app_command)
+
+    @abstractmethod
+    def stop_app(self) -> str | None:
+        """Stop the application; returns what was done (None: nothing configured)."""
+
+    @abstractmethod
+    def start_app(self) -> str | None: ...
+
+    @abstractmethod
+    def server_running(self) -> bool: ...
+
+    @abstractmethod
+    def server_alive(self) -> bool:
+        """Whether a postmaster is running on the data directory (cheap: no connection)."""
+
+    @abstractmethod
+    def stop_server(self) -> None: ...
+
+    @abstractmethod
+    def start_server(self, wait: bool = True) -> None: ...
+
+    @abstractmethod
+    def preserve(self, stamp: str) -> Path | None:
+        """Rename the data directory aside; None when there was none."""
+
+    @abstractmethod
+    def put_in_place(self, restored: Path) -> None:
+        """Rename a restored data directory onto the (now free) data directory path."""
+
+    @abstractmethod
+    def set_aside(self, stamp: str) -> Path | None:
+        """Rename the current data directory to `.failed_<stamp>` (kept, never deleted)."""
+
+    @abstractmethod
+    def write_recovery(self, data_dir: Path, settings: Mapping[str, str], signal: bool) -> None:
+        """Write recovery settings (and recovery.signal) into a stopped data directory."""
+
+    @abstractmethod
+    def recovery_status(self) -> RecoveryStatus | None:
+        """Where recovery is; None while the server does not accept connections."""
+
+    @abstractmethod
+    def server_log(self) -> Path: ...

@@ -1,0 +1,209 @@
+"""The runner: executes an ApprovedPlan's steps in order, appends every event to the run's journal, and on a
+failure before the restored cluster came up undoes the completed steps in reverse (the old data directory
+back in place, the old server and app started again). After that point it says how to roll back instead.
+
+The RTO clock starts at the run's start (or the plan's incident start) and stops at the first healthy
+/readyz that verification saw.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from drtui.core.backends import backend_for
+from drtui.core.checks import healthy_at
+from drtui.core.clock import Clock, stamp
+from drtui.core.config import Config, load_config
+from drtui.core.errors import DrError
+from drtui.core.events import (
+    Event,
+    RtoTicked,
+    RunFinished,
+    RunStarted,
+    StepFailed,
+    StepFinished,
+    StepLogged,
+    StepStarted,
+)
+from drtui.core.gates import ApprovedPlan
+from drtui.core.journal import Journal
+from drtui.core.lock import EnvLock
+from drtui.core.steps import Step, StepContext
+from drtui.core.steps.pitr import (
+    ExtractBaseBackup,
+    Preflight,
+    Preserve,
+    StageWal,
+    StartApp,
+    StartPostgres,
+    StopApp,
+    StopPostgres,
+    SwapIn,
+    Verify,
+    WriteRecovery,
+)
+from drtui.core.steps.recovery import FollowRecovery
+
+PITR_STEPS: tuple[type[Step], ...] = (Preflight, ExtractBaseBackup, StageWal, WriteRecovery, StopApp, StopPostgres,
+                                      Preserve, SwapIn, StartPostgres, FollowRecovery, StartApp, Verify)
+SKIPPED_WHEN_PAUSED = ("start_app", "verify")
+
+
+@dataclass
+class StepRecord:
+    name: str
+    title: str
+    outcome: str  # "finished", "failed", "undone", "skipped", "not run"
+    seconds: float = 0.0
+    error: str | None = None
+    hint: str | None = None
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    ok: bool
+    journal: Path
+    environment: str
+    journey: str
+    rto_seconds: float | None = None
+    recovered_to: datetime | None = None
+    paused: bool = False
+    preserved: Path | None = None
+    error: str | None = None
+    hint: str | None = None
+    steps: list[StepRecord] = field(default_factory=list)
+    checks: list[dict[str, Any]] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        """The `--json` summary and RunFinished's payload."""
+        return {"ok": self.ok, "run_id": self.run_id, "environment": self.environment, "journey": self.journey,
+                "rto_seconds": self.rto_seconds,
+                "recovered_to": self.recovered_to.isoformat() if self.recovered_to else None,
+                "paused_at_target": self.paused, "preserved": str(self.preserved) if self.preserved else None,
+                "error": self.error, "hint": self.hint,
+                "steps": [vars(s) for s in self.steps], "checks": self.checks, "journal": str(self.journal)}
+
+
+def execute(approved: ApprovedPlan, journal: Journal, clock: Clock, cancel: threading.Event, *,
+            config: Config | None = None, listener: Callable[[Event], None] | None = None) -> RunResult:
+    """Run an approved plan to its end, reporting through `journal` (and `listener`, if given)."""
+    plan = approved.plan
+    if config is None:
+        config = load_config(str(plan.config_path) if plan.config_path else None).with_overrides(
+            plan.environment, os.environ)
+    env = config.environment(plan.environment)
+    run_id = journal.path.stem
+    lock = EnvLock(config.state_dir, env.name)
+    lock.acquire(run_id, clock)
+    try:
+        return _run(approved, journal, clock, cancel, config, listener, run_id)
+    finally:
+        lock.release()
+
+
+def _run(approved: ApprovedPlan, journal: Journal, clock: Clock, cancel: threading.Event, config: Config,
+         listener: Callable[[Event], None] | None, run_id: str) -> RunResult:
+    plan = approved.plan
+    env = config.environment(plan.environment)
+
+    def emit(event: Event) -> None:
+        journal.append(event)
+        if listener:
+            listener(event)
+
+    started = clock.now()
+    rto_start = plan.incident_start or started
+    objective = config.objectives.pitr_rto.total_seconds()
+    steps = [cls() for cls in PITR_STEPS]
+    ctx = StepContext(plan=plan, config=config, env=env, backend=backend_for(env, config.state_dir), clock=clock,
+                      cancel=cancel, emit=emit, run_id=run_id, stamp=stamp(started))
+    result = RunResult(run_id, False, journal.path, env.name, plan.journey)
+    emit(RunStarted(started, run_id, plan.journey, env.name, [s.name for s in steps], plan.to_json(), os.getpid()))
+    completed: list[Step] = []
+    failure: tuple[Step, str, str] | None = None
+    for step in steps:
+        if ctx.paused and step.name in SKIPPED_WHEN_PAUSED:
+            result.steps.append(StepRecord(step.name, step.title, "skipped"))
+            emit(StepLogged(clock.now(), step.name, ["skipped: recovery is paused at the target"]))
+            continue
+        emit(StepStarted(clock.now(), step.name, step.title))
+        t0 = clock.monotonic()
+        try:
+            ctx.check_cancel()
+            step.run(ctx)
+        except BaseException as exc:  # every failure, even Ctrl-C, reaches the undo
+            seconds = clock.monotonic() - t0
+            title, hint = _describe(exc)
+            emit(StepFailed(clock.now(), step.name, seconds, title, hint))
+            result.steps.append(StepRecord(step.name, step.title, "failed", seconds, title, hint))
+            failure = (step, title, hint)
+            break
+        seconds = clock.monotonic() - t0
+        emit(StepFinished(clock.now(), step.name, seconds))
+        result.steps.append(StepRecord(step.name, step.title, "finished", seconds))
+        emit(RtoTicked(clock.now(), (clock.now() - rto_start).total_seconds(), objective))
+        completed.append(step)
+    done_names = {r.name for r in result.steps}
+    result.steps += [StepRecord(s.name, s.title, "not run") for s in steps if s.name not in done_names]
+    result.recovered_to = ctx.recovered_to
+    result.paused = ctx.paused
+    result.checks = [{"name": c.name, "outcome": c.outcome, "detail": c.detail} for c in ctx.checks]
+    healthy = healthy_at(ctx.checks)
+    if healthy:
+        result.rto_seconds = (healthy - rto_start).total_seconds()
+    if failure:
+        step, title, hint = failure
+        result.error = title
+        result.hint = _recover(ctx, step, completed, hint, result)
+    else:
+        result.ok = True
+        if ctx.staged_wal and not ctx.paused:
+            ctx.backend.discard(ctx.staged_wal)
+    result.preserved = ctx.preserved
+    emit(RunFinished(clock.now(), result.ok, result.rto_seconds,
+                     result.recovered_to.isoformat() if result.recovered_to else None, result.summary()))
+    return result
+
+
+def _recover(ctx: StepContext, failed: Step, completed: list[Step], hint: str, result: RunResult) -> str:
+    """Undo what can be undone automatically; return the hint the operator reads."""
+    if any(step.commits for step in completed):
+        where = f"; the previous data directory is kept at {ctx.preserved}" if ctx.preserved else ""
+        return (f"{hint + '. ' if hint else ''}The restored cluster is in place{where}. To put the old data back: "
+                f"drtui rollback --env {ctx.env.name}")
+    problems = []
+    for step in [failed, *reversed(completed)]:
+        try:
+            done = step.undo(ctx)
+        except Exception as exc:  # keep undoing the others; say what failed
+            problems.append(f"{step.name}: {_describe(exc)[0]}")
+            continue
+        if done:
+            ctx.log(step.name, f"undone: {done}")
+            for record in result.steps:
+                if record.name == step.name and record.outcome == "finished":
+                    record.outcome = "undone"
+    if problems:
+        return (f"{hint + '. ' if hint else ''}Undoing failed for {'; '.join(problems)}. The old data directory "
+                f"is {ctx.preserved or ctx.backend.data_dir}; put it back with `drtui rollback --env {ctx.env.name}`")
+    aside = f"; the failed restore is kept at {ctx.failed_aside}" if ctx.failed_aside else ""
+    return f"{hint + '. ' if hint else ''}Nothing was lost: the old data directory is back in place{aside}"
+
+
+def _describe(exc: BaseException) -> tuple[str, str]:
+    if isinstance(exc, DrError):
+        return exc.title, exc.hint
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted", "the steps done so far were undone"
+    return f"{type(exc).__name__}: {exc}", "an unexpected error in drtui; the journal holds the steps done so far"
+
+
+def new_run_id(journey: str, env_name: str, clock: Clock) -> str:
+    return f"{stamp(clock.now())}-{journey}-{env_name}-{os.getpid()}"

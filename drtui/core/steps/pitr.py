@@ -1,0 +1,223 @@
+"""The PITR restore steps. The base backup is extracted and prepared beside the live data directory while
+the old cluster still runs; only then are the app and PostgreSQL stopped, the old data directory renamed
+aside (`.pre_pitr_<stamp>`) and the restored one renamed into place. A corrupt tarball found during extraction
+therefore never touches the old data, and the downtime is the swap plus the WAL replay.
+"""
+
+from __future__ import annotations
+
+import os
+
+from drtui.core.config import Environment
+from drtui.core.planning import Plan
+from drtui.core.steps import Step, StepContext, StepError
+
+
+def recovery_settings(plan: Plan, env: Environment, restore_command: str) -> dict[str, str]:
+    """What the restored server must run with: the recovery target, and overrides of what the base backup
+    carried over from the cluster it was taken from (port, addresses, socket, archiving, log collector)."""
+    settings = {"restore_command": restore_command, **plan.target.settings(),
+                "recovery_target_action": "pause" if plan.pause_at_target else "promote",
+                "hot_standby": "on",
+                "port": str(env.port),
+                "listen_addresses": "" if env.host.startswith("/") else env.host,
+                "logging_collector": "off"}
+    if env.host.startswith("/"):
+        settings["unix_socket_directories"] = env.host
+    if not env.is_production:
+        # A restored copy must never archive into the production WAL archive.
+        settings |= {"archive_mode": "off", "archive_command": ""}
+    return settings
+
+
+class Preflight(Step):
+    name, title = "preflight", "Check the backup, the WAL source and the disk"
+
+    def run(self, ctx: StepContext) -> None:
+        plan, backend = ctx.plan, ctx.backend
+        backup = plan.base_backup
+        if not os.access(backup.path, os.R_OK):
+            raise StepError(f"{backup.path}: the base backup is gone or unreadable", "check BASE_BACKUP")
+        if backup.path.is_file() and backup.path.stat().st_size != backup.file_size:
+            raise StepError(f"{backup.path}: the base backup changed size since it was planned "
+                            f"({backup.file_size} → {backup.path.stat().st_size} bytes)",
+                            "it may be incomplete or still being written; plan again")
+        if not plan.wal_source.exists():
+            raise StepError(f"{plan.wal_source}: the WAL source is gone", "check WAL_ARCHIVE")
+        parent = backend.data_dir.parent
+        if not os.access(parent, os.W_OK):
+            raise StepError(f"{parent}: cannot write beside the data directory", "run drtui as root or os_user")
+        for kind in ("restoring", "pre_pitr", "failed", "pitr_wal"):
+            if backend.sibling(kind, ctx.stamp).exists():
+                raise StepError(f"{backend.sibling(kind, ctx.stamp)} already exists", "wait a second and retry")
+        running = backend.server_running()
+        ctx.log(self.name, f"base backup {backup.path} ({backup.layout.value}, {backup.file_size} bytes)",
+                f"WAL from {plan.wal_source} ({plan.wal_kind})",
+                f"PostgreSQL on {backend.data_dir} is {'running' if running else 'not running'}",
+                "app commands: " + ("configured" if backend.has_app_commands else "none configured"))
+
+
+class ExtractBaseBackup(Step):
+    name, title = "extract", "Extract the base backup beside the data directory"
+
+    def run(self, ctx: StepContext) -> None:
+        from drtui.core.extract import extract_base_backup
+
+        dest = ctx.backend.sibling("restoring", ctx.stamp)
+        ctx.restored_dir = dest
+        report = ctx.progress_reporter(self.name, "bytes")
+        written = extract_base_backup(ctx.plan.base_backup, dest, ctx.env.os_user,
+                                      lambda done, total: report(done, total), ctx.cancel)
+        ctx.check_cancel()
+        ctx.log(self.name, f"extracted {written} bytes into {dest}")
+
+    def undo(self, ctx: StepContext) -> str | None:
+        if ctx.restored_dir and ctx.restored_dir.exists():
+            ctx.backend.discard(ctx.restored_dir)
+            return f"removed the partial extraction {ctx.restored_dir} (the old data was never touched)"
+        return None
+
+
+class StageWal(Step):
+    name, title = "stage_wal", "Stage the WAL for replay"
+
+    def run(self, ctx: StepContext) -> None:
+        from drtui.core.extract import stage_wal
+
+        source = ctx.plan.wal_source
+        if source.is_dir():
+            ctx.wal_folder = source
+            ctx.log(self.name, f"WAL is read in place from {source} (nothing copied, nothing written there)")
+            return
+        dest = ctx.backend.sibling("pitr_wal", ctx.stamp)
+        ctx.staged_wal = dest
+        report = ctx.progress_reporter(self.name, "bytes")
+        stage_wal(source, dest, ctx.env.os_user, lambda done, total: report(done, total), ctx.cancel)
+        ctx.wal_folder = dest
+        ctx.log(self.name, f"WAL tarball {source.name} staged into {dest}")
+
+    def undo(self, ctx: StepContext) -> str | None:
+        if ctx.staged_wal and ctx.staged_wal.exists():
+            ctx.backend.discard(ctx.staged_wal)
+            return f"removed the staged WAL copy {ctx.staged_wal} (the source is never modified)"
+        return None
+
+
+class WriteRecovery(Step):
+    name, title = "write_recovery", "Write the recovery settings"
+
+    def run(self, ctx: StepContext) -> None:
+        from drtui.core.extract import restore_command
+
+        assert ctx.restored_dir and ctx.wal_folder
+        settings = recovery_settings(ctx.plan, ctx.env, restore_command(ctx.wal_folder))
+        ctx.backend.write_recovery(ctx.restored_dir, settings, signal=True)
+        ctx.log(self.name, "recovery.signal written; postgresql.auto.conf:",
+                *(f"  {key} = {value!r}" for key, value in settings.items()))
+
+
+class StopApp(Step):
+    name, title = "stop_app", "Stop the application"
+
+    def run(self, ctx: StepContext) -> None:
+        done = ctx.backend.stop_app()
+        ctx.app_stopped = done is not None
+        ctx.log(self.name, f"ran: {done}" if done else "no stop_app_command configured: skipped")
+
+    def undo(self, ctx: StepContext) -> str | None:
+        if ctx.app_stopped:
+            ctx.backend.start_app()
+            return "started the application again"
+        return None
+
+
+class StopPostgres(Step):
+    name, title = "stop_postgres", "Stop PostgreSQL"
+
+    def run(self, ctx: StepContext) -> None:
+        ctx.server_was_running = ctx.backend.server_running()
+        if ctx.server_was_running:
+            ctx.backend.stop_server()
+        ctx.log(self.name, "stopped" if ctx.server_was_running else "was not running")
+
+    def undo(self, ctx: StepContext) -> str | None:
+        if ctx.server_was_running and not ctx.backend.server_running():
+            ctx.backend.start_server()
+            return "started the old cluster again"
+        return None
+
+
+class Preserve(Step):
+    name, title = "preserve", "Keep the current data directory (rename, never delete)"
+
+    def run(self, ctx: StepContext) -> None:
+        ctx.preserved = ctx.backend.preserve(ctx.stamp)
+        ctx.log(self.name, f"{ctx.backend.data_dir} → {ctx.preserved}" if ctx.preserved
+                else f"{ctx.backend.data_dir} did not exist: nothing to preserve")
+
+    def undo(self, ctx: StepContext) -> str | None:
+        if ctx.preserved and ctx.preserved.exists() and not ctx.backend.data_dir.exists():
+            ctx.backend.put_in_place(ctx.preserved)
+            preserved, ctx.preserved = ctx.preserved, None
+            return f"renamed {preserved} back to {ctx.backend.data_dir}"
+        return None
+
+
+class SwapIn(Step):
+    name, title = "swap_in", "Put the restored data directory in place"
+
+    def run(self, ctx: StepContext) -> None:
+        assert ctx.restored_dir
+        ctx.backend.put_in_place(ctx.restored_dir)
+        ctx.log(self.name, f"{ctx.restored_dir} → {ctx.backend.data_dir}")
+
+    def undo(self, ctx: StepContext) -> str | None:
+        if ctx.restored_dir and not ctx.restored_dir.exists() and ctx.backend.data_dir.exists():
+            ctx.failed_aside = ctx.backend.set_aside(ctx.stamp)
+            return f"set the restored data directory aside: {ctx.failed_aside}"
+        return None
+
+
+class StartPostgres(Step):
+    name, title = "start_postgres", "Start PostgreSQL in recovery"
+
+    def run(self, ctx: StepContext) -> None:
+        log = ctx.backend.server_log()
+        ctx.log_offset = log.stat().st_size if log.exists() else 0
+        ctx.backend.start_server(wait=False)
+        ctx.log(self.name, f"started on port {ctx.env.port}; server log {log}")
+
+    def undo(self, ctx: StepContext) -> str | None:
+        if ctx.backend.server_alive():
+            ctx.backend.stop_server()
+            return "stopped the restored server"
+        return None
+
+
+class StartApp(Step):
+    name, title = "start_app", "Start the application"
+
+    def run(self, ctx: StepContext) -> None:
+        done = ctx.backend.start_app()
+        ctx.log(self.name, f"ran: {done}" if done else "no start_app_command configured: skipped")
+
+
+class Verify(Step):
+    name, title = "verify", "Verify the restored environment"
+
+    def run(self, ctx: StepContext) -> None:
+        from drtui.core.checks import run_checks
+
+        ctx.checks = run_checks(ctx.config, ctx.env, recovered_to=ctx.recovered_to, emit=ctx.emit,
+                                clock=ctx.clock, wait_ready_seconds=60, cancel=ctx.cancel)
+        failed = [c for c in ctx.checks if c.outcome == "failed"]
+        if failed:
+            raise StepError("verification failed: " + "; ".join(f"{c.name}: {c.detail}" for c in failed),
+                            "look at the failed checks above")
+
+
+def remove_staged_wal(ctx: StepContext) -> None:
+    """The staged WAL copy is only needed until promotion."""
+    if ctx.staged_wal and ctx.staged_wal.exists():
+        ctx.backend.discard(ctx.staged_wal)
+

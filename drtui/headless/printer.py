@@ -1,0 +1,136 @@
+"""Events as the headless face shows them: plain progress on a terminal, one line per event otherwise, and the
+final summary (plain, or the `--json` document)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, TextIO
+
+import humanize
+
+from drtui.core.events import (
+    CheckCompleted,
+    Event,
+    RtoTicked,
+    RunFinished,
+    RunStarted,
+    StepFailed,
+    StepFinished,
+    StepLogged,
+    StepProgressed,
+    StepStarted,
+)
+from drtui.core.secrets import redact
+
+
+def _amount(value: float, unit: str) -> str:
+    return humanize.naturalsize(value, binary=True) if unit in ("bytes", "lsn") else f"{value:.0f} {unit}"
+
+
+def progress_text(event: StepProgressed) -> str:
+    done = _amount(event.done, event.unit)
+    text = f"{done} of {_amount(event.total, event.unit)}" if event.total else done
+    if event.total:
+        text += f" ({100 * event.done / event.total:.0f}%)"
+    detail = event.detail
+    if detail.get("replay_lsn"):
+        text += f", replayed to {detail['replay_lsn']}"
+    if detail.get("replay_time"):
+        text += f", last transaction {detail['replay_time']}"
+    if detail.get("bytes_per_second"):
+        text += f", {humanize.naturalsize(detail['bytes_per_second'], binary=True)}/s"
+    if detail.get("eta_seconds") is not None:
+        text += f", about {detail['eta_seconds']:.0f} s left"
+    return text
+
+
+def event_line(event: Event) -> str:
+    """One line for one event (the non-terminal form)."""
+    at = event.at.strftime("%H:%M:%S")
+    match event:
+        case RunStarted():
+            return f"{at} run {event.run_id}: {event.journey} of {event.environment} ({len(event.steps)} steps)"
+        case StepStarted():
+            return f"{at} {event.step}: started"
+        case StepProgressed():
+            return f"{at} {event.step}: {progress_text(event)}"
+        case StepLogged():
+            prefix = "server" if event.source == "server" else event.step
+            return "\n".join(f"{at} {prefix}: {line}" for line in event.lines)
+        case StepFinished():
+            return f"{at} {event.step}: done in {event.seconds:.1f} s"
+        case StepFailed():
+            return f"{at} {event.step}: FAILED after {event.seconds:.1f} s: {event.error}" + (
+                f"\n{at} {event.step}: hint: {event.hint}" if event.hint else "")
+        case CheckCompleted():
+            return f"{at} check {event.name}: {event.outcome}" + (f" ({event.detail})" if event.detail else "")
+        case RtoTicked():
+            return f"{at} RTO clock: {event.elapsed_seconds:.0f} s"
+        case RunFinished():
+            return f"{at} run finished: {'ok' if event.ok else 'FAILED'}"
+    return f"{at} {event.kind}"
+
+
+class EventPrinter:
+    """Writes events to a stream: on a terminal, progress rewrites one line; elsewhere one line per event."""
+
+    def __init__(self, stream: TextIO | None = None, tty: bool | None = None) -> None:
+        self.stream = stream or sys.stdout
+        self.tty = self.stream.isatty() if tty is None else tty
+        self._open_progress = False
+
+    def _write(self, text: str) -> None:
+        self.stream.write(redact(text))
+        self.stream.flush()
+
+    def __call__(self, event: Event) -> None:
+        if not self.tty:
+            self._write(event_line(event) + "\n")
+            return
+        if isinstance(event, RtoTicked):
+            return
+        if isinstance(event, StepProgressed):
+            self._write(f"\r\033[K  {progress_text(event)}")
+            self._open_progress = True
+            return
+        if self._open_progress:
+            self._write("\n")
+            self._open_progress = False
+        match event:
+            case StepStarted():
+                self._write(f"▶ {event.title or event.step}\n")
+            case StepFinished():
+                self._write(f"✓ {event.step} ({event.seconds:.1f} s)\n")
+            case StepFailed():
+                self._write(f"✗ {event.step}: {event.error}\n" + (f"  hint: {event.hint}\n" if event.hint else ""))
+            case StepLogged():
+                mark = "│ " if event.source == "server" else "  "
+                self._write("".join(f"{mark}{line}\n" for line in event.lines))
+            case _:
+                self._write(event_line(event).split(" ", 1)[1] + "\n")
+
+
+def summary_lines(summary: dict[str, Any]) -> list[str]:
+    """The final summary in words."""
+    lines = [f"{summary['journey']} of {summary['environment']}: {'OK' if summary['ok'] else 'FAILED'}"]
+    if summary.get("recovered_to"):
+        lines.append(f"  recovered to  {summary['recovered_to']}")
+    if summary.get("paused_at_target"):
+        lines.append("  paused at the target: inspect read-only, then promote")
+    if summary.get("rto_seconds") is not None:
+        lines.append(f"  RTO           {summary['rto_seconds']:.1f} s")
+    if summary.get("preserved"):
+        lines.append(f"  old data kept {summary['preserved']}")
+    for step in summary["steps"]:
+        lines.append(f"  {step['outcome']:<9} {step['name']:<16} {step['seconds']:.1f} s")
+    counts: dict[str, int] = {}
+    for check in summary.get("checks", []):
+        counts[check["outcome"]] = counts.get(check["outcome"], 0) + 1
+    if counts:
+        lines.append("  checks        " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
+    if summary.get("error"):
+        lines.append(f"  error         {summary['error']}")
+    if summary.get("hint"):
+        lines.append(f"  next          {summary['hint']}")
+    lines.append(f"  journal       {summary['journal']}")
+    return lines

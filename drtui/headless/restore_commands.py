@@ -1,0 +1,201 @@
+"""`drtui restore pitr`, `drtui rollback`, `drtui attach` and the hidden `drtui _run PLANFILE`: the runbook's
+`pitr_restore.sh` and its rollback, on the same engine the wizard uses."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+import click
+
+from drtui.core.clock import SystemClock
+from drtui.core.config import Config
+from drtui.core.errors import UsageError
+from drtui.core.events import RunFinished, RunStarted
+from drtui.core.gates import ApprovedPlan, approve, confirmation_from_environ, evaluate, gather_facts
+from drtui.core.journal import Journal, follow, journal_path, list_runs, read_events
+from drtui.core.lock import process_start
+from drtui.core.planning import make_plan, make_target, parse_target_time
+from drtui.core.rollback import roll_back
+from drtui.core.runner import execute, new_run_id
+from drtui.headless.common import env_option, handle_errors, json_option, pass_context
+from drtui.headless.output import ExitCode, out, out_json
+from drtui.headless.printer import EventPrinter, summary_lines
+
+
+@click.group()
+def restore() -> None:
+    """Restore an environment (the runbook's restore scripts)."""
+
+
+@restore.command("pitr")
+@click.option("--target-time", envvar="TARGET_TIME", default=None,
+              help="Recover to this time (TARGET_TIME): ISO-8601, '2026-01-25 14:30:00 UTC' or '15 minutes ago'.")
+@click.option("--recovery-target", envvar="RECOVERY_TARGET", default=None,
+              type=click.Choice(["immediate", "latest"], case_sensitive=False),
+              help="immediate (end of the base backup) or latest (end of the WAL) (RECOVERY_TARGET).")
+@click.option("--target-lsn", default=None, help="Recover to this LSN, e.g. 0/3000060.")
+@click.option("--target-xid", default=None, help="Recover to this transaction id.")
+@click.option("--target-name", default=None, help="Recover to this restore point (pg_create_restore_point).")
+@click.option("--exclusive", is_flag=True, help="Stop just before the target instead of just after it.")
+@click.option("--target-timeline", default=None, help="latest (default), current, or a timeline number.")
+@click.option("--base-backup", envvar="BASE_BACKUP", type=click.Path(path_type=Path), default=None,
+              help="Base backup to restore (BASE_BACKUP); default: the newest that reaches the target.")
+@click.option("--wal-archive", envvar="WAL_ARCHIVE", type=click.Path(path_type=Path), default=None,
+              help="WAL folder or wal_archive_*.tar.gz (WAL_ARCHIVE); default: the live archive.")
+@click.option("--incident-start", default=None, help="When the incident began: the RTO clock starts there.")
+@click.option("--pause-at-target", is_flag=True, help="Pause at the target (read-only) instead of promoting.")
+@click.option("--dry-run", is_flag=True, help="Print the plan and stop.")
+@click.option("--yes", is_flag=True, help="Confirm, like CONFIRM_PITR_RESTORE=YES.")
+@env_option
+@json_option
+@pass_context
+@handle_errors
+def pitr(ctx, target_time, recovery_target, target_lsn, target_xid, target_name, exclusive, target_timeline,
+         base_backup, wal_archive, incident_start, pause_at_target, dry_run, yes, env_name, as_json) -> None:
+    """Point-in-time recovery of an environment (pitr_restore.sh)."""
+    clock = SystemClock()
+    config = ctx.config(env_name)
+    env = config.environment(env_name)
+    target = make_target(recovery_target, target_time, target_lsn, target_xid, target_name, exclusive=exclusive,
+                         timeline=target_timeline, clock=clock)
+    incident = parse_target_time(incident_start, clock) if incident_start else None
+    plan = make_plan(config, env, target, clock=clock, base_backup=base_backup, wal_source=wal_archive,
+                     pause_at_target=pause_at_target, incident_start=incident)
+    if dry_run:
+        if as_json:
+            out_json({"ok": True, "dry_run": True, "plan": plan.to_json(), "description": plan.describe()})
+        else:
+            for line in plan.describe():
+                out(line)
+        return
+    facts = gather_facts(config, env, env_name)
+    approved = approve(plan, evaluate(plan, facts), confirmation_from_environ("pitr", os.environ, yes, env_name),
+                       clock)
+    sys.exit(run_foreground(approved, config, as_json))
+
+
+def run_foreground(approved: ApprovedPlan, config: Config, as_json: bool, run_id: str | None = None) -> int:
+    """Execute in this process, printing events as they come; returns the exit code."""
+    clock = SystemClock()
+    plan = approved.plan
+    run_id = run_id or new_run_id(plan.journey, plan.environment, clock)
+    journal = Journal(journal_path(config.state_dir, run_id))
+    cancel = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: cancel.set())
+    printer = EventPrinter(sys.stderr if as_json else sys.stdout, tty=False if as_json else None)
+    try:
+        result = execute(approved, journal, clock, cancel, config=config, listener=printer)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        journal.close()
+    if as_json:
+        out_json(result.summary())
+    else:
+        for line in summary_lines(result.summary()):
+            out(line)
+    return ExitCode.OK if result.ok else ExitCode.FAILED
+
+
+@click.command("_run", hidden=True)
+@click.argument("plan_file", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@pass_context
+@handle_errors
+def run_plan(ctx, plan_file: Path) -> None:
+    """Execute an approved plan file (what a detached run does)."""
+    approved = ApprovedPlan.from_json(json.loads(plan_file.read_text()))
+    config = ctx.config(approved.plan.environment)
+    sys.exit(run_foreground(approved, config, as_json=False, run_id=plan_file.stem))
+
+
+@click.command()
+@env_option
+@json_option
+@pass_context
+@handle_errors
+def rollback(ctx, env_name: str | None, as_json: bool) -> None:
+    """Put the newest preserved data directory back (the failed one is kept aside, never deleted)."""
+    config = ctx.config(env_name)
+    env = config.environment(env_name)
+    if env.is_production and env_name != env.name:
+        raise UsageError("rolling back production needs the environment named", "pass --env production")
+    result = roll_back(config, env, SystemClock())
+    if as_json:
+        out_json(result.as_dict())
+        return
+    out(f"{result.from_preserved} → {result.restored}")
+    if result.set_aside:
+        out(f"the replaced data directory is kept at {result.set_aside}")
+    out(f"PostgreSQL of {result.environment} started")
+
+
+@click.command()
+@click.argument("run", required=False)
+@json_option
+@pass_context
+@handle_errors
+def attach(ctx, run: str | None, as_json: bool) -> None:
+    """Print a run's journal (default: the newest) and follow it while it runs."""
+    config = ctx.config()
+    path = _journal_for(config, run)
+    events = read_events(path)
+    started = next((e for e in events if isinstance(e, RunStarted)), None)
+    finished = next((e for e in events if isinstance(e, RunFinished)), None)
+    printer = EventPrinter(sys.stderr if as_json else sys.stdout, tty=False)
+    stop = threading.Event()
+    if finished is None and started is not None:
+        watcher = threading.Thread(target=_stop_when_gone, args=(started.pid, stop), daemon=True)
+        watcher.start()
+    else:
+        stop.set()
+    seen = 0
+    for event in follow(path, stop) if not stop.is_set() else events:
+        printer(event)
+        seen += 1
+        if isinstance(event, RunFinished):
+            finished = event
+    if stop.is_set() and finished is None:
+        for event in read_events(path)[seen:]:
+            printer(event)
+            finished = event if isinstance(event, RunFinished) else finished
+    if finished is None:
+        out(f"the run in {path} ended without finishing (its process is gone); "
+            "inspect the data directory, and `drtui rollback` if needed")
+        sys.exit(ExitCode.FAILED)
+    if as_json:
+        out_json(finished.summary or {"ok": finished.ok, "journal": str(path)})
+    else:
+        for line in summary_lines(finished.summary) if finished.summary.get("steps") is not None else []:
+            out(line)
+    sys.exit(ExitCode.OK if finished.ok else ExitCode.FAILED)
+
+
+def _journal_for(config: Config, run: str | None) -> Path:
+    if run and Path(run).is_file():
+        return Path(run)
+    if run:
+        path = journal_path(config.state_dir, run)
+        if not path.exists():
+            raise UsageError(f"no run {run!r} in {path.parent}", "list runs in the state folder, or omit RUN")
+        return path
+    runs = list_runs(config.state_dir)
+    if not runs:
+        raise UsageError(f"no runs in {config.state_dir / 'runs'}", "start one with `drtui restore pitr`")
+    return runs[0]
+
+
+def _stop_when_gone(pid: int, stop: threading.Event) -> None:
+    start = process_start(pid)
+    while not stop.wait(0.5):
+        if start is None or process_start(pid) != start:
+            stop.set()
+
+
+def register(group: click.Group) -> None:
+    """Add this module's commands to the `drtui` group."""
+    for command in (restore, rollback, attach, run_plan):
+        group.add_command(command)
