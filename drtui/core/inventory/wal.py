@@ -162,25 +162,27 @@ def archive_time(coverage: WalCoverage, timeline: int, segno: int) -> float | No
         return None
 
 
-def fetch_segment(coverage: WalCoverage, name: str, folder: Path) -> Path | None:
-    """A path to a segment's bytes: in place for a folder, extracted into `folder` for a tarball."""
+def fetch_segments(coverage: WalCoverage, names: set[str], folder: Path) -> dict[str, Path]:
+    """Paths to segments' bytes: in place for a folder; for a tarball, the members extracted into `folder` in
+    one pass over the stream (stopping when all are found). Names it cannot find are left out."""
     if coverage.kind == "directory":
-        path = coverage.source / name
-        return path if path.is_file() else None
+        return {name: coverage.source / name for name in names if (coverage.source / name).is_file()}
+    found: dict[str, Path] = {}
     try:
         with tarfile.open(coverage.source, "r|gz") as tar:
             for member in tar:
-                if member.isfile() and member.name.rpartition("/")[2] == name:
+                name = member.name.rpartition("/")[2]
+                if member.isfile() and name in names and name not in found:
                     handle = tar.extractfile(member)
-                    if handle is None:
-                        return None
-                    target = folder / name
-                    with target.open("wb") as out:
-                        shutil.copyfileobj(handle, out, 1 << 20)
-                    return target
+                    if handle is not None:
+                        with (folder / name).open("wb") as out:
+                            shutil.copyfileobj(handle, out, 1 << 20)
+                        found[name] = folder / name
+                    if len(found) == len(names):
+                        break
     except READ_ERRORS:
-        return None
-    return None
+        pass  # what was extracted whole is still usable; the rest is reported as unreadable
+    return found
 
 
 def coverage_to_json(coverage: WalCoverage) -> dict:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from drtui.core.inventory.cache import ReadCache, file_key
 from drtui.core.inventory.labels import utc
-from drtui.core.inventory.wal import archive_time, fetch_segment
+from drtui.core.inventory.wal import archive_time, fetch_segments
 from drtui.core.models import BaseBackup, Gap, WalCoverage, Window, segment_name
 
 WALK_BACK = 2  # segments to look back when the last one holds no commit (e.g. a forced switch)
@@ -73,12 +73,12 @@ def _best_path(backup: BaseBackup, coverage: WalCoverage) -> _Path:
     return _Path(best[1])
 
 
-def _walk(path: _Path, coverage: WalCoverage, first: int) -> tuple[int | None, Gap | None]:
+def _walk(path: _Path, coverage: WalCoverage, first: int,
+          present: dict[int, set[int]]) -> tuple[int | None, Gap | None]:
     """The last segment reachable from `first` without a hole, and the gap that stops it (if WAL exists
     beyond it on the path)."""
-    present = {tli: set(coverage.segments.get(tli, [])) for tli, _ in path.steps}
     segno = first
-    while segno in present[path.timeline_for(segno)]:
+    while segno in present.get(path.timeline_for(segno), ()):
         segno += 1
     last = segno - 1 if segno > first else None
     beyond = []
@@ -107,31 +107,53 @@ def _waldump(pg_bin: Path, segment: Path) -> tuple[datetime | None, str]:
 
 
 class _Latest:
-    """pg_waldump results per segment, cached by the segment file's (path, size, mtime)."""
+    """pg_waldump results per segment, cached by the segment file's (path, size, mtime). Segments of a tarball
+    are extracted together, in one pass, into a temporary folder that `close` removes."""
 
     def __init__(self, coverage: WalCoverage, pg_bin: Path | None, cache: ReadCache | None) -> None:
         self.coverage = coverage
         self.pg_bin = pg_bin
         self.cache = cache
+        self.files: dict[str, Path] = {}
+        self.tmp: tempfile.TemporaryDirectory[str] | None = None
+
+    def _key(self, name: str) -> str | None:
+        source = self.coverage.source / name if self.coverage.kind == "directory" else self.coverage.source
+        key = file_key(source)
+        return f"{key}|{name}" if key else None
+
+    def _cached(self, name: str) -> dict | None:
+        return self.cache.get("waldump", self._key(name)) if self.cache else None
+
+    def prefetch(self, names: set[str]) -> None:
+        """Make the segments that are not cached yet readable, in one pass over the source."""
+        wanted = {n for n in names if n not in self.files and self._cached(n) is None}
+        if not wanted or self.pg_bin is None:
+            return
+        if self.tmp is None:
+            self.tmp = tempfile.TemporaryDirectory(prefix="drtui-waldump-")
+        self.files.update(fetch_segments(self.coverage, wanted, Path(self.tmp.name)))
 
     def last_commit(self, timeline: int, segno: int) -> tuple[datetime | None, str]:
         name = segment_name(timeline, segno, self.coverage.segment_size)
         if self.pg_bin is None:
             return None, "no pg_bin configured to run pg_waldump"
-        source_key = file_key(self.coverage.source / name if self.coverage.kind == "directory"
-                              else self.coverage.source)
-        key = f"{source_key}|{name}" if source_key else None
-        cached = self.cache.get("waldump", key) if self.cache else None
+        cached = self._cached(name)
         if cached is not None:
             return (datetime.fromisoformat(cached["commit"]) if cached["commit"] else None), cached["why"]
-        with tempfile.TemporaryDirectory(prefix="drtui-waldump-") as tmp:
-            segment = fetch_segment(self.coverage, name, Path(tmp))
-            if segment is None:
-                return None, f"{name} could not be read from {self.coverage.source}"
-            moment, why = _waldump(self.pg_bin, segment)
+        self.prefetch({name})
+        segment = self.files.get(name)
+        if segment is None:
+            return None, f"{name} could not be read from {self.coverage.source}"
+        moment, why = _waldump(self.pg_bin, segment)
         if self.cache:
-            self.cache.put("waldump", key, {"commit": moment.isoformat() if moment else None, "why": why})
+            self.cache.put("waldump", self._key(name), {"commit": moment.isoformat() if moment else None,
+                                                        "why": why})
         return moment, why
+
+    def close(self) -> None:
+        if self.tmp is not None:
+            self.tmp.cleanup()
 
 
 def _stop_segment(backup: BaseBackup, size: int) -> int:
@@ -144,11 +166,27 @@ def _stop_segment(backup: BaseBackup, size: int) -> int:
 def compute_windows(base_backups: Sequence[BaseBackup], coverage: WalCoverage | None, pg_bin: Path | None,
                     cache: ReadCache | None = None) -> list[Window]:
     """One Window per base backup, in the same order."""
-    latest = _Latest(coverage, pg_bin, cache) if coverage else None
-    return [_window(backup, coverage, latest) for backup in base_backups]
+    if coverage is None:
+        return [_window(backup, None, None, {}) for backup in base_backups]
+    latest = _Latest(coverage, pg_bin, cache)
+    present = {tli: set(segs) for tli, segs in coverage.segments.items()}
+    try:
+        candidates = set()
+        for backup in base_backups:
+            path = _best_path(backup, coverage)
+            first = backup.start_lsn // coverage.segment_size
+            last, _gap = _walk(path, coverage, first, present)
+            if last is not None:
+                candidates |= {segment_name(path.timeline_for(s), s, coverage.segment_size)
+                               for s in range(last, max(first, last - WALK_BACK) - 1, -1)}
+        latest.prefetch(candidates)
+        return [_window(backup, coverage, latest, present) for backup in base_backups]
+    finally:
+        latest.close()
 
 
-def _window(backup: BaseBackup, coverage: WalCoverage | None, latest: _Latest | None) -> Window:
+def _window(backup: BaseBackup, coverage: WalCoverage | None, latest: _Latest | None,
+            present: dict[int, set[int]]) -> Window:
     if coverage is None or latest is None:
         return Window(backup.path, backup.stop_time, None, "unknown", backup.timeline,
                       earliest_source="backup-history" if backup.stop_time else "unknown",
@@ -157,7 +195,7 @@ def _window(backup: BaseBackup, coverage: WalCoverage | None, latest: _Latest | 
     path = _best_path(backup, coverage)
     first = backup.start_lsn // size
     stop_seg = _stop_segment(backup, size)
-    last, gap = _walk(path, coverage, first)
+    last, gap = _walk(path, coverage, first, present)
     notes = []
     earliest, earliest_source = backup.stop_time, "backup-history"
     if earliest is None:
