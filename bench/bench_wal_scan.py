@@ -29,7 +29,7 @@ from pathlib import Path
 
 from drtui.core.config import parse_config
 from drtui.core.inventory import scan
-from drtui.core.inventory.wal import scan_wal
+from drtui.core.inventory.wal import fill_archive_times, scan_wal
 from drtui.core.models import segment_name
 
 
@@ -111,6 +111,7 @@ def main() -> int:
             "folder_segments": coverage.segment_count,
             "folder_scan_s": _time(lambda: scan_wal(folder), args.runs),
             "folder_listdir_sort_s": _time(listing, args.runs),
+            "folder_scan_with_all_times_s": _time(lambda: fill_archive_times(scan_wal(folder)), args.runs),
             "tarball_members": tar_coverage.segment_count,
             "tarball_scan_s": _time(lambda: scan_wal(tarball), args.runs),
             "tarball_member_iteration_s": _time(members, args.runs),

@@ -121,8 +121,8 @@ class WalCoverage:
     partial_files: list[str] = field(default_factory=list)
     gaps: list[Gap] = field(default_factory=list)
     backup_texts: dict[str, str] = field(default_factory=dict)  # `.backup` file name -> its contents
-    # Directory sources leave `archived_at` empty (no stat() per segment); the inventory stats only the
-    # segments it needs (drtui.core.inventory.wal.archive_time).
+    # A directory source with more than inventory.wal.STAT_ALL_LIMIT segments leaves `archived_at` empty (no
+    # stat() per segment) until drtui.core.inventory.wal.fill_archive_times(coverage) is called.
 
     @property
     def timelines(self) -> list[int]:

@@ -159,6 +159,7 @@ def test_scan_lists_every_backup_newest_first_with_stop_times_and_windows(world:
         assert window.latest_source == "waldump" and window.latest >= window.earliest
         assert window.cut_by_gap is None and window.timeline == 1
     assert inv.window_for(world.backups["plain"]).latest == inv.windows[-1].latest
+    assert inv.wal is not None and len(inv.wal.archived_at[1]) == len(inv.wal.segments[1])
     cache = json.loads((world.sandbox.config().state_dir / "inventory-cache.json").read_text())
     assert len(cache["sections"]["base_backups"]) == len(world.backups)
     again = scan(world.sandbox.config())
@@ -413,3 +414,22 @@ def test_a_cluster_with_1mb_segments_is_read_with_its_own_segment_size(open_tmp:
     (window,) = inv.windows
     assert window.usable and window.latest_source == "waldump" and window.last_segment == segment
     assert window.earliest == found.stop_time and window.latest >= window.earliest
+
+
+def test_archive_times_of_a_folder_are_read_only_below_the_limit(tmp_path: Path, monkeypatch) -> None:
+    from drtui.core.inventory import wal
+    from drtui.core.models import segment_name
+
+    for segno in (1, 2, 3, 5):
+        path = tmp_path / segment_name(1, segno)
+        path.write_bytes(b"")
+        os.utime(path, (1_767_225_600 + segno, 1_767_225_600 + segno))
+    small = wal.scan_wal(tmp_path)
+    assert small.archived_at == {1: [1_767_225_601.0, 1_767_225_602.0, 1_767_225_603.0, 1_767_225_605.0]}
+    monkeypatch.setattr(wal, "STAT_ALL_LIMIT", 3)
+    large = wal.scan_wal(tmp_path)
+    assert large.archived_at == {} and large.gaps == small.gaps
+    assert wal.archive_time(large, 1, 3) == 1_767_225_603.0  # one stat, where a window needs it
+    (tmp_path / segment_name(1, 2)).unlink()
+    wal.fill_archive_times(large)
+    assert large.archived_at == {1: [1_767_225_601.0, 1_767_225_601.0, 1_767_225_603.0, 1_767_225_605.0]}
