@@ -407,8 +407,7 @@ def _choose_backup(inventory: InventoryView, target: Target, chosen: Path | None
                 return backup, window
         if not chosen.exists():
             raise PlanError(f"{chosen}: no such base backup", "check BASE_BACKUP / --base-backup")
-        raise PlanError(f"{chosen}: not a base backup the inventory could read",
-                        "run `drtui inventory` to see why, or choose another with --base-backup")
+        return _read_outside(chosen, inventory, env)
     if not pairs:
         raise PlanError("no base backup found", "take one with `drtui backup base`, or name one with BASE_BACKUP")
     usable = [(b, w) for b, w in pairs if w.usable]
@@ -428,8 +427,14 @@ def _choose_backup(inventory: InventoryView, target: Target, chosen: Path | None
     return (usable or pairs)[0]
 
 
-def newest_preserved(data_dir: Path) -> Path | None:
-    """The newest `<data_dir>.pre_pitr_<stamp>` beside a data directory."""
-    found = sorted(data_dir.parent.glob(f"{data_dir.name}.pre_pitr_*"))
-    return found[-1] if found else None
+def _read_outside(path: Path, inventory: InventoryView, env: Environment) -> tuple[BaseBackup, Window]:
+    """A base backup outside backup_dir (BASE_BACKUP names it): read it, and its window in the same WAL."""
+    from drtui.core.inventory import InventoryError, compute_windows, read_base_backup
+
+    try:
+        backup = read_base_backup(path)
+    except InventoryError as exc:
+        raise PlanError(f"{path}: not a base backup that can be read ({exc.title})",
+                        exc.hint or "choose another with --base-backup") from None
+    return backup, compute_windows([backup], inventory.wal, env.pg_bin)[0]
 

@@ -44,7 +44,7 @@ def roll_back(config: Config, env: Environment, clock: Clock) -> RollbackResult:
         newest = preserved[-1]
         if backend.server_running():
             backend.stop_server()
-        aside = backend.set_aside(stamp(clock.now()))
+        aside = backend.set_aside(backend.free_stamp(clock.now()))
         backend.put_in_place(newest)
         backend.start_server()
         return RollbackResult(env.name, env.data_dir, newest, aside, True)

@@ -122,8 +122,9 @@ def _run(approved: ApprovedPlan, journal: Journal, clock: Clock, cancel: threadi
     rto_start = plan.incident_start or started
     objective = config.objectives.pitr_rto.total_seconds()
     steps = [cls() for cls in PITR_STEPS]
-    ctx = StepContext(plan=plan, config=config, env=env, backend=backend_for(env, config.state_dir), clock=clock,
-                      cancel=cancel, emit=emit, run_id=run_id, stamp=stamp(started))
+    backend = backend_for(env, config.state_dir)
+    ctx = StepContext(plan=plan, config=config, env=env, backend=backend, clock=clock, cancel=cancel, emit=emit,
+                      run_id=run_id, stamp=backend.free_stamp(started))
     result = RunResult(run_id, False, journal.path, env.name, plan.journey)
     emit(RunStarted(started, run_id, plan.journey, env.name, [s.name for s in steps], plan.to_json(), os.getpid()))
     completed: list[Step] = []
@@ -194,7 +195,9 @@ def _recover(ctx: StepContext, failed: Step, completed: list[Step], hint: str, r
         return (f"{hint + '. ' if hint else ''}Undoing failed for {'; '.join(problems)}. The old data directory "
                 f"is {ctx.preserved or ctx.backend.data_dir}; put it back with `drtui rollback --env {ctx.env.name}`")
     aside = f"; the failed restore is kept at {ctx.failed_aside}" if ctx.failed_aside else ""
-    return f"{hint + '. ' if hint else ''}Nothing was lost: the old data directory is back in place{aside}"
+    moved = any(step.name == "preserve" for step in completed)
+    state = "is back in place" if moved else "is in place (it was never moved)"
+    return f"{hint + '. ' if hint else ''}Nothing was lost: the old data directory {state}{aside}"
 
 
 def _describe(exc: BaseException) -> tuple[str, str]:

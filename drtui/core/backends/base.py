@@ -11,9 +11,10 @@ import shutil
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
+from drtui.core.clock import stamp
 from drtui.core.config import Environment
 
 
@@ -35,6 +36,14 @@ class Backend(ABC):
     def sibling(self, kind: str, stamp: str) -> Path:
         """`<data_dir>.<kind>_<stamp>`: a restore in progress, preserved data, a failed restore, staged WAL."""
         return self.data_dir.with_name(f"{self.data_dir.name}.{kind}_{stamp}")
+
+    def free_stamp(self, moment: datetime) -> str:
+        """A `YYYYMMDDTHHMMSSZ` stamp at or after `moment` that no sibling of the data directory uses yet."""
+        while True:
+            candidate = stamp(moment)
+            if not any(self.data_dir.parent.glob(f"{self.data_dir.name}.*_{candidate}")):
+                return candidate
+            moment += timedelta(seconds=1)
 
     def preserved(self) -> list[Path]:
         """Preserved data directories, oldest first."""

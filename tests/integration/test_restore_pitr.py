@@ -1,0 +1,318 @@
+"""PITR restores against real clusters: production's base backup and archive restored into the sandbox's
+staging environment (production keeps running, its archive is the source)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from drtui.core import backup
+from drtui.core.clock import SystemClock
+from drtui.core.events import RunFinished, StepFinished, StepStarted
+from drtui.core.journal import follow, read_events
+from drtui.core.lock import process_start
+from drtui.core.postgres import connect, query
+from drtui.sandbox import Insert, Sandbox
+from tests.conftest import run_drtui
+
+CONFIRM = {"CONFIRM_PITR_RESTORE": "YES"}
+
+
+@dataclass
+class World:
+    sandbox: Sandbox
+    base_backup: Path
+    before: Insert  # committed before the target
+    after: Insert  # committed after it
+    target: datetime
+    lsn: str  # between the two inserts
+    segment_of_before: str
+
+    def restore(self, *args: str, env: dict[str, str] | None = None, timeout: float = 180):
+        return run_drtui("restore", "pitr", "--env", "staging", *args, config=self.sandbox.config_path,
+                         env={**CONFIRM, **(env or {})}, timeout=timeout)
+
+    def staging_ids(self) -> set[int]:
+        return {row[0] for row in query(self.sandbox.env("staging"), "select id from bookings")}
+
+
+@pytest.fixture(scope="module")
+def world() -> Iterator[World]:
+    """One production history shared by the module: base backup, row `before`, restore point, row `after`."""
+    with Sandbox() as sandbox:
+        config, prod = sandbox.config(), sandbox.env("production")
+        backup.dump(config, prod, SystemClock())
+        base = backup.base(config, prod, SystemClock()).artifacts[0].path
+        before = sandbox.insert("bookings")
+        with connect(prod) as conn:
+            lsn = conn.execute("select pg_current_wal_lsn()::text").fetchone()[0]
+            segment = conn.execute("select pg_walfile_name(%s::pg_lsn)", (lsn,)).fetchone()[0]
+            conn.execute("select pg_create_restore_point('before_after')")
+        sandbox.switch_wal()
+        time.sleep(0.2)
+        after = sandbox.insert("bookings")
+        target = before.committed_at + (after.committed_at - before.committed_at) / 2
+        sandbox.switch_wal()
+        yield World(sandbox, base, before, after, target, lsn, segment)
+
+
+def tree_checksum(folder: Path) -> str:
+    digest = hashlib.sha256()
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        for name in sorted(files):
+            path = Path(root, name)
+            digest.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def siblings(world: World) -> list[str]:
+    data_dir = world.sandbox.env("staging").data_dir
+    return sorted(p.name for p in data_dir.parent.iterdir())
+
+
+def test_pitr_to_a_time_keeps_the_old_data_byte_for_byte_and_rollback_brings_it_back(world: World) -> None:
+    sandbox = world.sandbox
+    marker = 999_999
+    query(sandbox.env("staging"), "insert into bookings (id, service) values (%s, 'staging marker')", (marker,))
+    sandbox.server("staging").stop()
+    data_dir = sandbox.env("staging").data_dir
+    checksum = tree_checksum(data_dir)
+    archive_before = sorted(os.listdir(sandbox.wal_archive))
+
+    done = world.restore("--target-time", world.target.isoformat(), "--json")
+
+    assert done.exit_code == 0, done.output
+    summary = json.loads(done.stdout)
+    assert summary["ok"] is True and summary["rto_seconds"] > 0
+    assert datetime.fromisoformat(summary["recovered_to"]) <= world.target
+    assert [s["name"] for s in summary["steps"]][:2] == ["preflight", "extract"]
+    assert all(s["outcome"] == "finished" and s["seconds"] >= 0 for s in summary["steps"])
+    assert {c["name"] for c in summary["checks"]} >= {"out_of_recovery", "readyz"}
+    ids = world.staging_ids()
+    assert world.before.id in ids and world.after.id not in ids and marker not in ids
+
+    events = read_events(Path(summary["journal"]))
+    assert {e.step for e in events if isinstance(e, StepStarted)} == {s["name"] for s in summary["steps"]}
+    assert {e.step for e in events if isinstance(e, StepFinished)} == {s["name"] for s in summary["steps"]}
+    assert isinstance(events[-1], RunFinished) and events[-1].ok
+    attached = run_drtui("attach", Path(summary["journal"]).stem, "--json", config=sandbox.config_path)
+    assert attached.exit_code == 0 and json.loads(attached.stdout)["rto_seconds"] == summary["rto_seconds"]
+
+    preserved = Path(summary["preserved"])
+    assert preserved.name.startswith("data.pre_pitr_") and tree_checksum(preserved) == checksum
+
+    # The restored copy promoted onto a new timeline; switching WAL must not reach the production archive.
+    with connect(sandbox.env("staging")) as conn:
+        conn.execute("select pg_switch_wal()")
+        conn.execute("checkpoint")
+    time.sleep(1)
+    assert sorted(os.listdir(sandbox.wal_archive)) == archive_before
+
+    rolled = run_drtui("rollback", "--env", "staging", "--json", config=sandbox.config_path)
+    assert rolled.exit_code == 0, rolled.output
+    assert marker in world.staging_ids()
+    assert Path(json.loads(rolled.stdout)["set_aside"]).name.startswith("data.failed_")
+    assert not preserved.exists()
+
+
+def _max_id(world: World) -> int:
+    return max(world.staging_ids())
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["--recovery-target", "immediate"], "backup"),
+    (["--recovery-target", "latest"], "after"),
+    (["--target-name", "before_after"], "before"),
+])
+def test_immediate_latest_and_name_targets(world: World, args: list[str], expected: str) -> None:
+    done = world.restore(*args)
+    assert done.exit_code == 0, done.output
+    ids = world.staging_ids()
+    if expected == "backup":
+        assert world.before.id not in ids and world.after.id not in ids
+    elif expected == "before":
+        assert world.before.id in ids and world.after.id not in ids
+    else:
+        assert {world.before.id, world.after.id} <= ids
+
+
+def test_lsn_target_run_detached_and_followed_through_the_journal(world: World) -> None:
+    from drtui.core.clock import SystemClock as Clock
+    from drtui.core.gates import Confirmation, approve, evaluate, gather_facts
+    from drtui.core.launcher import launch_detached
+    from drtui.core.planning import make_plan, make_target
+
+    config = world.sandbox.config()
+    env = config.environment("staging")
+    clock = Clock()
+    plan = make_plan(config, env, make_target(lsn=world.lsn, clock=clock), clock=clock)
+    approved = approve(plan, evaluate(plan, gather_facts(config, env, "staging")), Confirmation(True, "staging"),
+                       clock)
+    run_id, journal = launch_detached(approved, config)
+    stop = threading.Event()
+    timer = threading.Timer(180, stop.set)
+    timer.start()
+    try:
+        events = list(follow(journal, stop))
+    finally:
+        timer.cancel()
+    assert isinstance(events[-1], RunFinished) and events[-1].ok, events[-1]
+    assert run_id in journal.name
+    ids = world.staging_ids()
+    assert world.before.id in ids and world.after.id not in ids
+
+
+def test_a_target_that_recovery_cannot_reach_fails_and_puts_the_old_data_back(world: World) -> None:
+    before = siblings(world)
+    inode = world.sandbox.env("staging").data_dir.stat().st_ino
+    done = world.restore("--target-name", "no_such_restore_point")
+    assert done.exit_code == 1, done.output
+    assert "the WAL ran out before the target was reached" in done.output
+    assert "the old data directory is back in place" in done.output
+    assert world.sandbox.env("staging").data_dir.stat().st_ino == inode
+    after = siblings(world)
+    assert set(before) <= set(after) and all(n.startswith("data.failed_") for n in set(after) - set(before))
+    assert world.sandbox.server("staging").state().value == "running"
+
+
+def test_a_base_backup_damaged_after_planning_fails_in_extraction_and_the_old_data_stays(world: World) -> None:
+    """Damage the inventory cannot see in advance (the file changes between planning and extraction)."""
+    from drtui.core.clock import SystemClock as Clock
+    from drtui.core.gates import Confirmation, approve, evaluate, gather_facts
+    from drtui.core.journal import Journal
+    from drtui.core.planning import make_plan, make_target
+    from drtui.core.runner import execute
+
+    config = world.sandbox.config()
+    env = config.environment("staging")
+    clock = Clock()
+    damaged = world.sandbox.root / "damaged" / world.base_backup.name
+    damaged.parent.mkdir()
+    shutil.copy2(world.base_backup, damaged)
+    plan = make_plan(config, env, make_target("immediate", clock=clock), clock=clock, base_backup=damaged)
+    approved = approve(plan, evaluate(plan, gather_facts(config, env, "staging")), Confirmation(True, "staging"),
+                       clock)
+    with damaged.open("r+b") as handle:  # same size, garbage in the middle of the deflate stream
+        handle.seek(damaged.stat().st_size // 2)
+        handle.write(os.urandom(4096))
+    before = siblings(world)
+    inode = env.data_dir.stat().st_ino
+    journal = Journal(config.state_dir / "runs" / "damaged.jsonl")
+    try:
+        result = execute(approved, journal, clock, threading.Event(), config=config)
+    finally:
+        journal.close()
+    assert not result.ok
+    assert [s.outcome for s in result.steps][:2] == ["finished", "failed"] and result.steps[1].name == "extract"
+    assert "never moved" in (result.hint or "")
+    assert siblings(world) == before and env.data_dir.stat().st_ino == inode
+    assert world.sandbox.server("staging").state().value == "running"
+
+
+@pytest.fixture
+def live_lock(world: World) -> Iterator[None]:
+    """Another run holding staging's lock: a live process recorded in the lock file."""
+    sleeper = subprocess.Popen(["sleep", "300"])
+    lock = world.sandbox.config().state_dir / "locks" / "staging.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    lock.write_text(json.dumps({"pid": sleeper.pid, "proc_start": process_start(sleeper.pid), "run_id": "other-run",
+                                "started_at": "2026-01-25T14:30:00Z"}))
+    try:
+        yield
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+        lock.unlink(missing_ok=True)
+
+
+def _fake_pg16(world: World) -> Path:
+    root = world.sandbox.root
+    fake = root / "pg16bin"
+    fake.mkdir(exist_ok=True)
+    script = fake / "pg_config"
+    script.write_text("#!/bin/sh\necho 'PostgreSQL 16.4'\n")
+    script.chmod(0o755)
+    text = world.sandbox.config_path.read_text()
+    head, _, staging = text.partition("[environments.staging]")
+    staging = staging.replace(f'pg_bin = "{world.sandbox.env("staging").pg_bin}"', f'pg_bin = "{fake}"', 1)
+    config = root / "drtui-pg16.toml"
+    config.write_text(head + "[environments.staging]" + staging)
+    return config
+
+
+REFUSALS = [
+    ("before the backup", lambda w: ["--target-time", (w.target - timedelta(hours=1)).isoformat()], {},
+     "before base backup"),
+    ("after the archive", lambda w: ["--target-time", (w.target + timedelta(hours=1)).isoformat()], {},
+     "after the last recoverable moment"),
+    ("gap in the WAL", lambda w: ["--target-time", w.after.committed_at.isoformat(), "--wal-archive", "GAPPED"],
+     {}, "gap"),
+    ("not a base backup", lambda w: ["--base-backup", "GARBAGE"], {}, "not a base backup"),
+    ("truncated base backup", lambda w: ["--base-backup", "TRUNCATED", "--recovery-target", "immediate"], {},
+     "truncated"),
+    ("version mismatch", lambda w: ["--target-time", w.target.isoformat()], {"DRTUI_CONFIG": "PG16"},
+     "PostgreSQL 16"),
+    ("APP_ENV=prod", lambda w: ["--target-time", w.target.isoformat()], {"ENV_FILE": "PROD_ENV"}, "APP_ENV=prod"),
+    ("no confirmation", lambda w: ["--target-time", w.target.isoformat()], {"CONFIRM_PITR_RESTORE": ""},
+     "CONFIRM_PITR_RESTORE=YES"),
+    ("bad time", lambda w: ["--target-time", "yesterday-ish"], {}, "is not a time"),
+]
+
+
+@pytest.mark.parametrize(("case", "make_args", "extra_env", "message"), REFUSALS, ids=[r[0] for r in REFUSALS])
+def test_refusals_exit_2_and_touch_nothing(world: World, open_tmp: Path, case, make_args, extra_env,
+                                          message: str) -> None:
+    gapped = open_tmp / "gapped_archive"
+    garbage = open_tmp / "basebackup_20260101T000000Z.tar.gz"
+    substitutions = {"GAPPED": str(gapped), "GARBAGE": str(garbage), "PROD_ENV": str(world.sandbox.root /
+                     "production" / ".env")}
+    args = [substitutions.get(a, a) for a in make_args(world)]
+    env = {k: substitutions.get(v, v) for k, v in extra_env.items()}
+    if case == "gap in the WAL":
+        shutil.copytree(world.sandbox.wal_archive, gapped)
+        (gapped / world.segment_of_before).unlink()
+    if case == "truncated base backup":
+        truncated = open_tmp / world.base_backup.name
+        truncated.write_bytes(world.base_backup.read_bytes()[: world.base_backup.stat().st_size * 7 // 10])
+        substitutions["TRUNCATED"] = str(truncated)
+        args = [substitutions.get(a, a) for a in make_args(world)]
+    if case == "not a base backup":
+        garbage.write_bytes(b"\x1f\x8b" + os.urandom(4096))
+    if env.get("DRTUI_CONFIG") == "PG16":
+        env["DRTUI_CONFIG"] = str(_fake_pg16(world))
+    before = siblings(world)
+    inode = world.sandbox.env("staging").data_dir.stat().st_ino
+    archive = sorted(os.listdir(world.sandbox.wal_archive))
+    done = world.restore(*args, env=env)
+    assert done.exit_code == 2, done.output
+    assert message in done.stderr
+    assert "Traceback" not in done.output
+    assert siblings(world) == before
+    assert world.sandbox.env("staging").data_dir.stat().st_ino == inode
+    assert sorted(os.listdir(world.sandbox.wal_archive)) == archive
+
+
+def test_a_second_run_on_the_same_environment_is_refused(world: World, live_lock: None) -> None:
+    before = siblings(world)
+    done = world.restore("--target-time", world.target.isoformat())
+    assert done.exit_code == 2 and "busy" in done.stderr and "other-run" in done.stderr
+    assert siblings(world) == before
+
+
+def test_production_is_refused_unless_named(world: World) -> None:
+    done = run_drtui("restore", "pitr", "--target-time", world.target.isoformat(), config=world.sandbox.config_path,
+                     env=CONFIRM)
+    assert done.exit_code == 2 and "--env production" in done.stderr
+    assert world.sandbox.server("production").state().value == "running"
