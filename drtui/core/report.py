@@ -6,6 +6,10 @@ so a record can be written by the run itself, by a face after it, or again later
 Python turns the events into plain, already formatted values; the templates only lay them out, so a user's
 templates folder can restyle a record without repeating any logic. Each report gets a small JSON sidecar
 that `drtui drills` reads back.
+
+A check counts as pre-restore health when it ran inside a step whose name starts with "pre" (the drill's
+`pre_health`), or says so itself with `data["phase"] = "pre"`; every other check describes the result, and only
+those decide PASS or FAIL together with the run's own verdict.
 """
 
 from __future__ import annotations
@@ -505,15 +509,17 @@ def drill_history(report_dir: Path, now: datetime) -> DrillHistory:
     entries = []
     if report_dir.is_dir():
         for path in sorted(report_dir.glob("*.md")):
-            if not path.name.startswith("."):
-                entries.append(_read_entry(path))
+            entry = None if path.name.startswith(".") else _read_entry(path)
+            if entry:
+                entries.append(entry)
     entries.sort(key=lambda e: e.date or datetime.min.replace(tzinfo=now.tzinfo), reverse=True)
     last_pass = next((e for e in entries if e.result == "PASS" and e.date), None)
     overdue = last_pass is None or now - last_pass.date > QUARTER  # type: ignore[operator]
     return DrillHistory(entries, last_pass, overdue, now)
 
 
-def _read_entry(path: Path) -> DrillEntry:
+def _read_entry(path: Path) -> DrillEntry | None:
+    """A report's entry; None for a Markdown file that is not a drill record (a README, notes)."""
     sidecar = path.with_suffix(SIDECAR_SUFFIX)
     kind = path.name.rsplit("_", 1)[0]
     if sidecar.is_file():
@@ -530,6 +536,8 @@ def _read_entry(path: Path) -> DrillEntry:
     fields: dict[str, str] = {}
     for match in _FIELD.finditer(text):
         fields.setdefault(match["key"].strip(), match["value"].strip())
+    if "Date (UTC)" not in fields and not _RESULT.search(text):
+        return None
     date = _parse_date(fields.get("Start time (UTC)") or fields.get("Date (UTC)") or "")
     result = _RESULT.search(text)
     rpo_minutes = _number(fields.get("RPO achieved (minutes)"))

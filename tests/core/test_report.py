@@ -296,6 +296,7 @@ def test_the_history_reads_sidecars_and_hand_written_records(runs: dict, open_tm
     hand = open_tmp / "dr_drill_record_20250101T090000Z.md"
     hand.write_text("Date (UTC): 2025-01-01\nStart time (UTC): 2025-01-01 09:00\nRTO achieved (minutes): 42\n"
                     "RPO achieved (hours): 6\nIssues encountered: none\n")
+    (open_tmp / "README.md").write_text("# Drill reports\n\nNotes: kept for a year.\n")
     history = report.drill_history(open_tmp, CLOCK.now())
     assert [e.path for e in history.entries] == [written, hand]
     assert history.entries[1].rto_seconds == 42 * 60 and history.entries[1].rpo_seconds == 6 * 3600
