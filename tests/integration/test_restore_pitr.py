@@ -174,6 +174,17 @@ def test_lsn_target_run_detached_and_followed_through_the_journal(world: World) 
     assert world.before.id in ids and world.after.id not in ids
 
 
+def test_pause_at_target_leaves_the_data_readable_at_the_target(world: World) -> None:
+    done = world.restore("--target-time", world.target.isoformat(), "--pause-at-target", "--json")
+    assert done.exit_code == 0, done.output
+    summary = json.loads(done.stdout)
+    assert summary["paused_at_target"] is True
+    assert {s["name"]: s["outcome"] for s in summary["steps"]}["verify"] == "skipped"
+    assert query(world.sandbox.env("staging"), "select pg_is_in_recovery()") == [(True,)]
+    ids = world.staging_ids()
+    assert world.before.id in ids and world.after.id not in ids
+
+
 def test_a_target_that_recovery_cannot_reach_fails_and_puts_the_old_data_back(world: World) -> None:
     before = siblings(world)
     inode = world.sandbox.env("staging").data_dir.stat().st_ino

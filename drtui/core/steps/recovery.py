@@ -41,6 +41,7 @@ TRANSLATIONS = (
      "the WAL the base backup starts from is missing from the WAL source",
      "point --wal-archive at the archive that holds the backup's start segment"),
 )
+_PARAMETERS = TRANSLATIONS[2][0]
 _LAST_TX = re.compile(r"last completed transaction was at log time (\S+ \S+(?: \S+)?)")
 
 
@@ -101,6 +102,9 @@ class FollowRecovery(Step):
                     found = _LAST_TX.search(line)
                     if found and _log_time(found.group(1)):
                         ctx.recovered_to = _log_time(found.group(1))
+                if any(_PARAMETERS.search(line) for line in lines):
+                    # Replay is paused and no connection will be allowed: waiting would hang forever.
+                    self._fail(seen, "recovery paused")
             status = backend.recovery_status()
             alive = backend.server_alive()
             seen_alive = seen_alive or alive
