@@ -47,6 +47,7 @@ BACKUP = "healthz_backup"
 SAMPLES = "sample_queries"
 DATA_TIME = "data_timestamp"
 UPLOADS = "uploads"
+SERVICES = "compose_services"  # only on the compose backend
 
 TITLES = {
     CONNECT: "PostgreSQL accepts connections",
@@ -58,6 +59,7 @@ TITLES = {
     SAMPLES: "Sample queries",
     DATA_TIME: "Data timestamp",
     UPLOADS: "Uploads",
+    SERVICES: "Compose services running",
 }
 
 
@@ -77,6 +79,8 @@ def run_checks(config: Config, env: Environment, *, recovered_to: datetime | Non
     checker.database(list(tables or env.sample_tables), recovered_to, expect_archiving, healthy_at)
     checker.api(healthy_at)
     checker.uploads()
+    if env.backend == "compose":
+        checker.services()
     return checker.results
 
 
@@ -342,6 +346,20 @@ class _Checker:
                     f"{len(files)} files; spot-checked {sample.relative_to(folder)} "
                     f"({sample.stat().st_size} bytes{'' if readable else ', NOT readable'})",
                     path=str(folder), files=len(files), sample=str(sample))
+
+    def services(self) -> None:
+        """The runbook's "db, api, web, jobs running": each compose service's container state."""
+        from drtui.core.backends.compose import ComposeBackend
+
+        try:
+            states = ComposeBackend(self.env, self.config.state_dir).services()
+        except DrError as exc:
+            self.record(SERVICES, FAILED, exc.title)
+            return
+        running = all(state == "running" for state in states.values())
+        self.record(SERVICES, PASSED if running else FAILED,
+                    ", ".join(states) + " running" if running
+                    else "; ".join(f"{service} {state}" for service, state in states.items()), services=states)
 
 
 def _readable(path: Path) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import tarfile
 import time
 from dataclasses import replace
@@ -61,9 +62,39 @@ def test_pitr_between_two_inserts_then_rollback(compose_world: ComposeWorld) -> 
     server_lines = [line for e in events if isinstance(e, StepLogged) and e.source == "server" for line in e.lines]
     assert any("recovery stopping before commit" in line or "recovery stopping" in line for line in server_lines)
 
-    backend.rollback(preserved, stamp_now=stamp(clock.now()) + "r")
+    environ = {"DOCKER_HOST": world.base_url}
+    verify = run_drtui("verify", "--env", "production", "--json", config=world.config_path, env=environ)
+    checks = {c["name"]: c for c in json.loads(verify.stdout)["checks"]}
+    assert checks["compose_services"]["outcome"] == "passed", verify.output
+    assert checks["compose_services"]["detail"] == "db, api, web, jobs running"
+    assert checks["readyz"]["outcome"] == "passed"
+
+    done = run_drtui("rollback", "--env", "production", "--json", config=world.config_path, env=environ)
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.stdout)["from"] == str(preserved)
     assert after.id in world.booking_ids()
     assert readyz(world) == 200
+    assert any(".failed_" in v.name for v in world.client.volumes.list(filters={"name": world.data_volume}))
+
+
+def test_pitr_from_a_wal_tarball_with_archive_upload(compose_world: ComposeWorld) -> None:
+    world, clock = compose_world, SystemClock()
+    backend = backend_of(world)
+    base = backend.backup_base(world.config(), clock).artifacts[0].path
+    kept = world.insert()
+    world.switch_wal()
+    wal = backend.backup_wal_sync(world.config(), clock).artifacts[0].path
+    lost = world.insert()
+
+    run_pitr(backend, base, Target(TargetKind.LATEST).settings(), run_stamp=stamp(clock.now()),
+             emit=lambda e: None, clock=clock, wal_source=wal, method="upload")
+
+    ids = world.booking_ids()
+    assert kept.id in ids
+    assert lost.id not in ids  # it was never in the WAL tarball
+    assert readyz(world) == 200
+    staged = backend.db.exec_run(["test", "-e", f"{backend.env.pgdata}/drtui_restore_wal"]).exit_code
+    assert staged != 0  # the staged WAL was removed after recovery
 
 
 def test_backup_commands_on_the_stack(compose_world: ComposeWorld) -> None:

@@ -12,6 +12,10 @@ __all__ = ["Backend", "RecoveryStatus", "backend_for"]
 
 def backend_for(env: Environment, state_dir: Path) -> Backend:
     """The backend that drives this environment's PostgreSQL."""
+    if env.backend == "compose":
+        from drtui.core.backends.compose import ComposeBackend
+
+        return ComposeBackend(env, state_dir)
     from drtui.core.backends.local import LocalBackend
 
     return LocalBackend(env, state_dir)

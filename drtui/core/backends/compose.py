@@ -25,7 +25,8 @@ import tarfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from datetime import datetime
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -208,6 +209,13 @@ class ComposeBackend(Backend):
         with contextlib.suppress(docker.errors.NotFound):
             self.client.volumes.get(str(path)).remove(force=True)
 
+    def free_stamp(self, moment: datetime) -> str:
+        """A stamp at or after `moment` that no `<volume>.*_<stamp>` volume uses yet."""
+        taken = {v.name.rsplit("_", 1)[-1] for v in self.client.volumes.list(filters={"name": self.data_volume.name})}
+        while stamp(moment) in taken:
+            moment += timedelta(seconds=1)
+        return stamp(moment)
+
     def preserved(self) -> list[Path]:
         prefix = f"{self.data_volume.name}.pre_pitr_"
         return sorted(Path(v.name) for v in self.client.volumes.list(filters={"name": prefix})
@@ -218,23 +226,25 @@ class ComposeBackend(Backend):
     def has_app_commands(self) -> bool:
         return bool(self.env.app_services)
 
-    def stop_app(self) -> str | None:
-        names = []
+    def _app_containers(self) -> list[tuple[str, Container]]:
+        found = []
         for service in self.env.app_services:
             self.container(service)  # a missing project or service is an error, not "nothing to do"
-            for container in self.containers(service):
-                self._stop(container)
-                names.append(service)
-        return f"stopped {', '.join(names)}" if names else None
+            found += [(service, container) for container in self.containers(service)]
+        return found
+
+    def stop_app(self) -> str | None:
+        """Stop the app services' containers, all at once (each has its own stop grace time)."""
+        found = self._app_containers()
+        with ThreadPoolExecutor(max_workers=max(1, len(found))) as pool:
+            list(pool.map(lambda item: self._stop(item[1]), found))
+        return f"stopped {', '.join(service for service, _ in found)}" if found else None
 
     def start_app(self) -> str | None:
-        names = []
-        for service in self.env.app_services:
-            self.container(service)  # a missing project or service is an error, not "nothing to do"
-            for container in self.containers(service):
-                container.start()
-                names.append(service)
-        return f"started {', '.join(names)}" if names else None
+        found = self._app_containers()
+        with ThreadPoolExecutor(max_workers=max(1, len(found))) as pool:
+            list(pool.map(lambda item: item[1].start(), found))
+        return f"started {', '.join(service for service, _ in found)}" if found else None
 
     def _stop(self, container: Container, timeout: int = 60) -> None:
         try:
