@@ -325,6 +325,9 @@ def test_damaged_backups_and_unreadable_folders_are_plain_problems(world: World)
     garbage.write_bytes(b"this is not a tarball\n" * 100)
     locked = out / f"basebackup_{_name(-3000)}"
     locked.mkdir(mode=0o700)
+    locked_wal = world.scratch / "locked_wal"
+    locked_wal.mkdir(mode=0o700, exist_ok=True)
+    world.scratch.chmod(0o755)
     (locked / "backup_label").write_text("START WAL LOCATION: 0/2000028 (file 000000010000000000000002)\n")
     try:
         with pytest.raises(InventoryError, match=r"not a readable tar\.gz"):
@@ -336,7 +339,9 @@ def test_damaged_backups_and_unreadable_folders_are_plain_problems(world: World)
         assert f"{garbage}: not a readable tar.gz" in result.stdout
         assert f"{locked}: no START TIME line" in result.stdout
 
-        # As the cluster's OS user, the root-only folder cannot be read at all.
+        # As the cluster's OS user, the root-only folders cannot be read at all. The child cannot import from
+        # root's Python either, so what it needs is loaded before the fork.
+        datetime.strptime("2026", "%Y")
         reader, writer = os.pipe()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child reports through the pipe
@@ -348,14 +353,21 @@ def test_damaged_backups_and_unreadable_folders_are_plain_problems(world: World)
                 os.setgid(entry.pw_gid)
                 os.setuid(entry.pw_uid)
                 messages = [p.message for p in scan(sandbox.config()).problems if p.path == locked]
+                messages += [p.message for p in scan(sandbox.config(), wal_source=locked_wal).problems
+                             if p.path == locked_wal]
                 os.write(writer, json.dumps(messages).encode())
+            except BaseException:
+                import traceback
+
+                os.write(writer, json.dumps([traceback.format_exc()]).encode())
             finally:
                 os._exit(0)
         os.close(writer)
         with os.fdopen(reader) as pipe:
             messages = json.loads(pipe.read() or "null")
         os.waitpid(pid, 0)
-        assert messages and "permission denied" in messages[0]
+        assert messages and "cannot read it (permission denied)" in messages[0]
+        assert "cannot read the WAL archive (permission denied)" in messages[-1]
     finally:
         truncated.unlink()
         garbage.unlink()
