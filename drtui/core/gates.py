@@ -18,7 +18,7 @@ from drtui.core.clock import Clock
 from drtui.core.config import Config, Environment
 from drtui.core.errors import DrError
 from drtui.core.lock import EnvLock
-from drtui.core.planning import Plan
+from drtui.core.planning import DumpPlan, Plan, plan_from_json
 
 STAGING_JOURNEYS = ("staging", "drill")
 CONFIRM_VARIABLES = {"pitr": "CONFIRM_PITR_RESTORE", "staging": "CONFIRM_STAGING_RESTORE", "drill": "CONFIRM_DRILL"}
@@ -55,7 +55,7 @@ def gather_facts(config: Config, env: Environment, target_env: str | None) -> Fa
                  lock_holder=holder.describe() if holder else None)
 
 
-def evaluate(plan: Plan, facts: Facts) -> list[GateResult]:
+def evaluate(plan: Plan | DumpPlan, facts: Facts) -> list[GateResult]:
     """Every gate's verdict for this plan (pure)."""
     results = []
     if plan.journey in STAGING_JOURNEYS:
@@ -93,7 +93,7 @@ _TOKEN = object()
 
 @dataclass(frozen=True)
 class ApprovedPlan:
-    plan: Plan
+    plan: Plan | DumpPlan
     results: tuple[GateResult, ...]
     confirmation: Confirmation
     approved_at: datetime
@@ -112,11 +112,11 @@ class ApprovedPlan:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ApprovedPlan:
         """Read back a plan file that `approve` produced (the detached run's input)."""
-        return cls(Plan.from_json(data["plan"]), tuple(GateResult(**r) for r in data["results"]),
+        return cls(plan_from_json(data["plan"]), tuple(GateResult(**r) for r in data["results"]),
                    Confirmation(**data["confirmation"]), datetime.fromisoformat(data["approved_at"]), _TOKEN)
 
 
-def approve(plan: Plan, results: list[GateResult], confirmation: Confirmation, clock: Clock) -> ApprovedPlan:
+def approve(plan: Plan | DumpPlan, results: list[GateResult], confirmation: Confirmation, clock: Clock) -> ApprovedPlan:
     """The plan, approved: every gate passed and the operator confirmed; GateRefused otherwise."""
     failed = [r for r in results if not r.passed]
     if failed:

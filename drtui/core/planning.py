@@ -438,3 +438,75 @@ def _read_outside(path: Path, inventory: InventoryView, env: Environment) -> tup
                         exc.hint or "choose another with --base-backup") from None
     return backup, compute_windows([backup], inventory.wal, env.pg_bin)[0]
 
+
+
+DUMP_STEPS = ("preflight", "stop_app", "pre_restore_dump", "restore_database", "restore_uploads", "start_app",
+              "verify")
+
+
+@dataclass(frozen=True)
+class DumpPlan:
+    """A dump restore into staging (the runbook's restore_to_staging.sh)."""
+
+    journey: str
+    environment: str
+    config_path: Path | None
+    data_dir: Path
+    dump_file: Path
+    uploads_archive: Path | None
+    created_at: datetime
+    dump_time: datetime | None = None
+    incident_start: datetime | None = None
+    steps: tuple[str, ...] = DUMP_STEPS
+    pause_at_target: bool = False
+
+    def describe(self) -> list[str]:
+        return [
+            f"Restore the dump {self.dump_file} into {self.environment} (database replaced)",
+            f"  dump taken   {_fmt(self.dump_time)}",
+            f"  uploads      {self.uploads_archive or 'not restored (no UPLOADS_ARCHIVE, or no uploads_dir)'}",
+            "  first saved  a dump of the current database (pre_restore), and the uploads folder renamed aside",
+            "  steps        " + ", ".join(self.steps),
+        ]
+
+    def to_json(self) -> dict[str, Any]:
+        return _encode({f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> DumpPlan:
+        return cls(journey=data["journey"], environment=data["environment"],
+                   config_path=Path(data["config_path"]) if data["config_path"] else None,
+                   data_dir=Path(data["data_dir"]), dump_file=Path(data["dump_file"]),
+                   uploads_archive=Path(data["uploads_archive"]) if data["uploads_archive"] else None,
+                   created_at=datetime.fromisoformat(data["created_at"]), dump_time=_time(data["dump_time"]),
+                   incident_start=_time(data["incident_start"]), steps=tuple(data["steps"]))
+
+
+def make_dump_plan(config: Config, env: Environment, *, clock: Clock, dump_file: Path | None = None,
+                   uploads_archive: Path | None = None, incident_start: datetime | None = None) -> DumpPlan:
+    """Choose the dump (default: the newest `<database>_<stamp>.sql.gz`) and uploads archive (default: the newest,
+    when the environment has an uploads_dir); check they exist."""
+    from drtui.core.backup import newest
+
+    dump = dump_file or newest(config.backup_dir, f"{env.database}_", ".sql.gz")
+    if dump is None:
+        raise PlanError(f"{config.backup_dir}: no {env.database}_*.sql.gz dump found",
+                        "take one with `drtui backup dump`, or name one with BACKUP_FILE")
+    if not dump.is_file():
+        raise PlanError(f"{dump}: no such dump", "check BACKUP_FILE")
+    uploads = uploads_archive or (newest(config.backup_dir, "uploads_", ".tar.gz") if env.uploads_dir else None)
+    if uploads is not None:
+        if not uploads.is_file():
+            raise PlanError(f"{uploads}: no such uploads archive", "check UPLOADS_ARCHIVE")
+        if env.uploads_dir is None:
+            raise PlanError(f"UPLOADS_ARCHIVE given, but environment {env.name!r} has no uploads_dir",
+                            "set uploads_dir in the config, or leave UPLOADS_ARCHIVE out")
+    found = re.search(r"(\d{8}T\d{6}Z)", dump.name)
+    dump_time = datetime.strptime(found.group(1), "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC) if found else None
+    return DumpPlan("staging", env.name, config.path, env.data_dir, dump, uploads, clock.now(), dump_time,
+                    incident_start)
+
+
+def plan_from_json(data: dict[str, Any]) -> Plan | DumpPlan:
+    """Read back either kind of plan."""
+    return DumpPlan.from_json(data) if "dump_file" in data else Plan.from_json(data)

@@ -8,6 +8,7 @@ The RTO clock starts at the run's start (or the plan's incident start) and stops
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections.abc import Callable
@@ -34,7 +35,9 @@ from drtui.core.events import (
 from drtui.core.gates import ApprovedPlan
 from drtui.core.journal import Journal
 from drtui.core.lock import EnvLock
+from drtui.core.planning import DumpPlan
 from drtui.core.steps import Step, StepContext
+from drtui.core.steps.dump import DumpPreflight, PreRestoreDump, RestoreDatabase, RestoreUploads
 from drtui.core.steps.pitr import (
     ExtractBaseBackup,
     Preflight,
@@ -52,6 +55,8 @@ from drtui.core.steps.recovery import FollowRecovery
 
 PITR_STEPS: tuple[type[Step], ...] = (Preflight, ExtractBaseBackup, StageWal, WriteRecovery, StopApp, StopPostgres,
                                       Preserve, SwapIn, StartPostgres, FollowRecovery, StartApp, Verify)
+DUMP_STEPS: tuple[type[Step], ...] = (DumpPreflight, StopApp, PreRestoreDump, RestoreDatabase, RestoreUploads,
+                                      StartApp, Verify)
 SKIPPED_WHEN_PAUSED = ("start_app", "verify")
 
 
@@ -120,8 +125,9 @@ def _run(approved: ApprovedPlan, journal: Journal, clock: Clock, cancel: threadi
 
     started = clock.now()
     rto_start = plan.incident_start or started
-    objective = config.objectives.pitr_rto.total_seconds()
-    steps = [cls() for cls in PITR_STEPS]
+    is_dump = isinstance(plan, DumpPlan)
+    objective = (config.objectives.staging_rto if is_dump else config.objectives.pitr_rto).total_seconds()
+    steps = [cls() for cls in (DUMP_STEPS if is_dump else PITR_STEPS)]
     backend = backend_for(env, config.state_dir)
     ctx = StepContext(plan=plan, config=config, env=env, backend=backend, clock=clock, cancel=cancel, emit=emit,
                       run_id=run_id, stamp=backend.free_stamp(started))
@@ -153,7 +159,7 @@ def _run(approved: ApprovedPlan, journal: Journal, clock: Clock, cancel: threadi
         completed.append(step)
     done_names = {r.name for r in result.steps}
     result.steps += [StepRecord(s.name, s.title, "not run") for s in steps if s.name not in done_names]
-    result.recovered_to = ctx.recovered_to
+    result.recovered_to = plan.dump_time if is_dump else ctx.recovered_to
     result.paused = ctx.paused
     result.checks = [{"name": c.name, "outcome": c.outcome, "detail": c.detail} for c in ctx.checks]
     healthy = healthy_at(ctx.checks)
@@ -175,6 +181,16 @@ def _run(approved: ApprovedPlan, journal: Journal, clock: Clock, cancel: threadi
 
 def _recover(ctx: StepContext, failed: Step, completed: list[Step], hint: str, result: RunResult) -> str:
     """Undo what can be undone automatically; return the hint the operator reads."""
+    if isinstance(ctx.plan, DumpPlan):
+        for step in [failed, *reversed(completed)]:
+            with contextlib.suppress(Exception):
+                done = step.undo(ctx)
+                if done:
+                    ctx.log(step.name, done)
+        saved = ctx.facts.get("pre_restore_dump")
+        return (f"{hint + '. ' if hint else ''}" + (f"The database as it was before is saved in {saved}: restore it "
+                f"with `gunzip -c {saved} | psql -d {ctx.env.database}` after recreating the database"
+                if saved else "There was no database to save before the restore"))
     if any(step.commits for step in completed):
         where = f"; the previous data directory is kept at {ctx.preserved}" if ctx.preserved else ""
         return (f"{hint + '. ' if hint else ''}The restored cluster is in place{where}. To put the old data back: "

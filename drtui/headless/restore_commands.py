@@ -19,7 +19,7 @@ from drtui.core.events import RunFinished, RunStarted
 from drtui.core.gates import ApprovedPlan, approve, confirmation_from_environ, evaluate, gather_facts
 from drtui.core.journal import Journal, follow, journal_path, list_runs, read_events
 from drtui.core.lock import process_start
-from drtui.core.planning import make_plan, make_target, parse_target_time
+from drtui.core.planning import make_dump_plan, make_plan, make_target, parse_target_time
 from drtui.core.rollback import roll_back
 from drtui.core.runner import execute, new_run_id
 from drtui.headless.common import env_option, handle_errors, json_option, pass_context
@@ -76,6 +76,39 @@ def pitr(ctx, target_time, recovery_target, target_lsn, target_xid, target_name,
     facts = gather_facts(config, env, env_name)
     approved = approve(plan, evaluate(plan, facts), confirmation_from_environ("pitr", os.environ, yes, env_name),
                        clock)
+    sys.exit(run_foreground(approved, config, as_json))
+
+
+@restore.command("staging")
+@click.option("--backup-file", envvar="BACKUP_FILE", type=click.Path(path_type=Path), default=None,
+              help="The cleaning_*.sql.gz dump to restore (BACKUP_FILE); default: the newest.")
+@click.option("--uploads-archive", envvar="UPLOADS_ARCHIVE", type=click.Path(path_type=Path), default=None,
+              help="The uploads_*.tar.gz to restore (UPLOADS_ARCHIVE); default: the newest.")
+@click.option("--incident-start", default=None, help="When the incident began: the RTO clock starts there.")
+@click.option("--dry-run", is_flag=True, help="Print the plan and stop.")
+@click.option("--yes", is_flag=True, help="Confirm, like CONFIRM_STAGING_RESTORE=YES.")
+@env_option
+@json_option
+@pass_context
+@handle_errors
+def staging(ctx, backup_file, uploads_archive, incident_start, dry_run, yes, env_name, as_json) -> None:
+    """Restore a dump and uploads archive into staging (restore_to_staging.sh)."""
+    clock = SystemClock()
+    config = ctx.config(env_name)
+    env = config.environment(env_name)
+    incident = parse_target_time(incident_start, clock) if incident_start else None
+    plan = make_dump_plan(config, env, clock=clock, dump_file=backup_file, uploads_archive=uploads_archive,
+                          incident_start=incident)
+    if dry_run:
+        if as_json:
+            out_json({"ok": True, "dry_run": True, "plan": plan.to_json(), "description": plan.describe()})
+        else:
+            for line in plan.describe():
+                out(line)
+        return
+    facts = gather_facts(config, env, env_name)
+    approved = approve(plan, evaluate(plan, facts),
+                       confirmation_from_environ("staging", os.environ, yes, env_name), clock)
     sys.exit(run_foreground(approved, config, as_json))
 
 

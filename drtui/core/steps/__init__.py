@@ -20,7 +20,7 @@ from drtui.core.clock import Clock
 from drtui.core.config import Config, Environment
 from drtui.core.errors import DrError
 from drtui.core.events import CheckCompleted, Event, StepLogged, StepProgressed
-from drtui.core.planning import Plan
+from drtui.core.planning import DumpPlan, Plan
 
 PROGRESS_INTERVAL = 0.25
 
@@ -35,7 +35,7 @@ class Cancelled(DrError):
 
 @dataclass
 class StepContext:
-    plan: Plan
+    plan: Plan | DumpPlan
     config: Config
     env: Environment
     backend: Backend
