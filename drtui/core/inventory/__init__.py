@@ -136,7 +136,7 @@ def _window_json(w: Window) -> dict[str, Any]:
     }
 
 
-def _discover(inventory: Inventory) -> list[tuple[Path, datetime | None]]:
+def _discover(inventory: Inventory) -> list[Path]:
     """Sort backup_dir's entries into the inventory's lists; returns the base backups to read."""
     backups = []
     try:
@@ -161,7 +161,7 @@ def _discover(inventory: Inventory) -> list[tuple[Path, datetime | None]]:
         if is_dir and kind != "basebackup":
             kind = "unknown"
         if kind == "basebackup":
-            backups.append((path, name_time))
+            backups.append(path)
             continue
         artifact = Artifact(path, kind, size, name_time)
         {"dump": inventory.dumps, "uploads": inventory.uploads, "wal_tarball": inventory.wal_tarballs,
@@ -198,18 +198,24 @@ def _default_pg_bin(config: Config, env: Environment | None) -> Path | None:
         return None
 
 
-def _segment_size(source: Path, backups: list[BaseBackup], problems: list[Problem]) -> int:
+def _segment_size(source: Path, backups: list[BaseBackup],
+                  problems: list[Problem]) -> tuple[int, list[BaseBackup]]:
     """The WAL segment size: from the header of a segment in the archive folder, else from the newest base
-    backup's own WAL, else PostgreSQL's default of 16 MB."""
+    backup's own WAL, else PostgreSQL's default of 16 MB. A backup that showed no WAL of its own (so it says
+    the default) takes the archive's size."""
     header = parse_wal_header(first_segment_header(source) or b"") if source.is_dir() else None
     newest = max(backups, key=lambda b: b.start_time, default=None)
     if header is None:
-        return newest.segment_size if newest else DEFAULT_SEGMENT_SIZE
+        return (newest.segment_size if newest else DEFAULT_SEGMENT_SIZE), backups
+    adjusted = []
     for backup in backups:
-        if backup.segment_size != header.segment_size:
+        if backup.segment_size == DEFAULT_SEGMENT_SIZE != header.segment_size:
+            backup = dataclasses.replace(backup, segment_size=header.segment_size)
+        elif backup.segment_size != header.segment_size:
             problems.append(Problem(backup.path, f"its WAL segment size ({backup.segment_size} bytes) differs from "
                                                  f"the archive's ({header.segment_size} bytes)"))
-    return header.segment_size
+        adjusted.append(backup)
+    return header.segment_size, adjusted
 
 
 def scan(config: Config, wal_source: Path | None = None, env: Environment | None = None,
@@ -218,9 +224,8 @@ def scan(config: Config, wal_source: Path | None = None, env: Environment | None
     clock = clock or SystemClock()
     inventory = Inventory(backup_dir=config.backup_dir, scanned_at=clock.now())
     cache = ReadCache(config.state_dir / CACHE_FILE)
-    candidates = _discover(inventory)
     backups = []
-    for path, _name_time in candidates:
+    for path in _discover(inventory):
         try:
             backups.append(read_base_backup(path, cache))
         except InventoryError as exc:
@@ -230,7 +235,7 @@ def scan(config: Config, wal_source: Path | None = None, env: Environment | None
         inventory.problems.append(Problem(source, "the live WAL archive folder does not exist; "
                                           f"using the newest WAL tarball {inventory.wal_tarballs[0].path.name}"))
         source = inventory.wal_tarballs[0].path
-    segment_size = _segment_size(source, backups, inventory.problems)
+    segment_size, backups = _segment_size(source, backups, inventory.problems)
     try:
         inventory.wal = scan_wal(source, segment_size, cache)
     except InventoryError as exc:

@@ -15,7 +15,7 @@ from datetime import datetime
 from drtui.core.clock import parse_stamp
 from drtui.core.models import DEFAULT_SEGMENT_SIZE
 
-_HEX = frozenset("0123456789ABCDEF")
+HEX_DIGITS = frozenset("0123456789ABCDEF")
 _STAMP = r"(\d{8}T\d{6}Z)"
 _ARTIFACTS = (
     ("uploads", re.compile(rf"^uploads_{_STAMP}\.tar\.gz$")),
@@ -41,7 +41,7 @@ def classify_artifact(name: str) -> tuple[str, datetime | None]:
 
 
 def is_hex(text: str) -> bool:
-    return bool(text) and _HEX.issuperset(text)
+    return bool(text) and HEX_DIGITS.issuperset(text)
 
 
 def segments_per_id(segment_size: int = DEFAULT_SEGMENT_SIZE) -> int:

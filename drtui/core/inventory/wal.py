@@ -21,17 +21,16 @@ from pathlib import Path
 from drtui.core.inventory.basebackup import InventoryError
 from drtui.core.inventory.cache import ReadCache, file_key
 from drtui.core.inventory.labels import LabelError, parse_history
-from drtui.core.inventory.names import parse_wal_name, segments_per_id
+from drtui.core.inventory.names import HEX_DIGITS, parse_wal_name, segments_per_id
 from drtui.core.inventory.streams import READ_ERRORS, open_tar_gz
 from drtui.core.models import DEFAULT_SEGMENT_SIZE, Gap, TimelineHistory, WalCoverage, segment_name
 
-_HEX = frozenset("0123456789ABCDEF")
 STAT_ALL_LIMIT = 20_000
 
 
 def _add_segment(found: dict[int, list[int]], name: str, per_id: int) -> bool:
     """The per-name hot path: a 24-hex segment name into found[timeline]; False if it is not one."""
-    if not _HEX.issuperset(name):
+    if not HEX_DIGITS.issuperset(name):
         return False
     low = int(name[16:24], 16)
     if low >= per_id:
