@@ -341,7 +341,7 @@ def test_damaged_backups_and_unreadable_folders_are_plain_problems(world: World)
 
         # As the cluster's OS user, the root-only folders cannot be read at all. The child cannot import from
         # root's Python either, so what it needs is loaded before the fork.
-        datetime.strptime("2026", "%Y")
+        datetime.strptime("2026 +0000", "%Y %z")
         reader, writer = os.pipe()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child reports through the pipe
@@ -445,3 +445,18 @@ def test_archive_times_of_a_folder_are_read_only_below_the_limit(tmp_path: Path,
     (tmp_path / segment_name(1, 2)).unlink()
     wal.fill_archive_times(large)
     assert large.archived_at == {1: [1_767_225_601.0, 1_767_225_601.0, 1_767_225_603.0, 1_767_225_605.0]}
+
+
+@pytest.mark.parametrize(("folder", "tar_args", "layout", "prefix"), [
+    ("ft", ["ft"], Layout.TAR_FOLDER, "ft"),  # the -Ft folder under one top folder
+    ("data", ["-C", "data", "."], Layout.PLAIN_TARBALL, ""),  # a plain data directory packed as ./...
+])
+def test_the_same_backups_packed_other_ways(world: World, open_tmp: Path, folder: str, tar_args: list[str],
+                                            layout: Layout, prefix: str) -> None:
+    tarball = open_tmp / f"basebackup_{_name(0)}.tar.gz"
+    subprocess.run(["tar", "-czf", str(tarball), *tar_args], cwd=world.scratch, check=True)
+    found = read_base_backup(tarball)
+    assert (found.layout, found.member_prefix) == (layout, prefix)
+    assert found.label == world.labels["folder" if folder == "ft" else "prefixed"]
+    if layout == Layout.TAR_FOLDER:
+        assert (found.base_member, found.wal_member) == ("ft/base.tar.gz", "ft/pg_wal.tar.gz")
