@@ -20,9 +20,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 import psycopg
 from psycopg import sql
 
@@ -32,7 +31,10 @@ from drtui.core.errors import DrError
 from drtui.core.events import CheckCompleted, Event
 from drtui.core.postgres import connect
 
-HTTP_TIMEOUT = httpx.Timeout(5.0)
+if TYPE_CHECKING:
+    import httpx
+
+HTTP_TIMEOUT_SECONDS = 5.0
 READY_POLL_SECONDS = 0.5
 
 PASSED, FAILED, SKIPPED = "passed", "failed", "skipped"
@@ -75,12 +77,15 @@ def run_checks(config: Config, env: Environment, *, recovered_to: datetime | Non
     other environment, a restored copy, must not archive into the production archive.
     """
     checker = _Checker(config, env, clock, emit, cancel or threading.Event())
-    healthy_at = checker.wait_until_healthy(wait_ready_seconds) if wait_ready_seconds > 0 else None
-    checker.database(list(tables or env.sample_tables), recovered_to, expect_archiving, healthy_at)
-    checker.api(healthy_at)
-    checker.uploads()
-    if env.backend == "compose":
-        checker.services()
+    try:
+        healthy_at = checker.wait_until_healthy(wait_ready_seconds) if wait_ready_seconds > 0 else None
+        checker.database(list(tables or env.sample_tables), recovered_to, expect_archiving, healthy_at)
+        checker.api(healthy_at)
+        checker.uploads()
+        if env.backend == "compose":
+            checker.services()
+    finally:
+        checker.close()
     return checker.results
 
 
@@ -108,7 +113,21 @@ class _Checker:
         self.emit = emit
         self.cancel = cancel
         self.results: list[CheckCompleted] = []
-        self.http = httpx.Client(timeout=HTTP_TIMEOUT)
+        self._http: httpx.Client | None = None
+
+    @property
+    def http(self) -> httpx.Client:
+        # httpx is imported on first use: its package loads its optional CLI (rich, pygments), which costs
+        # a few hundred milliseconds and has no place in the core's import.
+        if self._http is None:
+            import httpx
+
+            self._http = httpx.Client(timeout=HTTP_TIMEOUT_SECONDS)
+        return self._http
+
+    def close(self) -> None:
+        if self._http is not None:
+            self._http.close()
 
     def record(self, name: str, outcome: str, detail: str, **data: Any) -> CheckCompleted:
         check = CheckCompleted(at=self.clock.now(), name=name, outcome=outcome, detail=detail,
@@ -128,6 +147,8 @@ class _Checker:
                 return None
 
     def _api_ready(self) -> bool:
+        import httpx
+
         try:
             response = self.http.get(self._url("/readyz"))
             return response.status_code == 200 and _json(response).get("database", {}).get(
@@ -253,14 +274,13 @@ class _Checker:
             for name in (HEALTHZ, READYZ, BACKUP):
                 self.record(name, SKIPPED, f"no api_base_url configured for {self.env.name}")
             return
-        try:
-            self._healthz()
-            self._readyz(healthy_at)
-            self._backup()
-        finally:
-            self.http.close()
+        self._healthz()
+        self._readyz(healthy_at)
+        self._backup()
 
     def _get(self, name: str, path: str) -> tuple[int, dict] | None:
+        import httpx
+
         url = self._url(path)
         try:
             response = self.http.get(url)

@@ -36,6 +36,7 @@ from drtui.core.checks import (
     READYZ,
     RECOVERY,
     SAMPLES,
+    SERVICES,
     SKIPPED,
     UPLOADS,
     RpoMeasure,
@@ -81,7 +82,7 @@ TEMPLATES = {
     "pitr": ("pitr_drill_record.md.j2", "pitr_record"),
     "drill": ("pitr_drill_report.md.j2", "pitr_drill"),
 }
-HEALTH_CHECKS = (CONNECT, RECOVERY, ARCHIVING, HEALTHZ, READYZ, BACKUP)
+HEALTH_CHECKS = (CONNECT, RECOVERY, ARCHIVING, HEALTHZ, READYZ, BACKUP, SERVICES)
 QUARTER = timedelta(days=92)
 SIDECAR_SUFFIX = ".json"
 NOT_RUN = "not run"
