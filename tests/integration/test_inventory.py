@@ -460,3 +460,24 @@ def test_the_same_backups_packed_other_ways(world: World, open_tmp: Path, folder
     assert found.label == world.labels["folder" if folder == "ft" else "prefixed"]
     if layout == Layout.TAR_FOLDER:
         assert (found.base_member, found.wal_member) == ("ft/base.tar.gz", "ft/pg_wal.tar.gz")
+
+
+def test_a_second_scan_reads_from_the_cache_until_the_file_changes(world: World, open_tmp: Path) -> None:
+    from drtui.core.config import parse_config
+
+    (open_tmp / "backups").mkdir()
+    copy = open_tmp / "backups" / world.backups["plain"].name
+    shutil.copy2(world.backups["plain"], copy)
+    config = parse_config({"backup_dir": "backups", "wal_archive": str(world.sandbox.wal_archive),
+                           "state_dir": "state", "environments": {"production": {}}}, open_tmp / "drtui.toml")
+    first = scan(config)
+    assert [b.path for b in first.base_backups] == [copy] and not first.problems
+    # Same size and mtime, different bytes: the cache answers and nothing is read.
+    stat = copy.stat()
+    copy.write_bytes(b"\0" * stat.st_size)
+    os.utime(copy, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert scan(config).base_backups == first.base_backups
+    # A new mtime is a new file: it is read again, and now it is not a tarball.
+    os.utime(copy, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    again = scan(config)
+    assert again.base_backups == [] and "not a readable tar.gz" in again.problems[0].message
