@@ -57,6 +57,7 @@ PITR_STEPS: tuple[type[Step], ...] = (Preflight, ExtractBaseBackup, StageWal, Wr
                                       Preserve, SwapIn, StartPostgres, FollowRecovery, StartApp, Verify)
 DUMP_STEPS: tuple[type[Step], ...] = (DumpPreflight, StopApp, PreRestoreDump, RestoreDatabase, RestoreUploads,
                                       StartApp, Verify)
+RTO_TICK_SECONDS = 5.0
 SKIPPED_WHEN_PAUSED = ("start_app", "verify")
 
 
@@ -135,6 +136,14 @@ def _run(approved: ApprovedPlan, journal: Journal, clock: Clock, cancel: threadi
     emit(RunStarted(started, run_id, plan.journey, env.name, [s.name for s in steps], plan.to_json(), os.getpid()))
     completed: list[Step] = []
     failure: tuple[Step, str, str] | None = None
+    finished = threading.Event()
+
+    def tick() -> None:
+        while not finished.wait(RTO_TICK_SECONDS):
+            emit(RtoTicked(clock.now(), (clock.now() - rto_start).total_seconds(), objective))
+
+    ticker = threading.Thread(target=tick, name="rto-ticker", daemon=True)
+    ticker.start()
     for step in steps:
         if ctx.paused and step.name in SKIPPED_WHEN_PAUSED:
             result.steps.append(StepRecord(step.name, step.title, "skipped"))
@@ -157,6 +166,8 @@ def _run(approved: ApprovedPlan, journal: Journal, clock: Clock, cancel: threadi
         result.steps.append(StepRecord(step.name, step.title, "finished", seconds))
         emit(RtoTicked(clock.now(), (clock.now() - rto_start).total_seconds(), objective))
         completed.append(step)
+    finished.set()
+    ticker.join()
     done_names = {r.name for r in result.steps}
     result.steps += [StepRecord(s.name, s.title, "not run") for s in steps if s.name not in done_names]
     result.recovered_to = plan.dump_time if is_dump else ctx.recovered_to

@@ -64,6 +64,7 @@ def world() -> Iterator[World]:
         after = sandbox.insert("bookings")
         target = before.committed_at + (after.committed_at - before.committed_at) / 2
         sandbox.switch_wal()
+        backup.wal_sync(config, SystemClock())
         yield World(sandbox, base, before, after, target, lsn, segment)
 
 
@@ -146,6 +147,14 @@ def test_immediate_latest_and_name_targets(world: World, args: list[str], expect
         assert world.before.id in ids and world.after.id not in ids
     else:
         assert {world.before.id, world.after.id} <= ids
+
+
+def test_latest_from_a_wal_tarball_staged_beside_the_data_directory(world: World) -> None:
+    tarball = max(world.sandbox.backup_dir.glob("wal_archive_*.tar.gz"))
+    done = world.restore("--wal-archive", str(tarball), "--recovery-target", "latest")
+    assert done.exit_code == 0, done.output
+    assert {world.before.id, world.after.id} <= world.staging_ids()
+    assert not [n for n in siblings(world) if n.startswith("data.pitr_wal_")]
 
 
 def test_lsn_target_run_detached_and_followed_through_the_journal(world: World) -> None:

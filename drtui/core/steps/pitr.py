@@ -7,6 +7,7 @@ therefore never touches the old data, and the downtime is the swap plus the WAL 
 from __future__ import annotations
 
 import os
+import threading
 
 from drtui.core.config import Environment
 from drtui.core.planning import Plan
@@ -58,11 +59,16 @@ class Preflight(Step):
 
 
 class ExtractBaseBackup(Step):
+    """Extracts the base backup; a WAL tarball is staged at the same time in a thread of its own, so the two
+    overlap (StageWal then only waits for it)."""
+
     name, title = "extract", "Extract the base backup beside the data directory"
 
     def run(self, ctx: StepContext) -> None:
         from drtui.core.extract import extract_base_backup
 
+        if ctx.plan.wal_kind == "tarball":
+            _start_wal_staging(ctx)
         dest = ctx.backend.sibling("restoring", ctx.stamp)
         ctx.restored_dir = dest
         report = ctx.progress_reporter(self.name, "bytes")
@@ -72,29 +78,61 @@ class ExtractBaseBackup(Step):
         ctx.log(self.name, f"extracted {written} bytes into {dest}")
 
     def undo(self, ctx: StepContext) -> str | None:
+        done = []
+        staging = ctx.facts.get("wal_thread")
+        if staging:
+            ctx.facts["wal_cancel"].set()
+            staging.join()
+        if ctx.staged_wal and ctx.staged_wal.exists():
+            ctx.backend.discard(ctx.staged_wal)
+            done.append(f"removed the staged WAL copy {ctx.staged_wal}")
         if ctx.restored_dir and ctx.restored_dir.exists():
             ctx.backend.discard(ctx.restored_dir)
-            return f"removed the partial extraction {ctx.restored_dir} (the old data was never touched)"
-        return None
+            done.append(f"removed the partial extraction {ctx.restored_dir} (the old data was never touched)")
+        return "; ".join(done) or None
+
+
+def _start_wal_staging(ctx: StepContext) -> None:
+    from drtui.core.extract import stage_wal
+
+    dest = ctx.backend.sibling("pitr_wal", ctx.stamp)
+    ctx.staged_wal = dest
+    cancel = threading.Event()
+    report = ctx.progress_reporter(StageWal.name, "bytes")
+
+    def work() -> None:
+        try:
+            stage_wal(ctx.plan.wal_source, dest, ctx.env.os_user, lambda done, total: report(done, total), cancel)
+        except BaseException as exc:  # handed to StageWal.run, which raises it in the runner's thread
+            ctx.facts["wal_error"] = exc
+
+    thread = threading.Thread(target=work, name="stage-wal", daemon=True)
+    ctx.facts.update(wal_thread=thread, wal_cancel=cancel)
+    thread.start()
 
 
 class StageWal(Step):
     name, title = "stage_wal", "Stage the WAL for replay"
 
     def run(self, ctx: StepContext) -> None:
-        from drtui.core.extract import stage_wal
-
         source = ctx.plan.wal_source
         if source.is_dir():
             ctx.wal_folder = source
             ctx.log(self.name, f"WAL is read in place from {source} (nothing copied, nothing written there)")
             return
-        dest = ctx.backend.sibling("pitr_wal", ctx.stamp)
-        ctx.staged_wal = dest
-        report = ctx.progress_reporter(self.name, "bytes")
-        stage_wal(source, dest, ctx.env.os_user, lambda done, total: report(done, total), ctx.cancel)
-        ctx.wal_folder = dest
-        ctx.log(self.name, f"WAL tarball {source.name} staged into {dest}")
+        thread = ctx.facts.get("wal_thread")
+        if thread is None:
+            _start_wal_staging(ctx)
+            thread = ctx.facts["wal_thread"]
+        while thread.is_alive():
+            if ctx.cancel.is_set():
+                ctx.facts["wal_cancel"].set()
+            thread.join(0.2)
+        if "wal_error" in ctx.facts:
+            raise ctx.facts["wal_error"]
+        ctx.wal_folder = ctx.staged_wal
+        ctx.log(self.name, f"WAL tarball {source.name} staged into {ctx.staged_wal} (while the base backup "
+                           "was extracted)")
 
     def undo(self, ctx: StepContext) -> str | None:
         if ctx.staged_wal and ctx.staged_wal.exists():

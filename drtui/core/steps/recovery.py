@@ -143,6 +143,9 @@ class FollowRecovery(Step):
                     "promote with: pg_ctl promote -D " + str(backend.data_dir)
                     + " (or restore again with a later target)")
         else:
+            from drtui.core.extract import clear_prefetch
+
+            clear_prefetch(backend.data_dir)
             ctx.log(self.name, "promoted: PostgreSQL is out of recovery"
                     + (f"; recovered to {ctx.recovered_to.isoformat()}" if ctx.recovered_to else ""))
 

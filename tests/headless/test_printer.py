@@ -1,0 +1,63 @@
+"""The headless printer: one line per event off a terminal, a rewritten progress line on one."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime
+
+from drtui.core.events import (
+    CheckCompleted,
+    RunStarted,
+    StepFailed,
+    StepFinished,
+    StepLogged,
+    StepProgressed,
+    StepStarted,
+)
+from drtui.headless.printer import EventPrinter, summary_lines
+
+AT = datetime(2026, 1, 25, 14, 30, tzinfo=UTC)
+EVENTS = [
+    RunStarted(AT, "r1", "pitr", "staging", ["extract", "follow_recovery"]),
+    StepStarted(AT, "extract", "Extract the base backup"),
+    StepProgressed(AT, "extract", 512 * 1024 * 1024, 1024 * 1024 * 1024, "bytes"),
+    StepProgressed(AT, "extract", 1024 * 1024 * 1024, 1024 * 1024 * 1024, "bytes"),
+    StepFinished(AT, "extract", 2.5),
+    StepLogged(AT, "follow_recovery", ["LOG:  redo starts at 0/2000028"], source="server"),
+    StepProgressed(AT, "follow_recovery", 16 * 1024 * 1024, 32 * 1024 * 1024, "lsn",
+                   {"replay_lsn": "0/3000000", "bytes_per_second": 8 * 1024 * 1024, "eta_seconds": 2.0}),
+    StepFailed(AT, "follow_recovery", 3.0, "recovery failed: the restore_command fails", "check the WAL source"),
+    CheckCompleted(AT, "readyz", "skipped", "no api_base_url"),
+]
+
+
+def test_one_line_per_event_off_a_terminal() -> None:
+    stream = io.StringIO()
+    printer = EventPrinter(stream, tty=False)
+    for event in EVENTS:
+        printer(event)
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == "14:30:00 run r1: pitr of staging (2 steps)"
+    assert "14:30:00 extract: 512.0 MiB of 1.0 GiB (50%)" in lines
+    assert "14:30:00 server: LOG:  redo starts at 0/2000028" in lines
+    assert any("replayed to 0/3000000" in line and "8.0 MiB/s" in line and "about 2 s left" in line
+               for line in lines)
+    assert "14:30:00 follow_recovery: hint: check the WAL source" in lines
+    assert lines[-1] == "14:30:00 check readyz: skipped (no api_base_url)"
+
+
+def test_a_terminal_rewrites_the_progress_line() -> None:
+    stream = io.StringIO()
+    printer = EventPrinter(stream, tty=True)
+    for event in EVENTS[1:5]:
+        printer(event)
+    text = stream.getvalue()
+    assert text.startswith("▶ Extract the base backup\n\r\x1b[K  512.0 MiB of 1.0 GiB (50%)\r\x1b[K  1.0 GiB")
+    assert text.endswith("\n✓ extract (2.5 s)\n")
+
+
+def test_summary_lines_name_the_outcome_steps_and_next_step() -> None:
+    lines = summary_lines({"ok": False, "journey": "pitr", "environment": "staging", "journal": "/j.jsonl",
+                           "steps": [{"name": "extract", "outcome": "failed", "seconds": 1.0}],
+                           "checks": [], "error": "boom", "hint": "do this", "rto_seconds": None})
+    assert lines[0] == "pitr of staging: FAILED" and "  next          do this" in lines
