@@ -57,11 +57,17 @@ def gather_facts(config: Config, env: Environment, target_env: str | None) -> Fa
 
 def evaluate(plan: Plan | DumpPlan, facts: Facts) -> list[GateResult]:
     """Every gate's verdict for this plan (pure)."""
+    return evaluate_journey(plan.journey, plan.environment, facts)
+
+
+def evaluate_journey(journey: str, environment: str, facts: Facts) -> list[GateResult]:
+    """The same verdicts before a plan exists: a drill checks them before it writes its marker or takes a
+    backup, and plans only later (pure)."""
     results = []
-    if plan.journey in STAGING_JOURNEYS:
-        ok = facts.target_env == "staging" and plan.environment == "staging"
+    if journey in STAGING_JOURNEYS:
+        ok = facts.target_env == "staging" and environment == "staging"
         results.append(GateResult("target_env", ok, "TARGET_ENV=staging" if ok else
-                                  f"a {plan.journey} restore needs TARGET_ENV=staging "
+                                  f"a {journey} restore needs TARGET_ENV=staging "
                                   f"(got {facts.target_env or 'nothing'})",
                                   "" if ok else "set TARGET_ENV=staging (or --env staging)"))
     prod_host = (facts.app_env or "").lower() in ("prod", "production")
@@ -69,11 +75,11 @@ def evaluate(plan: Plan | DumpPlan, facts: Facts) -> list[GateResult]:
     results.append(GateResult(
         "app_env", ok,
         f"env file says APP_ENV={facts.app_env or '(unset)'}" if ok else
-        f"the env file of {plan.environment!r} says APP_ENV={facts.app_env}: this host is production",
+        f"the env file of {environment!r} says APP_ENV={facts.app_env}: this host is production",
         "" if ok else "check ENV_FILE / env_file: a non-production restore must not run against production"))
     ok = facts.lock_holder is None
     results.append(GateResult("lock", ok, "no other run on this environment" if ok else
-                              f"{plan.environment!r} is busy: {facts.lock_holder}",
+                              f"{environment!r} is busy: {facts.lock_holder}",
                               "" if ok else "wait for it to finish, or follow it with `drtui attach`"))
     return results
 
