@@ -72,10 +72,14 @@ class Insert:
 class Sandbox:
     """A production-like world in `root` (a new temporary folder by default)."""
 
-    def __init__(self, root: Path | None = None, os_user: str | None = None, seed_rows: int = 60) -> None:
+    def __init__(self, root: Path | None = None, os_user: str | None = None, seed_rows: int = 60,
+                 track_commit_timestamp: bool = False) -> None:
         self.root = Path(root) if root else Path(tempfile.mkdtemp(prefix="drtui-sandbox-"))
         self.os_user = os_user or default_os_user()
         self.seed_rows = seed_rows
+        # production records each transaction's commit time (a drill then counts rows committed by a past
+        # target exactly)
+        self.track_commit_timestamp = track_commit_timestamp
         self.config_path = self.root / "drtui.toml"
 
     # -- layout -----------------------------------------------------------------------------------
@@ -223,6 +227,8 @@ dump_max_age = "26h"
                 "archive_command": f"'test ! -f {self.wal_archive}/%f && cp %p {self.wal_archive}/%f'",
                 "archive_timeout": "60",
             }
+            if self.track_commit_timestamp:
+                settings["track_commit_timestamp"] = "on"
         with (data_dir / "postgresql.conf").open("a") as conf:
             conf.write("\n# drtui sandbox\n" + "".join(f"{k} = {v}\n" for k, v in settings.items()))
         LocalServer.for_environment(env).start()
