@@ -336,3 +336,28 @@ def test_production_is_refused_unless_named(world: World) -> None:
                      env=CONFIRM)
     assert done.exit_code == 2 and "--env production" in done.stderr
     assert world.sandbox.server("production").state().value == "running"
+
+
+def test_pitr_over_production_named_keeps_archiving_on_a_new_timeline(sandbox: Sandbox) -> None:
+    config, prod = sandbox.config(), sandbox.env("production")
+    backup.dump(config, prod, SystemClock())
+    backup.base(config, prod, SystemClock())
+    kept = sandbox.insert("bookings")
+    sandbox.switch_wal()
+    time.sleep(0.2)
+    lost = sandbox.insert("bookings")
+    sandbox.switch_wal()
+    target = kept.committed_at + (lost.committed_at - kept.committed_at) / 2
+    args = ("restore", "pitr", "--env", "production", "--target-time", target.isoformat())
+
+    dry = run_drtui(*args, "--dry-run", config=sandbox.config_path)
+    assert dry.exit_code == 0 and "Restore production" in dry.stdout and "--env production" in dry.stdout
+    assert not list(prod.data_dir.parent.glob("data.pre_pitr_*"))
+
+    done = run_drtui(*args, "--json", config=sandbox.config_path, env=CONFIRM)
+    assert done.exit_code == 0, done.output
+    ids = {row[0] for row in query(prod, "select id from bookings")}
+    assert kept.id in ids and lost.id not in ids
+    assert {c["name"]: c["outcome"] for c in json.loads(done.stdout)["checks"]}["wal_archiving"] == "passed"
+    sandbox.switch_wal()
+    assert (sandbox.wal_archive / "00000002.history").exists()
