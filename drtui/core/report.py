@@ -262,7 +262,7 @@ def _one_line(text: Any) -> str:
 
 
 def _minutes(seconds: float | None) -> str:
-    return f"{seconds / 60:.1f}" if seconds is not None else NOT_RUN
+    return f"{seconds / 60:.2f}" if seconds is not None else NOT_RUN
 
 
 def _hours(seconds: float | None) -> str:
@@ -286,7 +286,7 @@ def build_context(record: RunRecord, config: Config, *, operator: str, reviewer:
                   rpo: RpoMeasure | dict[str, Any] | None = None, journal: Path | None = None) -> dict[str, Any]:
     """Everything a template shows, as ready-to-print strings (and the raw record for custom templates)."""
     rto_target, rpo_target = _objectives(record.journey, config.objectives)
-    rpo_data = rpo.as_dict() if isinstance(rpo, RpoMeasure) else (rpo or record.summary.get("rpo") or {})
+    rpo_data = rpo_measured(record, rpo)
     rpo_seconds = rpo_data.get("rpo_seconds")
     plan = record.plan
     base = plan.get("base_backup")
@@ -320,7 +320,7 @@ def build_context(record: RunRecord, config: Config, *, operator: str, reviewer:
         "reviewer": reviewer,
         "environment": record.environment,
         "backup_file": str((base or {}).get("path") if isinstance(base, dict) else base or
-                           plan.get("backup_file") or "none"),
+                           plan.get("dump_file") or plan.get("backup_file") or "none"),
         "uploads_archive": str(plan.get("uploads_archive") or "none"),
         "wal_archive": str(plan.get("wal_source") or plan.get("wal_archive") or "none"),
         "target_type": target.get("kind") or plan.get("recovery_target") or "latest",
@@ -374,10 +374,39 @@ def _target_time(target: dict[str, Any], recovered_to: datetime | None) -> str:
     return isoformat(moment) if moment else f"n/a ({kind})"
 
 
+def rpo_measured(record: RunRecord, rpo: RpoMeasure | dict[str, Any] | None = None) -> dict[str, Any]:
+    """The RPO achieved: as measured on the cluster when given (checks.measure_rpo), else from the journal.
+
+    From the journal, the last commit is the run's `recovered_to`: the server log's last completed transaction
+    after a PITR, the dump's time after a dump restore. It is set against the stated time of failure (the
+    incident start), else the recovery target time, else the start of the run, as if the failure were then.
+    """
+    if isinstance(rpo, RpoMeasure):
+        return rpo.as_dict()
+    if rpo or record.summary.get("rpo"):
+        return dict(rpo or record.summary["rpo"])
+    last = record.recovered_to
+    if last is None:
+        return {}
+    target = record.plan.get("target") if isinstance(record.plan.get("target"), dict) else {}
+    failure = _time(record.plan.get("incident_start"))
+    target_time = _time(target.get("time")) if target.get("kind") == "time" else None
+    reference, against = ((failure, "failure_time") if failure else (target_time, "target") if target_time
+                          else (record.started_at, "run_start"))
+    dump = record.journey == "staging"
+    return {"last_commit": last.isoformat(), "source": "dump_time" if dump else "journal",
+            "reason": ("the dump's timestamp: everything committed before it is in the dump" if dump else
+                       "the last completed transaction the recovery replayed (the server log, in the journal)"),
+            "target": target_time.isoformat() if target_time else None,
+            "failure_time": failure.isoformat() if failure else None,
+            "rpo_seconds": max((reference - last).total_seconds(), 0.0), "against": against}
+
+
 def _rpo_basis(rpo: dict[str, Any]) -> str:
     if not rpo:
         return "not measured"
-    against = {"failure_time": "the stated time of failure", "target": "the recovery target"}.get(
+    against = {"failure_time": "the stated time of failure", "target": "the recovery target",
+               "run_start": "the start of the run (no target time or time of failure stated)"}.get(
         rpo.get("against") or "", "nothing (no target or failure time)")
     last = rpo.get("last_commit")
     return f"last commit {isoformat(_time(last)) if last else 'unknown'} against {against}; source: {rpo.get('reason')}"

@@ -16,7 +16,7 @@ import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -28,6 +28,7 @@ from drtui.core.events import RunFinished, RunStarted, StepFailed, StepFinished,
 from drtui.core.journal import Journal, journal_path, read_events
 from drtui.core.postgres import connect
 from drtui.sandbox import Sandbox
+from tests.conftest import run_drtui
 from tests.integration.test_checks import pitr_into_staging
 
 REPO = Path(__file__).resolve().parents[2]
@@ -318,3 +319,69 @@ def test_the_wheel_ships_the_templates(open_tmp: Path) -> None:
     for template in ("dr_drill_record.md.j2", "pitr_drill_record.md.j2", "pitr_drill_report.md.j2",
                      "_pitr_record_block.md.j2", "_details.md.j2"):
         assert f"drtui/report_templates/{template}" in names
+
+
+@pytest.fixture(scope="module")
+def engine_runs() -> Iterator[dict]:
+    """Journals written by the restore engine itself: `drtui restore pitr` and `drtui restore staging`."""
+    with Sandbox() as world:
+        config, prod = world.config(), world.env("production")
+        backup.dump(config, prod, CLOCK)
+        backup.base(config, prod, CLOCK)
+        before = world.insert("bookings")
+        time.sleep(0.2)
+        after = world.insert("bookings")
+        target = before.committed_at + (after.committed_at - before.committed_at) / 2
+        world.switch_wal()
+        pitr = run_drtui("restore", "pitr", "--env", "staging", "--target-time", target.isoformat(), "--json",
+                         config=world.config_path, env={"CONFIRM_PITR_RESTORE": "YES"}, timeout=300)
+        assert pitr.exit_code == 0, pitr.output
+        made = backup.dump(config, prod, CLOCK)
+        dump_file, uploads_archive = (a.path for a in made.artifacts)
+        staging = run_drtui("restore", "staging", "--json", config=world.config_path, timeout=300,
+                            env={"TARGET_ENV": "staging", "CONFIRM_STAGING_RESTORE": "YES",
+                                 "BACKUP_FILE": str(dump_file), "UPLOADS_ARCHIVE": str(uploads_archive)})
+        assert staging.exit_code == 0, staging.output
+        yield {"world": world, "config": config, "target": target, "pitr": json.loads(pitr.stdout),
+               "staging": json.loads(staging.stdout), "dump": dump_file}
+
+
+def test_the_pitr_record_of_an_engine_run(engine_runs: dict) -> None:
+    summary = engine_runs["pitr"]
+    path = report.write_report(engine_runs["config"], Path(summary["journal"]), operator="Ada", reviewer="Rex")
+    assert re.fullmatch(r"pitr_record_\d{8}T\d{6}Z\.md", path.name)
+    text = path.read_text()
+    assert "**Result: PASS**" in text
+    assert_filled(text, report.PITR_DRILL_RECORD_FIELDS)
+    assert "Recovery target type: time" in text
+    assert f"Target time (if applicable): {isoformat(engine_runs['target'])}" in text
+    assert text.count("✔ done") == len(summary["steps"])
+    assert "  - /readyz: PASS — HTTP 200" in text
+    expected_rpo = (engine_runs["target"] - datetime.fromisoformat(summary["recovered_to"])).total_seconds() / 60
+    rpo = float(re.search(r"RPO achieved \(minutes\): ([\d.]+)", text).group(1))
+    assert rpo == pytest.approx(expected_rpo, abs=0.05)
+    assert "the last completed transaction the recovery replayed" in text
+    rto = float(re.search(r"RTO achieved \(minutes\): ([\d.]+)", text).group(1))
+    assert rto == pytest.approx(summary["rto_seconds"] / 60, abs=0.05)
+
+
+def test_the_drill_report_of_an_engine_run(engine_runs: dict) -> None:
+    events = read_events(Path(engine_runs["pitr"]["journal"]))
+    as_drill = [replace(events[0], journey="drill"), *events[1:]]
+    text = report.render(report.record_from_events(as_drill), engine_runs["config"], operator="A", reviewer="B")
+    assert "**Result: PASS**" in text
+    assert_filled(text, report.PITR_DRILL_RECORD_FIELDS)
+    post = text.split("## Post-restore health")[1].split("## Data integrity")[0]
+    assert "/readyz | PASS" in post
+
+
+def test_the_dr_drill_record_of_an_engine_dump_restore(engine_runs: dict) -> None:
+    summary = engine_runs["staging"]
+    path = report.write_report(engine_runs["config"], Path(summary["journal"]), operator="Ada", reviewer="Rex")
+    text = path.read_text()
+    assert path.name.startswith("dr_drill_record_") and "**Result: PASS**" in text
+    assert_filled(text, report.DR_DRILL_RECORD_FIELDS)
+    assert f"Backup file: {engine_runs['dump']}" in text
+    assert "  - Sample queries: PASS — bookings=182" in text
+    assert "source: the dump's timestamp" in text
+    assert "against the start of the run" in text
