@@ -14,6 +14,7 @@ backup schedule promises.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -35,6 +36,8 @@ if TYPE_CHECKING:
     import httpx
 
 HTTP_TIMEOUT_SECONDS = 5.0
+QUERY_TIMEOUT_SECONDS = 120  # a count(*) of a very large table must fail the check, never hang the run
+UPLOADS_COUNT_LIMIT = 10_000
 READY_POLL_SECONDS = 0.5
 
 PASSED, FAILED, SKIPPED = "passed", "failed", "skipped"
@@ -176,6 +179,7 @@ class _Checker:
             return
         try:
             with conn:
+                conn.execute(f"set statement_timeout = '{QUERY_TIMEOUT_SECONDS}s'")
                 version = conn.execute("show server_version").fetchone()[0]
                 self.record(CONNECT, PASSED, f"{where} (PostgreSQL {version})", server_version=version)
                 self._recovery(conn, healthy_at)
@@ -356,16 +360,16 @@ class _Checker:
         if not folder.is_dir():
             self.record(UPLOADS, FAILED, f"{folder}: no such folder", path=str(folder))
             return
-        files = [p for p in folder.rglob("*") if p.is_file()]
-        if not files:
+        count, sample = _count_files(folder, UPLOADS_COUNT_LIMIT)
+        if sample is None:
             self.record(UPLOADS, FAILED, f"{folder}: the folder holds no files", path=str(folder), files=0)
             return
-        sample = min(files, key=lambda p: str(p))
         readable = _readable(sample)
+        shown = f"{count}+" if count >= UPLOADS_COUNT_LIMIT else str(count)
         self.record(UPLOADS, PASSED if readable else FAILED,
-                    f"{len(files)} files; spot-checked {sample.relative_to(folder)} "
+                    f"{shown} files; spot-checked {sample.relative_to(folder)} "
                     f"({sample.stat().st_size} bytes{'' if readable else ', NOT readable'})",
-                    path=str(folder), files=len(files), sample=str(sample))
+                    path=str(folder), files=count, sample=str(sample))
 
     def services(self) -> None:
         """The runbook's "db, api, web, jobs running": each compose service's container state."""
@@ -380,6 +384,23 @@ class _Checker:
         self.record(SERVICES, PASSED if running else FAILED,
                     ", ".join(states) + " running" if running
                     else "; ".join(f"{service} {state}" for service, state in states.items()), services=states)
+
+
+def _count_files(folder: Path, limit: int) -> tuple[int, Path | None]:
+    """Files under `folder` (counting stops at `limit`: an uploads folder may hold millions) and the first one
+    in name order, the one spot-checked."""
+    count, first = 0, None
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        for name in sorted(files):
+            path = Path(root, name)
+            if not path.is_file():
+                continue
+            first = first or path
+            count += 1
+            if count >= limit:
+                return count, first
+    return count, first
 
 
 def _readable(path: Path) -> bool:

@@ -262,3 +262,13 @@ def test_production_restored_in_place_may_have_archiving_off_with_a_follow_up(re
                                clock=SystemClock(), expect_archiving=True)
     assert by_name(strict, checks.ARCHIVING).outcome == "failed"
     assert "nothing after this point can be recovered" in by_name(strict, checks.ARCHIVING).detail
+
+
+def test_uploads_counting_stops_at_the_limit(shared_sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(checks, "UPLOADS_COUNT_LIMIT", 3)
+    config = shared_sandbox.config()
+    results = checks.run_checks(config, config.environment("staging"), recovered_to=None, emit=lambda e: None,
+                                clock=SystemClock())
+    uploads = by_name(results, checks.UPLOADS)
+    assert uploads.outcome == "passed"
+    assert uploads.detail.startswith("3+ files; spot-checked photo_0.jpg (2048 bytes)")
