@@ -20,6 +20,7 @@ from drtui.core.gates import ApprovedPlan, approve, confirmation_from_environ, e
 from drtui.core.journal import Journal, follow, journal_path, list_runs, read_events
 from drtui.core.lock import process_start
 from drtui.core.planning import make_dump_plan, make_plan, make_target, parse_target_time
+from drtui.core.promote import promote
 from drtui.core.rollback import roll_back
 from drtui.core.runner import execute, new_run_id
 from drtui.headless.common import env_option, handle_errors, json_option, pass_context
@@ -110,6 +111,28 @@ def staging(ctx, backup_file, uploads_archive, incident_start, dry_run, yes, env
     approved = approve(plan, evaluate(plan, facts),
                        confirmation_from_environ("staging", os.environ, yes, env_name), clock)
     sys.exit(run_foreground(approved, config, as_json))
+
+
+@restore.command("promote")
+@env_option
+@json_option
+@pass_context
+@handle_errors
+def promote_command(ctx, env_name: str | None, as_json: bool) -> None:
+    """End a recovery paused at its target (after --pause-at-target), start the app and verify."""
+    config = ctx.config(env_name)
+    env = config.environment(env_name)
+    if env.is_production and env_name != env.name:
+        raise UsageError("promoting production needs the environment named", "pass --env production")
+    printer = EventPrinter(sys.stderr if as_json else sys.stdout, tty=False if as_json else None)
+    checks = promote(config, env, SystemClock(), printer)
+    ok = all(c.outcome != "failed" for c in checks)
+    if as_json:
+        out_json({"ok": ok, "environment": env.name,
+                  "checks": [{"name": c.name, "outcome": c.outcome, "detail": c.detail} for c in checks]})
+    else:
+        out(f"{env.name}: promoted; checks {'passed' if ok else 'FAILED'}")
+    sys.exit(ExitCode.OK if ok else ExitCode.FAILED)
 
 
 def run_foreground(approved: ApprovedPlan, config: Config, as_json: bool, run_id: str | None = None) -> int:

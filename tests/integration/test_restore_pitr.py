@@ -193,6 +193,13 @@ def test_pause_at_target_leaves_the_data_readable_at_the_target(world: World) ->
     ids = world.staging_ids()
     assert world.before.id in ids and world.after.id not in ids
 
+    promoted = run_drtui("restore", "promote", "--env", "staging", "--json", config=world.sandbox.config_path)
+    assert promoted.exit_code == 0, promoted.output
+    assert {c["name"]: c["outcome"] for c in json.loads(promoted.stdout)["checks"]}["out_of_recovery"] == "passed"
+    assert query(world.sandbox.env("staging"), "select pg_is_in_recovery()") == [(False,)]
+    again = run_drtui("restore", "promote", "--env", "staging", config=world.sandbox.config_path)
+    assert again.exit_code == 2 and "nothing to promote" in again.stderr
+
 
 def test_a_target_that_recovery_cannot_reach_fails_and_puts_the_old_data_back(world: World) -> None:
     before = siblings(world)

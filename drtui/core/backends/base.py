@@ -99,3 +99,7 @@ class Backend(ABC):
 
     @abstractmethod
     def server_log(self) -> Path: ...
+
+    def promote(self) -> None:
+        """End a recovery paused at its target (pg_ctl promote)."""
+        raise NotImplementedError(f"promote is not supported by the {self.env.backend} backend")

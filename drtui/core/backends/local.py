@@ -134,3 +134,6 @@ class LocalBackend(Backend):
             return None
         assert row
         return RecoveryStatus(bool(row[0]), parse_lsn(row[1]) if row[1] else None, row[2], row[3] != "not paused")
+
+    def promote(self) -> None:
+        self.server.run("pg_ctl", "promote", "-D", str(self.data_dir), "-w", "-t", "120", timeout=150)

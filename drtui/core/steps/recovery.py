@@ -140,8 +140,7 @@ class FollowRecovery(Step):
             ctx.recovered_to = last_status.replay_time
         if ctx.paused:
             ctx.log(self.name, "recovery is paused at the target: the data can be inspected read-only",
-                    "promote with: pg_ctl promote -D " + str(backend.data_dir)
-                    + " (or restore again with a later target)")
+                    f"then: drtui restore promote --env {ctx.env.name} (or restore again with a later target)")
         else:
             from drtui.core.extract import clear_prefetch
 
