@@ -69,7 +69,7 @@ async def _walk(world: Sandbox, folder: Path, target: datetime) -> None:
         await _until(pilot, lambda: isinstance(app.screen, ReviewScreen) and app.screen.plan is not None)
         app.screen.query_one("#typed-name", Input).value = "production"
         await _shoot(pilot, folder, "06-review")
-        await pilot.press("ctrl+s")
+        await pilot.press("ctrl+g")
         await _until(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.view.log_lines > 0)
         await _shoot(pilot, folder, "07-run")
         run = app.screen

@@ -16,6 +16,7 @@ from drtui.core.events import RunFinished, StepLogged
 from drtui.core.journal import list_runs, read_events
 from drtui.sandbox import Sandbox
 from drtui.tui.app import DrApp
+from drtui.tui.run_state import pid_alive
 from drtui.tui.screens.run import RunScreen
 from drtui.tui.textdump import screen_text
 from drtui.tui.widgets.log_panel import LogPanel
@@ -40,14 +41,14 @@ class Terminal:
     def keys(self, *keys: str, literal: bool = False) -> None:
         subprocess.run(["tmux", "send-keys", "-t", self.name, *(["-l"] if literal else []), *keys], check=True)
 
-    def wait_for(self, text: str, timeout: float = 60) -> str:
+    def wait_for(self, *texts: str, timeout: float = 60) -> str:
         deadline = time.monotonic() + timeout
         while True:
             screen = self.screen()
-            if text in screen:
+            if all(text in screen for text in texts):
                 return screen
             if time.monotonic() > deadline:
-                raise AssertionError(f"{text!r} never showed; the screen:\n{screen}")
+                raise AssertionError(f"{texts!r} never showed; the screen:\n{screen}")
             time.sleep(0.1)
 
     def pane_pid(self) -> int:
@@ -78,12 +79,12 @@ def drtui_command(world: Sandbox) -> list[str]:
 
 def test_drtui_opens_on_home_and_shows_the_status_screen(shared_sandbox: Sandbox, terminal) -> None:
     term = terminal(drtui_command(shared_sandbox))
-    home = term.wait_for("journeys")
+    home = term.wait_for("journeys", "environments", "WAL sync")
     assert "Point-in-time recovery" in home and "Automated drill" in home
     assert "production" in home and "heartbeats" in home
     assert "PITR" in home and "Status" in home  # the footer shows the keys
     term.keys("s")
-    status = term.wait_for("refreshes every")
+    status = term.wait_for("refreshes every", "WAL sync")
     assert "heartbeat" in status and "base backup" in status and "WAL sync" in status
     term.keys("escape")
     term.wait_for("journeys")
@@ -105,12 +106,18 @@ def test_the_restore_outlives_a_killed_ui_and_reattaching_shows_it_all(recoverab
     term.keys(target.strftime("%Y-%m-%d %H:%M:%S UTC"), literal=True)
     term.wait_for("✔ reachable time")
     term.keys("C-n")
-    term.wait_for("type production to confirm", timeout=120)
+    term.wait_for("type production and press enter", timeout=120)
     term.keys("production", literal=True)
-    term.keys("C-s")
+    term.keys("Enter")
     term.wait_for("● running", timeout=60)
     journal = list_runs(config.state_dir)[0]
+    ui = term.pane_pid()
     term.kill()  # the terminal goes away as in an SSH drop: SIGHUP to the UI, the run goes on
+    assert not any(isinstance(e, RunFinished) for e in read_events(journal)), "killed mid-run"
+    deadline = time.monotonic() + 20
+    while pid_alive(ui):
+        assert time.monotonic() < deadline, "the UI outlived its terminal"
+        time.sleep(0.1)
     deadline = time.monotonic() + 300
     while not any(isinstance(e, RunFinished) for e in read_events(journal)):
         assert time.monotonic() < deadline, "the detached run did not finish"

@@ -6,7 +6,7 @@ from typing import Any, ClassVar
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import VerticalScroll
+from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, Static
@@ -34,7 +34,7 @@ class ReviewScreen(Screen[ApprovedPlan | None]):
     """Step 3: the plan in words and every safety gate. Nothing runs before this screen is confirmed."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("ctrl+s", "confirm", "Start the restore", priority=True),
+        Binding("ctrl+g", "confirm", "Start the restore", priority=True),
         Binding("escape", "back", "Back"),
     ]
 
@@ -53,7 +53,8 @@ class ReviewScreen(Screen[ApprovedPlan | None]):
         with VerticalScroll(id="review"):
             yield Static("[dim]● making the plan…[/]", id="plan", classes="panel")
             yield Static(id="gates", classes="panel")
-            yield Static(id="confirm-note", classes="hint")
+        yield Static(id="confirm-note", classes="hint")
+        with Horizontal(id="confirm-row"):
             yield Input(placeholder=f"type {self.env.name} to confirm", id="typed-name")
             yield Button("Start the restore", variant="error", id="start", disabled=True)
         yield Footer()
@@ -95,8 +96,8 @@ class ReviewScreen(Screen[ApprovedPlan | None]):
         self.query_one("#gates", Static).update("\n".join(rows))
         refused = [g for g in message.gates if not g.passed]
         note = ("[red]✘ a gate refused: nothing can start until it passes[/]" if refused else
-                f"type [b]{self.env.name}[/] and press ctrl+s: this replaces production's data directory"
-                if self.env.is_production else "press ctrl+s (or the button) to start")
+                f"type [b]{self.env.name}[/] and press enter: this replaces production's data directory"
+                if self.env.is_production else "press ctrl+g (or the button) to start")
         self.query_one("#confirm-note", Static).update(note)
         self.query_one("#start", Button).disabled = bool(refused)
         if self.env.is_production and not refused:

@@ -109,9 +109,11 @@ class RunScreen(Screen[None]):
             return
         bar = self.query_one(f"#{key}-bar", ProgressBar)
         text = f"{label}  {fmt(progress.done)}"
-        if progress.total:
+        if progress.total and progress.done <= progress.total:
             bar.update(total=max(progress.total - progress.start, 1), progress=max(progress.done - progress.start, 0))
             text += f" / {fmt(progress.total)}"
+        elif progress.total:
+            bar.update(total=1, progress=1)
         self.query_one(f"#{key}-label", Static).update(text)
 
     def action_result(self) -> None:
