@@ -157,6 +157,15 @@ def test_latest_from_a_wal_tarball_staged_beside_the_data_directory(world: World
     assert not [n for n in siblings(world) if n.startswith("data.pitr_wal_")]
 
 
+def test_xid_target_includes_that_transaction_and_not_the_next(world: World) -> None:
+    xid = query(world.sandbox.env("production"), "select xmin::text from bookings where id = %s",
+                (world.before.id,))[0][0]
+    done = world.restore("--target-xid", xid)
+    assert done.exit_code == 0, done.output
+    ids = world.staging_ids()
+    assert world.before.id in ids and world.after.id not in ids
+
+
 def test_lsn_target_run_detached_and_followed_through_the_journal(world: World) -> None:
     from drtui.core.clock import SystemClock as Clock
     from drtui.core.gates import Confirmation, approve, evaluate, gather_facts
