@@ -113,11 +113,12 @@ def main() -> None:
                 rollback_s, _ = timed(backend.rollback, preserved)
                 print(f"compose rollback: {rollback_s:.2f} s")
             backend.stop_server()
+            kept = backend.preserve(stamp(clock.now()) + "x")
             for method in ("bind", "upload"):
                 seconds, _ = timed(backend.extract, base, method=method)
                 figures[f"extract-{method}"] = seconds
                 print(f"compose extraction alone ({method}): {seconds:.2f} s")
-            backend.rollback(backend.preserved()[-1])
+            backend.rollback(kept)
             local = local_restore(base, wal, settings)
             print(f"local restore (same backup and WAL): {local:.2f} s")
             print(f"ratio compose(bind)/local: {figures['bind'] / local:.2f}; "

@@ -14,7 +14,6 @@ import pytest
 
 from drtui.core.backends.compose import ComposeBackend, ComposeError, run_pitr
 from drtui.core.clock import SystemClock, stamp
-from drtui.core.events import Event, StepLogged
 from drtui.core.planning import Target, TargetKind
 from drtui.sandbox.compose_world import ComposeWorld
 from tests.conftest import run_drtui
@@ -38,29 +37,33 @@ def readyz(world: ComposeWorld) -> int:
         time.sleep(0.2)
 
 
-def test_pitr_between_two_inserts_then_rollback(compose_world: ComposeWorld) -> None:
-    world, clock = compose_world, SystemClock()
-    backend = backend_of(world)
-    base = backend.backup_base(world.config(), clock).artifacts[0].path
+def test_headless_pitr_between_two_inserts_then_verify_and_rollback(compose_world: ComposeWorld) -> None:
+    world = compose_world
+    environ = {"DOCKER_HOST": world.base_url}
+    for kind in ("base", "dump"):
+        assert run_drtui("backup", kind, config=world.config_path, env=environ).exit_code == 0
     before = world.insert()
     time.sleep(0.3)
     after = world.insert()
     world.switch_wal()
+    assert run_drtui("backup", "wal-sync", config=world.config_path, env=environ).exit_code == 0
+    wal = next(world.config().backup_dir.glob("wal_archive_*.tar.gz"))
     target = before.committed_at + (after.committed_at - before.committed_at) / 2
-    events: list[Event] = []
 
-    preserved = run_pitr(backend, base, Target(TargetKind.TIME, time=target).settings(),
-                         run_stamp=stamp(clock.now()), emit=events.append, clock=clock)
+    done = run_drtui("restore", "pitr", "--env", "production", "--target-time", target.isoformat(),
+                     "--wal-archive", str(wal), "--yes", config=world.config_path, env=environ)
 
+    assert done.exit_code == 0, done.output
+    assert "recovery stopping before commit" in done.output  # the db container's log, streamed into the run
     ids = world.booking_ids()
     assert before.id in ids
     assert after.id not in ids
     assert readyz(world) == 200
+    backend = backend_of(world)
     assert backend.services() == {"db": "running", "api": "running", "web": "running", "jobs": "running"}
-    assert str(preserved) == f"{world.data_volume}.pre_pitr_{preserved.name.rsplit('_', 1)[1]}"
-    assert backend.preserved() == [preserved]
-    server_lines = [line for e in events if isinstance(e, StepLogged) and e.source == "server" for line in e.lines]
-    assert any("recovery stopping before commit" in line or "recovery stopping" in line for line in server_lines)
+    [preserved] = backend.preserved()
+    assert preserved.name.startswith(f"{world.data_volume}.pre_pitr_")
+    assert not list(backend.staging_root.iterdir())  # the host-side restore and staged WAL are gone
 
     environ = {"DOCKER_HOST": world.base_url}
     verify = run_drtui("verify", "--env", "production", "--json", config=world.config_path, env=environ)

@@ -53,9 +53,23 @@ RECOVERY_BEGIN = "# drtui recovery begin"
 RECOVERY_END = "# drtui recovery end"
 DEFAULT_MIGRATE = "alembic upgrade head"
 CHUNK = 1 << 20
+# Settings the local backend sets that belong to the container on this backend.
+CONTAINER_OWNED = ("port", "listen_addresses", "unix_socket_directories")
 # Files a base backup may carry that must not reach the restored server (as the local backend's list).
 STALE_FILES = ("postmaster.pid", "postmaster.opts", "recovery.conf", "recovery.done", "standby.signal",
                "recovery.signal")
+
+
+class VolumePath(type(Path())):  # type: ignore[misc]
+    """A volume's name where the engine's steps expect a data directory's path: `exists()` asks the engine
+    whether the volume holds data, so the steps' undo logic (written for renames) reads it right."""
+
+    backend: ComposeBackend | None = None
+
+    def exists(self, *args: Any, **kwargs: Any) -> bool:
+        if self.backend is None or self.is_absolute():
+            return super().exists(*args, **kwargs)
+        return self.backend.volume_has_data(str(self))
 
 
 class ComposeError(DrError):
@@ -78,6 +92,7 @@ class ComposeBackend(Backend):
         self.state_dir = state_dir
         self.base_url = env.docker_host or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
         self._client: docker.DockerClient | None = None
+        self._log_thread: threading.Thread | None = None
 
     # -- the engine and the project ---------------------------------------------------------------
     @property
@@ -147,14 +162,46 @@ class ComposeBackend(Backend):
     @property
     def data_dir(self) -> Path:
         """The data volume's name (volumes play the part of data directories on this backend)."""
-        return Path(self.data_volume.name)
+        return self._volume_path(self.data_volume.name)
+
+    def _volume_path(self, name: str) -> VolumePath:
+        path = VolumePath(name)
+        path.backend = self
+        return path
+
+    def volume_has_data(self, name: str) -> bool:
+        try:
+            self.client.volumes.get(name)
+        except docker.errors.NotFound:
+            return False
+        return bool(self.helper("ls -A /v | head -1", {name: {"bind": "/v", "mode": "ro"}},
+                                what=f"looking into {name}").strip())
 
     def server_log(self) -> Path:
-        """The db container's log, written to a file under state_dir (refreshed on each call)."""
-        path = self.state_dir / f"compose-{self.project}-{self.env.db_service}.log"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(self.container(self.env.db_service).logs(tail=2000))
+        """A file the db container's log is streamed into from now on (across restarts), for the steps that
+        follow a server log; a daemon thread appends to it for the life of this process."""
+        path = self.state_dir.absolute() / "logs" / f"compose-{self.project}-{self.env.db_service}.log"
+        if self._log_thread is None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch()
+            self._log_thread = threading.Thread(target=self._follow_log, args=(path,), daemon=True,
+                                                name="drtui-compose-log")
+            self._log_thread.start()
         return path
+
+    def _follow_log(self, path: Path) -> None:
+        since = time.time()
+        while True:
+            try:
+                stream = self.db.logs(stream=True, follow=True, since=since)
+                with path.open("ab") as sink:
+                    for chunk in stream:
+                        sink.write(chunk)
+                        sink.flush()
+                        since = time.time()
+            except (docker.errors.DockerException, OSError):
+                pass
+            time.sleep(0.2)
 
     def db_log_lines(self, since: datetime | None = None) -> list[str]:
         """The db container's log lines (since a moment), for StepLogged events with source "server"."""
@@ -203,11 +250,30 @@ class ComposeBackend(Backend):
                     what=f"copying volume {source} into {dest}")
 
     def discard(self, path: Path) -> None:
-        """Remove a volume drtui made (a partial restore or staged WAL); never the data volume."""
+        """Remove a host folder or volume drtui made (a partial restore, staged WAL); never the data volume."""
+        if path.is_absolute():
+            if path.is_relative_to(self.staging_root):
+                shutil.rmtree(path, ignore_errors=True)
+            return
         if str(path) == self.data_volume.name:
             raise ComposeError("refusing to remove the data volume", "this is a bug in drtui")
         with contextlib.suppress(docker.errors.NotFound):
             self.client.volumes.get(str(path)).remove(force=True)
+
+    @property
+    def staging_root(self) -> Path:
+        """Host folder where the engine's steps extract a restore and stage WAL before they reach the volume."""
+        root = self.state_dir.absolute() / "compose" / self.project
+        root.mkdir(parents=True, exist_ok=True)
+        for folder in (root, root.parent):
+            folder.chmod(0o755)
+        return root
+
+    def sibling(self, kind: str, stamp: str) -> Path:
+        """A restore in progress or staged WAL: a host folder under state_dir (the steps extract there while
+        the old cluster still runs); preserved or failed data: a volume name `<volume>.<kind>_<stamp>`."""
+        name = f"{self.data_volume.name}.{kind}_{stamp}"
+        return self.staging_root / name if kind in ("restoring", "pitr_wal") else self._volume_path(name)
 
     def free_stamp(self, moment: datetime) -> str:
         """A stamp at or after `moment` that no `<volume>.*_<stamp>` volume uses yet."""
@@ -218,7 +284,7 @@ class ComposeBackend(Backend):
 
     def preserved(self) -> list[Path]:
         prefix = f"{self.data_volume.name}.pre_pitr_"
-        return sorted(Path(v.name) for v in self.client.volumes.list(filters={"name": prefix})
+        return sorted(self._volume_path(v.name) for v in self.client.volumes.list(filters={"name": prefix})
                       if v.name.startswith(prefix))
 
     # -- the application --------------------------------------------------------------------------
@@ -344,21 +410,36 @@ class ComposeBackend(Backend):
 
     # -- volumes as data directories --------------------------------------------------------------
     def preserve(self, stamp: str) -> Path | None:
-        """Copy the data volume into `<volume>.pre_pitr_<stamp>` (the database must be stopped)."""
-        source = self.data_volume.name
-        dest = self._new_volume(f"{source}.pre_pitr_{stamp}", source).name
-        self.copy_volume(source, dest)
-        return Path(dest)
+        """Move the data volume's contents into a new volume `<volume>.pre_pitr_<stamp>` (a copy, then the data
+        volume is emptied, as a rename would leave it); the database must be stopped."""
+        return self._move_aside("pre_pitr", stamp)
 
     def set_aside(self, stamp: str) -> Path | None:
+        return self._move_aside("failed", stamp)
+
+    def _move_aside(self, kind: str, stamp: str) -> Path | None:
         source = self.data_volume.name
-        dest = self._new_volume(f"{source}.failed_{stamp}", source).name
-        self.copy_volume(source, dest)
-        return Path(dest)
+        if not self.volume_has_data(source):
+            return None
+        dest = self._new_volume(f"{source}.{kind}_{stamp}", source).name
+        self.helper("set -e; cp -a /from/. /to/; find /from -mindepth 1 -delete",
+                    {source: {"bind": "/from", "mode": "rw"}, dest: {"bind": "/to", "mode": "rw"}},
+                    what=f"moving {source} into {dest}")
+        return self._volume_path(dest)
 
     def put_in_place(self, restored: Path) -> None:
-        """Replace the data volume's contents with a restored volume's (the database must be stopped)."""
-        self.copy_volume(str(restored), self.data_volume.name, clear=True)
+        """Replace the data volume's contents with a preserved volume's or a restored host folder's, owned by
+        postgres; the source is then removed, as a rename would (the database must be stopped)."""
+        if not restored.is_absolute():
+            self.copy_volume(str(restored), self.data_volume.name, clear=True)
+            self.client.volumes.get(str(restored)).remove()
+            return
+        self.helper("set -e; find /data -mindepth 1 -delete; cp -a /restored/. /data/; "
+                    "chown -R postgres:postgres /data; chmod 700 /data",
+                    {str(restored): {"bind": "/restored", "mode": "ro"},
+                     self.data_volume.name: {"bind": "/data", "mode": "rw"}},
+                    what=f"copying the restored data into {self.data_volume.name}")
+        shutil.rmtree(restored)
 
     def rollback(self, preserved: Path | None = None, stamp_now: str | None = None) -> Path:
         """Put a preserved volume (default: the newest) back; the current data is set aside first."""
@@ -446,7 +527,17 @@ class ComposeBackend(Backend):
         return f"cp {self.env.pgdata}/{STAGED_WAL}/%f %p"
 
     def write_recovery(self, data_dir: Path, settings: Mapping[str, str], signal: bool) -> None:
-        """Append the recovery settings to postgresql.auto.conf of a (stopped) volume, and recovery.signal."""
+        """Append the recovery settings to postgresql.auto.conf of a (stopped) volume or a restored host folder,
+        and recovery.signal.
+
+        The server runs in the db container: its port, addresses and sockets stay the container's own, and a
+        restore_command naming a host folder is replaced by one reading `<pgdata>/drtui_restore_wal`, into
+        which that folder's WAL is moved (staged WAL) or copied (a folder read in place).
+        """
+        settings = {k: v for k, v in settings.items() if k not in CONTAINER_OWNED}
+        if data_dir.is_absolute() and "restore_command" in settings:
+            self._bring_wal(data_dir, settings["restore_command"])
+            settings["restore_command"] = f"cp {self.env.pgdata}/{STAGED_WAL}/%f %p"
         block = "\n".join([RECOVERY_BEGIN, *(f"{k} = {_quote(v)}" for k, v in settings.items()), RECOVERY_END])
         stale = " ".join(f"/data/{name}" for name in STALE_FILES)
         script = (f'set -e; rm -f {stale}; printf "\\n%s\\n" "$DRTUI_RECOVERY" >> /data/postgresql.auto.conf; '
@@ -454,6 +545,27 @@ class ComposeBackend(Backend):
                   + "chown postgres:postgres /data/postgresql.auto.conf" + (" /data/recovery.signal" if signal else ""))
         self.helper(script, {str(data_dir): {"bind": "/data", "mode": "rw"}}, environment={"DRTUI_RECOVERY": block},
                     what="writing the recovery settings")
+
+    def _bring_wal(self, restored: Path, command: str) -> None:
+        stamp_part = restored.name.rsplit("_", 1)[-1]
+        staged = self.sibling("pitr_wal", stamp_part)
+        dest = restored / STAGED_WAL
+        if staged.is_dir():  # hard links: the staged folder stays whole for the recovery follower
+            dest.mkdir()
+            for entry in os.scandir(staged):
+                if entry.is_file() and not entry.name.startswith("."):
+                    os.link(entry.path, dest / entry.name)
+            return
+        tokens = [t.rstrip(";") for t in shlex.split(command)]
+        folders = [Path(t[2:]) for t in tokens if t.startswith("a=")] or [
+            Path(t.rsplit("/%f", 1)[0]) for t in tokens if t.endswith("/%f")]
+        if not folders or not folders[0].is_dir():
+            raise ComposeError(f"cannot tell which WAL folder this restore_command reads: {command}",
+                               "pass the WAL as a wal_archive_*.tar.gz (WAL_ARCHIVE)")
+        dest.mkdir()
+        for entry in os.scandir(folders[0]):
+            if entry.is_file() and not entry.name.startswith("."):
+                shutil.copy2(entry.path, dest / entry.name)
 
     def recovery_settings(self, target_settings: Mapping[str, str], restore_command: str,
                           pause: bool = False) -> dict[str, str]:
