@@ -49,6 +49,8 @@ def _register() -> None:
     main.add_command(inventory_commands.status)
     from drtui.headless import restore_commands
     restore_commands.register(main)
+    from drtui.headless import drill_commands
+    main.add_command(drill_commands.drill)
 
 
 _register()

@@ -1,0 +1,631 @@
+"""The automated PITR drill (the runbook's `pitr_restore_drill.sh`): production's backups restored into staging
+and proven, with every step an event in ONE run journal of journey "drill", so the report, the TUI and the
+headless printer read it like any run.
+
+The steps, in the journal's names:
+ 1. `pre_health`  run_checks against staging, recorded as pre-restore checks (the starting point; they do not
+                  decide the verdict, as the report does not count them either);
+ 2. `marker`      a row in `dr_drill_markers` (id, drill_id unique, created_at) of the SOURCE database
+                  (production, where the backups come from), created if missing; the drill id is the run id;
+ 3. `backup`      a fresh base backup of the source, unless SKIP_BACKUP (then the newest that reaches the target)
+                  or BASE_BACKUP names one;
+ 4. `plan`        the target, the source's row counts at it, the WAL that covers it archived, the restore planned
+                  and approved; then the engine's own steps (preflight … start_app) restore staging to the
+                  target, keeping staging's data directory aside first;
+ 5.+6. `verify`   the engine's last step: a bounded wait for /readyz, then the post-restore health checks;
+ 7. `integrity`   the marker present (absent for a target before it), the app tables' counts equal to what the
+                  source held at the target, max(created_at) not later than the target; RPO measured;
+ 8. `smoke`       the environment's smoke_command (the runbook's smoke.sh); skipped, never passed, without one;
+ 9.               the report, rendered from the finished journal into report_dir (DRILL_REPORT_DIR).
+
+Exact counts while production takes writes. When the drill picks the target itself it takes a SHARE lock on
+the app tables in one transaction on the source, reads the counts, reads clock_timestamp() as the target and
+commits. SHARE conflicts with every writer's ROW EXCLUSIVE lock, so the lock is granted only once every
+transaction that wrote those tables has finished: each of those committed before the target was read, with a
+commit time before it, and each writer that queued behind the lock commits after the lock is gone, with a
+commit time after the target. Recovery to that time, inclusive, replays exactly the commits up to it, so the
+restored tables hold exactly the rows counted. To give recovery a commit after the target to stop at even when
+production is idle, the drill then commits a transactional logical message (no table touched), switches the WAL
+segment and waits for the archiver to copy it, so the plan sees the target inside the archived WAL.
+
+For a TARGET_TIME given by the operator (in the past) the counts are of the rows whose inserting transaction
+committed by then: with track_commit_timestamp=on, pg_xact_commit_timestamp(xmin) <= target (rows whose commit
+time is not known, frozen or older than the setting, count as before it). That is exact for tables that are
+only inserted into since the target (a row updated or deleted since has another xmin, or is gone). Without
+track_commit_timestamp the counts fall back to created_at <= target: approximate, said so in the check, and a
+mismatch is then reported as skipped, not failed.
+
+Exit codes: 0 only when every step finished and no post-restore check failed; 1 when a step or check failed;
+2 when a gate refused (TARGET_ENV=staging, CONFIRM_DRILL=YES, no APP_ENV=prod in staging's env file, the lock)
+or an input is bad, in which case nothing was touched: no marker, no backup, no journal, no report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from drtui.core import backup
+from drtui.core.checks import FAILED, PASSED, SKIPPED, RpoMeasure, measure_rpo, run_checks
+from drtui.core.clock import Clock, stamp
+from drtui.core.config import PRODUCTION, Config, Environment
+from drtui.core.errors import DrError, UsageError
+from drtui.core.events import (
+    CheckCompleted,
+    Event,
+    RunFinished,
+    RunStarted,
+    StepFailed,
+    StepFinished,
+    StepLogged,
+    StepStarted,
+)
+from drtui.core.gates import (
+    CONFIRM_VARIABLES,
+    ApprovedPlan,
+    Confirmation,
+    Facts,
+    GateRefused,
+    approve,
+    evaluate,
+    evaluate_journey,
+    gather_facts,
+)
+from drtui.core.journal import Journal, journal_path
+from drtui.core.lock import EnvLock
+from drtui.core.planning import Target, TargetKind, make_plan
+from drtui.core.postgres import connect
+from drtui.core.report import TEMPLATES, write_report
+from drtui.core.runner import PITR_STEPS, RunResult, execute, new_run_id
+
+JOURNEY = "drill"
+MARKER_TABLE = "dr_drill_markers"
+ARCHIVE_WAIT_SECONDS = 120
+LOCK_TIMEOUT = "30s"
+SMOKE_TIMEOUT_SECONDS = 900
+SMOKE_LOG_LINES = 40
+
+# Check names of the drill's own checks (the report lists them under data integrity).
+MARKER_CHECK = "drill_marker"
+COUNTS_CHECK = "record_counts"
+CREATED_CHECK = "created_before_target"
+SMOKE_CHECK = "smoke_tests"
+
+DRILL_STEPS = (("pre_health", "Pre-drill health check of staging"),
+               ("marker", "Insert a marker row into the source database"),
+               ("backup", "Create a fresh base backup"),
+               ("plan", "Pick the target, archive its WAL, plan the restore"))
+AFTER_STEPS = (("integrity", "Verify data integrity"), ("smoke", "Run the smoke tests"))
+
+
+class DrillStepError(DrError):
+    """A drill step (outside the restore engine) could not do its work, or its checks failed."""
+
+
+@dataclass(frozen=True)
+class DrillRequest:
+    """What the operator asked for: the runbook's variables, already parsed."""
+
+    target_env: str | None  # TARGET_ENV / --env
+    confirmed: bool  # CONFIRM_DRILL=YES / --yes
+    target_time: datetime | None = None  # TARGET_TIME; None: the drill picks it (exact counts)
+    base_backup: Path | None = None  # BASE_BACKUP
+    wal_archive: Path | None = None  # WAL_ARCHIVE; None: the live archive
+    skip_backup: bool = False  # SKIP_BACKUP
+    operator: str = "not recorded"  # DRILL_OPERATOR
+    reviewer: str = "not recorded"  # DRILL_REVIEWER
+    source_env: str = PRODUCTION
+
+
+@dataclass
+class Marker:
+    drill_id: str
+    row_id: int
+    created_at: datetime
+    inserted_after: datetime  # clock_timestamp() just before the insert
+    committed_by: datetime  # clock_timestamp() just after its commit
+    committed_at: datetime | None  # the exact commit time (track_commit_timestamp=on)
+
+
+@dataclass
+class DrillResult:
+    run_id: str
+    ok: bool
+    journal: Path
+    report: Path | None
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def check_gates(config: Config, request: DrillRequest) -> tuple[Environment, Facts]:
+    """The drill's gates before anything is touched; GateRefused (exit 2) when one says no."""
+    env = config.environment(request.target_env if request.target_env in config.environments else "staging")
+    facts = gather_facts(config, env, request.target_env)
+    failed = [r for r in evaluate_journey(JOURNEY, env.name, facts) if not r.passed]
+    if failed:
+        raise GateRefused("refused: " + "; ".join(r.message for r in failed),
+                          "; ".join(r.hint for r in failed if r.hint))
+    if not request.confirmed:
+        raise GateRefused(f"refused: the drill of {env.name!r} was not confirmed",
+                          f"set {CONFIRM_VARIABLES[JOURNEY]}=YES (the runbook's confirmation)")
+    return env, facts
+
+
+def _check_inputs(config: Config, env: Environment, request: DrillRequest) -> Environment:
+    source = config.environment(request.source_env)
+    if source.name == env.name:
+        raise UsageError(f"the drill restores {source.name!r} backups into {env.name!r}: they must differ",
+                         "the source is the environment the backups come from (production)")
+    if request.base_backup is not None and not request.base_backup.exists():
+        raise UsageError(f"{request.base_backup}: no such base backup", "check BASE_BACKUP / --base-backup")
+    if request.wal_archive is not None and not request.wal_archive.exists():
+        raise UsageError(f"{request.wal_archive}: no such WAL archive", "check WAL_ARCHIVE / --wal-archive")
+    return source
+
+
+def report_path(config: Config, started: datetime) -> Path:
+    """Where the drill's report goes: `pitr_drill_YYYYMMDDTHHMMSSZ.md` in report_dir."""
+    return config.report_dir / f"{TEMPLATES[JOURNEY][1]}_{stamp(started)}.md"
+
+
+def run_drill(config: Config, request: DrillRequest, clock: Clock, cancel: threading.Event, *,
+              listener: Callable[[Event], None] | None = None) -> DrillResult:
+    """Gates, then the drill's steps into one journal, then the report. Refusals raise before any change."""
+    env, _ = check_gates(config, request)
+    source = _check_inputs(config, env, request)
+    run_id = new_run_id(JOURNEY, env.name, clock)
+    lock = EnvLock(config.state_dir, env.name)
+    lock.acquire(run_id, clock)
+    journal = Journal(journal_path(config.state_dir, run_id))
+    drill = _Drill(config, env, source, request, clock, cancel, journal, listener, run_id, lock)
+    try:
+        events = drill.run()
+    finally:
+        lock.release()
+        journal.close()
+    report = write_report(config, events, operator=request.operator, reviewer=request.reviewer, rpo=drill.rpo)
+    drill.summary["report"] = str(report)
+    return DrillResult(run_id, drill.ok, journal.path, report, drill.summary)
+
+
+class _RestoreJournal(Journal):
+    """The drill's journal as the restore engine sees it: the engine's own RunStarted and RunFinished are kept
+    out (the drill frames the run), their plan and summary are kept for the drill's."""
+
+    def __init__(self, outer: Callable[[Event], None], path: Path) -> None:  # no file of its own
+        self.path = path
+        self._outer = outer
+        self.started: RunStarted | None = None
+        self.finished: RunFinished | None = None
+
+    def append(self, event: Event) -> None:
+        if isinstance(event, RunStarted):
+            self.started = event
+        elif isinstance(event, RunFinished):
+            self.finished = event
+        else:
+            self._outer(event)
+
+    def close(self) -> None:
+        return None
+
+
+class _Drill:
+    def __init__(self, config: Config, env: Environment, source: Environment, request: DrillRequest, clock: Clock,
+                 cancel: threading.Event, journal: Journal, listener: Callable[[Event], None] | None, run_id: str,
+                 lock: EnvLock) -> None:
+        self.config, self.env, self.source, self.request = config, env, source, request
+        self.clock, self.cancel, self.journal, self.listener = clock, cancel, journal, listener
+        self.run_id, self.lock = run_id, lock
+        self.events: list[Event] = []
+        self.steps: list[dict[str, Any]] = []
+        self.checks: list[CheckCompleted] = []
+        self.marker: Marker | None = None
+        self.chosen_backup: Path | None = request.base_backup
+        self.target: datetime | None = None
+        self.counts: dict[str, int] = {}
+        self.counts_exact = True
+        self.counts_basis = ""
+        self.approved: ApprovedPlan | None = None
+        self.restore: RunResult | None = None
+        self.rpo: RpoMeasure | None = None
+        self.ok = False
+        self.failure: tuple[str, str] | None = None
+        self.summary: dict[str, Any] = {}
+
+    # -- events -----------------------------------------------------------------------------------
+    def emit(self, event: Event) -> None:
+        self.journal.append(event)
+        self.events.append(event)
+        if isinstance(event, CheckCompleted):
+            self.checks.append(event)
+        if self.listener:
+            self.listener(event)
+
+    def log(self, step: str, *lines: str) -> None:
+        self.emit(StepLogged(self.clock.now(), step, list(lines)))
+
+    def check(self, step: str, name: str, title: str, outcome: str, detail: str, **data: Any) -> CheckCompleted:
+        event = CheckCompleted(self.clock.now(), name, outcome, detail, {"title": title, "phase": "post", **data})
+        self.emit(event)
+        return event
+
+    def _step(self, name: str, title: str, work: Callable[[], None]) -> bool:
+        self.emit(StepStarted(self.clock.now(), name, title))
+        t0 = self.clock.monotonic()
+        try:
+            if self.cancel.is_set():
+                raise DrillStepError("the drill was cancelled", "nothing more is done; the report says how far it got")
+            work()
+        except BaseException as exc:  # every failure, even Ctrl-C, ends the drill with a report
+            seconds = self.clock.monotonic() - t0
+            error, hint = _describe(exc)
+            self.emit(StepFailed(self.clock.now(), name, seconds, error, hint))
+            self.steps.append({"name": name, "title": title, "outcome": "failed", "seconds": seconds,
+                               "error": error, "hint": hint})
+            self.failure = (error, hint)
+            return False
+        seconds = self.clock.monotonic() - t0
+        self.emit(StepFinished(self.clock.now(), name, seconds))
+        self.steps.append({"name": name, "title": title, "outcome": "finished", "seconds": seconds,
+                           "error": None, "hint": None})
+        return True
+
+    # -- the run ----------------------------------------------------------------------------------
+    def run(self) -> list[Event]:
+        started = self.clock.now()
+        restore_names = [cls.name for cls in PITR_STEPS]
+        names = [n for n, _ in DRILL_STEPS] + restore_names + [n for n, _ in AFTER_STEPS]
+        self.emit(RunStarted(started, self.run_id, JOURNEY, self.env.name, names, self._plan_facts(), os.getpid()))
+        work = {"pre_health": self._pre_health, "marker": self._insert_marker, "backup": self._backup,
+                "plan": self._plan}
+        ok = all(self._step(name, title, work[name]) for name, title in DRILL_STEPS)
+        if ok:
+            ok = self._restore()
+        if ok:
+            ok = (self._step("integrity", AFTER_STEPS[0][1], self._integrity)
+                  and self._step("smoke", AFTER_STEPS[1][1], self._smoke))
+        done = {s["name"] for s in self.steps}
+        self.steps += [{"name": n, "title": n, "outcome": "not run", "seconds": 0.0, "error": None, "hint": None}
+                       for n in names if n not in done]
+        self.ok = ok and not any(c.outcome == FAILED for c in self.checks if c.data.get("phase") != "pre")
+        self.summary = self._summary(started)
+        self.emit(RunFinished(self.clock.now(), self.ok, self.summary["rto_seconds"], self.summary["recovered_to"],
+                              self.summary))
+        return self._for_report()
+
+    def _plan_facts(self) -> dict[str, Any]:
+        """What is known of the plan when the drill starts; the restore's plan is added once it is made."""
+        wal = self.request.wal_archive or self.config.wal_archive
+        facts: dict[str, Any] = {"journey": JOURNEY, "environment": self.env.name, "source": self.source.name,
+                                 "data_dir": str(self.env.data_dir), "wal_source": str(wal),
+                                 "marker": f"{MARKER_TABLE}.drill_id = {self.run_id}",
+                                 "skip_backup": self.request.skip_backup,
+                                 "target": {"kind": "time", "time": self.request.target_time.isoformat()
+                                            if self.request.target_time else None}}
+        if self.request.base_backup:
+            facts["base_backup"] = {"path": str(self.request.base_backup)}
+        return facts
+
+    def _full_plan(self) -> dict[str, Any]:
+        facts = self._plan_facts()
+        if self.approved:
+            facts |= self.approved.plan.to_json()
+            facts["journey"] = JOURNEY
+        elif self.target:
+            facts["target"] = {"kind": "time", "time": self.target.isoformat()}
+        if self.chosen_backup and not self.approved:
+            facts["base_backup"] = {"path": str(self.chosen_backup)}
+        return facts
+
+    def _for_report(self) -> list[Event]:
+        """The run's events with the restore's plan in RunStarted (the journal holds it in RunFinished's
+        summary, since the plan is made after the run starts)."""
+        first = self.events[0]
+        assert isinstance(first, RunStarted)
+        return [dataclasses.replace(first, plan=self._full_plan()), *self.events[1:]]
+
+    # -- 1. pre-drill health ------------------------------------------------------------------------
+    def _pre_health(self) -> None:
+        def pre(event: Event) -> None:
+            if isinstance(event, CheckCompleted):
+                event = dataclasses.replace(event, data={**event.data, "phase": "pre"})
+            self.emit(event)
+
+        found = run_checks(self.config, self.env, recovered_to=None, emit=pre, clock=self.clock, cancel=self.cancel)
+        failed = [c.name for c in found if c.outcome == FAILED]
+        self.log("pre_health", f"{len(found) - len(failed)} checks passed or skipped, {len(failed)} failed"
+                 + (f" ({', '.join(failed)})" if failed else "")
+                 + ": the starting point, not part of the verdict")
+
+    # -- 2. marker ----------------------------------------------------------------------------------
+    def _insert_marker(self) -> None:
+        with connect(self.source) as conn:
+            conn.execute(sql.SQL("create table if not exists {} (id bigserial primary key, drill_id text not null "
+                                 "unique, created_at timestamptz not null default clock_timestamp())").format(
+                sql.Identifier(MARKER_TABLE)))
+            before = conn.execute("select clock_timestamp()").fetchone()[0]
+            with conn.transaction():
+                row_id, created = conn.execute(
+                    sql.SQL("insert into {} (drill_id) values (%s) returning id, created_at").format(
+                        sql.Identifier(MARKER_TABLE)), (self.run_id,)).fetchone()
+            after = conn.execute("select clock_timestamp()").fetchone()[0]
+            committed = None
+            if _tracks_commit_times(conn):
+                committed = conn.execute(sql.SQL("select pg_xact_commit_timestamp(xmin) from {} where id = %s").format(
+                    sql.Identifier(MARKER_TABLE)), (row_id,)).fetchone()[0]
+        self.marker = Marker(self.run_id, row_id, created, before, after, committed)
+        self.log("marker", f"{self.source.name}: {MARKER_TABLE} row {row_id}, drill_id {self.run_id!r}, committed "
+                 + (f"at {committed.isoformat()}" if committed else f"by {after.isoformat()}"))
+
+    # -- 3. base backup -----------------------------------------------------------------------------
+    def _backup(self) -> None:
+        if self.request.base_backup:
+            self.log("backup", f"BASE_BACKUP names {self.request.base_backup}: no new backup taken")
+            return
+        if self.request.skip_backup:
+            self.log("backup", "SKIP_BACKUP=true: the newest existing base backup that reaches the target is used")
+            return
+        made = backup.base(self.config, self.source, self.clock)
+        self.chosen_backup = made.artifacts[0].path
+        self.log("backup", f"{self.chosen_backup} ({made.artifacts[0].size_bytes} bytes, {made.seconds:.1f} s)")
+
+    # -- 4. target, WAL, plan -----------------------------------------------------------------------
+    def _plan(self) -> None:
+        tables = list(self.source.sample_tables)
+        with connect(self.source) as conn:
+            if self.request.target_time is None:
+                self.target, self.counts = _pin_target(conn, tables)
+                self.counts_basis = ("exact: counted under a SHARE lock on the app tables in the transaction that "
+                                     "read the target")
+            else:
+                self.target = self.request.target_time
+                self.counts, self.counts_exact = _counts_at(conn, tables, self.target)
+                self.counts_basis = ("exact: rows whose inserting transaction committed by the target "
+                                     "(pg_xact_commit_timestamp)" if self.counts_exact else
+                                     "approximate: rows with created_at <= target (track_commit_timestamp is off "
+                                     "on the source)")
+            self.log("plan", f"target {self.target.isoformat()}"
+                     + (" (TARGET_TIME)" if self.request.target_time else " (picked by the drill)"),
+                     "source counts at the target: " + _counts_text(self.counts), f"counts are {self.counts_basis}")
+            # A commit after the target for recovery to stop at, then its WAL segment archived.
+            with conn.transaction():
+                conn.execute("select pg_logical_emit_message(true, 'drtui.drill', %s)", (f"after {self.run_id}",))
+            lsn, segment = conn.execute("select lsn, pg_walfile_name(lsn) from pg_switch_wal() lsn").fetchone()
+        wal_source = self.request.wal_archive or self.config.wal_archive
+        if wal_source.is_dir():
+            self._wait_archived(wal_source, segment)
+            self.log("plan", f"WAL up to {lsn} archived ({segment} is in {wal_source})")
+        else:
+            self.log("plan", f"WAL_ARCHIVE is the tarball {wal_source}: it must already reach the target")
+        plan = make_plan(self.config, self.env, Target(TargetKind.TIME, time=self.target), clock=self.clock,
+                         journey=JOURNEY, base_backup=self.chosen_backup, wal_source=self.request.wal_archive)
+        facts = dataclasses.replace(gather_facts(self.config, self.env, self.request.target_env),
+                                    lock_holder=None)  # the lock this drill holds is no obstacle to itself
+        self.approved = approve(plan, evaluate(plan, facts), Confirmation(True, None, "headless"), self.clock)
+        self.log("plan", *plan.describe())
+
+    def _wait_archived(self, folder: Path, segment: str) -> None:
+        deadline = time.monotonic() + ARCHIVE_WAIT_SECONDS
+        while not (folder / segment).exists():
+            if time.monotonic() > deadline:
+                raise DrillStepError(f"WAL segment {segment} did not reach the archive {folder} within "
+                                     f"{ARCHIVE_WAIT_SECONDS} s", "check archive_command and pg_stat_archiver on "
+                                     f"{self.source.name}")
+            if self.cancel.wait(0.05):
+                raise DrillStepError("the drill was cancelled", "nothing was restored")
+
+    # -- restore (the engine's steps, verify included: steps 5 and 6) --------------------------------
+    def _restore(self) -> bool:
+        assert self.approved
+        inner = _RestoreJournal(self.emit, self.journal.path)
+        self.lock.release()  # the engine takes the environment's lock itself
+        try:
+            self.restore = execute(self.approved, inner, self.clock, self.cancel, config=self.config)
+        except DrError as exc:
+            self.failure = (exc.title, exc.hint)
+            self.steps.append({"name": "restore", "title": "Restore", "outcome": "failed", "seconds": 0.0,
+                               "error": exc.title, "hint": exc.hint})
+            return False
+        finally:
+            self.lock.acquire(self.run_id, self.clock)
+        self.steps += [vars(record) for record in self.restore.steps]
+        if not self.restore.ok:
+            self.failure = (self.restore.error or "the restore failed", self.restore.hint or "")
+        return self.restore.ok
+
+    # -- 7. data integrity --------------------------------------------------------------------------
+    def _integrity(self) -> None:
+        assert self.target and self.marker and self.restore
+        tables = list(self.source.sample_tables)
+        with connect(self.env) as conn:
+            present = conn.execute("select to_regclass(%s) is not null", (MARKER_TABLE,)).fetchone()[0] and (
+                conn.execute(sql.SQL("select 1 from {} where drill_id = %s").format(sql.Identifier(MARKER_TABLE)),
+                             (self.marker.drill_id,)).fetchone() is not None)
+            restored = {t: conn.execute(sql.SQL("select count(*) from {}").format(sql.Identifier(t))).fetchone()[0]
+                        for t in tables}
+            newest = _max_created_at(conn, tables)
+        failed = []
+        expected = self._marker_expected()
+        where = f"drill_id {self.marker.drill_id!r}"
+        if expected is None:
+            self.check("integrity", MARKER_CHECK, "Drill marker", SKIPPED,
+                       f"{where} {'found' if present else 'not found'}; the target falls between the insert and "
+                       "its commit and the source does not track commit times, so either is right")
+        else:
+            ok = present == expected
+            failed += [] if ok else [MARKER_CHECK]
+            self.check("integrity", MARKER_CHECK, "Drill marker", PASSED if ok else FAILED,
+                       f"{where} {'found' if present else 'absent'}, as expected for a target "
+                       f"{'after' if expected else 'before'} its commit" if ok else
+                       f"{where} {'found' if present else 'absent'}, but the target is "
+                       f"{'after' if expected else 'before'} its commit", present=present, expected=expected)
+        diff = {t: (self.counts.get(t), n) for t, n in restored.items() if self.counts.get(t) != n}
+        detail = "restored " + _counts_text(restored) + (
+            " = source at the target" if not diff else
+            "; source at the target " + _counts_text(self.counts)) + f" ({self.counts_basis})"
+        outcome = PASSED if not diff else (FAILED if self.counts_exact else SKIPPED)
+        failed += [COUNTS_CHECK] if outcome == FAILED else []
+        self.check("integrity", COUNTS_CHECK, "Record counts", outcome, detail, restored=restored,
+                   source=self.counts, exact=self.counts_exact)
+        if newest is None:
+            self.check("integrity", CREATED_CHECK, "Data not after the target", SKIPPED,
+                       "no created_at values in the app tables")
+        else:
+            ok = newest <= self.target
+            failed += [] if ok else [CREATED_CHECK]
+            self.check("integrity", CREATED_CHECK, "Data not after the target", PASSED if ok else FAILED,
+                       f"max(created_at) = {newest.isoformat()} {'<=' if ok else '>'} target "
+                       f"{self.target.isoformat()}", max_created_at=newest.isoformat())
+        self.rpo = measure_rpo(self.env, self.target, tables=tables)
+        self.log("integrity", f"RPO achieved: {self.rpo.rpo_seconds if self.rpo.rpo_seconds is not None else '?'} s "
+                 f"(last commit {self.rpo.last_commit.isoformat() if self.rpo.last_commit else 'unknown'}, "
+                 f"{self.rpo.reason})")
+        if failed:
+            raise DrillStepError(f"data integrity failed: {', '.join(failed)}", "look at the checks above; the "
+                                 "restored staging and its preserved data directory are left as they are")
+
+    def _marker_expected(self) -> bool | None:
+        """Whether the marker must be in the restored data: it must when it committed by the target."""
+        assert self.marker and self.target
+        if self.marker.committed_at:
+            return self.marker.committed_at <= self.target
+        if self.target >= self.marker.committed_by:
+            return True
+        if self.target < self.marker.inserted_after:
+            return False
+        return None
+
+    # -- 8. smoke tests -----------------------------------------------------------------------------
+    def _smoke(self) -> None:
+        command = self.env.smoke_command
+        if not command:
+            self.check("smoke", SMOKE_CHECK, "Smoke tests", SKIPPED,
+                       f"no smoke_command configured for {self.env.name} (the runbook's smoke.sh)")
+            return
+        extra = {"TARGET_ENV": self.env.name, "DRILL_ID": self.run_id}
+        if self.env.api_base_url:
+            extra["API_BASE_URL"] = self.env.api_base_url
+        try:
+            done = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=SMOKE_TIMEOUT_SECONDS,
+                                  env={**os.environ, **extra}, stdin=subprocess.DEVNULL, check=False)
+        except subprocess.TimeoutExpired:
+            self.check("smoke", SMOKE_CHECK, "Smoke tests", FAILED,
+                       f"{command!r} did not finish within {SMOKE_TIMEOUT_SECONDS} s")
+            raise DrillStepError("the smoke tests timed out", "run the smoke command by hand against staging") from None
+        lines = (done.stdout + done.stderr).splitlines()
+        if lines:
+            self.log("smoke", *lines[-SMOKE_LOG_LINES:])
+        if done.returncode != 0:
+            self.check("smoke", SMOKE_CHECK, "Smoke tests", FAILED, f"{command!r} exited {done.returncode}",
+                       exit_code=done.returncode)
+            raise DrillStepError(f"the smoke tests failed (exit {done.returncode})", "read their output above")
+        self.check("smoke", SMOKE_CHECK, "Smoke tests", PASSED, f"{command!r} exited 0", exit_code=0)
+
+    # -- the summary --------------------------------------------------------------------------------
+    def _summary(self, started: datetime) -> dict[str, Any]:
+        restore = self.restore
+        error, hint = self.failure or (None, None)
+        return {
+            "ok": self.ok, "run_id": self.run_id, "environment": self.env.name, "journey": JOURNEY,
+            "source": self.source.name,
+            "rto_seconds": restore.rto_seconds if restore else None,
+            "recovered_to": restore.recovered_to.isoformat() if restore and restore.recovered_to else None,
+            "target": self.target.isoformat() if self.target else None,
+            "paused_at_target": False, "preserved": str(restore.preserved) if restore and restore.preserved else None,
+            "error": error, "hint": hint, "steps": self.steps,
+            "checks": [{"name": c.name, "outcome": c.outcome, "detail": c.detail,
+                        "phase": c.data.get("phase", "post")} for c in self.checks],
+            "marker": dataclasses.asdict(self.marker) if self.marker else None,
+            "counts": {"source": self.counts, "exact": self.counts_exact, "basis": self.counts_basis},
+            "rpo": self.rpo.as_dict() if self.rpo else None,
+            "plan": self._full_plan(), "journal": str(self.journal.path),
+            "report": str(report_path(self.config, started)),
+        }
+
+
+def _describe(exc: BaseException) -> tuple[str, str]:
+    if isinstance(exc, DrError):
+        return exc.title, exc.hint
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted", "the drill stopped; the report says how far it got"
+    if isinstance(exc, psycopg.Error):
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return f"PostgreSQL: {reason}", "read the server log of the environment named"
+    return f"{type(exc).__name__}: {exc}", "an unexpected error in drtui; the journal holds the steps done so far"
+
+
+def _tracks_commit_times(conn: psycopg.Connection) -> bool:
+    return conn.execute("show track_commit_timestamp").fetchone()[0] == "on"
+
+
+def _pin_target(conn: psycopg.Connection, tables: Sequence[str]) -> tuple[datetime, dict[str, int]]:
+    """The exact target: counts and clock_timestamp() read under a SHARE lock on the app tables (see the module
+    docstring for why every commit before it is counted and none after)."""
+    with conn.transaction():
+        conn.execute(sql.SQL("set local lock_timeout = {}").format(sql.Literal(LOCK_TIMEOUT)))
+        conn.execute(sql.SQL("lock table {} in share mode").format(sql.SQL(", ").join(map(sql.Identifier, tables))))
+        counts = {t: conn.execute(sql.SQL("select count(*) from {}").format(sql.Identifier(t))).fetchone()[0]
+                  for t in tables}
+        target = conn.execute("select clock_timestamp()").fetchone()[0]
+    return target, counts
+
+
+def _counts_at(conn: psycopg.Connection, tables: Sequence[str], target: datetime) -> tuple[dict[str, int], bool]:
+    """Rows committed by a past target: by commit time when the source tracks it, else by created_at."""
+    exact = _tracks_commit_times(conn)
+    condition = (sql.SQL("coalesce(pg_xact_commit_timestamp(xmin) <= %(t)s, true)") if exact
+                 else sql.SQL("created_at <= %(t)s"))
+    counts = {t: conn.execute(sql.SQL("select count(*) filter (where {}) from {}").format(
+        condition, sql.Identifier(t)), {"t": target}).fetchone()[0] for t in tables}
+    return counts, exact
+
+
+def _max_created_at(conn: psycopg.Connection, tables: Sequence[str]) -> datetime | None:
+    newest = None
+    for table in tables:
+        has = conn.execute("select 1 from information_schema.columns where table_schema = any(current_schemas(false)) "
+                           "and table_name = %s and column_name = 'created_at'", (table,)).fetchone()
+        if has:
+            value = conn.execute(sql.SQL("select max(created_at) from {}").format(sql.Identifier(table))).fetchone()[0]
+            if value and (newest is None or value > newest):
+                newest = value
+    return newest
+
+
+def _counts_text(counts: dict[str, int]) -> str:
+    return ", ".join(f"{t}={n}" for t, n in counts.items()) or "no tables"
+
+
+def describe_result(summary: dict[str, Any]) -> list[str]:
+    """The drill's outcome in a few lines (for the headless face)."""
+    lines = [f"drill of {summary['environment']} from {summary['source']}: {'PASS' if summary['ok'] else 'FAIL'}"]
+    if summary.get("target"):
+        lines.append(f"  target        {summary['target']}")
+    if summary.get("rto_seconds") is not None:
+        lines.append(f"  RTO           {summary['rto_seconds']:.1f} s")
+    rpo = summary.get("rpo") or {}
+    if rpo.get("rpo_seconds") is not None:
+        lines.append(f"  RPO           {rpo['rpo_seconds']:.3f} s (last commit {rpo.get('last_commit')})")
+    for step in summary["steps"]:
+        lines.append(f"  {step['outcome']:<9} {step['name']:<16} {step['seconds']:.1f} s")
+    failed = [c for c in summary["checks"] if c["outcome"] == FAILED and c["phase"] != "pre"]
+    for check in failed:
+        lines.append(f"  FAILED check  {check['name']}: {check['detail']}")
+    if summary.get("error"):
+        lines.append(f"  error         {summary['error']}")
+    if summary.get("hint"):
+        lines.append(f"  next          {summary['hint']}")
+    lines.append(f"  journal       {summary['journal']}")
+    lines.append(f"  report        {summary['report']}")
+    return lines

@@ -1,0 +1,65 @@
+"""`drtui drill`: the runbook's automated PITR drill (`pitr_restore_drill.sh`), with its variables."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+import click
+
+from drtui.core.clock import SystemClock
+from drtui.core.drill import DrillRequest, describe_result, run_drill
+from drtui.core.planning import parse_target_time
+from drtui.core.postgres import current_user
+from drtui.headless.common import env_option, handle_errors, json_option, pass_context
+from drtui.headless.output import ExitCode, out, out_json
+from drtui.headless.printer import EventPrinter
+
+
+@click.command()
+@click.option("--target-time", envvar="TARGET_TIME", default=None,
+              help="Recover to this time (TARGET_TIME); default: a moment the drill picks after its marker, "
+                   "with exact row counts.")
+@click.option("--base-backup", envvar="BASE_BACKUP", type=click.Path(path_type=Path), default=None,
+              help="Restore this base backup (BASE_BACKUP) instead of taking a fresh one.")
+@click.option("--wal-archive", envvar="WAL_ARCHIVE", type=click.Path(path_type=Path), default=None,
+              help="WAL folder or wal_archive_*.tar.gz (WAL_ARCHIVE); default: the live archive.")
+@click.option("--skip-backup", envvar="SKIP_BACKUP", is_flag=True,
+              help="Take no fresh base backup; use the newest that reaches the target (SKIP_BACKUP=true).")
+@click.option("--operator", envvar="DRILL_OPERATOR", default=None,
+              help="Primary operator for the record (DRILL_OPERATOR); default: the OS user.")
+@click.option("--reviewer", envvar="DRILL_REVIEWER", default="not recorded", show_default=True,
+              help="Secondary reviewer for the record (DRILL_REVIEWER).")
+@click.option("--yes", is_flag=True, help="Confirm, like CONFIRM_DRILL=YES.")
+@env_option
+@json_option
+@pass_context
+@handle_errors
+def drill(ctx, target_time, base_backup, wal_archive, skip_backup, operator, reviewer, yes, env_name,
+          as_json) -> None:
+    """Automated PITR drill into staging: marker, fresh base backup, restore, checks, report
+    (pitr_restore_drill.sh). Needs TARGET_ENV=staging and CONFIRM_DRILL=YES."""
+    clock = SystemClock()
+    config = ctx.config(env_name)
+    request = DrillRequest(
+        target_env=env_name, confirmed=yes or os.environ.get("CONFIRM_DRILL") == "YES",
+        target_time=parse_target_time(target_time, clock) if target_time else None,
+        base_backup=base_backup.absolute() if base_backup else None,
+        wal_archive=wal_archive.absolute() if wal_archive else None, skip_backup=skip_backup,
+        operator=operator or current_user(), reviewer=reviewer)
+    cancel = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: cancel.set())
+    printer = EventPrinter(sys.stderr if as_json else sys.stdout, tty=False if as_json else None)
+    try:
+        result = run_drill(config, request, clock, cancel, listener=printer)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if as_json:
+        out_json(result.summary)
+    else:
+        for line in describe_result(result.summary):
+            out(line)
+    sys.exit(ExitCode.OK if result.ok else ExitCode.FAILED)
