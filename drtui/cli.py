@@ -44,6 +44,7 @@ def _register() -> None:
     from drtui.headless import verify_commands
     main.add_command(verify_commands.verify)
     main.add_command(verify_commands.drills)
+    main.add_command(verify_commands.report)
     from drtui.headless import inventory_commands
     main.add_command(inventory_commands.inventory)
     main.add_command(inventory_commands.status)

@@ -140,6 +140,11 @@ class RunRecord:
         """Failed checks of the result; a pre-restore health check only describes where the run started."""
         return [check for check in self.phase_checks("post") if check.outcome == FAILED]
 
+    @property
+    def passed(self) -> bool:
+        """The run finished well and no check of its result failed."""
+        return self.ok is True and not self.failed_checks
+
     def phase_checks(self, phase: str) -> list[CheckCompleted]:
         """Checks before the restore touched anything ("pre") or after it ("post")."""
         return [check for check, step in zip(self.checks, self.check_steps, strict=True)
@@ -301,7 +306,7 @@ def build_context(record: RunRecord, config: Config, *, operator: str, reviewer:
     issues += [f"check {c.data.get('title', c.name)} failed: {_one_line(c.detail)}" for c in record.failed_checks]
     if record.ok is None:
         issues.append("the run has not finished (no run_finished event in the journal)")
-    passed = record.ok is True and not record.failed_checks
+    passed = record.passed
     next_due = isoformat(record.started_at + QUARTER)[:10]
     env = config.environments.get(record.environment)
     counts = {PASSED: 0, FAILED: 0, SKIPPED: 0}

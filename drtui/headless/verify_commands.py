@@ -1,20 +1,22 @@
-"""`drtui verify` (the runbook's `pitr_verify.sh` and validation checklist) and `drtui drills` (the history of
-drill records, and whether the quarterly drill is overdue)."""
+"""`drtui verify` (the runbook's `pitr_verify.sh` and validation checklist), `drtui report` (the record of a
+finished run) and `drtui drills` (the history of drill records, and whether the quarterly drill is overdue)."""
 
 from __future__ import annotations
 
 import sys
 from datetime import datetime
+from pathlib import Path
 
 import click
 import humanize
 
 from drtui.core import checks as core
 from drtui.core.clock import SystemClock, isoformat
-from drtui.core.errors import DrError
+from drtui.core.errors import DrError, UsageError
 from drtui.core.events import CheckCompleted
+from drtui.core.journal import journal_path, list_runs, read_events
 from drtui.core.planning import parse_target_time
-from drtui.core.report import DrillEntry, drill_history
+from drtui.core.report import DrillEntry, drill_history, record_from_events, write_report
 from drtui.headless.common import env_option, handle_errors, json_option, pass_context
 from drtui.headless.output import ExitCode, out, out_json
 
@@ -110,3 +112,49 @@ def drills(ctx, as_json: bool) -> None:
 
 def _age(now: datetime, then: datetime) -> str:
     return humanize.naturaldelta(now - then)
+
+
+@click.command("report")
+@click.argument("run", required=False)
+@click.option("--operator", envvar="DRILL_OPERATOR", default="not recorded", show_default=True,
+              help="Primary operator (DRILL_OPERATOR).")
+@click.option("--reviewer", envvar="DRILL_REVIEWER", default="not recorded", show_default=True,
+              help="Secondary reviewer (DRILL_REVIEWER).")
+@click.option("--template", default=None, metavar="NAME",
+              help="Template to render instead of the run's own (e.g. pitr_drill_report.md.j2).")
+@click.option("--templates-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="A folder of templates that override the packaged ones (config: templates_dir).")
+@json_option
+@pass_context
+@handle_errors
+def report(ctx, run: str | None, operator: str, reviewer: str, template: str | None, templates_dir: Path | None,
+           as_json: bool) -> None:
+    """Write the record of a finished run into report_dir (DRILL_REPORT_DIR): the runbook's DR drill record for
+    a dump restore, its PITR DR drill record for a PITR, the automated drill report for a drill. RUN is a run id
+    or a journal file; default: the newest run."""
+    config = ctx.config()
+    path = _journal(config.state_dir, run)
+    record = record_from_events(read_events(path))
+    if record.ok is None:
+        raise UsageError(f"run {record.run_id} has not finished: its record would be incomplete",
+                         f"wait for it (`drtui attach {record.run_id}`), then write the record")
+    written = write_report(config, path, operator=operator, reviewer=reviewer, template=template,
+                           templates_dir=templates_dir)
+    if as_json:
+        out_json({"report": str(written), "sidecar": str(written.with_suffix(".json")), "run_id": record.run_id,
+                  "result": "PASS" if record.passed else "FAIL"})
+    else:
+        out(str(written))
+
+
+def _journal(state_dir: Path, run: str | None) -> Path:
+    if run is None:
+        runs = list_runs(state_dir)
+        if not runs:
+            raise UsageError(f"no runs in {state_dir}", "run a restore first, or name a journal file")
+        return runs[0]
+    path = Path(run) if run.endswith(".jsonl") else journal_path(state_dir, run)
+    if not path.is_file():
+        raise UsageError(f"no run {run!r} (looked for {path})", "name a run id from the state folder's runs/, "
+                         "or a journal file")
+    return path

@@ -129,3 +129,37 @@ def test_drills_lists_records_and_flags_an_old_last_pass(world: Sandbox, open_tm
     assert data["overdue"] is True and data["quarter_days"] == 92
     assert [d["result"] for d in data["drills"]] == ["FAIL", "PASS"]
     assert data["last_pass"]["rto_seconds"] == 42.5 * 60
+
+
+def test_report_writes_the_record_of_the_newest_run(sandbox: Sandbox, open_tmp: Path) -> None:
+    config, prod = sandbox.config(), sandbox.env("production")
+    made = backup.dump(config, prod, SystemClock())
+    dump_file, uploads_archive = (a.path for a in made.artifacts)
+    restored = run_drtui("restore", "staging", "--json", config=sandbox.config_path,
+                         env={"TARGET_ENV": "staging", "CONFIRM_STAGING_RESTORE": "YES", "BACKUP_FILE": str(dump_file),
+                              "UPLOADS_ARCHIVE": str(uploads_archive)})
+    assert restored.exit_code == 0, restored.output
+    run_id = Path(json.loads(restored.stdout)["journal"]).stem
+
+    result = run_drtui("report", "--json", config=sandbox.config_path,
+                       env={"DRILL_OPERATOR": "Ada Operator", "DRILL_REVIEWER": "Rex Reviewer",
+                            "DRILL_REPORT_DIR": str(open_tmp)})
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["run_id"] == run_id and data["result"] == "PASS"
+    text = Path(data["report"]).read_text()
+    assert Path(data["report"]).parent == open_tmp
+    assert "Primary operator: Ada Operator" in text and "Secondary reviewer: Rex Reviewer" in text
+    assert f"Backup file: {dump_file}" in text
+
+    again = run_drtui("report", run_id, config=sandbox.config_path, env={"DRILL_REPORT_DIR": str(open_tmp)})
+    assert again.exit_code == 1 and "already exists" in again.stderr
+    listed = run_drtui("drills", "--json", config=sandbox.config_path, env={"DRILL_REPORT_DIR": str(open_tmp)})
+    history = json.loads(listed.stdout)
+    assert history["overdue"] is False and history["drills"][0]["result"] == "PASS"
+
+
+def test_report_refuses_an_unknown_run(world: Sandbox) -> None:
+    result = run_drtui("report", "no-such-run", config=world.config_path)
+    assert result.exit_code == 2
+    assert "no run 'no-such-run'" in result.stderr
