@@ -123,18 +123,33 @@ def test_backup_commands_on_the_stack(compose_world: ComposeWorld) -> None:
 
 def test_errors_change_nothing(compose_world: ComposeWorld, tmp_path: Path) -> None:
     world = compose_world
-    env = world.env()
+    environ = {"DOCKER_HOST": world.base_url}
+    for kind in ("base", "wal-sync"):
+        assert run_drtui("backup", kind, config=world.config_path, env=environ).exit_code == 0
+    wal = next(world.config().backup_dir.glob("wal_archive_*.tar.gz"))
     before = world.counts()
-    down = ComposeBackend(replace(env, docker_host="unix:///tmp/drtui-no-engine.sock"), tmp_path)
-    with pytest.raises(ComposeError, match="does not answer"):
-        down.check()
-    wrong = ComposeBackend(replace(env, project="nosuchproject"), tmp_path)
-    with pytest.raises(ComposeError, match="no compose project named 'nosuchproject'") as err:
-        wrong.stop_app()
-    assert world.project in err.value.title
-    missing = ComposeBackend(replace(env, data_volume="pg_nothing"), tmp_path)
-    with pytest.raises(ComposeError, match="no volume 'pg_nothing'"):
-        missing.check()
-    assert backend_of(world).services() == {"db": "running", "api": "running", "web": "running", "jobs": "running"}
+    text = world.config_path.read_text()
+    cases = {
+        "engine down": (text.replace(f'docker_host = "{world.base_url}"',
+                                     'docker_host = "unix:///tmp/drtui-no-engine.sock"'),
+                        "the Docker engine at unix:///tmp/drtui-no-engine.sock does not answer"),
+        "wrong project": (text.replace(f'project = "{world.project}"', 'project = "nosuchproject"'),
+                          "no compose project named 'nosuchproject'"),
+        "missing volume": (text.replace('backend = "compose"', 'backend = "compose"\ndata_volume = "pg_nothing"'),
+                           "no volume 'pg_nothing' in compose project"),
+    }
+    for name, (config_text, message) in cases.items():
+        config = world.root / f"{name.replace(' ', '_')}.toml"
+        config.write_text(config_text)
+        done = run_drtui("restore", "pitr", "--env", "production", "--recovery-target", "latest",
+                         "--wal-archive", str(wal), "--yes", config=config, env={})
+        assert done.exit_code != 0, name
+        assert message in done.output, (name, done.output)
+        assert "Traceback" not in done.output, name
+    env = world.env()
+    with pytest.raises(ComposeError, match="services: api, db, jobs, web"):
+        ComposeBackend(replace(env, db_service="database"), tmp_path).check()
+    backend = backend_of(world)
+    assert backend.services() == {"db": "running", "api": "running", "web": "running", "jobs": "running"}
     assert world.counts() == before
-    assert backend_of(world).preserved() == []
+    assert backend.preserved() == []

@@ -136,6 +136,7 @@ class ComposeBackend(Backend):
         for name in (short, f"{self.project}_{short}"):
             with contextlib.suppress(docker.errors.NotFound):
                 return self.client.volumes.get(name)
+        self.container(self.env.db_service)  # a wrong project or db service says so first
         raise ComposeError(f"no volume {short!r} in compose project {self.project!r}",
                            "check data_volume / wal_volume in the config against `docker volume ls`")
 
