@@ -72,8 +72,7 @@ def write_run(config: Config, run_id: str = "20260125T143000Z-pitr", *, ok: bool
     journal = Journal(path)
     at = T0
     journal.append(ev.RunStarted(at, run_id, "pitr", "production", steps=PITR_STEPS, pid=pid,
-                                 plan={"predicted_seconds": 900.0,
-                                       "preserved_data_dir": "/srv/pg/main.pre_pitr_20260125T143000Z"}))
+                                 plan={"predicted_seconds": 900.0}))
     durations = [2, 95, 4, 1, 6, 1, 1, 5, 180, 12]
     for step, seconds in zip(PITR_STEPS, durations, strict=True):
         journal.append(ev.StepStarted(at, step, step.replace("_", " ").capitalize()))
@@ -89,7 +88,8 @@ def write_run(config: Config, run_id: str = "20260125T143000Z-pitr", *, ok: bool
             if not ok:
                 journal.append(ev.StepFailed(at, step, 30.0, "recovery ended before the target time",
                                              "the WAL archive ends earlier; sync it and retry"))
-                journal.append(ev.RunFinished(at + timedelta(minutes=5), False, None, None))
+                journal.append(ev.RunFinished(at + timedelta(minutes=5), False, None, None,
+                                              {"preserved": "/srv/pg/main.pre_pitr_20260125T143000Z"}))
                 journal.close()
                 return path
         at += timedelta(seconds=seconds)

@@ -79,7 +79,8 @@ class ResultScreen(Screen[None]):
             lines.append(f"✘ step {step.title}: {step.error}")
             if step.hint:
                 lines.append(f"  hint: {step.hint}")
-        preserved = view.plan.get("preserved_data_dir") or view.plan.get("old_data_dir")
+        summary = view.finished.summary if view.finished else {}
+        preserved = summary.get("preserved")
         lines += ["", "[b]the way back[/]",
                   f"  drtui rollback --env {view.environment}"
                   + (f"   (puts back the data directory kept at {preserved})" if preserved else ""),

@@ -46,7 +46,7 @@ class RunScreen(Screen[None]):
             yield StepList(id="steps")
             with Vertical(id="run-gauges"):
                 yield RtoTimer(id="rto")
-                yield Static("extraction  [dim]○ pending[/]", id="extract-label")
+                yield Static("extract  [dim]○ pending[/]", id="extract-label")
                 yield ProgressBar(total=100, show_eta=False, id="extract-bar")
                 yield Static("WAL replay  [dim]○ pending[/]", id="replay-label")
                 yield ProgressBar(total=100, show_eta=False, id="replay-bar")
@@ -100,18 +100,18 @@ class RunScreen(Screen[None]):
         self.query_one(StepList).show(view, now)
         self.query_one(RtoTimer).show(view.elapsed(now), view.objective(self.app.config),  # type: ignore[attr-defined]
                                       view.projected_finish(now), view.finished is not None)
-        self._show_progress("extract", "extraction", view.extraction, size)
-        self._show_progress("replay", "WAL replay", view.replay, lambda n: format_lsn(int(n)))
+        self._show_progress("extract", "extract", view.extraction, size)
+        self._show_progress("replay", "replay", view.replay, lambda n: format_lsn(int(n)))
 
     def _show_progress(self, key: str, label: str, progress: Progress | None,
                        fmt: Callable[[float], str]) -> None:
         if progress is None:
             return
         bar = self.query_one(f"#{key}-bar", ProgressBar)
-        text = f"{label}  {fmt(progress.done)}"
+        text = f"{label} {fmt(progress.done)}"
         if progress.total and progress.done <= progress.total:
             bar.update(total=max(progress.total - progress.start, 1), progress=max(progress.done - progress.start, 0))
-            text += f" / {fmt(progress.total)}"
+            text += f" of {fmt(progress.total)}"
         elif progress.total:
             bar.update(total=1, progress=1)
         self.query_one(f"#{key}-label", Static).update(text)

@@ -27,8 +27,9 @@ class RtoTimer(Static):
         width = 20
         filled = min(width, int(share * width)) if objective else 0
         bar = "█" * filled + "░" * (width - filled)
-        head = "RTO achieved" if finished else "RTO"
-        line = f"{head} {duration(elapsed)} of {duration(objective)}  {symbol} {label}\n{bar} {share:4.0%}"
-        if projected is not None:
-            line += f"\nprojected finish {utc(projected)[11:]}"
+        line = f"RTO {duration(elapsed)} of {duration(objective)}\n{bar} {share:4.0%}\n{symbol} {label}"
+        if finished:
+            line += " · achieved"
+        elif projected is not None:
+            line += f" · finish ~{utc(projected)[11:19]}"
         self.update(line)
