@@ -86,6 +86,7 @@ HEALTH_CHECKS = (CONNECT, RECOVERY, ARCHIVING, HEALTHZ, READYZ, BACKUP, SERVICES
 QUARTER = timedelta(days=92)
 SIDECAR_SUFFIX = ".json"
 NOT_RUN = "not run"
+NOT_MEASURED = "not measured"
 
 
 class ReportError(DrError):
@@ -267,11 +268,11 @@ def _one_line(text: Any) -> str:
 
 
 def _minutes(seconds: float | None) -> str:
-    return f"{seconds / 60:.2f}" if seconds is not None else NOT_RUN
+    return f"{seconds / 60:.2f}" if seconds is not None else NOT_MEASURED
 
 
 def _hours(seconds: float | None) -> str:
-    return f"{seconds / 3600:.2f}" if seconds is not None else NOT_RUN
+    return f"{seconds / 3600:.2f}" if seconds is not None else NOT_MEASURED
 
 
 def _check_line(check: CheckCompleted | None) -> str:
@@ -342,10 +343,10 @@ def build_context(record: RunRecord, config: Config, *, operator: str, reviewer:
         "rpo_achieved_minutes": _minutes(rpo_seconds),
         "rpo_achieved_hours": _hours(rpo_seconds),
         "rpo_met": rpo_seconds is not None and rpo_seconds <= rpo_target.total_seconds(),
-        "rto_cell": f"{_minutes(record.rto_seconds)} min" if record.rto_seconds is not None else "not measured",
+        "rto_cell": f"{_minutes(record.rto_seconds)} min" if record.rto_seconds is not None else NOT_MEASURED,
         "rpo_target_cell": (f"{rpo_target.total_seconds() / 3600:g} h" if record.journey == "staging"
                             else f"{rpo_target.total_seconds() / 60:g} min"),
-        "rpo_cell": ("not measured" if rpo_seconds is None else f"{_hours(rpo_seconds)} h"
+        "rpo_cell": (NOT_MEASURED if rpo_seconds is None else f"{_hours(rpo_seconds)} h"
                      if record.journey == "staging" else f"{_minutes(rpo_seconds)} min"),
         "rpo_basis": _rpo_basis(rpo_data),
         "rpo_seconds": rpo_seconds,
@@ -361,7 +362,8 @@ def build_context(record: RunRecord, config: Config, *, operator: str, reviewer:
         "validations": (f"{counts[PASSED]} passed, {counts[FAILED]} failed, {counts[SKIPPED]} skipped"
                         if record.checks else NOT_RUN),
         "issues": "; ".join(issues) if issues else "none",
-        "follow_up": "; ".join(advice + follow_ups) if advice or follow_ups else f"none; next drill due by {next_due}",
+        "follow_up": ("; ".join(line.rstrip(".") for line in advice + follow_ups) if advice or follow_ups
+                      else f"none; next drill due by {next_due}"),
         "troubleshooting": advice,
         "next_due": next_due,
         "steps": [_step_row(i, s) for i, s in enumerate(record.steps, 1)],
@@ -409,7 +411,7 @@ def rpo_measured(record: RunRecord, rpo: RpoMeasure | dict[str, Any] | None = No
 
 def _rpo_basis(rpo: dict[str, Any]) -> str:
     if not rpo:
-        return "not measured"
+        return NOT_MEASURED
     against = {"failure_time": "the stated time of failure", "target": "the recovery target",
                "run_start": "the start of the run (no target time or time of failure stated)"}.get(
         rpo.get("against") or "", "nothing (no target or failure time)")
