@@ -10,7 +10,10 @@ labels, all on one user network, as `docker compose up` would make them:
   the host-package image has no Python with psycopg; the `api` container is what drtui stops, starts and
   runs the migrate command in (a psql against `db`).
 
-Everything made carries the label `drtui.world=<project>` and is removed by that label at the end.
+The WAL volume is a local volume bound to the world's `wal_archive` folder (driver_opts type=none, o=bind),
+as some stacks mount their archive, so the host sees the live archive too (inventory, drill). With
+`staging=True` a second project `<project>stg` (same services, no archiving) is the drill's target, with its
+own api stand-in. Everything made carries the label `drtui.world=<project>` and is removed by it at the end.
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ class ComposeWorld:
     """A compose project `project` on the engine at DOCKER_HOST, with a drtui.toml in `root`."""
 
     def __init__(self, base_url: str | None = None, image: str = PG_IMAGE, project: str | None = None,
-                 seed_rows: int = 40) -> None:
+                 seed_rows: int = 40, staging: bool = False) -> None:
         self.base_url = base_url or engine_url()
         self.client = docker.DockerClient(base_url=self.base_url)
         self.image = image
@@ -62,9 +65,9 @@ class ComposeWorld:
         self.root = Path(tempfile.mkdtemp(prefix="drtui-compose-"))
         self.root.chmod(0o755)
         self.config_path = self.root / "drtui.toml"
-        self.db_port = 0
-        self.api_port = 0
-        self._api: subprocess.Popen | None = None
+        self.staging = staging
+        self.db_port = self.api_port = self.staging_db_port = self.staging_api_port = 0
+        self._apis: list[subprocess.Popen] = []
 
     # -- names ------------------------------------------------------------------------------------
     @property
@@ -75,19 +78,23 @@ class ComposeWorld:
     def wal_volume(self) -> str:
         return f"{self.project}_pg_wal_archive"
 
-    def labels(self, **extra: str) -> dict[str, str]:
-        return {PROJECT_LABEL: self.project, WORLD_LABEL: self.project, **extra}
+    @property
+    def staging_project(self) -> str:
+        return f"{self.project}stg"
 
-    def container(self, service: str):  # -> docker Container
-        found = self.client.containers.list(all=True, filters={"label": [f"{PROJECT_LABEL}={self.project}",
+    def labels(self, project: str | None = None, **extra: str) -> dict[str, str]:
+        return {PROJECT_LABEL: project or self.project, WORLD_LABEL: self.project, **extra}
+
+    def container(self, service: str, project: str | None = None):  # -> docker Container
+        found = self.client.containers.list(all=True, filters={"label": [f"{PROJECT_LABEL}={project or self.project}",
                                                                          f"{SERVICE_LABEL}={service}"]})
         return found[0]
 
     def config(self) -> Config:
         return load_config(str(self.config_path), environ={})
 
-    def env(self) -> Environment:
-        return self.config().environment("production")
+    def env(self, name: str = "production") -> Environment:
+        return self.config().environment(name)
 
     # -- lifecycle --------------------------------------------------------------------------------
     def __enter__(self) -> ComposeWorld:
@@ -102,34 +109,51 @@ class ComposeWorld:
         self.down()
 
     def up(self) -> ComposeWorld:
-        for sub in ("backups", "ops/state", "ops/drill-reports", "logs"):
+        for sub in ("backups", "ops/state", "ops/drill-reports", "logs", "wal_archive"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
+        shutil.chown(self.root / "wal_archive", "postgres", "postgres")
         self.db_port, self.api_port = free_port(), free_port()
-        network = self.client.networks.create(f"{self.project}_default", driver="bridge",
-                                              labels=self.labels(**{"com.docker.compose.network": "default"}))
-        for short in ("pg_data", "pg_wal_archive"):
-            self.client.volumes.create(f"{self.project}_{short}", labels=self.labels(**{VOLUME_LABEL: short}))
-        self._run("db", network, image_command=[
-            "-c", "wal_level=replica", "-c", "archive_mode=on", "-c", f"archive_command={ARCHIVE_COMMAND}",
-            "-c", "archive_timeout=60", "-c", "fsync=off", "-c", "max_connections=40"],
-            volumes={self.data_volume: {"bind": PGDATA, "mode": "rw"},
-                     self.wal_volume: {"bind": WAL_MOUNT, "mode": "rw"}},
-            ports={"5432/tcp": ("127.0.0.1", self.db_port)}, stop_signal="SIGINT")
-        self.wait_db()
-        for service in ("api", "web", "jobs"):
-            self._run(service, network, entrypoint=IDLE)
+        self._stack(self.project, self.db_port, archive=True)
+        if self.staging:
+            self.staging_db_port, self.staging_api_port = free_port(), free_port()
+            self._stack(self.staging_project, self.staging_db_port, archive=False)
         self._write_config()
-        self._seed()
-        self._start_api()
+        self._seed(self.db_port)
+        self._start_api("production", self.api_port)
+        if self.staging:
+            self._seed(self.staging_db_port)
+            self._start_api("staging", self.staging_api_port)
         return self
+
+    def _stack(self, project: str, port: int, archive: bool) -> None:
+        network = self.client.networks.create(f"{project}_default", driver="bridge",
+                                              labels=self.labels(project, **{"com.docker.compose.network": "default"}))
+        self.client.volumes.create(f"{project}_pg_data", labels=self.labels(project, **{VOLUME_LABEL: "pg_data"}))
+        options = {"driver_opts": {"type": "none", "o": "bind", "device": str(self.root / "wal_archive")}} \
+            if archive else {}
+        self.client.volumes.create(f"{project}_pg_wal_archive", driver="local",
+                                   labels=self.labels(project, **{VOLUME_LABEL: "pg_wal_archive"}), **options)
+        settings = ["-c", "wal_level=replica", "-c", "fsync=off", "-c", "max_connections=40"]
+        if archive:
+            settings += ["-c", "archive_mode=on", "-c", f"archive_command={ARCHIVE_COMMAND}",
+                         "-c", "archive_timeout=60"]
+        self._run(project, "db", network, image_command=settings,
+                  volumes={f"{project}_pg_data": {"bind": PGDATA, "mode": "rw"},
+                           f"{project}_pg_wal_archive": {"bind": WAL_MOUNT, "mode": "rw"}},
+                  ports={"5432/tcp": ("127.0.0.1", port)}, stop_signal="SIGINT")
+        self.wait_db(project)
+        for service in ("api", "web", "jobs"):
+            self._run(project, service, network, entrypoint=IDLE)
 
     def down(self) -> None:
         """Remove every container, volume and network of this world (by label), and its folder."""
-        if self._api and self._api.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self._api.pid, signal.SIGTERM)
-            self._api.wait(timeout=10)
-        for label in (f"{WORLD_LABEL}={self.project}", f"drtui.project={self.project}"):
+        for api in self._apis:
+            if api.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(api.pid, signal.SIGTERM)
+                api.wait(timeout=10)
+        for label in (f"{WORLD_LABEL}={self.project}", f"drtui.project={self.project}",
+                      f"drtui.project={self.staging_project}"):
             for container in self.client.containers.list(all=True, filters={"label": label}):
                 with contextlib.suppress(docker.errors.NotFound):
                     container.remove(force=True, v=True)
@@ -150,16 +174,16 @@ class ComposeWorld:
                 + [n.name for n in self.client.networks.list(filters=label)])
 
     # -- pieces -----------------------------------------------------------------------------------
-    def _run(self, service: str, network, image_command: list[str] | None = None, **kwargs) -> None:
+    def _run(self, project: str, service: str, network, image_command: list[str] | None = None, **kwargs) -> None:
         container = self.client.containers.create(
-            self.image, command=image_command, name=f"{self.project}-{service}-1", detach=True,
-            labels=self.labels(**{SERVICE_LABEL: service, "com.docker.compose.container-number": "1"}),
+            self.image, command=image_command, name=f"{project}-{service}-1", detach=True,
+            labels=self.labels(project, **{SERVICE_LABEL: service, "com.docker.compose.container-number": "1"}),
             **kwargs)
         network.connect(container, aliases=[service])
         container.start()
 
-    def wait_db(self, timeout: float = 60) -> None:
-        db = self.container("db")
+    def wait_db(self, project: str | None = None, timeout: float = 60) -> None:
+        db = self.container("db", project)
         deadline = time.monotonic() + timeout
         while db.exec_run(["pg_isready", "-q", "-h", "127.0.0.1"]).exit_code != 0:
             if time.monotonic() > deadline:
@@ -167,29 +191,38 @@ class ComposeWorld:
             time.sleep(0.1)
 
     def _write_config(self) -> None:
+        stacks = [("production", self.project, self.db_port, self.api_port, "prod")]
+        if self.staging:
+            stacks.append(("staging", self.staging_project, self.staging_db_port, self.staging_api_port, "staging"))
+        envs = []
+        for name, project, port, api_port, app_env in stacks:
+            (self.root / name).mkdir(exist_ok=True)
+            (self.root / name / ".env").write_text(f"APP_ENV={app_env}\n")
+            envs.append(f"""
+[environments.{name}]
+backend = "compose"
+project = "{project}"
+docker_host = "{self.base_url}"
+host = "127.0.0.1"
+port = {port}
+database = "cleaning"
+user = "postgres"
+api_base_url = "http://127.0.0.1:{api_port}"
+env_file = "{name}/.env"
+migrate_command = "{MIGRATE.replace('"', chr(92) + '"')}"
+""")
         self.config_path.write_text(f"""# drtui compose world {self.project}
 backup_dir = "backups"
 wal_archive = "wal_archive"
 wal_sync_heartbeat = "ops/state/wal_sync_last_ok.txt"
 report_dir = "ops/drill-reports"
 state_dir = "ops/state/drtui"
+{"".join(envs)}""")
 
-[environments.production]
-backend = "compose"
-project = "{self.project}"
-docker_host = "{self.base_url}"
-host = "127.0.0.1"
-port = {self.db_port}
-database = "cleaning"
-user = "postgres"
-api_base_url = "http://127.0.0.1:{self.api_port}"
-migrate_command = "{MIGRATE.replace('"', chr(92) + '"')}"
-""")
-
-    def _seed(self) -> None:
-        with self.connect("postgres") as conn:
+    def _seed(self, port: int) -> None:
+        with self.connect("postgres", port) as conn:
             conn.execute("create database cleaning")
-        with self.connect() as conn:
+        with self.connect(port=port) as conn:
             conn.execute(SCHEMA)
             n = self.seed_rows
             conn.execute("insert into clients (name, email) select 'Client ' || g, 'c' || g || '@example.com' "
@@ -201,24 +234,25 @@ migrate_command = "{MIGRATE.replace('"', chr(92) + '"')}"
             conn.execute("insert into invoices (booking_id, amount_cents) select g, 10000 + g "
                          "from generate_series(1, %s) g", (n,))
 
-    def _start_api(self) -> None:
-        log = (self.root / "logs" / "api.log").open("ab")
-        self._api = subprocess.Popen([sys.executable, "-m", "drtui.sandbox.api", "--config", str(self.config_path),
-                                      "--env", "production", "--port", str(self.api_port)],
-                                     stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
+    def _start_api(self, env: str, port: int) -> None:
+        log = (self.root / "logs" / f"api-{env}.log").open("ab")
+        api = subprocess.Popen([sys.executable, "-m", "drtui.sandbox.api", "--config", str(self.config_path),
+                                "--env", env, "--port", str(port)],
+                               stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
+        self._apis.append(api)
         deadline = time.monotonic() + 15
         while True:
             try:
-                httpx.get(f"http://127.0.0.1:{self.api_port}/healthz", timeout=1)
+                httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
                 return
             except httpx.TransportError:
-                if self._api.poll() is not None or time.monotonic() > deadline:
+                if api.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"the api stand-in did not start; see {log.name}") from None
                 time.sleep(0.05)
 
     # -- traffic ----------------------------------------------------------------------------------
-    def connect(self, dbname: str = "cleaning") -> psycopg.Connection:
-        return psycopg.connect(host="127.0.0.1", port=self.db_port, dbname=dbname, user="postgres",
+    def connect(self, dbname: str = "cleaning", port: int | None = None) -> psycopg.Connection:
+        return psycopg.connect(host="127.0.0.1", port=port or self.db_port, dbname=dbname, user="postgres",
                                connect_timeout=5, autocommit=True)
 
     def insert(self) -> Insert:
@@ -242,9 +276,8 @@ migrate_command = "{MIGRATE.replace('"', chr(92) + '"')}"
         with self.connect() as conn:
             lsn = conn.execute("select pg_switch_wal()").fetchone()[0]
             segment = conn.execute("select pg_walfile_name(%s)", (lsn,)).fetchone()[0]
-        db = self.container("db")
         deadline = time.monotonic() + timeout
-        while db.exec_run(["test", "-f", f"{WAL_MOUNT}/{segment}"]).exit_code != 0:
+        while not (self.root / "wal_archive" / segment).exists():
             if time.monotonic() > deadline:
                 raise RuntimeError(f"WAL segment {segment} was not archived within {timeout} s")
             time.sleep(0.05)

@@ -153,3 +153,22 @@ def test_errors_change_nothing(compose_world: ComposeWorld, tmp_path: Path) -> N
     assert backend.services() == {"db": "running", "api": "running", "web": "running", "jobs": "running"}
     assert world.counts() == before
     assert backend.preserved() == []
+
+
+def test_drill_from_the_production_stack_into_a_staging_stack(docker_engine: str, pg_image: str) -> None:
+    with ComposeWorld(docker_engine, image=pg_image, staging=True) as world:
+        environ = {"DOCKER_HOST": world.base_url}
+        assert run_drtui("backup", "dump", config=world.config_path, env=environ).exit_code == 0
+        production_before = world.counts()
+
+        done = run_drtui("drill", "--env", "staging", "--yes", config=world.config_path, env=environ)
+
+        assert done.exit_code == 0, done.output
+        assert "drill of staging from production: PASS" in done.output
+        assert "check compose_services: passed (db, api, web, jobs running)" in done.output
+        assert "not archiving into the production archive" in done.output
+        assert list(world.config().report_dir.glob("pitr_drill_*.md"))
+        staging = ComposeBackend(world.env("staging"), world.root / "ops/state/drtui")
+        assert [p.name.split(".pre_pitr_")[0] for p in staging.preserved()] == [f"{world.staging_project}_pg_data"]
+        assert world.counts()["bookings"] == production_before["bookings"]  # production untouched
+    assert world.leftovers() == []
