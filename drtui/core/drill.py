@@ -161,8 +161,11 @@ def check_gates(config: Config, request: DrillRequest) -> tuple[Environment, Fac
     return env, facts
 
 
-def _check_inputs(config: Config, env: Environment, request: DrillRequest) -> Environment:
+def _check_inputs(config: Config, env: Environment, request: DrillRequest, clock: Clock) -> Environment:
     source = config.environment(request.source_env)
+    if request.target_time is not None and request.target_time > clock.now():
+        raise UsageError(f"TARGET_TIME {request.target_time.isoformat()} is in the future",
+                         "give a past time, or leave TARGET_TIME unset: the drill then picks one after its marker")
     if source.name == env.name:
         raise UsageError(f"the drill restores {source.name!r} backups into {env.name!r}: they must differ",
                          "the source is the environment the backups come from (production)")
@@ -182,7 +185,7 @@ def run_drill(config: Config, request: DrillRequest, clock: Clock, cancel: threa
               listener: Callable[[Event], None] | None = None) -> DrillResult:
     """Gates, then the drill's steps into one journal, then the report. Refusals raise before any change."""
     env, _ = check_gates(config, request)
-    source = _check_inputs(config, env, request)
+    source = _check_inputs(config, env, request, clock)
     run_id = new_run_id(JOURNEY, env.name, clock)
     lock = EnvLock(config.state_dir, env.name)
     lock.acquire(run_id, clock)
@@ -406,10 +409,15 @@ class _Drill:
         if wal_source.is_dir():
             self._wait_archived(wal_source, segment)
             self.log("plan", f"WAL up to {lsn} archived ({segment} is in {wal_source})")
-        else:
+        elif wal_source.is_file():
             self.log("plan", f"WAL_ARCHIVE is the tarball {wal_source}: it must already reach the target")
+        else:
+            self.log("plan", f"the WAL archive {wal_source} is not a folder here: segment {segment} was switched "
+                     "but its arrival cannot be watched")
+        # A fresh backup is after an operator's past target: then the newest backup that reaches it is used.
+        chosen = self.request.base_backup or (self.chosen_backup if self.request.target_time is None else None)
         plan = make_plan(self.config, self.env, Target(TargetKind.TIME, time=self.target), clock=self.clock,
-                         journey=JOURNEY, base_backup=self.chosen_backup, wal_source=self.request.wal_archive)
+                         journey=JOURNEY, base_backup=chosen, wal_source=self.request.wal_archive)
         facts = dataclasses.replace(gather_facts(self.config, self.env, self.request.target_env),
                                     lock_holder=None)  # the lock this drill holds is no obstacle to itself
         self.approved = approve(plan, evaluate(plan, facts), Confirmation(True, None, "headless"), self.clock)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -54,6 +55,13 @@ def field(text: str, name: str) -> str:
 def test_drill_end_to_end_while_production_takes_writes(sandbox: Sandbox) -> None:
     world = with_daily_dump(sandbox)
     report_dir = world.root / "drill-reports-here"
+    smoke = world.root / "smoke.py"  # the runbook's smoke.sh: the restored API answers, the drill id is known
+    smoke.write_text("import os, sys, urllib.request\n"
+                     "body = urllib.request.urlopen(os.environ['API_BASE_URL'] + '/readyz').read().decode()\n"
+                     "print('readyz', body)\nprint('drill', os.environ['DRILL_ID'])\n"
+                     "sys.exit(0 if os.environ['TARGET_ENV'] == 'staging' else 3)\n")
+    with world.config_path.open("a") as config:  # staging's table is the last one
+        config.write(f'smoke_command = "{sys.executable} {smoke}"\n')
     world.start_traffic(interval=0.05)
     result = run_drtui("drill", "--json", config=world.config_path,
                        env={**DRILL, "DRILL_REPORT_DIR": str(report_dir), "DRILL_OPERATOR": "Ada Operator",
@@ -73,7 +81,7 @@ def test_drill_end_to_end_while_production_takes_writes(sandbox: Sandbox) -> Non
     assert field(text, "Secondary reviewer") == "Grace Reviewer"
     assert re.search(r"\| Drill marker \| PASS \| drill_id '[^']+' found", text)
     assert re.search(r"\| Record counts \| PASS \| restored bookings=\d+, .* = source at the target \(exact", text)
-    assert "| Smoke tests | SKIP |" in text
+    assert re.search(r"\| Smoke tests \| PASS \| .*smoke.py' exited 0", text)
     for section in ("## Pre-drill health", "## Post-restore health", "## Data integrity"):
         assert section in text
 
@@ -123,6 +131,7 @@ def test_drill_to_a_target_before_its_marker_finds_no_marker_and_passes(tracking
     assert "**Result: PASS**" in text
     assert re.search(r"\| Drill marker \| PASS \| drill_id '[^']+' absent, as expected for a target before", text)
     assert "rows whose inserting transaction committed by the target (pg_xact_commit_timestamp)" in text
+    assert "| Smoke tests | SKIP | no smoke_command configured for staging" in text
     ids = staging_rows(world)
     assert kept.id in ids and lost.id not in ids
     assert world.counts("staging") == summary["counts"]["source"]
@@ -170,6 +179,9 @@ def test_drill_refused_without_confirmation_or_on_a_prod_host_changes_nothing(sa
         ({**DRILL, "ENV_FILE": str(prod_env)}, "APP_ENV=prod"),
         ({"TARGET_ENV": "production", "CONFIRM_DRILL": "YES"}, "TARGET_ENV=staging"),
         ({"CONFIRM_DRILL": "YES"}, "TARGET_ENV=staging"),
+        ({**DRILL, "TARGET_TIME": "2099-01-01 00:00:00 UTC"}, "is in the future"),
+        ({**DRILL, "TARGET_TIME": "yesterday-ish"}, "is not a time I can read"),
+        ({**DRILL, "BASE_BACKUP": str(open_tmp / "basebackup_missing.tar.gz")}, "no such base backup"),
     ]
     for env, reason in refused:
         result = run_drtui("drill", config=world.config_path, env=env)
