@@ -192,11 +192,12 @@ def run_drill(config: Config, request: DrillRequest, clock: Clock, cancel: threa
     journal = Journal(journal_path(config.state_dir, run_id))
     drill = _Drill(config, env, source, request, clock, cancel, journal, listener, run_id, lock)
     try:
-        events = drill.run()
+        drill.run()
     finally:
         lock.release()
         journal.close()
-    report = write_report(config, events, operator=request.operator, reviewer=request.reviewer, rpo=drill.rpo)
+    report = write_report(config, journal.path, operator=request.operator, reviewer=request.reviewer,
+                          rpo=drill.rpo)
     drill.summary["report"] = str(report)
     return DrillResult(run_id, drill.ok, journal.path, report, drill.summary)
 
@@ -230,7 +231,6 @@ class _Drill:
         self.config, self.env, self.source, self.request = config, env, source, request
         self.clock, self.cancel, self.journal, self.listener = clock, cancel, journal, listener
         self.run_id, self.lock = run_id, lock
-        self.events: list[Event] = []
         self.steps: list[dict[str, Any]] = []
         self.checks: list[CheckCompleted] = []
         self.marker: Marker | None = None
@@ -249,7 +249,6 @@ class _Drill:
     # -- events -----------------------------------------------------------------------------------
     def emit(self, event: Event) -> None:
         self.journal.append(event)
-        self.events.append(event)
         if isinstance(event, CheckCompleted):
             self.checks.append(event)
         if self.listener:
@@ -285,7 +284,7 @@ class _Drill:
         return True
 
     # -- the run ----------------------------------------------------------------------------------
-    def run(self) -> list[Event]:
+    def run(self) -> None:
         started = self.clock.now()
         restore_names = [cls.name for cls in PITR_STEPS]
         names = [n for n, _ in DRILL_STEPS] + restore_names + [n for n, _ in AFTER_STEPS]
@@ -305,10 +304,10 @@ class _Drill:
         self.summary = self._summary(started)
         self.emit(RunFinished(self.clock.now(), self.ok, self.summary["rto_seconds"], self.summary["recovered_to"],
                               self.summary))
-        return self._for_report()
 
     def _plan_facts(self) -> dict[str, Any]:
-        """What is known of the plan when the drill starts; the restore's plan is added once it is made."""
+        """What is known of the plan when the drill starts (RunStarted's plan); the whole plan, made later, is in
+        RunFinished's summary, where the report finds it."""
         wal = self.request.wal_archive or self.config.wal_archive
         facts: dict[str, Any] = {"journey": JOURNEY, "environment": self.env.name, "source": self.source.name,
                                  "data_dir": str(self.env.data_dir), "wal_source": str(wal),
@@ -330,13 +329,6 @@ class _Drill:
         if self.chosen_backup and not self.approved:
             facts["base_backup"] = {"path": str(self.chosen_backup)}
         return facts
-
-    def _for_report(self) -> list[Event]:
-        """The run's events with the restore's plan in RunStarted (the journal holds it in RunFinished's
-        summary, since the plan is made after the run starts)."""
-        first = self.events[0]
-        assert isinstance(first, RunStarted)
-        return [dataclasses.replace(first, plan=self._full_plan()), *self.events[1:]]
 
     # -- 1. pre-drill health ------------------------------------------------------------------------
     def _pre_health(self) -> None:

@@ -192,12 +192,18 @@ def record_from_events(events: Sequence[Event]) -> RunRecord:
         clock_start = _time(started.plan.get("incident_start")) or started.at
         rto = (healthy - clock_start).total_seconds() if healthy else None
     return RunRecord(
-        run_id=started.run_id, journey=started.journey, environment=started.environment, plan=started.plan,
+        run_id=started.run_id, journey=started.journey, environment=started.environment, plan=_plan(started, finished),
         started_at=started.at, finished_at=finished.at if finished else None, ok=finished.ok if finished else None,
         steps=list(steps.values()), checks=checks, check_steps=check_steps, rto_seconds=rto,
         recovered_to=_time(finished.recovered_to) if finished else None,
         summary=finished.summary if finished else {},
     )
+
+
+def _plan(started: RunStarted, finished: RunFinished | None) -> dict[str, Any]:
+    """The run's plan; a run that plans after it starts (a drill) completes it in RunFinished's summary."""
+    late = finished.summary.get("plan") if finished else None
+    return {**started.plan, **late} if isinstance(late, dict) else started.plan
 
 
 def _time(value: Any) -> datetime | None:

@@ -112,6 +112,9 @@ def test_drill_end_to_end_while_production_takes_writes(sandbox: Sandbox) -> Non
     data_dir = world.env("staging").data_dir
     assert list(data_dir.parent.glob(f"{data_dir.name}.pre_pitr_*"))
     assert summary["plan"]["base_backup"]["path"].startswith(str(world.backup_dir / "basebackup_"))
+    # The report is rendered from the journal alone, which names the fresh backup and the journal itself.
+    assert field(text, "Base backup file") == summary["plan"]["base_backup"]["path"]
+    assert f"journal `{summary['journal']}`" in text
 
 
 def test_drill_to_a_target_before_its_marker_finds_no_marker_and_passes(tracking_sandbox: Sandbox) -> None:
