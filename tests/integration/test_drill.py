@@ -109,6 +109,9 @@ def test_drill_end_to_end_while_production_takes_writes(sandbox: Sandbox) -> Non
     assert started.steps[:4] == ["pre_health", "marker", "backup", "plan"]
     assert started.steps[-2:] == ["integrity", "smoke"]
     assert [s["outcome"] for s in summary["steps"]] == ["finished"] * len(started.steps)
+    attached = run_drtui("attach", summary["run_id"], config=world.config_path)
+    assert attached.exit_code == 0, attached.output
+    assert "run_started" not in attached.stdout and "drill of staging: OK" in attached.stdout
     data_dir = world.env("staging").data_dir
     assert list(data_dir.parent.glob(f"{data_dir.name}.pre_pitr_*"))
     assert summary["plan"]["base_backup"]["path"].startswith(str(world.backup_dir / "basebackup_"))
