@@ -138,3 +138,25 @@ def test_the_restore_outlives_a_killed_ui_and_reattaching_shows_it_all(recoverab
     lines, text = asyncio.run(reattach())
     assert lines == logged > 0
     assert "✔ finished" in text
+
+
+def test_sandbox_demo_opens_the_wizard_and_says_how_to_tear_down(open_tmp, terminal) -> None:
+    root = open_tmp / "demo"
+    command = ["sh", "-c", f"TZ=UTC TERM=xterm-256color {sys.executable} -m drtui sandbox demo --root {root}; "
+               "echo exit=$?; sleep 60"]
+    try:
+        term = terminal(command)
+        home = term.wait_for("journeys", "WAL sync", timeout=180)
+        assert "ago" in home  # the demo took a dump, a base backup and a WAL sync: fresh heartbeats
+        term.keys("p")
+        pick = term.wait_for("pick a base backup", "✔ usable", timeout=60)
+        assert "basebackup" in pick or "usable" in pick
+        term.keys("q")
+        screen = term.wait_for("exit=0", timeout=30)
+        assert f"tear it down with:      drtui sandbox down --root {root}" in screen
+        assert (root / "sandbox.json").exists()
+        world = Sandbox(root)
+        assert world.counts()["bookings"] > 180  # live traffic and the demo's rows
+    finally:
+        Sandbox(root).down()
+    assert not root.exists()
