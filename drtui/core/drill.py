@@ -42,6 +42,7 @@ or an input is bad, in which case nothing was touched: no marker, no backup, no 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import subprocess
@@ -75,7 +76,6 @@ from drtui.core.gates import (
     CONFIRM_VARIABLES,
     ApprovedPlan,
     Confirmation,
-    Facts,
     GateRefused,
     approve,
     evaluate,
@@ -83,7 +83,7 @@ from drtui.core.gates import (
     gather_facts,
 )
 from drtui.core.journal import Journal, journal_path
-from drtui.core.lock import EnvLock
+from drtui.core.lock import EnvLock, LockBusy
 from drtui.core.planning import Target, TargetKind, make_plan
 from drtui.core.postgres import connect
 from drtui.core.report import TEMPLATES, write_report
@@ -147,7 +147,7 @@ class DrillResult:
     summary: dict[str, Any] = field(default_factory=dict)
 
 
-def check_gates(config: Config, request: DrillRequest) -> tuple[Environment, Facts]:
+def check_gates(config: Config, request: DrillRequest) -> Environment:
     """The drill's gates before anything is touched; GateRefused (exit 2) when one says no."""
     env = config.environment(request.target_env if request.target_env in config.environments else "staging")
     facts = gather_facts(config, env, request.target_env)
@@ -158,7 +158,7 @@ def check_gates(config: Config, request: DrillRequest) -> tuple[Environment, Fac
     if not request.confirmed:
         raise GateRefused(f"refused: the drill of {env.name!r} was not confirmed",
                           f"set {CONFIRM_VARIABLES[JOURNEY]}=YES (the runbook's confirmation)")
-    return env, facts
+    return env
 
 
 def _check_inputs(config: Config, env: Environment, request: DrillRequest, clock: Clock) -> Environment:
@@ -184,7 +184,7 @@ def report_path(config: Config, started: datetime) -> Path:
 def run_drill(config: Config, request: DrillRequest, clock: Clock, cancel: threading.Event, *,
               listener: Callable[[Event], None] | None = None) -> DrillResult:
     """Gates, then the drill's steps into one journal, then the report. Refusals raise before any change."""
-    env, _ = check_gates(config, request)
+    env = check_gates(config, request)
     source = _check_inputs(config, env, request, clock)
     run_id = new_run_id(JOURNEY, env.name, clock)
     lock = EnvLock(config.state_dir, env.name)
@@ -204,20 +204,14 @@ def run_drill(config: Config, request: DrillRequest, clock: Clock, cancel: threa
 
 class _RestoreJournal(Journal):
     """The drill's journal as the restore engine sees it: the engine's own RunStarted and RunFinished are kept
-    out (the drill frames the run), their plan and summary are kept for the drill's."""
+    out, since the drill frames the run (its plan and result reach the drill through `execute`)."""
 
     def __init__(self, outer: Callable[[Event], None], path: Path) -> None:  # no file of its own
         self.path = path
         self._outer = outer
-        self.started: RunStarted | None = None
-        self.finished: RunFinished | None = None
 
     def append(self, event: Event) -> None:
-        if isinstance(event, RunStarted):
-            self.started = event
-        elif isinstance(event, RunFinished):
-            self.finished = event
-        else:
+        if not isinstance(event, RunStarted | RunFinished):
             self._outer(event)
 
     def close(self) -> None:
@@ -257,7 +251,7 @@ class _Drill:
     def log(self, step: str, *lines: str) -> None:
         self.emit(StepLogged(self.clock.now(), step, list(lines)))
 
-    def check(self, step: str, name: str, title: str, outcome: str, detail: str, **data: Any) -> CheckCompleted:
+    def check(self, name: str, title: str, outcome: str, detail: str, **data: Any) -> CheckCompleted:
         event = CheckCompleted(self.clock.now(), name, outcome, detail, {"title": title, "phase": "post", **data})
         self.emit(event)
         return event
@@ -298,8 +292,9 @@ class _Drill:
             ok = (self._step("integrity", AFTER_STEPS[0][1], self._integrity)
                   and self._step("smoke", AFTER_STEPS[1][1], self._smoke))
         done = {s["name"] for s in self.steps}
-        self.steps += [{"name": n, "title": n, "outcome": "not run", "seconds": 0.0, "error": None, "hint": None}
-                       for n in names if n not in done]
+        titles = dict(DRILL_STEPS + AFTER_STEPS) | {cls.name: cls.title for cls in PITR_STEPS}
+        self.steps += [{"name": n, "title": titles[n], "outcome": "not run", "seconds": 0.0, "error": None,
+                        "hint": None} for n in names if n not in done]
         self.ok = ok and not any(c.outcome == FAILED for c in self.checks if c.data.get("phase") != "pre")
         self.summary = self._summary(started)
         self.emit(RunFinished(self.clock.now(), self.ok, self.summary["rto_seconds"], self.summary["recovered_to"],
@@ -429,7 +424,7 @@ class _Drill:
     def _restore(self) -> bool:
         assert self.approved
         inner = _RestoreJournal(self.emit, self.journal.path)
-        self.lock.release()  # the engine takes the environment's lock itself
+        self.lock.release()  # the engine takes the environment's lock itself, for the restore's steps
         try:
             self.restore = execute(self.approved, inner, self.clock, self.cancel, config=self.config)
         except DrError as exc:
@@ -438,7 +433,8 @@ class _Drill:
                                "error": exc.title, "hint": exc.hint})
             return False
         finally:
-            self.lock.acquire(self.run_id, self.clock)
+            with contextlib.suppress(LockBusy):  # another run got in between: the integrity step refuses
+                self.lock.acquire(self.run_id, self.clock)
         self.steps += [vars(record) for record in self.restore.steps]
         if not self.restore.ok:
             self.failure = (self.restore.error or "the restore failed", self.restore.hint or "")
@@ -447,6 +443,11 @@ class _Drill:
     # -- 7. data integrity --------------------------------------------------------------------------
     def _integrity(self) -> None:
         assert self.target and self.marker and self.restore
+        holder = self.lock.holder()
+        if holder is None or holder.run_id != self.run_id:
+            raise DrillStepError(f"another run took {self.env.name!r} after the restore"
+                                 + (f": {holder.describe()}" if holder else ""),
+                                 "the restored data cannot be checked while it may change; drill again later")
         tables = list(self.source.sample_tables)
         with connect(self.env) as conn:
             present = conn.execute("select to_regclass(%s) is not null", (MARKER_TABLE,)).fetchone()[0] and (
@@ -459,13 +460,13 @@ class _Drill:
         expected = self._marker_expected()
         where = f"drill_id {self.marker.drill_id!r}"
         if expected is None:
-            self.check("integrity", MARKER_CHECK, "Drill marker", SKIPPED,
+            self.check(MARKER_CHECK, "Drill marker", SKIPPED,
                        f"{where} {'found' if present else 'not found'}; the target falls between the insert and "
                        "its commit and the source does not track commit times, so either is right")
         else:
             ok = present == expected
             failed += [] if ok else [MARKER_CHECK]
-            self.check("integrity", MARKER_CHECK, "Drill marker", PASSED if ok else FAILED,
+            self.check(MARKER_CHECK, "Drill marker", PASSED if ok else FAILED,
                        f"{where} {'found' if present else 'absent'}, as expected for a target "
                        f"{'after' if expected else 'before'} its commit" if ok else
                        f"{where} {'found' if present else 'absent'}, but the target is "
@@ -476,15 +477,15 @@ class _Drill:
             "; source at the target " + _counts_text(self.counts)) + f" ({self.counts_basis})"
         outcome = PASSED if not diff else (FAILED if self.counts_exact else SKIPPED)
         failed += [COUNTS_CHECK] if outcome == FAILED else []
-        self.check("integrity", COUNTS_CHECK, "Record counts", outcome, detail, restored=restored,
+        self.check(COUNTS_CHECK, "Record counts", outcome, detail, restored=restored,
                    source=self.counts, exact=self.counts_exact)
         if newest is None:
-            self.check("integrity", CREATED_CHECK, "Data not after the target", SKIPPED,
+            self.check(CREATED_CHECK, "Data not after the target", SKIPPED,
                        "no created_at values in the app tables")
         else:
             ok = newest <= self.target
             failed += [] if ok else [CREATED_CHECK]
-            self.check("integrity", CREATED_CHECK, "Data not after the target", PASSED if ok else FAILED,
+            self.check(CREATED_CHECK, "Data not after the target", PASSED if ok else FAILED,
                        f"max(created_at) = {newest.isoformat()} {'<=' if ok else '>'} target "
                        f"{self.target.isoformat()}", max_created_at=newest.isoformat())
         self.rpo = measure_rpo(self.env, self.target, tables=tables)
@@ -510,7 +511,7 @@ class _Drill:
     def _smoke(self) -> None:
         command = self.env.smoke_command
         if not command:
-            self.check("smoke", SMOKE_CHECK, "Smoke tests", SKIPPED,
+            self.check(SMOKE_CHECK, "Smoke tests", SKIPPED,
                        f"no smoke_command configured for {self.env.name} (the runbook's smoke.sh)")
             return
         extra = {"TARGET_ENV": self.env.name, "DRILL_ID": self.run_id}
@@ -520,17 +521,17 @@ class _Drill:
             done = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=SMOKE_TIMEOUT_SECONDS,
                                   env={**os.environ, **extra}, stdin=subprocess.DEVNULL, check=False)
         except subprocess.TimeoutExpired:
-            self.check("smoke", SMOKE_CHECK, "Smoke tests", FAILED,
+            self.check(SMOKE_CHECK, "Smoke tests", FAILED,
                        f"{command!r} did not finish within {SMOKE_TIMEOUT_SECONDS} s")
             raise DrillStepError("the smoke tests timed out", "run the smoke command by hand against staging") from None
         lines = (done.stdout + done.stderr).splitlines()
         if lines:
             self.log("smoke", *lines[-SMOKE_LOG_LINES:])
         if done.returncode != 0:
-            self.check("smoke", SMOKE_CHECK, "Smoke tests", FAILED, f"{command!r} exited {done.returncode}",
+            self.check(SMOKE_CHECK, "Smoke tests", FAILED, f"{command!r} exited {done.returncode}",
                        exit_code=done.returncode)
             raise DrillStepError(f"the smoke tests failed (exit {done.returncode})", "read their output above")
-        self.check("smoke", SMOKE_CHECK, "Smoke tests", PASSED, f"{command!r} exited 0", exit_code=0)
+        self.check(SMOKE_CHECK, "Smoke tests", PASSED, f"{command!r} exited 0", exit_code=0)
 
     # -- the summary --------------------------------------------------------------------------------
     def _summary(self, started: datetime) -> dict[str, Any]:
