@@ -612,14 +612,18 @@ def stage_wal(source: Path, dest: Path, os_user: str, progress: Progress, cancel
 
     with _writing(dest, os_user, durable=False, progress=progress, total=None, cancel=cancel,
                   source=source) as writer, _open_stream(source) as reader:
+        staged = 0
         while (member := reader.next()) is not None:
             writer.check_cancel()
             rel = _relative(member.name, "")
             if rel is not None and is_wal(member, rel):
                 writer.write_member(reader, member, rel.rpartition("/")[2])
+                staged += 1
             elif member.type in FILE_TYPES:
                 reader.skip(member.size)
                 reader.skip_padding(member.size)
+        if not staged:
+            raise _Damaged("no WAL files inside (segments, .history, .backup or .partial files by their names)")
         writer.file(STAGED_MARKER, time.time(), [b"WAL staged by drtui from " + str(source).encode() + b"\n"])
     return dest
 

@@ -338,3 +338,11 @@ def test_a_cancelled_extraction_leaves_nothing(built: Built, open_tmp: Path) -> 
     with pytest.raises(ExtractCancelled, match="cancelled"):
         extract_base_backup(built.backups["plain-prefixed"], open_tmp / "data", "postgres", _noop, cancel)
     assert not (open_tmp / "data").exists()
+
+
+def test_a_tarball_without_wal_is_refused_as_a_wal_source(open_tmp: Path) -> None:
+    empty = _hostile(open_tmp / "wal_archive_20260101T000000Z.tar.gz")
+    with pytest.raises(ExtractError, match="no WAL files inside") as caught:
+        stage_wal(empty, open_tmp / "wal", "postgres", _noop, threading.Event())
+    assert caught.value.title.startswith(str(empty))
+    assert not (open_tmp / "wal").exists()
