@@ -109,6 +109,10 @@ def test_drill_end_to_end_while_production_takes_writes(sandbox: Sandbox) -> Non
     assert started.steps[:4] == ["pre_health", "marker", "backup", "plan"]
     assert started.steps[-2:] == ["integrity", "smoke"]
     assert [s["outcome"] for s in summary["steps"]] == ["finished"] * len(started.steps)
+    history = run_drtui("drills", "--json", config=world.config_path, env={"DRILL_REPORT_DIR": str(report_dir)})
+    drills = json.loads(history.stdout)
+    assert drills["drills"][0]["result"] == "PASS" and drills["overdue"] is False
+    assert drills["drills"][0]["rto_seconds"] == summary["rto_seconds"]
     attached = run_drtui("attach", summary["run_id"], config=world.config_path)
     assert attached.exit_code == 0, attached.output
     assert "run_started" not in attached.stdout and "drill of staging: OK" in attached.stdout
