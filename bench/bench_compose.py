@@ -1,13 +1,16 @@
 """Compose restore time against the local backend's, on the same base backup and WAL tarball.
 
 Builds a compose stack (drtui.sandbox.compose_world) on the engine at DOCKER_HOST (or starts a dockerd of
-its own), grows its database, takes a base backup and a WAL tarball through the compose backend, then times:
+its own), grows its database, takes a base backup and a WAL tarball with `drtui backup`, then times:
 
-- the compose PITR (stop app and db, preserve the volume, extract, stage WAL, recover, migrate, start app)
-  with each extraction method: `bind` (tar in a helper container, backup folder bind-mounted read-only) and
-  `upload` (the engine's archive upload, then a helper for ownership), rolled back between runs;
-- the local backend on the same files: extract_base_backup into a folder, stage_wal, recovery settings,
-  pg_ctl start as os_user until promoted.
+- `drtui restore pitr` on the stack (the engine's steps on the compose backend: extraction on the host while
+  the old db still runs, stop, preserve the volume, copy into it, recover in the container, start the app,
+  verify), and `drtui rollback`;
+- the two ways a restored host folder reaches the data volume (median of 3): `bind` (a helper container of
+  the db's image copies from a read-only bind mount) and `upload` (the engine's archive upload, then a helper
+  for ownership);
+- the local backend's restore of the same files: extract_base_backup into a folder, stage_wal, recovery
+  settings, pg_ctl start as postgres until promoted.
 
 Run: `.venv/bin/python bench/bench_compose.py [--rows N]`. Prints one line per figure and the ratios.
 """
@@ -15,15 +18,21 @@ Run: `.venv/bin/python bench/bench_compose.py [--rows N]`. Prints one line per f
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import shutil
+import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
+import docker
 import psycopg
 
-from drtui.core.backends.compose import ComposeBackend, run_pitr
+from drtui.core.backends.compose import ComposeBackend
 from drtui.core.backends.local import LocalBackend
 from drtui.core.clock import SystemClock, stamp
 from drtui.core.config import Environment
@@ -34,6 +43,11 @@ from drtui.core.postgres import LocalServer, chown_to
 from drtui.sandbox.compose_world import ComposeWorld
 from drtui.sandbox.docker_image import answers, engine_url, ensure_pg_image, start_dockerd
 from drtui.sandbox.world import free_port
+
+
+def run_drtui(*args: str, config: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "drtui", *args], capture_output=True, text=True, check=False,
+                          env={**os.environ, "DRTUI_CONFIG": str(config), **env})
 
 
 def timed(fn, *args, **kwargs) -> tuple[float, object]:
@@ -78,51 +92,67 @@ def local_restore(base: Path, wal_tarball: Path, settings: dict[str, str]) -> fl
         shutil.rmtree(root, ignore_errors=True)
 
 
+def median_of(runs: int, fn, *args) -> float:
+    return statistics.median(timed(fn, *args)[0] for _ in range(runs))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", type=int, default=400_000, help="bookings rows to add before the backup")
+    parser.add_argument("--rows", type=int, default=300_000, help="bookings rows to add before the backup")
     args = parser.parse_args()
     engine = None if answers(engine_url()) else start_dockerd()
     base_url = engine.base_url if engine else engine_url()
     clock = SystemClock()
     try:
-        import docker
-
         ensure_pg_image(docker.DockerClient(base_url=base_url))
         with ComposeWorld(base_url) as world:
             with world.connect() as conn:
-                conn.execute("insert into bookings (client_id, service, note) select 1, 'bench', repeat('x', 120) "
-                             "from generate_series(1, %s)", (args.rows,))
-            backend = ComposeBackend(world.env(), world.root / "ops/state/drtui")
-            config = world.config()
-            base = backend.backup_base(config, clock).artifacts[0].path
+                conn.execute("insert into bookings (client_id, service, note) select 1, 'bench', "
+                             "repeat(md5(g::text), 4) from generate_series(1, %s) g", (args.rows,))
+            environ = {"DOCKER_HOST": base_url}
+            for kind in ("base", "dump"):
+                run_drtui("backup", kind, config=world.config_path, env=environ)
             world.insert()
             world.switch_wal()
-            wal = backend.backup_wal_sync(config, clock).artifacts[0].path
-            settings = Target(TargetKind.LATEST).settings()
-            size = base.stat().st_size
-            print(f"base backup {base.name}: {size / 2**20:.1f} MiB gzipped; WAL tarball "
-                  f"{wal.stat().st_size / 2**20:.1f} MiB")
-            figures = {}
-            for method in ("bind", "upload"):
-                run_stamp = stamp(clock.now()) + method
-                seconds, preserved = timed(run_pitr, backend, base, settings, run_stamp=run_stamp,
-                                           emit=lambda e: None, clock=clock, wal_source=wal, method=method)
-                figures[method] = seconds
-                print(f"compose restore ({method} extraction): {seconds:.2f} s")
-                rollback_s, _ = timed(backend.rollback, preserved)
-                print(f"compose rollback: {rollback_s:.2f} s")
+            run_drtui("backup", "wal-sync", config=world.config_path, env=environ)
+            config = world.config()
+            base = next(config.backup_dir.glob("basebackup_*.tar.gz"))
+            wal = next(config.backup_dir.glob("wal_archive_*.tar.gz"))
+            backup = read_base_backup(base)
+            print(f"base backup: {base.stat().st_size / 2**20:.1f} MiB gzipped, {backup.size_bytes / 2**20:.1f} MiB "
+                  f"of data; WAL tarball {wal.stat().st_size / 2**20:.1f} MiB")
+
+            seconds, done = timed(run_drtui, "restore", "pitr", "--env", "production", "--recovery-target",
+                                  "latest", "--wal-archive", str(wal), "--yes", "--json",
+                                  config=world.config_path, env=environ)
+            if done.returncode != 0:
+                raise SystemExit(f"the compose restore failed:\n{(done.stdout + done.stderr)[-2000:]}")
+            rto = json.loads(done.stdout)["rto_seconds"]
+            print(f"compose: drtui restore pitr {seconds:.2f} s wall (RTO {rto:.2f} s)")
+            print("  steps: " + ", ".join(f"{step['name']} {step['seconds']:.1f}"
+                                          for step in json.loads(done.stdout)["steps"]))
+            seconds, _ = timed(run_drtui, "rollback", "--env", "production", config=world.config_path, env=environ)
+            print(f"compose: drtui rollback {seconds:.2f} s")
+
+            backend = ComposeBackend(world.env(), world.root / "ops/state/drtui")
+            folder = Path(tempfile.mkdtemp(prefix="drtui-bench-restored-"))
+            folder.rmdir()
+            extract_base_backup(backup, folder, "postgres", lambda d, t: None, threading.Event())
+            backend.stop_app()
             backend.stop_server()
-            kept = backend.preserve(stamp(clock.now()) + "x")
-            for method in ("bind", "upload"):
-                seconds, _ = timed(backend.extract, base, method=method)
-                figures[f"extract-{method}"] = seconds
-                print(f"compose extraction alone ({method}): {seconds:.2f} s")
-            backend.rollback(kept)
-            local = local_restore(base, wal, settings)
-            print(f"local restore (same backup and WAL): {local:.2f} s")
-            print(f"ratio compose(bind)/local: {figures['bind'] / local:.2f}; "
-                  f"upload/bind extraction: {figures['extract-upload'] / figures['extract-bind']:.2f}")
+            kept = backend.preserve(stamp(clock.now()))
+            try:
+                copy = {method: median_of(3, backend.copy_in, folder, method) for method in ("bind", "upload")}
+            finally:
+                shutil.rmtree(folder, ignore_errors=True)
+                backend.rollback(kept)
+            for method, value in copy.items():
+                print(f"compose: restored folder into the volume by {method}: {value:.2f} s (median of 3)")
+
+            local = local_restore(base, wal, Target(TargetKind.LATEST).settings())
+            print(f"local: extract + stage WAL + recover (same backup and WAL): {local:.2f} s")
+            print(f"ratio compose restore RTO / local restore: {rto / local:.2f}; "
+                  f"upload / bind copy into the volume: {copy['upload'] / copy['bind']:.2f}")
     finally:
         if engine:
             engine.stop()

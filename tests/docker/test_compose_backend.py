@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import tarfile
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -12,9 +13,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from drtui.core.backends.compose import ComposeBackend, ComposeError, run_pitr
+from drtui.core.backends.compose import ComposeBackend, ComposeError
 from drtui.core.clock import SystemClock, stamp
-from drtui.core.planning import Target, TargetKind
+from drtui.core.extract import extract_base_backup
+from drtui.core.inventory.basebackup import read_base_backup
 from drtui.sandbox.compose_world import ComposeWorld
 from tests.conftest import run_drtui
 
@@ -80,24 +82,39 @@ def test_headless_pitr_between_two_inserts_then_verify_and_rollback(compose_worl
     assert any(".failed_" in v.name for v in world.client.volumes.list(filters={"name": world.data_volume}))
 
 
-def test_pitr_from_a_wal_tarball_with_archive_upload(compose_world: ComposeWorld) -> None:
-    world, clock = compose_world, SystemClock()
-    backend = backend_of(world)
-    base = backend.backup_base(world.config(), clock).artifacts[0].path
-    kept = world.insert()
+def test_restore_reads_the_live_archive_in_place_then_migrate_and_upload(compose_world: ComposeWorld,
+                                                                          open_tmp: Path) -> None:
+    world = compose_world
+    environ = {"DOCKER_HOST": world.base_url}
+    for kind in ("base", "dump"):
+        assert run_drtui("backup", kind, config=world.config_path, env=environ).exit_code == 0
+    last = world.insert()
     world.switch_wal()
-    wal = backend.backup_wal_sync(world.config(), clock).artifacts[0].path
-    lost = world.insert()
 
-    run_pitr(backend, base, Target(TargetKind.LATEST).settings(), run_stamp=stamp(clock.now()),
-             emit=lambda e: None, clock=clock, wal_source=wal, method="upload")
+    done = run_drtui("restore", "pitr", "--env", "production", "--recovery-target", "latest", "--yes",
+                     config=world.config_path, env=environ)
 
-    ids = world.booking_ids()
-    assert kept.id in ids
-    assert lost.id not in ids  # it was never in the WAL tarball
-    assert readyz(world) == 200
-    staged = backend.db.exec_run(["test", "-e", f"{backend.env.pgdata}/drtui_restore_wal"]).exit_code
-    assert staged != 0  # the staged WAL was removed after recovery
+    assert done.exit_code == 0, done.output
+    assert last.id in world.booking_ids()
+    backend = backend_of(world)
+    pgdata = backend.env.pgdata
+    conf = backend.db.exec_run(["cat", f"{pgdata}/postgresql.auto.conf"]).output.decode()
+    assert "restore_command = 'cp /wal_archive/%f %p'" in conf  # the db's own mount of the archive, no copy
+    assert backend.db.exec_run(["test", "-e", f"{pgdata}/drtui_restore_wal"]).exit_code != 0
+    assert backend.migrate() == "UPDATE 1"
+
+    base = next(world.config().backup_dir.glob("basebackup_*.tar.gz"))
+    folder = open_tmp / "restored"
+    extract_base_backup(read_base_backup(base), folder, "postgres", lambda done, total: None, threading.Event())
+    backend.stop_app()
+    backend.stop_server()
+    kept = backend.preserve(stamp(SystemClock().now()))
+    assert kept is not None
+    backend.copy_in(folder, "upload")
+    backend.start_server()
+    assert last.id not in world.booking_ids()  # the base backup's data, brought in by the archive upload
+    backend.rollback(kept)
+    assert last.id in world.booking_ids()
 
 
 def test_backup_commands_on_the_stack(compose_world: ComposeWorld) -> None:

@@ -21,10 +21,11 @@ import os
 import re
 import shlex
 import shutil
+import subprocess
 import tarfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -40,7 +41,6 @@ from drtui.core.backup import GZIP_LEVEL, LAST_BASEBACKUP, LAST_SUCCESS, Artifac
 from drtui.core.clock import Clock, stamp
 from drtui.core.config import Config, Environment
 from drtui.core.errors import DrError
-from drtui.core.events import Event, StepLogged
 from drtui.core.files import atomic_path, write_heartbeat
 from drtui.core.models import parse_lsn
 
@@ -93,6 +93,7 @@ class ComposeBackend(Backend):
         self.base_url = env.docker_host or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
         self._client: docker.DockerClient | None = None
         self._log_thread: threading.Thread | None = None
+        self._wal_cleared = False
 
     # -- the engine and the project ---------------------------------------------------------------
     @property
@@ -386,14 +387,6 @@ class ComposeBackend(Backend):
                                    f"read `docker compose logs {self.env.db_service}`")
             time.sleep(0.1)
 
-    def psql(self, sql: str, dbname: str = "postgres") -> str:
-        result = self.db.exec_run(["psql", "-h", "127.0.0.1", "-U", self.env.user, "-d", dbname, "-XAtq",
-                                   "-v", "ON_ERROR_STOP=1", "-c", sql], user="postgres")
-        if result.exit_code != 0:
-            raise ComposeError(f"psql in {self.env.db_service} failed: {result.output.decode().strip()}",
-                               f"read `docker compose logs {self.env.db_service}`")
-        return result.output.decode().strip()
-
     def recovery_status(self) -> RecoveryStatus | None:
         if not self.server_alive():
             return None
@@ -406,6 +399,8 @@ class ComposeBackend(Backend):
         if result.exit_code != 0:
             return None
         in_recovery, lsn, epoch, paused = result.output.decode().strip().split("|")
+        if in_recovery == "f":
+            self._clear_staged_wal()
         return RecoveryStatus(in_recovery == "t", parse_lsn(lsn) if lsn else None,
                               datetime.fromtimestamp(float(epoch)).astimezone() if epoch else None, paused == "t")
 
@@ -435,12 +430,38 @@ class ComposeBackend(Backend):
             self.copy_volume(str(restored), self.data_volume.name, clear=True)
             self.client.volumes.get(str(restored)).remove()
             return
-        self.helper("set -e; find /data -mindepth 1 -delete; cp -a /restored/. /data/; "
-                    "chown -R postgres:postgres /data; chmod 700 /data",
-                    {str(restored): {"bind": "/restored", "mode": "ro"},
-                     self.data_volume.name: {"bind": "/data", "mode": "rw"}},
-                    what=f"copying the restored data into {self.data_volume.name}")
+        self.copy_in(restored, self.copy_method)
         shutil.rmtree(restored)
+
+    @property
+    def copy_method(self) -> str:
+        """How a host folder reaches a volume: `bind` (a helper copies from a read-only bind mount) where the
+        engine is on this machine, else `upload` (the API's archive upload: the only way to a remote engine)."""
+        return "bind" if self.base_url.startswith("unix://") else "upload"
+
+    def copy_in(self, folder: Path, method: str) -> None:
+        """Replace the data volume's contents with a host folder's, owned by postgres, mode 0700."""
+        volume = self.data_volume.name
+        fix = "chown -R postgres:postgres /data; chmod 700 /data"
+        if method == "bind":
+            self.helper(f"set -e; find /data -mindepth 1 -delete; cp -a /restored/. /data/; {fix}",
+                        {str(folder): {"bind": "/restored", "mode": "ro"}, volume: {"bind": "/data", "mode": "rw"}},
+                        what=f"copying the restored data into {volume}")
+            return
+        self.helper("find /data -mindepth 1 -delete", {volume: {"bind": "/data", "mode": "rw"}},
+                    what=f"emptying {volume}")
+        holder = self.client.containers.create(self.helper_image, entrypoint=["/bin/true"], user="root",
+                                               volumes={volume: {"bind": "/data", "mode": "rw"}},
+                                               network_disabled=True, labels={DRTUI_PROJECT: self.project})
+        tar = subprocess.Popen(["tar", "-C", str(folder), "-cf", "-", "."], stdout=subprocess.PIPE)
+        try:
+            assert tar.stdout
+            if not holder.put_archive("/data", iter(lambda: tar.stdout.read(CHUNK), b"")):
+                raise ComposeError(f"the engine refused the upload into {volume}", "see the engine's log")
+        finally:
+            tar.wait()
+            holder.remove(force=True)
+        self.helper(fix, {volume: {"bind": "/data", "mode": "rw"}}, what=f"preparing {volume}")
 
     def rollback(self, preserved: Path | None = None, stamp_now: str | None = None) -> Path:
         """Put a preserved volume (default: the newest) back; the current data is set aside first."""
@@ -459,86 +480,18 @@ class ComposeBackend(Backend):
         self.start_app()
         return chosen
 
-    def extract(self, backup: Path, member_prefix: str = "", method: str = "bind",
-                progress: Callable[[int, int | None], None] | None = None,
-                cancel: threading.Event | None = None) -> None:
-        """Empty the data volume and extract a base backup (tarball or folder) into it, owned by postgres.
-
-        `bind` mounts the backup's folder read-only into a helper that runs tar; `upload` streams the file
-        through the API's archive upload (works with a remote engine). bench/bench_compose.py measures both.
-        """
-        volume = self.data_volume.name
-        strip = len([p for p in member_prefix.strip("/").split("/") if p])
-        fix = "chown -R postgres:postgres /data && chmod 700 /data"
-        if backup.is_dir():
-            self.helper(f"set -e; find /data -mindepth 1 -delete; cp -a /backup/. /data/; {fix}",
-                        {str(backup): {"bind": "/backup", "mode": "ro"}, volume: {"bind": "/data", "mode": "rw"}},
-                        what=f"copying {backup} into {volume}")
-            return
-        if method == "bind":
-            flag = "z" if backup.name.endswith(("gz", "tgz")) else ""
-            script = (f"set -e; find /data -mindepth 1 -delete; tar -x{flag}f /backup/{shlex.quote(backup.name)} "
-                      f"-C /data --strip-components={strip} --no-same-owner; {fix}")
-            self.helper(script, {str(backup.parent): {"bind": "/backup", "mode": "ro"},
-                                 volume: {"bind": "/data", "mode": "rw"}}, what=f"extracting {backup.name}")
-            if progress:
-                progress(backup.stat().st_size, backup.stat().st_size)
-            return
-        self.helper("find /data -mindepth 1 -delete", {volume: {"bind": "/data", "mode": "rw"}},
-                    what=f"emptying {volume}")
-        holder = self.client.containers.create(self.helper_image, entrypoint=["/bin/true"], user="root",
-                                               volumes={volume: {"bind": "/data", "mode": "rw"}},
-                                               network_disabled=True, labels={DRTUI_PROJECT: self.project})
-        try:
-            with backup.open("rb") as handle:
-                ok = holder.put_archive("/data", _read_chunks(handle, progress, backup.stat().st_size, cancel))
-            if not ok:
-                raise ComposeError(f"the engine refused the upload of {backup.name}", "see the engine's log")
-        finally:
-            holder.remove(force=True)
-        move = (f"set -e; cd /data/{shlex.quote(member_prefix.strip('/'))}; for f in * .[!.]*; do "
-                "[ -e \"$f\" ] && mv \"$f\" /data/; done; cd /; rmdir " +
-                f"/data/{shlex.quote(member_prefix.strip('/'))}; ") if strip else ""
-        self.helper(move + fix, {volume: {"bind": "/data", "mode": "rw"}}, what=f"preparing {volume}")
-
-    def stage_wal(self, source: Path | None) -> str:
-        """Make the WAL readable by the db container; returns the restore_command.
-
-        None: the WAL volume, read in place where the db container mounts it (nothing written there).
-        A WAL tarball or folder: copied into `<pgdata>/drtui_restore_wal` of the data volume, removed by
-        `finish_recovery`.
-        """
-        if source is None:
-            wal = self.volume(self.env.wal_volume)
-            where = self._mount_of(self.db, wal)
-            if where is None:
-                raise ComposeError(f"the {self.env.db_service} container does not mount the WAL volume {wal.name}",
-                                   "pass a WAL tarball, or check wal_volume in the config")
-            return f"cp {where}/%f %p"
-        volume = self.data_volume.name
-        target = f"/data/{STAGED_WAL}"
-        if source.is_dir():
-            script = f"set -e; mkdir -p {target}; cp /src/* {target}/"
-            mounts = {str(source): {"bind": "/src", "mode": "ro"}}
-        else:
-            script = f"set -e; mkdir -p {target}; tar -xzf /src/{shlex.quote(source.name)} -C {target} --no-same-owner"
-            mounts = {str(source.parent): {"bind": "/src", "mode": "ro"}}
-        self.helper(f"{script}; chown -R postgres:postgres {target}",
-                    {**mounts, volume: {"bind": "/data", "mode": "rw"}}, what=f"staging WAL from {source.name}")
-        return f"cp {self.env.pgdata}/{STAGED_WAL}/%f %p"
-
     def write_recovery(self, data_dir: Path, settings: Mapping[str, str], signal: bool) -> None:
         """Append the recovery settings to postgresql.auto.conf of a (stopped) volume or a restored host folder,
         and recovery.signal.
 
         The server runs in the db container: its port, addresses and sockets stay the container's own, and a
-        restore_command naming a host folder is replaced by one reading `<pgdata>/drtui_restore_wal`, into
-        which that folder's WAL is moved (staged WAL) or copied (a folder read in place).
+        restore_command naming a host folder is replaced by one the container can run: the folder where the db
+        container mounts it (a live archive read in place), or `<pgdata>/drtui_restore_wal`, into which staged
+        WAL is hard-linked (or another folder's WAL copied); that copy is removed once recovery has ended.
         """
         settings = {k: v for k, v in settings.items() if k not in CONTAINER_OWNED}
         if data_dir.is_absolute() and "restore_command" in settings:
-            self._bring_wal(data_dir, settings["restore_command"])
-            settings["restore_command"] = f"cp {self.env.pgdata}/{STAGED_WAL}/%f %p"
+            settings["restore_command"] = self._container_restore_command(data_dir, settings["restore_command"])
         block = "\n".join([RECOVERY_BEGIN, *(f"{k} = {_quote(v)}" for k, v in settings.items()), RECOVERY_END])
         stale = " ".join(f"/data/{name}" for name in STALE_FILES)
         script = (f'set -e; rm -f {stale}; printf "\\n%s\\n" "$DRTUI_RECOVERY" >> /data/postgresql.auto.conf; '
@@ -547,61 +500,48 @@ class ComposeBackend(Backend):
         self.helper(script, {str(data_dir): {"bind": "/data", "mode": "rw"}}, environment={"DRTUI_RECOVERY": block},
                     what="writing the recovery settings")
 
-    def _bring_wal(self, restored: Path, command: str) -> None:
-        stamp_part = restored.name.rsplit("_", 1)[-1]
-        staged = self.sibling("pitr_wal", stamp_part)
+    def _container_restore_command(self, restored: Path, command: str) -> str:
+        inside = f"cp {self.env.pgdata}/{STAGED_WAL}/%f %p"
         dest = restored / STAGED_WAL
+        staged = self.sibling("pitr_wal", restored.name.rsplit("_", 1)[-1])
         if staged.is_dir():  # hard links: the staged folder stays whole for the recovery follower
             dest.mkdir()
             for entry in os.scandir(staged):
                 if entry.is_file() and not entry.name.startswith("."):
                     os.link(entry.path, dest / entry.name)
-            return
+            return inside
         tokens = [t.rstrip(";") for t in shlex.split(command)]
         folders = [Path(t[2:]) for t in tokens if t.startswith("a=")] or [
             Path(t.rsplit("/%f", 1)[0]) for t in tokens if t.endswith("/%f")]
         if not folders or not folders[0].is_dir():
             raise ComposeError(f"cannot tell which WAL folder this restore_command reads: {command}",
                                "pass the WAL as a wal_archive_*.tar.gz (WAL_ARCHIVE)")
+        mounted = self._container_path_of(folders[0])
+        if mounted:
+            return f"cp {mounted}/%f %p"
         dest.mkdir()
         for entry in os.scandir(folders[0]):
             if entry.is_file() and not entry.name.startswith("."):
                 shutil.copy2(entry.path, dest / entry.name)
+        return inside
 
-    def recovery_settings(self, target_settings: Mapping[str, str], restore_command: str,
-                          pause: bool = False) -> dict[str, str]:
-        """The settings for a recovery in the db container (port and addresses stay the container's own)."""
-        settings = {"restore_command": restore_command, **target_settings,
-                    "recovery_target_action": "pause" if pause else "promote", "hot_standby": "on"}
-        if not self.env.is_production:
-            # A restored copy must never archive into the production WAL volume.
-            settings |= {"archive_mode": "off", "archive_command": ""}
-        return settings
+    def _container_path_of(self, folder: Path) -> str | None:
+        """Where the db container sees a host folder: a bind mount of it, or a volume bound to it."""
+        for mount in self.db.attrs.get("Mounts", []):
+            source = mount.get("Source") if mount.get("Type") == "bind" else None
+            if mount.get("Type") == "volume":
+                with contextlib.suppress(docker.errors.NotFound):
+                    options = self.client.volumes.get(mount["Name"]).attrs.get("Options") or {}
+                    source = options.get("device") if "bind" in options.get("o", "") else None
+            if source and Path(source).resolve() == folder.resolve():
+                return mount["Destination"]
+        return None
 
-    def follow_recovery(self, on_status: Callable[[RecoveryStatus | None], None] | None = None,
-                        timeout: float = 3600) -> RecoveryStatus:
-        """Wait until the server leaves recovery (or pauses at the target); the db container's exit is an error."""
-        deadline = time.monotonic() + timeout
-        while True:
-            status = self.recovery_status()
-            if on_status:
-                on_status(status)
-            if status and (not status.in_recovery or status.paused):
-                return status
-            if not self.server_alive():
-                tail = self.db_log_lines()[-4:]
-                raise ComposeError(f"PostgreSQL stopped during recovery: {' | '.join(tail)}",
-                                   "read the db log; roll back with `drtui rollback` if needed")
-            if time.monotonic() > deadline:
-                raise ComposeError(f"recovery did not finish within {timeout:.0f} s", "read the db log")
-            time.sleep(0.2)
-
-    def finish_recovery(self) -> None:
-        """Remove the drtui recovery block and the staged WAL from the running db's data volume."""
-        pgdata = shlex.quote(self.env.pgdata)
-        script = (f"sed -i '/^{RECOVERY_BEGIN}$/,/^{RECOVERY_END}$/d' {pgdata}/postgresql.auto.conf; "
-                  f"rm -rf {pgdata}/{STAGED_WAL}")
-        self.db.exec_run(["/bin/sh", "-c", script], user="postgres")
+    def _clear_staged_wal(self) -> None:
+        """The WAL brought into the data volume is needed only until promotion."""
+        if not self._wal_cleared:
+            self.db.exec_run(["rm", "-rf", f"{self.env.pgdata}/{STAGED_WAL}"], user="postgres")
+            self._wal_cleared = True
 
     # -- backups (the runbook's scripts, against the db container and the WAL volume) --------------
     def _stream_exec(self, argv: list[str], sink: io.BufferedIOBase, what: str) -> None:
@@ -682,18 +622,6 @@ def _reason(exc: BaseException) -> str:
     return re.sub(r"\s+", " ", text[-1] if text else type(exc).__name__)[:200]
 
 
-def _read_chunks(handle: io.BufferedReader, progress: Callable[[int, int | None], None] | None, total: int,
-                 cancel: threading.Event | None) -> Iterator[bytes]:
-    done = 0
-    while chunk := handle.read(CHUNK):
-        if cancel and cancel.is_set():
-            raise ComposeError("cancelled during the upload", "the data volume is partly written; roll back")
-        done += len(chunk)
-        if progress:
-            progress(done, total)
-        yield chunk
-
-
 class _IterReader(io.RawIOBase):
     """A file-like reader over an iterator of byte chunks (the engine's archive stream)."""
 
@@ -715,37 +643,3 @@ class _IterReader(io.RawIOBase):
         self._buffer = self._buffer[size:]
         return size
 
-
-def run_pitr(backend: ComposeBackend, backup: Path, target_settings: Mapping[str, str], *, run_stamp: str,
-             emit: Callable[[Event], None], clock: Clock, wal_source: Path | None = None,
-             member_prefix: str = "", method: str = "bind") -> Path:
-    """The PITR sequence on a compose stack, step by step through the backend; returns the preserved volume.
-
-    The engine's runner drives the local backend with its own steps; this is the compose sequence they map
-    to, used headless by tests and the benchmark until those steps speak volumes.
-    """
-    def log(step: str, *lines: str, source: str = "engine") -> None:
-        emit(StepLogged(clock.now(), step, list(lines), source))
-
-    backend.check()
-    log("stop_app", backend.stop_app() or "no app services")
-    backend.stop_server()
-    log("stop_postgres", f"stopped {backend.db.name}")
-    preserved = backend.preserve(run_stamp)
-    assert preserved
-    log("preserve", f"data volume copied into {preserved}")
-    backend.extract(backup, member_prefix, method=method)
-    log("extract", f"{backup.name} extracted into {backend.data_dir} ({method})")
-    restore_command = backend.stage_wal(wal_source)
-    settings = backend.recovery_settings(target_settings, restore_command)
-    backend.write_recovery(backend.data_dir, settings, signal=True)
-    log("write_recovery", *(f"{k} = {v!r}" for k, v in settings.items()))
-    started = clock.now()
-    backend.start_server()
-    status = backend.follow_recovery()
-    log("recovery", *backend.db_log_lines(since=started), source="server")
-    log("recovery", f"recovery ended at {status.replay_time}" if status.replay_time else "recovery ended")
-    backend.finish_recovery()
-    log("start_app", backend.start_app() or "no app services")
-    log("migrate", backend.migrate() or "migrate command ran")
-    return preserved
