@@ -7,6 +7,7 @@ import json
 import os
 import re
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -14,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from drtui.core import backup
+from drtui.core import backup, drill
 from drtui.core.clock import SystemClock
 from drtui.core.events import RunFinished, RunStarted
 from drtui.core.journal import read_events
-from drtui.core.postgres import query
+from drtui.core.postgres import connect, query
 from drtui.sandbox import Sandbox
 from tests.conftest import run_drtui
 
@@ -204,3 +205,39 @@ def test_drill_refused_without_confirmation_or_on_a_prod_host_changes_nothing(sa
     assert reports(world.root / "ops" / "drill-reports") == []
     runs = world.root / "ops" / "state" / "drtui" / "runs"
     assert not runs.exists() or os.listdir(runs) == []
+
+
+def test_pinned_target_splits_concurrent_writers_exactly(shared_sandbox: Sandbox) -> None:
+    """The SHARE lock's promise without a restore: while a writer inserts as fast as it can, the rows counted
+    are exactly those created by the target (a writer that waited on the lock creates its row after it)."""
+    env = shared_sandbox.env("production")
+    stop = threading.Event()
+
+    def write() -> None:
+        with connect(env) as conn:
+            while not stop.is_set():
+                conn.execute("insert into bookings (client_id, service) values (1, 'racing writer')")
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        time.sleep(0.2)
+        with connect(env) as conn:
+            target, counts = drill._pin_target(conn, ["bookings", "leads"])
+        time.sleep(0.2)
+    finally:
+        stop.set()
+        writer.join()
+    created_by, after = query(env, "select count(*) filter (where created_at <= %s), "
+                                   "count(*) filter (where created_at > %s) from bookings", (target, target))[0]
+    assert created_by == counts["bookings"] and after > 0
+
+
+def test_counts_at_a_past_target_without_commit_timestamps_are_approximate(shared_sandbox: Sandbox) -> None:
+    env = shared_sandbox.env("production")
+    with connect(env) as conn:
+        assert conn.execute("show track_commit_timestamp").fetchone()[0] == "off"
+        target = conn.execute("select now() - interval '3 hours'").fetchone()[0]
+        counts, exact = drill._counts_at(conn, ["clients"], target)
+    assert exact is False
+    assert counts["clients"] == query(env, "select count(*) from clients where created_at <= %s", (target,))[0][0]
