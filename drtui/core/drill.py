@@ -24,9 +24,13 @@ commits. SHARE conflicts with every writer's ROW EXCLUSIVE lock, so the lock is 
 transaction that wrote those tables has finished: each of those committed before the target was read, with a
 commit time before it, and each writer that queued behind the lock commits after the lock is gone, with a
 commit time after the target. Recovery to that time, inclusive, replays exactly the commits up to it, so the
-restored tables hold exactly the rows counted. To give recovery a commit after the target to stop at even when
-production is idle, the drill then commits a transactional logical message (no table touched), switches the WAL
-segment and waits for the archiver to copy it, so the plan sees the target inside the archived WAL.
+restored tables hold exactly the rows counted. Writers wait for as long as the counts take (milliseconds on the
+sandbox's tables; a count grows with its table); the lock waits at most LOCK_TIMEOUT for a long writing
+transaction, since new writers queue behind it meanwhile.
+
+To give recovery a commit after the target to stop at even when production is idle, the drill then commits a
+transactional logical message (no table touched), switches the WAL segment and waits for the archiver to copy
+it, so the plan sees the target inside the archived WAL.
 
 For a TARGET_TIME given by the operator (in the past) the counts are of the rows whose inserting transaction
 committed by then: with track_commit_timestamp=on, pg_xact_commit_timestamp(xmin) <= target (rows whose commit
@@ -92,7 +96,8 @@ from drtui.core.runner import PITR_STEPS, RunResult, execute, new_run_id
 JOURNEY = "drill"
 MARKER_TABLE = "dr_drill_markers"
 ARCHIVE_WAIT_SECONDS = 120
-LOCK_TIMEOUT = "30s"
+# Writers queue behind the SHARE lock while it waits: never let them wait long.
+LOCK_TIMEOUT = "5s"
 SMOKE_TIMEOUT_SECONDS = 900
 SMOKE_LOG_LINES = 40
 
@@ -575,7 +580,12 @@ def _pin_target(conn: psycopg.Connection, tables: Sequence[str]) -> tuple[dateti
     docstring for why every commit before it is counted and none after)."""
     with conn.transaction():
         conn.execute(sql.SQL("set local lock_timeout = {}").format(sql.Literal(LOCK_TIMEOUT)))
-        conn.execute(sql.SQL("lock table {} in share mode").format(sql.SQL(", ").join(map(sql.Identifier, tables))))
+        try:
+            conn.execute(sql.SQL("lock table {} in share mode").format(
+                sql.SQL(", ").join(map(sql.Identifier, tables))))
+        except psycopg.errors.LockNotAvailable:
+            raise DrillStepError(f"the app tables stayed busy for {LOCK_TIMEOUT}: a long transaction writes to them",
+                                 "drill again when it has finished, or give a past TARGET_TIME") from None
         counts = {t: conn.execute(sql.SQL("select count(*) from {}").format(sql.Identifier(t))).fetchone()[0]
                   for t in tables}
         target = conn.execute("select clock_timestamp()").fetchone()[0]

@@ -241,3 +241,15 @@ def test_counts_at_a_past_target_without_commit_timestamps_are_approximate(share
         counts, exact = drill._counts_at(conn, ["clients"], target)
     assert exact is False
     assert counts["clients"] == query(env, "select count(*) from clients where created_at <= %s", (target,))[0][0]
+
+
+def test_pinned_target_gives_up_on_a_long_writing_transaction(shared_sandbox: Sandbox) -> None:
+    env = shared_sandbox.env("production")
+    with connect(env) as holder, connect(env) as conn:
+        holder.execute("begin")
+        holder.execute("insert into leads (client_id, source) values (1, 'long transaction')")
+        try:
+            with pytest.raises(drill.DrillStepError, match="stayed busy"):
+                drill._pin_target(conn, ["bookings", "leads"])
+        finally:
+            holder.execute("rollback")
