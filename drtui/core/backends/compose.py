@@ -1,11 +1,16 @@
-"""The compose backend: a Docker Compose stack driven through the Docker Engine API (docker SDK).
+"""The compose backend: a Docker Compose stack driven through the Docker Engine API (docker SDK), so the
+engine's restore steps, the drill and `drtui verify` run on it unchanged.
 
 Containers are found by their compose labels (`com.docker.compose.project` / `service`), never by a name
 pattern, so stacks made by Compose v1 (`p_db_1`) and v2 (`p-db-1`) both work. Volumes are found by the
-compose volume label, or by their plain or project-prefixed name. Data "directories" are volumes here:
-`data_dir` is the data volume's name and its siblings are volumes named `<volume>.<kind>_<stamp>`, as the
-runbook names them (`pg_data.pre_pitr_<stamp>`). A mounted volume cannot be renamed, so preserving it is a
-copy into a new volume, done before anything is written.
+compose volume label, or by their plain or project-prefixed name.
+
+Volumes play the part of data directories. `data_dir` is the data volume's name; a preserved or failed copy
+is a volume `<volume>.pre_pitr_<stamp>` / `.failed_<stamp>`, as the runbook names them. A mounted volume
+cannot be renamed, so a "rename" is a copy into a new volume and then emptying the source; `VolumePath`
+answers `exists()` from the engine (the volume holds data), so the steps' undo logic reads it as written
+for renames. The restore itself is extracted on the host beside (under state_dir) while the old cluster
+still runs, and copied into the volume at swap-in.
 
 Every write into a volume runs in a short-lived helper container of the db service's own image (or
 `helper_image`), so no image is ever pulled; helpers have no network and carry the label
