@@ -178,6 +178,10 @@ def _check_inputs(config: Config, env: Environment, request: DrillRequest, clock
         raise UsageError(f"{request.base_backup}: no such base backup", "check BASE_BACKUP / --base-backup")
     if request.wal_archive is not None and not request.wal_archive.exists():
         raise UsageError(f"{request.wal_archive}: no such WAL archive", "check WAL_ARCHIVE / --wal-archive")
+    if request.wal_archive is not None and request.wal_archive.is_file() and request.target_time is None:
+        raise UsageError(f"WAL_ARCHIVE is the tarball {request.wal_archive}, which cannot hold the WAL after this "
+                         "drill's marker", "give a TARGET_TIME inside the tarball, or leave WAL_ARCHIVE unset to "
+                         "use the live archive")
     return source
 
 

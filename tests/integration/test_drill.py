@@ -185,6 +185,8 @@ def test_drill_refused_without_confirmation_or_on_a_prod_host_changes_nothing(sa
     world = sandbox
     prod_env = open_tmp / "staging.env"
     prod_env.write_text("APP_ENV=prod\n")
+    tarball = open_tmp / "wal_archive_20260125T120000Z.tar.gz"
+    tarball.write_bytes(b"")
     refused = [
         ({"TARGET_ENV": "staging"}, "CONFIRM_DRILL=YES"),
         ({**DRILL, "ENV_FILE": str(prod_env)}, "APP_ENV=prod"),
@@ -193,6 +195,7 @@ def test_drill_refused_without_confirmation_or_on_a_prod_host_changes_nothing(sa
         ({**DRILL, "TARGET_TIME": "2099-01-01 00:00:00 UTC"}, "is in the future"),
         ({**DRILL, "TARGET_TIME": "yesterday-ish"}, "is not a time I can read"),
         ({**DRILL, "BASE_BACKUP": str(open_tmp / "basebackup_missing.tar.gz")}, "no such base backup"),
+        ({**DRILL, "WAL_ARCHIVE": str(tarball)}, "give a TARGET_TIME inside the tarball"),
     ]
     for env, reason in refused:
         result = run_drtui("drill", config=world.config_path, env=env)
