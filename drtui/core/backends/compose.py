@@ -206,6 +206,8 @@ class ComposeBackend(Backend):
                         sink.write(chunk)
                         sink.flush()
                         since = time.time()
+            except ComposeError:
+                return  # the container or the engine is gone: nothing more to follow
             except (docker.errors.DockerException, OSError):
                 pass
             time.sleep(0.2)
