@@ -36,7 +36,8 @@ def roll_back(config: Config, env: Environment, clock: Clock) -> RollbackResult:
     backend = backend_for(env, config.state_dir)
     preserved = backend.preserved()
     if not preserved:
-        raise NothingToRollBack(f"no preserved data directory beside {env.data_dir} ({env.data_dir.name}.pre_pitr_*)",
+        data_dir = backend.data_dir
+        raise NothingToRollBack(f"no preserved data directory beside {data_dir} ({data_dir.name}.pre_pitr_*)",
                                 "there is nothing to roll back to")
     lock = EnvLock(config.state_dir, env.name)
     lock.acquire(f"rollback-{stamp(clock.now())}", clock)
@@ -47,6 +48,6 @@ def roll_back(config: Config, env: Environment, clock: Clock) -> RollbackResult:
         aside = backend.set_aside(backend.free_stamp(clock.now()))
         backend.put_in_place(newest)
         backend.start_server()
-        return RollbackResult(env.name, env.data_dir, newest, aside, True)
+        return RollbackResult(env.name, backend.data_dir, newest, aside, True)
     finally:
         lock.release()
