@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
+from textual.worker import Worker, WorkerState
 
 from drtui.core.clock import Clock, SystemClock
 from drtui.core.config import Config
@@ -49,12 +50,22 @@ class DrApp(App[None]):
         if isinstance(self.start, Path):
             self.push_screen(RunScreen(self.start))
 
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """A worker that failed is said out loud: never a silent stop of the wizard or a view."""
+        if event.state is WorkerState.ERROR:
+            error = event.worker.error
+            title = getattr(error, "title", None) or f"{type(error).__name__}: {error}"
+            hint = getattr(error, "hint", "")
+            self.notify(f"{title}\n{hint}".strip(), title=f"{event.worker.description or event.worker.name} failed",
+                        severity="error", timeout=30)
+
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         yield SystemCommand("Home", "Back to the journeys and environments", self.action_home)
         yield SystemCommand("Status", "The heartbeat view, refreshing itself", self.action_status)
         yield SystemCommand("Point-in-time recovery", "Pick a base backup and a target, then restore",
                             self.action_pitr)
+        yield SystemCommand("Staging restore", "Load a dump into staging", self.action_staging)
         yield SystemCommand("Re-attach", "Follow the newest run on this host again", self.action_reattach)
 
     def action_home(self) -> None:
@@ -74,6 +85,11 @@ class DrApp(App[None]):
         from drtui.tui.wizard import start_pitr
 
         start_pitr(self)
+
+    def action_staging(self) -> None:
+        from drtui.tui.wizard import start_staging
+
+        start_staging(self)
 
     def action_reattach(self, journal: Path | None = None) -> None:
         from drtui.core.journal import list_runs

@@ -30,7 +30,6 @@ async def _pitr(app: DrApp) -> None:
     from drtui.tui.screens.choose_target import ChooseTargetScreen
     from drtui.tui.screens.pick_backup import PickBackupScreen
     from drtui.tui.screens.review import ReviewScreen
-    from drtui.tui.screens.run import RunScreen
 
     env = app.config.environment(app.env_name)
     app.notify("reading the backups and the WAL archive…", timeout=3)
@@ -51,12 +50,42 @@ async def _pitr(app: DrApp) -> None:
             step = 0 if target is None else 2
         else:
             assert target is not None
-            approved = await app.push_screen_wait(ReviewScreen(inventory, chosen, target, env))
+            approved = await app.push_screen_wait(ReviewScreen.pitr(app, inventory, chosen, target, env))
             if approved is None:
                 step = 1
                 continue
             break
+    await _launch(app, approved)
+
+
+def start_staging(app: DrApp) -> None:
+    _staging(app)
+
+
+@work(group="wizard", exclusive=True, exit_on_error=False, description="staging restore wizard")
+async def _staging(app: DrApp) -> None:
+    from drtui.tui.screens.pick_dump import PickDumpScreen
+    from drtui.tui.screens.review import ReviewScreen
+
+    env = app.config.environment("staging")
+    try:
+        inventory = await asyncio.to_thread(_scan, app)
+    except DrError as exc:
+        app.notify(f"{exc.title}\n{exc.hint}", severity="error", timeout=15)
+        return
+    while True:
+        dump = await app.push_screen_wait(PickDumpScreen(inventory.dumps, env.name))
+        if dump is None:
+            return
+        approved = await app.push_screen_wait(ReviewScreen.dump(app, dump, env))
+        if approved is not None:
+            break
+    await _launch(app, approved)
+
+
+async def _launch(app: DrApp, approved: Any) -> None:
     from drtui.core.launcher import launch_detached
+    from drtui.tui.screens.run import RunScreen
 
     try:
         run_id, journal = await asyncio.to_thread(launch_detached, approved, app.config)

@@ -93,7 +93,7 @@ def test_choose_target_outside_the_window(world, snap_compare) -> None:
 
 def _review(config: Config, env: str, target: Target):
     inventory = fixed_inventory(FOLDER)
-    return push(lambda app: ReviewScreen(inventory, 0, target, config.environment(env)),
+    return push(lambda app: ReviewScreen.pitr(app, inventory, 0, target, config.environment(env)),
                 lambda app: "the plan" in str(app.screen.query_one("#plan").render())
                 or "refused" in str(app.screen.query_one("#plan").render()))
 

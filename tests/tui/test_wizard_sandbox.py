@@ -111,3 +111,43 @@ def test_the_wizard_walks_a_point_in_time_recovery_end_to_end(recoverable: dict)
         ids = {row[0] for row in conn.execute("select id from bookings").fetchall()}
     assert recoverable["before"].id in ids
     assert recoverable["after"].id not in ids
+
+
+def test_the_wizard_loads_a_dump_into_staging(sandbox: Sandbox) -> None:
+    from textual.widgets import OptionList
+
+    from drtui.tui.screens.pick_dump import PickDumpScreen
+
+    config = sandbox.config()
+    backup.dump(config, sandbox.env("production"), SystemClock())
+    production = sandbox.counts("production")
+    sandbox.insert("bookings", env="staging")
+    assert sandbox.counts("staging") != production
+
+    async def scenario() -> str:
+        app = DrApp(config)
+        async with app.run_test(size=(100, 34)) as pilot:
+            await until(pilot, lambda: isinstance(app.screen, HomeScreen))
+            journeys = app.screen.query_one("#journeys", OptionList)
+            journeys.focus()
+            journeys.highlighted = 1
+            await pilot.press("enter")
+            await until(pilot, lambda: isinstance(app.screen, PickDumpScreen))
+            await pilot.press("enter")
+            await until(pilot, lambda: isinstance(app.screen, ReviewScreen) and app.screen.plan is not None)
+            assert "✔ pass  target_env" in screen_text(app)
+            await pilot.press("ctrl+g")
+            await until(pilot, lambda: isinstance(app.screen, RunScreen))
+            run = app.screen
+            await until(pilot, lambda: run.view.finished is not None)
+            assert run.view.ok, screen_text(app)
+            await pilot.press("r")
+            await until(pilot, lambda: isinstance(app.screen, ResultScreen))
+            return screen_text(app)
+
+    try:
+        result = asyncio.run(scenario())
+    finally:
+        stop_runs(sandbox)
+    assert "✔ recovered staging" in result
+    assert sandbox.counts("staging") == production

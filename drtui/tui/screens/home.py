@@ -99,8 +99,7 @@ class HomeScreen(Screen[None]):
         elif key == "status":
             self.app.action_status()  # type: ignore[attr-defined]
         elif key == "staging":
-            self.notify("the staging restore runs headless for now: "
-                        "TARGET_ENV=staging CONFIRM_STAGING_RESTORE=YES drtui restore staging", timeout=15)
+            self.app.action_staging()  # type: ignore[attr-defined]
 
     def action_reattach(self) -> None:
         if self.in_progress:

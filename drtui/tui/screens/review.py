@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -14,13 +15,13 @@ from textual.widgets import Button, Footer, Header, Input, Static
 from drtui.core.config import Environment
 from drtui.core.errors import DrError
 from drtui.core.gates import ApprovedPlan, Confirmation, GateResult, approve, evaluate, gather_facts
-from drtui.core.planning import Plan, Target, make_plan
-from drtui.tui.format import duration, size, state_markup
+from drtui.core.planning import DumpPlan, Plan, Target, make_dump_plan, make_plan
+from drtui.tui.format import duration, size, state_markup, utc
 
 
 @dataclass
 class PlanMade(Message):
-    plan: Plan
+    plan: Plan | DumpPlan
     gates: list[GateResult]
 
 
@@ -38,18 +39,32 @@ class ReviewScreen(Screen[ApprovedPlan | None]):
         Binding("escape", "back", "Back"),
     ]
 
-    def __init__(self, inventory: Any, chosen: int, target: Target, env: Environment) -> None:
+    def __init__(self, env: Environment, build: Callable[[], Plan | DumpPlan], heading: str) -> None:
         super().__init__()
-        self.inventory = inventory
-        self.chosen = chosen
-        self.target = target
         self.env = env
-        self.plan: Plan | None = None
+        self.build = build
+        self.heading = heading
+        self.plan: Plan | DumpPlan | None = None
         self.gates: list[GateResult] = []
+
+    @classmethod
+    def pitr(cls, app: Any, inventory: Any, chosen: int, target: Target, env: Environment) -> ReviewScreen:
+        """The point-in-time recovery's last step: the plan from the chosen backup to the target."""
+        def build() -> Plan:
+            return make_plan(app.config, env, target, clock=app.clock, inventory=inventory,
+                             base_backup=inventory.base_backups[chosen].path, **app.plan_probes)
+        return cls(env, build, "3 of 3 · review and confirm")
+
+    @classmethod
+    def dump(cls, app: Any, dump_file: Any, env: Environment) -> ReviewScreen:
+        """The staging restore's last step: the plan to load a dump (and the uploads) into staging."""
+        def build() -> DumpPlan:
+            return make_dump_plan(app.config, env, clock=app.clock, dump_file=dump_file)
+        return cls(env, build, "2 of 2 · review and confirm")
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Static(f"[b]3 of 3 · review and confirm[/] · restore {self.env.name}", classes="step-head")
+        yield Static(f"[b]{self.heading}[/] · restore {self.env.name}", classes="step-head")
         with VerticalScroll(id="review"):
             yield Static("[dim]● making the plan…[/]", id="plan", classes="panel")
             yield Static(id="gates", classes="panel")
@@ -65,12 +80,9 @@ class ReviewScreen(Screen[ApprovedPlan | None]):
 
     @work(thread=True, group="plan", exclusive=True, exit_on_error=False, description="make the plan")
     def _make_plan(self) -> None:
-        config, clock = self.app.config, self.app.clock  # type: ignore[attr-defined]
         try:
-            plan = make_plan(config, self.env, self.target, clock=clock, inventory=self.inventory,
-                             base_backup=self.inventory.base_backups[self.chosen].path,
-                             **self.app.plan_probes)  # type: ignore[attr-defined]
-            gates = evaluate(plan, gather_facts(config, self.env, self.env.name))
+            plan = self.build()
+            gates = evaluate(plan, gather_facts(self.app.config, self.env, self.env.name))  # type: ignore[attr-defined]
         except DrError as exc:
             self.post_message(PlanRefused(exc.title, exc.hint))
         else:
@@ -103,7 +115,9 @@ class ReviewScreen(Screen[ApprovedPlan | None]):
         if self.env.is_production and not refused:
             self.query_one("#typed-name", Input).focus()
 
-    def _words(self, plan: Plan) -> str:
+    def _words(self, plan: Plan | DumpPlan) -> str:
+        if isinstance(plan, DumpPlan):
+            return self._dump_words(plan)
         config = self.app.config  # type: ignore[attr-defined]
         objective = config.objectives.pitr_rto.total_seconds()
         share = plan.predicted_seconds / objective if objective else 0
@@ -120,6 +134,20 @@ class ReviewScreen(Screen[ApprovedPlan | None]):
             f"disk      needs {size(plan.required_bytes)}, {size(plan.free_bytes)} free {self._disk(plan)}",
             f"duration  about {duration(plan.predicted_seconds)} of the {duration(objective)} RTO ({share:.0%})",
         ] + [f"[dim]note      {n}[/]" for n in plan.notes])
+
+    def _dump_words(self, plan: DumpPlan) -> str:
+        objective = self.app.config.objectives.staging_rto.total_seconds()  # type: ignore[attr-defined]
+        app = "the app (stop_app_command), " if self.env.stop_app_command else ""
+        return "\n".join([
+            "[b]the plan[/]",
+            f"restore   the dump {plan.dump_file.name} (taken {utc(plan.dump_time)})",
+            f"into      {plan.environment}: its database is replaced",
+            f"stop      {app}then a pre_restore dump of the current database is kept",
+            f"uploads   {plan.uploads_archive.name if plan.uploads_archive else 'not restored (none found)'}"
+            + (" (the current folder is renamed aside)" if plan.uploads_archive else ""),
+            "start     " + ("the app, " if self.env.start_app_command else "") + "then the checks",
+            f"objective RTO {duration(objective)}",
+        ])
 
     @staticmethod
     def _disk(plan: Plan) -> str:
