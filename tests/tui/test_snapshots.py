@@ -77,6 +77,16 @@ def test_pick_backup(world, snap_compare) -> None:
     assert snap_compare(DrApp(config, clock), run_before=push(lambda app: PickBackupScreen(inventory, "production")))
 
 
+def test_pick_dump(world, snap_compare) -> None:
+    from drtui.core.models import Artifact
+    from drtui.tui.screens.pick_dump import PickDumpScreen
+
+    config, clock = world
+    dumps = [Artifact(FOLDER / "backups" / f"cleaning_20260125T{h:02d}0000Z.sql.gz", "dump", 41_000_000 - h * 1000,
+                      T0.replace(hour=h, minute=0)) for h in (14, 2)]
+    assert snap_compare(DrApp(config, clock), run_before=push(lambda app: PickDumpScreen(dumps, "staging")))
+
+
 def test_choose_target_reachable(world, snap_compare) -> None:
     config, clock = world
     inventory = fixed_inventory(FOLDER)

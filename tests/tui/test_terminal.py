@@ -95,6 +95,17 @@ def test_drtui_opens_on_home_and_shows_the_status_screen(shared_sandbox: Sandbox
     assert "journeys" not in term.screen()
 
 
+def test_status_watch_is_the_status_screen_on_its_own(shared_sandbox: Sandbox, terminal) -> None:
+    term = terminal([*drtui_command(shared_sandbox), "status", "--watch"])
+    screen = term.wait_for("refreshes every", "WAL sync", "recoverable window")
+    assert "journeys" not in screen
+    term.keys("escape")  # the only screen: leaving it quits
+    deadline = time.monotonic() + 20
+    while "refreshes every" in term.screen() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "refreshes every" not in term.screen()
+
+
 def test_the_restore_outlives_a_killed_ui_and_reattaching_shows_it_all(recoverable: dict, terminal) -> None:  # noqa: F811
     world, config, target = recoverable["world"], recoverable["config"], recoverable["target"]
     term = terminal(drtui_command(world))

@@ -26,6 +26,7 @@ class StepList(Static):
             if step.state == RUNNING and step.started is not None:
                 seconds = max((now - step.started).total_seconds(), 0)
             took = duration(seconds) if seconds is not None else ""
-            title = step.title[:title_width].ljust(title_width)
+            title = step.title if len(step.title) <= title_width else step.title[:title_width - 1] + "…"
+            title = title.ljust(title_width)
             rows.append(f"{state_markup(step.state, f'{step.state:<7}')} {title} [dim]{took:>6}[/]")
         self.update("\n".join(rows))
