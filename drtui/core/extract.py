@@ -634,9 +634,14 @@ def restore_command(folder: Path, segment_size: int = DEFAULT_SEGMENT_SIZE) -> s
     A folder staged by stage_wal is a private copy on the restore's side: its files are hard-linked into
     pg_wal (no copy, a few ms each), falling back to `cp` across filesystems. Any other folder (the live
     archive) is only ever read, never linked from: the restored server recycles and overwrites WAL files in
-    pg_wal after promotion, and a link would carry those writes into the archive. To keep fetch and replay
-    from taking turns, each fetch of a segment starts a background copy of the next PREFETCH_DEPTH segments
-    into PREFETCH_SPOOL (inside the restored pg_wal, so the next fetch is a rename); a miss falls back to `cp`.
+    pg_wal after promotion, and a link would carry those writes into the archive.
+
+    For the live archive, fetch and replay overlap: each call starts (unless one is running) a background
+    copy of the next PREFETCH_DEPTH segments, each copied beside pg_wal, renamed into pg_wal whole, and only
+    then marked done in PREFETCH_SPOOL. For a marked segment the command exits 1 at once, and PostgreSQL,
+    finding nothing in the archive, reads the complete copy already in pg_wal (as with pre-staged WAL). An
+    unmarked segment (the first, history files, a miss) is copied with `cp` as usual; the backup's own,
+    possibly partial, segments in pg_wal are never trusted.
     """
     source = shlex.quote(str(folder.resolve()))
     if (folder / STAGED_MARKER).is_file():
@@ -645,15 +650,15 @@ def restore_command(folder: Path, segment_size: int = DEFAULT_SEGMENT_SIZE) -> s
     # PostgreSQL replaces %f and %p and turns %% into %; every other percent sign below is doubled.
     return (
         f"f=%f; a={source}; s={PREFETCH_SPOOL}; "
-        '{ [ -f "$s/$f" ] && mv -f "$s/$f" %p; } || cp "$a/$f" %p || exit 1; '
-        'case $f in *[!0-9A-F]*) exit 0;; esac; [ ${#f} -eq 24 ] || exit 0; '
+        'if [ -f "$s/$f.ok" ] && [ -f "pg_wal/$f" ]; then r=1; else cp "$a/$f" %p || exit 1; r=0; fi; '
+        'case $f in *[!0-9A-F]*) exit $r;; esac; [ ${#f} -eq 24 ] || exit $r; '
         '[ -d "$s/.lock" ] || ( mkdir -p "$s" && mkdir "$s/.lock" || exit 0; trap "rmdir $s/.lock" EXIT; '
         "t=${f%%????????????????}; x=${f#????????}; l=${x%%????????}; g=${x#????????}; i=1; "
         f"while [ $i -le {PREFETCH_DEPTH} ]; do n=$((0x$g + i)); "
         f'm=$(printf %%s%%08X%%08X $t $((0x$l + n / {per_id})) $((n %% {per_id}))); '
-        'if [ ! -f "$s/$m" ]; then [ -f "$a/$m" ] || break; '
-        'cp "$a/$m" "$s/.$m" && mv -f "$s/.$m" "$s/$m" || break; fi; i=$((i + 1)); done '
-        ") </dev/null >/dev/null 2>&1 &"
+        'if [ ! -f "$s/$m.ok" ]; then [ -f "$a/$m" ] || break; '
+        'cp "$a/$m" "$s/$m.tmp" && mv -f "$s/$m.tmp" "pg_wal/$m" && : > "$s/$m.ok" || break; fi; '
+        "i=$((i + 1)); done ) </dev/null >/dev/null 2>&1 & exit $r"
     )
 
 
