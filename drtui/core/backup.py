@@ -69,7 +69,7 @@ def _refuse_existing(path: Path) -> None:
                           "wait a second and run the backup again")
 
 
-def _prepare_dir(folder: Path) -> None:
+def prepare_dir(folder: Path) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".drtui-probe-"):
@@ -107,7 +107,7 @@ def dump(config: Config, env: Environment, clock: Clock) -> BackupResult:
         return _compose(config, env).backup_dump(config, clock)
     started = clock.monotonic()
     now = clock.now()
-    _prepare_dir(config.backup_dir)
+    prepare_dir(config.backup_dir)
     result = BackupResult("dump")
     dump_path = config.backup_dir / f"{env.database}_{stamp(now)}.sql.gz"
     uploads_path = config.backup_dir / f"uploads_{stamp(now)}.tar.gz"
@@ -144,7 +144,7 @@ def base(config: Config, env: Environment, clock: Clock) -> BackupResult:
         return _compose(config, env).backup_base(config, clock)
     started = clock.monotonic()
     now = clock.now()
-    _prepare_dir(config.backup_dir)
+    prepare_dir(config.backup_dir)
     final = config.backup_dir / f"basebackup_{stamp(now)}.tar.gz"
     _refuse_existing(final)
     workdir = Path(tempfile.mkdtemp(prefix=".basebackup-", dir=config.backup_dir))
@@ -180,6 +180,7 @@ def wal_sync(config: Config, clock: Clock, target: Path | None = None) -> Backup
     `WAL_SYNC_TARGET` folder), then the WAL sync heartbeat. When production runs on the compose backend,
     the archive is its WAL volume."""
     production = config.environments.get(PRODUCTION)
+    check_sync_target(target)
     if production is not None and production.backend == "compose":
         return _compose(config, production).backup_wal_sync(config, clock, target)
     started = clock.monotonic()
@@ -187,19 +188,28 @@ def wal_sync(config: Config, clock: Clock, target: Path | None = None) -> Backup
     if not source.is_dir():
         raise BackupError(f"{source}: the WAL archive folder does not exist",
                           "check wal_archive in the config")
-    _prepare_dir(config.backup_dir)
+    prepare_dir(config.backup_dir)
     names = sorted(entry.name for entry in os.scandir(source) if entry.is_file() and not entry.name.startswith("."))
     final = config.backup_dir / f"wal_archive_{stamp(clock.now())}.tar.gz"
     _refuse_existing(final)
     with atomic_path(final) as tmp, tarfile.open(tmp, "w:gz", compresslevel=GZIP_LEVEL) as tar:
         for name in names:
             tar.add(source / name, arcname=name)
+    return finish_wal_sync(config, clock, started, final, target)
+
+
+def check_sync_target(target: Path | None) -> None:
+    """Refuse a WAL_SYNC_TARGET drtui cannot write to, before any work is done."""
+    if target and str(target).startswith("s3:"):
+        raise BackupError(f"WAL_SYNC_TARGET={target}: S3 targets are not supported yet",
+                          "sync to a mounted folder, or leave WAL_SYNC_TARGET unset")
+
+
+def finish_wal_sync(config: Config, clock: Clock, started: float, final: Path, target: Path | None) -> BackupResult:
+    """Copy a packed WAL tarball to the sync target folder, then write the WAL sync heartbeat."""
     result = BackupResult("wal-sync", [Artifact(final, final.stat().st_size)], config.wal_sync_heartbeat)
     if target:
-        if str(target).startswith("s3:"):
-            raise BackupError(f"WAL_SYNC_TARGET={target}: S3 targets are not supported yet",
-                              "sync to a mounted folder, or leave WAL_SYNC_TARGET unset")
-        _prepare_dir(target)
+        prepare_dir(target)
         copy = target / final.name
         with atomic_path(copy) as tmp:
             shutil.copyfile(final, tmp)

@@ -42,7 +42,15 @@ from docker.models.containers import Container
 from docker.models.volumes import Volume
 
 from drtui.core.backends.base import Backend, RecoveryStatus
-from drtui.core.backup import GZIP_LEVEL, LAST_BASEBACKUP, LAST_SUCCESS, Artifact, BackupResult, _prepare_dir
+from drtui.core.backup import (
+    GZIP_LEVEL,
+    LAST_BASEBACKUP,
+    LAST_SUCCESS,
+    Artifact,
+    BackupResult,
+    finish_wal_sync,
+    prepare_dir,
+)
 from drtui.core.clock import Clock, stamp
 from drtui.core.config import Config, Environment
 from drtui.core.errors import DrError
@@ -569,7 +577,7 @@ class ComposeBackend(Backend):
     def backup_base(self, config: Config, clock: Clock) -> BackupResult:
         """pg_basebackup in the db container as one tar stream (with WAL), gzipped into backup_dir."""
         started = clock.monotonic()
-        _prepare_dir(config.backup_dir)
+        prepare_dir(config.backup_dir)
         final = config.backup_dir / f"basebackup_{stamp(clock.now())}.tar.gz"
         with atomic_path(final) as tmp, gzip.open(tmp, "wb", compresslevel=GZIP_LEVEL) as gz:
             self._stream_exec(["pg_basebackup", "-h", "127.0.0.1", "-U", self.env.user, "-D", "-", "-Ft",
@@ -581,7 +589,7 @@ class ComposeBackend(Backend):
 
     def backup_dump(self, config: Config, clock: Clock) -> BackupResult:
         started = clock.monotonic()
-        _prepare_dir(config.backup_dir)
+        prepare_dir(config.backup_dir)
         final = config.backup_dir / f"{self.env.database}_{stamp(clock.now())}.sql.gz"
         with atomic_path(final) as tmp, gzip.open(tmp, "wb", compresslevel=GZIP_LEVEL) as gz:
             self._stream_exec(["pg_dump", "-h", "127.0.0.1", "-U", self.env.user, "-d", self.env.database],
@@ -599,7 +607,7 @@ class ComposeBackend(Backend):
         if where is None:
             raise ComposeError(f"the {self.env.db_service} container does not mount the WAL volume {wal.name}",
                                "check wal_volume in the config")
-        _prepare_dir(config.backup_dir)
+        prepare_dir(config.backup_dir)
         final = config.backup_dir / f"wal_archive_{stamp(clock.now())}.tar.gz"
         stream, _ = self.db.get_archive(where)
         with atomic_path(final) as tmp, tarfile.open(tmp, "w:gz", compresslevel=GZIP_LEVEL) as out, \
@@ -609,19 +617,7 @@ class ComposeBackend(Backend):
                 if member.isfile() and name and "/" not in name and not name.startswith("."):
                     member.name = name
                     out.addfile(member, source.extractfile(member))
-        result = BackupResult("wal-sync", [Artifact(final, final.stat().st_size)], config.wal_sync_heartbeat)
-        if target:
-            if str(target).startswith("s3:"):
-                raise ComposeError(f"WAL_SYNC_TARGET={target}: S3 targets are not supported yet",
-                                   "sync to a mounted folder, or leave WAL_SYNC_TARGET unset")
-            _prepare_dir(target)
-            copy = target / final.name
-            with atomic_path(copy) as tmp:
-                shutil.copyfile(final, tmp)
-            result.artifacts.append(Artifact(copy, copy.stat().st_size))
-        write_heartbeat(config.wal_sync_heartbeat, clock.now())
-        result.seconds = clock.monotonic() - started
-        return result
+        return finish_wal_sync(config, clock, started, final, target)
 
 
 def _reason(exc: BaseException) -> str:
