@@ -32,12 +32,18 @@ from drtui.tui.widgets.coverage_timeline import CoverageTimeline
 
 
 def stop_runs(world: Sandbox) -> None:
-    """A detached run left behind by a failing test is stopped before the world goes."""
+    """A detached run left behind by a failing test is stopped, and waited for (its undo writes into the
+    world), before the world goes."""
     for journal in list_runs(world.config().state_dir):
         with contextlib.suppress(OSError, ValueError):
             for event in read_events(journal):
                 if isinstance(event, RunStarted) and pid_alive(event.pid):
                     os.killpg(event.pid, signal.SIGTERM)
+                    deadline = time.monotonic() + 60
+                    while pid_alive(event.pid) and time.monotonic() < deadline:
+                        time.sleep(0.1)
+                    if pid_alive(event.pid):
+                        os.killpg(event.pid, signal.SIGKILL)
 
 
 @pytest.fixture
