@@ -162,3 +162,39 @@ def test_immediate_and_latest_need_no_value(config, clock, inventory) -> None:
     target = asyncio.run(scenario())
     assert target is not None and target.kind.value == "latest"
 
+
+
+@pytest.mark.parametrize(("elapsed", "css", "words"), [
+    (60 * 60, "-ok", "✔ ok"), (100 * 60, "-warn", "▲ near the objective"), (130 * 60, "-over", "✘ over the objective"),
+])
+def test_the_rto_timer_turns_amber_past_75_and_red_past_100_percent(config, clock, elapsed, css, words) -> None:
+    from drtui.tui.widgets.rto_timer import RtoTimer
+
+    async def scenario() -> tuple[set[str], str]:
+        app = DrApp(config, clock)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await until(pilot, lambda: isinstance(app.screen, HomeScreen))
+            timer = RtoTimer()
+            await app.screen.mount(timer)
+            timer.show(elapsed, 120 * 60, None, finished=False)
+            await pilot.pause()
+            return set(timer.classes), str(timer.render())
+
+    classes, text = asyncio.run(scenario())
+    assert css in classes and len(classes & {"-ok", "-warn", "-over"}) == 1
+    assert words in text
+
+
+def test_more_than_one_timeline_gets_a_row_each(config, clock, inventory) -> None:
+    inventory.wal = two_timelines()
+
+    async def scenario() -> str:
+        app = DrApp(config, clock)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await until(pilot, lambda: isinstance(app.screen, HomeScreen))
+            await app.push_screen(ChooseTargetScreen(inventory, 0))
+            await pilot.pause()
+            return screen_text(app)
+
+    text = asyncio.run(scenario())
+    assert "│ TL 1" in text and "│ TL 2" in text
