@@ -346,3 +346,18 @@ def test_a_tarball_without_wal_is_refused_as_a_wal_source(open_tmp: Path) -> Non
         stage_wal(empty, open_tmp / "wal", "postgres", _noop, threading.Event())
     assert caught.value.title.startswith(str(empty))
     assert not (open_tmp / "wal").exists()
+
+
+@pytest.mark.parametrize("kind", ["plain-root", "plain-prefixed", "tar-stream", "tar-folder", "directory",
+                                  "directory-subfolder"])
+def test_what_the_inventory_reads_is_what_extraction_expects(kind: str, built: Built, open_tmp: Path) -> None:
+    from drtui.core.inventory import read_base_backup
+
+    ours = built.backups[kind]
+    read = read_base_backup(ours.path)
+    assert (read.layout, read.member_prefix) == (ours.layout, ours.member_prefix)
+    seen: list[tuple[int, int | None]] = []
+    written = extract_base_backup(read, open_tmp / "data", "postgres", lambda d, t: seen.append((d, t)),
+                                  threading.Event())
+    assert seen[-1] == (written, read.size_bytes or None)
+    assert (open_tmp / "data" / "backup_label").read_bytes().startswith(b"START WAL LOCATION: ")
