@@ -226,7 +226,8 @@ class _TarReader:
         pax: dict[str, str] = {}
         while True:
             if self._pos >= len(self._view) and not self._fill():
-                return None  # no end-of-archive blocks: the gzip trailer check says whether that is whole
+                # `pg_basebackup -D - -Ft | gzip` that dies mid-stream still leaves a valid gzip trailer
+                raise _Damaged("the tar stream stops without its end-of-archive marker: the archive is truncated")
             block = self.read(BLOCK)
             if block == ZERO_BLOCK:
                 self.drain()
@@ -299,7 +300,7 @@ def _owner(os_user: str) -> _Owner:
 def _relative(name: str, prefix: str) -> str | None:
     """The safe path of a member under dest ("" for dest itself), or None when it lies outside `prefix`."""
     if name.startswith("/") or "\0" in name:
-        raise _Damaged(f"member {name!r} has an absolute name, and is refused")
+        raise _Damaged(f"member {name!r} has an absolute or invalid name, and is refused")
     parts = [part for part in name.split("/") if part not in ("", ".")]
     if ".." in parts:
         raise _Damaged(f"member {name!r} points outside the destination, and is refused")

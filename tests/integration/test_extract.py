@@ -5,6 +5,7 @@ must be refused without leaving anything behind."""
 from __future__ import annotations
 
 import contextlib
+import gzip
 import io
 import os
 import pwd
@@ -289,7 +290,7 @@ def _link(name: str, target: str, kind: bytes = tarfile.SYMTYPE) -> tarfile.TarI
 @pytest.mark.parametrize(("members", "says"), [
     ([(tarfile.TarInfo("../escaped"), b"x")], "points outside the destination"),
     ([(tarfile.TarInfo("base/../../escaped"), b"x")], "points outside the destination"),
-    ([(tarfile.TarInfo("/tmp/escaped-absolute"), b"x")], "absolute name"),
+    ([(tarfile.TarInfo("/tmp/escaped-absolute"), b"x")], "absolute or invalid name"),
     ([(_link("pg_tblspc/16400", "/tmp"), b""), (tarfile.TarInfo("pg_tblspc/16400/escaped"), b"x")],
      "is a link to '/tmp' .a tablespace"),
     ([(_link("evil", "../../.."), b""), (tarfile.TarInfo("evil/escaped"), b"x")], "links are refused"),
@@ -361,3 +362,21 @@ def test_what_the_inventory_reads_is_what_extraction_expects(kind: str, built: B
                                   threading.Event())
     assert seen[-1] == (written, read.size_bytes or None)
     assert (open_tmp / "data" / "backup_label").read_bytes().startswith(b"START WAL LOCATION: ")
+
+
+def test_a_tar_stream_cut_between_members_inside_a_whole_gzip_is_refused(built: Built, open_tmp: Path) -> None:
+    """What `pg_basebackup -D - -Ft | gzip` leaves when pg_basebackup dies: gzip still closes the file."""
+    cut = open_tmp / "stream_cut.tar.gz"
+    with tarfile.open(built.backups["tar-stream"].path, "r|gz") as whole, gzip.open(cut, "wb") as out:
+        for count, member in enumerate(whole):
+            data = whole.extractfile(member) if member.isfile() else None
+            out.write(member.tobuf(tarfile.GNU_FORMAT))
+            if data:
+                content = data.read()
+                out.write(content + bytes(-len(content) % tarfile.BLOCKSIZE))
+            if count == 20:
+                break
+    with pytest.raises(ExtractError, match="end-of-archive marker"):
+        extract_base_backup(_as_backup(cut, Layout.TAR_STREAM), open_tmp / "data", "postgres", _noop,
+                            threading.Event())
+    assert not (open_tmp / "data").exists()
