@@ -350,7 +350,6 @@ class _Writer:
                  cancel: threading.Event) -> None:
         self.dest = dest
         self.owner = owner
-        self.durable = durable
         self.progress = progress
         self.total = total
         self.cancel = cancel
@@ -419,8 +418,9 @@ class _Writer:
         if self._fsyncer:
             self._fsyncer.finish()
             self._fsyncer = None
-            for rel in sorted(self._dirs, key=len, reverse=True):
-                fd = os.open(self._path(rel), os.O_RDONLY | os.O_DIRECTORY)
+            for path in [*(self._path(rel) for rel in sorted(self._dirs, key=len, reverse=True)),
+                         str(self.dest.parent)]:
+                fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
                 try:
                     os.fsync(fd)
                 finally:
@@ -433,13 +433,12 @@ class _Writer:
                 self._fsyncer.finish()
             self._fsyncer = None
 
-    def extract(self, reader: _TarReader, prefix: str = "", into: str = "",
-                accept: Callable[[tarfile.TarInfo, str], bool] | None = None) -> None:
+    def extract(self, reader: _TarReader, prefix: str = "", into: str = "") -> None:
         """Write every member of a tar stream under `into`, stripping `prefix` from member names."""
         while (member := reader.next()) is not None:
             self.check_cancel()
             rel = _relative(member.name, prefix)
-            if rel is None or (accept is not None and not accept(member, rel)):
+            if rel is None:
                 if member.type in FILE_TYPES:
                     reader.skip(member.size)
                     reader.skip_padding(member.size)
