@@ -652,13 +652,13 @@ def restore_command(folder: Path, segment_size: int = DEFAULT_SEGMENT_SIZE) -> s
         f"f=%f; a={source}; s={PREFETCH_SPOOL}; "
         'if [ -f "$s/$f.ok" ] && [ -f "pg_wal/$f" ]; then r=1; else cp "$a/$f" %p || exit 1; r=0; fi; '
         'case $f in *[!0-9A-F]*) exit $r;; esac; [ ${#f} -eq 24 ] || exit $r; '
-        '[ -d "$s/.lock" ] || ( mkdir -p "$s" && mkdir "$s/.lock" || exit 0; trap "rmdir $s/.lock" EXIT; '
+        'if [ ! -d "$s/.lock" ]; then ( mkdir -p "$s" && mkdir "$s/.lock" || exit 0; trap "rmdir $s/.lock" EXIT; '
         "t=${f%%????????????????}; x=${f#????????}; l=${x%%????????}; g=${x#????????}; i=1; "
         f"while [ $i -le {PREFETCH_DEPTH} ]; do n=$((0x$g + i)); "
         f'm=$(printf %%s%%08X%%08X $t $((0x$l + n / {per_id})) $((n %% {per_id}))); '
         'if [ ! -f "$s/$m.ok" ]; then [ -f "$a/$m" ] || break; '
         'cp "$a/$m" "$s/$m.tmp" && mv -f "$s/$m.tmp" "pg_wal/$m" && : > "$s/$m.ok" || break; fi; '
-        "i=$((i + 1)); done ) </dev/null >/dev/null 2>&1 & exit $r"
+        "i=$((i + 1)); done ) </dev/null >/dev/null 2>&1 & fi; exit $r"
     )
 
 
