@@ -160,8 +160,8 @@ def test_nothing_configured_is_skipped_never_passed(shared_sandbox: Sandbox) -> 
     assert checks.summarize(results) == {"passed": 4, "failed": 0, "skipped": 5}
 
 
-def test_missing_heartbeat_missing_table_and_empty_uploads_fail(shared_sandbox: Sandbox, open_tmp: Path) -> None:
-    config = replace(shared_sandbox.config(), backup_dir=open_tmp / "no-backups")
+def test_missing_heartbeat_missing_table_and_empty_uploads_fail(sandbox: Sandbox, open_tmp: Path) -> None:
+    config = replace(sandbox.config(), backup_dir=open_tmp / "no-backups")
     env = replace(config.environment("staging"), uploads_dir=open_tmp, sample_tables=("bookings", "no_such"))
     results = checks.run_checks(config, env, recovered_to=None, emit=lambda e: None, clock=SystemClock())
     got = outcomes(results)

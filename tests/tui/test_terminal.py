@@ -26,20 +26,22 @@ pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux
 
 
 class Terminal:
-    """One tmux session running a command; keys in, screen text out."""
+    """One tmux session running a command on a tmux server of its own (so no test races another's server
+    shutting down); keys in, screen text out."""
 
     def __init__(self, command: list[str], width: int = 100, height: int = 30) -> None:
         self.name = f"drtui-test-{uuid.uuid4().hex[:8]}"
-        subprocess.run(["tmux", "new-session", "-d", "-s", self.name, "-x", str(width), "-y", str(height),
+        self.tmux = ["tmux", "-L", self.name]
+        subprocess.run([*self.tmux, "new-session", "-d", "-s", self.name, "-x", str(width), "-y", str(height),
                         *command], check=True)
 
     def screen(self) -> str:
-        done = subprocess.run(["tmux", "capture-pane", "-p", "-t", self.name], capture_output=True, text=True,
+        done = subprocess.run([*self.tmux, "capture-pane", "-p", "-t", self.name], capture_output=True, text=True,
                               check=False)
         return done.stdout
 
     def keys(self, *keys: str, literal: bool = False) -> None:
-        subprocess.run(["tmux", "send-keys", "-t", self.name, *(["-l"] if literal else []), *keys], check=True)
+        subprocess.run([*self.tmux, "send-keys", "-t", self.name, *(["-l"] if literal else []), *keys], check=True)
 
     def wait_for(self, *texts: str, timeout: float = 60) -> str:
         deadline = time.monotonic() + timeout
@@ -52,12 +54,12 @@ class Terminal:
             time.sleep(0.1)
 
     def pane_pid(self) -> int:
-        done = subprocess.run(["tmux", "display-message", "-p", "-t", self.name, "#{pane_pid}"],
+        done = subprocess.run([*self.tmux, "display-message", "-p", "-t", self.name, "#{pane_pid}"],
                               capture_output=True, text=True, check=True)
         return int(done.stdout.strip())
 
     def kill(self) -> None:
-        subprocess.run(["tmux", "kill-session", "-t", self.name], check=False, capture_output=True)
+        subprocess.run([*self.tmux, "kill-server"], check=False, capture_output=True)
 
 
 @pytest.fixture
