@@ -86,6 +86,7 @@ class RunResult:
     hint: str | None = None
     steps: list[StepRecord] = field(default_factory=list)
     checks: list[dict[str, Any]] = field(default_factory=list)
+    rpo: dict[str, Any] | None = None
 
     def summary(self) -> dict[str, Any]:
         """The `--json` summary and RunFinished's payload."""
@@ -93,7 +94,8 @@ class RunResult:
                 "rto_seconds": self.rto_seconds,
                 "recovered_to": self.recovered_to.isoformat() if self.recovered_to else None,
                 "paused_at_target": self.paused, "preserved": str(self.preserved) if self.preserved else None,
-                "error": self.error, "hint": self.hint,
+                "error": self.error, "hint": self.hint, "rpo": self.rpo,
+                "rpo_seconds": self.rpo.get("rpo_seconds") if self.rpo else None,
                 "steps": [vars(s) for s in self.steps], "checks": self.checks, "journal": str(self.journal)}
 
 
@@ -131,7 +133,7 @@ def _run(approved: ApprovedPlan, journal: Journal, clock: Clock, cancel: threadi
     steps = [cls() for cls in (DUMP_STEPS if is_dump else PITR_STEPS)]
     backend = backend_for(env, config.state_dir)
     ctx = StepContext(plan=plan, config=config, env=env, backend=backend, clock=clock, cancel=cancel, emit=emit,
-                      run_id=run_id, stamp=backend.free_stamp(started))
+                      run_id=run_id, stamp=backend.free_stamp(started), facts={"started": started})
     result = RunResult(run_id, False, journal.path, env.name, plan.journey)
     emit(RunStarted(started, run_id, plan.journey, env.name, [s.name for s in steps], plan.to_json(), os.getpid()))
     completed: list[Step] = []
@@ -173,6 +175,7 @@ def _run(approved: ApprovedPlan, journal: Journal, clock: Clock, cancel: threadi
     result.recovered_to = plan.dump_time if is_dump else ctx.recovered_to
     result.paused = ctx.paused
     result.checks = [{"name": c.name, "outcome": c.outcome, "detail": c.detail} for c in ctx.checks]
+    result.rpo = ctx.facts.get("rpo")
     healthy = healthy_at(ctx.checks)
     if healthy:
         result.rto_seconds = (healthy - rto_start).total_seconds()

@@ -44,3 +44,12 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 env_option = click.option("--env", "env_name", envvar="TARGET_ENV", default=None,
                           help="Environment from the config (TARGET_ENV); default: production.")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print a machine-readable result.")
+
+
+def record_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """--operator and --reviewer for a run's record (DRILL_OPERATOR, DRILL_REVIEWER); default: the OS user
+    operated, no reviewer recorded."""
+    func = click.option("--reviewer", envvar="DRILL_REVIEWER", default="not recorded", show_default=True,
+                        help="Secondary reviewer for the record (DRILL_REVIEWER).")(func)
+    return click.option("--operator", envvar="DRILL_OPERATOR", default=None,
+                        help="Primary operator for the record (DRILL_OPERATOR); default: the OS user.")(func)

@@ -14,7 +14,7 @@ from drtui.core.clock import SystemClock
 from drtui.core.drill import DrillRequest, describe_result, run_drill
 from drtui.core.planning import parse_target_time
 from drtui.core.postgres import current_user
-from drtui.headless.common import env_option, handle_errors, json_option, pass_context
+from drtui.headless.common import env_option, handle_errors, json_option, pass_context, record_options
 from drtui.headless.output import ExitCode, out, out_json
 from drtui.headless.printer import EventPrinter
 
@@ -29,10 +29,7 @@ from drtui.headless.printer import EventPrinter
               help="WAL folder or wal_archive_*.tar.gz (WAL_ARCHIVE); default: the live archive.")
 @click.option("--skip-backup", envvar="SKIP_BACKUP", is_flag=True,
               help="Take no fresh base backup; use the newest that reaches the target (SKIP_BACKUP=true).")
-@click.option("--operator", envvar="DRILL_OPERATOR", default=None,
-              help="Primary operator for the record (DRILL_OPERATOR); default: the OS user.")
-@click.option("--reviewer", envvar="DRILL_REVIEWER", default="not recorded", show_default=True,
-              help="Secondary reviewer for the record (DRILL_REVIEWER).")
+@record_options
 @click.option("--yes", is_flag=True, help="Confirm, like CONFIRM_DRILL=YES.")
 @env_option
 @json_option

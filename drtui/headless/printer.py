@@ -119,6 +119,8 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
         lines.append("  paused at the target: inspect read-only, then promote")
     if summary.get("rto_seconds") is not None:
         lines.append(f"  RTO           {summary['rto_seconds']:.1f} s")
+    if summary.get("rpo_seconds") is not None:
+        lines.append(f"  RPO           {summary['rpo_seconds']:.1f} s")
     if summary.get("preserved"):
         lines.append(f"  old data kept {summary['preserved']}")
     for step in summary["steps"]:
@@ -133,4 +135,6 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
     if summary.get("hint"):
         lines.append(f"  next          {summary['hint']}")
     lines.append(f"  journal       {summary['journal']}")
+    if summary.get("report"):
+        lines.append(f"  report        {summary['report']}")
     return lines

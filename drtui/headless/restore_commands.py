@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -20,10 +21,12 @@ from drtui.core.gates import ApprovedPlan, approve, confirmation_from_environ, e
 from drtui.core.journal import Journal, follow, journal_path, list_runs, read_events
 from drtui.core.lock import process_start
 from drtui.core.planning import make_dump_plan, make_plan, make_target, parse_target_time
+from drtui.core.postgres import current_user
 from drtui.core.promote import promote
+from drtui.core.report import write_report
 from drtui.core.rollback import roll_back
 from drtui.core.runner import execute, new_run_id
-from drtui.headless.common import env_option, handle_errors, json_option, pass_context
+from drtui.headless.common import env_option, handle_errors, json_option, pass_context, record_options
 from drtui.headless.output import ExitCode, out, out_json
 from drtui.headless.printer import EventPrinter, summary_lines
 
@@ -52,12 +55,15 @@ def restore() -> None:
 @click.option("--pause-at-target", is_flag=True, help="Pause at the target (read-only) instead of promoting.")
 @click.option("--dry-run", is_flag=True, help="Print the plan and stop.")
 @click.option("--yes", is_flag=True, help="Confirm, like CONFIRM_PITR_RESTORE=YES.")
+@click.option("--report", "write_record", is_flag=True, help="Write the run's PITR DR drill record to report_dir.")
+@record_options
 @env_option
 @json_option
 @pass_context
 @handle_errors
 def pitr(ctx, target_time, recovery_target, target_lsn, target_xid, target_name, exclusive, target_timeline,
-         base_backup, wal_archive, incident_start, pause_at_target, dry_run, yes, env_name, as_json) -> None:
+         base_backup, wal_archive, incident_start, pause_at_target, dry_run, yes, write_record, operator, reviewer,
+         env_name, as_json) -> None:
     """Point-in-time recovery of an environment (pitr_restore.sh)."""
     clock = SystemClock()
     config = ctx.config(env_name)
@@ -77,7 +83,8 @@ def pitr(ctx, target_time, recovery_target, target_lsn, target_xid, target_name,
     facts = gather_facts(config, env, env_name)
     approved = approve(plan, evaluate(plan, facts), confirmation_from_environ("pitr", os.environ, yes, env_name),
                        clock)
-    sys.exit(run_foreground(approved, config, as_json))
+    record = Record(operator or current_user(), reviewer) if write_record else None
+    sys.exit(run_foreground(approved, config, as_json, record=record))
 
 
 @restore.command("staging")
@@ -88,11 +95,14 @@ def pitr(ctx, target_time, recovery_target, target_lsn, target_xid, target_name,
 @click.option("--incident-start", default=None, help="When the incident began: the RTO clock starts there.")
 @click.option("--dry-run", is_flag=True, help="Print the plan and stop.")
 @click.option("--yes", is_flag=True, help="Confirm, like CONFIRM_STAGING_RESTORE=YES.")
+@click.option("--report", "write_record", is_flag=True, help="Write the run's DR drill record to report_dir.")
+@record_options
 @env_option
 @json_option
 @pass_context
 @handle_errors
-def staging(ctx, backup_file, uploads_archive, incident_start, dry_run, yes, env_name, as_json) -> None:
+def staging(ctx, backup_file, uploads_archive, incident_start, dry_run, yes, write_record, operator, reviewer,
+            env_name, as_json) -> None:
     """Restore a dump and uploads archive into staging (restore_to_staging.sh)."""
     clock = SystemClock()
     config = ctx.config(env_name)
@@ -110,7 +120,8 @@ def staging(ctx, backup_file, uploads_archive, incident_start, dry_run, yes, env
     facts = gather_facts(config, env, env_name)
     approved = approve(plan, evaluate(plan, facts),
                        confirmation_from_environ("staging", os.environ, yes, env_name), clock)
-    sys.exit(run_foreground(approved, config, as_json))
+    record = Record(operator or current_user(), reviewer) if write_record else None
+    sys.exit(run_foreground(approved, config, as_json, record=record))
 
 
 @restore.command("promote")
@@ -135,8 +146,18 @@ def promote_command(ctx, env_name: str | None, as_json: bool) -> None:
     sys.exit(ExitCode.OK if ok else ExitCode.FAILED)
 
 
-def run_foreground(approved: ApprovedPlan, config: Config, as_json: bool, run_id: str | None = None) -> int:
-    """Execute in this process, printing events as they come; returns the exit code."""
+@dataclass(frozen=True)
+class Record:
+    """Who operated and reviewed a run whose record (report) is to be written."""
+
+    operator: str
+    reviewer: str
+
+
+def run_foreground(approved: ApprovedPlan, config: Config, as_json: bool, run_id: str | None = None,
+                   record: Record | None = None) -> int:
+    """Execute in this process, printing events as they come, then write the run's record if asked;
+    returns the exit code."""
     clock = SystemClock()
     plan = approved.plan
     run_id = run_id or new_run_id(plan.journey, plan.environment, clock)
@@ -149,10 +170,14 @@ def run_foreground(approved: ApprovedPlan, config: Config, as_json: bool, run_id
     finally:
         signal.signal(signal.SIGTERM, previous)
         journal.close()
+    summary = result.summary()
+    if record:
+        summary["report"] = str(write_report(config, journal.path, operator=record.operator,
+                                             reviewer=record.reviewer))
     if as_json:
-        out_json(result.summary())
+        out_json(summary)
     else:
-        for line in summary_lines(result.summary()):
+        for line in summary_lines(summary):
             out(line)
     return ExitCode.OK if result.ok else ExitCode.FAILED
 

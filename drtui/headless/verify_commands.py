@@ -16,8 +16,9 @@ from drtui.core.errors import DrError, UsageError
 from drtui.core.events import CheckCompleted
 from drtui.core.journal import journal_path, list_runs, read_events
 from drtui.core.planning import parse_target_time
+from drtui.core.postgres import current_user
 from drtui.core.report import DrillEntry, drill_history, record_from_events, write_report
-from drtui.headless.common import env_option, handle_errors, json_option, pass_context
+from drtui.headless.common import env_option, handle_errors, json_option, pass_context, record_options
 from drtui.headless.output import ExitCode, out, out_json
 
 WORDS = {core.PASSED: "PASS", core.FAILED: "FAIL", core.SKIPPED: "SKIP"}
@@ -116,10 +117,7 @@ def _age(now: datetime, then: datetime) -> str:
 
 @click.command("report")
 @click.argument("run", required=False)
-@click.option("--operator", envvar="DRILL_OPERATOR", default="not recorded", show_default=True,
-              help="Primary operator (DRILL_OPERATOR).")
-@click.option("--reviewer", envvar="DRILL_REVIEWER", default="not recorded", show_default=True,
-              help="Secondary reviewer (DRILL_REVIEWER).")
+@record_options
 @click.option("--template", default=None, metavar="NAME",
               help="Template to render instead of the run's own (e.g. pitr_drill_report.md.j2).")
 @click.option("--templates-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -127,7 +125,7 @@ def _age(now: datetime, then: datetime) -> str:
 @json_option
 @pass_context
 @handle_errors
-def report(ctx, run: str | None, operator: str, reviewer: str, template: str | None, templates_dir: Path | None,
+def report(ctx, run: str | None, operator: str | None, reviewer: str, template: str | None, templates_dir: Path | None,
            as_json: bool) -> None:
     """Write the record of a finished run into report_dir (DRILL_REPORT_DIR): the runbook's DR drill record for
     a dump restore, its PITR DR drill record for a PITR, the automated drill report for a drill. RUN is a run id
@@ -138,7 +136,7 @@ def report(ctx, run: str | None, operator: str, reviewer: str, template: str | N
     if record.ok is None:
         raise UsageError(f"run {record.run_id} has not finished: its record would be incomplete",
                          f"wait for it (`drtui attach {record.run_id}`), then write the record")
-    written = write_report(config, path, operator=operator, reviewer=reviewer, template=template,
+    written = write_report(config, path, operator=operator or current_user(), reviewer=reviewer, template=template,
                            templates_dir=templates_dir)
     if as_json:
         out_json({"report": str(written), "sidecar": str(written.with_suffix(".json")), "run_id": record.run_id,

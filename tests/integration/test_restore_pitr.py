@@ -377,3 +377,18 @@ def test_pitr_over_production_named_keeps_archiving_on_a_new_timeline(sandbox: S
     assert {c["name"]: c["outcome"] for c in json.loads(done.stdout)["checks"]}["wal_archiving"] == "passed"
     sandbox.switch_wal()
     assert (sandbox.wal_archive / "00000002.history").exists()
+
+
+def test_report_flag_writes_the_pitr_record_with_the_measured_rpo(world: World) -> None:
+    done = world.restore("--target-time", world.target.isoformat(), "--report", "--json",
+                         env={"DRILL_OPERATOR": "Ada Oncall", "DRILL_REVIEWER": "Grace Review"})
+    assert done.exit_code == 0, done.output
+    summary = json.loads(done.stdout)
+    gap = (world.target - world.before.committed_at).total_seconds()
+    assert summary["rpo"]["source"] == "replay"
+    assert gap <= summary["rpo_seconds"] <= gap + 1.0
+    report = Path(summary["report"])
+    assert report.parent == world.sandbox.root / "ops/drill-reports"
+    text = report.read_text()
+    assert "Primary operator: Ada Oncall" in text and "Secondary reviewer: Grace Review" in text
+    assert f"RPO achieved (minutes): {summary['rpo_seconds'] / 60:.2f}" in text

@@ -248,10 +248,33 @@ class Verify(Step):
 
         ctx.checks = run_checks(ctx.config, ctx.env, recovered_to=ctx.recovered_to, emit=ctx.emit,
                                 clock=ctx.clock, wait_ready_seconds=60, cancel=ctx.cancel)
+        measure_achieved_rpo(ctx)
         failed = [c for c in ctx.checks if c.outcome == "failed"]
         if failed:
             raise StepError("verification failed: " + "; ".join(f"{c.name}: {c.detail}" for c in failed),
                             "look at the failed checks above")
+
+
+def measure_achieved_rpo(ctx: StepContext) -> None:
+    """RPO achieved by a PITR, measured on the restored cluster: its last replayed commit against the target
+    time, or against the failure time the operator stated (--incident-start), else the run's start. (After a
+    dump restore the dump's own timestamp is the better basis; the report takes it from the journal.)"""
+    from drtui.core.checks import measure_rpo
+    from drtui.core.errors import DrError
+
+    plan = ctx.plan
+    if not isinstance(plan, Plan):
+        return
+    target = plan.target.time
+    failure_time = plan.incident_start or (None if target else ctx.facts.get("started"))
+    try:
+        rpo = measure_rpo(ctx.env, target, failure_time)
+    except DrError as exc:
+        ctx.log("verify", f"RPO not measured: {exc.title}")
+        return
+    ctx.facts["rpo"] = rpo.as_dict()
+    seconds = "unknown" if rpo.rpo_seconds is None else f"{rpo.rpo_seconds:.1f} s"
+    ctx.log("verify", f"RPO achieved: {seconds} ({rpo.reason})")
 
 
 def remove_staged_wal(ctx: StepContext) -> None:
