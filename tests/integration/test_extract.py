@@ -361,6 +361,8 @@ def test_what_the_inventory_reads_is_what_extraction_expects(kind: str, built: B
     written = extract_base_backup(read, open_tmp / "data", "postgres", lambda d, t: seen.append((d, t)),
                                   threading.Event())
     assert seen[-1] == (written, read.size_bytes or None)
+    assert all(done <= (total or done) for done, total in seen), "progress never passes its total"
+    assert written <= read.size_bytes <= written * 1.01  # the size the inventory reads includes pg_wal
     assert (open_tmp / "data" / "backup_label").read_bytes().startswith(b"START WAL LOCATION: ")
 
 

@@ -101,7 +101,9 @@ class _DataTar:
 def _read_inner(handle: IO[bytes], gzipped: bool, need_sizes: bool) -> _DataTar:
     """The base.tar(.gz) inside a TAR_FOLDER tarball, streamed from the outer one."""
     inner = _DataTar()
-    with tarfile.open(fileobj=handle, mode="r|gz" if gzipped else "r|") as tar:
+    # GzipFile, not tarfile's "r|gz": pg_basebackup's pg_wal.tar.gz holds several gzip members in a row
+    source = gzip.GzipFile(fileobj=handle, mode="rb") if gzipped else handle
+    with tarfile.open(fileobj=source, mode="r|") as tar:
         for member in tar:
             inner.take(tar, member)
             if "" in inner.labels and "" in inner.versions and not need_sizes:
@@ -125,6 +127,7 @@ def _read_tarball(path: Path) -> _Read:
     outer = _DataTar()
     folder_base: str | None = None
     folder_wal: str | None = None
+    wal_bytes = 0
     inner: _DataTar | None = None
     with open_tar_gz(path) as tar:
         for member in tar:
@@ -135,17 +138,20 @@ def _read_tarball(path: Path) -> _Read:
                     folder_base = name
                     handle = tar.extractfile(member)
                     assert handle is not None
-                    inner = _read_inner(handle, base.endswith(".gz"), need_sizes=outer.manifest is None)
+                    inner = _read_inner(handle, base.endswith(".gz"), need_sizes=True)
                 elif base in _FOLDER_WALS:
                     folder_wal = name
+                    handle = tar.extractfile(member)
+                    assert handle is not None
+                    wal_bytes = _read_inner(handle, base.endswith(".gz"), need_sizes=True).sizes
     if folder_base is not None and inner is not None:
         if "" not in inner.labels:
             raise InventoryError(f"{path}: {folder_base} inside holds no backup_label",
                                  "this is not a pg_basebackup -Ft folder; check how the backup was made")
         prefix = folder_base.rpartition("/")[0]
-        return _Read(Layout.TAR_FOLDER, prefix, inner.labels[""], inner.versions.get(""),
-                     outer.manifest, inner.sizes, {"base_member": folder_base, "wal_member": folder_wal},
-                     inner.wal_header)
+        extracted = inner.sizes + wal_bytes + len(outer.manifest or b"")  # what extraction will write
+        return _Read(Layout.TAR_FOLDER, prefix, inner.labels[""], inner.versions.get(""), outer.manifest,
+                     extracted, {"base_member": folder_base, "wal_member": folder_wal}, inner.wal_header)
     if not outer.labels:
         raise InventoryError(f"{path}: no backup_label in this tarball",
                              "it is not a base backup (pg_basebackup writes backup_label into every one)")
@@ -169,14 +175,9 @@ def _read_directory(path: Path) -> _Read:
         data = subs[0]
     manifest = data / "backup_manifest"
     version = data / "PG_VERSION"
-    sizes = 0
-    if not manifest.is_file():
-        for root, _dirs, files in os.walk(data):
-            for name in files:
-                sizes += os.lstat(os.path.join(root, name)).st_size
     return _Read(Layout.DIRECTORY, "" if data == path else data.name, (data / "backup_label").read_bytes(),
                  version.read_bytes() if version.is_file() else None,
-                 manifest.read_bytes() if manifest.is_file() else None, sizes,
+                 manifest.read_bytes() if manifest.is_file() else None, _folder_size(data),
                  wal_header=first_segment_header(data / "pg_wal"))
 
 
@@ -217,7 +218,8 @@ def _build(path: Path, read: _Read, file_size: int) -> BaseBackup:
         path=path, layout=read.layout, label=info.label, start_lsn=info.start_lsn,
         start_wal_file=info.start_wal_file, checkpoint_lsn=info.checkpoint_lsn, start_time=info.start_time,
         timeline=info.timeline, pg_version=version,
-        size_bytes=manifest.size_bytes if manifest else read.sizes, file_size=file_size,
+        # the manifest leaves out pg_wal; what was read (every member, or the folder) includes it
+        size_bytes=max(manifest.size_bytes if manifest else 0, read.sizes), file_size=file_size,
         member_prefix=read.prefix, stop_lsn=manifest.wal_end_lsn if manifest else None,
         name_time=name_time if kind == "basebackup" else None,
         segment_size=header.segment_size if header else DEFAULT_SEGMENT_SIZE,
