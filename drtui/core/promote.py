@@ -1,5 +1,6 @@
-"""Promoting a restore that paused at its target (--pause-at-target): once the operator has inspected the
-data read-only, recovery ends, the server leaves recovery, the app starts and the checks run."""
+"""A restore that paused at its target (--pause-at-target): once the operator has inspected the data read-only,
+either move the target forward (recovery replays on to the new target and pauses there again) or promote
+(recovery ends, the server leaves recovery, the app starts and the checks run)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,15 @@ import time
 from collections.abc import Callable
 
 from drtui.core.backends import backend_for
+from drtui.core.backends.base import Backend, RecoveryStatus
 from drtui.core.checks import run_checks
 from drtui.core.clock import Clock
 from drtui.core.config import Config, Environment
-from drtui.core.errors import DrError
-from drtui.core.events import CheckCompleted, Event
+from drtui.core.errors import DrError, UsageError
+from drtui.core.events import CheckCompleted, Event, StepLogged
 from drtui.core.lock import EnvLock
+from drtui.core.models import format_lsn
+from drtui.core.planning import Target, TargetKind
 
 PROMOTE_TIMEOUT = 120.0
 
@@ -23,13 +27,65 @@ class NotPaused(DrError):
     exit_code = 2
 
 
+# Every recovery_target_* setting, blanked before a new target is written, so two kinds never clash.
+TARGET_SETTINGS = ("recovery_target", "recovery_target_time", "recovery_target_lsn", "recovery_target_xid",
+                   "recovery_target_name")
+
+
+def _paused_status(backend: Backend, env: Environment, verb: str) -> RecoveryStatus:
+    status = backend.recovery_status()
+    if status is None or not status.in_recovery:
+        raise NotPaused(f"PostgreSQL of {env.name!r} is not in recovery: there is nothing to {verb}",
+                        f"{verb} only after `drtui restore pitr --pause-at-target`")
+    return status
+
+
+def advance(config: Config, env: Environment, target: Target, clock: Clock,
+            emit: Callable[[Event], None]) -> RecoveryStatus:
+    """Move the target of a paused recovery forward: restart the server with the new target, replay on to it,
+    and pause there again. A target can only move forward; to go back, restore again."""
+    backend = backend_for(env, config.state_dir)
+    status = _paused_status(backend, env, "advance")
+    if target.kind is TargetKind.IMMEDIATE:
+        raise UsageError("immediate is where a recovery starts: it cannot be a later target",
+                         "give a later time, LSN, XID, restore point, or latest")
+    if target.kind is TargetKind.TIME and status.replay_time and target.time <= status.replay_time:
+        raise UsageError(f"recovery has already replayed up to {status.replay_time.isoformat()}; "
+                         f"{target.describe()} is not later", "a target only moves forward; to go back, restore again")
+    if target.kind is TargetKind.LSN and status.replay_lsn is not None and target.lsn <= status.replay_lsn:
+        raise UsageError(f"recovery has already replayed up to {format_lsn(status.replay_lsn)}; "
+                         f"{target.describe()} is not later", "a target only moves forward; to go back, restore again")
+    lock = EnvLock(config.state_dir, env.name)
+    lock.acquire("advance", clock)
+    try:
+        new = target.settings() | {"recovery_target_action": "pause"}
+        # blanks first: a blank target setting unsets whichever target is set, so the new one must come last
+        settings = {key: "" for key in TARGET_SETTINGS if key not in new} | new
+        emit(StepLogged(clock.now(), "advance", [f"moving the target forward to {target.describe()}"]))
+        backend.stop_server()
+        backend.write_recovery(backend.data_dir, settings, signal=True)
+        backend.start_server()  # returns once the standby accepts read-only connections
+        deadline = time.monotonic() + PROMOTE_TIMEOUT
+        while True:
+            status = backend.recovery_status()
+            if status is not None and (status.paused or not status.in_recovery):
+                break
+            if time.monotonic() > deadline or (status is None and not backend.server_alive()):
+                raise DrError(f"PostgreSQL of {env.name!r} did not reach {target.describe()}",
+                              f"read the server log ({backend.server_log()}); the data directory is intact: "
+                              "restart it with an earlier target, or restore again")
+            time.sleep(0.1)
+        where = status.replay_time.isoformat() if status.replay_time else "unknown"
+        emit(StepLogged(clock.now(), "advance", [f"paused again; last replayed transaction {where}"]))
+        return status
+    finally:
+        lock.release()
+
+
 def promote(config: Config, env: Environment, clock: Clock, emit: Callable[[Event], None]) -> list[CheckCompleted]:
     """Promote a paused recovery, start the app and verify; returns the checks."""
     backend = backend_for(env, config.state_dir)
-    status = backend.recovery_status()
-    if status is None or not status.in_recovery:
-        raise NotPaused(f"PostgreSQL of {env.name!r} is not in recovery: there is nothing to promote",
-                        "promote only after `drtui restore pitr --pause-at-target`")
+    _paused_status(backend, env, "promote")
     lock = EnvLock(config.state_dir, env.name)
     lock.acquire("promote", clock)
     try:

@@ -22,7 +22,7 @@ from drtui.core.journal import Journal, follow, journal_path, list_runs, read_ev
 from drtui.core.lock import process_start
 from drtui.core.planning import make_dump_plan, make_plan, make_target, parse_target_time
 from drtui.core.postgres import current_user
-from drtui.core.promote import promote
+from drtui.core.promote import advance, promote
 from drtui.core.report import write_report
 from drtui.core.rollback import roll_back
 from drtui.core.runner import execute, new_run_id
@@ -122,6 +122,42 @@ def staging(ctx, backup_file, uploads_archive, incident_start, dry_run, yes, wri
                        confirmation_from_environ("staging", os.environ, yes, env_name), clock)
     record = Record(operator or current_user(), reviewer) if write_record else None
     sys.exit(run_foreground(approved, config, as_json, record=record))
+
+
+@restore.command("advance")
+@click.option("--target-time", envvar="TARGET_TIME", default=None, help="Replay on to this later time.")
+@click.option("--recovery-target", type=click.Choice(["latest"]), default=None,
+              help="latest: replay all archived WAL (the server then promotes at its end).")
+@click.option("--target-lsn", default=None, help="Replay on to this later LSN.")
+@click.option("--target-xid", default=None, help="Replay on to this transaction id.")
+@click.option("--target-name", default=None, help="Replay on to this restore point.")
+@click.option("--exclusive", is_flag=True, help="Stop just before the target instead of just after it.")
+@env_option
+@json_option
+@pass_context
+@handle_errors
+def advance_command(ctx, target_time, recovery_target, target_lsn, target_xid, target_name, exclusive,
+                    env_name: str | None, as_json: bool) -> None:
+    """Move the target of a recovery paused at its target (after --pause-at-target) forward, and pause there."""
+    clock = SystemClock()
+    config = ctx.config(env_name)
+    env = config.environment(env_name)
+    if env.is_production and env_name != env.name:
+        raise UsageError("moving production's recovery target needs the environment named", "pass --env production")
+    if not any((target_time, recovery_target, target_lsn, target_xid, target_name)):
+        raise UsageError("no new target given",
+                         "pass --target-time, --target-lsn, --target-xid, --target-name or --recovery-target latest")
+    target = make_target(recovery_target, target_time, target_lsn, target_xid, target_name, exclusive=exclusive,
+                         clock=clock)
+    printer = EventPrinter(sys.stderr if as_json else sys.stdout, tty=False if as_json else None)
+    status = advance(config, env, target, clock, printer)
+    paused = status.paused and status.in_recovery
+    replayed = status.replay_time.isoformat() if status.replay_time else None
+    if as_json:
+        out_json({"ok": True, "environment": env.name, "paused": paused, "replayed_to": replayed})
+    else:
+        out(f"{env.name}: {'paused at' if paused else 'recovered past the end of the WAL and promoted at'} "
+            f"{target.describe()} (last replayed transaction {replayed or 'unknown'})")
 
 
 @restore.command("promote")

@@ -392,3 +392,29 @@ def test_report_flag_writes_the_pitr_record_with_the_measured_rpo(world: World) 
     text = report.read_text()
     assert "Primary operator: Ada Oncall" in text and "Secondary reviewer: Grace Review" in text
     assert f"RPO achieved (minutes): {summary['rpo_seconds'] / 60:.2f}" in text
+
+
+def test_a_paused_target_moves_forward_then_to_the_end(world: World) -> None:
+    done = world.restore("--recovery-target", "immediate", "--pause-at-target")
+    assert done.exit_code == 0, done.output
+    ids = world.staging_ids()
+    assert world.before.id not in ids and world.after.id not in ids
+
+    def advance(*args: str):
+        return run_drtui("restore", "advance", "--env", "staging", *args, config=world.sandbox.config_path)
+
+    moved = advance("--target-time", world.target.isoformat())
+    assert moved.exit_code == 0, moved.output
+    assert "staging: paused at time" in moved.stdout
+    ids = world.staging_ids()
+    assert world.before.id in ids and world.after.id not in ids
+    assert query(world.sandbox.env("staging"), "select pg_is_in_recovery()") == [(True,)]
+
+    backwards = advance("--target-time", (world.target - timedelta(minutes=5)).isoformat())
+    assert backwards.exit_code == 2 and "a target only moves forward" in backwards.stderr
+    assert advance().exit_code == 2
+
+    to_the_end = advance("--recovery-target", "latest")
+    assert to_the_end.exit_code == 0, to_the_end.output
+    assert {world.before.id, world.after.id} <= world.staging_ids()
+    assert query(world.sandbox.env("staging"), "select pg_is_in_recovery()") == [(False,)]
