@@ -131,6 +131,7 @@ class DrillRequest:
     operator: str = "not recorded"  # DRILL_OPERATOR
     reviewer: str = "not recorded"  # DRILL_REVIEWER
     source_env: str = PRODUCTION
+    run_id: str | None = None  # chosen by a caller that follows the journal from the start (the wizard)
 
 
 @dataclass
@@ -195,7 +196,7 @@ def run_drill(config: Config, request: DrillRequest, clock: Clock, cancel: threa
     """Gates, then the drill's steps into one journal, then the report. Refusals raise before any change."""
     env = check_gates(config, request)
     source = _check_inputs(config, env, request, clock)
-    run_id = new_run_id(JOURNEY, env.name, clock)
+    run_id = request.run_id or new_run_id(JOURNEY, env.name, clock)
     lock = EnvLock(config.state_dir, env.name)
     lock.acquire(run_id, clock)
     journal = Journal(journal_path(config.state_dir, run_id))

@@ -41,3 +41,28 @@ def launch_detached(approved: ApprovedPlan, config: Config) -> tuple[str, Path]:
         subprocess.Popen([*argv, "_run", str(plan_file)], stdin=subprocess.DEVNULL, stdout=out, stderr=out,
                          start_new_session=True, close_fds=True)
     return run_id, journal
+
+
+def launch_drill(config: Config, *, target_time: str | None = None, skip_backup: bool = False,
+                 operator: str | None = None, reviewer: str | None = None) -> tuple[str, Path]:
+    """Start `drtui drill --yes --env staging` as a detached process under a run id chosen here, so the caller
+    knows its journal before the drill writes it; returns the run id and journal path."""
+    run_id = new_run_id("drill", "staging", SystemClock())
+    journal = journal_path(config.state_dir, run_id)
+    journal.parent.mkdir(parents=True, exist_ok=True)
+    argv = [sys.executable, "-m", "drtui"]
+    if config.path:
+        argv += ["--config", str(config.path)]
+    argv += ["drill", "--yes", "--env", "staging", "--json", "--run-id", run_id]
+    if target_time:
+        argv += ["--target-time", target_time]
+    if skip_backup:
+        argv.append("--skip-backup")
+    if operator:
+        argv += ["--operator", operator]
+    if reviewer:
+        argv += ["--reviewer", reviewer]
+    with journal.with_suffix(".out").open("ab") as out:
+        subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
+                         close_fds=True)
+    return run_id, journal

@@ -31,11 +31,12 @@ from drtui.headless.printer import EventPrinter
               help="Take no fresh base backup; use the newest that reaches the target (SKIP_BACKUP=true).")
 @record_options
 @click.option("--yes", is_flag=True, help="Confirm, like CONFIRM_DRILL=YES.")
+@click.option("--run-id", default=None, hidden=True, help="The run id (the wizard picks it to follow the journal).")
 @env_option
 @json_option
 @pass_context
 @handle_errors
-def drill(ctx, target_time, base_backup, wal_archive, skip_backup, operator, reviewer, yes, env_name,
+def drill(ctx, target_time, base_backup, wal_archive, skip_backup, operator, reviewer, yes, run_id, env_name,
           as_json) -> None:
     """Automated PITR drill into staging: marker, fresh base backup, restore, checks, report
     (pitr_restore_drill.sh). Needs TARGET_ENV=staging and CONFIRM_DRILL=YES."""
@@ -46,7 +47,7 @@ def drill(ctx, target_time, base_backup, wal_archive, skip_backup, operator, rev
         target_time=parse_target_time(target_time, clock) if target_time else None,
         base_backup=base_backup.absolute() if base_backup else None,
         wal_archive=wal_archive.absolute() if wal_archive else None, skip_backup=skip_backup,
-        operator=operator or current_user(), reviewer=reviewer)
+        operator=operator or current_user(), reviewer=reviewer, run_id=run_id)
     cancel = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: cancel.set())
     printer = EventPrinter(sys.stderr if as_json else sys.stdout, tty=False if as_json else None)

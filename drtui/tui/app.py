@@ -66,6 +66,8 @@ class DrApp(App[None]):
         yield SystemCommand("Point-in-time recovery", "Pick a base backup and a target, then restore",
                             self.action_pitr)
         yield SystemCommand("Staging restore", "Load a dump into staging", self.action_staging)
+        yield SystemCommand("Automated drill", "Restore production's backups into staging and prove them",
+                            self.action_drill)
         yield SystemCommand("Re-attach", "Follow the newest run on this host again", self.action_reattach)
 
     def action_home(self) -> None:
@@ -90,6 +92,11 @@ class DrApp(App[None]):
         from drtui.tui.wizard import start_staging
 
         start_staging(self)
+
+    def action_drill(self) -> None:
+        from drtui.tui.wizard import start_drill
+
+        start_drill(self)
 
     def action_reattach(self, journal: Path | None = None) -> None:
         from drtui.core.journal import list_runs

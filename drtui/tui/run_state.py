@@ -132,8 +132,12 @@ class RunView:
 
     @property
     def rpo_seconds(self) -> float | None:
-        if self.finished is not None and (rpo := _number(self.finished.summary.get("rpo_seconds"))) is not None:
-            return rpo
+        if self.finished is not None:
+            summary = self.finished.summary
+            measured = summary.get("rpo") if isinstance(summary.get("rpo"), dict) else {}
+            for value in (summary.get("rpo_seconds"), measured.get("rpo_seconds")):  # a drill nests it in "rpo"
+                if (rpo := _number(value)) is not None:
+                    return rpo
         return next((_number(c.data["rpo_seconds"]) for c in self.checks if "rpo_seconds" in c.data), None)
 
 

@@ -94,3 +94,27 @@ async def _launch(app: DrApp, approved: Any) -> None:
         return
     app.notify(f"run {run_id} started in its own process; it goes on if this screen closes")
     await app.push_screen(RunScreen(journal))
+
+
+def start_drill(app: DrApp) -> None:
+    _drill(app)
+
+
+@work(group="wizard", exclusive=True, exit_on_error=False, description="automated drill")
+async def _drill(app: DrApp) -> None:
+    from drtui.core.launcher import launch_drill
+    from drtui.tui.screens.drill import DrillScreen
+    from drtui.tui.screens.run import RunScreen
+
+    choice = await app.push_screen_wait(DrillScreen())
+    if choice is None:
+        return
+    try:
+        run_id, journal = await asyncio.to_thread(
+            launch_drill, app.config, target_time=choice.target_time, skip_backup=choice.skip_backup,
+            operator=choice.operator, reviewer=choice.reviewer)
+    except (DrError, OSError) as exc:
+        app.notify(getattr(exc, "title", str(exc)), title="the drill did not start", severity="error", timeout=15)
+        return
+    app.notify(f"drill {run_id} started in its own process; it goes on if this screen closes")
+    await app.push_screen(RunScreen(journal))

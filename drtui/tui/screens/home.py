@@ -18,7 +18,7 @@ from drtui.tui.run_state import RunView, runs_in_progress
 JOURNEYS = [
     ("pitr", "Point-in-time recovery", "base backup + WAL, to a moment"),
     ("staging", "Staging restore from a dump", "the newest dump into staging"),
-    ("drill", "Automated drill", "– not wired yet (the drill issue)"),
+    ("drill", "Automated drill", "backups restored into staging, proven, reported"),
     ("status", "Status", "heartbeats, refreshing itself"),
 ]
 
@@ -28,6 +28,7 @@ class HomeScreen(Screen[None]):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("p", "app.pitr", "PITR"),
+        Binding("d", "app.drill", "Drill"),
         Binding("s", "app.status", "Status"),
         Binding("a", "reattach", "Re-attach"),
         Binding("ctrl+r", "refresh", "Refresh"),
@@ -43,7 +44,7 @@ class HomeScreen(Screen[None]):
         with Horizontal(id="home-body"):
             with Vertical(id="journeys-box"):
                 yield Static("[b]journeys[/]", classes="section")
-                yield OptionList(*[Option(f"{title}\n[dim]{note}[/]", id=key, disabled=key == "drill")
+                yield OptionList(*[Option(f"{title}\n[dim]{note}[/]", id=key)
                                    for key, title, note in JOURNEYS], id="journeys")
             with Vertical(id="home-side"):
                 yield Static(id="environments", classes="panel")
@@ -100,6 +101,8 @@ class HomeScreen(Screen[None]):
             self.app.action_status()  # type: ignore[attr-defined]
         elif key == "staging":
             self.app.action_staging()  # type: ignore[attr-defined]
+        elif key == "drill":
+            self.app.action_drill()  # type: ignore[attr-defined]
 
     def action_reattach(self) -> None:
         if self.in_progress:

@@ -1,15 +1,57 @@
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import VerticalScroll
-from textual.screen import Screen
-from textual.widgets import Footer, Header, Static
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Button, Footer, Header, Input, Static
 
+from drtui.core.errors import DrError
+from drtui.core.postgres import current_user
+from drtui.core.report import write_report
 from drtui.tui.format import FAILED, duration, state_markup, utc
 from drtui.tui.run_state import RunView
+
+NOT_RECORDED = "not recorded"
+
+
+@dataclass
+class RecordWritten(Message):
+    path: Path | None
+    error: str = ""
+
+
+class RecordNames(ModalScreen[tuple[str, str] | None]):
+    """Who ran the run and who reviewed it, for its record."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="record-names", classes="panel"):
+            yield Static("[b]write the run's record[/]")
+            with Horizontal(classes="drill-option"):
+                yield Static("operator", classes="drill-label")
+                yield Input(current_user(), placeholder="who ran it", id="record-operator")
+            with Horizontal(classes="drill-option"):
+                yield Static("reviewer", classes="drill-label")
+                yield Input(placeholder=f"empty: {NOT_RECORDED}", id="record-reviewer")
+            yield Button("Write the record", variant="primary", id="record-write")
+
+    @on(Button.Pressed, "#record-write")
+    @on(Input.Submitted)
+    def _write(self) -> None:
+        operator = self.query_one("#record-operator", Input).value.strip() or current_user()
+        reviewer = self.query_one("#record-reviewer", Input).value.strip() or NOT_RECORDED
+        self.dismiss((operator, reviewer))
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
 
 
 class ResultScreen(Screen[None]):
@@ -19,11 +61,16 @@ class ResultScreen(Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "app.pop_screen", "Back to the run"),
         Binding("h", "home", "Home"),
+        Binding("w", "write_record", "Write the record"),
     ]
 
     def __init__(self, view: RunView) -> None:
         super().__init__()
         self.view = view
+        summary = view.finished.summary if view.finished else {}
+        found = summary.get("report") or summary.get("report_path")
+        self.report: Path | None = Path(found) if found else None
+        """The run's record: written by the run itself (a drill, headless --report) or here with w."""
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -39,6 +86,10 @@ class ResultScreen(Screen[None]):
     def _verdict(self) -> str:
         view = self.view
         recovered = view.finished.recovered_to if view.finished else None
+        if view.journey == "drill":
+            verdict = "[b green]✔ PASS[/]" if view.ok else "[b red]✘ FAIL[/]"
+            return (f"{verdict} drill of {view.environment} · run {view.run_id}"
+                    + (f"\nrecovered to {recovered}" if recovered else ""))
         if view.ok:
             return (f"[b green]✔ recovered[/] {view.environment} · run {view.run_id}"
                     + (f"\nrecovered to {recovered}" if recovered else ""))
@@ -91,11 +142,42 @@ class ResultScreen(Screen[None]):
         return "\n".join(lines)
 
     def _records(self) -> str:
-        summary = self.view.finished.summary if self.view.finished else {}
-        report = summary.get("report") or summary.get("report_path") or "—"
+        report = self.report or "— [dim](press w to write it)[/]"
         finished = utc(self.view.finished.at) if self.view.finished else "—"
         return (f"[b]records[/]\njournal  {self.view.journal}\nreport   {report}\n"
                 f"started  {utc(self.view.started)}\nfinished {finished}")
+
+    def action_write_record(self) -> None:
+        if self.report is not None:
+            self.notify(f"the record is already written: {self.report}")
+            return
+        if self.view.finished is None:
+            self.notify("the run has not finished: its record comes when it ends", severity="warning")
+            return
+        self.app.push_screen(RecordNames(), self._names_given)
+
+    def _names_given(self, names: tuple[str, str] | None) -> None:
+        if names is not None:
+            self._write_record(*names)
+
+    @work(thread=True, group="record", exclusive=True, exit_on_error=False, description="write the record")
+    def _write_record(self, operator: str, reviewer: str) -> None:
+        try:
+            path = write_report(self.app.config, self.view.journal,  # type: ignore[attr-defined]
+                                operator=operator, reviewer=reviewer)
+        except (DrError, OSError) as exc:
+            self.post_message(RecordWritten(None, f"{getattr(exc, 'title', exc)}\n{getattr(exc, 'hint', '')}"))
+        else:
+            self.post_message(RecordWritten(path))
+
+    @on(RecordWritten)
+    def _record_written(self, message: RecordWritten) -> None:
+        if message.path is None:
+            self.notify(message.error.strip(), title="the record was not written", severity="error", timeout=15)
+            return
+        self.report = message.path
+        self.query_one("#records", Static).update(self._records())
+        self.notify(f"record written: {message.path}")
 
     def action_home(self) -> None:
         self.app.action_home()  # type: ignore[attr-defined]

@@ -1,0 +1,126 @@
+"""The automated drill started from Home and followed to its result, and a run's record written from the
+result screen of a real restore: both against a real sandbox, the drill and the restore detached."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from textual.widgets import Input
+
+from drtui.core import backup
+from drtui.core.clock import SystemClock
+from drtui.core.drill import MARKER_TABLE
+from drtui.core.postgres import query
+from drtui.sandbox import Sandbox
+from drtui.tui.app import DrApp
+from drtui.tui.screens.drill import DrillScreen
+from drtui.tui.screens.home import HomeScreen
+from drtui.tui.screens.pick_dump import PickDumpScreen
+from drtui.tui.screens.result import RecordNames, ResultScreen
+from drtui.tui.screens.review import ReviewScreen
+from drtui.tui.screens.run import RunScreen
+from drtui.tui.textdump import screen_text
+from tests.tui.test_wizard_sandbox import stop_runs, until
+
+
+def test_the_automated_drill_runs_from_home_to_its_report(sandbox: Sandbox) -> None:
+    config = sandbox.config()
+    backup.dump(config, sandbox.env("production"), SystemClock())  # the app's /healthz/backup wants one
+
+    async def scenario() -> tuple[str, str, str]:
+        app = DrApp(config)
+        async with app.run_test(size=(110, 40)) as pilot:
+            await until(pilot, lambda: isinstance(app.screen, HomeScreen))
+            await pilot.press("d")
+            await until(pilot, lambda: isinstance(app.screen, DrillScreen))
+            gates = screen_text(app)
+            app.screen.query_one("#operator", Input).value = "Ada Operator"
+            await pilot.press("ctrl+g")
+            await until(pilot, lambda: isinstance(app.screen, RunScreen))
+            run = app.screen
+            await until(pilot, lambda: run.view.finished is not None)
+            await pilot.press("r")
+            await until(pilot, lambda: isinstance(app.screen, ResultScreen))
+            result = app.screen
+            await until(pilot, lambda: result.report is not None and result.report.exists())
+            records = str(result.query_one("#records").render())
+            return gates, screen_text(app) + records, run.view.run_id
+
+    try:
+        gates, result, run_id = asyncio.run(scenario())
+    finally:
+        stop_runs(sandbox)
+    assert "✔ pass  target_env" in gates and "✔ pass  app_env" in gates
+    assert "✔ PASS" in result, result
+    [report] = sorted(config.report_dir.glob("pitr_drill_*.md"))
+    assert str(report.name) in result
+    text = report.read_text()
+    assert "**Result: PASS**" in text and "Ada Operator" in text
+    assert query(sandbox.env("staging"), f"select count(*) from {MARKER_TABLE} where drill_id = %s",
+                 (run_id,))[0][0] == 1
+
+
+def test_drill_is_refused_when_staging_says_it_is_production(sandbox: Sandbox) -> None:
+    config = sandbox.config()
+    env_file = config.environment("staging").env_file
+    assert env_file is not None
+    env_file.write_text(env_file.read_text().replace("APP_ENV=", "OLD_APP_ENV=") + "APP_ENV=prod\n")
+
+    async def scenario() -> tuple[str, bool]:
+        app = DrApp(config)
+        async with app.run_test(size=(110, 40)) as pilot:
+            await until(pilot, lambda: isinstance(app.screen, HomeScreen))
+            await pilot.press("d")
+            await until(pilot, lambda: isinstance(app.screen, DrillScreen))
+            await pilot.press("ctrl+g")
+            await pilot.pause(0.2)
+            return screen_text(app), isinstance(app.screen, DrillScreen)
+
+    text, stayed = asyncio.run(scenario())
+    assert stayed and "✘ refused  app_env" in text and "fix:" in text
+    assert not list(config.state_dir.glob("**/*drill*.jsonl"))
+
+
+def test_a_record_is_written_from_the_result_of_a_restore(sandbox: Sandbox) -> None:
+    config = sandbox.config()
+    backup.dump(config, sandbox.env("production"), SystemClock())
+
+    async def scenario() -> tuple[Path | None, str, str]:
+        app = DrApp(config)
+        async with app.run_test(size=(110, 40)) as pilot:
+            await until(pilot, lambda: isinstance(app.screen, HomeScreen))
+            app.action_staging()
+            await until(pilot, lambda: isinstance(app.screen, PickDumpScreen))
+            await pilot.press("enter")
+            await until(pilot, lambda: isinstance(app.screen, ReviewScreen) and app.screen.plan is not None)
+            await pilot.press("ctrl+g")
+            await until(pilot, lambda: isinstance(app.screen, RunScreen))
+            run = app.screen
+            await until(pilot, lambda: run.view.finished is not None)
+            assert run.view.ok, screen_text(app)
+            await pilot.press("r")
+            await until(pilot, lambda: isinstance(app.screen, ResultScreen))
+            result = app.screen
+            assert result.report is None and "press w" in screen_text(app)
+            await pilot.press("w")
+            await until(pilot, lambda: isinstance(app.screen, RecordNames))
+            app.screen.query_one("#record-operator", Input).value = "Grace Operator"
+            app.screen.query_one("#record-operator", Input).focus()
+            await pilot.press("enter")
+            await until(pilot, lambda: result.report is not None)
+            written = str(result.query_one("#records").render())
+            await pilot.press("w")
+            await pilot.pause(0.1)
+            said = " ".join(n.message for n in app._notifications)
+            return result.report, written, said + ("modal" if isinstance(app.screen, RecordNames) else "")
+
+    try:
+        report, written, again = asyncio.run(scenario())
+    finally:
+        stop_runs(sandbox)
+    assert report is not None and report.exists()
+    assert report.name in written
+    assert "already written" in again and "modal" not in again
+    text = report.read_text()
+    assert "Grace Operator" in text and "not recorded" in text
