@@ -166,3 +166,28 @@ def test_result_failed(world, snap_compare) -> None:
     journal = write_run(config, "20260125T143000Z-pitr", ok=False)
     assert snap_compare(DrApp(config, clock, start=journal), terminal_size=(80, 30),
                         run_before=_run(journal, result=True))
+
+
+def test_drill(world, snap_compare) -> None:
+    config, clock = world
+    assert snap_compare(DrApp(config, clock), terminal_size=(100, 34), run_before=_drill())
+
+
+def test_drill_refused(world, snap_compare) -> None:
+    config, clock = world
+    config = write_config(FOLDER, staging_app_env="prod")
+    assert snap_compare(DrApp(config, clock), terminal_size=(100, 34), run_before=_drill())
+
+
+def _drill():
+    """The drill screen with a fixed operator (the default is the OS user, which differs between hosts)."""
+    from drtui.tui.screens.drill import DrillScreen
+
+    gates_read = push(lambda app: DrillScreen(),
+                      lambda app: "safety gates" in str(app.screen.query_one("#gates").render()))
+
+    async def run_before(pilot) -> None:
+        await gates_read(pilot)
+        pilot.app.screen.query_one("#operator", Input).value = "Ada Operator"
+        await settle(pilot)
+    return run_before

@@ -18,7 +18,7 @@ from drtui.tui.run_state import RunView, runs_in_progress
 JOURNEYS = [
     ("pitr", "Point-in-time recovery", "base backup + WAL, to a moment"),
     ("staging", "Staging restore from a dump", "the newest dump into staging"),
-    ("drill", "Automated drill", "backups restored into staging, proven, reported"),
+    ("drill", "Automated drill", "into staging, proven, reported"),
     ("status", "Status", "heartbeats, refreshing itself"),
 ]
 
