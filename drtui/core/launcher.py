@@ -44,9 +44,10 @@ def launch_detached(approved: ApprovedPlan, config: Config) -> tuple[str, Path]:
 
 
 def launch_drill(config: Config, *, target_time: str | None = None, skip_backup: bool = False,
-                 operator: str | None = None, reviewer: str | None = None) -> tuple[str, Path]:
+                 operator: str | None = None, reviewer: str | None = None) -> tuple[str, Path, subprocess.Popen]:
     """Start `drtui drill --yes --env staging` as a detached process under a run id chosen here, so the caller
-    knows its journal before the drill writes it; returns the run id and journal path."""
+    knows its journal before the drill writes it; returns the run id, the journal path and the process (a drill
+    refused before its first step exits without a journal: its output is then in the journal's `.out`)."""
     run_id = new_run_id("drill", "staging", SystemClock())
     journal = journal_path(config.state_dir, run_id)
     journal.parent.mkdir(parents=True, exist_ok=True)
@@ -63,6 +64,6 @@ def launch_drill(config: Config, *, target_time: str | None = None, skip_backup:
     if reviewer:
         argv += ["--reviewer", reviewer]
     with journal.with_suffix(".out").open("ab") as out:
-        subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
-                         close_fds=True)
-    return run_id, journal
+        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
+                                   close_fds=True)
+    return run_id, journal, process

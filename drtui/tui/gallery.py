@@ -19,8 +19,9 @@ from drtui.headless.sandbox_commands import make_recoverable
 from drtui.sandbox import Sandbox
 from drtui.tui.app import DrApp
 from drtui.tui.screens.choose_target import ChooseTargetScreen
+from drtui.tui.screens.drill import DrillScreen
 from drtui.tui.screens.pick_backup import PickBackupScreen
-from drtui.tui.screens.result import ResultScreen
+from drtui.tui.screens.result import RecordNames, ResultScreen
 from drtui.tui.screens.review import ReviewScreen
 from drtui.tui.screens.run import RunScreen
 from drtui.tui.screens.status import StatusScreen
@@ -78,6 +79,20 @@ async def _walk(world: Sandbox, folder: Path, target: datetime) -> None:
         await pilot.press("r")
         await _until(pilot, lambda: isinstance(app.screen, ResultScreen))
         await _shoot(pilot, folder, "09-result")
+        await pilot.press("w")
+        await _until(pilot, lambda: isinstance(app.screen, RecordNames))
+        await _shoot(pilot, folder, "10-write-record")
+        await pilot.press("escape", "h", "d")
+        await _until(pilot, lambda: isinstance(app.screen, DrillScreen))
+        await _shoot(pilot, folder, "11-drill")
+        await pilot.press("ctrl+g")
+        await _until(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.view.log_lines > 0)
+        drill = app.screen
+        await _until(pilot, lambda: drill.view.finished is not None)
+        await _shoot(pilot, folder, "12-drill-finished")
+        await pilot.press("r")
+        await _until(pilot, lambda: isinstance(app.screen, ResultScreen))
+        await _shoot(pilot, folder, "13-drill-result")
 
 
 def main(argv: list[str]) -> int:

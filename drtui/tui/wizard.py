@@ -110,11 +110,23 @@ async def _drill(app: DrApp) -> None:
     if choice is None:
         return
     try:
-        run_id, journal = await asyncio.to_thread(
+        run_id, journal, process = await asyncio.to_thread(
             launch_drill, app.config, target_time=choice.target_time, skip_backup=choice.skip_backup,
             operator=choice.operator, reviewer=choice.reviewer)
     except (DrError, OSError) as exc:
         app.notify(getattr(exc, "title", str(exc)), title="the drill did not start", severity="error", timeout=15)
         return
     app.notify(f"drill {run_id} started in its own process; it goes on if this screen closes")
-    await app.push_screen(RunScreen(journal))
+    screen = RunScreen(journal)
+    await app.push_screen(screen)
+    while not journal.exists():  # a drill refused before its first step ends without a journal: say why
+        code = process.poll()
+        if code is not None and not journal.exists():
+            out = journal.with_suffix(".out")
+            said = out.read_text(errors="replace").strip().splitlines()[-6:] if out.exists() else []
+            app.notify("\n".join(said) or f"it exited {code}", title=f"the drill stopped before it began (exit {code})",
+                       severity="error", timeout=30)
+            if app.screen is screen:
+                screen.dismiss()
+            return
+        await asyncio.sleep(0.2)

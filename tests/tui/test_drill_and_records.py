@@ -124,3 +124,27 @@ def test_a_record_is_written_from_the_result_of_a_restore(sandbox: Sandbox) -> N
     assert "already written" in again and "modal" not in again
     text = report.read_text()
     assert "Grace Operator" in text and "not recorded" in text
+
+
+def test_a_drill_that_stops_before_its_journal_is_said_out_loud(config) -> None:
+    """The detached drill cannot read its config (gone after the screen read it): it exits 2 without a journal,
+    and the wizard says so and leaves the run screen instead of waiting for ever."""
+    assert config.path is not None
+
+    async def scenario() -> tuple[str, bool]:
+        app = DrApp(config)
+        async with app.run_test(size=(110, 40)) as pilot:
+            await until(pilot, lambda: isinstance(app.screen, HomeScreen))
+            await pilot.press("d")
+            await until(pilot, lambda: isinstance(app.screen, DrillScreen))
+            config.path.unlink()
+            await pilot.press("ctrl+g")
+            await until(pilot, lambda: any("before it began" in (n.title or "") for n in app._notifications), 60)
+            await until(pilot, lambda: not isinstance(app.screen, RunScreen), 10)
+            said = " ".join(f"{n.title} {n.message}" for n in app._notifications)
+            return said, isinstance(app.screen, HomeScreen)
+
+    said, home = asyncio.run(scenario())
+    assert "exit 2" in said and "drtui.toml" in said, said
+    assert home
+    assert not list(config.state_dir.glob("**/*.jsonl"))

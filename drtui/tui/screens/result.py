@@ -115,10 +115,16 @@ class ResultScreen(Screen[None]):
                 f"RPO  {duration(rpo):>8} of {duration(rpo_goal):>8}  {verdict(rpo, rpo_goal)}")
 
     def _checks(self) -> str:
-        if not self.view.checks:
+        # Checks of the starting point (a drill's pre_health) do not decide the verdict: counted, not listed.
+        before = [c for c in self.view.checks if c.data.get("phase") == "pre"]
+        after = [c for c in self.view.checks if c.data.get("phase") != "pre"]
+        if not after and not before:
             return "[b]checks[/]\n[dim]– no checks ran[/]"
-        rows = [f"{state_markup(c.outcome, f'{c.outcome:<7}')} {c.name:<22} [dim]{c.detail}[/]"
-                for c in self.view.checks]
+        rows = [f"{state_markup(c.outcome, f'{c.outcome:<7}')} {c.name:<22} [dim]{c.detail}[/]" for c in after]
+        if before:
+            failed = sum(c.outcome == FAILED for c in before)
+            rows.append(f"[dim]before the restore: {len(before)} checks of the starting point, {failed} failed "
+                        "(not in the verdict)[/]")
         return "[b]checks[/]\n" + "\n".join(rows)
 
     def _failure(self) -> str:
