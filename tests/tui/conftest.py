@@ -151,3 +151,32 @@ def wait_for(predicate, timeout: float = 60) -> None:
         time.sleep(0.05)
 
 
+
+
+def write_drill_run(config: Config, run_id: str = "20260125T143000Z-drill-staging-1") -> Path:
+    """A journal of a drill that passed: pre-restore checks of the starting point, the restore, the drill's own
+    checks, and a RunFinished whose summary nests the RPO and names the report the drill wrote."""
+    from drtui.core.journal import journal_path
+
+    path = journal_path(config.state_dir, run_id)
+    journal = Journal(path)
+    steps = ["pre_health", "marker", "backup", "plan", *PITR_STEPS, "integrity", "smoke"]
+    journal.append(ev.RunStarted(T0, run_id, "drill", "staging", steps=steps, pid=0, plan={"journey": "drill"}))
+    at = T0
+    for step in steps:
+        journal.append(ev.StepStarted(at, step, step.replace("_", " ").capitalize()))
+        if step == "pre_health":
+            for name in ("postgres_connect", "readyz"):
+                journal.append(ev.CheckCompleted(at, name, "passed", "before the restore", {"phase": "pre"}))
+        at += timedelta(seconds=3)
+        journal.append(ev.StepFinished(at, step, 3.0))
+    for name, outcome, detail in (("readyz", "passed", "HTTP 200, migrations current"),
+                                  ("drill_marker", "passed", "marker found, as expected"),
+                                  ("record_counts", "passed", "restored bookings=181 = source at the target"),
+                                  ("smoke_tests", "skipped", "no smoke_command configured for staging")):
+        journal.append(ev.CheckCompleted(at, name, outcome, detail, {"phase": "post"}))
+    journal.append(ev.RunFinished(at, True, 42.0, "2026-01-25 14:30:20+00", {
+        "rto_seconds": 42.0, "rpo": {"rpo_seconds": 9.0},
+        "report": str(config.report_dir / "pitr_drill_20260125T143000Z.md")}))
+    journal.close()
+    return path

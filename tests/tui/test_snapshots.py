@@ -191,3 +191,22 @@ def _drill():
         pilot.app.screen.query_one("#operator", Input).value = "Ada Operator"
         await settle(pilot)
     return run_before
+
+
+def test_result_drill(world, snap_compare) -> None:
+    from tests.tui.conftest import write_drill_run
+
+    config, clock = world
+    journal = write_drill_run(config)
+    assert snap_compare(DrApp(config, clock, start=journal), terminal_size=(90, 30),
+                        run_before=_run_finished())
+
+
+def _run_finished():
+    async def run_before(pilot) -> None:
+        await settle(pilot, lambda app: isinstance(app.screen, RunScreen) and app.screen.view.finished is not None)
+        await pilot.press("r")
+        await settle(pilot, lambda app: isinstance(app.screen, ResultScreen))
+        pilot.app.clear_notifications()
+        await pilot.pause(0.05)
+    return run_before
