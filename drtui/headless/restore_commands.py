@@ -14,13 +14,13 @@ from pathlib import Path
 import click
 
 from drtui.core.clock import SystemClock
-from drtui.core.config import Config
+from drtui.core.config import Config, Environment
 from drtui.core.errors import UsageError
 from drtui.core.events import RunFinished, RunStarted
 from drtui.core.gates import ApprovedPlan, approve, confirmation_from_environ, evaluate, gather_facts
 from drtui.core.journal import Journal, follow, journal_path, list_runs, read_events
 from drtui.core.lock import process_start
-from drtui.core.planning import make_dump_plan, make_plan, make_target, parse_target_time
+from drtui.core.planning import DumpPlan, Plan, make_dump_plan, make_plan, make_target, parse_target_time
 from drtui.core.postgres import current_user
 from drtui.core.promote import advance, promote
 from drtui.core.report import write_report
@@ -73,18 +73,8 @@ def pitr(ctx, target_time, recovery_target, target_lsn, target_xid, target_name,
     incident = parse_target_time(incident_start, clock) if incident_start else None
     plan = make_plan(config, env, target, clock=clock, base_backup=base_backup, wal_source=wal_archive,
                      pause_at_target=pause_at_target, incident_start=incident)
-    if dry_run:
-        if as_json:
-            out_json({"ok": True, "dry_run": True, "plan": plan.to_json(), "description": plan.describe()})
-        else:
-            for line in plan.describe():
-                out(line)
-        return
-    facts = gather_facts(config, env, env_name)
-    approved = approve(plan, evaluate(plan, facts), confirmation_from_environ("pitr", os.environ, yes, env_name),
-                       clock)
-    record = Record(operator or current_user(), reviewer) if write_record else None
-    sys.exit(run_foreground(approved, config, as_json, record=record))
+    sys.exit(print_or_run(plan, "pitr", config, env, env_name, dry_run=dry_run, yes=yes, as_json=as_json,
+                          record=Record(operator or current_user(), reviewer) if write_record else None))
 
 
 @restore.command("staging")
@@ -110,18 +100,8 @@ def staging(ctx, backup_file, uploads_archive, incident_start, dry_run, yes, wri
     incident = parse_target_time(incident_start, clock) if incident_start else None
     plan = make_dump_plan(config, env, clock=clock, dump_file=backup_file, uploads_archive=uploads_archive,
                           incident_start=incident)
-    if dry_run:
-        if as_json:
-            out_json({"ok": True, "dry_run": True, "plan": plan.to_json(), "description": plan.describe()})
-        else:
-            for line in plan.describe():
-                out(line)
-        return
-    facts = gather_facts(config, env, env_name)
-    approved = approve(plan, evaluate(plan, facts),
-                       confirmation_from_environ("staging", os.environ, yes, env_name), clock)
-    record = Record(operator or current_user(), reviewer) if write_record else None
-    sys.exit(run_foreground(approved, config, as_json, record=record))
+    sys.exit(print_or_run(plan, "staging", config, env, env_name, dry_run=dry_run, yes=yes, as_json=as_json,
+                          record=Record(operator or current_user(), reviewer) if write_record else None))
 
 
 @restore.command("advance")
@@ -188,6 +168,22 @@ class Record:
 
     operator: str
     reviewer: str
+
+
+def print_or_run(plan: Plan | DumpPlan, journey: str, config: Config, env: Environment, env_name: str | None, *,
+                 dry_run: bool, yes: bool, as_json: bool, record: Record | None) -> int:
+    """--dry-run prints the plan; otherwise the gates and the confirmation approve it and it runs here."""
+    if dry_run:
+        if as_json:
+            out_json({"ok": True, "dry_run": True, "plan": plan.to_json(), "description": plan.describe()})
+        else:
+            for line in plan.describe():
+                out(line)
+        return ExitCode.OK
+    clock = SystemClock()
+    approved = approve(plan, evaluate(plan, gather_facts(config, env, env_name)),
+                       confirmation_from_environ(journey, os.environ, yes, env_name), clock)
+    return run_foreground(approved, config, as_json, record=record)
 
 
 def run_foreground(approved: ApprovedPlan, config: Config, as_json: bool, run_id: str | None = None,
