@@ -9,7 +9,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 import zipfile
@@ -25,6 +24,7 @@ from drtui.core import backup, checks, report
 from drtui.core.clock import SystemClock, isoformat, stamp
 from drtui.core.config import Config
 from drtui.core.events import RunFinished, RunStarted, StepFailed, StepFinished, StepLogged, StepStarted
+from drtui.core.inventory.basebackup import InventoryError, read_base_backup
 from drtui.core.journal import Journal, journal_path, read_events
 from drtui.core.postgres import connect
 from drtui.sandbox import Sandbox
@@ -142,9 +142,9 @@ def runs() -> Iterator[dict]:
             "target": {"kind": "latest", "time": None}})
         scratch = Path(tempfile.mkdtemp(prefix="drtui-extract-"))
         try:
-            with pytest.raises((EOFError, tarfile.TarError)), broken.step("extract", "Extract base backup"), \
-                    tarfile.open(truncated, "r|gz") as tar:
-                tar.extractall(scratch, filter="data")
+            # tarfile's own r|gz can stop quietly at a cut between members; the inventory drains the gzip
+            with pytest.raises(InventoryError), broken.step("extract", "Extract base backup"):
+                read_base_backup(truncated)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         failed_journal = broken.finish(False)
