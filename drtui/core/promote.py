@@ -63,7 +63,7 @@ def advance(config: Config, env: Environment, target: Target, clock: Clock,
         settings = {key: "" for key in TARGET_SETTINGS if key not in new} | new
         emit(StepLogged(clock.now(), "advance", [f"moving the target forward to {target.describe()}"]))
         backend.stop_server()
-        backend.write_recovery(backend.data_dir, settings, signal=True)
+        backend.write_recovery(backend.data_dir, settings, "recovery.signal")
         backend.start_server()  # returns once the standby accepts read-only connections
         deadline = time.monotonic() + PROMOTE_TIMEOUT
         while True:

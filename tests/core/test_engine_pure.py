@@ -14,7 +14,7 @@ from drtui.core.config import Environment
 from drtui.core.lock import EnvLock, LockBusy, process_start
 from drtui.core.models import BaseBackup, Layout
 from drtui.core.planning import Plan, Target, TargetKind
-from drtui.core.steps.pitr import recovery_settings
+from drtui.core.steps.pitr import recovery_settings, signal_file
 from drtui.core.steps.recovery import translate
 
 CLOCK = FrozenClock()
@@ -70,8 +70,12 @@ def test_a_restored_copy_never_archives_and_listens_where_its_environment_says()
     settings = recovery_settings(_plan("staging"), env, "cp /wal/%f %p")
     assert settings["archive_mode"] == "off" and settings["archive_command"] == ""
     assert settings["port"] == "5433" and settings["unix_socket_directories"] == "/run/staging"
-    assert settings["listen_addresses"] == "" and settings["recovery_target_action"] == "promote"
+    assert settings["listen_addresses"] == ""
     assert settings["recovery_target_time"].startswith("2026-01-25 14:30:00")
+    # A standby asked to promote at once: it pauses at the target only to promote there without a checkpoint,
+    # and never streams from an upstream the backup may name.
+    assert signal_file(_plan("staging")) == "standby.signal" and settings["recovery_target_action"] == "pause"
+    assert settings["primary_conninfo"] == "" and settings["primary_slot_name"] == ""
 
 
 def test_production_keeps_its_archiving_and_pause_at_target_pauses() -> None:
@@ -79,3 +83,4 @@ def test_production_keeps_its_archiving_and_pause_at_target_pauses() -> None:
     settings = recovery_settings(_plan("production", pause=True), env, "cp /wal/%f %p")
     assert "archive_mode" not in settings and settings["listen_addresses"] == "127.0.0.1"
     assert settings["recovery_target_action"] == "pause"
+    assert signal_file(_plan("production", pause=True)) == "recovery.signal"

@@ -19,7 +19,7 @@ import pytest
 
 from drtui.core import backup
 from drtui.core.clock import SystemClock
-from drtui.core.events import RunFinished, StepFinished, StepStarted
+from drtui.core.events import RunFinished, StepFinished, StepLogged, StepStarted
 from drtui.core.journal import follow, read_events
 from drtui.core.lock import process_start
 from drtui.core.postgres import connect, query
@@ -108,6 +108,7 @@ def test_pitr_to_a_time_keeps_the_old_data_byte_for_byte_and_rollback_brings_it_
     assert {e.step for e in events if isinstance(e, StepStarted)} == {s["name"] for s in summary["steps"]}
     assert {e.step for e in events if isinstance(e, StepFinished)} == {s["name"] for s in summary["steps"]}
     assert isinstance(events[-1], RunFinished) and events[-1].ok
+    assert_fast_promotion(events)
     attached = run_drtui("attach", Path(summary["journal"]).stem, "--json", config=sandbox.config_path)
     assert attached.exit_code == 0 and json.loads(attached.stdout)["rto_seconds"] == summary["rto_seconds"]
 
@@ -128,6 +129,14 @@ def test_pitr_to_a_time_keeps_the_old_data_byte_for_byte_and_rollback_brings_it_
     assert not preserved.exists()
 
 
+def assert_fast_promotion(events: list) -> None:
+    """The restored server promoted on drtui's request, without an end-of-recovery checkpoint in the way."""
+    server = [line for e in events if isinstance(e, StepLogged) and e.source == "server" for line in e.lines]
+    assert any("received promote request" in line for line in server), server
+    assert any("selected new timeline ID" in line for line in server), server
+    assert not any("end-of-recovery" in line for line in server), server
+
+
 def _max_id(world: World) -> int:
     return max(world.staging_ids())
 
@@ -138,8 +147,9 @@ def _max_id(world: World) -> int:
     (["--target-name", "before_after"], "before"),
 ])
 def test_immediate_latest_and_name_targets(world: World, args: list[str], expected: str) -> None:
-    done = world.restore(*args)
+    done = world.restore(*args, "--json")
     assert done.exit_code == 0, done.output
+    assert_fast_promotion(read_events(Path(json.loads(done.stdout)["journal"])))
     ids = world.staging_ids()
     if expected == "backup":
         assert world.before.id not in ids and world.after.id not in ids

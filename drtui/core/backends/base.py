@@ -90,8 +90,9 @@ class Backend(ABC):
         """Rename the current data directory to `.failed_<stamp>` (kept, never deleted)."""
 
     @abstractmethod
-    def write_recovery(self, data_dir: Path, settings: Mapping[str, str], signal: bool) -> None:
-        """Write recovery settings (and recovery.signal) into a stopped data directory."""
+    def write_recovery(self, data_dir: Path, settings: Mapping[str, str], signal: str | None) -> None:
+        """Write recovery settings (and the signal file, recovery.signal or standby.signal) into a stopped
+        data directory."""
 
     @abstractmethod
     def recovery_status(self) -> RecoveryStatus | None:
@@ -100,6 +101,7 @@ class Backend(ABC):
     @abstractmethod
     def server_log(self) -> Path: ...
 
-    def promote(self) -> None:
-        """End a recovery paused at its target (pg_ctl promote)."""
+    def promote(self, wait: bool = True) -> None:
+        """Ask a server in recovery to promote (pg_ctl promote); with `wait`, until it is out of recovery.
+        Fails while the server is not running in recovery yet."""
         raise NotImplementedError(f"promote is not supported by the {self.env.backend} backend")

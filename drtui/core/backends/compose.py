@@ -419,6 +419,13 @@ class ComposeBackend(Backend):
         return RecoveryStatus(in_recovery == "t", parse_lsn(lsn) if lsn else None,
                               datetime.fromtimestamp(float(epoch)).astimezone() if epoch else None, paused == "t")
 
+    def promote(self, wait: bool = True) -> None:
+        result = self.db.exec_run(["pg_ctl", "promote", "-D", self.env.pgdata, *(["-w", "-t", "120"] if wait
+                                                                                 else ["-W"])], user="postgres")
+        if result.exit_code != 0:
+            raise ComposeError(f"pg_ctl promote in {self.db.name} failed: {result.output.decode().strip()}",
+                               f"read `docker compose logs {self.env.db_service}`")
+
     # -- volumes as data directories --------------------------------------------------------------
     def preserve(self, stamp: str) -> Path | None:
         """Move the data volume's contents into a new volume `<volume>.pre_pitr_<stamp>` (a copy, then the data
@@ -495,9 +502,9 @@ class ComposeBackend(Backend):
         self.start_app()
         return chosen
 
-    def write_recovery(self, data_dir: Path, settings: Mapping[str, str], signal: bool) -> None:
+    def write_recovery(self, data_dir: Path, settings: Mapping[str, str], signal: str | None) -> None:
         """Append the recovery settings to postgresql.auto.conf of a (stopped) volume or a restored host folder,
-        and recovery.signal.
+        and the signal file.
 
         The server runs in the db container: its port, addresses and sockets stay the container's own, and a
         restore_command naming a host folder is replaced by one the container can run: the folder where the db
@@ -510,8 +517,8 @@ class ComposeBackend(Backend):
         block = "\n".join([RECOVERY_BEGIN, *(f"{k} = {_quote(v)}" for k, v in settings.items()), RECOVERY_END])
         stale = " ".join(f"/data/{name}" for name in STALE_FILES)
         script = (f'set -e; rm -f {stale}; printf "\\n%s\\n" "$DRTUI_RECOVERY" >> /data/postgresql.auto.conf; '
-                  + ("touch /data/recovery.signal; " if signal else "")
-                  + "chown postgres:postgres /data/postgresql.auto.conf" + (" /data/recovery.signal" if signal else ""))
+                  + (f"touch /data/{signal}; " if signal else "")
+                  + "chown postgres:postgres /data/postgresql.auto.conf" + (f" /data/{signal}" if signal else ""))
         self.helper(script, {str(data_dir): {"bind": "/data", "mode": "rw"}}, environment={"DRTUI_RECOVERY": block},
                     what="writing the recovery settings")
 

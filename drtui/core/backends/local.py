@@ -108,7 +108,7 @@ class LocalBackend(Backend):
         self._rename(self.data_dir, dest)
         return dest
 
-    def write_recovery(self, data_dir: Path, settings: Mapping[str, str], signal: bool) -> None:
+    def write_recovery(self, data_dir: Path, settings: Mapping[str, str], signal: str | None) -> None:
         for name in STALE_FILES:
             (data_dir / name).unlink(missing_ok=True)
         auto = data_dir / "postgresql.auto.conf"
@@ -118,7 +118,7 @@ class LocalBackend(Backend):
             handle.write("\n".join(lines) + "\n")
         chown_to(auto, self.env.os_user)
         if signal:
-            marker = data_dir / "recovery.signal"
+            marker = data_dir / signal
             marker.touch()
             chown_to(marker, self.env.os_user)
 
@@ -135,5 +135,6 @@ class LocalBackend(Backend):
         assert row
         return RecoveryStatus(bool(row[0]), parse_lsn(row[1]) if row[1] else None, row[2], row[3] != "not paused")
 
-    def promote(self) -> None:
-        self.server.run("pg_ctl", "promote", "-D", str(self.data_dir), "-w", "-t", "120", timeout=150)
+    def promote(self, wait: bool = True) -> None:
+        self.server.run("pg_ctl", "promote", "-D", str(self.data_dir), *(("-w", "-t", "120") if wait else ("-W",)),
+                        timeout=150)

@@ -14,12 +14,26 @@ from drtui.core.planning import Plan
 from drtui.core.steps import Step, StepContext, StepError
 
 
+def signal_file(plan: Plan) -> str:
+    """How the restored server recovers. Normally as a standby that drtui asks to promote as soon as it runs:
+    PostgreSQL still replays every WAL file the source holds, stops at the target (or at the end, for
+    'latest'; a target the WAL does not reach fails as usual), and then promotes at once, writing an
+    end-of-recovery record instead of waiting for a full checkpoint (the checkpoint follows in the
+    background). With --pause-at-target it runs plain archive recovery, which pauses at the target and waits
+    for the operator."""
+    return "recovery.signal" if plan.pause_at_target else "standby.signal"
+
+
 def recovery_settings(plan: Plan, env: Environment, restore_command: str) -> dict[str, str]:
     """What the restored server must run with: the recovery target, and overrides of what the base backup
-    carried over from the cluster it was taken from (port, addresses, socket, archiving, log collector)."""
+    carried over from the cluster it was taken from (port, addresses, socket, archiving, log collector, and
+    any upstream a standby would stream from)."""
     settings = {"restore_command": restore_command, **plan.target.settings(),
-                "recovery_target_action": "pause" if plan.pause_at_target else "promote",
+                # pause, not promote: a standby told to promote ends its pause at once (a fast promotion),
+                # while promote would make it write a full end-of-recovery checkpoint first.
+                "recovery_target_action": "pause",
                 "hot_standby": "on",
+                "primary_conninfo": "", "primary_slot_name": "",
                 "port": str(env.port),
                 "listen_addresses": "" if env.host.startswith("/") else env.host,
                 "logging_collector": "off"}
@@ -149,8 +163,9 @@ class WriteRecovery(Step):
 
         assert ctx.restored_dir and ctx.wal_folder
         settings = recovery_settings(ctx.plan, ctx.env, restore_command(ctx.wal_folder))
-        ctx.backend.write_recovery(ctx.restored_dir, settings, signal=True)
-        ctx.log(self.name, "recovery.signal written; postgresql.auto.conf:",
+        signal = signal_file(ctx.plan)
+        ctx.backend.write_recovery(ctx.restored_dir, settings, signal)
+        ctx.log(self.name, f"{signal} written; postgresql.auto.conf:",
                 *(f"  {key} = {value!r}" for key, value in settings.items()))
 
 

@@ -4,6 +4,8 @@ is written, and PostgreSQL's recovery errors translated into plain causes and ne
 
 Health is never read from a server in recovery: it accepts read-only connections and shows old data. The step
 ends only when `pg_is_in_recovery()` is false (or, with --pause-at-target, when replay is paused there).
+Without --pause-at-target the server runs as a standby that is asked to promote as soon as it is up (see
+pitr.signal_file): it still replays to the target, then promotes without an end-of-recovery checkpoint.
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from drtui.core.errors import DrError
 from drtui.core.models import DEFAULT_SEGMENT_SIZE, format_lsn
 from drtui.core.planning import TargetKind
 from drtui.core.steps import Step, StepContext, StepError
 
-POLL_SECONDS = 0.2
+POLL_SECONDS = 0.1
 START_GRACE_SECONDS = 30  # for the postmaster to write its pid file after pg_ctl start
 HEX = frozenset("0123456789ABCDEF")
 # (pattern in the server log, plain cause, next step)
@@ -91,6 +94,7 @@ class FollowRecovery(Step):
         first: tuple[float, int] | None = None
         last_status = None
         seen_alive = False
+        promotion = _Promotion(ctx) if not plan.pause_at_target else None
         began = ctx.clock.monotonic()
         while True:
             ctx.check_cancel()
@@ -105,9 +109,11 @@ class FollowRecovery(Step):
                 if any(_PARAMETERS.search(line) for line in lines):
                     # Replay is paused and no connection will be allowed: waiting would hang forever.
                     self._fail(seen, "recovery paused")
-            status = backend.recovery_status()
             alive = backend.server_alive()
             seen_alive = seen_alive or alive
+            if promotion and alive:
+                promotion.request()
+            status = backend.recovery_status()
             if status is None:
                 if not alive and (seen_alive or ctx.clock.monotonic() - began > START_GRACE_SECONDS):
                     offset, lines = _read_new(log_path, offset)
@@ -130,11 +136,11 @@ class FollowRecovery(Step):
                        bytes_per_second=rate, eta_seconds=eta)
             if not status.in_recovery:
                 break
-            if status.paused:
-                if plan.pause_at_target:
-                    ctx.paused = True
-                    break
-                self._fail(seen, "recovery paused before the target")
+            if promotion:
+                promotion.insist()
+            elif status.paused:
+                ctx.paused = True
+                break
             time.sleep(POLL_SECONDS)
         if last_status and last_status.replay_time and ctx.recovered_to is None:
             ctx.recovered_to = last_status.replay_time
@@ -161,6 +167,36 @@ class FollowRecovery(Step):
             ctx.backend.stop_server()
             return "stopped the restored server"
         return None
+
+
+class _Promotion:
+    """Asks the restored standby to promote as early as it will listen. Until PostgreSQL has begun archive
+    recovery, pg_ctl refuses ("not in standby mode"); that is retried. Once the server answers queries in
+    recovery, a refusal is a real failure: without the request it would wait for more WAL forever."""
+
+    def __init__(self, ctx: StepContext) -> None:
+        self.ctx = ctx
+        self.requested = False
+        self.refusal: DrError | None = None
+
+    def request(self) -> None:
+        if self.requested:
+            return
+        try:
+            self.ctx.backend.promote(wait=False)
+        except DrError as exc:
+            self.refusal = exc
+            return
+        self.requested = True
+        self.ctx.log(FollowRecovery.name, "promotion requested: PostgreSQL replays the WAL up to the target, "
+                                          "then promotes without waiting for a checkpoint")
+
+    def insist(self) -> None:
+        """Called while the server answers in recovery: the request must have been taken by now."""
+        self.request()
+        if not self.requested:
+            assert self.refusal
+            raise StepError(f"could not ask PostgreSQL to promote: {self.refusal.title}", self.refusal.hint)
 
 
 def _read_new(path: Path, offset: int) -> tuple[int, list[str]]:
