@@ -3,8 +3,9 @@
 Every layout of models.Layout is read once, as a stream, and never whole into memory. gzip is inflated by
 Python's zlib in a thread of its own (zlib releases the GIL, and on PostgreSQL data it inflates about 3x
 faster than the gzip/pigz programs), a small tar reader parses the inflated stream, and each file is written,
-handed to the cluster's OS user (fchown) and given to a third thread that fsyncs it. So decompression, writing
-and flushing overlap on two cores, and PostgreSQL's start-up SyncDataDirectory later finds nothing to flush.
+handed to the cluster's OS user (fchown) and given to a third thread that starts its write-back; one syncfs at
+the end makes it all durable. So decompression, writing and flushing overlap on two cores, and PostgreSQL's
+start-up SyncDataDirectory later finds nothing to flush.
 
 Names are checked as strictly as tarfile's 'data' filter, and more: absolute names, '..' and links of any kind
 are refused, and since only real directories and regular files are ever created in an empty `dest`, nothing
@@ -14,6 +15,7 @@ can be written outside it. On any failure or cancel, `dest` is put back as it wa
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import pwd
 import queue
@@ -34,6 +36,8 @@ from drtui.core.postgres import current_user
 
 Progress = Callable[[int, int | None], None]
 
+_LIBC = ctypes.CDLL(None, use_errno=True)  # sync_file_range and syncfs, which the os module lacks (Linux)
+SYNC_FILE_RANGE_WRITE = 2
 READ_SIZE = 1 << 20  # compressed bytes read at a time
 INFLATE_SIZE = 4 << 20  # most inflated bytes handed over at a time
 # At most this much per write(), as cp writes. With whole 4 MiB writes, WAL replay on the extracted files cost
@@ -41,7 +45,7 @@ INFLATE_SIZE = 4 << 20  # most inflated bytes handed over at a time
 # tar or cp (measured; most likely large page-cache folios, which its 8 KiB page writes handle badly).
 WRITE_SIZE = 128 << 10
 QUEUE_DEPTH = 8
-FSYNC_BACKLOG = 256  # files written but not yet fsynced
+FLUSH_BACKLOG = 256  # files written whose write-back has not been started yet
 PROGRESS_EVERY = 0.1  # seconds
 BLOCK = 512
 ZERO_BLOCK = bytes(BLOCK)
@@ -312,22 +316,33 @@ def _relative(name: str, prefix: str) -> str | None:
     return "/".join(parts)
 
 
-class _Fsyncer:
-    """fsync and close written files in a thread of its own, so that flushing overlaps decompression."""
+def _libc_call(name: str, *args: int) -> None:
+    result = getattr(_LIBC, name)(*args)
+    if result != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"{name}: {os.strerror(errno)}")
+
+
+class _Flusher:
+    """Starts the write-back of each written file in a thread of its own (sync_file_range), so flushing
+    overlaps decompression; `finish` then makes everything durable with one syncfs of the destination's
+    filesystem. Measured on a 832 MB backup: 10-25 % faster than an fsync per file, which costs a journal
+    commit each, and as fast as writing without any flush and one `sync` at the end."""
 
     _END = -1
 
-    def __init__(self) -> None:
-        self._queue: queue.Queue[int] = queue.Queue(FSYNC_BACKLOG)
+    def __init__(self, dest: Path) -> None:
+        self.dest = dest
+        self._queue: queue.Queue[int] = queue.Queue(FLUSH_BACKLOG)
         self._error: OSError | None = None
-        self._thread = threading.Thread(target=self._run, name="fsync", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="flush", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         while (fd := self._queue.get()) != self._END:
             try:
                 if self._error is None:
-                    os.fsync(fd)
+                    _libc_call("sync_file_range", fd, 0, 0, SYNC_FILE_RANGE_WRITE)
             except OSError as exc:
                 self._error = exc
             finally:
@@ -337,14 +352,20 @@ class _Fsyncer:
         self._queue.put(fd)
 
     def finish(self) -> None:
+        """Wait for the last file, then flush the filesystem: files, directories, and dest's own entry."""
         self._queue.put(self._END)
         self._thread.join()
         if self._error is not None:
             raise self._error
+        fd = os.open(self.dest, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            _libc_call("syncfs", fd)
+        finally:
+            os.close(fd)
 
 
 class _Writer:
-    """Creates directories and files under dest: owned by os_user, 0700/0600, fsynced when durable."""
+    """Creates directories and files under dest: owned by os_user, 0700/0600, flushed to disk when durable."""
 
     def __init__(self, dest: Path, owner: _Owner, durable: bool, progress: Progress, total: int | None,
                  cancel: threading.Event) -> None:
@@ -355,7 +376,7 @@ class _Writer:
         self.cancel = cancel
         self.done = 0
         self._dirs: set[str] = {""}
-        self._fsyncer = _Fsyncer() if durable else None
+        self._flusher = _Flusher(dest) if durable else None
         self._reported = float("-inf")  # the first piece is reported at once
 
     def _path(self, rel: str) -> str:
@@ -397,8 +418,8 @@ class _Writer:
         except BaseException:
             os.close(fd)
             raise
-        if self._fsyncer:
-            self._fsyncer.submit(fd)
+        if self._flusher:
+            self._flusher.submit(fd)
         else:
             os.close(fd)
 
@@ -414,24 +435,17 @@ class _Writer:
                                    "nothing was kept; start the restore again when ready")
 
     def finish(self) -> None:
-        """Wait for every file's fsync, then fsync the directories, so the whole tree is durable."""
-        if self._fsyncer:
-            self._fsyncer.finish()
-            self._fsyncer = None
-            for path in [*(self._path(rel) for rel in sorted(self._dirs, key=len, reverse=True)),
-                         str(self.dest.parent)]:
-                fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
+        """Make the whole tree durable (when asked to)."""
+        if self._flusher:
+            self._flusher.finish()
+            self._flusher = None
         self._report(force=True)
 
     def abort(self) -> None:
-        if self._fsyncer:
+        if self._flusher:
             with contextlib.suppress(OSError):
-                self._fsyncer.finish()
-            self._fsyncer = None
+                self._flusher.finish()
+            self._flusher = None
 
     def extract(self, reader: _TarReader, prefix: str = "", into: str = "") -> None:
         """Write every member of a tar stream under `into`, stripping `prefix` from member names."""
@@ -524,8 +538,8 @@ def extract_base_backup(backup: BaseBackup, dest: Path, os_user: str, progress: 
                         cancel: threading.Event, *, durable: bool = True) -> int:
     """Extract a base backup of any layout into `dest` (new or empty), owned by `os_user`, mode 0700.
 
-    Returns the bytes of file data written. With `durable` (the default), every file and folder is fsynced
-    before it returns, overlapped with the extraction itself.
+    Returns the bytes of file data written. With `durable` (the default), every file and folder is on disk
+    before it returns, its write-back overlapped with the extraction itself.
     """
     total = backup.size_bytes or None
     with _writing(dest, os_user, durable=durable, progress=progress, total=total, cancel=cancel,
