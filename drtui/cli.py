@@ -6,6 +6,7 @@ Each runbook variable maps onto an option through click's `envvar=`, so `TARGET_
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 
@@ -19,7 +20,36 @@ from drtui.headless.output import report_error
 __all__ = ["Context", "env_option", "handle_errors", "json_option", "main", "pass_context"]
 
 
-@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+# Each subcommand is imported only when it runs (or for --help): a restore must not wait for what verify,
+# the drills or the reports import.
+COMMANDS = {
+    "attach": "drtui.headless.restore_commands:attach",
+    "backup": "drtui.headless.backup_commands:backup",
+    "drill": "drtui.headless.drill_commands:drill",
+    "drills": "drtui.headless.verify_commands:drills",
+    "inventory": "drtui.headless.inventory_commands:inventory",
+    "report": "drtui.headless.verify_commands:report",
+    "restore": "drtui.headless.restore_commands:restore",
+    "rollback": "drtui.headless.restore_commands:rollback",
+    "sandbox": "drtui.headless.sandbox_commands:sandbox",
+    "status": "drtui.headless.inventory_commands:status",
+    "verify": "drtui.headless.verify_commands:verify",
+    "_run": "drtui.headless.restore_commands:run_plan",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        module, name = COMMANDS[cmd_name].split(":")
+        return getattr(importlib.import_module(module), name)
+
+
+@click.group(cls=LazyGroup, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "config_option", envvar="DRTUI_CONFIG", default=None, metavar="FILE",
               help="drtui.toml to use (DRTUI_CONFIG; default: ./drtui.toml).")
 @click.version_option(package_name="drtui")
@@ -35,23 +65,3 @@ def main(ctx: click.Context, config_option: str | None) -> None:
         except DrError as exc:
             sys.exit(report_error(exc))
 
-
-def _register() -> None:
-    from drtui.headless import backup_commands, sandbox_commands
-
-    main.add_command(backup_commands.backup)
-    main.add_command(sandbox_commands.sandbox)
-    from drtui.headless import verify_commands
-    main.add_command(verify_commands.verify)
-    main.add_command(verify_commands.drills)
-    main.add_command(verify_commands.report)
-    from drtui.headless import inventory_commands
-    main.add_command(inventory_commands.inventory)
-    main.add_command(inventory_commands.status)
-    from drtui.headless import restore_commands
-    restore_commands.register(main)
-    from drtui.headless import drill_commands
-    main.add_command(drill_commands.drill)
-
-
-_register()

@@ -9,7 +9,6 @@ from collections.abc import Callable
 
 from drtui.core.backends import backend_for
 from drtui.core.backends.base import Backend, RecoveryStatus
-from drtui.core.checks import run_checks
 from drtui.core.clock import Clock
 from drtui.core.config import Config, Environment
 from drtui.core.errors import DrError, UsageError
@@ -100,6 +99,8 @@ def promote(config: Config, env: Environment, clock: Clock, emit: Callable[[Even
 
         clear_prefetch(backend.data_dir)
         backend.start_app()
+        from drtui.core.checks import run_checks
+
         return run_checks(config, env, recovered_to=status.replay_time, emit=emit, clock=clock,
                           wait_ready_seconds=60)
     finally:

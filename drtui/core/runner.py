@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from drtui.core.backends import backend_for
-from drtui.core.checks import healthy_at
 from drtui.core.clock import Clock, stamp
 from drtui.core.config import Config, load_config
 from drtui.core.errors import DrError
@@ -176,6 +175,8 @@ def _run(approved: ApprovedPlan, journal: Journal, clock: Clock, cancel: threadi
     result.paused = ctx.paused
     result.checks = [{"name": c.name, "outcome": c.outcome, "detail": c.detail} for c in ctx.checks]
     result.rpo = ctx.facts.get("rpo")
+    from drtui.core.checks import healthy_at  # with psycopg: not before the run needs it (drtui.core.postgres)
+
     healthy = healthy_at(ctx.checks)
     if healthy:
         result.rto_seconds = (healthy - rto_start).total_seconds()

@@ -23,7 +23,6 @@ from drtui.core.lock import process_start
 from drtui.core.planning import DumpPlan, Plan, make_dump_plan, make_plan, make_target, parse_target_time
 from drtui.core.postgres import current_user
 from drtui.core.promote import advance, promote
-from drtui.core.report import write_report
 from drtui.core.rollback import roll_back
 from drtui.core.runner import execute, new_run_id
 from drtui.headless.common import env_option, handle_errors, json_option, pass_context, record_options
@@ -204,6 +203,8 @@ def run_foreground(approved: ApprovedPlan, config: Config, as_json: bool, run_id
         journal.close()
     summary = result.summary()
     if record:
+        from drtui.core.report import write_report
+
         summary["report"] = str(write_report(config, journal.path, operator=record.operator,
                                              reviewer=record.reviewer))
     if as_json:
@@ -307,8 +308,3 @@ def _stop_when_gone(pid: int, stop: threading.Event) -> None:
         if start is None or process_start(pid) != start:
             stop.set()
 
-
-def register(group: click.Group) -> None:
-    """Add this module's commands to the `drtui` group."""
-    for command in (restore, rollback, attach, run_plan):
-        group.add_command(command)

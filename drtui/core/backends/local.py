@@ -8,8 +8,6 @@ import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
-import psycopg
-
 from drtui.core.backends.base import Backend, RecoveryStatus
 from drtui.core.config import Environment
 from drtui.core.errors import DrError
@@ -123,6 +121,8 @@ class LocalBackend(Backend):
             chown_to(marker, self.env.os_user)
 
     def recovery_status(self) -> RecoveryStatus | None:
+        import psycopg  # not at module level: see drtui.core.postgres
+
         try:
             with psycopg.connect(**self.server.conninfo("postgres", self.env.user, self.env.password()),
                                  autocommit=True) as conn:
