@@ -428,3 +428,28 @@ def test_a_paused_target_moves_forward_then_to_the_end(world: World) -> None:
     assert to_the_end.exit_code == 0, to_the_end.output
     assert {world.before.id, world.after.id} <= world.staging_ids()
     assert query(world.sandbox.env("staging"), "select pg_is_in_recovery()") == [(False,)]
+
+
+def test_a_setting_raised_on_production_after_the_backup_fails_the_restore_in_plain_words(sandbox: Sandbox) -> None:
+    """Production raised max_connections after its base backup: replaying that change on a copy that still has
+    the backup's lower value pauses PostgreSQL for good. The run says why and how to fix it, and puts staging's
+    old data back."""
+    config, prod = sandbox.config(), sandbox.env("production")
+    backup.base(config, prod, SystemClock())
+    query(prod, "alter system set max_connections = 60")
+    sandbox.server("production").stop()
+    sandbox.server("production").start()
+    sandbox.insert("bookings")
+    sandbox.switch_wal()
+    staging = sandbox.env("staging")
+    inode = staging.data_dir.stat().st_ino
+
+    done = run_drtui("restore", "pitr", "--env", "staging", "--recovery-target", "latest",
+                     config=sandbox.config_path, env=CONFIRM, timeout=120)
+
+    assert done.exit_code == 1, done.output
+    assert "insufficient parameter settings" in done.output  # PostgreSQL's own words, in the server log lines
+    assert "a setting such as max_connections is lower here than on the primary" in done.output
+    assert "raise the setting named in the server log" in done.output
+    assert staging.data_dir.stat().st_ino == inode
+    assert sandbox.server("staging").state().value == "running"
