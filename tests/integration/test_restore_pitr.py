@@ -453,3 +453,18 @@ def test_a_setting_raised_on_production_after_the_backup_fails_the_restore_in_pl
     assert "raise the setting named in the server log" in done.output
     assert staging.data_dir.stat().st_ino == inode
     assert sandbox.server("staging").state().value == "running"
+
+
+def test_a_wal_archive_postgres_cannot_read_is_refused_before_anything_moves(world: World, open_tmp: Path) -> None:
+    """PostgreSQL would take the unreadable files for the end of the WAL and stop early without a word."""
+    private = open_tmp / "private_archive"
+    shutil.copytree(world.sandbox.wal_archive, private)
+    private.chmod(0o700)
+    before = siblings(world)
+    inode = world.sandbox.env("staging").data_dir.stat().st_ino
+
+    done = world.restore("--recovery-target", "latest", "--wal-archive", str(private))
+
+    assert done.exit_code == 1, done.output
+    assert "not readable by postgres" in done.output and f"chmod o+rx {private}" in done.output
+    assert siblings(world) == before and world.sandbox.env("staging").data_dir.stat().st_ino == inode

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import os
 import threading
+from pathlib import Path
 
 from drtui.core.config import Environment
 from drtui.core.planning import Plan
+from drtui.core.postgres import run_as
 from drtui.core.steps import Step, StepContext, StepError
 
 
@@ -59,6 +61,8 @@ class Preflight(Step):
                             "it may be incomplete or still being written; plan again")
         if not plan.wal_source.exists():
             raise StepError(f"{plan.wal_source}: the WAL source is gone", "check WAL_ARCHIVE")
+        if plan.wal_source.is_dir() and ctx.env.backend == "local":
+            _check_readable_by(ctx.env.os_user, plan.wal_source, backup.start_wal_file)
         parent = backend.data_dir.parent
         if not os.access(parent, os.W_OK):
             raise StepError(f"{parent}: cannot write beside the data directory", "run drtui as root or os_user")
@@ -70,6 +74,16 @@ class Preflight(Step):
                 f"WAL from {plan.wal_source} ({plan.wal_kind})",
                 f"PostgreSQL on {backend.data_dir} is {'running' if running else 'not running'}",
                 "app commands: " + ("configured" if backend.has_app_commands else "none configured"))
+
+
+def _check_readable_by(os_user: str, folder: Path, first_segment: str) -> None:
+    """PostgreSQL reads a WAL folder as os_user, and takes a file it cannot read for the end of the WAL: a
+    restore to 'latest' would stop early without a word."""
+    probe = folder / first_segment if (folder / first_segment).exists() else folder
+    done = run_as(os_user, ["test", "-r", str(probe), "-a", "-x", str(folder)], check=False, timeout=30)
+    if done.returncode != 0:
+        raise StepError(f"{probe}: not readable by {os_user}, the user PostgreSQL restores WAL as",
+                        f"let {os_user} read the WAL archive (for example: chmod o+rx {folder})")
 
 
 class ExtractBaseBackup(Step):
