@@ -312,12 +312,13 @@ dump_max_age = "26h"
             return {t: conn.execute(f"select count(*) from {t}").fetchone()[0] for t in APP_TABLES}
 
     def switch_wal(self, env: str = "production", timeout: float = 30) -> str:
-        """Close the current WAL segment and wait until the archiver has copied it; returns its name."""
+        """Close the current WAL segment and wait until the archiver has copied it; returns its name.
+        (The file appears as soon as the copy starts: only the archiver's statistics say it is whole.)"""
         with connect(self.env(env)) as conn:
             lsn = conn.execute("select pg_switch_wal()").fetchone()[0]
             segment = conn.execute("select pg_walfile_name(%s)", (lsn,)).fetchone()[0]
             deadline = time.monotonic() + timeout
-            while not (self.wal_archive / segment).exists():
+            while (conn.execute("select last_archived_wal from pg_stat_archiver").fetchone()[0] or "") < segment:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"WAL segment {segment} was not archived within {timeout} s")
                 time.sleep(0.05)
