@@ -3,6 +3,7 @@ directory it replaces is kept aside as `<data_dir>.failed_<stamp>`; nothing is e
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,7 +11,9 @@ from drtui.core.backends import backend_for
 from drtui.core.clock import Clock, stamp
 from drtui.core.config import Config, Environment
 from drtui.core.errors import DrError
+from drtui.core.events import Event, StepLogged
 from drtui.core.lock import EnvLock
+from drtui.core.runner import operation_run
 
 
 class NothingToRollBack(DrError):
@@ -24,15 +27,18 @@ class RollbackResult:
     from_preserved: Path
     set_aside: Path | None
     started: bool
+    journal: Path
 
     def as_dict(self) -> dict:
         return {"ok": True, "environment": self.environment, "data_dir": str(self.restored),
                 "from": str(self.from_preserved), "set_aside": str(self.set_aside) if self.set_aside else None,
-                "started": self.started}
+                "started": self.started, "journal": str(self.journal)}
 
 
-def roll_back(config: Config, env: Environment, clock: Clock) -> RollbackResult:
-    """Stop the server, set the current data directory aside, rename the newest preserved one back, start."""
+def roll_back(config: Config, env: Environment, clock: Clock,
+              listener: Callable[[Event], None] | None = None) -> RollbackResult:
+    """Stop the server, set the current data directory aside, rename the newest preserved one back, start.
+    The run has a journal of its own (journey "rollback"); a refusal leaves none."""
     backend = backend_for(env, config.state_dir)
     preserved = backend.preserved()
     if not preserved:
@@ -42,12 +48,24 @@ def roll_back(config: Config, env: Environment, clock: Clock) -> RollbackResult:
     lock = EnvLock(config.state_dir, env.name)
     lock.acquire(f"rollback-{stamp(clock.now())}", clock)
     try:
-        newest = preserved[-1]
-        if backend.server_running():
-            backend.stop_server()
-        aside = backend.set_aside(backend.free_stamp(clock.now()))
-        backend.put_in_place(newest)
-        backend.start_server()
-        return RollbackResult(env.name, backend.data_dir, newest, aside, True)
+        with operation_run(config.state_dir, "rollback", "Put the preserved data directory back", env.name, clock,
+                           listener) as run:
+            def log(line: str) -> None:
+                run.emit(StepLogged(clock.now(), "rollback", [line]))
+
+            newest = preserved[-1]
+            if backend.server_running():
+                backend.stop_server()
+                log(f"stopped PostgreSQL on {backend.data_dir}")
+            aside = backend.set_aside(backend.free_stamp(clock.now()))
+            if aside:
+                log(f"{backend.data_dir} → {aside} (kept, never deleted)")
+            backend.put_in_place(newest)
+            log(f"{newest} → {backend.data_dir}")
+            backend.start_server()
+            log("started PostgreSQL")
+            result = RollbackResult(env.name, backend.data_dir, newest, aside, True, run.journal.path)
+            run.summary = result.as_dict()
+        return result
     finally:
         lock.release()

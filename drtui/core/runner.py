@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -32,7 +32,7 @@ from drtui.core.events import (
     StepStarted,
 )
 from drtui.core.gates import ApprovedPlan
-from drtui.core.journal import Journal
+from drtui.core.journal import Journal, journal_path
 from drtui.core.lock import EnvLock
 from drtui.core.planning import DumpPlan
 from drtui.core.steps import Step, StepContext
@@ -239,5 +239,55 @@ def _describe(exc: BaseException) -> tuple[str, str]:
     return f"{type(exc).__name__}: {exc}", "an unexpected error in drtui; the journal holds the steps done so far"
 
 
+class OperationRun:
+    """A one-step run (rollback, promote, advance) with a journal of its own, read like a restore's."""
+
+    def __init__(self, journal: Journal, step: str, listener: Callable[[Event], None] | None) -> None:
+        self.journal, self.step, self.listener = journal, step, listener
+        self.ok = True  # the operation may end without an error and still have failed (a check, say)
+        self.summary: dict[str, Any] = {}
+
+    def emit(self, event: Event) -> None:
+        self.journal.append(event)
+        if self.listener:
+            self.listener(event)
+
+
+@contextlib.contextmanager
+def operation_run(state_dir: Path, journey: str, title: str, environment: str, clock: Clock,
+                  listener: Callable[[Event], None] | None = None) -> Iterator[OperationRun]:
+    """Journal an operation from here on: its start, what it emits, and how it ended (a failure is re-raised).
+    Refusals belong before it, so that a refused operation leaves no journal. The body fills `run.summary`,
+    which ends as the RunFinished summary with ok, environment and journal added."""
+    run_id = new_run_id(journey, environment, clock)
+    run = OperationRun(Journal(journal_path(state_dir, run_id)), journey, listener)
+    run.emit(RunStarted(clock.now(), run_id, journey, environment, [journey], {}, os.getpid()))
+    run.emit(StepStarted(clock.now(), journey, title))
+    began = clock.monotonic()
+    try:
+        yield run
+    except BaseException as exc:
+        error, hint = _describe(exc)
+        run.emit(StepFailed(clock.now(), journey, clock.monotonic() - began, error, hint))
+        run.emit(RunFinished(clock.now(), False, summary={"ok": False, "error": error, "hint": hint}))
+        raise
+    else:
+        run.emit(StepFinished(clock.now(), journey, clock.monotonic() - began))
+        run.summary |= {"ok": run.ok, "environment": environment, "journal": str(run.journal.path)}
+        run.emit(RunFinished(clock.now(), run.ok, summary=run.summary))
+    finally:
+        run.journal.close()
+
+
+# Journeys journaled by operation_run: they have no plan, steps list or record of a restore.
+OPERATION_JOURNEYS = ("rollback", "promote", "advance")
+
+
 def new_run_id(journey: str, env_name: str, clock: Clock) -> str:
     return f"{stamp(clock.now())}-{journey}-{env_name}-{os.getpid()}"
+
+
+def is_operation(journal: Path) -> bool:
+    """Whether a journal (named by its run id) is a rollback, promote or advance rather than a restore."""
+    parts = journal.stem.split("-")
+    return len(parts) > 1 and parts[1] in OPERATION_JOURNEYS

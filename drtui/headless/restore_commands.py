@@ -129,14 +129,12 @@ def advance_command(ctx, target_time, recovery_target, target_lsn, target_xid, t
     target = make_target(recovery_target, target_time, target_lsn, target_xid, target_name, exclusive=exclusive,
                          clock=clock)
     printer = EventPrinter(sys.stderr if as_json else sys.stdout, tty=False if as_json else None)
-    status = advance(config, env, target, clock, printer)
-    paused = status.paused and status.in_recovery
-    replayed = status.replay_time.isoformat() if status.replay_time else None
+    summary = advance(config, env, target, clock, printer)
     if as_json:
-        out_json({"ok": True, "environment": env.name, "paused": paused, "replayed_to": replayed})
+        out_json(summary)
     else:
-        out(f"{env.name}: {'paused at' if paused else 'recovered past the end of the WAL and promoted at'} "
-            f"{target.describe()} (last replayed transaction {replayed or 'unknown'})")
+        out(f"{env.name}: {'paused at' if summary['paused'] else 'recovered past the end of the WAL and promoted at'} "
+            f"{target.describe()} (last replayed transaction {summary['replayed_to'] or 'unknown'})")
 
 
 @restore.command("promote")
@@ -151,14 +149,12 @@ def promote_command(ctx, env_name: str | None, as_json: bool) -> None:
     if env.is_production and env_name != env.name:
         raise UsageError("promoting production needs the environment named", "pass --env production")
     printer = EventPrinter(sys.stderr if as_json else sys.stdout, tty=False if as_json else None)
-    checks = promote(config, env, SystemClock(), printer)
-    ok = all(c.outcome != "failed" for c in checks)
+    summary = promote(config, env, SystemClock(), printer)
     if as_json:
-        out_json({"ok": ok, "environment": env.name,
-                  "checks": [{"name": c.name, "outcome": c.outcome, "detail": c.detail} for c in checks]})
+        out_json(summary)
     else:
-        out(f"{env.name}: promoted; checks {'passed' if ok else 'FAILED'}")
-    sys.exit(ExitCode.OK if ok else ExitCode.FAILED)
+        out(f"{env.name}: promoted; checks {'passed' if summary['ok'] else 'FAILED'}")
+    sys.exit(ExitCode.OK if summary["ok"] else ExitCode.FAILED)
 
 
 @dataclass(frozen=True)
@@ -244,7 +240,7 @@ def rollback(ctx, env_name: str | None, as_json: bool) -> None:
     out(f"{result.from_preserved} → {result.restored}")
     if result.set_aside:
         out(f"the replaced data directory is kept at {result.set_aside}")
-    out(f"PostgreSQL of {result.environment} started")
+    out(f"PostgreSQL of {result.environment} started; journal {result.journal}")
 
 
 @click.command()

@@ -18,6 +18,7 @@ from drtui.core.journal import journal_path, list_runs, read_events
 from drtui.core.planning import parse_target_time
 from drtui.core.postgres import current_user
 from drtui.core.report import DrillEntry, drill_history, record_from_events, write_report
+from drtui.core.runner import is_operation
 from drtui.headless.common import env_option, handle_errors, json_option, pass_context, record_options
 from drtui.headless.output import ExitCode, out, out_json
 
@@ -147,9 +148,9 @@ def report(ctx, run: str | None, operator: str | None, reviewer: str, template: 
 
 def _journal(state_dir: Path, run: str | None) -> Path:
     if run is None:
-        runs = list_runs(state_dir)
+        runs = [path for path in list_runs(state_dir) if not is_operation(path)]
         if not runs:
-            raise UsageError(f"no runs in {state_dir}", "run a restore first, or name a journal file")
+            raise UsageError(f"no restore or drill runs in {state_dir}", "run a restore first, or name a journal file")
         return runs[0]
     path = Path(run) if run.endswith(".jsonl") else journal_path(state_dir, run)
     if not path.is_file():

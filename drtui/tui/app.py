@@ -100,9 +100,10 @@ class DrApp(App[None]):
 
     def action_reattach(self, journal: Path | None = None) -> None:
         from drtui.core.journal import list_runs
+        from drtui.core.runner import is_operation
         from drtui.tui.screens.run import RunScreen
 
-        path = journal or next(iter(list_runs(self.config.state_dir)), None)
+        path = journal or next((p for p in list_runs(self.config.state_dir) if not is_operation(p)), None)
         if path is None:
             self.notify("no runs on this host yet", severity="warning")
             return

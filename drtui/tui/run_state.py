@@ -165,11 +165,12 @@ def pid_alive(pid: int) -> bool:
 
 
 def runs_in_progress(config: Config) -> list[RunView]:
-    """Runs on this host whose journal has no end and whose process still lives."""
+    """Restores and drills on this host whose journal has no end and whose process still lives."""
     from drtui.core.journal import list_runs
+    from drtui.core.runner import is_operation
 
     found = []
-    for path in list_runs(config.state_dir)[:20]:
+    for path in [p for p in list_runs(config.state_dir) if not is_operation(p)][:20]:
         try:
             view, _ = load_run(path)
         except (OSError, ValueError, KeyError, TypeError):

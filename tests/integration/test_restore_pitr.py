@@ -19,7 +19,7 @@ import pytest
 
 from drtui.core import backup
 from drtui.core.clock import SystemClock
-from drtui.core.events import RunFinished, StepFinished, StepLogged, StepStarted
+from drtui.core.events import CheckCompleted, RunFinished, RunStarted, StepFinished, StepLogged, StepStarted
 from drtui.core.journal import follow, read_events
 from drtui.core.lock import process_start
 from drtui.core.postgres import connect, query
@@ -127,6 +127,14 @@ def test_pitr_to_a_time_keeps_the_old_data_byte_for_byte_and_rollback_brings_it_
     assert marker in world.staging_ids()
     assert Path(json.loads(rolled.stdout)["set_aside"]).name.startswith("data.failed_")
     assert not preserved.exists()
+    # The rollback has a journal of its own, and the newest restore is still what `drtui report` records.
+    events = read_events(Path(json.loads(rolled.stdout)["journal"]))
+    assert isinstance(events[0], RunStarted) and events[0].journey == "rollback"
+    assert any(f"{preserved} → {data_dir}" in line for e in events if isinstance(e, StepLogged) for line in e.lines)
+    assert isinstance(events[-1], RunFinished) and events[-1].ok
+    record = run_drtui("report", "--json", config=sandbox.config_path)
+    assert record.exit_code == 0, record.output
+    assert json.loads(record.stdout)["run_id"] == Path(summary["journal"]).stem
 
 
 def assert_fast_promotion(events: list) -> None:
@@ -216,8 +224,14 @@ def test_pause_at_target_leaves_the_data_readable_at_the_target(world: World) ->
     assert promoted.exit_code == 0, promoted.output
     assert {c["name"]: c["outcome"] for c in json.loads(promoted.stdout)["checks"]}["out_of_recovery"] == "passed"
     assert query(world.sandbox.env("staging"), "select pg_is_in_recovery()") == [(False,)]
+    events = read_events(Path(json.loads(promoted.stdout)["journal"]))
+    assert isinstance(events[0], RunStarted) and events[0].journey == "promote"
+    assert any(isinstance(e, CheckCompleted) and e.name == "out_of_recovery" for e in events)
+    assert isinstance(events[-1], RunFinished) and events[-1].ok
+    journals = sorted(os.listdir(world.sandbox.config().state_dir / "runs"))
     again = run_drtui("restore", "promote", "--env", "staging", config=world.sandbox.config_path)
     assert again.exit_code == 2 and "nothing to promote" in again.stderr
+    assert sorted(os.listdir(world.sandbox.config().state_dir / "runs")) == journals  # a refusal leaves none
 
 
 def test_a_target_that_recovery_cannot_reach_fails_and_puts_the_old_data_back(world: World) -> None:
@@ -424,8 +438,12 @@ def test_a_paused_target_moves_forward_then_to_the_end(world: World) -> None:
     assert backwards.exit_code == 2 and "a target only moves forward" in backwards.stderr
     assert advance().exit_code == 2
 
-    to_the_end = advance("--recovery-target", "latest")
+    to_the_end = advance("--recovery-target", "latest", "--json")
     assert to_the_end.exit_code == 0, to_the_end.output
+    summary = json.loads(to_the_end.stdout)
+    assert summary["ok"] is True and summary["paused"] is False
+    events = read_events(Path(summary["journal"]))
+    assert events[0].journey == "advance" and isinstance(events[-1], RunFinished) and events[-1].ok
     assert {world.before.id, world.after.id} <= world.staging_ids()
     assert query(world.sandbox.env("staging"), "select pg_is_in_recovery()") == [(False,)]
 
