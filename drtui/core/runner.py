@@ -242,8 +242,8 @@ def _describe(exc: BaseException) -> tuple[str, str]:
 class OperationRun:
     """A one-step run (rollback, promote, advance) with a journal of its own, read like a restore's."""
 
-    def __init__(self, journal: Journal, step: str, listener: Callable[[Event], None] | None) -> None:
-        self.journal, self.step, self.listener = journal, step, listener
+    def __init__(self, journal: Journal, listener: Callable[[Event], None] | None) -> None:
+        self.journal, self.listener = journal, listener
         self.ok = True  # the operation may end without an error and still have failed (a check, say)
         self.summary: dict[str, Any] = {}
 
@@ -260,7 +260,8 @@ def operation_run(state_dir: Path, journey: str, title: str, environment: str, c
     Refusals belong before it, so that a refused operation leaves no journal. The body fills `run.summary`,
     which ends as the RunFinished summary with ok, environment and journal added."""
     run_id = new_run_id(journey, environment, clock)
-    run = OperationRun(Journal(journal_path(state_dir, run_id)), journey, listener)
+    run = OperationRun(Journal(journal_path(state_dir, run_id)), listener)
+    where = {"environment": environment, "journal": str(run.journal.path)}
     run.emit(RunStarted(clock.now(), run_id, journey, environment, [journey], {}, os.getpid()))
     run.emit(StepStarted(clock.now(), journey, title))
     began = clock.monotonic()
@@ -269,11 +270,11 @@ def operation_run(state_dir: Path, journey: str, title: str, environment: str, c
     except BaseException as exc:
         error, hint = _describe(exc)
         run.emit(StepFailed(clock.now(), journey, clock.monotonic() - began, error, hint))
-        run.emit(RunFinished(clock.now(), False, summary={"ok": False, "error": error, "hint": hint}))
+        run.emit(RunFinished(clock.now(), False, summary={"ok": False, **where, "error": error, "hint": hint}))
         raise
     else:
         run.emit(StepFinished(clock.now(), journey, clock.monotonic() - began))
-        run.summary |= {"ok": run.ok, "environment": environment, "journal": str(run.journal.path)}
+        run.summary |= {"ok": run.ok, **where}
         run.emit(RunFinished(clock.now(), run.ok, summary=run.summary))
     finally:
         run.journal.close()
