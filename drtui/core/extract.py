@@ -37,6 +37,8 @@ from drtui.core.postgres import current_user
 Progress = Callable[[int, int | None], None]
 
 _LIBC = ctypes.CDLL(None, use_errno=True)  # sync_file_range and syncfs, which the os module lacks (Linux)
+_LIBC.sync_file_range.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
+_LIBC.syncfs.argtypes = (ctypes.c_int,)
 SYNC_FILE_RANGE_WRITE = 2
 READ_SIZE = 1 << 20  # compressed bytes read at a time
 INFLATE_SIZE = 4 << 20  # most inflated bytes handed over at a time
