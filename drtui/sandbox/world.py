@@ -312,16 +312,18 @@ dump_max_age = "26h"
             return {t: conn.execute(f"select count(*) from {t}").fetchone()[0] for t in APP_TABLES}
 
     def switch_wal(self, env: str = "production", timeout: float = 30) -> str:
-        """Close the current WAL segment and wait until the archiver has copied it; returns its name.
-        (The file appears as soon as the copy starts: only the archiver's statistics say it is whole.)"""
+        """Close the current WAL segment and wait until the archiver has copied it whole; returns its name.
+        (The file appears as soon as `cp` starts; a segment file always has the full segment size.)"""
         with connect(self.env(env)) as conn:
             lsn = conn.execute("select pg_switch_wal()").fetchone()[0]
-            segment = conn.execute("select pg_walfile_name(%s)", (lsn,)).fetchone()[0]
-            deadline = time.monotonic() + timeout
-            while (conn.execute("select last_archived_wal from pg_stat_archiver").fetchone()[0] or "") < segment:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"WAL segment {segment} was not archived within {timeout} s")
-                time.sleep(0.05)
+            segment, size = conn.execute("select pg_walfile_name(%s), "
+                                         "pg_size_bytes(current_setting('wal_segment_size'))", (lsn,)).fetchone()
+        archived = self.wal_archive / segment
+        deadline = time.monotonic() + timeout
+        while not (archived.exists() and archived.stat().st_size == size):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"WAL segment {segment} was not archived within {timeout} s")
+            time.sleep(0.05)
         return segment
 
     def start_traffic(self, interval: float = 1.0) -> int:
