@@ -32,7 +32,7 @@ from pathlib import Path
 
 from drtui.core.errors import DrError
 from drtui.core.models import DEFAULT_SEGMENT_SIZE, BaseBackup, Layout
-from drtui.core.postgres import current_user
+from drtui.core.postgres import chown_to, current_user
 
 Progress = Callable[[int, int | None], None]
 
@@ -654,7 +654,9 @@ def restore_command(folder: Path, segment_size: int = DEFAULT_SEGMENT_SIZE) -> s
 
     For the live archive, fetch and replay overlap: each call starts (unless one is running) a background
     copy of the next PREFETCH_DEPTH segments, each copied beside pg_wal, renamed into pg_wal whole, and only
-    then marked done in PREFETCH_SPOOL. For a marked segment the command exits 1 at once, and PostgreSQL,
+    then marked done in PREFETCH_SPOOL and, as PostgreSQL marks a segment it restores itself, archived
+    (`archive_status/<segment>.done`: a promoted cluster that archives must not send the source's segments
+    back to the archive). For a marked segment the command exits 1 at once, and PostgreSQL,
     finding nothing in the archive, reads the complete copy already in pg_wal (as with pre-staged WAL). An
     unmarked segment (the first, history files, a miss) is copied with `cp` as usual; the backup's own,
     possibly partial, segments in pg_wal are never trusted.
@@ -673,9 +675,27 @@ def restore_command(folder: Path, segment_size: int = DEFAULT_SEGMENT_SIZE) -> s
         f"while [ $i -le {PREFETCH_DEPTH} ]; do n=$((0x$g + i)); "
         f'm=$(printf %%s%%08X%%08X $t $((0x$l + n / {per_id})) $((n %% {per_id}))); '
         'if [ ! -f "$s/$m.ok" ]; then [ -f "$a/$m" ] || break; '
-        'cp "$a/$m" "$s/$m.tmp" && mv -f "$s/$m.tmp" "pg_wal/$m" && : > "$s/$m.ok" || break; fi; '
+        'cp "$a/$m" "$s/$m.tmp" && mv -f "$s/$m.tmp" "pg_wal/$m" && : > "pg_wal/archive_status/$m.done" '
+        '&& : > "$s/$m.ok" || break; fi; '
         "i=$((i + 1)); done ) </dev/null >/dev/null 2>&1 & fi; exit $r"
     )
+
+
+def mark_wal_archived(data_dir: Path, os_user: str) -> list[str]:
+    """Mark the WAL segments a base backup brought in its pg_wal as archived (`archive_status/<name>.done`),
+    as PostgreSQL marks the ones it restores: they belong to the source's timeline, which archived them. After
+    a fast promotion, the first checkpoint would otherwise queue them for archiving again, and an
+    archive_command that refuses to overwrite (`test ! -f ... && cp ...`) would stall archiving on them."""
+    status = data_dir / "pg_wal" / "archive_status"
+    status.mkdir(mode=0o700, exist_ok=True)
+    chown_to(status, os_user)
+    marked = sorted(entry.name for entry in os.scandir(data_dir / "pg_wal")
+                    if entry.is_file() and len(entry.name) == 24 and WAL_NAME.match(entry.name))
+    for name in marked:
+        done = status / f"{name}.done"
+        done.touch()
+        chown_to(done, os_user)
+    return marked
 
 
 def clear_prefetch(data_dir: Path) -> None:

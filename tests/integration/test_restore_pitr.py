@@ -399,6 +399,12 @@ def test_pitr_over_production_named_keeps_archiving_on_a_new_timeline(sandbox: S
     ids = {row[0] for row in query(prod, "select id from bookings")}
     assert kept.id in ids and lost.id not in ids
     assert {c["name"]: c["outcome"] for c in json.loads(done.stdout)["checks"]}["wal_archiving"] == "passed"
+    # The first checkpoint after promotion must not queue the source's segments (from the backup, or
+    # prefetched) for archiving again: the archive_command refuses to overwrite, and archiving would stall.
+    with connect(prod) as conn:
+        conn.execute("checkpoint")
+    queued = [n for n in os.listdir(prod.data_dir / "pg_wal" / "archive_status") if n.endswith(".ready")]
+    assert not [n for n in queued if n.startswith("00000001") and ".partial" not in n], queued
     sandbox.switch_wal()
     assert (sandbox.wal_archive / "00000002.history").exists()
 

@@ -173,9 +173,13 @@ class WriteRecovery(Step):
     name, title = "write_recovery", "Write the recovery settings"
 
     def run(self, ctx: StepContext) -> None:
-        from drtui.core.extract import restore_command
+        from drtui.core.extract import mark_wal_archived, restore_command
 
         assert ctx.restored_dir and ctx.wal_folder
+        marked = mark_wal_archived(ctx.restored_dir, ctx.env.os_user)
+        if marked:
+            ctx.log(self.name, f"{len(marked)} WAL segment(s) the backup brought marked as archived already "
+                               f"({marked[0]} …): the restored cluster never archives them again")
         settings = recovery_settings(ctx.plan, ctx.env, restore_command(ctx.wal_folder))
         signal = signal_file(ctx.plan)
         ctx.backend.write_recovery(ctx.restored_dir, settings, signal)
