@@ -17,6 +17,10 @@ from pathlib import Path
 from drtui.core.clock import stamp
 from drtui.core.config import Environment
 
+# Files a base backup may carry that must not reach the restored server.
+STALE_FILES = ("postmaster.pid", "postmaster.opts", "recovery.conf", "recovery.done", "standby.signal",
+               "recovery.signal")
+
 
 @dataclass(frozen=True)
 class RecoveryStatus:
@@ -90,7 +94,7 @@ class Backend(ABC):
         """Rename the current data directory to `.failed_<stamp>` (kept, never deleted)."""
 
     @abstractmethod
-    def write_recovery(self, data_dir: Path, settings: Mapping[str, str], signal: str | None) -> None:
+    def write_recovery(self, data_dir: Path, settings: Mapping[str, str], signal: str) -> None:
         """Write recovery settings (and the signal file, recovery.signal or standby.signal) into a stopped
         data directory."""
 

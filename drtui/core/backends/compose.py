@@ -41,7 +41,7 @@ import docker.errors
 from docker.models.containers import Container
 from docker.models.volumes import Volume
 
-from drtui.core.backends.base import Backend, RecoveryStatus
+from drtui.core.backends.base import STALE_FILES, Backend, RecoveryStatus
 from drtui.core.backup import (
     GZIP_LEVEL,
     LAST_BASEBACKUP,
@@ -68,9 +68,6 @@ DEFAULT_MIGRATE = "alembic upgrade head"
 CHUNK = 1 << 20
 # Settings the local backend sets that belong to the container on this backend.
 CONTAINER_OWNED = ("port", "listen_addresses", "unix_socket_directories")
-# Files a base backup may carry that must not reach the restored server (as the local backend's list).
-STALE_FILES = ("postmaster.pid", "postmaster.opts", "recovery.conf", "recovery.done", "standby.signal",
-               "recovery.signal")
 
 
 class VolumePath(type(Path())):  # type: ignore[misc]
@@ -502,7 +499,7 @@ class ComposeBackend(Backend):
         self.start_app()
         return chosen
 
-    def write_recovery(self, data_dir: Path, settings: Mapping[str, str], signal: str | None) -> None:
+    def write_recovery(self, data_dir: Path, settings: Mapping[str, str], signal: str) -> None:
         """Append the recovery settings to postgresql.auto.conf of a (stopped) volume or a restored host folder,
         and the signal file.
 
@@ -517,8 +514,7 @@ class ComposeBackend(Backend):
         block = "\n".join([RECOVERY_BEGIN, *(f"{k} = {_quote(v)}" for k, v in settings.items()), RECOVERY_END])
         stale = " ".join(f"/data/{name}" for name in STALE_FILES)
         script = (f'set -e; rm -f {stale}; printf "\\n%s\\n" "$DRTUI_RECOVERY" >> /data/postgresql.auto.conf; '
-                  + (f"touch /data/{signal}; " if signal else "")
-                  + "chown postgres:postgres /data/postgresql.auto.conf" + (f" /data/{signal}" if signal else ""))
+                  + f"touch /data/{signal}; chown postgres:postgres /data/postgresql.auto.conf /data/{signal}")
         self.helper(script, {str(data_dir): {"bind": "/data", "mode": "rw"}}, environment={"DRTUI_RECOVERY": block},
                     what="writing the recovery settings")
 

@@ -8,7 +8,7 @@ import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
-from drtui.core.backends.base import Backend, RecoveryStatus
+from drtui.core.backends.base import STALE_FILES, Backend, RecoveryStatus
 from drtui.core.config import Environment
 from drtui.core.errors import DrError
 from drtui.core.files import fsync_dir
@@ -16,9 +16,6 @@ from drtui.core.models import parse_lsn
 from drtui.core.postgres import LocalServer, ServerState, chown_to
 
 APP_COMMAND_TIMEOUT = 600
-# Files a base backup may carry that must not reach the restored server.
-STALE_FILES = ("postmaster.pid", "postmaster.opts", "recovery.conf", "recovery.done", "standby.signal",
-               "recovery.signal")
 
 
 class BackendError(DrError):
@@ -106,7 +103,7 @@ class LocalBackend(Backend):
         self._rename(self.data_dir, dest)
         return dest
 
-    def write_recovery(self, data_dir: Path, settings: Mapping[str, str], signal: str | None) -> None:
+    def write_recovery(self, data_dir: Path, settings: Mapping[str, str], signal: str) -> None:
         for name in STALE_FILES:
             (data_dir / name).unlink(missing_ok=True)
         auto = data_dir / "postgresql.auto.conf"
@@ -115,10 +112,9 @@ class LocalBackend(Backend):
         with auto.open("a", encoding="utf-8") as handle:
             handle.write("\n".join(lines) + "\n")
         chown_to(auto, self.env.os_user)
-        if signal:
-            marker = data_dir / signal
-            marker.touch()
-            chown_to(marker, self.env.os_user)
+        marker = data_dir / signal
+        marker.touch()
+        chown_to(marker, self.env.os_user)
 
     def recovery_status(self) -> RecoveryStatus | None:
         import psycopg  # not at module level: see drtui.core.postgres
