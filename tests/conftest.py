@@ -69,3 +69,11 @@ RUNBOOK_VARIABLES = {
     "TARGET_TIME", "RECOVERY_TARGET", "DRILL_REPORT_DIR", "SKIP_BACKUP", "WAL_SYNC_TARGET", "DRTUI_CONFIG",
     "CONFIRM_PITR_RESTORE", "CONFIRM_STAGING_RESTORE", "CONFIRM_DRILL", "PGPASSWORD",
 }
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist's `--dist loadgroup`, a module's tests stay on one worker (they share module-scoped
+    worlds), and every docker test on one worker (one engine, one image build)."""
+    for item in items:
+        in_docker = "tests/docker/" in str(item.path).replace(os.sep, "/")
+        item.add_marker(pytest.mark.xdist_group("docker" if in_docker else item.nodeid.split("::")[0]))

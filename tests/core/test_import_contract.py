@@ -1,0 +1,35 @@
+"""The import-linter contracts hold, and they break when the core reaches for a face."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
+
+
+def lint_imports(project: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(project)}
+    return subprocess.run([str(LINT_IMPORTS), "--config", str(project / "pyproject.toml"), "--no-cache"],
+                          cwd=project, env=env, capture_output=True, text=True, check=False, timeout=120)
+
+
+def test_the_contracts_are_kept() -> None:
+    done = lint_imports(ROOT)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "0 broken" in done.stdout
+
+
+def test_a_core_module_importing_the_tui_breaks_a_contract(tmp_path: Path) -> None:
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    shutil.copytree(ROOT / "drtui", tmp_path / "drtui", ignore=shutil.ignore_patterns("__pycache__"))
+    clock = tmp_path / "drtui" / "core" / "clock.py"
+    clock.write_text(clock.read_text() + "\n\ndef _face() -> None:\n    import drtui.tui.app  # noqa: F401\n")
+    done = lint_imports(tmp_path)
+    assert done.returncode != 0
+    assert "the core imports no face" in done.stdout and "BROKEN" in done.stdout
+    assert "drtui.core.clock -> drtui.tui.app" in done.stdout
