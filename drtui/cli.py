@@ -51,13 +51,15 @@ class LazyGroup(click.Group):
 
 
 @click.group(cls=LazyGroup, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--config", "config_option", envvar="DRTUI_CONFIG", default=None, metavar="FILE",
-              help="drtui.toml to use (DRTUI_CONFIG; default: ./drtui.toml).")
+@click.option("--config", "config_options", envvar="DRTUI_CONFIG", multiple=True, metavar="FILE",
+              type=click.Path(dir_okay=False),
+              help="drtui.toml to use (DRTUI_CONFIG; default: ./drtui.toml). `drtui status` takes several: a fleet "
+                   "(DRTUI_CONFIG then separates them with ':').")
 @click.version_option(package_name="drtui")
 @click.pass_context
-def main(ctx: click.Context, config_option: str | None) -> None:
+def main(ctx: click.Context, config_options: tuple[str, ...]) -> None:
     """drtui: a guided disaster-recovery console for PostgreSQL."""
-    ctx.obj = Context(config_option)
+    ctx.obj = Context(config_options)
     if ctx.invoked_subcommand is None:
         from drtui.tui.app import run_app
 

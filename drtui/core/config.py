@@ -46,6 +46,7 @@ class Objectives:
     basebackup_max_age: timedelta = timedelta(hours=26)
     wal_sync_max_age: timedelta = timedelta(minutes=10)
     dump_max_age: timedelta = timedelta(hours=26)
+    drill_max_age: timedelta = timedelta(days=92)  # the runbook's quarterly drill
 
 
 @dataclass(frozen=True)

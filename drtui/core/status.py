@@ -65,8 +65,9 @@ def parse_heartbeat(text: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def heartbeat(name: str, path: Path, limit: timedelta, now: datetime) -> HeartbeatState:
-    """The state of one heartbeat file at `now`."""
+def heartbeat(name: str, path: Path, limit: timedelta, now: datetime,
+              warning: timedelta | None = None) -> HeartbeatState:
+    """The state of one heartbeat file at `now`: WARNING past `warning` (80 % of the limit by default)."""
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
     except FileNotFoundError:
@@ -87,7 +88,7 @@ def heartbeat(name: str, path: Path, limit: timedelta, now: datetime) -> Heartbe
     age = max(age, timedelta(0))
     if age > limit:
         return HeartbeatState(name, path, limit, "stale", Level.CRITICAL, last, age)
-    level = Level.WARNING if age > limit * WARNING_FRACTION else Level.OK
+    level = Level.WARNING if age > (limit * WARNING_FRACTION if warning is None else warning) else Level.OK
     return HeartbeatState(name, path, limit, "ok", level, last, age)
 
 
@@ -118,25 +119,36 @@ def short_duration(delta: timedelta) -> str:
     return f"{secs}s"
 
 
-def _part(state: HeartbeatState) -> str:
+def _age_against(age: timedelta, limit: timedelta) -> str:
+    """An age shown beside its limit, precise enough that the two never read the same ('10m30s', not '10m')."""
+    text = short_duration(age)
+    if text != short_duration(limit):
+        return text
+    minutes, seconds = divmod(int(age.total_seconds()), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes}m" if hours and minutes else f"{hours * 60 + minutes}m{seconds}s"
+
+
+def describe(state: HeartbeatState) -> str:
+    """A heartbeat in a few words, as the summary line and the status rows say it."""
     if state.state == "missing":
         return f"{state.name} missing ({state.path.name})"
     if state.state == "unreadable":
         return f"{state.name} unreadable ({state.detail})"
     assert state.age is not None
     if state.state == "stale":
-        return f"{state.name} stale ({short_duration(state.age)} > {short_duration(state.limit)})"
+        return f"{state.name} stale ({_age_against(state.age, state.limit)}, limit {short_duration(state.limit)})"
     if state.level == Level.WARNING:
-        return f"{state.name} aging ({short_duration(state.age)}, limit {short_duration(state.limit)})"
+        return f"{state.name} aging ({_age_against(state.age, state.limit)}, limit {short_duration(state.limit)})"
     return f"{state.name} ok ({short_duration(state.age)})"
 
 
 # A known failure outranks not knowing; not knowing outranks a warning.
-_SEVERITY = {Level.OK: 0, Level.WARNING: 1, Level.UNKNOWN: 2, Level.CRITICAL: 3}
+SEVERITY = {Level.OK: 0, Level.WARNING: 1, Level.UNKNOWN: 2, Level.CRITICAL: 3}
 
 
 def overall(states: list[HeartbeatState]) -> tuple[Level, str]:
     """The exit code for --check and its one-line summary, worst heartbeat first."""
-    level = max((s.level for s in states), key=_SEVERITY.__getitem__, default=Level.UNKNOWN)
-    ordered = sorted(states, key=lambda s: -_SEVERITY[s.level])
-    return level, f"DRTUI {level.name} - " + "; ".join(_part(s) for s in ordered)
+    level = max((s.level for s in states), key=SEVERITY.__getitem__, default=Level.UNKNOWN)
+    ordered = sorted(states, key=lambda s: -SEVERITY[s.level])
+    return level, f"DRTUI {level.name} - " + "; ".join(describe(s) for s in ordered)

@@ -11,18 +11,29 @@ from typing import Any
 import click
 
 from drtui.core.config import Config, load_config
-from drtui.core.errors import DrError
+from drtui.core.errors import DrError, UsageError
 from drtui.headless.output import report_error
 
 
 class Context:
-    """The `--config` option and the loaded config with the runbook's variables applied."""
+    """The `--config` options and the loaded config with the runbook's variables applied. Several configs make a
+    fleet, which only `drtui status` reads."""
 
-    def __init__(self, config_option: str | None) -> None:
-        self.config_option = config_option
+    def __init__(self, config_options: tuple[str, ...] = ()) -> None:
+        self.config_options = config_options
 
     def config(self, env_name: str | None = None) -> Config:
-        return load_config(self.config_option).with_overrides(env_name, os.environ)
+        if len(self.config_options) > 1:
+            raise UsageError(f"{len(self.config_options)} configs given ({', '.join(self.config_options)}): "
+                             "only `drtui status` reads a fleet", "give one --config (or DRTUI_CONFIG)")
+        first = self.config_options[0] if self.config_options else None
+        return load_config(first).with_overrides(env_name, os.environ)
+
+    def configs(self) -> list[Config]:
+        """Every config given (a fleet), or the one found as usual."""
+        if len(self.config_options) < 2:
+            return [self.config()]
+        return [load_config(option).with_overrides(None, os.environ) for option in self.config_options]
 
 
 pass_context = click.make_pass_decorator(Context)

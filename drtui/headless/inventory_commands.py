@@ -9,11 +9,13 @@ from pathlib import Path
 import click
 import humanize
 
+from drtui.core import monitoring
 from drtui.core import status as core_status
 from drtui.core.clock import SystemClock
-from drtui.core.errors import DrError
+from drtui.core.errors import DrError, UsageError
 from drtui.core.inventory import Inventory, scan
 from drtui.core.models import Window, format_lsn
+from drtui.core.status import SEVERITY
 from drtui.headless.common import env_option, handle_errors, json_option, pass_context
 from drtui.headless.output import out, out_json
 
@@ -112,39 +114,94 @@ def inventory(ctx, wal_source: Path | None, env_name: str | None, as_json: bool)
         print_inventory(inv, clock.now())
 
 
+def _only(text: str | None) -> frozenset[str]:
+    if not text:
+        return frozenset(monitoring.CHECK_NAMES)
+    names = frozenset(n.strip() for n in text.split(",") if n.strip())
+    unknown = sorted(names - set(monitoring.CHECK_NAMES))
+    if unknown:
+        raise UsageError(f"--only {text!r}: no check named {', '.join(unknown)}",
+                         f"pick from {', '.join(monitoring.CHECK_NAMES)}")
+    return names
+
+
 @click.command()
-@click.option("--check", is_flag=True, help="Monitoring plugin mode: one summary line first; exit 0 OK, "
-              "1 WARNING, 2 CRITICAL, 3 UNKNOWN.")
+@click.option("--check", is_flag=True, help="Monitoring plugin mode: one summary line with perfdata first; exit 0 "
+              "OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (also on any unexpected error).")
+@click.option("-w", "--warning", "warnings", multiple=True, metavar="NAME=VALUE",
+              help="A check's warning threshold instead of 80 %% of its limit (e.g. -w wal_sync_age=8m).")
+@click.option("-c", "--critical", "criticals", multiple=True, metavar="NAME=VALUE",
+              help="A check's critical threshold instead of its limit from [objectives] (e.g. -c window_lag=10m).")
+@click.option("--only", "only_text", default=None, metavar="NAMES",
+              help=f"Only these checks, comma-separated ({', '.join(monitoring.CHECK_NAMES)}).")
+@click.option("--prometheus", "prometheus_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the node-exporter textfile format to FILE (atomically) instead of printing.")
 @click.option("--watch", is_flag=True, help="The same view full screen, refreshing itself until you quit.")
 @json_option
 @pass_context
-@handle_errors
-def status(ctx, check: bool, as_json: bool, watch: bool) -> None:
-    """Heartbeats (dump, base backup, WAL sync), the newest backups and the current recoverable window."""
-    clock = SystemClock()
-    try:
-        config = ctx.config()
+def status(ctx, check: bool, warnings: tuple[str, ...], criticals: tuple[str, ...], only_text: str | None,
+           prometheus_file: Path | None, watch: bool, as_json: bool) -> None:
+    """Can I recover, and to when? Heartbeats, the recoverable window and its lag, the WAL archiver and the last
+    drill, with what to do for each row that is not OK. Several --config make a fleet, worst first."""
+    if not check:
+        handle_errors(_status)(ctx, False, warnings, criticals, only_text, prometheus_file, watch, as_json)
+        return
+    try:  # a monitor must read UNKNOWN for anything drtui cannot judge, never a traceback or a usage exit
+        _status(ctx, True, warnings, criticals, only_text, prometheus_file, watch, as_json)
     except DrError as exc:
-        if check:  # a monitor must get UNKNOWN, not a usage error, when it cannot even read the config
-            out(f"DRTUI UNKNOWN - {exc.title}")
-            sys.exit(core_status.Level.UNKNOWN)
-        raise
+        out(f"DRTUI UNKNOWN - {exc.title}")
+        sys.exit(core_status.Level.UNKNOWN)
+    except Exception as exc:
+        out(f"DRTUI UNKNOWN - internal error: {type(exc).__name__}: {exc}")
+        sys.exit(core_status.Level.UNKNOWN)
+
+
+def _status(ctx, check: bool, warnings: tuple[str, ...], criticals: tuple[str, ...], only_text: str | None,
+            prometheus_file: Path | None, watch: bool, as_json: bool) -> None:
+    clock = SystemClock()
+    overrides = monitoring.Overrides.parse(warnings, criticals)
+    only = _only(only_text)
+    configs = ctx.configs()
     if watch:
         from drtui.tui.app import run_status_app
 
-        run_status_app(config)
+        run_status_app(configs[0])
         return
-    states = core_status.heartbeats(config, clock)
-    level, summary = core_status.overall(states)
-    inv, inventory_error = None, None
-    if not check:
+    fleet = []
+    for config in configs:
+        inv, inventory_error = None, None
         try:
             inv = scan(config, clock=clock)
         except DrError as exc:
             inventory_error = exc.title
+        env = config.environment()
+        name = env.name if len(configs) == 1 else f"{env.name}@{config.source}"
+        fleet.append((config, inv, inventory_error,
+                      monitoring.collect(config, env, inv, clock, overrides, name=name, only=only)))
+    statuses = [status for *_, status in fleet]
+    level, summary = monitoring.summary(statuses)
+    if prometheus_file:
+        monitoring.write_prometheus(prometheus_file, statuses)
+        return
     if as_json:
-        data: dict = {"level": level.name, "code": int(level), "summary": summary,
-                      "heartbeats": [s.as_json() for s in states]}
+        out_json(_status_json(fleet, level, summary))
+    else:
+        if check:
+            out(summary)
+        for config, inv, inventory_error, env_status in sorted(fleet, key=lambda row: -SEVERITY[row[3].level]):
+            _print_status(config, inv, inventory_error, env_status, clock.now(), titled=len(fleet) > 1)
+    if check:
+        sys.exit(int(level))
+
+
+def _status_json(fleet: list, level: core_status.Level, summary: str) -> dict:
+    environments = []
+    for config, inv, inventory_error, env_status in fleet:
+        data: dict = {"name": env_status.name, "config": config.source, "level": env_status.level.name,
+                      "code": int(env_status.level), "checks": [c.as_json() for c in env_status.checks],
+                      "heartbeats": [s.as_json() for s in env_status.heartbeats],
+                      "recoverable": {"first": _iso(env_status.window.first), "last": _iso(env_status.window.last)}
+                      if env_status.window else None}
         if inv is not None:
             full = inv.as_json()
             data["newest"] = {"base_backup": full["base_backups"][0] if inv.base_backups else None,
@@ -154,36 +211,53 @@ def status(ctx, check: bool, as_json: bool, watch: bool) -> None:
             data["problems"] = full["problems"]
         if inventory_error:
             data["inventory_error"] = inventory_error
-        out_json(data)
-    else:
-        now = clock.now()
-        if check:
-            out(summary)
-        out("Heartbeats")
-        rows = []
-        for s in states:
-            when = f"{_when(s.last)} ({_ago(s.last, now)})" if s.last else (s.detail or "")
-            if s.state == "unreadable" and s.last is None:
-                when = s.detail
-            rows.append([s.name, s.state.upper() if s.level else s.state, when,
-                         f"limit {humanize.precisedelta(s.limit, minimum_unit='minutes', format='%0.0f')}",
-                         str(s.path)])
-        _table(rows)
-        if inv is not None:
-            out()
-            out("Newest backups")
-            newest_base = inv.base_backups[0] if inv.base_backups else None
-            base_text = (f"{newest_base.path.name}, started {_ago(newest_base.start_time, now)}"
-                         if newest_base else "none")
-            out(f"  base backup: {base_text}")
-            out(f"  dump:        {inv.dumps[0].path.name if inv.dumps else 'none'}")
-            out(f"  WAL tarball: {inv.wal_tarballs[0].path.name if inv.wal_tarballs else 'none'}")
-            out()
-            out("Recoverable window (newest base backup)")
-            out(f"  {_window_line(inv.windows[0]) if inv.windows else 'none: no base backup'}")
-            for problem in inv.problems:
-                out(f"  problem: {problem.path}: {problem.message}")
-        if inventory_error:
-            out(f"inventory: {inventory_error}")
-    if check:
-        sys.exit(int(level))
+        environments.append(data)
+    top = {"schema": 1, "level": level.name, "code": int(level), "summary": summary, "environments": environments}
+    if len(environments) == 1:  # one config: its fields at the top too, as before fleets
+        top |= {k: v for k, v in environments[0].items() if k not in ("name", "config", "level", "code")}
+    return top
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat().replace("+00:00", "Z") if moment else None
+
+
+WORDS = {core_status.Level.OK: "ok", core_status.Level.WARNING: "WARNING", core_status.Level.CRITICAL: "CRITICAL",
+         core_status.Level.UNKNOWN: "UNKNOWN"}
+
+
+def _print_status(config, inv: Inventory | None, inventory_error: str | None, env_status, now: datetime,
+                  titled: bool) -> None:
+    if titled:
+        out(f"== {env_status.name}: {env_status.level.name}")
+    out("Heartbeats")
+    rows = []
+    for s in env_status.heartbeats:
+        when = f"{_when(s.last)} ({_ago(s.last, now)})" if s.last else (s.detail or "")
+        word = "AGING" if s.state == "ok" and s.level else (s.state.upper() if s.level else s.state)
+        rows.append([s.name, word, when,
+                     f"limit {humanize.precisedelta(s.limit, minimum_unit='minutes', format='%0.0f')}",
+                     str(s.path)])
+    _table(rows)
+    if inv is not None:
+        out()
+        out("Newest backups")
+        newest_base = inv.base_backups[0] if inv.base_backups else None
+        base_text = (f"{newest_base.path.name}, started {_ago(newest_base.start_time, now)}"
+                     if newest_base else "none")
+        out(f"  base backup: {base_text}")
+        out(f"  dump:        {inv.dumps[0].path.name if inv.dumps else 'none'}")
+        out(f"  WAL tarball: {inv.wal_tarballs[0].path.name if inv.wal_tarballs else 'none'}")
+        out()
+        out("Recoverable window (newest base backup)")
+        out(f"  {_window_line(inv.windows[0]) if inv.windows else 'none: no base backup'}")
+        window = env_status.window
+        if window and window.first and window.last:
+            out(f"  across all {len(inv.base_backups)} base backups: {_when(window.first)} → {_when(window.last)}")
+        for problem in inv.problems:
+            out(f"  problem: {problem.path}: {problem.message}")
+    if inventory_error:
+        out(f"inventory: {inventory_error}")
+    out()
+    out("Checks")
+    _table([[WORDS[c.level], c.name, c.text + (f" → {c.todo}" if c.todo else "")] for c in env_status.checks])

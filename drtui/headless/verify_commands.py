@@ -86,14 +86,24 @@ def _row(entry: DrillEntry) -> str:
 
 
 @click.command()
+@click.option("--check", is_flag=True, help="Monitoring plugin mode: one line first; exit 0 OK, 1 WARNING when the "
+              "drill is overdue (objectives.drill_max_age), 3 UNKNOWN on an error.")
 @json_option
 @pass_context
 @handle_errors
-def drills(ctx, as_json: bool) -> None:
+def drills(ctx, check: bool, as_json: bool) -> None:
     """List past drill records in report_dir and flag a quarterly drill that is overdue."""
     config = ctx.config()
     now = SystemClock().now()
     history = drill_history(config.report_dir, now)
+    if check:
+        from drtui.core.monitoring import Overrides, drill_check
+
+        verdict = drill_check(config, now, history.last_pass, Overrides())
+        out(f"DRTUI {verdict.level.name} - {verdict.text}" + (f" | {p}" if (p := verdict.perfdata()) else ""))
+        if verdict.todo:
+            out(f"  {verdict.todo}")
+        sys.exit(int(verdict.level))
     if as_json:
         out_json(history.as_json() | {"report_dir": str(config.report_dir)})
         return

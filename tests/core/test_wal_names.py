@@ -181,7 +181,7 @@ def test_overall_is_the_worst_with_a_summary_line(tmp_path) -> None:
     stale = heartbeat("base backup", tmp_path / "old.txt", timedelta(hours=26), now)
     assert overall([ok]) == (Level.OK, "DRTUI OK - WAL sync ok (3m)")
     assert overall([ok, stale]) == (Level.CRITICAL,
-                                    "DRTUI CRITICAL - base backup stale (27h > 26h); WAL sync ok (3m)")
+                                    "DRTUI CRITICAL - base backup stale (27h, limit 26h); WAL sync ok (3m)")
 
 
 @pytest.mark.parametrize(("seconds", "text"), [(45, "45s"), (600, "10m"), (5400, "1h30m"), (97200, "27h"),

@@ -48,6 +48,7 @@ def _set(site: Path, dump: timedelta | str | None, base: timedelta | str | None,
             _beat(path, value)
 
 
+HEARTBEATS_ONLY = ("--only", "dump_age,basebackup_age,wal_sync_age")  # one monitoring service per check
 H = timedelta(hours=1)
 M = timedelta(minutes=1)
 
@@ -56,22 +57,24 @@ M = timedelta(minutes=1)
     (2 * H, 3 * H, 2 * M, 0, "DRTUI OK - dump ok (2h); base backup ok (3h); WAL sync ok (2m)"),
     (2 * H, 22 * H, 2 * M, 1, "DRTUI WARNING - base backup aging (22h, limit 26h); dump ok (2h); WAL sync ok (2m)"),
     (2 * H, 3 * H, 9 * M, 1, "DRTUI WARNING - WAL sync aging (9m, limit 10m); dump ok (2h); base backup ok (3h)"),
-    (2 * H, 27 * H, 2 * M, 2, "DRTUI CRITICAL - base backup stale (27h > 26h); dump ok (2h); WAL sync ok (2m)"),
+    (2 * H, 27 * H, 2 * M, 2, "DRTUI CRITICAL - base backup stale (27h, limit 26h); dump ok (2h); WAL sync ok (2m)"),
     (2 * H, 3 * H, None, 2, "DRTUI CRITICAL - WAL sync missing (wal_sync_last_ok.txt); dump ok (2h); "
                             "base backup ok (3h)"),
     ("not a time at all\n", 3 * H, 2 * M, 3, "DRTUI UNKNOWN - dump unreadable (not a timestamp: "
                                              "'not a time at all'); base backup ok (3h); WAL sync ok (2m)"),
     ("", 22 * H, 2 * M, 3, "DRTUI UNKNOWN - dump unreadable (the file is empty); base backup aging"),
-    ("garbage", 27 * H, 2 * M, 2, "DRTUI CRITICAL - base backup stale (27h > 26h); dump unreadable"),
+    ("garbage", 27 * H, 2 * M, 2, "DRTUI CRITICAL - base backup stale (27h, limit 26h); dump unreadable"),
+    (2 * H, 3 * H, 10 * M + 30 * timedelta(seconds=1), 2,
+     "DRTUI CRITICAL - WAL sync stale (10m3"),
 ])
 def test_check_exit_codes_and_summary_line(site: Path, dump, base, wal, code: int, summary: str) -> None:
     _set(site, dump, base, wal)
-    result = run_drtui("status", "--check", config=site / "drtui.toml")
+    result = run_drtui("status", "--check", *HEARTBEATS_ONLY, config=site / "drtui.toml")
     assert result.exit_code == code, result.output
     assert result.stdout.splitlines()[0].startswith(summary)
     assert "Traceback" not in result.output
 
-    as_json = run_drtui("status", "--check", "--json", config=site / "drtui.toml")
+    as_json = run_drtui("status", "--check", "--json", *HEARTBEATS_ONLY, config=site / "drtui.toml")
     assert as_json.exit_code == code
     data = json.loads(as_json.stdout)
     assert data["code"] == code and data["summary"].startswith(summary)
@@ -111,7 +114,7 @@ def test_unreadable_things_are_lines_not_tracebacks(site: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "unreadable" in result.stdout and "a folder, not a file" in result.stdout
     assert "Traceback" not in result.output
-    check = run_drtui("status", "--check", config=site / "drtui.toml")
+    check = run_drtui("status", "--check", *HEARTBEATS_ONLY, config=site / "drtui.toml")
     assert check.exit_code == 3 and check.stdout.startswith("DRTUI UNKNOWN - dump unreadable (a folder, not a file)")
 
     missing_config = run_drtui("status", "--check", config=site / "nope.toml")
