@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -21,12 +22,12 @@ from drtui.tui.widgets.coverage_timeline import CoverageTimeline, covered_spans
 from tests.tui.conftest import T0, write_run
 
 
-async def until(pilot, predicate) -> None:
-    for _ in range(300):
-        if predicate():
-            return
+async def until(pilot, predicate, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"stuck on {pilot.app.screen}:\n{screen_text(pilot.app)}")
         await pilot.pause(0.02)
-    raise AssertionError(f"stuck on {pilot.app.screen}:\n{screen_text(pilot.app)}")
 
 
 def test_the_command_palette_opens_the_status_screen(config, clock) -> None:

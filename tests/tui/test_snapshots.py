@@ -4,6 +4,7 @@ Update them on purpose: `pytest tests/tui/test_snapshots.py --snapshot-update`."
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -37,11 +38,14 @@ def world() -> Iterator[tuple[Config, FrozenClock]]:
         shutil.rmtree(FOLDER, ignore_errors=True)
 
 
-async def settle(pilot, until=lambda app: True) -> None:
-    for _ in range(200):
+async def settle(pilot, until=lambda app: True, timeout: float = 60) -> None:
+    """Wait until the screen shows what the snapshot is of (a loaded machine can take seconds), then a beat."""
+    deadline = time.monotonic() + timeout
+    while True:
         await pilot.pause(0.02)
         if until(pilot.app):
             break
+        assert time.monotonic() < deadline, f"the screen never got ready: {pilot.app.screen}"
     for widget in pilot.app.screen.query(Input):
         widget.cursor_blink = False
     await pilot.pause(0.05)
