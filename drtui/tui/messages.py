@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from textual.message import Message
 
 from drtui.core.events import Event
+
+if TYPE_CHECKING:
+    from drtui.core.monitoring import EnvironmentStatus
 
 
 @dataclass
@@ -36,6 +40,7 @@ class StatusRefreshed(Message):
     summary: str = ""
     error: str | None = None
     recovery: list[str] | None = None
+    status: EnvironmentStatus | None = None  # the Status screen's checks
     bubble = False
 
     def can_replace(self, message: Message) -> bool:

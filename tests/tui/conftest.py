@@ -34,11 +34,12 @@ def clock() -> FrozenClock:
     return FrozenClock(T0 + timedelta(minutes=12))
 
 
-def write_config(folder: Path, staging_app_env: str = "staging") -> Config:
+def write_config(folder: Path, staging_app_env: str = "staging", production_host: str | None = None) -> Config:
+    """A config in `folder`; production's server lives at `production_host` (a socket folder) when given."""
     (folder / "wal_archive").mkdir(parents=True, exist_ok=True)
     (folder / "staging").mkdir(exist_ok=True)
     (folder / "staging" / ".env").write_text(f"APP_ENV={staging_app_env}\n")
-    (folder / "drtui.toml").write_text("""
+    text = """
 backup_dir = "backups"
 wal_archive = "wal_archive"
 wal_sync_heartbeat = "ops/state/wal_sync_last_ok.txt"
@@ -54,7 +55,10 @@ server_log = "logs/production.log"
 data_dir = "staging/data"
 port = 5433
 env_file = "staging/.env"
-""")
+"""
+    if production_host:
+        text = text.replace("port = 5432\n", f'port = 5432\nhost = "{production_host}"\n')
+    (folder / "drtui.toml").write_text(text)
     return load_config(str(folder / "drtui.toml"), environ={})
 
 

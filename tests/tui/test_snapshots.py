@@ -68,11 +68,39 @@ def test_home(world, snap_compare) -> None:
     assert snap_compare(DrApp(config, clock), run_before=lambda pilot: settle(pilot, heartbeats_read))
 
 
+def status_read(app) -> bool:
+    return isinstance(app.screen, StatusScreen) and bool(app.screen.checks)
+
+
+def status_config() -> Config:
+    """Production at a socket folder where no server can answer, whatever the machine runs on 5432."""
+    return write_config(FOLDER, production_host=str(FOLDER / "no-server"))
+
+
 def test_status(world, snap_compare) -> None:
-    config, clock = world
+    config, clock = status_config(), world[1]
     app = DrApp(config, clock, start="status")
-    assert snap_compare(app, run_before=lambda pilot: settle(
-        pilot, lambda a: isinstance(a.screen, StatusScreen) and a.screen.query_one("#heartbeat-table").row_count))
+    assert snap_compare(app, run_before=lambda pilot: settle(pilot, status_read))
+
+
+def test_status_80x24_with_backups(world, snap_compare) -> None:
+    """Heartbeats of every kind, a drill overdue, no base backup, production not answering."""
+    config, clock = status_config(), world[1]
+    now = clock.now()
+    beats = {FOLDER / "backups" / "LAST_SUCCESS.txt": now - timedelta(hours=2),
+             FOLDER / "backups" / "LAST_BASEBACKUP.txt": now - timedelta(hours=23),
+             FOLDER / "ops" / "state" / "wal_sync_last_ok.txt": now - timedelta(minutes=14)}
+    for path, moment in beats.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(moment.strftime("%Y-%m-%dT%H:%M:%SZ\n"))
+    app = DrApp(config, clock, start="status")
+    assert snap_compare(app, terminal_size=(80, 24), run_before=lambda pilot: settle(pilot, status_read))
+
+
+def test_status_wide(world, snap_compare) -> None:
+    config, clock = status_config(), world[1]
+    app = DrApp(config, clock, start="status")
+    assert snap_compare(app, terminal_size=(140, 30), run_before=lambda pilot: settle(pilot, status_read))
 
 
 def test_pick_backup(world, snap_compare) -> None:

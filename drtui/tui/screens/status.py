@@ -1,36 +1,76 @@
+"""The read-only status view: every check of `drtui status` as a row with a bar against its limit, the
+recoverable window across all backups (each backup's own window on a small timeline) and what to do for each row
+that is not OK. It reads everything again every few seconds."""
+
 from __future__ import annotations
 
 from typing import ClassVar
 
+from rich.table import Table
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import Footer, Header, Static
 
 from drtui.core.errors import DrError
-from drtui.tui.format import state_markup, utc
-from drtui.tui.heartbeats import heartbeat_rows, recovery_summary
+from drtui.core.monitoring import EnvironmentStatus, Overrides, collect
+from drtui.core.status import Level
+from drtui.tui.format import short_time, utc
 from drtui.tui.messages import StatusRefreshed
 
 REFRESH_SECONDS = 5.0
+BAR = 10
+LEVEL_MARKUP = {Level.OK: "[green]✔ ok[/]", Level.WARNING: "[yellow]▲ warning[/]",
+                Level.CRITICAL: "[red]✘ critical[/]", Level.UNKNOWN: "[magenta]? unknown[/]"}
+LEVEL_STYLE = {Level.OK: "green", Level.WARNING: "yellow", Level.CRITICAL: "red", Level.UNKNOWN: "magenta"}
+
+
+def bar(value: float | None, limit: float | None, level: Level) -> Text:
+    """An age against its limit, ten cells wide; full (and red) past the limit, blank when it has no limit."""
+    if value is None or not limit:
+        return Text(" " * BAR)
+    filled = min(BAR, round(BAR * value / limit))
+    return Text("█" * filled, style=LEVEL_STYLE[level]) + Text("░" * (BAR - filled), style="dim")
+
+
+def window_lines(status: EnvironmentStatus, inventory, now) -> list[str]:
+    """The window across all backups, its lag, and each backup's own window as a line on a shared axis."""
+    window = status.window
+    if window is None or window.first is None or window.last is None:
+        return ["recoverable  [red]✘ no recoverable window[/]"]
+    lines = [f"recoverable  {short_time(window.first)} → {short_time(window.last)} UTC"]
+    span = max((now - window.first).total_seconds(), 1.0)
+    width = 30
+    for backup, own in zip(inventory.base_backups, inventory.windows, strict=True):
+        if not (own.usable and own.earliest and own.latest):
+            lines.append(f"  {'':{width}}  {backup.path.name[:28]} [red]not usable[/]")
+            continue
+        start = round(width * (own.earliest - window.first).total_seconds() / span)
+        end = max(start + 1, round(width * (own.latest - window.first).total_seconds() / span))
+        cells = " " * start + "━" * (end - start) + " " * (width - end)
+        lines.append(f"  [green]{cells}[/]  {backup.path.name[:28]}")
+    return lines
 
 
 class StatusScreen(Screen[None]):
-    """The read-only heartbeat view; it reads the heartbeats again every few seconds."""
+    """Can I recover, and to when? Read-only; `drtui status --check` says the same to monitoring."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "leave", "Back"),
         Binding("ctrl+r", "refresh", "Refresh now"),
     ]
+    checks: ClassVar[list] = []  # the last checks shown (tests wait for them)
 
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static(id="status-head")
-        yield DataTable(id="heartbeat-table", cursor_type="row", zebra_stripes=True)
-        yield Static("[dim]reading the inventory…[/]", id="status-recovery", classes="panel")
-        yield Static(id="status-note", classes="panel")
+        with VerticalScroll(id="status-body"):
+            yield Static(id="check-table")
+            yield Static("[dim]reading the inventory…[/]", id="status-recovery", classes="panel")
+            yield Static(id="status-todo", classes="panel")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -40,35 +80,52 @@ class StatusScreen(Screen[None]):
     def action_refresh(self) -> None:
         self._read()
 
-    @work(thread=True, group="status", exclusive=True, exit_on_error=False, description="read heartbeats")
+    @work(thread=True, group="status", exclusive=True, exit_on_error=False, description="read the status")
     def _read(self) -> None:
+        from drtui.core.inventory import scan
+
+        config, clock = self.app.config, self.app.clock  # type: ignore[attr-defined]
         try:
-            rows, summary = heartbeat_rows(self.app.config, self.app.clock)  # type: ignore[attr-defined]
             try:
-                recovery = recovery_summary(self.app.config, self.app.clock)  # type: ignore[attr-defined]
+                inventory = scan(config, clock=clock)
             except DrError as exc:
-                recovery = [f"[red]✘ inventory:[/] {exc.title}"]
+                inventory, inventory_error = None, exc.title
+            else:
+                inventory_error = None
+            status = collect(config, config.environment(), inventory, clock, Overrides())
         except Exception as exc:  # shown on screen; the view keeps refreshing
             self.post_message(StatusRefreshed([], error=str(exc)))
-        else:
-            self.post_message(StatusRefreshed(rows, summary, recovery=recovery))
+            return
+        recovery = (window_lines(status, inventory, clock.now()) if inventory is not None
+                    else [f"[red]✘ inventory:[/] {inventory_error}"])
+        self.post_message(StatusRefreshed([], recovery=recovery, status=status))
 
     @on(StatusRefreshed)
     def _refreshed(self, message: StatusRefreshed) -> None:
-        table = self.query_one(DataTable)
-        table.clear(columns=True)
-        table.add_columns("state", "heartbeat", "last", "limit", "detail")
-        for state, name, age, limit, detail in message.rows:
-            table.add_row(Text.from_markup(state_markup(state)), name, age, limit, detail)
         now = self.app.clock.now()  # type: ignore[attr-defined]
-        self.query_one("#status-head", Static).update(
-            f"[b]status[/] · read {utc(now)} · refreshes every {REFRESH_SECONDS:.0f} s")
-        note = f"[red]✘ unreadable[/] {message.error}" if message.error else (
-            f"[b]{message.summary}[/]\n[dim]read-only: nothing here changes a server; "
-            "`drtui status --check` gives the same states to cron.[/]")
-        self.query_one("#status-note", Static).update(note)
-        if message.recovery is not None:
-            self.query_one("#status-recovery", Static).update("\n".join(message.recovery))
+        head = self.query_one("#status-head", Static)
+        if message.error or message.status is None:
+            head.update(f"[b]status[/] · read {utc(now)} · [red]✘ unreadable[/] {message.error}")
+            return
+        status = message.status
+        head.update(f"[b]status of {status.name}[/] {LEVEL_MARKUP[status.level]} · read {utc(now)} · "
+                    f"every {REFRESH_SECONDS:.0f} s")
+        table = Table(box=None, expand=True, padding=(0, 1), show_edge=False)
+        table.add_column("state", no_wrap=True)
+        table.add_column("check", no_wrap=True)
+        table.add_column("vs limit", no_wrap=True)
+        table.add_column("now", ratio=1, overflow="fold")
+        for check in status.checks:
+            limit = check.threshold.critical if check.threshold and check.unit == "s" else None
+            table.add_row(Text.from_markup(LEVEL_MARKUP[check.level]), check.name,
+                          bar(check.value, limit, check.level), check.text)
+        self.checks = status.checks
+        self.query_one("#check-table", Static).update(table)
+        self.query_one("#status-recovery", Static).update("\n".join(message.recovery or []))
+        todo = [f"[b]{c.name}[/]: {c.todo}" for c in status.checks if c.level != Level.OK and c.todo]
+        self.query_one("#status-todo", Static).update(
+            ("[b]what to do[/]\n" + "\n".join(todo)) if todo else
+            "[green]✔ nothing to do[/] [dim]· read-only: nothing here changes a server[/]")
 
     def action_leave(self) -> None:
         if len(self.app.screen_stack) > 2:
