@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint screens clean
+.PHONY: demo demo-down test lint screens clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -10,12 +10,20 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
-demo: $(VENV)/.installed
+# demo and test first install what this machine lacks (scripts/setup-host), then the venv.
+demo:
+	@scripts/setup-host demo
+	@$(MAKE) --no-print-directory $(VENV)/.installed
 	$(VENV)/bin/drtui sandbox demo
 
-test: $(VENV)/.installed
+demo-down:
+	$(VENV)/bin/drtui sandbox down
+
+test:
+	@scripts/setup-host test
+	@$(MAKE) --no-print-directory $(VENV)/.installed
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest $(PYTEST_ARGS)
+	scripts/with-docker-engine $(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
