@@ -13,6 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from drtui.headless.sandbox_commands import demo_world
+from drtui.sandbox import Sandbox
+from tests.conftest import run_drtui
+
 REPO = Path(__file__).resolve().parents[2]
 SETUP = REPO / "scripts" / "setup-host"
 SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"  # root's own PATH may be private
@@ -98,3 +102,41 @@ def _path_with(folder: Path, *commands: str) -> Path:
         if found:
             (bin_dir / name).symlink_to(os.path.realpath(found))
     return bin_dir
+
+
+def test_sandbox_up_prints_a_teardown_command_that_works_as_printed(open_tmp: Path) -> None:
+    root = open_tmp / "sandbox"
+    result = run_drtui("sandbox", "up", "--no-traffic", "--root", str(root))
+    assert result.exit_code == 0, result.output
+    line = next(line for line in result.stdout.splitlines() if "tear it down with:" in line)
+    command = line.split("tear it down with:", 1)[1].strip()
+    assert command.startswith("/")  # the venv's drtui is not on a `make demo` user's PATH
+    done = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=120, check=False,
+                          env={"PATH": SYSTEM_PATH, "HOME": os.environ.get("HOME", "/root")})
+    assert done.returncode == 0, done.stderr
+    assert f"sandbox in {root} is down and removed" in done.stdout
+    assert not root.exists()
+    assert Sandbox(root).leftover_processes() == []
+
+
+def test_the_demo_twice_reuses_the_running_sandbox_and_replaces_a_stopped_one(
+        open_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = open_tmp / "sandbox"
+    try:
+        first = demo_world(root)
+        assert "building a sandbox" in capsys.readouterr().err
+        rows = first.counts()["bookings"]
+        again = demo_world(root)
+        assert f"reusing the running sandbox in {root}" in capsys.readouterr().err
+        assert again.counts()["bookings"] >= rows  # the same world, traffic still writing
+
+        again.server("staging").stop()  # e.g. after a reboot
+        replaced = demo_world(root)
+        said = capsys.readouterr().err
+        assert f"replacing the sandbox in {root}: its servers are not running" in said
+        assert "building a sandbox" in said
+        assert replaced.counts("staging")["bookings"] > 0
+        assert list(replaced.backup_dir.glob("basebackup_*.tar.gz"))  # something to recover again
+    finally:
+        Sandbox(root).down()
+    assert Sandbox(root).leftover_processes() == []
