@@ -27,6 +27,7 @@ COMMANDS = {
     "backup": "drtui.headless.backup_commands:backup",
     "drill": "drtui.headless.drill_commands:drill",
     "drills": "drtui.headless.verify_commands:drills",
+    "init": "drtui.headless.init_command:init",
     "inventory": "drtui.headless.inventory_commands:inventory",
     "report": "drtui.headless.verify_commands:report",
     "restore": "drtui.headless.restore_commands:restore",
