@@ -270,8 +270,6 @@ def _local_environment(cluster: Cluster, unused: list[EnvFile]) -> FoundEnvironm
         env.settings["os_user"] = Found(owner, "the data directory's owner")
     if cluster.log_file:
         env.settings["server_log"] = Found(cluster.log_file, cluster.source)
-    if "database" not in env.settings:
-        env.settings["database"] = Found("postgres", "no DATABASE_URL found: set your app's database", True)
     return env
 
 
