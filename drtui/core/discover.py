@@ -11,6 +11,7 @@ server is started, nothing connects to a database.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pwd
 import re
@@ -20,7 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from drtui.core.config import Config, Environment, read_env_file
 
@@ -87,7 +88,7 @@ class EnvFile:
         return self.values.get("APP_ENV") or None
 
     @property
-    def url(self):  # -> SplitResult | None
+    def url(self) -> SplitResult | None:
         url = self.values.get("DATABASE_URL", "")
         return urlsplit(url) if url.startswith(("postgres://", "postgresql://")) else None
 
@@ -276,14 +277,14 @@ def _local_environment(cluster: Cluster, unused: list[EnvFile]) -> FoundEnvironm
 # -- compose projects ---------------------------------------------------------------------------------
 def _compose_environments(found: Discovery, docker_host: str | None, only_project: str | None,
                           unused: list[EnvFile]) -> list[FoundEnvironment]:
+    import docker
+    import docker.errors
+
     url = docker_host or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
     try:
-        import docker
-        import docker.errors
-
         client = docker.DockerClient(base_url=url, timeout=5)
         client.ping()
-    except Exception as exc:
+    except (docker.errors.DockerException, OSError) as exc:
         found.notes.append(f"Docker Engine at {url}: no answer ({type(exc).__name__}); compose projects not searched")
         return []
     environments = []
@@ -490,8 +491,6 @@ OBJECTIVES = (("staging_rto", "90m"), ("staging_rpo", "24h"), ("daily_rto", "4h"
 
 def toml_value(value: Any) -> str:
     """A TOML literal for a string, path, number or list of strings (JSON's escapes are TOML's)."""
-    import json
-
     if isinstance(value, Path):
         value = str(value)
     if isinstance(value, tuple):

@@ -12,6 +12,7 @@ import pytest
 from drtui.core import discover
 from drtui.core.config import load_config, parse_config
 from drtui.sandbox import Sandbox
+from drtui.sandbox.world import PASSWORD
 from tests.conftest import run_drtui
 
 SAME = ("backend", "data_dir", "pg_bin", "os_user", "port", "database", "user", "env_file", "uploads_dir")
@@ -24,6 +25,7 @@ def written(shared_sandbox: Sandbox, open_tmp: Path) -> Path:
     result = run_drtui("init", "--dir", str(root), "--only-under", str(root), "--output", str(output), "--no-docker")
     assert result.exit_code == 0, result.output
     assert f"wrote {output}" in result.stdout
+    assert PASSWORD not in result.output + output.read_text()  # DATABASE_URL was read for its database only
     return output
 
 
@@ -52,6 +54,7 @@ def test_init_check_says_what_each_environment_would_do(written: Path) -> None:
     assert "APP_ENV=prod" in production and "CONFIRM_PITR_RESTORE=YES" in production
     assert "drtui backup base" in production
     assert "APP_ENV=staging" in staging and "TARGET_ENV=staging" in staging
+    assert PASSWORD not in result.output
 
 
 def test_init_check_names_a_server_it_cannot_reach_and_exits_1(written: Path, open_tmp: Path) -> None:
