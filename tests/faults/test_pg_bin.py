@@ -25,11 +25,15 @@ def world() -> Iterator[FaultWorld]:
         yield world
 
 
-def config_with_pg_bin(world: FaultWorld, pg_bin: Path, name: str) -> Path:
+def config_with_pg_bin(world: FaultWorld, pg_bin: Path, name: str, env: str = "production") -> Path:
+    """A copy of the world's config with one environment's pg_bin changed."""
     sandbox = world.sandbox
-    text = sandbox.config_path.read_text()
-    head, _, staging = text.partition("[environments.staging]")
-    head = head.replace(f'pg_bin = "{sandbox.env("production").pg_bin}"', f'pg_bin = "{pg_bin}"', 1)
+    head, _, staging = sandbox.config_path.read_text().partition("[environments.staging]")
+    old = f'pg_bin = "{sandbox.env(env).pg_bin}"'
+    if env == "production":
+        head = head.replace(old, f'pg_bin = "{pg_bin}"', 1)
+    else:
+        staging = staging.replace(old, f'pg_bin = "{pg_bin}"', 1)
     config = sandbox.root / name
     config.write_text(head + "[environments.staging]" + staging)
     return config
@@ -55,6 +59,16 @@ def test_a_pg_bin_without_the_program_names_the_program_and_the_package(world: F
     empty.mkdir(exist_ok=True)
     result = run_drtui("backup", "base", config=config_with_pg_bin(world, empty, "drtui-emptybin.toml"))
     assert_message(result, f"pg_bin {empty} has no pg_basebackup", "apt-get install postgresql-15", code=1)
+    assert_nothing_touched(world)
+
+
+def test_a_restore_with_an_empty_pg_bin_is_refused_before_anything_is_touched(world: FaultWorld) -> None:
+    empty = world.sandbox.root / "empty-bin"
+    empty.mkdir(exist_ok=True)
+    config = config_with_pg_bin(world, empty, "drtui-emptybin-staging.toml", env="staging")
+    result = run_drtui("restore", "pitr", "--env", "staging", "--recovery-target", "immediate", config=config,
+                       env={"CONFIRM_PITR_RESTORE": "YES"})
+    assert_message(result, str(empty), "no pg_config or postgres", "apt-get install postgresql-15", code=2)
     assert_nothing_touched(world)
 
 
