@@ -185,17 +185,19 @@ def _env_file_settings(env: FoundEnvironment, env_file: EnvFile | None, default_
 
 # -- local clusters -------------------------------------------------------------------------------------
 def _clusters(notes: list[str]) -> list[Cluster]:
-    running = _running_postmasters()
+    running, hidden = _running_postmasters()
     notes.append(f"running postmasters: {len(running)}")
+    if hidden:
+        notes.append(f"postgres processes this user may not inspect: {hidden} (run drtui init as root to see them)")
     known = {c.data_dir for c in running}
     listed = [c for c in _pg_lsclusters(notes) if c.data_dir not in known]
     return running + listed
 
 
-def _running_postmasters() -> list[Cluster]:
+def _running_postmasters() -> tuple[list[Cluster], int]:
     """Postmasters of this host (not inside containers): a postgres process whose working directory is a data
-    directory whose postmaster.pid names it."""
-    found = []
+    directory whose postmaster.pid names it. Also how many postgres processes this user may not inspect."""
+    found, hidden = [], 0
     try:
         own_namespace = os.readlink("/proc/self/ns/mnt")
     except OSError:
@@ -204,11 +206,16 @@ def _running_postmasters() -> list[Cluster]:
         if not proc.name.isdigit():
             continue
         try:
+            if (proc / "comm").read_text().strip() != "postgres":
+                continue
             exe = Path(os.readlink(proc / "exe"))
             if exe.name != "postgres" or os.readlink(proc / "ns" / "mnt") != own_namespace:
                 continue
             data_dir = Path(os.readlink(proc / "cwd"))
             lines = (data_dir / "postmaster.pid").read_text().splitlines()
+        except PermissionError:
+            hidden += 1
+            continue
         except OSError:
             continue
         if len(lines) < 4 or lines[0].strip() != proc.name:
@@ -218,7 +225,7 @@ def _running_postmasters() -> list[Cluster]:
         host = socket_dir.split(",")[0].strip() or (listen if listen not in ("*", "") else "127.0.0.1")
         found.append(Cluster(data_dir, exe.parent, int(lines[3]), host or None, True,
                              f"running postmaster {proc.name}"))
-    return sorted(found, key=lambda c: c.port)
+    return sorted(found, key=lambda c: c.port), hidden
 
 
 def _pg_lsclusters(notes: list[str]) -> list[Cluster]:
