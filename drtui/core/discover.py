@@ -73,7 +73,6 @@ class Cluster:
     pg_bin: Path
     port: int
     host: str | None
-    running: bool
     source: str
     log_file: Path | None = None
 
@@ -223,8 +222,7 @@ def _running_postmasters() -> tuple[list[Cluster], int]:
         socket_dir = lines[4].strip() if len(lines) > 4 else ""
         listen = lines[5].strip() if len(lines) > 5 else ""
         host = socket_dir.split(",")[0].strip() or (listen if listen not in ("*", "") else "127.0.0.1")
-        found.append(Cluster(data_dir, exe.parent, int(lines[3]), host or None, True,
-                             f"running postmaster {proc.name}"))
+        found.append(Cluster(data_dir, exe.parent, int(lines[3]), host or None, f"running postmaster {proc.name}"))
     return sorted(found, key=lambda c: c.port), hidden
 
 
@@ -245,8 +243,7 @@ def _pg_lsclusters(notes: list[str]) -> list[Cluster]:
             continue
         version, name, port, status = parts[:4]
         clusters.append(Cluster(Path(parts[5]), Path(f"/usr/lib/postgresql/{version}/bin"), int(port),
-                                "/var/run/postgresql", status.startswith("online"),
-                                f"pg_lsclusters ({version}/{name}, {status})",
+                                "/var/run/postgresql", f"pg_lsclusters ({version}/{name}, {status})",
                                 Path(parts[6]) if len(parts) > 6 else None))
     notes.append(f"pg_lsclusters: {len(clusters)} cluster(s)")
     return clusters

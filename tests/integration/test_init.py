@@ -102,3 +102,16 @@ def test_guessed_values_are_marked_and_nothing_found_still_loads(tmp_path: Path)
     text = discover.render(found, "header")
     assert "[environments.staging]  # guessed: from the data directory's path /srv/stag/data" in text
     assert "port = 5433" in text
+
+
+@pytest.mark.skipif(not Path("/var/lib/postgresql/15/main").is_dir(), reason="no Debian cluster 15/main here")
+def test_init_finds_debians_registered_cluster(tmp_path: Path) -> None:
+    found = discover.discover(tmp_path, only_under=Path("/var/lib/postgresql/15"), search_docker=False)
+    [env] = found.environments
+    assert env.value("data_dir") == Path("/var/lib/postgresql/15/main")
+    assert env.value("pg_bin") == Path("/usr/lib/postgresql/15/bin")
+    assert env.value("port") == 5432 and env.value("os_user") == "postgres"
+    assert env.name.guessed  # no env file says which environment it is
+    text = discover.render(found, "header")
+    assert "[environments.production]  # guessed: from the data directory's path" in text
+    parse_config(tomllib.loads(text), tmp_path / "drtui.toml")
