@@ -4,7 +4,7 @@ PYTEST_ARGS ?=
 # test modules run in parallel (pytest-xdist), each module on one worker
 PYTEST_WORKERS ?= 3
 
-.PHONY: demo test lint screens clean
+.PHONY: demo demo-down test lint screens clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -12,13 +12,21 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
-demo: $(VENV)/.installed
+# demo and test first install what this machine lacks (scripts/setup-host), then the venv.
+demo:
+	@scripts/setup-host demo
+	@$(MAKE) --no-print-directory $(VENV)/.installed
 	$(VENV)/bin/drtui sandbox demo
 
-test: $(VENV)/.installed
+demo-down:
+	$(VENV)/bin/drtui sandbox down
+
+test:
+	@scripts/setup-host test
+	@$(MAKE) --no-print-directory $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	scripts/with-docker-engine $(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

@@ -28,6 +28,7 @@ COMMANDS = {
     "drill": "drtui.headless.drill_commands:drill",
     "drills": "drtui.headless.verify_commands:drills",
     "events": "drtui.headless.events_command:events",
+    "init": "drtui.headless.init_command:init",
     "inventory": "drtui.headless.inventory_commands:inventory",
     "report": "drtui.headless.verify_commands:report",
     "restore": "drtui.headless.restore_commands:restore",

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from drtui.core.clock import Clock, stamp
-from drtui.core.config import PRODUCTION, Config, Environment
+from drtui.core.config import PRODUCTION, Config, Environment, pg_bin_missing
 from drtui.core.errors import BackupError
 from drtui.core.files import atomic_path, write_heartbeat
 
@@ -84,7 +84,7 @@ def _run_client(argv: Sequence[str], env: Environment, stdout: int | None = None
         return subprocess.Popen(argv, stdout=stdout, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
                                 env=_client_env(env))
     except FileNotFoundError as exc:
-        raise BackupError(f"{argv[0]}: not found", f"check pg_bin of environment {env.name!r}") from exc
+        raise BackupError(*pg_bin_missing(argv[0])) from exc
 
 
 def _failure(name: str, env: Environment, stderr: bytes | str) -> BackupError:

@@ -33,6 +33,13 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(seconds=sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION.findall(compact)))
 
 
+def pg_bin_missing(binary: str | Path) -> tuple[str, str]:
+    """Title and hint for a PostgreSQL program that is not where pg_bin says."""
+    binary = Path(binary)
+    return (f"pg_bin {binary.parent} has no {binary.name}",
+            "install postgresql-15 (Debian: apt-get install postgresql-15) or set pg_bin to the folder that holds it")
+
+
 @dataclass(frozen=True)
 class Objectives:
     """The runbook's objectives table and the heartbeat limits."""
@@ -282,6 +289,9 @@ def _parse_environment(path: Path, name: str, raw: Any, path_value: Any) -> Envi
         raise ConfigError(f"{path}: {table}.backend = {values['backend']!r} is not supported",
                           'use backend = "local" (pg_ctl on a data directory) or "compose" (a Docker Compose '
                           'project)')
+    if values.get("backend", "local") == "local" and "pg_bin" in values and not values["pg_bin"].is_dir():
+        raise ConfigError(f"{path}: {table}.pg_bin = {str(values['pg_bin'])!r} is not a folder",
+                          pg_bin_missing(values["pg_bin"] / "pg_ctl")[1])
     if values.get("backend") == "compose" and not values.get("project"):
         raise ConfigError(f"{path}: {table}.backend = \"compose\" needs project = \"<compose project name>\"",
                           "set project to the name `docker compose ls` shows for the stack")

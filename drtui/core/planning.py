@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from drtui.core.clock import Clock, isoformat
-from drtui.core.config import Config, Environment
+from drtui.core.config import Config, Environment, pg_bin_missing
 from drtui.core.errors import DrError, UsageError
 from drtui.core.models import BaseBackup, Layout, WalCoverage, Window, format_lsn, parse_lsn
 
@@ -275,7 +275,7 @@ def pg_major_version(pg_bin: Path) -> int:
         if done.returncode == 0 and found:
             return int(found.group(1))
     raise PlanError(f"{pg_bin}: no pg_config or postgres binary that reports its version",
-                    "check pg_bin of the environment")
+                    pg_bin_missing(pg_bin / "postgres")[1])
 
 
 def _free_bytes(data_dir: Path) -> int:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from drtui.core.config import Environment
+from drtui.core.config import Environment, pg_bin_missing
 from drtui.core.errors import PostgresError
 
 if TYPE_CHECKING:
@@ -48,6 +48,8 @@ def as_user(os_user: str, argv: Sequence[str]) -> list[str]:
 def run_as(os_user: str, argv: Sequence[str], *, check: bool = True, timeout: float | None = None,
            env: Mapping[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     """Run a command as `os_user`, capturing its output; a failure raises PostgresError with its stderr."""
+    if os.path.isabs(argv[0]) and not os.path.exists(argv[0]):  # runuser would only say exit 127
+        raise PostgresError(*pg_bin_missing(argv[0]))
     full = as_user(os_user, argv)
     try:
         done = subprocess.run(full, capture_output=True, text=True, timeout=timeout,

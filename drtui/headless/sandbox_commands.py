@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
+from drtui.headless.common import handle_errors
 from drtui.headless.output import err, out
 
 if TYPE_CHECKING:
@@ -18,6 +21,16 @@ root_option = click.option("--root", type=click.Path(path_type=Path), default=DE
                            help="Folder of the sandbox (DRTUI_SANDBOX).")
 
 
+def drtui_command() -> str:
+    """This very drtui as a command that works when pasted: `drtui` when the PATH finds it, else the console
+    script beside this Python (a venv's bin, which `make demo` does not put on the PATH)."""
+    script = Path(sys.executable).parent / "drtui"
+    if not script.exists():
+        return f"{sys.executable} -m drtui"
+    found = shutil.which("drtui")
+    return "drtui" if found and Path(found).resolve() == script.resolve() else str(script)
+
+
 @click.group()
 def sandbox() -> None:
     """A production-like world (PostgreSQL, WAL archive, API stand-in) to practise on."""
@@ -26,12 +39,14 @@ def sandbox() -> None:
 @sandbox.command()
 @root_option
 @click.option("--traffic/--no-traffic", default=True, help="Keep writing bookings into production.")
+@handle_errors
 def up(root: Path, traffic: bool) -> None:
     """Build the sandbox and leave it running."""
     from drtui.sandbox import Sandbox
 
     if (root / "sandbox.json").exists():
-        raise click.ClickException(f"{root} already holds a sandbox; run `drtui sandbox down --root {root}` first")
+        raise click.ClickException(f"{root} already holds a sandbox; run `{drtui_command()} sandbox down --root "
+                                   f"{root}` first")
     world = Sandbox(root)
     try:
         world.up()
@@ -42,7 +57,7 @@ def up(root: Path, traffic: bool) -> None:
         raise
     out(f"sandbox up in {root}")
     out(f"  config: {world.config_path}")
-    out(f"  tear it down with: drtui sandbox down --root {root}")
+    out(f"  tear it down with: {drtui_command()} sandbox down --root {root}")
 
 
 @sandbox.command()
@@ -73,27 +88,54 @@ def make_recoverable(world: Sandbox) -> None:
     backup.wal_sync(config, clock)
 
 
-@sandbox.command()
-@root_option
-def demo(root: Path) -> None:
-    """Build the sandbox (or reuse the one in --root) with live traffic, then open the wizard on it."""
-    from drtui.core.config import load_config
+def running(world: Sandbox) -> bool:
+    """Whether a sandbox was built in the world's root and its production and staging servers still run."""
+    from drtui.core.errors import DrError
+    from drtui.core.postgres import LocalServer, ServerState
+
+    if not (world.root / "sandbox.json").exists() or not world.config_path.exists():
+        return False
+    try:
+        config = world.config()
+        return all(LocalServer.for_environment(config.environment(name)).state() is ServerState.RUNNING
+                   for name in ("production", "staging"))
+    except DrError:
+        return False
+
+
+def demo_world(root: Path) -> Sandbox:
+    """The sandbox in `root`, reused when it runs, else (re)built with traffic and something to recover."""
     from drtui.sandbox import Sandbox
-    from drtui.tui.app import run_app
 
     world = Sandbox(root)
-    if (root / "sandbox.json").exists() and world.config_path.exists():
-        err(f"reusing the sandbox in {root}")
-    else:
-        err(f"building a sandbox in {root} (PostgreSQL production + staging, WAL archive, API stand-ins)…")
-        try:
-            world.up()
-            world.start_traffic()
-            make_recoverable(world)
-        except BaseException:
-            world.down()
-            raise
+    if running(world):
+        err(f"reusing the running sandbox in {root}")
+        return world
+    if (root / "sandbox.json").exists():
+        err(f"replacing the sandbox in {root}: its servers are not running")
+        world.down()
+    err(f"building a sandbox in {root} (PostgreSQL production + staging, WAL archive, API stand-ins)…")
+    try:
+        world.up()
+        world.start_traffic()
+        make_recoverable(world)
+    except BaseException:
+        world.down()
+        raise
+    return world
+
+
+@sandbox.command()
+@root_option
+@handle_errors
+def demo(root: Path) -> None:
+    """Build the sandbox (or reuse the running one in --root) with live traffic, then open the wizard on it."""
+    from drtui.core.config import load_config
+    from drtui.tui.app import run_app
+
+    world = demo_world(root)
     run_app(load_config(str(world.config_path), environ={}))
+    command = drtui_command()
     out(f"the sandbox is still up in {root} (config: {world.config_path})")
-    out(f"  open the wizard again:  drtui --config {world.config_path}")
-    out(f"  tear it down with:      drtui sandbox down --root {root}")
+    out(f"  open the wizard again:  {command} --config {world.config_path}")
+    out(f"  tear it down with:      {command} sandbox down --root {root}")
