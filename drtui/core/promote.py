@@ -26,7 +26,6 @@ from drtui.core.clock import Clock, isoformat
 from drtui.core.config import Config, Environment
 from drtui.core.errors import DrError, UsageError
 from drtui.core.events import Event, StepLogged, from_json
-from drtui.core.inventory.names import parse_segment
 from drtui.core.journal import list_runs
 from drtui.core.lock import EnvLock
 from drtui.core.models import format_lsn, parse_lsn, segment_name
@@ -177,9 +176,12 @@ def check_advance_target(config: Config, env: Environment, target: Target, clock
 
 
 def _current_target(env: Environment) -> dict[str, str]:
+    """The paused server's target settings, its WAL segment size and the timeline it replays."""
     from drtui.core.postgres import query
 
-    rows = query(env, "select name, setting from pg_settings where name = any(%s)", (list(RESTORABLE_SETTINGS),))
+    rows = query(env, "select name, setting from pg_settings where name = any(%s) union all "
+                 "select 'timeline', timeline_id::text from pg_control_checkpoint()",
+                 ([*RESTORABLE_SETTINGS, "wal_segment_size"],))
     return dict(rows)
 
 
@@ -188,21 +190,9 @@ def _target_settings(new: dict[str, str]) -> dict[str, str]:
     return {key: "" for key in TARGET_SETTINGS if not new.get(key)} | {k: v for k, v in new.items() if v}
 
 
-@dataclass(frozen=True)
-class EndOfReplay:
-    """What the server log says of a recovery that ended before its target."""
-
-    redo_done: int | None  # the last record replayed
-    missing_segment: str | None  # the segment after the last one restored
-
-
-def _read_end_of_replay(log_text: str) -> EndOfReplay:
-    done = re.findall(r"redo done at ([0-9A-F]+/[0-9A-F]+)", log_text)
-    restored = re.findall(r'restored log file "([0-9A-F]{24})"', log_text)
-    missing = None
-    if restored and (parsed := parse_segment(restored[-1])):
-        missing = segment_name(parsed[0], parsed[1] + 1)
-    return EndOfReplay(parse_lsn(done[-1]) if done else None, missing)
+def _missing_segment(redo_done: int, timeline: int, segment_size: int) -> str:
+    """The segment after the one holding the last record replayed: the one recovery could not read."""
+    return segment_name(timeline, redo_done // segment_size + 1, segment_size)
 
 
 def _wait_for_pause(backend: Backend) -> RecoveryStatus | None:
@@ -293,17 +283,20 @@ def _pause_where_it_stopped(backend: Backend, env: Environment, target: Target, 
     """Recovery ended before the new target (or the server did not come up): start it again paused at the
     last record it replayed, or with its previous target when it had not moved past it. Always raises: the
     advance failed, and the error says where the server is now."""
-    end = _read_end_of_replay(log_text)
-    moved = end.redo_done is not None and before.replay_lsn is not None and end.redo_done >= before.replay_lsn
-    if moved:
-        assert end.redo_done is not None
-        back = {"recovery_target_lsn": format_lsn(end.redo_done), "recovery_target_inclusive": "on",
+    done = re.findall(r"redo done at ([0-9A-F]+/[0-9A-F]+)", log_text)
+    redo_done = parse_lsn(done[-1]) if done else None
+    # target settings only: the size and timeline read with them are not settings to write back
+    back = {key: value for key, value in previous.items() if key in RESTORABLE_SETTINGS}
+    there = "its previous target"
+    missing = "the WAL ran out"
+    if redo_done is not None and before.replay_lsn is not None and redo_done >= before.replay_lsn:
+        back = {"recovery_target_lsn": format_lsn(redo_done), "recovery_target_inclusive": "on",
                 "recovery_target_timeline": previous.get("recovery_target_timeline", "latest"),
                 "recovery_target_action": "pause"}
-        there = f"the last record it replayed (LSN {format_lsn(end.redo_done)})"
-    else:
-        back, there = previous, "its previous target"
-    missing = f"WAL segment {end.missing_segment} could not be restored" if end.missing_segment else "the WAL ran out"
+        there = f"the last record it replayed (LSN {format_lsn(redo_done)})"
+    if redo_done is not None and previous.get("timeline") and previous.get("wal_segment_size"):
+        segment = _missing_segment(redo_done, int(previous["timeline"]), int(previous["wal_segment_size"]))
+        missing = f"the WAL ran out after LSN {format_lsn(redo_done)}: segment {segment} could not be restored"
     why = (f"recovery ended before {target.describe()} was reached: {missing}"
            if "recovery ended before configured recovery target was reached" in log_text
            else f"PostgreSQL of {env.name!r} did not come up with {target.describe()}")

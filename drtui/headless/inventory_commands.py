@@ -136,6 +136,7 @@ def status(ctx, check: bool, as_json: bool, watch: bool) -> None:
         return
     states = core_status.heartbeats(config, clock)
     level, summary = core_status.overall(states)
+    recovering = [] if check else core_status.environments_in_recovery(config)
     inv, inventory_error = None, None
     if not check:
         try:
@@ -154,6 +155,7 @@ def status(ctx, check: bool, as_json: bool, watch: bool) -> None:
             data["problems"] = full["problems"]
         if inventory_error:
             data["inventory_error"] = inventory_error
+        data["recovery"] = [r.as_json() for r in recovering]
         out_json(data)
     else:
         now = clock.now()
@@ -185,5 +187,11 @@ def status(ctx, check: bool, as_json: bool, watch: bool) -> None:
                 out(f"  problem: {problem.path}: {problem.message}")
         if inventory_error:
             out(f"inventory: {inventory_error}")
+        if recovering:
+            out()
+            out("In recovery")
+            for r in recovering:
+                out(f"  {r.environment}: {r.detail}")
+                out(f"    next: {r.next}")
     if check:
         sys.exit(int(level))
