@@ -106,12 +106,17 @@ def recovery_state(backend: Backend) -> RecoveryState:
                          signal=signal)
 
 
+def pause_hint(env_name: str) -> str:
+    """What to do with a recovery paused at its target."""
+    return (f"inspect it read-only, then `drtui restore promote --env {env_name}` to end recovery, or "
+            f"`drtui restore advance --env {env_name} --target-time T` to replay on to a later target")
+
+
 def next_step(state: RecoveryState, env: Environment, backend: Backend, verb: str) -> str:
-    """What the operator does about a server that is not paused."""
+    """What the operator does about the server, wherever it is."""
     match state.kind:
         case "paused":
-            return (f"inspect it read-only, then `drtui restore promote --env {env.name}` to end recovery, or "
-                    f"`drtui restore advance --env {env.name} --target-time T` to replay on to a later target")
+            return pause_hint(env.name)
         case "replaying":
             return f"wait until it pauses at its target (`drtui status` shows it), then {verb}"
         case "not in recovery":

@@ -14,6 +14,7 @@ from textual.widgets import Button, Footer, Header, Input, Static
 
 from drtui.core.errors import DrError
 from drtui.core.postgres import current_user
+from drtui.core.promote import pause_hint
 from drtui.core.report import write_report
 from drtui.tui.format import FAILED, duration, state_markup, utc
 from drtui.tui.run_state import RunView
@@ -90,6 +91,10 @@ class ResultScreen(Screen[None]):
             verdict = "[b green]✔ PASS[/]" if view.ok else "[b red]✘ FAIL[/]"
             return (f"{verdict} drill of {view.environment} · run {view.run_id}"
                     + (f"\nrecovered to {recovered}" if recovered else ""))
+        if view.ok and view.finished and view.finished.summary.get("paused_at_target"):
+            return (f"[b yellow]⏸ paused at the target[/] {view.environment} · run {view.run_id}"
+                    + (f"\nlast replayed transaction {recovered}" if recovered else "")
+                    + f"\n{pause_hint(view.environment)}")
         if view.ok:
             reached = f"the dump taken at {recovered}" if view.is_dump else recovered
             return (f"[b green]✔ recovered[/] {view.environment} · run {view.run_id}"
