@@ -315,7 +315,8 @@ def _pause_where_it_stopped(backend: Backend, env: Environment, target: Target, 
                       f"{next_step(recovery_state(backend), env, backend, 'advance')}")
     unchanged = " (no transaction after the previous target)" if status.replay_time == before.replay_time else ""
     raise DrError(why, f"{env.name} is back, paused at {position(status)}{unchanged}; nothing was lost. Put the "
-                       "missing WAL back in the WAL source (or sync the archive), then advance again; or promote here")
+                       "missing WAL back in the WAL source (or sync the archive), or pick a target inside the WAL, "
+                       "then advance again; or promote here")
 
 
 def promote(config: Config, env: Environment, clock: Clock, emit: Callable[[Event], None]) -> dict[str, Any]:

@@ -145,6 +145,18 @@ def test_an_advance_whose_recovery_ends_early_is_back_paused_at_the_previous_tar
     assert history.paused() and history.ids() == {history.a.id, history.b.id}
 
 
+def test_an_advance_to_a_restore_point_the_wal_lacks_pauses_at_the_end_of_the_wal(history: History) -> None:
+    """A restore point cannot be checked against a window: recovery replays the whole WAL looking for it and
+    ends; the server is started again paused at the last record, with everything replayed so far."""
+    history.pause_at_p1()
+    done = history.advance("--target-name", "no_such_point")
+    assert_message(done, "recovery ended before restore point 'no_such_point' was reached", "back, paused at",
+                   "advance again", "or promote here", code=1)
+    assert history.paused() and history.ids() == {history.a.id, history.b.id, history.c.id}
+    history.world.unchanged()
+    assert leftovers(history.sandbox) == []
+
+
 def _children(pid: int) -> list[int]:
     found = []
     for proc in Path("/proc").iterdir():
