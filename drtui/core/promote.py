@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from drtui.core.backends import backend_for
 from drtui.core.backends.base import Backend, RecoveryStatus
@@ -284,7 +284,7 @@ def _log_since(log: Path, offset: int) -> str:
 
 
 def _pause_where_it_stopped(backend: Backend, env: Environment, target: Target, before: RecoveryStatus,
-                            previous: dict[str, str], log_text: str, run: OperationRun, clock: Clock) -> None:
+                            previous: dict[str, str], log_text: str, run: OperationRun, clock: Clock) -> NoReturn:
     """Recovery ended before the new target (or the server did not come up): start it again paused at the
     last record it replayed, or with its previous target when it had not moved past it. Always raises: the
     advance failed, and the error says where the server is now."""
