@@ -302,17 +302,21 @@ def _pause_where_it_stopped(backend: Backend, env: Environment, target: Target, 
     if redo_done is not None and previous.get("timeline") and previous.get("wal_segment_size"):
         segment = _missing_segment(redo_done, int(previous["timeline"]), int(previous["wal_segment_size"]))
         missing = f"the WAL ran out after LSN {format_lsn(redo_done)}: segment {segment} could not be restored"
+    fatal = re.findall(r"FATAL:\s+(.+)", log_text)
     why = (f"recovery ended before {target.describe()} was reached: {missing}"
            if "recovery ended before configured recovery target was reached" in log_text
-           else f"PostgreSQL of {env.name!r} did not come up with {target.describe()}")
+           else f"PostgreSQL of {env.name!r} did not come up with {target.describe()}"
+           + (f" ({fatal[-1].strip()}; {missing})" if fatal else f" ({missing})"))
     run.emit(StepLogged(clock.now(), "advance", [f"{why}; starting it again paused at {there}"]))
     backend.stop_server()
     backend.write_recovery(backend.data_dir, _target_settings(back), "recovery.signal")
     status = _restart(backend)
     if status is None or not status.paused or not status.in_recovery:
-        raise DrError(f"{why}; and it could not be brought back paused: it is {recovery_state(backend).describe()}",
-                      f"read the server log ({backend.server_log()}); "
-                      f"{next_step(recovery_state(backend), env, backend, 'advance')}")
+        state = recovery_state(backend)
+        raise DrError(f"{why}; it could not be brought back paused at {there} either: it is {state.describe()}",
+                      "PostgreSQL replays forward only, and the WAL up to there is gone: put the missing WAL back "
+                      f"in the WAL source, then {next_step(state, env, backend, 'advance')} "
+                      f"(the server log: {backend.server_log()})")
     unchanged = " (no transaction after the previous target)" if status.replay_time == before.replay_time else ""
     raise DrError(why, f"{env.name} is back, paused at {position(status)}{unchanged}; nothing was lost. Put the "
                        "missing WAL back in the WAL source (or sync the archive), or pick a target inside the WAL, "

@@ -35,6 +35,7 @@ class History:
     a: Insert
     b: Insert
     c: Insert
+    segment_of_a: str  # holds A and p1
     segment_of_b: str
 
     @property
@@ -78,7 +79,8 @@ def history() -> Iterator[History]:
         a = sandbox.insert("bookings")
         with connect(prod) as conn:
             conn.execute("select pg_create_restore_point('p1')")
-        sandbox.switch_wal()
+            segment_of_a = conn.execute("select pg_walfile_name(pg_current_wal_lsn())").fetchone()[0]
+        assert sandbox.switch_wal() == segment_of_a
         time.sleep(0.2)
         b = sandbox.insert("bookings")
         with connect(prod) as conn:
@@ -89,7 +91,7 @@ def history() -> Iterator[History]:
         c = sandbox.insert("bookings")
         sandbox.switch_wal()
         world = FaultWorld(sandbox, base, [a, b, c], Sentinel.plant(sandbox, "staging"))
-        yield History(world, a, b, c, segment_of_b)
+        yield History(world, a, b, c, segment_of_a, segment_of_b)
 
 
 def test_an_advance_past_the_end_of_the_wal_is_refused_before_anything_moves(history: History) -> None:
@@ -108,10 +110,9 @@ def test_an_advance_past_the_end_of_the_wal_is_refused_before_anything_moves(his
     assert leftovers(history.sandbox) == []
 
 
-def _make_unreadable_to_the_server(history: History) -> tuple[Path, int]:
-    """B's segment: unreadable in the archive to the server's OS user, and the copy the paused restore
-    prefetched into pg_wal gone; the inventory still lists the segment, so the window check passes."""
-    name = history.segment_of_b
+def _make_unreadable_to_the_server(history: History, name: str) -> tuple[Path, int]:
+    """A segment unreadable in the archive to the server's OS user, and the copy the paused restore fetched
+    into pg_wal gone; the inventory still lists the segment, so the window check passes."""
     data_dir = history.sandbox.env("staging").data_dir
     (data_dir / "pg_wal" / name).unlink(missing_ok=True)
     (data_dir / PREFETCH_SPOOL / f"{name}.ok").unlink(missing_ok=True)
@@ -124,7 +125,7 @@ def _make_unreadable_to_the_server(history: History) -> tuple[Path, int]:
 def test_an_advance_whose_recovery_ends_early_is_back_paused_at_the_previous_target(history: History) -> None:
     history.pause_at_p1()
     was = history.replayed_to()
-    archived, mode = _make_unreadable_to_the_server(history)
+    archived, mode = _make_unreadable_to_the_server(history, history.segment_of_b)
     target = history.b.committed_at + (history.c.committed_at - history.b.committed_at) / 2
     try:
         done = history.advance("--target-time", target.isoformat())
@@ -143,6 +144,31 @@ def test_an_advance_whose_recovery_ends_early_is_back_paused_at_the_previous_tar
     again = history.advance("--target-time", target.isoformat())
     assert again.exit_code == 0, again.output
     assert history.paused() and history.ids() == {history.a.id, history.b.id}
+
+
+def test_an_advance_that_cannot_come_back_says_why_and_what_to_do(history: History) -> None:
+    """The WAL up to the paused point itself goes missing: PostgreSQL cannot replay to the new target nor back
+    to the old one. The server is down mid-recovery, and the message says so, why, and what to do."""
+    history.pause_at_p1()
+    archived, mode = _make_unreadable_to_the_server(history, history.segment_of_a)
+    try:
+        done = history.advance("--target-time", history.b.committed_at.isoformat())
+    finally:
+        archived.chmod(mode)
+    assert_message(done, "could not be brought back paused at its previous target", history.segment_of_a,
+                   "not running: it was stopped in the middle of a recovery", "put the missing WAL back",
+                   "pg_ctl start", "drtui rollback --env staging", code=1)
+    promoted = history.world.drtui("restore", "promote", "--env", "staging")
+    assert_message(promoted, "stopped in the middle of a recovery", code=2)
+    history.world.unchanged()
+    assert leftovers(history.sandbox) == []
+
+    # with the WAL back, the hint's command brings it back paused at p1
+    history.sandbox.server("staging").start()
+    deadline = time.monotonic() + 30
+    while not history.paused() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert history.paused() and history.ids() == {history.a.id}
 
 
 def test_an_advance_to_a_restore_point_the_wal_lacks_pauses_at_the_end_of_the_wal(history: History) -> None:
