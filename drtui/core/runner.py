@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -285,7 +286,10 @@ OPERATION_JOURNEYS = ("rollback", "promote", "advance")
 
 
 def new_run_id(journey: str, env_name: str, clock: Clock) -> str:
-    return f"{stamp(clock.now())}-{journey}-{env_name}-{os.getpid()}"
+    """`<stamp>-<journey>-<environment>-<random>`; the environment is left out when it has the journey's name
+    (a staging restore of staging), and the suffix is random: one process (the TUI) launches many runs."""
+    where = [] if env_name == journey else [env_name]
+    return "-".join([stamp(clock.now()), journey, *where, secrets.token_hex(4)])
 
 
 def is_operation(journal: Path) -> bool:

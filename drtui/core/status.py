@@ -152,3 +152,38 @@ def overall(states: list[HeartbeatState]) -> tuple[Level, str]:
     level = max((s.level for s in states), key=SEVERITY.__getitem__, default=Level.UNKNOWN)
     ordered = sorted(states, key=lambda s: -SEVERITY[s.level])
     return level, f"DRTUI {level.name} - " + "; ".join(describe(s) for s in ordered)
+
+
+@dataclass(frozen=True)
+class InRecovery:
+    """An environment whose data directory is in the middle of a recovery, and what to do about it."""
+
+    environment: str
+    state: str  # a RecoveryState kind: "paused", "replaying", "starting", "stopped in recovery", "crashed"
+    detail: str
+    next: str
+
+    def as_json(self) -> dict:
+        return {"environment": self.environment, "state": self.state, "detail": self.detail, "next": self.next}
+
+
+def environments_in_recovery(config: Config) -> list[InRecovery]:
+    """Environments paused, replaying, or down in the middle of a recovery. Only a data directory of this host
+    that holds a signal file is asked: a server in normal operation is never connected to."""
+    from drtui.core.backends import backend_for
+    from drtui.core.promote import SIGNAL_FILES, next_step, recovery_state
+
+    found = []
+    for env in config.environments.values():
+        try:
+            recovering = env.data_dir.is_absolute() and any((env.data_dir / n).exists() for n in SIGNAL_FILES)
+        except OSError:
+            continue
+        if not recovering:
+            continue
+        backend = backend_for(env, config.state_dir)
+        state = recovery_state(backend)
+        if state.in_recovery:
+            found.append(InRecovery(env.name, state.kind, state.describe(),
+                                    next_step(state, env, backend, "promote or advance")))
+    return found

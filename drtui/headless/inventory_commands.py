@@ -176,9 +176,10 @@ def _status(ctx, check: bool, warnings: tuple[str, ...], criticals: tuple[str, .
             inventory_error = exc.title
         env = config.environment()
         name = env.name if len(configs) == 1 else f"{env.name}@{config.source}"
-        fleet.append((config, inv, inventory_error,
+        recovering = [] if check else core_status.environments_in_recovery(config)
+        fleet.append((config, inv, inventory_error, recovering,
                       monitoring.collect(config, env, inv, clock, overrides, name=name, only=only)))
-    statuses = [status for *_, status in fleet]
+    statuses = [row[-1] for row in fleet]
     level, summary = monitoring.summary(statuses)
     if prometheus_file:
         monitoring.write_prometheus(prometheus_file, statuses)
@@ -188,15 +189,16 @@ def _status(ctx, check: bool, warnings: tuple[str, ...], criticals: tuple[str, .
     else:
         if check:
             out(summary)
-        for config, inv, inventory_error, env_status in sorted(fleet, key=lambda row: -SEVERITY[row[3].level]):
-            _print_status(config, inv, inventory_error, env_status, clock.now(), titled=len(fleet) > 1)
+        for _config, inv, inventory_error, recovering, env_status in sorted(
+                fleet, key=lambda row: -SEVERITY[row[4].level]):
+            _print_status(inv, inventory_error, recovering, env_status, clock.now(), titled=len(fleet) > 1)
     if check:
         sys.exit(int(level))
 
 
 def _status_json(fleet: list, level: core_status.Level, summary: str) -> dict:
     environments = []
-    for config, inv, inventory_error, env_status in fleet:
+    for config, inv, inventory_error, recovering, env_status in fleet:
         data: dict = {"name": env_status.name, "config": config.source, "level": env_status.level.name,
                       "code": int(env_status.level), "checks": [c.as_json() for c in env_status.checks],
                       "heartbeats": [s.as_json() for s in env_status.heartbeats],
@@ -211,6 +213,7 @@ def _status_json(fleet: list, level: core_status.Level, summary: str) -> dict:
             data["problems"] = full["problems"]
         if inventory_error:
             data["inventory_error"] = inventory_error
+        data["recovery"] = [r.as_json() for r in recovering]
         environments.append(data)
     top = {"schema": 1, "level": level.name, "code": int(level), "summary": summary, "environments": environments}
     if len(environments) == 1:  # one config: its fields at the top too, as before fleets
@@ -226,8 +229,8 @@ WORDS = {core_status.Level.OK: "ok", core_status.Level.WARNING: "WARNING", core_
          core_status.Level.UNKNOWN: "UNKNOWN"}
 
 
-def _print_status(config, inv: Inventory | None, inventory_error: str | None, env_status, now: datetime,
-                  titled: bool) -> None:
+def _print_status(inv: Inventory | None, inventory_error: str | None, recovering: list[core_status.InRecovery],
+                  env_status: monitoring.EnvironmentStatus, now: datetime, titled: bool) -> None:
     if titled:
         out(f"== {env_status.name}: {env_status.level.name}")
     out("Heartbeats")
@@ -258,6 +261,12 @@ def _print_status(config, inv: Inventory | None, inventory_error: str | None, en
             out(f"  problem: {problem.path}: {problem.message}")
     if inventory_error:
         out(f"inventory: {inventory_error}")
+    if recovering:
+        out()
+        out("In recovery")
+        for r in recovering:
+            out(f"  {r.environment}: {r.detail}")
+            out(f"    next: {r.next}")
     out()
     out("Checks")
     _table([[WORDS[c.level], c.name, c.text + (f" → {c.todo}" if c.todo else "")] for c in env_status.checks])

@@ -20,6 +20,7 @@ from drtui.core.events import (
     StepProgressed,
     StepStarted,
 )
+from drtui.core.promote import pause_hint
 from drtui.core.secrets import redact
 
 
@@ -116,7 +117,7 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
     if summary.get("recovered_to"):
         lines.append(f"  recovered to  {summary['recovered_to']}")
     if summary.get("paused_at_target"):
-        lines.append("  paused at the target: inspect read-only, then promote")
+        lines.append(f"  paused at the target: {pause_hint(summary['environment'])}")
     if summary.get("rto_seconds") is not None:
         lines.append(f"  RTO           {summary['rto_seconds']:.1f} s")
     if summary.get("rpo_seconds") is not None:

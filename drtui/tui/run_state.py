@@ -123,6 +123,11 @@ class RunView:
         return self.started + timedelta(seconds=elapsed * total / done)
 
     @property
+    def is_dump(self) -> bool:
+        """A dump restore: no base backup to extract, no WAL to replay."""
+        return "dump_file" in self.plan
+
+    @property
     def ok(self) -> bool | None:
         return None if self.finished is None else self.finished.ok
 

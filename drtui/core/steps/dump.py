@@ -11,9 +11,11 @@ import os
 import shutil
 import subprocess
 import tarfile
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
-from drtui.core.backup import CHUNK, verify_dump, verify_tarball
+from drtui.core.backup import CHUNK, LAST_SUCCESS, verify_dump, verify_tarball
 from drtui.core.config import Environment
 from drtui.core.postgres import query
 from drtui.core.steps import Step, StepContext, StepError
@@ -33,11 +35,36 @@ def _failed(what: str, stderr: bytes) -> StepError:
     return StepError(f"{what} failed: {lines[-1] if lines else 'no output'}", "read the step's log lines")
 
 
+def dump_rpo(dump_time: datetime | None, backup_dir: Path, started: datetime,
+             incident_start: datetime | None) -> dict[str, Any] | None:
+    """A dump restore's data loss, known before it runs: everything committed after the dump (its name's stamp,
+    else LAST_SUCCESS.txt) up to the stated failure time, else the restore's start."""
+    source = "dump_time"
+    if dump_time is None:
+        from drtui.core.status import HeartbeatError, parse_heartbeat
+
+        try:
+            dump_time = parse_heartbeat((backup_dir / LAST_SUCCESS).read_text(encoding="utf-8"))
+        except (OSError, HeartbeatError):
+            return None
+        source = LAST_SUCCESS
+    reference, against = (incident_start, "failure_time") if incident_start else (started, "run_start")
+    return {"last_commit": dump_time.isoformat(), "source": source,
+            "reason": "the dump's timestamp: everything committed before it is in the dump",
+            "target": None, "failure_time": incident_start.isoformat() if incident_start else None,
+            "rpo_seconds": max((reference - dump_time).total_seconds(), 0.0), "against": against}
+
+
 class DumpPreflight(Step):
     name, title = "preflight", "Check the dump and the uploads archive are whole"
 
     def run(self, ctx: StepContext) -> None:
         plan = ctx.plan
+        rpo = dump_rpo(plan.dump_time, ctx.config.backup_dir, ctx.facts["started"], plan.incident_start)
+        if rpo is not None:
+            ctx.facts["rpo"] = rpo
+            ctx.log(self.name, f"RPO: {rpo['rpo_seconds']:.0f} s, the dump's age at the restore "
+                               f"(taken {rpo['last_commit']})")
         size = verify_dump(plan.dump_file)
         ctx.facts["dump_bytes"] = size
         ctx.log(self.name, f"dump {plan.dump_file}: whole, {size} bytes of SQL")

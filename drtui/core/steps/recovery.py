@@ -145,8 +145,9 @@ class FollowRecovery(Step):
         if last_status and last_status.replay_time and ctx.recovered_to is None:
             ctx.recovered_to = last_status.replay_time
         if ctx.paused:
-            ctx.log(self.name, "recovery is paused at the target: the data can be inspected read-only",
-                    f"then: drtui restore promote --env {ctx.env.name} (or restore again with a later target)")
+            from drtui.core.promote import pause_hint
+
+            ctx.log(self.name, f"recovery is paused at the target: {pause_hint(ctx.env.name)}")
         else:
             from drtui.core.extract import clear_prefetch
 

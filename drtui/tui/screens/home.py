@@ -1,15 +1,18 @@
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import ClassVar
 
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
+from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, OptionList, Static
 from textual.widgets.option_list import Option
 
+from drtui.core.status import InRecovery, environments_in_recovery
 from drtui.tui.format import state_markup
 from drtui.tui.heartbeats import heartbeat_rows
 from drtui.tui.messages import StatusRefreshed
@@ -21,6 +24,14 @@ JOURNEYS = [
     ("drill", "Automated drill", "into staging, proven, reported"),
     ("status", "Status", "heartbeats, refreshing itself"),
 ]
+
+
+@dataclass
+class RecoveryRead(Message):
+    """The environments found in the middle of a recovery (paused, replaying, or down)."""
+
+    found: list[InRecovery]
+    error: str = ""
 
 
 class HomeScreen(Screen[None]):
@@ -56,12 +67,16 @@ class HomeScreen(Screen[None]):
         self.query_one("#environments", Static).update(self._environments())
         self.action_refresh()
 
-    def _environments(self) -> str:
+    def _environments(self, recovering: list[InRecovery] | None = None) -> str:
         config = self.app.config  # type: ignore[attr-defined]
+        found = {r.environment: r for r in recovering or []}
         rows = ["[b]environments[/]"]
         for env in config.environments.values():
             tag = "[b red]▲ live[/]" if env.is_production else "[dim]○ copy[/]"
             rows.append(f"{env.name:<11} {tag}  [dim]port {env.port} · {env.database}[/]")
+            if env.name in found:
+                mark = "⏸" if found[env.name].state == "paused" else "▲"
+                rows += [f"  [b yellow]{mark} {found[env.name].detail}[/]", f"  [dim]{found[env.name].next}[/]"]
         return "\n".join(rows)
 
     def action_refresh(self) -> None:
@@ -73,6 +88,24 @@ class HomeScreen(Screen[None]):
                           f"(pid {run.pid})  — press [b]a[/] to re-attach")
         banner.display = bool(self.in_progress)
         self._read_heartbeats()
+        self._read_recovery()
+
+    @work(thread=True, group="home-recovery", exclusive=True, exit_on_error=False,
+          description="look for environments in recovery")
+    def _read_recovery(self) -> None:
+        try:
+            found = environments_in_recovery(self.app.config)  # type: ignore[attr-defined]
+        except Exception as exc:  # shown in the panel, never a crash of the home screen
+            self.post_message(RecoveryRead([], error=str(exc)))
+        else:
+            self.post_message(RecoveryRead(found))
+
+    @on(RecoveryRead)
+    def _recovery_read(self, message: RecoveryRead) -> None:
+        text = self._environments(message.found)
+        if message.error:
+            text += f"\n[red]✘ cannot tell which are in recovery[/] {message.error}"
+        self.query_one("#environments", Static).update(text)
 
     @work(thread=True, group="home", exclusive=True, exit_on_error=False, description="read heartbeats")
     def _read_heartbeats(self) -> None:

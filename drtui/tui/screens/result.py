@@ -14,6 +14,7 @@ from textual.widgets import Button, Footer, Header, Input, Static
 
 from drtui.core.errors import DrError
 from drtui.core.postgres import current_user
+from drtui.core.promote import pause_hint
 from drtui.core.report import write_report
 from drtui.tui.format import FAILED, duration, state_markup, utc
 from drtui.tui.run_state import RunView
@@ -90,9 +91,14 @@ class ResultScreen(Screen[None]):
             verdict = "[b green]✔ PASS[/]" if view.ok else "[b red]✘ FAIL[/]"
             return (f"{verdict} drill of {view.environment} · run {view.run_id}"
                     + (f"\nrecovered to {recovered}" if recovered else ""))
+        if view.ok and view.finished and view.finished.summary.get("paused_at_target"):
+            return (f"[b yellow]⏸ paused at the target[/] {view.environment} · run {view.run_id}"
+                    + (f"\nlast replayed transaction {recovered}" if recovered else "")
+                    + f"\n{pause_hint(view.environment)}")
         if view.ok:
+            reached = f"the dump taken at {recovered}" if view.is_dump else recovered
             return (f"[b green]✔ recovered[/] {view.environment} · run {view.run_id}"
-                    + (f"\nrecovered to {recovered}" if recovered else ""))
+                    + (f"\nrecovered to {reached}" if recovered else ""))
         return f"[b red]✘ failed[/] {view.environment} · run {view.run_id}"
 
     def _objectives(self) -> str:
@@ -110,9 +116,11 @@ class ResultScreen(Screen[None]):
                 return state_markup("skipped", "not measured")
             return state_markup("passed", "within") if value <= goal else state_markup(FAILED, "missed")
 
+        basis = ("\n[dim]RPO: the dump's age at the restore (what was committed after it is lost)[/]"
+                 if view.is_dump else "")
         return ("[b]objectives[/]\n"
                 f"RTO  {duration(rto):>8} of {duration(rto_goal):>8}  {verdict(rto, rto_goal)}\n"
-                f"RPO  {duration(rpo):>8} of {duration(rpo_goal):>8}  {verdict(rpo, rpo_goal)}")
+                f"RPO  {duration(rpo):>8} of {duration(rpo_goal):>8}  {verdict(rpo, rpo_goal)}{basis}")
 
     def _checks(self) -> str:
         # Checks of the starting point (a drill's pre_health) do not decide the verdict: counted, not listed.

@@ -100,12 +100,18 @@ class RunScreen(Screen[None]):
         self.query_one(StepList).show(view, now)
         self.query_one(RtoTimer).show(view.elapsed(now), view.objective(self.app.config),  # type: ignore[attr-defined]
                                       view.projected_finish(now), view.finished is not None)
-        self._show_progress("extract", "extract", view.extraction, size)
-        self._show_progress("replay", "replay", view.replay, lambda n: format_lsn(int(n)))
+        # a dump restore reads its dump (bytes) and replays no WAL: only what it does is shown
+        for key in ("#replay-label", "#replay-bar"):
+            self.query_one(key).display = not view.is_dump
+        label = "restore" if view.is_dump else "extract"
+        self._show_progress("extract", label, view.extraction, size, f"{label}  [dim]○ pending[/]")
+        self._show_progress("replay", "replay", view.replay, lambda n: format_lsn(int(n)),
+                            "WAL replay  [dim]○ pending[/]")
 
     def _show_progress(self, key: str, label: str, progress: Progress | None,
-                       fmt: Callable[[float], str]) -> None:
+                       fmt: Callable[[float], str], pending: str) -> None:
         if progress is None:
+            self.query_one(f"#{key}-label", Static).update(pending)
             return
         bar = self.query_one(f"#{key}-bar", ProgressBar)
         text = f"{label} {fmt(progress.done)}"
