@@ -25,7 +25,7 @@ def out(text: str = "") -> None:
 
 def out_json(data: Any) -> None:
     """Data on stdout as JSON, masked before it is serialized (masking the text could break the JSON)."""
-    sys.stdout.write(json.dumps(redact_data(data), indent=2, default=str) + "\n")
+    sys.stdout.write(json.dumps(redact_data(data), indent=2, default=lambda value: redact(str(value))) + "\n")
     sys.stdout.flush()
 
 

@@ -21,7 +21,7 @@ import pytest
 from drtui.core.inventory.labels import LabelError, parse_backup_label, parse_pg_time
 from drtui.sandbox import PASSWORD, Sandbox
 from tests.conftest import Result
-from tests.faults.conftest import FaultWorld, assert_message, leftovers, make_fault_world
+from tests.faults.conftest import FaultWorld, Sentinel, assert_message, leftovers, make_fault_world
 
 
 @pytest.fixture(scope="module")
@@ -32,9 +32,12 @@ def world() -> Iterator[FaultWorld]:
 
 @pytest.fixture
 def fault(world: FaultWorld) -> Iterator[FaultWorld]:
-    """The shared world, fingerprinted before the case; after it, staging's env file is put back."""
+    """The shared world, fingerprinted before the case; after it, staging's env file is put back. A case that
+    failed by restoring over staging took its sentinel: the next case plants a fresh one, to stand on its own."""
     env_file = world.sandbox.root / "staging" / ".env"
     saved = env_file.read_bytes()
+    if not world.sentinel.present():
+        world.sentinel = Sentinel.plant(world.sandbox, "staging")
     world.before()
     try:
         yield world
