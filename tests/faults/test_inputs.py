@@ -181,8 +181,26 @@ def test_an_ambiguous_abbreviation_is_resolved_by_a_numeric_time_near_it() -> No
     assert info.stop_time == datetime(2026, 7, 25, 15, 0, tzinfo=timezone(timedelta(hours=5, minutes=30)))
     dublin = parse_backup_label(LABEL.format(zone="IST"), near=datetime(2026, 7, 25, 13, 29, tzinfo=UTC))
     assert dublin.start_time.utcoffset() == timedelta(hours=1)
-    with pytest.raises(LabelError, match="ambiguous"):
-        parse_backup_label(LABEL.format(zone="IST"), near=datetime(2026, 7, 20, tzinfo=UTC))
+    for far in (datetime(2026, 7, 20, tzinfo=UTC), datetime(2026, 7, 25, 9, 5, tzinfo=UTC)):  # days off; after it
+        with pytest.raises(LabelError, match="ambiguous"):
+            parse_backup_label(LABEL.format(zone="IST"), near=far)
+
+
+def test_the_inventory_resolves_an_ambiguous_label_by_the_backups_name_stamp_or_refuses_it(tmp_path: Path) -> None:
+    from drtui.core.inventory import InventoryError, read_base_backup
+
+    label = LABEL.format(zone="IST").encode()
+    named = tmp_path / "basebackup_20260725T090000Z"  # 09:00 UTC, taken just before 14:30 IST (+05:30)
+    unnamed = tmp_path / "monday-backup"
+    for folder in (named, unnamed):
+        folder.mkdir()
+        (folder / "backup_label").write_bytes(label)
+        (folder / "PG_VERSION").write_text("15\n")
+    assert read_base_backup(named).start_time == datetime(2026, 7, 25, 9, 0, tzinfo=UTC)
+    with pytest.raises(InventoryError) as caught:
+        read_base_backup(unnamed)
+    assert str(unnamed) in caught.value.title and "'IST'" in caught.value.title
+    assert "ambiguous" in caught.value.title and "log_timezone = 'UTC'" in caught.value.hint
 
 
 # -- damaged and hostile base-backup tarballs (regression: refused today, kept so) ----------------------------

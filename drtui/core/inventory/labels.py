@@ -18,7 +18,10 @@ from drtui.core.models import TimelineHistory, parse_lsn
 _UTC_NAMES = {"UTC", "GMT", "UCT", "UT", "Z"}
 _OFFSET = re.compile(r"^([+-])(\d{1,2})(?::?(\d{2}))?$")
 _LOCATION = re.compile(r"^([0-9A-Fa-f]+/[0-9A-Fa-f]+)(?: \(file ([0-9A-F]{24})\))?")
-NEAR = timedelta(minutes=15)  # how far a backup's UTC name stamp may be from its START TIME
+# A backup's UTC name stamp is taken just before pg_basebackup starts, and START TIME is written once its
+# checkpoint is done (seconds with -c fast, as drtui takes them; minutes with a spread one): a reading of an
+# ambiguous abbreviation is accepted only when it alone falls in this window after the stamp.
+NEAR = (timedelta(minutes=-1), timedelta(minutes=10))
 FIX_ZONE = ("set log_timezone = 'UTC' on the server (PostgreSQL then writes UTC in backup_label) and take a new "
             "base backup, or name the backup basebackup_YYYYMMDDTHHMMSSZ with its UTC start so drtui can tell")
 
@@ -72,8 +75,8 @@ def _split(text: str) -> tuple[datetime, str]:
 
 def parse_pg_time(text: str, near: datetime | None = None) -> datetime:
     """'2026-11-24 18:00:00 UTC' (or +01, -05:30, CET) → an aware datetime. An abbreviation the tz database
-    gives several offsets (IST, CST, PST) is read with the one that puts the time within NEAR of `near` (a
-    UTC time from another source); without one, it is refused rather than guessed."""
+    gives several offsets (IST, CST, PST) is read with the one that alone puts the time in the NEAR window
+    after `near` (the backup's UTC name stamp, or its start already read); else it is refused, never guessed."""
     naive, zone = _split(text)
     match = _OFFSET.match(zone)
     if match:
@@ -83,7 +86,7 @@ def parse_pg_time(text: str, near: datetime | None = None) -> datetime:
     if zone.upper() in _UTC_NAMES:
         return naive.replace(tzinfo=UTC)
     offsets = abbreviation_offsets(zone, naive)
-    close = [o for o in offsets if near is not None and abs(naive.replace(tzinfo=timezone(o)) - near) <= NEAR]
+    close = [o for o in offsets if near is not None and NEAR[0] <= naive.replace(tzinfo=timezone(o)) - near <= NEAR[1]]
     if len(offsets) == 1 or len(close) == 1:
         return naive.replace(tzinfo=timezone(close[0] if len(close) == 1 else next(iter(offsets))))
     if not offsets:
@@ -116,7 +119,7 @@ class LabelInfo:
 
 def parse_backup_label(text: str, near: datetime | None = None) -> LabelInfo:
     """A backup_label, or a `.backup` history file (the same fields plus STOP WAL LOCATION and STOP TIME).
-    `near` is a UTC time close to its START TIME, known from elsewhere (see parse_pg_time); the STOP TIME,
+    `near` is a UTC time just before its START TIME, known from elsewhere (see parse_pg_time); the STOP TIME,
     written in the same zone, is read with START TIME's offset."""
     fields = _fields(text)
     try:
