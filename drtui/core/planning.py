@@ -120,6 +120,9 @@ def parse_target_time(text: str, clock: Clock) -> datetime:
     """A target time from what an operator types: ISO-8601, 'YYYY-MM-DD HH:MM:SS UTC', or 'N units ago'.
     A time without a zone is read as UTC (the runbook's times are all UTC)."""
     raw = text.strip()
+    if not raw:
+        raise UsageError(f"target time {text!r} (TARGET_TIME, --target-time) is empty",
+                         f"write it as {TIME_FORMS}, or leave TARGET_TIME unset")
     lowered = raw.lower()
     if lowered == "now":
         return clock.now()

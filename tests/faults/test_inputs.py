@@ -89,6 +89,13 @@ def test_an_empty_target_time_is_refused_saying_how_to_ask_for_latest(fault: Fau
     _untouched(fault)
 
 
+@pytest.mark.parametrize("command", [("drill",), ("verify", "--env", "staging")], ids=["drill", "verify"])
+def test_an_empty_target_time_is_refused_by_the_drill_and_verify_too(fault: FaultWorld, command: tuple) -> None:
+    result = fault.drtui(*command, env={"TARGET_TIME": "", "TARGET_ENV": "staging", "CONFIRM_DRILL": "YES"})
+    assert_message(result, "TARGET_TIME", "is empty", "leave TARGET_TIME unset", code=2)
+    _untouched(fault)
+
+
 def _with_config(world: FaultWorld, old: bytes, new: bytes, env: dict[str, str]) -> Result:
     """A staging restore with the config edited; the config put back at once (the sentinel's check reads it)."""
     text = world.config.read_bytes()
