@@ -7,6 +7,7 @@ file, the key and the value, because a typo in a disaster-recovery tool must nev
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import tomllib
@@ -16,21 +17,27 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from dotenv import dotenv_values
+
 from drtui.core.errors import ConfigError
-from drtui.core.secrets import register_secret
+from drtui.core.secrets import looks_secret, register_secret, register_url_password
 
 PRODUCTION = "production"
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(d|h|m|s)")
 _UNIT_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+LONGEST_DURATION = timedelta(days=3650)  # ten years: longer is a typo, and dates computed from it would overflow
 
 
 def parse_duration(text: str) -> timedelta:
     """'90m', '4h', '26h', '1h30m', '45s', '2d' → timedelta."""
     compact = text.strip().lower().replace(" ", "")
     if not compact or _DURATION.sub("", compact):
-        raise ValueError(f"not a duration: {text!r} (use forms like 90m, 4h, 1h30m, 45s)")
-    return timedelta(seconds=sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION.findall(compact)))
+        raise ValueError("not a duration")
+    seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION.findall(compact))
+    if seconds > LONGEST_DURATION.total_seconds():
+        raise ValueError(f"too long: more than {LONGEST_DURATION.days} days")
+    return timedelta(seconds=seconds)
 
 
 def pg_bin_missing(binary: str | Path) -> tuple[str, str]:
@@ -91,7 +98,7 @@ class Environment:
         return self.name == PRODUCTION
 
     def env_values(self) -> dict[str, str]:
-        """KEY=VALUE pairs of the env file (missing file: empty)."""
+        """KEY=VALUE pairs of the env file (none configured: empty; configured but missing: ConfigError)."""
         return read_env_file(self.env_file) if self.env_file else {}
 
     def password(self) -> str | None:
@@ -149,26 +156,27 @@ class Config:
 
 
 def read_env_file(path: Path) -> dict[str, str]:
-    """A dotenv file's KEY=VALUE pairs; comments, blanks and `export ` prefixes are allowed."""
+    """A dotenv file's KEY=VALUE pairs, read by python-dotenv as Compose and the app read them: comments
+    (also after a value), quotes, `export` with any whitespace, a BOM, CRLF. Values are taken literally
+    (no `${VAR}` interpolation from drtui's own environment). A configured file that is missing is an error:
+    the production-host gate must never pass because the file it reads is not there."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
-        return {}
+        raise ConfigError(f"{path}: the env file does not exist",
+                          "fix env_file in drtui.toml (or ENV_FILE), or create the file") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: the env file is not UTF-8 text (byte {exc.start})",
+                          "save it as UTF-8") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the env file ({exc.strerror})",
                           "check the path and permissions") from exc
-    values = {}
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        key, _, value = line.removeprefix("export ").partition("=")
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        values[key.strip()] = value
-        if "PASSWORD" in key.upper() or "SECRET" in key.upper():
+    parsed = dotenv_values(stream=io.StringIO(text), interpolate=False)
+    values = {key: value for key, value in parsed.items() if value is not None}
+    for key, value in values.items():
+        if looks_secret(key):
             register_secret(value)
+        register_url_password(value)
     return values
 
 
@@ -195,6 +203,9 @@ def load_config(explicit: str | None = None, environ: Mapping[str, str] | None =
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})", "fix the syntax at the line shown") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start} is {exc.object[exc.start]:#04x})",
+                          "save the config as UTF-8 (TOML files are UTF-8)") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read ({exc.strerror})", "check the permissions") from exc
     return parse_config(data, path)
@@ -251,8 +262,8 @@ def _parse_objectives(path: Path, raw: Any) -> Objectives:
     for key, value in raw.items():
         try:
             values[key] = parse_duration(str(value))
-        except ValueError:
-            raise ConfigError(f"{path}: objectives.{key} = {value!r} is not a duration",
+        except ValueError as exc:
+            raise ConfigError(f"{path}: objectives.{key} = {value!r} is {exc}",
                               'write it like "90m", "4h" or "26h"') from None
     return Objectives(**values)
 

@@ -2,7 +2,8 @@
 `approve(plan, results, confirmation)` is the only way to an `ApprovedPlan`, and the runner accepts nothing else.
 
 Gates: staging journeys need TARGET_ENV=staging; a host whose env_file says APP_ENV=prod is refused unless the
-environment is the production one; one run per environment (the lock). Then the confirmation: the runbook's
+environment is the production one (the file read as Compose reads it; a configured env_file that is missing
+is a ConfigError, never a pass); one run per environment (the lock). Then the confirmation: the runbook's
 CONFIRM_*=YES headless (or the wizard's explicit confirm), and for a production environment its name, typed
 in the wizard or given with --env.
 """
@@ -16,7 +17,7 @@ from typing import Any
 
 from drtui.core.clock import Clock
 from drtui.core.config import Config, Environment
-from drtui.core.errors import DrError
+from drtui.core.errors import ConfigError, DrError
 from drtui.core.lock import EnvLock
 from drtui.core.planning import DumpPlan, Plan, plan_from_json
 
@@ -46,13 +47,18 @@ class Facts:
     app_env: str | None  # APP_ENV in the environment's env_file
     is_production: bool
     lock_holder: str | None = None  # a live run holding the environment, described
+    env_file_error: tuple[str, str] | None = None  # the env file could not be read: (title, hint)
 
 
 def gather_facts(config: Config, env: Environment, target_env: str | None) -> Facts:
     """Read the facts from the disk: the env file and the environment's lock."""
     holder = EnvLock(config.state_dir, env.name).holder()
-    return Facts(target_env=target_env, app_env=env.env_values().get("APP_ENV"), is_production=env.is_production,
-                 lock_holder=holder.describe() if holder else None)
+    try:
+        app_env, env_file_error = env.env_values().get("APP_ENV"), None
+    except ConfigError as exc:
+        app_env, env_file_error = None, (exc.title, exc.hint)
+    return Facts(target_env=target_env, app_env=app_env, is_production=env.is_production,
+                 lock_holder=holder.describe() if holder else None, env_file_error=env_file_error)
 
 
 def evaluate(plan: Plan | DumpPlan, facts: Facts) -> list[GateResult]:
@@ -70,13 +76,16 @@ def evaluate_journey(journey: str, environment: str, facts: Facts) -> list[GateR
                                   f"a {journey} restore needs TARGET_ENV=staging "
                                   f"(got {facts.target_env or 'nothing'})",
                                   "" if ok else "set TARGET_ENV=staging (or --env staging)"))
-    prod_host = (facts.app_env or "").lower() in ("prod", "production")
+    prod_host = (facts.app_env or "").strip().lower() in ("prod", "production")
     ok = not prod_host or facts.is_production
-    results.append(GateResult(
-        "app_env", ok,
-        f"env file says APP_ENV={facts.app_env or '(unset)'}" if ok else
-        f"the env file of {environment!r} says APP_ENV={facts.app_env}: this host is production",
-        "" if ok else "check ENV_FILE / env_file: a non-production restore must not run against production"))
+    if facts.env_file_error:
+        results.append(GateResult("app_env", False, *facts.env_file_error))
+    else:
+        results.append(GateResult(
+            "app_env", ok,
+            f"env file says APP_ENV={facts.app_env or '(unset)'}" if ok else
+            f"the env file of {environment!r} says APP_ENV={facts.app_env}: this host is production",
+            "" if ok else "check ENV_FILE / env_file: a non-production restore must not run against production"))
     ok = facts.lock_holder is None
     results.append(GateResult("lock", ok, "no other run on this environment" if ok else
                               f"{environment!r} is busy: {facts.lock_holder}",

@@ -6,6 +6,7 @@ Re-attaching to a run is nothing more than reading its journal again and followi
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -13,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from drtui.core.events import Event, RunFinished, from_json
-from drtui.core.secrets import redact
+from drtui.core.secrets import redact_data
 
 
 def runs_dir(state_dir: Path) -> Path:
@@ -25,7 +26,8 @@ def journal_path(state_dir: Path, run_id: str) -> Path:
 
 
 class Journal:
-    """Appends events, one JSON line each, redacted and flushed."""
+    """Appends events, one JSON line each, flushed; every string in an event is masked before it is
+    serialized, so a line is always valid JSON."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -34,7 +36,7 @@ class Journal:
         self._lock = threading.Lock()
 
     def append(self, event: Event) -> None:
-        line = redact(event.to_json()) + "\n"
+        line = json.dumps(redact_data(json.loads(event.to_json()))) + "\n"
         with self._lock:
             self._handle.write(line)
             self._handle.flush()

@@ -13,6 +13,7 @@ import enum
 import re
 import shutil
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -119,6 +120,9 @@ def parse_target_time(text: str, clock: Clock) -> datetime:
     """A target time from what an operator types: ISO-8601, 'YYYY-MM-DD HH:MM:SS UTC', or 'N units ago'.
     A time without a zone is read as UTC (the runbook's times are all UTC)."""
     raw = text.strip()
+    if not raw:
+        raise UsageError(f"target time {text!r} (TARGET_TIME, --target-time) is empty",
+                         f"write it as {TIME_FORMS}, or leave TARGET_TIME unset")
     lowered = raw.lower()
     if lowered == "now":
         return clock.now()
@@ -130,13 +134,23 @@ def parse_target_time(text: str, clock: Clock) -> datetime:
                 break
             seconds += float(amount) * _UNITS[unit]
         else:
-            return clock.now() - timedelta(seconds=seconds)
+            try:
+                return clock.now() - timedelta(seconds=seconds)
+            except OverflowError:
+                raise UsageError(f"target time {text!r} is before the year 1",
+                                 "give a time inside the backups' windows (see `drtui inventory`)") from None
     candidate = re.sub(r"\s*(UTC|GMT|Z)$", "+00:00", raw, flags=re.IGNORECASE)
     try:
         moment = datetime.fromisoformat(candidate)
     except ValueError:
         raise UsageError(f"target time {text!r} is not a time I can read", f"write it as {TIME_FORMS}") from None
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+def target_time_option(value: str | None, environ: Mapping[str, str]) -> str | None:
+    """--target-time as given, or TARGET_TIME even when it is set but empty (click drops an empty variable,
+    and an empty TARGET_TIME must be refused, not read as latest)."""
+    return environ.get("TARGET_TIME") if value is None else value
 
 
 def make_target(kind: str | None = None, time_text: str | None = None, lsn: str | None = None,
@@ -152,6 +166,10 @@ def make_target(kind: str | None = None, time_text: str | None = None, lsn: str 
     if tl not in ("latest", "current") and not tl.isdigit():
         raise UsageError(f"target timeline {timeline!r} is not a timeline", "use latest, current or a number")
     inclusive = not exclusive
+    if time_text is not None and not time_text.strip():
+        raise UsageError("TARGET_TIME (--target-time) is empty",
+                         "give a time, or to recover all archived WAL say so: RECOVERY_TARGET=latest "
+                         "(and leave TARGET_TIME unset)")
     if time_text:
         return Target(TargetKind.TIME, time=parse_target_time(time_text, clock), inclusive=inclusive, timeline=tl)
     if lsn:

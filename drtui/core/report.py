@@ -57,6 +57,7 @@ from drtui.core.events import (
 )
 from drtui.core.files import atomic_path
 from drtui.core.journal import read_events
+from drtui.core.secrets import redact_data
 
 # The runbook's record templates, field by field (DR_RUNBOOK.md, "DR Drill Record Template" and
 # "PITR DR Drill Record Template"); a filled record holds each of these lines with a value.
@@ -320,7 +321,7 @@ def build_context(record: RunRecord, config: Config, *, operator: str, reviewer:
     for check in record.checks:
         counts[check.outcome] = counts.get(check.outcome, 0) + 1
     done_steps = sum(1 for s in record.steps if s.outcome == "done")
-    return {
+    return redact_data({  # the record comes from the journal, masked already; the config's values do not
         "record": record,
         "result": "PASS" if passed else "FAIL",
         "passed": passed,
@@ -378,7 +379,7 @@ def build_context(record: RunRecord, config: Config, *, operator: str, reviewer:
         "integrity_checks": [_check_row(c) for c in post.values() if c.name not in HEALTH_CHECKS],
         "counts": counts,
         "configuration": _configuration(record, config, env),
-    }
+    })
 
 
 def _target_time(target: dict[str, Any], recovered_to: datetime | None) -> str:

@@ -12,7 +12,7 @@ import click
 
 from drtui.core.clock import SystemClock
 from drtui.core.drill import DrillRequest, describe_result, run_drill
-from drtui.core.planning import parse_target_time
+from drtui.core.planning import parse_target_time, target_time_option
 from drtui.core.postgres import current_user
 from drtui.headless.common import env_option, handle_errors, json_option, pass_context, record_options
 from drtui.headless.output import ExitCode, out, out_json
@@ -42,9 +42,10 @@ def drill(ctx, target_time, base_backup, wal_archive, skip_backup, operator, rev
     (pitr_restore_drill.sh). Needs TARGET_ENV=staging and CONFIRM_DRILL=YES."""
     clock = SystemClock()
     config = ctx.config(env_name)
+    time_text = target_time_option(target_time, os.environ)
     request = DrillRequest(
         target_env=env_name, confirmed=yes or os.environ.get("CONFIRM_DRILL") == "YES",
-        target_time=parse_target_time(target_time, clock) if target_time else None,
+        target_time=parse_target_time(time_text, clock) if time_text is not None else None,
         base_backup=base_backup.absolute() if base_backup else None,
         wal_archive=wal_archive.absolute() if wal_archive else None, skip_backup=skip_backup,
         operator=operator or current_user(), reviewer=reviewer, run_id=run_id)

@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from drtui.core.errors import DrError
-from drtui.core.secrets import redact
+from drtui.core.secrets import redact, redact_data
 
 
 class ExitCode(enum.IntEnum):
@@ -24,7 +24,9 @@ def out(text: str = "") -> None:
 
 
 def out_json(data: Any) -> None:
-    out(json.dumps(data, indent=2, default=str))
+    """Data on stdout as JSON, masked before it is serialized (masking the text could break the JSON)."""
+    sys.stdout.write(json.dumps(redact_data(data), indent=2, default=lambda value: redact(str(value))) + "\n")
+    sys.stdout.flush()
 
 
 def err(text: str) -> None:

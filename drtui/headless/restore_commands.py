@@ -20,7 +20,15 @@ from drtui.core.events import RunFinished, RunStarted
 from drtui.core.gates import ApprovedPlan, approve, confirmation_from_environ, evaluate, gather_facts
 from drtui.core.journal import Journal, follow, journal_path, list_runs, read_events
 from drtui.core.lock import process_start
-from drtui.core.planning import DumpPlan, Plan, make_dump_plan, make_plan, make_target, parse_target_time
+from drtui.core.planning import (
+    DumpPlan,
+    Plan,
+    make_dump_plan,
+    make_plan,
+    make_target,
+    parse_target_time,
+    target_time_option,
+)
 from drtui.core.postgres import current_user
 from drtui.core.promote import advance, promote
 from drtui.core.rollback import roll_back
@@ -67,8 +75,8 @@ def pitr(ctx, target_time, recovery_target, target_lsn, target_xid, target_name,
     clock = SystemClock()
     config = ctx.config(env_name)
     env = config.environment(env_name)
-    target = make_target(recovery_target, target_time, target_lsn, target_xid, target_name, exclusive=exclusive,
-                         timeline=target_timeline, clock=clock)
+    target = make_target(recovery_target, target_time_option(target_time, os.environ), target_lsn, target_xid,
+                         target_name, exclusive=exclusive, timeline=target_timeline, clock=clock)
     incident = parse_target_time(incident_start, clock) if incident_start else None
     plan = make_plan(config, env, target, clock=clock, base_backup=base_backup, wal_source=wal_archive,
                      pause_at_target=pause_at_target, incident_start=incident)

@@ -3,6 +3,7 @@ finished run) and `drtui drills` (the history of drill records, and whether the 
 
 from __future__ import annotations
 
+import os
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -15,7 +16,7 @@ from drtui.core.clock import SystemClock, isoformat
 from drtui.core.errors import DrError, UsageError
 from drtui.core.events import CheckCompleted
 from drtui.core.journal import journal_path, list_runs, read_events
-from drtui.core.planning import parse_target_time
+from drtui.core.planning import parse_target_time, target_time_option
 from drtui.core.postgres import current_user
 from drtui.core.report import DrillEntry, drill_history, record_from_events, write_report
 from drtui.core.runner import is_operation
@@ -49,7 +50,8 @@ def verify(ctx, env_name: str | None, target_time: str | None, failure_time: str
     clock = SystemClock()
     config = ctx.config(env_name)
     env = config.environment(env_name)
-    target = parse_target_time(target_time, clock) if target_time else None
+    target_time = target_time_option(target_time, os.environ)
+    target = parse_target_time(target_time, clock) if target_time is not None else None
     failure = parse_target_time(failure_time, clock) if failure_time else None
     results = core.run_checks(config, env, recovered_to=target, emit=lambda e: None if as_json else _print_check(e),
                               clock=clock, wait_ready_seconds=wait_seconds)

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
-from datetime import timedelta
+import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from drtui.core.config import load_config, parse_duration
+from drtui.core.config import load_config, parse_duration, read_env_file
 from drtui.core.errors import ConfigError
+from drtui.core.secrets import MASK, redact, redact_data
 from tests.conftest import run_drtui
 
 GOOD = """
@@ -117,3 +119,62 @@ def test_env_file_values_are_read(tmp_path: Path) -> None:
     config = load_config(str(_write(tmp_path, GOOD)), environ={})
     values = config.environment("staging").env_values()
     assert values == {"APP_ENV": "prod", "POSTGRES_PASSWORD": "quoted secret"}
+
+
+@pytest.mark.parametrize("content", [
+    b"APP_ENV=prod # production host\n",
+    b'APP_ENV="prod" # comment\n',
+    b"export\tAPP_ENV=prod\n",
+    b"export   APP_ENV=prod\n",
+    b"\xef\xbb\xbfAPP_ENV=prod\n",
+    b"# header\r\nAPP_ENV=prod\r\nOTHER=x\r\n",
+    b"  APP_ENV = 'prod'  \n",
+])
+def test_env_files_are_read_as_compose_and_dotenv_read_them(tmp_path: Path, content: bytes) -> None:
+    env_file = tmp_path / "app.env"
+    env_file.write_bytes(content)
+    assert read_env_file(env_file)["APP_ENV"] == "prod"
+
+
+def test_a_missing_or_undecodable_env_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist") as caught:
+        read_env_file(tmp_path / "missing.env")
+    assert str(tmp_path / "missing.env") in caught.value.title and "env_file" in caught.value.hint
+    (tmp_path / "latin1.env").write_bytes(b"APP_ENV=\xe9t\xe9\n")
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        read_env_file(tmp_path / "latin1.env")
+
+
+def test_env_file_values_named_like_secrets_and_url_passwords_are_masked(tmp_path: Path) -> None:
+    (tmp_path / "app.env").write_text("JWT_SECRET=jwt-value-1\nAPI_TOKEN=tok-value-2\n"
+                                      "DATABASE_URL=postgresql://app:dsn-value-3@db/x\nAPP_ENV=staging\n")
+    read_env_file(tmp_path / "app.env")
+    assert redact("jwt-value-1 tok-value-2 dsn-value-3 staging") == "****** ****** ****** staging"
+
+
+@pytest.mark.parametrize("text", ["stop --password=abc", "PGPASSWORD=xyz", 'password="a b"',
+                                  "GET http://user:pw-1@host/healthz", "host=db password=secret1"])
+def test_masked_data_serializes_to_valid_json_without_the_secret(text: str) -> None:
+    data = {"lines": [text], "after": "kept", "nested": {"cmd": (text,)}}
+    line = json.dumps(redact_data(data))
+    parsed = json.loads(line)
+    assert parsed["after"] == "kept" and MASK in parsed["lines"][0] and MASK in parsed["nested"]["cmd"][0]
+    for secret in ("abc", "xyz", "a b", "pw-1", "secret1"):
+        assert secret not in line
+
+
+def test_a_journal_line_stays_json_when_a_password_ends_a_string(tmp_path: Path) -> None:
+    from drtui.core.events import StepLogged
+    from drtui.core.journal import Journal, read_events
+
+    journal = Journal(tmp_path / "run.jsonl")
+    journal.append(StepLogged(datetime.now(UTC), "smoke", ["PGPASSWORD=ends-the-line"], "engine"))
+    journal.close()
+    [event] = read_events(tmp_path / "run.jsonl")
+    assert isinstance(event, StepLogged) and event.lines == ["PGPASSWORD=******"]
+
+
+def test_huge_durations_are_refused_in_words(tmp_path: Path) -> None:
+    path = _write(tmp_path, GOOD.replace('staging_rto = "90m"', 'staging_rto = "99999999999999999999d"'))
+    with pytest.raises(ConfigError, match=r"objectives.staging_rto = '99999999999999999999d' is too long"):
+        load_config(str(path), environ={})

@@ -182,7 +182,7 @@ def _with_stop(backup: BaseBackup, wal: WalCoverage | None, problems: list[Probl
     if text is None:
         return backup
     try:
-        info = parse_backup_label(text)
+        info = parse_backup_label(text, near=backup.start_time)
     except LabelError as exc:
         problems.append(Problem(wal.source / name, f"unreadable backup history file: {exc}"))
         return backup

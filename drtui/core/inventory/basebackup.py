@@ -203,17 +203,18 @@ def _folder_size(path: Path) -> int:
 
 
 def _build(path: Path, read: _Read, file_size: int) -> BaseBackup:
+    kind, name_time = classify_artifact(path.name)
     try:
-        info: LabelInfo = parse_backup_label(read.label.decode("utf-8", errors="replace"))
+        info: LabelInfo = parse_backup_label(read.label.decode("utf-8", errors="replace"),
+                                             near=name_time if kind == "basebackup" else None)
         manifest = parse_manifest(read.manifest) if read.manifest is not None else None
     except LabelError as exc:
-        raise InventoryError(f"{path}: {exc}", "the backup_label or backup_manifest is damaged") from None
+        raise InventoryError(f"{path}: {exc}", exc.hint or "the backup_label or backup_manifest is damaged") from None
     header = parse_wal_header(read.wal_header) if read.wal_header else None
     try:
         version = int((read.version or b"").decode().strip().split(".")[0])
     except ValueError:  # no PG_VERSION seen: the WAL's page magic, else 0 (shown as unknown)
         version = header.pg_version or 0 if header else 0
-    kind, name_time = classify_artifact(path.name)
     return BaseBackup(
         path=path, layout=read.layout, label=info.label, start_lsn=info.start_lsn,
         start_wal_file=info.start_wal_file, checkpoint_lsn=info.checkpoint_lsn, start_time=info.start_time,

@@ -3,44 +3,97 @@ archive's `.backup` history file, `.history` files and `backup_manifest`."""
 
 from __future__ import annotations
 
+import functools
 import json
 import re
+import zoneinfo
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 from drtui.core.models import TimelineHistory, parse_lsn
 
-# PostgreSQL prints START/STOP TIME with log_timezone's abbreviation; these are the common ones.
-_ABBREVIATIONS = {
-    "UTC": 0, "GMT": 0, "UCT": 0, "Z": 0, "WET": 0, "WEST": 1, "BST": 1, "IST": 1, "CET": 1, "CEST": 2,
-    "MET": 1, "MEST": 2, "EET": 2, "EEST": 3, "MSK": 3, "EST": -5, "EDT": -4, "CST": -6, "CDT": -5,
-    "MST": -7, "MDT": -6, "PST": -8, "PDT": -7, "JST": 9, "KST": 9, "AEST": 10, "AEDT": 11,
-}
+# PostgreSQL prints START/STOP TIME with log_timezone's abbreviation. These mean UTC wherever they are used;
+# any other abbreviation is looked up in the tz database for its date, and used only when it has one offset.
+_UTC_NAMES = {"UTC", "GMT", "UCT", "UT", "Z"}
 _OFFSET = re.compile(r"^([+-])(\d{1,2})(?::?(\d{2}))?$")
 _LOCATION = re.compile(r"^([0-9A-Fa-f]+/[0-9A-Fa-f]+)(?: \(file ([0-9A-F]{24})\))?")
+# A backup's UTC name stamp is taken just before pg_basebackup starts, and START TIME is written once its
+# checkpoint is done (seconds with -c fast, as drtui takes them; minutes with a spread one): a reading of an
+# ambiguous abbreviation is accepted only when it alone falls in this window after the stamp.
+NEAR = (timedelta(minutes=-1), timedelta(minutes=10))
+FIX_ZONE = ("set log_timezone = 'UTC' on the server (PostgreSQL then writes UTC in backup_label) and take a new "
+            "base backup, or name the backup basebackup_YYYYMMDDTHHMMSSZ with its UTC start so drtui can tell")
 
 
 class LabelError(ValueError):
     """A backup_label or .backup file that does not say what it must."""
 
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.hint = hint
 
-def parse_pg_time(text: str) -> datetime:
-    """'2026-11-24 18:00:00 UTC' (or +01, -05:30, CET) → an aware datetime."""
+
+@functools.cache
+def _zones() -> tuple[ZoneInfo, ...]:
+    found = []
+    for key in sorted(zoneinfo.available_timezones()):
+        try:
+            found.append(ZoneInfo(key))
+        except (OSError, ValueError):
+            continue
+    return tuple(found)
+
+
+@functools.cache
+def abbreviation_offsets(zone: str, naive: datetime) -> frozenset[timedelta]:
+    """Every UTC offset the tz database gives the abbreviation `zone` at local time `naive` (any place)."""
+    offsets = set()
+    for info in _zones():
+        for fold in (0, 1):
+            local = naive.replace(tzinfo=info, fold=fold)
+            if local.tzname() == zone:
+                offsets.add(local.utcoffset())
+    return frozenset(offset for offset in offsets if offset is not None)
+
+
+def _format_offset(offset: timedelta) -> str:
+    sign, minutes = ("-" if offset < timedelta(0) else "+"), abs(int(offset.total_seconds())) // 60
+    return f"{sign}{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+def _split(text: str) -> tuple[datetime, str]:
+    """'2026-11-24 18:00:00 CET' → the naive local time and the zone as written."""
     stamp, _, zone = text.strip().rpartition(" ")
     if not stamp:
         raise LabelError(f"no time zone in {text!r}")
     try:
-        naive = datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S")  # noqa: DTZ007 - the zone is parsed below
+        return datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S"), zone  # noqa: DTZ007 - the zone is the caller's
     except ValueError as exc:
         raise LabelError(f"not a time: {text!r}") from exc
+
+
+def parse_pg_time(text: str, near: datetime | None = None) -> datetime:
+    """'2026-11-24 18:00:00 UTC' (or +01, -05:30, CET) → an aware datetime. An abbreviation the tz database
+    gives several offsets (IST, CST, PST) is read with the one that alone puts the time in the NEAR window
+    after `near` (the backup's UTC name stamp, or its start already read); else it is refused, never guessed."""
+    naive, zone = _split(text)
     match = _OFFSET.match(zone)
     if match:
         sign = -1 if match.group(1) == "-" else 1
         delta = timedelta(hours=int(match.group(2)), minutes=int(match.group(3) or 0))
         return naive.replace(tzinfo=timezone(sign * delta))
-    if zone.upper() in _ABBREVIATIONS:
-        return naive.replace(tzinfo=timezone(timedelta(hours=_ABBREVIATIONS[zone.upper()])))
-    raise LabelError(f"unknown time zone abbreviation {zone!r} in {text!r}")
+    if zone.upper() in _UTC_NAMES:
+        return naive.replace(tzinfo=UTC)
+    offsets = abbreviation_offsets(zone, naive)
+    close = [o for o in offsets if near is not None and NEAR[0] <= naive.replace(tzinfo=timezone(o)) - near <= NEAR[1]]
+    if len(offsets) == 1 or len(close) == 1:
+        return naive.replace(tzinfo=timezone(close[0] if len(close) == 1 else next(iter(offsets))))
+    if not offsets:
+        raise LabelError(f"unknown time zone abbreviation {zone!r} in {text!r}", FIX_ZONE)
+    readings = ", ".join(_format_offset(o) for o in sorted(offsets))
+    raise LabelError(f"the time zone abbreviation {zone!r} in {text!r} is ambiguous (it means {readings} in "
+                     "different places)", FIX_ZONE)
 
 
 def _fields(text: str) -> dict[str, str]:
@@ -64,19 +117,26 @@ class LabelInfo:
     stop_time: datetime | None = None
 
 
-def parse_backup_label(text: str) -> LabelInfo:
-    """A backup_label, or a `.backup` history file (the same fields plus STOP WAL LOCATION and STOP TIME)."""
+def parse_backup_label(text: str, near: datetime | None = None) -> LabelInfo:
+    """A backup_label, or a `.backup` history file (the same fields plus STOP WAL LOCATION and STOP TIME).
+    `near` is a UTC time just before its START TIME, known from elsewhere (see parse_pg_time); the STOP TIME,
+    written in the same zone, is read with START TIME's offset."""
     fields = _fields(text)
     try:
         start = _LOCATION.match(fields["START WAL LOCATION"])
         checkpoint = _LOCATION.match(fields.get("CHECKPOINT LOCATION", ""))
         if not start or not start.group(2):
             raise LabelError(f"unreadable START WAL LOCATION: {fields['START WAL LOCATION']!r}")
-        start_time = parse_pg_time(fields["START TIME"])
+        start_time = parse_pg_time(fields["START TIME"], near)
     except KeyError as exc:
         raise LabelError(f"no {exc.args[0]} line") from None
     timeline = fields.get("START TIMELINE") or str(int(start.group(2)[:8], 16))
     stop = _LOCATION.match(fields.get("STOP WAL LOCATION", ""))
+    stop_time = None
+    if "STOP TIME" in fields:
+        naive, zone = _split(fields["STOP TIME"])
+        same_zone = zone == _split(fields["START TIME"])[1]
+        stop_time = naive.replace(tzinfo=start_time.tzinfo) if same_zone else parse_pg_time(fields["STOP TIME"])
     return LabelInfo(
         start_lsn=parse_lsn(start.group(1)),
         start_wal_file=start.group(2),
@@ -85,7 +145,7 @@ def parse_backup_label(text: str) -> LabelInfo:
         timeline=int(timeline),
         label=fields.get("LABEL", ""),
         stop_lsn=parse_lsn(stop.group(1)) if stop else None,
-        stop_time=parse_pg_time(fields["STOP TIME"]) if "STOP TIME" in fields else None,
+        stop_time=stop_time,
     )
 
 
