@@ -88,7 +88,6 @@ class Gap:
     segment_size: int = DEFAULT_SEGMENT_SIZE
     damaged: tuple[str, ...] = ()  # why the segments of the gap that are present cannot be used, one each
 
-    @property
     def describe(self) -> str:
         """What is wrong, in words: the missing range and/or each damaged segment."""
         missing = (self.last_missing - self.first_missing + 1) - len(self.damaged)

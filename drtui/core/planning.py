@@ -356,7 +356,7 @@ def check_target(target: Target, backup: BaseBackup, window: Window, inventory: 
 
 def _gap_text(gap: Gap) -> str:
     if gap.damaged:
-        return f"the WAL has a segment that cannot be replayed ({gap.describe})"
+        return f"the WAL has a segment that cannot be replayed ({gap.describe()})"
     return f"the WAL archive has a gap ({gap.from_name} … {gap.to_name} missing)"
 
 

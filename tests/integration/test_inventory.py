@@ -435,6 +435,7 @@ def test_archive_times_of_a_folder_are_read_only_below_the_limit(tmp_path: Path,
     for segno in (1, 2, 3, 5):
         path = tmp_path / segment_name(1, segno)
         path.write_bytes(b"")
+        os.truncate(path, 16 * 1024 * 1024)  # sparse, of a segment's size (a short one is damaged)
         os.utime(path, (1_767_225_600 + segno, 1_767_225_600 + segno))
     small = wal.scan_wal(tmp_path)
     assert small.archived_at == {1: [1_767_225_601.0, 1_767_225_602.0, 1_767_225_603.0, 1_767_225_605.0]}

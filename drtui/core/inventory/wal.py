@@ -48,13 +48,13 @@ class Reader:
 
     @classmethod
     def of(cls, os_user: str | None) -> Reader | None:
+        if not os_user:
+            return None
         try:
-            entry = pwd.getpwnam(os_user) if os_user else None
+            entry = pwd.getpwnam(os_user)
         except KeyError:
             return None
-        if entry is None:
-            return None
-        return cls(os_user or "", entry.pw_uid, frozenset(os.getgrouplist(entry.pw_name, entry.pw_gid)))
+        return cls(os_user, entry.pw_uid, frozenset(os.getgrouplist(os_user, entry.pw_gid)))
 
     def can_read(self, info: os.stat_result) -> bool:
         if self.uid == 0:
@@ -120,17 +120,16 @@ def check_segments(coverage: WalCoverage, timeline: int, segnos: Iterable[int], 
     """Stat these folder segments; the damaged ones move from `segments` to `damaged` and the gaps are found
     again. True when one was damaged."""
     prefix, size = f"{coverage.source}{os.sep}", coverage.segment_size
-    per_id = segments_per_id(size)
-    check_mode = reader is not None and reader.uid != 0
     found = {}
     for segno in segnos:
-        name = f"{timeline:08X}{segno // per_id:08X}{segno % per_id:08X}"
+        name = segment_name(timeline, segno, size)
         try:
             info = os.stat(prefix + name)
         except OSError:
             continue  # gone since the scan: the next scan shows it missing
-        if info.st_size != size or (check_mode and not reader.can_read(info)):  # type: ignore[union-attr]
-            found[segno] = damage(name, info.st_size, size, info, reader) or name
+        why = damage(name, info.st_size, size, info, reader)
+        if why:
+            found[segno] = why
     if found:
         _set_damaged(coverage, timeline, found)
     return bool(found)
