@@ -98,7 +98,7 @@ def _backup_json(b: BaseBackup) -> dict[str, Any]:
 
 def _gap_json(g: Gap) -> dict[str, Any]:
     return {"timeline": g.timeline, "from": g.from_name, "to": g.to_name,
-            "segments": g.last_missing - g.first_missing + 1, "damaged": list(g.damaged), "reason": g.describe()}
+            "segments": g.last_missing - g.first_missing + 1, "damaged": list(g.damaged)}
 
 
 def _wal_json(wal: WalCoverage | None) -> dict[str, Any] | None:
