@@ -311,13 +311,13 @@ def _segment_end(window: Window, segment_size: int) -> int | None:
 
 def check_target(target: Target, backup: BaseBackup, window: Window, inventory: InventoryView) -> None:
     """Refuse a target the backup and WAL at hand cannot reach (PlanError naming the window)."""
+    gap = window.cut_by_gap
+    gap_hint = _gap_hint(gap)
     if not window.usable:
         raise PlanError(f"base backup {backup.path.name} cannot be restored: {window.reason}",
+                        gap_hint if gap and gap.damaged else
                         "choose another base backup with --base-backup, or take a new one")
-    gap = window.cut_by_gap
     gap_text = _gap_text(gap) if gap else ""
-    gap_hint = ("replace the damaged segment with a good copy (from the server's pg_wal or another archive)"
-                if gap and gap.damaged else "find the missing WAL")
     if target.kind is TargetKind.TIME:
         assert target.time
         moment = target.time
@@ -352,6 +352,14 @@ def check_target(target: Target, backup: BaseBackup, window: Window, inventory: 
                         f"{backup.path.name}: {gap_text}, and recovery cannot go past "
                         f"{_fmt(window.latest)} (window {_window_text(window)})",
                         f"restore to a time or LSN before the gap (--target-time, --target-lsn), or {gap_hint}")
+
+
+def _gap_hint(gap: Gap | None) -> str:
+    if gap and any("unreadable by" in why for why in gap.damaged):
+        return "let that user read the segment (chown it to that user, or chmod o+r it), then plan again"
+    if gap and gap.damaged:
+        return "replace the damaged segment with a good copy (from the server's pg_wal or another archive)"
+    return "find the missing WAL"
 
 
 def _gap_text(gap: Gap) -> str:

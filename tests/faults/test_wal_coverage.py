@@ -100,7 +100,7 @@ def test_an_unreadable_segment_is_a_gap_and_a_time_past_it_is_refused(unreadable
     assert [(g["from"], g["to"], g["damaged"]) for g in gaps] == [(name, name, [reason])]
 
     late = world.after_backup[-1].committed_at.isoformat()
-    assert_message(world.restore_staging_pitr("--target-time", late), reason, "good copy", code=2)
+    assert_message(world.restore_staging_pitr("--target-time", late), reason, "chmod o+r", code=2)
     assert world.sentinel.present()
     world.unchanged()
     assert leftovers(world.sandbox) == []
