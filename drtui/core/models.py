@@ -86,6 +86,16 @@ class Gap:
     first_missing: int  # segment numbers
     last_missing: int
     segment_size: int = DEFAULT_SEGMENT_SIZE
+    damaged: tuple[str, ...] = ()  # why the segments of the gap that are present cannot be used, one each
+
+    def describe(self) -> str:
+        """What is wrong, in words: the missing range and/or each damaged segment."""
+        missing = (self.last_missing - self.first_missing + 1) - len(self.damaged)
+        names = self.from_name if self.from_name == self.to_name else f"{self.from_name} … {self.to_name}"
+        parts = [f"{names} missing"] if not self.damaged else []
+        if self.damaged and missing:
+            parts.append(f"{missing} segment(s) of {names} missing")
+        return "; ".join(parts + list(self.damaged))
 
     @property
     def from_name(self) -> str:
@@ -121,12 +131,17 @@ class WalCoverage:
     partial_files: list[str] = field(default_factory=list)
     gaps: list[Gap] = field(default_factory=list)
     backup_texts: dict[str, str] = field(default_factory=dict)  # `.backup` file name -> its contents
+    # Segments present but unusable (wrong size, unreadable by the server's OS user): timeline -> segment
+    # number -> why. They are not in `segments`, and `gaps` counts them. `damage_checked` is False for a big
+    # folder source, whose segments are checked only where a recoverable window walks (inventory.windows).
+    damaged: dict[int, dict[int, str]] = field(default_factory=dict)
+    damage_checked: bool = True
     # A directory source with more than inventory.wal.STAT_ALL_LIMIT segments leaves `archived_at` empty (no
     # stat() per segment) until drtui.core.inventory.wal.fill_archive_times(coverage) is called.
 
     @property
     def timelines(self) -> list[int]:
-        return sorted(set(self.segments) | {h.timeline for h in self.histories})
+        return sorted(set(self.segments) | set(self.damaged) | {h.timeline for h in self.histories})
 
     @property
     def segment_count(self) -> int:

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from drtui.core.clock import Clock, isoformat
 from drtui.core.config import Config, Environment, pg_bin_missing
 from drtui.core.errors import DrError, UsageError
-from drtui.core.models import BaseBackup, Layout, WalCoverage, Window, format_lsn, parse_lsn
+from drtui.core.models import BaseBackup, Gap, Layout, WalCoverage, Window, format_lsn, parse_lsn
 
 # Rough rates for the predicted duration (this machine class: see research/perf-baseline.md).
 EXTRACT_BYTES_PER_SECOND = 250e6
@@ -329,11 +329,13 @@ def _segment_end(window: Window, segment_size: int) -> int | None:
 
 def check_target(target: Target, backup: BaseBackup, window: Window, inventory: InventoryView) -> None:
     """Refuse a target the backup and WAL at hand cannot reach (PlanError naming the window)."""
+    gap = window.cut_by_gap
+    gap_hint = _gap_hint(gap)
     if not window.usable:
         raise PlanError(f"base backup {backup.path.name} cannot be restored: {window.reason}",
+                        gap_hint if gap and gap.damaged else
                         "choose another base backup with --base-backup, or take a new one")
-    gap = window.cut_by_gap
-    gap_text = f"the WAL archive has a gap ({gap.from_name} … {gap.to_name} missing)" if gap else ""
+    gap_text = _gap_text(gap) if gap else ""
     if target.kind is TargetKind.TIME:
         assert target.time
         moment = target.time
@@ -346,7 +348,7 @@ def check_target(target: Target, backup: BaseBackup, window: Window, inventory: 
             raise PlanError(f"target {isoformat(moment)} is after the last recoverable moment "
                             f"({isoformat(window.latest)}): {reason}; window {_window_text(window)}",
                             "pick a time inside the window, or sync the WAL archive (`drtui backup wal-sync`)"
-                            if not gap else "pick a time before the gap; the missing segments cannot be replayed")
+                            if not gap else f"pick a time before the gap, or {gap_hint}")
     elif target.kind is TargetKind.LSN:
         assert target.lsn is not None
         consistent = backup.stop_lsn or backup.start_lsn
@@ -361,7 +363,27 @@ def check_target(target: Target, backup: BaseBackup, window: Window, inventory: 
                             "pick an LSN inside the archive, or sync the WAL archive")
     elif target.kind is TargetKind.LATEST and gap:
         raise PlanError(f"{gap_text}: recovery to 'latest' would stop silently at {_fmt(window.latest)}",
-                        "restore to a time before the gap explicitly (--target-time), or find the missing WAL")
+                        f"restore to a time before the gap explicitly (--target-time), or {gap_hint}")
+    elif target.kind in (TargetKind.XID, TargetKind.NAME) and gap:
+        # Where a transaction or restore point lies is only known by replaying: past the gap it is never reached.
+        raise PlanError(f"{target.describe()} cannot be checked against the WAL of base backup "
+                        f"{backup.path.name}: {gap_text}, and recovery cannot go past "
+                        f"{_fmt(window.latest)} (window {_window_text(window)})",
+                        f"restore to a time or LSN before the gap (--target-time, --target-lsn), or {gap_hint}")
+
+
+def _gap_hint(gap: Gap | None) -> str:
+    if gap and any("unreadable by" in why for why in gap.damaged):
+        return "let that user read the segment (chown it to that user, or chmod o+r it), then plan again"
+    if gap and gap.damaged:
+        return "replace the damaged segment with a good copy (from the server's pg_wal or another archive)"
+    return "find the missing WAL"
+
+
+def _gap_text(gap: Gap) -> str:
+    if gap.damaged:
+        return f"the WAL has a segment that cannot be replayed ({gap.describe()})"
+    return f"the WAL archive has a gap ({gap.from_name} … {gap.to_name} missing)"
 
 
 def make_plan(config: Config, env: Environment, target: Target, *, clock: Clock, journey: str = "pitr",
@@ -387,7 +409,7 @@ def make_plan(config: Config, env: Environment, target: Target, *, clock: Clock,
                         f"({env.pg_bin}) is PostgreSQL {version}",
                         f"point pg_bin of {env.name!r} at PostgreSQL {backup.pg_version} binaries")
     wal_kind = "directory" if source.is_dir() else "tarball"
-    wal_bytes = _wal_bytes(inventory.wal, wal_kind)
+    wal_bytes = _wal_bytes(inventory.wal, wal_kind, backup, window, target)
     required = backup.size_bytes + wal_bytes
     free = free_bytes if free_bytes is not None else _free_bytes(env.data_dir)
     if free < required:
@@ -408,11 +430,25 @@ def make_plan(config: Config, env: Environment, target: Target, *, clock: Clock,
                 predicted_seconds=predicted, notes=tuple(notes))
 
 
-def _wal_bytes(coverage: WalCoverage | None, wal_kind: str) -> int:
-    """WAL that will be written to disk: a tarball is staged whole; a folder is read in place."""
-    if coverage is None or wal_kind == "directory":
+def _wal_bytes(coverage: WalCoverage | None, wal_kind: str, backup: BaseBackup, window: Window,
+               target: Target) -> int:
+    """WAL the restore writes beside the data directory: a tarball is staged whole (and linked into pg_wal);
+    from a folder, the restore_command copies into pg_wal every segment from the backup's start to the
+    target (its LSN, the backup's end for immediate, else the end of the reachable WAL)."""
+    if coverage is None:
         return 0
-    return coverage.segment_count * coverage.segment_size
+    size = coverage.segment_size
+    if wal_kind == "tarball":
+        return (coverage.segment_count + sum(len(bad) for bad in coverage.damaged.values())) * size
+    end = _segment_end(window, size)
+    if end is None:
+        return 0
+    last = end // size - 1
+    if target.kind is TargetKind.LSN and target.lsn is not None:
+        last = min(last, target.lsn // size)
+    elif target.kind is TargetKind.IMMEDIATE:
+        last = min(last, (backup.stop_lsn or backup.start_lsn) // size)
+    return max(0, last - backup.start_lsn // size + 1) * size
 
 
 def _choose_backup(inventory: InventoryView, target: Target, chosen: Path | None,
@@ -448,13 +484,14 @@ def _choose_backup(inventory: InventoryView, target: Target, chosen: Path | None
 def _read_outside(path: Path, inventory: InventoryView, env: Environment) -> tuple[BaseBackup, Window]:
     """A base backup outside backup_dir (BASE_BACKUP names it): read it, and its window in the same WAL."""
     from drtui.core.inventory import InventoryError, compute_windows, read_base_backup
+    from drtui.core.inventory.wal import Reader
 
     try:
         backup = read_base_backup(path)
     except InventoryError as exc:
         raise PlanError(f"{path}: not a base backup that can be read ({exc.title})",
                         exc.hint or "choose another with --base-backup") from None
-    return backup, compute_windows([backup], inventory.wal, env.pg_bin)[0]
+    return backup, compute_windows([backup], inventory.wal, env.pg_bin, reader=Reader.of(env.os_user))[0]
 
 
 

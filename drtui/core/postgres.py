@@ -13,6 +13,7 @@ from __future__ import annotations
 import enum
 import os
 import pwd
+import re
 import shlex
 import subprocess
 import time
@@ -111,12 +112,61 @@ class LocalServer:
         if self.log_file:
             self._prepare_log()
             args += ["-l", str(self.log_file)]
+        offset = self.log_file.stat().st_size if self.log_file else 0
         done = self.run("pg_ctl", *args, check=False, timeout=timeout + 30)
         if done.returncode != 0:
-            raise PostgresError(
-                f"PostgreSQL on {self.data_dir} did not start: {self.log_tail(1) or done.stderr.strip()}",
-                f"read the server log{f' ({self.log_file})' if self.log_file else ''}",
-            )
+            raise self._start_error(offset, done.stderr.strip())
+        if not wait:
+            self._wait_listening(offset, timeout)
+
+    def _wait_listening(self, offset: int, timeout: float) -> None:
+        """pg_ctl -W returns before the server runs: wait until the postmaster has bound its sockets (it then
+        writes its status line into postmaster.pid, typically within 0.1 s) or has exited, so that a start that
+        fails (a port in use, a bad setting) is reported at once and in full."""
+        deadline = time.monotonic() + timeout
+        seen = False
+        while time.monotonic() < deadline:
+            pid, listening = self._postmaster()
+            alive = pid is not None and _alive(pid)
+            if alive and listening:
+                return
+            seen = seen or alive
+            if not alive and (seen or _errors(self._log_since(offset))[0]):
+                raise self._start_error(offset, "the server exited while starting")
+            time.sleep(0.02)
+        raise PostgresError(f"PostgreSQL on {self.data_dir} did not open port {self.port} within {timeout:.0f} s",
+                            f"read the server log{f' ({self.log_file})' if self.log_file else ''}")
+
+    def _postmaster(self) -> tuple[int | None, bool]:
+        """The pid in postmaster.pid, and whether its status line is there (written once the sockets are open)."""
+        try:
+            lines = (self.data_dir / "postmaster.pid").read_text().splitlines()
+            return int(lines[0]), len(lines) >= PID_FILE_STATUS_LINE and bool(lines[PID_FILE_STATUS_LINE - 1].strip())
+        except (OSError, ValueError, IndexError):
+            return None, False
+
+    def _log_since(self, offset: int) -> list[str]:
+        if not self.log_file:
+            return []
+        try:
+            with self.log_file.open("rb") as handle:
+                handle.seek(offset)
+                return handle.read().decode(errors="replace").splitlines()
+        except OSError:
+            return []
+
+    def _start_error(self, offset: int, fallback: str) -> PostgresError:
+        """The server's own reasons for not starting, whole (the bind error, not only the FATAL after it)."""
+        lines = self._log_since(offset)
+        errors, hints = _errors(lines)
+        log = f" ({self.log_file})" if self.log_file else ""
+        if any("already in use" in e or "lock file" in e for e in errors):
+            hint = (f"port {self.port} is taken by another program: find it (ss -ltnp 'sport = :{self.port}'), "
+                    f"stop it or give the environment another port, then try again")
+        else:
+            hint = f"{' '.join(hints) + ' ' if hints else ''}read the server log{log}".strip()
+        reason = "; ".join(errors) or (lines[-1].strip() if lines else "") or fallback or "no output"
+        return PostgresError(f"PostgreSQL on {self.data_dir} did not start: {reason}", hint)
 
     def stop(self, timeout: float = 60) -> None:
         """Fast shutdown; if it does not finish in time, immediate."""
@@ -162,6 +212,36 @@ class LocalServer:
         if os.geteuid() == 0:
             entry = pwd.getpwnam(self.os_user)
             os.chown(self.log_file, entry.pw_uid, entry.pw_gid)
+
+
+PID_FILE_STATUS_LINE = 8  # postmaster.pid: "starting", "standby", "ready" (LOCK_FILE_LINE_PM_STATUS)
+_MESSAGE = re.compile(r"\b(LOG|WARNING|FATAL|PANIC|HINT):\s+(.*)$")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _errors(lines: Sequence[str]) -> tuple[list[str], list[str]]:
+    """From server log lines: why it could not start (bind errors, FATAL, PANIC), and PostgreSQL's hints."""
+    errors: list[str] = []
+    hints: list[str] = []
+    for line in lines:
+        found = _MESSAGE.search(line)
+        if not found:
+            continue
+        level, text = found.groups()
+        if level == "HINT":
+            hints.append(text.strip())
+        elif (level in ("FATAL", "PANIC") or text.startswith("could not bind")) and text.strip() not in errors:
+            errors.append(text.strip())
+    return errors, hints
 
 
 def connect(env: Environment, dbname: str | None = None, **kwargs: Any) -> psycopg.Connection:

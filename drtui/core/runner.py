@@ -216,20 +216,25 @@ def _recover(ctx: StepContext, failed: Step, completed: list[Step], hint: str, r
         try:
             done = step.undo(ctx)
         except Exception as exc:  # keep undoing the others; say what failed
-            problems.append(f"{step.name}: {_describe(exc)[0]}")
+            problems.append((step.name, *_describe(exc)))
             continue
         if done:
             ctx.log(step.name, f"undone: {done}")
             for record in result.steps:
                 if record.name == step.name and record.outcome == "finished":
                     record.outcome = "undone"
-    if problems:
-        return (f"{hint + '. ' if hint else ''}Undoing failed for {'; '.join(problems)}. The old data directory "
+    if any(name in ("preserve", "swap_in") for name, _, _ in problems):
+        failed_undo = "; ".join(f"{name}: {title}" for name, title, _ in problems)
+        return (f"{hint + '. ' if hint else ''}Undoing failed for {failed_undo}. The old data directory "
                 f"is {ctx.preserved or ctx.backend.data_dir}; put it back with `drtui rollback --env {ctx.env.name}`")
     aside = f"; the failed restore is kept at {ctx.failed_aside}" if ctx.failed_aside else ""
     moved = any(step.name == "preserve" for step in completed)
     state = "is back in place" if moved else "is in place (it was never moved)"
-    return f"{hint + '. ' if hint else ''}Nothing was lost: the old data directory {state}{aside}"
+    # The data is back: whatever else could not be undone (e.g. starting the old server) is said as it is.
+    left = "".join(f"; but undoing {name} failed: {title}" + (f" ({more})" if more and more != hint else "")
+                   for name, title, more in problems)
+    return (f"{hint + '. ' if hint else ''}Nothing was lost: the old data directory {state}{aside}"
+            + (f" (nothing to roll back){left}" if problems else ""))
 
 
 def _describe(exc: BaseException) -> tuple[str, str]:

@@ -81,7 +81,8 @@ def print_inventory(inv: Inventory, now: datetime) -> None:
         for gap in wal.gaps:
             count = gap.last_missing - gap.first_missing + 1
             names = gap.from_name if count == 1 else f"{gap.from_name} .. {gap.to_name}"
-            out(f"  GAP on timeline {gap.timeline}: {names} ({count} segment{'s' if count > 1 else ''} missing)")
+            out(f"  GAP on timeline {gap.timeline}: {names} ({count} segment{'s' if count > 1 else ''} missing)"
+                if not gap.damaged else f"  GAP on timeline {gap.timeline}: {gap.describe()}")
     for title, items in (("Dumps", inv.dumps), ("Uploads archives", inv.uploads), ("WAL tarballs", inv.wal_tarballs),
                          ("Heartbeat files", inv.heartbeats), ("Unknown files", inv.unknown)):
         out()

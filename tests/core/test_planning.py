@@ -205,3 +205,50 @@ def test_a_failed_gate_refuses_and_an_approved_plan_cannot_be_forged() -> None:
         approve(plan, evaluate(plan, Facts("staging", "prod", False)), Confirmation(True, "staging"), CLOCK)
     with pytest.raises(TypeError):
         ApprovedPlan(plan, (), Confirmation(True), CLOCK.now())
+
+
+SHORT = "000000010000000000000009: 200 bytes, a segment is 16 MiB"
+MIB16 = 16 * 1024 * 1024
+
+
+def damaged_world_plan(target: Target) -> Plan:
+    config, env, inventory = world()
+    inventory.windows[0] = Window(inventory.base_backups[0].path, inventory.base_backups[0].stop_time,
+                                  T0 + timedelta(hours=2, minutes=50), "waldump", 1, "000000010000000000000008",
+                                  cut_by_gap=Gap(1, 9, 9, damaged=(SHORT,)))
+    return make_plan(config, env, target, clock=CLOCK, inventory=inventory, pg_version=15, free_bytes=10**9,
+                     base_backup=Path("/backups/basebackup_new.tar.gz"))
+
+
+@pytest.mark.parametrize("target", [at(3), Target(TargetKind.LATEST), Target(TargetKind.XID, xid=7421),
+                                    Target(TargetKind.NAME, name="before_migration")])
+def test_a_target_past_a_damaged_segment_is_refused_naming_it(target: Target) -> None:
+    with pytest.raises(PlanError) as caught:
+        damaged_world_plan(target)
+    text = str(caught.value)
+    assert SHORT in text and "good copy" in text
+
+
+@pytest.mark.parametrize("target", [Target(TargetKind.XID, xid=7421), Target(TargetKind.NAME, name="before_migration")])
+def test_xid_and_restore_point_targets_are_refused_past_a_gap_and_planned_without_one(target: Target) -> None:
+    with pytest.raises(PlanError) as caught:
+        plan_for(target, gap=True)
+    text = str(caught.value)
+    for words in ("cannot be checked", "000000010000000000000009 … 00000001000000000000000A missing", "--target-time",
+                  "2026-01-25T14:50:00Z"):
+        assert words in text
+    assert plan_for(target).target == target
+
+
+@pytest.mark.parametrize(("target", "segments"), [
+    (Target(TargetKind.LATEST), 6),  # the backup's start segment 3 to the last reachable one, 8
+    (at(2.5), 6),
+    (Target(TargetKind.LSN, lsn=0x5000010), 3),
+    (Target(TargetKind.IMMEDIATE), 1),
+])
+def test_the_disk_check_counts_the_wal_the_restore_command_copies_from_a_folder(target: Target, segments: int) -> None:
+    plan = plan_for(target)
+    assert plan.required_bytes == 1000 + segments * MIB16
+    with pytest.raises(PlanError) as caught:
+        plan_for(target, free_bytes=plan.required_bytes - 1)
+    assert f"WAL {segments * MIB16}" in str(caught.value) and "not enough disk" in str(caught.value)

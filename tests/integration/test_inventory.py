@@ -221,12 +221,14 @@ def test_a_deleted_segment_is_a_gap_that_cuts_the_windows_before_it(world: World
         for path in sandbox.wal_archive.iterdir():
             if not (archive_copy / path.name).exists():
                 shutil.copy2(path, archive_copy / path.name)
+                chown_to(archive_copy / path.name, sandbox.os_user)  # else postgres cannot read it: damaged
         (archive_copy / segments[1]).unlink()
 
         result = run_drtui("inventory", "--json", "--wal-source", str(archive_copy), config=sandbox.config_path)
         assert result.exit_code == 0, result.stderr
         data = json.loads(result.stdout)
-        assert data["wal"]["gaps"] == [{"timeline": 1, "from": segments[1], "to": segments[1], "segments": 1}]
+        assert data["wal"]["gaps"] == [{"timeline": 1, "from": segments[1], "to": segments[1], "segments": 1,
+                                        "damaged": []}]
         windows = {Path(w["base_backup"]): w for w in data["windows"]}
         assert windows[after]["cut_by_gap"] is None and windows[after]["last_segment"] == segments[3]
         for path in world.backups.values():
@@ -438,6 +440,7 @@ def test_archive_times_of_a_folder_are_read_only_below_the_limit(tmp_path: Path,
     for segno in (1, 2, 3, 5):
         path = tmp_path / segment_name(1, segno)
         path.write_bytes(b"")
+        os.truncate(path, 16 * 1024 * 1024)  # sparse, of a segment's size (a short one is damaged)
         os.utime(path, (1_767_225_600 + segno, 1_767_225_600 + segno))
     small = wal.scan_wal(tmp_path)
     assert small.archived_at == {1: [1_767_225_601.0, 1_767_225_602.0, 1_767_225_603.0, 1_767_225_605.0]}

@@ -23,7 +23,7 @@ from drtui.core.inventory.basebackup import InventoryError, first_segment_header
 from drtui.core.inventory.cache import CACHE_FILE, ReadCache
 from drtui.core.inventory.labels import LabelError, parse_backup_label
 from drtui.core.inventory.names import backup_history_name, classify_artifact, parse_wal_header
-from drtui.core.inventory.wal import scan_wal
+from drtui.core.inventory.wal import Reader, scan_wal
 from drtui.core.inventory.windows import compute_windows
 from drtui.core.models import (
     DEFAULT_SEGMENT_SIZE,
@@ -98,7 +98,7 @@ def _backup_json(b: BaseBackup) -> dict[str, Any]:
 
 def _gap_json(g: Gap) -> dict[str, Any]:
     return {"timeline": g.timeline, "from": g.from_name, "to": g.to_name,
-            "segments": g.last_missing - g.first_missing + 1}
+            "segments": g.last_missing - g.first_missing + 1, "damaged": list(g.damaged)}
 
 
 def _wal_json(wal: WalCoverage | None) -> dict[str, Any] | None:
@@ -198,6 +198,16 @@ def _default_pg_bin(config: Config, env: Environment | None) -> Path | None:
         return None
 
 
+def _restore_user(config: Config, env: Environment | None) -> str | None:
+    """The OS user a restore's server reads WAL as: the environment's, else the default environment's."""
+    if env is not None:
+        return env.os_user
+    try:
+        return config.environment().os_user
+    except ConfigError:
+        return None
+
+
 def _segment_size(source: Path, backups: list[BaseBackup],
                   problems: list[Problem]) -> tuple[int, list[BaseBackup]]:
     """The WAL segment size: from the header of a segment in the archive folder, else from the newest base
@@ -236,13 +246,14 @@ def scan(config: Config, wal_source: Path | None = None, env: Environment | None
                                           f"using the newest WAL tarball {inventory.wal_tarballs[0].path.name}"))
         source = inventory.wal_tarballs[0].path
     segment_size, backups = _segment_size(source, backups, inventory.problems)
+    reader = Reader.of(_restore_user(config, env))
     try:
-        inventory.wal = scan_wal(source, segment_size, cache)
+        inventory.wal = scan_wal(source, segment_size, cache, reader)
     except InventoryError as exc:
         inventory.problems.append(Problem(source, f"{exc.title.removeprefix(f'{source}: ')} ({exc.hint})"))
     backups = [_with_stop(b, inventory.wal, inventory.problems) for b in backups]
     backups.sort(key=lambda b: (b.start_time, b.path.name), reverse=True)
     inventory.base_backups = backups
-    inventory.windows = compute_windows(backups, inventory.wal, _default_pg_bin(config, env), cache)
+    inventory.windows = compute_windows(backups, inventory.wal, _default_pg_bin(config, env), cache, reader)
     cache.save()
     return inventory

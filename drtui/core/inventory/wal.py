@@ -7,14 +7,23 @@ folder needs one stat() per file (1.6 s cold for 100,000 names), so `scan_wal` r
 when it holds at most STAT_ALL_LIMIT segments (0.3 s cold at that size); above it, `archived_at` stays empty
 until `fill_archive_times` is called (e.g. from a UI worker), and the windows stat only the few segments they
 need, through `archive_time`.
+
+A segment of the wrong size, or one the server's OS user cannot read, is no coverage: it moves from
+`segments` to `damaged` and counts as a gap. The size and mode come from the stat the archive times need
+(mode bits against the user's uid and groups, no subprocess); a tarball's member headers carry the size. A
+folder above STAT_ALL_LIMIT is checked only where a recoverable window walks (`check_segments`).
 """
 
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
+import stat
 import tarfile
 from bisect import bisect_left
+from collections.abc import Iterable
+from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
 
@@ -26,6 +35,50 @@ from drtui.core.inventory.streams import READ_ERRORS, open_tar_gz
 from drtui.core.models import DEFAULT_SEGMENT_SIZE, Gap, TimelineHistory, WalCoverage, segment_name
 
 STAT_ALL_LIMIT = 20_000
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Reader:
+    """The OS user PostgreSQL restores WAL as: whether it may read a file, from the file's mode bits."""
+
+    name: str
+    uid: int
+    gids: frozenset[int]
+
+    @classmethod
+    def of(cls, os_user: str | None) -> Reader | None:
+        if not os_user:
+            return None
+        try:
+            entry = pwd.getpwnam(os_user)
+        except KeyError:
+            return None
+        return cls(os_user, entry.pw_uid, frozenset(os.getgrouplist(os_user, entry.pw_gid)))
+
+    def can_read(self, info: os.stat_result) -> bool:
+        if self.uid == 0:
+            return True
+        if info.st_uid == self.uid:
+            return bool(info.st_mode & stat.S_IRUSR)
+        if info.st_gid in self.gids:
+            return bool(info.st_mode & stat.S_IRGRP)
+        return bool(info.st_mode & stat.S_IROTH)
+
+
+def _size_text(size: int) -> str:
+    return f"{size // MIB} MiB" if size % MIB == 0 else f"{size} bytes"
+
+
+def damage(name: str, size: int, segment_size: int, info: os.stat_result | None = None,
+           reader: Reader | None = None) -> str | None:
+    """Why a present segment cannot be replayed (wrong size, unreadable by the reader), or None."""
+    if size != segment_size:
+        return f"{name}: {size} bytes, a segment is {_size_text(segment_size)}"
+    if info is not None and reader is not None and not reader.can_read(info):
+        return (f"{name}: unreadable by {reader.name} (mode {stat.S_IMODE(info.st_mode):04o}, "
+                f"owner uid {info.st_uid})")
+    return None
 
 
 def _add_segment(found: dict[int, list[int]], name: str, per_id: int) -> bool:
@@ -43,15 +96,57 @@ def _add_segment(found: dict[int, list[int]], name: str, per_id: int) -> bool:
     return True
 
 
-def find_gaps(segments: dict[int, list[int]], segment_size: int = DEFAULT_SEGMENT_SIZE) -> list[Gap]:
-    """Holes between consecutive segments of each timeline (lists must be sorted)."""
+def find_gaps(segments: dict[int, list[int]], segment_size: int = DEFAULT_SEGMENT_SIZE,
+              damaged: dict[int, dict[int, str]] | None = None) -> list[Gap]:
+    """Holes in each timeline (lists must be sorted): segments missing between the first and the last file,
+    and damaged segments (which may also come first or last), each with its reason."""
     gaps = []
-    for timeline in sorted(segments):
-        segs = segments[timeline]
+    damaged = damaged or {}
+    for timeline in sorted(set(segments) | set(damaged)):
+        segs = segments.get(timeline, [])
+        bad = damaged.get(timeline)
+        if bad:  # damaged segments before the first or after the last sound one bound a gap too
+            low, high = min(bad) - 1, max(bad) + 1
+            segs = [*([low] if not segs or low < segs[0] else []), *segs,
+                    *([high] if not segs or high > segs[-1] else [])]
         for before, after in pairwise(segs):
             if after - before > 1:
-                gaps.append(Gap(timeline, before + 1, after - 1, segment_size))
+                reasons = tuple(bad[s] for s in sorted(bad) if before < s < after) if bad else ()
+                gaps.append(Gap(timeline, before + 1, after - 1, segment_size, reasons))
     return gaps
+
+
+def check_segments(coverage: WalCoverage, timeline: int, segnos: Iterable[int], reader: Reader | None) -> bool:
+    """Stat these folder segments; the damaged ones move from `segments` to `damaged` and the gaps are found
+    again. True when one was damaged."""
+    prefix, size = f"{coverage.source}{os.sep}", coverage.segment_size
+    found = {}
+    for segno in segnos:
+        name = segment_name(timeline, segno, size)
+        try:
+            info = os.stat(prefix + name)
+        except OSError:
+            continue  # gone since the scan: the next scan shows it missing
+        why = damage(name, info.st_size, size, info, reader)
+        if why:
+            found[segno] = why
+    if found:
+        _set_damaged(coverage, timeline, found)
+    return bool(found)
+
+
+def _set_damaged(coverage: WalCoverage, timeline: int, found: dict[int, str]) -> None:
+    coverage.damaged.setdefault(timeline, {}).update(found)
+    segs = coverage.segments.get(timeline, [])
+    keep = [i for i, segno in enumerate(segs) if segno not in found]
+    coverage.segments[timeline] = [segs[i] for i in keep]
+    times = coverage.archived_at.get(timeline)
+    if times:
+        coverage.archived_at[timeline] = [times[i] for i in keep]
+    if not coverage.segments[timeline]:
+        del coverage.segments[timeline]
+        coverage.archived_at.pop(timeline, None)
+    coverage.gaps = find_gaps(coverage.segments, coverage.segment_size, coverage.damaged)
 
 
 def _histories(texts: dict[int, str], source: Path) -> list[TimelineHistory]:
@@ -66,7 +161,7 @@ def _histories(texts: dict[int, str], source: Path) -> list[TimelineHistory]:
     return [entries[t] for t in sorted(entries)]
 
 
-def _scan_directory(source: Path, segment_size: int) -> WalCoverage:
+def _scan_directory(source: Path, segment_size: int, reader: Reader | None) -> WalCoverage:
     per_id = segments_per_id(segment_size)
     found: dict[int, list[int]] = {}
     coverage = WalCoverage(source=source, kind="directory", segment_size=segment_size)
@@ -92,7 +187,9 @@ def _scan_directory(source: Path, segment_size: int) -> WalCoverage:
     coverage.partial_files.sort()
     coverage.gaps = find_gaps(found, segment_size)
     if coverage.segment_count <= STAT_ALL_LIMIT:
-        fill_archive_times(coverage)
+        _read_stats(coverage, reader, check=True)
+    else:
+        coverage.damage_checked = False
     return coverage
 
 
@@ -101,28 +198,42 @@ def fill_archive_times(coverage: WalCoverage) -> None:
     segment. A segment removed since the scan takes its neighbour's time."""
     if coverage.kind != "directory" or coverage.archived_at:
         return
-    for timeline, segs in coverage.segments.items():
+    _read_stats(coverage, None, check=False)
+
+
+def _read_stats(coverage: WalCoverage, reader: Reader | None, check: bool) -> None:
+    """One stat() per folder segment: its archive time and, with `check`, whether it is damaged."""
+    for timeline in list(coverage.segments):
         times: list[float | None] = []
-        for segno in segs:
+        bad = {}
+        for segno in coverage.segments[timeline]:
+            name = segment_name(timeline, segno, coverage.segment_size)
             try:
-                times.append(os.stat(coverage.source / segment_name(timeline, segno, coverage.segment_size)).st_mtime)
+                info = os.stat(coverage.source / name)
             except OSError:
                 times.append(None)
+                continue
+            why = damage(name, info.st_size, coverage.segment_size, info, reader) if check else None
+            if why:
+                bad[segno] = why
+            times.append(info.st_mtime)
         known = [t for t in times if t is not None]
-        if not known:
-            continue
-        previous = known[0]
-        filled = []
-        for value in times:
-            previous = value if value is not None else previous
-            filled.append(previous)
-        coverage.archived_at[timeline] = filled
+        if known:
+            previous = known[0]
+            filled = []
+            for value in times:
+                previous = value if value is not None else previous
+                filled.append(previous)
+            coverage.archived_at[timeline] = filled
+        if bad:
+            _set_damaged(coverage, timeline, bad)
 
 
 def _scan_tarball(source: Path, segment_size: int) -> WalCoverage:
     found: dict[int, list[tuple[int, float]]] = {}
     coverage = WalCoverage(source=source, kind="tarball", segment_size=segment_size)
     history_texts: dict[int, str] = {}
+    damaged: dict[int, dict[int, str]] = {}
     with open_tar_gz(source) as tar:
         for member in tar:
             if not member.isfile():
@@ -131,6 +242,9 @@ def _scan_tarball(source: Path, segment_size: int) -> WalCoverage:
             parsed = parse_wal_name(name, segment_size)
             if parsed.kind == "segment":
                 found.setdefault(parsed.timeline, []).append((parsed.segno, float(member.mtime)))
+                why = damage(name, member.size, segment_size)
+                if why:
+                    damaged.setdefault(parsed.timeline, {})[parsed.segno] = why
             elif parsed.kind == "partial":
                 coverage.partial_files.append(name)
             elif parsed.kind in ("history", "backup"):
@@ -149,22 +263,26 @@ def _scan_tarball(source: Path, segment_size: int) -> WalCoverage:
     coverage.backup_files.sort()
     coverage.partial_files.sort()
     coverage.gaps = find_gaps(coverage.segments, segment_size)
+    for timeline, bad in damaged.items():
+        _set_damaged(coverage, timeline, bad)
     return coverage
 
 
-def scan_wal(source: Path, segment_size: int = DEFAULT_SEGMENT_SIZE, cache: ReadCache | None = None) -> WalCoverage:
-    """What a WAL source holds; InventoryError with a plain reason when it cannot be read."""
+def scan_wal(source: Path, segment_size: int = DEFAULT_SEGMENT_SIZE, cache: ReadCache | None = None,
+             reader: Reader | None = None) -> WalCoverage:
+    """What a WAL source holds; InventoryError with a plain reason when it cannot be read. `reader` is the OS
+    user the server restores WAL as: a folder's segments it cannot read are damaged."""
     source = Path(source)
     try:
         if source.is_dir():
-            return _scan_directory(source, segment_size)
-        key = file_key(source)
-        cached = cache.get("wal_tarballs", f"{key}|{segment_size}") if cache else None
+            return _scan_directory(source, segment_size, reader)
+        key = f"{file_key(source)}|{segment_size}|sizes"
+        cached = cache.get("wal_tarballs", key) if cache else None
         if cached:
             return coverage_from_json(cached)
         coverage = _scan_tarball(source, segment_size)
         if cache:
-            cache.put("wal_tarballs", f"{key}|{segment_size}", coverage_to_json(coverage))
+            cache.put("wal_tarballs", key, coverage_to_json(coverage))
         return coverage
     except FileNotFoundError:
         raise InventoryError(f"{source}: no such WAL archive", "check wal_archive in the config") from None
@@ -220,6 +338,8 @@ def coverage_to_json(coverage: WalCoverage) -> dict:
         "histories": [[h.timeline, h.parent, h.switch_lsn, h.reason] for h in coverage.histories],
         "backup_files": coverage.backup_files, "partial_files": coverage.partial_files,
         "backup_texts": coverage.backup_texts,
+        "damaged": {str(t): {str(n): why for n, why in bad.items()} for t, bad in coverage.damaged.items()},
+        "damage_checked": coverage.damage_checked,
     }
 
 
@@ -231,6 +351,8 @@ def coverage_from_json(data: dict) -> WalCoverage:
         histories=[TimelineHistory(*row) for row in data["histories"]],
         backup_files=data["backup_files"], partial_files=data["partial_files"],
         backup_texts=data["backup_texts"],
+        damaged={int(t): {int(n): why for n, why in bad.items()} for t, bad in data["damaged"].items()},
+        damage_checked=data["damage_checked"],
     )
-    coverage.gaps = find_gaps(coverage.segments, coverage.segment_size)
+    coverage.gaps = find_gaps(coverage.segments, coverage.segment_size, coverage.damaged)
     return coverage

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from drtui.core.inventory.cache import ReadCache, file_key
 from drtui.core.inventory.labels import utc
-from drtui.core.inventory.wal import archive_time, fetch_segments
+from drtui.core.inventory.wal import Reader, archive_time, check_segments, fetch_segments
 from drtui.core.models import BaseBackup, Gap, WalCoverage, Window, segment_name
 
 WALK_BACK = 2  # segments to look back when the last one holds no commit (e.g. a forced switch)
@@ -82,14 +82,20 @@ def _walk(path: _Path, coverage: WalCoverage, first: int,
         segno += 1
     last = segno - 1 if segno > first else None
     beyond = []
+    damaged = {}  # on the path, from where the walk stopped
     for i, (tli, begin) in enumerate(path.steps):
         end = path.steps[i + 1][1] if i + 1 < len(path.steps) else None
         segs = coverage.segments.get(tli, [])
         j = bisect_left(segs, max(begin, segno))
         if j < len(segs) and (end is None or segs[j] < end):
             beyond.append(segs[j])
-    gap = Gap(path.timeline_for(segno), segno, min(beyond) - 1, coverage.segment_size) if beyond else None
-    return last, gap
+        damaged |= {s: why for s, why in coverage.damaged.get(tli, {}).items()
+                    if s >= max(begin, segno) and (end is None or s < end)}
+    if not beyond and not damaged:
+        return last, None
+    upto = min(beyond) - 1 if beyond else max(damaged)
+    reasons = tuple(damaged[s] for s in sorted(damaged) if s <= upto)
+    return last, Gap(path.timeline_for(segno), segno, upto, coverage.segment_size, reasons)
 
 
 def _waldump(pg_bin: Path, segment: Path) -> tuple[datetime | None, str]:
@@ -164,12 +170,14 @@ def _stop_segment(backup: BaseBackup, size: int) -> int:
 
 
 def compute_windows(base_backups: Sequence[BaseBackup], coverage: WalCoverage | None, pg_bin: Path | None,
-                    cache: ReadCache | None = None) -> list[Window]:
-    """One Window per base backup, in the same order."""
+                    cache: ReadCache | None = None, reader: Reader | None = None) -> list[Window]:
+    """One Window per base backup, in the same order. `reader`: the OS user the server restores WAL as."""
     if coverage is None:
         return [_window(backup, None, None, {}) for backup in base_backups]
     latest = _Latest(coverage, pg_bin, cache)
     present = {tli: set(segs) for tli, segs in coverage.segments.items()}
+    if not coverage.damage_checked:
+        _check_walks(base_backups, coverage, present, reader)
     try:
         candidates = set()
         for backup in base_backups:
@@ -183,6 +191,26 @@ def compute_windows(base_backups: Sequence[BaseBackup], coverage: WalCoverage | 
         return [_window(backup, coverage, latest, present) for backup in base_backups]
     finally:
         latest.close()
+
+
+def _check_walks(base_backups: Sequence[BaseBackup], coverage: WalCoverage, present: dict[int, set[int]],
+                 reader: Reader | None) -> None:
+    """A big folder source is not checked for damage at scan time: check the segments each backup's walk
+    replays, once each. A damaged one leaves `present`, so the walk then stops before it."""
+    checked: dict[int, set[int]] = {}
+    for backup in base_backups:
+        path = _best_path(backup, coverage)
+        first = backup.start_lsn // coverage.segment_size
+        last, _gap = _walk(path, coverage, first, present)
+        if last is None:
+            continue
+        for i, (timeline, begin) in enumerate(path.steps):
+            end = path.steps[i + 1][1] if i + 1 < len(path.steps) else last + 1
+            done = checked.setdefault(timeline, set())
+            wanted = set(range(max(first, begin), min(last + 1, end))) - done
+            done |= wanted
+            if wanted and check_segments(coverage, timeline, sorted(wanted), reader):
+                present[timeline] -= coverage.damaged[timeline].keys()
 
 
 def _window(backup: BaseBackup, coverage: WalCoverage | None, latest: _Latest | None,
@@ -204,11 +232,13 @@ def _window(backup: BaseBackup, coverage: WalCoverage | None, latest: _Latest | 
         notes.append("no .backup history file for this backup in the archive: the consistent point is "
                      + ("the archive time of its stop segment" if seconds else "unknown"))
     if last is None or last < stop_seg:
-        missing = segment_name(path.timeline_for(first if last is None else last + 1),
-                               first if last is None else last + 1, size)
+        segno = first if last is None else last + 1
+        missing = segment_name(path.timeline_for(segno), segno, size)
+        why = coverage.damaged.get(path.timeline_for(segno), {}).get(segno)
         return Window(backup.path, earliest, None, "unknown", path.target, cut_by_gap=gap,
                       earliest_source=earliest_source,
-                      reason=f"WAL segment {missing}, needed to make this backup consistent, is not in "
+                      reason=f"WAL segment {why}; it is needed to make this backup consistent" if why else
+                             f"WAL segment {missing}, needed to make this backup consistent, is not in "
                              f"{coverage.source}")
     timeline = path.timeline_for(last)
     moment, why = None, ""

@@ -22,7 +22,6 @@ from drtui.core.planning import TargetKind
 from drtui.core.steps import Step, StepContext, StepError
 
 POLL_SECONDS = 0.1
-START_GRACE_SECONDS = 30  # for the postmaster to write its pid file after pg_ctl start
 HEX = frozenset("0123456789ABCDEF")
 # (pattern in the server log, plain cause, next step)
 TRANSLATIONS = (
@@ -93,9 +92,7 @@ class FollowRecovery(Step):
         report = ctx.progress_reporter(self.name, "lsn")
         first: tuple[float, int] | None = None
         last_status = None
-        seen_alive = False
         promotion = _Promotion(ctx) if not plan.pause_at_target else None
-        began = ctx.clock.monotonic()
         while True:
             ctx.check_cancel()
             offset, lines = _read_new(log_path, offset)
@@ -109,13 +106,12 @@ class FollowRecovery(Step):
                 if any(_PARAMETERS.search(line) for line in lines):
                     # Replay is paused and no connection will be allowed: waiting would hang forever.
                     self._fail(seen, "recovery paused")
-            alive = backend.server_alive()
-            seen_alive = seen_alive or alive
+            alive = backend.server_alive()  # start_server returned once the postmaster was up
             if promotion and alive:
                 promotion.request()
             status = backend.recovery_status()
             if status is None:
-                if not alive and (seen_alive or ctx.clock.monotonic() - began > START_GRACE_SECONDS):
+                if not alive:
                     offset, lines = _read_new(log_path, offset)
                     seen += lines
                     ctx.log(self.name, *lines, source="server")
