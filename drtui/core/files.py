@@ -40,6 +40,12 @@ def make_private(path: Path, group: int | None = None) -> None:
     os.chmod(path, DIR_MODE if path.is_dir() else FILE_MODE)
 
 
+def open_to_others(path: Path) -> str | None:
+    """The mode of a file or folder that other local users may read or enter (e.g. '0755'), else None."""
+    mode = path.stat().st_mode & 0o777
+    return f"{mode:04o}" if mode & 0o007 else None
+
+
 def make_dirs(folder: Path, group: int | None = None) -> None:
     """Create a folder and its missing parents as private folders (existing ones are left as they are)."""
     missing = []
