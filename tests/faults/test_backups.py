@@ -143,7 +143,7 @@ def test_a_killed_base_backup_is_listed_then_cleaned_by_the_next_run(fresh: Faul
     assert listed.exit_code == 0, listed.output
     for orphan in orphans:
         assert f"{orphan}: unfinished work of `drtui backup base`" in listed.stdout, listed.stdout
-    assert f"Unknown files: {len(orphans)}" in listed.stdout or "Unknown files" in listed.stdout
+    assert f"Unknown files: {len(orphans)}" in listed.stdout
 
     again = run_drtui("backup", "base", config=fresh.config)
     assert again.exit_code == 0, again.output
