@@ -41,8 +41,12 @@ def make_private(path: Path, group: int | None = None) -> None:
 
 
 def open_to_others(path: Path) -> str | None:
-    """The mode of a file or folder that other local users may read or enter (e.g. '0755'), else None."""
-    mode = path.stat().st_mode & 0o777
+    """The mode of a file or folder that other local users may read or enter (e.g. '0755'), else None
+    (also when it does not exist)."""
+    try:
+        mode = path.stat().st_mode & 0o777
+    except FileNotFoundError:
+        return None
     return f"{mode:04o}" if mode & 0o007 else None
 
 

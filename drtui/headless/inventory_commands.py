@@ -154,6 +154,7 @@ def status(ctx, check: bool, as_json: bool, watch: bool) -> None:
             data["problems"] = full["problems"]
         if inventory_error:
             data["inventory_error"] = inventory_error
+        data["open_to_others"] = core_status.open_folders(config)
         out_json(data)
     else:
         now = clock.now()
@@ -169,6 +170,8 @@ def status(ctx, check: bool, as_json: bool, watch: bool) -> None:
                          f"limit {humanize.precisedelta(s.limit, minimum_unit='minutes', format='%0.0f')}",
                          str(s.path)])
         _table(rows)
+        for line in core_status.open_folders(config):
+            out(f"  permissions: {line}")
         if inv is not None:
             out()
             out("Newest backups")

@@ -19,7 +19,6 @@ from typing import Any
 from drtui.core.clock import Clock, SystemClock, isoformat
 from drtui.core.config import Config, Environment
 from drtui.core.errors import ConfigError
-from drtui.core.files import open_to_others
 from drtui.core.inventory.basebackup import InventoryError, first_segment_header, read_base_backup
 from drtui.core.inventory.cache import CACHE_FILE, ReadCache
 from drtui.core.inventory.labels import LabelError, parse_backup_label
@@ -148,11 +147,6 @@ def _discover(inventory: Inventory) -> list[Path]:
     except OSError as exc:
         raise InventoryError(f"{inventory.backup_dir}: cannot list backup_dir ({exc.strerror})",
                              "check the permissions of backup_dir") from None
-    mode = open_to_others(inventory.backup_dir)
-    if mode:
-        inventory.problems.append(Problem(inventory.backup_dir, f"backup_dir is open to every local user (mode {mode}) "
-                                          "and backups hold production's data: `chmod o-rwx` it (drtui creates "
-                                          "its folders 0750 and its files 0640)"))
     for entry in entries:
         if entry.name.startswith("."):  # work in progress of a backup being written (atomic_path, mkdtemp)
             _list_work_in_progress(inventory, entry)
@@ -180,6 +174,10 @@ def _discover(inventory: Inventory) -> list[Path]:
     return backups
 
 
+def _folder_size(folder: Path) -> int:
+    return sum(Path(root, name).lstat().st_size for root, _, files in os.walk(folder) for name in files)
+
+
 def _list_work_in_progress(inventory: Inventory, entry: os.DirEntry) -> None:
     """A backup command's temporary file or folder: an unknown file, and a problem that says whose it is."""
     command = work_in_progress(entry.name)
@@ -187,7 +185,7 @@ def _list_work_in_progress(inventory: Inventory, entry: os.DirEntry) -> None:
         return
     path = Path(entry.path)
     try:
-        size = 0 if entry.is_dir() else entry.stat().st_size
+        size = _folder_size(path) if entry.is_dir() else entry.stat().st_size
     except OSError:  # the run just renamed or removed it
         return
     inventory.unknown.append(Artifact(path, "unknown", size, None))
