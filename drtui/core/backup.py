@@ -39,7 +39,8 @@ STDERR_LINES = 5  # of a failing tool's stderr, shown whole
 # A failing tool's words, and what to do about them (checked in order, on its last lines).
 CAUSE_HINTS = (
     ("no space left on device", "free space on the filesystem of backup_dir ({folder}), then run the backup again"),
-    ("permission denied", "let the user drtui runs as write to backup_dir ({folder}), and read what is backed up"),
+    ("permission denied", "grant the permission named above: to the database user, or to the OS user drtui runs "
+                          "as on backup_dir ({folder})"),
     ("disk quota exceeded", "raise the quota of the user drtui runs as, or free space in backup_dir ({folder})"),
     ("read-only file system", "backup_dir ({folder}) is on a read-only filesystem: remount it or pick another"),
 )

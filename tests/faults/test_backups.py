@@ -21,7 +21,8 @@ import pytest
 from drtui.core import backup
 from drtui.core.clock import SystemClock
 from drtui.core.lock import EnvLock
-from drtui.sandbox import Sandbox
+from drtui.core.postgres import connect
+from drtui.sandbox import PASSWORD, Sandbox
 from tests.conftest import RUNBOOK_VARIABLES, run_drtui
 from tests.faults.conftest import FaultWorld, Sentinel, assert_message, leftovers, make_fault_world, tree_digest
 
@@ -117,6 +118,17 @@ def test_a_full_disk_during_a_base_backup_names_the_full_disk(fresh: FaultWorld)
         assert not [p for p in folder.iterdir() if p.name.startswith(".")]
     assert fresh.sentinel.present()
     backup_dir_unchanged(fresh)
+    assert leftovers(fresh.sandbox) == []
+
+
+def test_a_tool_refused_a_permission_is_shown_whole_with_its_hint(fresh: FaultWorld) -> None:
+    with connect(fresh.sandbox.env("production")) as conn:
+        conn.execute(f"drop role if exists reader; create role reader login password '{PASSWORD}'")
+    config = fresh.sandbox.root / "drtui-reader.toml"
+    config.write_text(fresh.config.read_text().replace('\nuser = "postgres"', '\nuser = "reader"', 1))
+    result = run_drtui("backup", "dump", config=config)
+    assert_message(result, "permission denied for table", "grant the permission", code=1)
+    fresh.unchanged()
     assert leftovers(fresh.sandbox) == []
 
 
