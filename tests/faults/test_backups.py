@@ -101,6 +101,8 @@ def test_verify_refuses_a_dump_without_its_uploads_archive(fresh: FaultWorld) ->
         result = run_drtui("backup", "verify", config=fresh.config)
         assert_message(result, str(lone), "uploads_20991231T235959Z.tar.gz is missing", "drtui backup dump",
                        code=1)
+        planned = run_drtui("restore", "staging", "--dry-run", config=fresh.config, env={"TARGET_ENV": "staging"})
+        assert_message(planned, str(lone), "uploads_20991231T235959Z.tar.gz is missing", "BACKUP_FILE", code=2)
     finally:
         lone.unlink()
     paired = run_drtui("backup", "verify", config=fresh.config)
