@@ -4,12 +4,15 @@ backups belong to the configured backup_group."""
 
 from __future__ import annotations
 
+import dataclasses
 import grp
 import json
 import os
 import stat
 from pathlib import Path
 
+from drtui.core.files import UMASK
+from drtui.core.postgres import LocalServer, ServerState
 from drtui.sandbox import Sandbox
 from tests.conftest import run_drtui
 from tests.faults.conftest import assert_message
@@ -80,3 +83,19 @@ def test_a_backup_group_that_does_not_exist_is_refused(open_tmp: Path) -> None:
     result = run_drtui("backup", "dump", config=config)
     assert_message(result, str(config), "backup_group", "no-such-group-here", "existing group", code=2)
     assert sorted(p.name for p in open_tmp.iterdir()) == ["drtui.toml"]
+
+
+def test_a_server_log_in_a_folder_drtui_creates_is_still_writable_by_postgres(sandbox: Sandbox) -> None:
+    """drtui's umask closes its folders to others; a server_log folder it creates must still let the cluster's
+    OS user write the log, or PostgreSQL would not start after a restore."""
+    env = dataclasses.replace(sandbox.env("staging"), server_log=sandbox.root / "new-logs" / "staging.log")
+    server = LocalServer.for_environment(env)
+    server.stop()
+    old_umask = os.umask(UMASK)
+    try:
+        server.start()
+    finally:
+        os.umask(old_umask)
+    assert server.state() is ServerState.RUNNING
+    assert env.server_log is not None and env.server_log.stat().st_size > 0
+    assert not env.server_log.parent.stat().st_mode & 0o007
