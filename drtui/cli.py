@@ -13,6 +13,7 @@ import sys
 import click
 
 from drtui.core.errors import DrError
+from drtui.core.files import UMASK
 from drtui.headless.common import Context, env_option, handle_errors, json_option, pass_context
 from drtui.headless.output import report_error
 
@@ -60,6 +61,7 @@ class LazyGroup(click.Group):
 @click.pass_context
 def main(ctx: click.Context, config_options: tuple[str, ...]) -> None:
     """drtui: a guided disaster-recovery console for PostgreSQL."""
+    os.umask(UMASK)
     ctx.obj = Context(config_options)
     if ctx.invoked_subcommand is None:
         from drtui.tui.app import run_app

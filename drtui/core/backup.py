@@ -1,12 +1,15 @@
 """The runbook's backup scripts as functions: `backup_now.sh` (dump), `backup_verify.sh` (verify),
 `backup_basebackup.sh` (base) and `wal_archive_sync.sh` (wal-sync).
 
-Every artifact is written under a temporary name and renamed only when whole, and each heartbeat is written
-last, only on success, so a failed backup never makes monitoring believe a good one exists.
+Every artifact is written under a temporary name and renamed only when whole (a dump and its uploads archive
+together, or neither), and each heartbeat is written last, only on success, so a failed backup never makes
+monitoring, `verify` or a restore believe a good one exists. Each command holds a lock of its own while it
+runs, and removes what a killed run of the same command left behind.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
 import shutil
@@ -14,14 +17,16 @@ import subprocess
 import tarfile
 import tempfile
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from drtui.core.clock import Clock, stamp
 from drtui.core.config import PRODUCTION, Config, Environment, pg_bin_missing
 from drtui.core.errors import BackupError
-from drtui.core.files import atomic_path, write_heartbeat
+from drtui.core.files import atomic_path, atomic_paths, make_dirs, write_heartbeat
+from drtui.core.inventory.names import work_in_progress
+from drtui.core.lock import EnvLock, LockBusy
 
 CHUNK = 1 << 20
 GZIP_LEVEL = 6
@@ -30,6 +35,21 @@ LAST_SUCCESS = "LAST_SUCCESS.txt"
 LAST_BASEBACKUP = "LAST_BASEBACKUP.txt"
 # backup_label first, so that a reader learns what the backup is from its first member.
 LEADING_MEMBERS = ("backup_label", "PG_VERSION", "backup_manifest")
+STDERR_LINES = 5  # of a failing tool's stderr, shown whole
+# A failing tool's words, and what to do about them (checked in order, on its last lines).
+CAUSE_HINTS = (
+    ("no space left on device", "free space on the filesystem of backup_dir ({folder}), then run the backup again"),
+    ("permission denied", "grant the permission named above: to the database user, or to the OS user drtui runs "
+                          "as on backup_dir ({folder})"),
+    ("disk quota exceeded", "raise the quota of the user drtui runs as, or free space in backup_dir ({folder})"),
+    ("read-only file system", "backup_dir ({folder}) is on a read-only filesystem: remount it or pick another"),
+)
+
+
+class BackupRefused(BackupError):
+    """A backup that was not started: bad input, or the same command already running; nothing was touched."""
+
+    exit_code = 2
 
 
 @dataclass
@@ -44,10 +64,12 @@ class BackupResult:
     artifacts: list[Artifact] = field(default_factory=list)
     heartbeat: Path | None = None
     seconds: float = 0.0
+    removed: list[Path] = field(default_factory=list)  # what a killed earlier run had left behind
 
     def as_dict(self) -> dict:
         return {"kind": self.kind, "ok": True, "seconds": round(self.seconds, 3),
                 "heartbeat": str(self.heartbeat) if self.heartbeat else None,
+                "removed_leftovers": [str(p) for p in self.removed],
                 "artifacts": [{"path": str(a.path), "size_bytes": a.size_bytes} for a in self.artifacts]}
 
 
@@ -69,9 +91,9 @@ def _refuse_existing(path: Path) -> None:
                           "wait a second and run the backup again")
 
 
-def prepare_dir(folder: Path) -> None:
+def prepare_dir(folder: Path, group: int | None = None) -> None:
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        make_dirs(folder, group)
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".drtui-probe-"):
             pass
     except OSError as exc:
@@ -87,11 +109,67 @@ def _run_client(argv: Sequence[str], env: Environment, stdout: int | None = None
         raise BackupError(*pg_bin_missing(argv[0])) from exc
 
 
-def _failure(name: str, env: Environment, stderr: bytes | str) -> BackupError:
+def _failure(name: str, env: Environment, stderr: bytes | str, folder: Path) -> BackupError:
+    """A failing tool's last stderr lines, whole, and the hint for the cause they name."""
     text = stderr.decode(errors="replace") if isinstance(stderr, bytes) else stderr
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return BackupError(f"{name} of {env.name} failed: {lines[-1] if lines else 'no output'}",
-                       f"is PostgreSQL of {env.name!r} running and reachable at {env.host}:{env.port}?")
+    lines = [line.rstrip() for line in text.strip().splitlines() if line.strip()][-STDERR_LINES:]
+    said = "\n  ".join(lines) if lines else "no output"
+    hint = next((hint.format(folder=folder) for words, hint in CAUSE_HINTS if words in said.lower()),
+                f"is PostgreSQL of {env.name!r} running and reachable at {env.host}:{env.port}?")
+    return BackupError(f"{name} of {env.name} failed:\n  {said}", hint)
+
+
+def _write_failure(exc: OSError, folder: Path) -> BackupError:
+    """An OSError while a backup was written or read (a full disk, a file it may not read) in plain words."""
+    where = exc.filename or folder
+    hint = next((hint.format(folder=folder) for words, hint in CAUSE_HINTS if words in (exc.strerror or "").lower()),
+                "look at the file named above, then run the backup again")
+    return BackupError(f"{where}: {exc.strerror or exc}; the backup was not kept", hint)
+
+
+def _remove_work_of(command: str, folder: Path) -> list[Path]:
+    """Remove what a killed run of `command` left in a folder (only called while holding its lock, so no live
+    run of it is writing there)."""
+    removed = []
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.scandir(folder):
+            if work_in_progress(entry.name) != command:
+                continue
+            path = Path(entry.path)
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+            removed.append(path)
+    return sorted(removed)
+
+
+@contextlib.contextmanager
+def _exclusive(config: Config, command: str, clock: Clock, *folders: Path) -> Iterator[list[Path]]:
+    """Hold the lock of one backup command (a second run of it is refused), yield the leftovers of a killed run
+    it removed from `folders`, and turn an OSError (a full disk) into a plain BackupError."""
+    lock = EnvLock(config.state_dir, f"backup-{command}")
+    try:
+        lock.acquire(f"backup-{command}-{os.getpid()}", clock)
+    except LockBusy:
+        holder = lock.holder()
+        running = f"pid {holder.pid}, started {holder.started_at}" if holder else "it is just starting"
+        raise BackupRefused(f"another `drtui backup {command}` is running ({running}); {lock.path} is its lock",
+                            "wait for it to finish: this run did nothing, and the next scheduled one will "
+                            "pick up what is new") from None
+    try:
+        yield [path for folder in folders for path in _remove_work_of(command, folder)]
+    except OSError as exc:
+        raise _write_failure(exc, config.backup_dir) from exc
+    finally:
+        lock.release()
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """A client process whose output could not be written: stop it, so it does not outlive the backup."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
 
 
 def _compose(config: Config, env: Environment):  # -> ComposeBackend (docker is imported only when used)
@@ -101,38 +179,48 @@ def _compose(config: Config, env: Environment):  # -> ComposeBackend (docker is 
 
 
 def dump(config: Config, env: Environment, clock: Clock) -> BackupResult:
-    """pg_dump into `<database>_<stamp>.sql.gz`, the uploads folder into `uploads_<stamp>.tar.gz`,
-    then LAST_SUCCESS.txt."""
-    if env.backend == "compose":
-        return _compose(config, env).backup_dump(config, clock)
+    """pg_dump into `<database>_<stamp>.sql.gz`, the uploads folder into `uploads_<stamp>.tar.gz` (the two
+    appear together or not at all), then LAST_SUCCESS.txt."""
+    with _exclusive(config, "dump", clock, config.backup_dir) as removed:
+        if env.backend == "compose":
+            result = _compose(config, env).backup_dump(config, clock)
+        else:
+            result = _dump(config, env, clock)
+    result.removed = removed
+    return result
+
+
+def _dump(config: Config, env: Environment, clock: Clock) -> BackupResult:
     started = clock.monotonic()
     now = clock.now()
-    prepare_dir(config.backup_dir)
-    result = BackupResult("dump")
+    if env.uploads_dir and not env.uploads_dir.is_dir():
+        raise BackupRefused(f"{env.uploads_dir}: the uploads folder does not exist",
+                            f"fix uploads_dir of environment {env.name!r}, or remove the key")
+    prepare_dir(config.backup_dir, config.backup_group)
     dump_path = config.backup_dir / f"{env.database}_{stamp(now)}.sql.gz"
     uploads_path = config.backup_dir / f"uploads_{stamp(now)}.tar.gz"
-    _refuse_existing(dump_path)
-    _refuse_existing(uploads_path)
-    with atomic_path(dump_path) as tmp:
+    finals = [dump_path, uploads_path] if env.uploads_dir else [dump_path]
+    for path in finals:
+        _refuse_existing(path)
+    with atomic_paths(*finals, group=config.backup_group) as tmps:
         proc = _run_client([str(env.pg_bin / "pg_dump"), *_connection_args(env), "-d", env.database],
                            env, stdout=subprocess.PIPE)
         assert proc.stdout and proc.stderr
-        with gzip.open(tmp, "wb", compresslevel=GZIP_LEVEL) as gz:
-            shutil.copyfileobj(proc.stdout, gz, CHUNK)
+        try:
+            with gzip.open(tmps[0], "wb", compresslevel=GZIP_LEVEL) as gz:
+                shutil.copyfileobj(proc.stdout, gz, CHUNK)
+        except BaseException:
+            _stop(proc)
+            raise
         stderr = proc.stderr.read()
         if proc.wait() != 0:
-            raise _failure("pg_dump", env, stderr)
-    result.artifacts.append(Artifact(dump_path, dump_path.stat().st_size))
-    if env.uploads_dir:
-        if not env.uploads_dir.is_dir():
-            dump_path.unlink()
-            raise BackupError(f"{env.uploads_dir}: the uploads folder does not exist",
-                              f"fix uploads_dir of environment {env.name!r}, or remove the key")
-        with atomic_path(uploads_path) as tmp, tarfile.open(tmp, "w:gz", compresslevel=GZIP_LEVEL) as tar:
-            tar.add(env.uploads_dir, arcname="uploads")
-        result.artifacts.append(Artifact(uploads_path, uploads_path.stat().st_size))
+            raise _failure("pg_dump", env, stderr, config.backup_dir)
+        if env.uploads_dir:
+            with tarfile.open(tmps[1], "w:gz", compresslevel=GZIP_LEVEL) as tar:
+                tar.add(env.uploads_dir, arcname="uploads")
+    result = BackupResult("dump", [Artifact(path, path.stat().st_size) for path in finals])
     result.heartbeat = config.backup_dir / LAST_SUCCESS
-    write_heartbeat(result.heartbeat, clock.now())
+    write_heartbeat(result.heartbeat, clock.now(), config.backup_group)
     result.seconds = clock.monotonic() - started
     return result
 
@@ -140,11 +228,19 @@ def dump(config: Config, env: Environment, clock: Clock) -> BackupResult:
 def base(config: Config, env: Environment, clock: Clock) -> BackupResult:
     """pg_basebackup (plain, with WAL and manifest), checked by pg_verifybackup, packed into
     `basebackup_<stamp>.tar.gz` with backup_label first, then LAST_BASEBACKUP.txt."""
-    if env.backend == "compose":
-        return _compose(config, env).backup_base(config, clock)
+    with _exclusive(config, "base", clock, config.backup_dir) as removed:
+        if env.backend == "compose":
+            result = _compose(config, env).backup_base(config, clock)
+        else:
+            result = _base(config, env, clock)
+    result.removed = removed
+    return result
+
+
+def _base(config: Config, env: Environment, clock: Clock) -> BackupResult:
     started = clock.monotonic()
     now = clock.now()
-    prepare_dir(config.backup_dir)
+    prepare_dir(config.backup_dir, config.backup_group)
     final = config.backup_dir / f"basebackup_{stamp(now)}.tar.gz"
     _refuse_existing(final)
     workdir = Path(tempfile.mkdtemp(prefix=".basebackup-", dir=config.backup_dir))
@@ -154,13 +250,14 @@ def base(config: Config, env: Environment, clock: Clock) -> BackupResult:
                             "-Fp", "-X", "stream", "-c", "fast", "-l", f"drtui {stamp(now)}"], env)
         _, stderr = proc.communicate()
         if proc.returncode != 0:
-            raise _failure("pg_basebackup", env, stderr)
+            raise _failure("pg_basebackup", env, stderr, config.backup_dir)
         verify = subprocess.run([str(env.pg_bin / "pg_verifybackup"), "-q", str(target)],
                                 capture_output=True, text=True, check=False)
         if verify.returncode != 0:
             raise BackupError(f"pg_verifybackup rejected the new base backup: {verify.stderr.strip()}",
                               "the backup was not kept; look at the server log and retry")
-        with atomic_path(final) as tmp, tarfile.open(tmp, "w:gz", compresslevel=GZIP_LEVEL) as tar:
+        with atomic_path(final, group=config.backup_group) as tmp, \
+                tarfile.open(tmp, "w:gz", compresslevel=GZIP_LEVEL) as tar:
             for name in LEADING_MEMBERS:
                 if (target / name).exists():
                     tar.add(target / name, arcname=name)
@@ -170,39 +267,66 @@ def base(config: Config, env: Environment, clock: Clock) -> BackupResult:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     result = BackupResult("base", [Artifact(final, final.stat().st_size)], config.backup_dir / LAST_BASEBACKUP)
-    write_heartbeat(result.heartbeat, clock.now())
+    write_heartbeat(result.heartbeat, clock.now(), config.backup_group)
     result.seconds = clock.monotonic() - started
     return result
 
 
-def wal_sync(config: Config, clock: Clock, target: Path | None = None) -> BackupResult:
+def wal_sync(config: Config, clock: Clock, target: str | Path | None = None) -> BackupResult:
     """Pack the live WAL archive into `wal_archive_<stamp>.tar.gz` in backup_dir (and copy it to a
     `WAL_SYNC_TARGET` folder), then the WAL sync heartbeat. When production runs on the compose backend,
     the archive is its WAL volume."""
     production = config.environments.get(PRODUCTION)
-    check_sync_target(target)
-    if production is not None and production.backend == "compose":
-        return _compose(config, production).backup_wal_sync(config, clock, target)
+    folder = check_sync_target(target)
+    folders = [config.backup_dir, folder] if folder else [config.backup_dir]
+    with _exclusive(config, "wal-sync", clock, *folders) as removed:
+        if production is not None and production.backend == "compose":
+            result = _compose(config, production).backup_wal_sync(config, clock, folder)
+        else:
+            result = _wal_sync(config, clock, folder)
+    result.removed = removed
+    return result
+
+
+def _wal_sync(config: Config, clock: Clock, target: Path | None) -> BackupResult:
     started = clock.monotonic()
     source = config.wal_archive
     if not source.is_dir():
         raise BackupError(f"{source}: the WAL archive folder does not exist",
                           "check wal_archive in the config")
-    prepare_dir(config.backup_dir)
+    prepare_dir(config.backup_dir, config.backup_group)
     names = sorted(entry.name for entry in os.scandir(source) if entry.is_file() and not entry.name.startswith("."))
     final = config.backup_dir / f"wal_archive_{stamp(clock.now())}.tar.gz"
     _refuse_existing(final)
-    with atomic_path(final) as tmp, tarfile.open(tmp, "w:gz", compresslevel=GZIP_LEVEL) as tar:
+    with atomic_path(final, group=config.backup_group) as tmp, \
+            tarfile.open(tmp, "w:gz", compresslevel=GZIP_LEVEL) as tar:
         for name in names:
             tar.add(source / name, arcname=name)
     return finish_wal_sync(config, clock, started, final, target)
 
 
-def check_sync_target(target: Path | None) -> None:
-    """Refuse a WAL_SYNC_TARGET drtui cannot write to, before any work is done."""
-    if target and str(target).startswith("s3:"):
-        raise BackupError(f"WAL_SYNC_TARGET={target}: S3 targets are not supported yet",
-                          "sync to a mounted folder, or leave WAL_SYNC_TARGET unset")
+def check_sync_target(target: str | Path | None) -> Path | None:
+    """The WAL_SYNC_TARGET folder, refused before any work when drtui cannot write there: a URL or a remote
+    `host:/path` (drtui copies to a mounted folder only), or a folder that does not exist (an unmounted
+    offsite disk must not silently become a local folder)."""
+    if target is None or str(target) == "":
+        return None
+    text = str(target)
+    if text.lower().startswith("s3:"):
+        raise BackupRefused(f"WAL_SYNC_TARGET={text}: S3 targets are not supported yet",
+                            "sync to a mounted folder, or leave WAL_SYNC_TARGET unset")
+    head = text.split("/", 1)[0]
+    if ":" in head:
+        raise BackupRefused(f"WAL_SYNC_TARGET={text}: a URL or a remote host:path, not a folder",
+                            "drtui copies to a mounted folder only: mount the remote place and name its "
+                            "folder, or copy the tarball with your own tool (rsync, scp)")
+    folder = Path(text).absolute()
+    if not folder.is_dir():
+        raise BackupRefused(f"WAL_SYNC_TARGET={text}: no such folder" if not folder.exists()
+                            else f"WAL_SYNC_TARGET={text}: not a folder",
+                            "create or mount it first (drtui does not create a sync target, so that an "
+                            "unmounted disk is noticed), or leave WAL_SYNC_TARGET unset")
+    return folder
 
 
 def finish_wal_sync(config: Config, clock: Clock, started: float, final: Path, target: Path | None) -> BackupResult:
@@ -211,10 +335,10 @@ def finish_wal_sync(config: Config, clock: Clock, started: float, final: Path, t
     if target:
         prepare_dir(target)
         copy = target / final.name
-        with atomic_path(copy) as tmp:
+        with atomic_path(copy, group=config.backup_group) as tmp:
             shutil.copyfile(final, tmp)
         result.artifacts.append(Artifact(copy, copy.stat().st_size))
-    write_heartbeat(config.wal_sync_heartbeat, clock.now())
+    write_heartbeat(config.wal_sync_heartbeat, clock.now(), config.backup_group)
     result.seconds = clock.monotonic() - started
     return result
 
@@ -223,6 +347,11 @@ def newest(folder: Path, prefix: str, suffix: str) -> Path | None:
     """The newest `<prefix><stamp><suffix>` in a folder, by the stamp in its name."""
     found = sorted(p for p in folder.glob(f"{prefix}*{suffix}") if len(p.name) == len(prefix) + 16 + len(suffix))
     return found[-1] if found else None
+
+
+def uploads_of(dump_path: Path) -> Path:
+    """The uploads archive written together with a dump: `uploads_<the same stamp>.tar.gz` beside it."""
+    return dump_path.with_name(f"uploads_{dump_path.name.removesuffix('.sql.gz')[-16:]}.tar.gz")
 
 
 def verify_dump(path: Path) -> int:

@@ -7,6 +7,7 @@ file, the key and the value, because a typo in a disaster-recovery tool must nev
 
 from __future__ import annotations
 
+import grp
 import io
 import os
 import re
@@ -119,6 +120,7 @@ class Config:
     objectives: Objectives = field(default_factory=Objectives)
     environments: Mapping[str, Environment] = field(default_factory=dict)
     templates_dir: Path | None = None  # a folder of report templates that override the packaged ones
+    backup_group: int | None = None  # gid given read access to backups, heartbeats and journals (0640/0750)
 
     def environment(self, name: str | None = None) -> Environment:
         """The named environment, or the production one; a clear error when it is not configured."""
@@ -212,7 +214,7 @@ def load_config(explicit: str | None = None, environ: Mapping[str, str] | None =
 
 
 _TOP_KEYS = {"backup_dir", "wal_archive", "wal_sync_heartbeat", "report_dir", "state_dir", "objectives",
-             "environments", "templates_dir"}
+             "environments", "templates_dir", "backup_group"}
 _PATH_KEYS = {"data_dir", "pg_bin", "env_file", "uploads_dir", "server_log"}
 
 
@@ -243,7 +245,19 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
         objectives=objectives,
         environments=environments,
         templates_dir=path_value("templates_dir", data["templates_dir"]) if "templates_dir" in data else None,
+        backup_group=_parse_group(path, data["backup_group"]) if "backup_group" in data else None,
     )
+
+
+def _parse_group(path: Path, value: Any) -> int:
+    """backup_group: the name of an existing OS group, which may read what drtui writes."""
+    if isinstance(value, str) and value:
+        try:
+            return grp.getgrnam(value).gr_gid
+        except KeyError:
+            pass
+    raise ConfigError(f"{path}: backup_group = {value!r} is not a group of this host",
+                      "name an existing group (see /etc/group), or remove the key")
 
 
 def _reject_unknown(path: Path, table: str, data: Mapping[str, Any], allowed: set[str]) -> None:

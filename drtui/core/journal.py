@@ -10,8 +10,9 @@ import json
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TextIO
 
 from drtui.core.events import Event, RunFinished, from_json
 from drtui.core.secrets import redact_data
@@ -48,30 +49,74 @@ class Journal:
             self._handle.close()
 
 
-def read_events(path: Path) -> list[Event]:
-    """Every complete event in a journal (a half-written last line is left for the next read)."""
-    with path.open(encoding="utf-8") as handle:
-        return [from_json(line) for line in handle if line.endswith("\n")]
+def _event(line: str, number: int, path: Path, damage: list[str] | None) -> Event | None:
+    """One journal line as an event; a damaged line (not JSON, not an event) is noted in `damage` and skipped."""
+    try:
+        return from_json(line)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        if damage is not None:
+            shown = line.strip()
+            shown = shown if len(shown) <= 60 else shown[:57] + "..."
+            damage.append(f"{path}: line {number} is damaged, not a journal event ({shown!r}): skipped")
+        return None
 
 
-def follow(path: Path, stop: threading.Event, poll: float = 0.05) -> Iterator[Event]:
+def read_events(path: Path, damage: list[str] | None = None, finished: bool = False) -> list[Event]:
+    """Every complete event in a journal. A half-written last line is left for the next read, unless the run
+    is `finished` (its process is gone): then the file was cut off, which is damage. Damaged lines are
+    skipped and described in `damage`."""
+    events = []
+    with path.open(encoding="utf-8", errors="replace") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.endswith("\n"):
+                if finished and damage is not None:
+                    damage.append(f"{path}: line {number} is incomplete (the file ends in the middle of a line): "
+                                  "the journal is truncated or damaged")
+                break
+            event = _event(line, number, path, damage)
+            if event is not None:
+                events.append(event)
+    return events
+
+
+def journal_damage(path: Path) -> list[str]:
+    """What is wrong with the journal of a run that is over: its damaged lines, and a cut-off end."""
+    damage: list[str] = []
+    read_events(path, damage, finished=True)
+    return damage
+
+
+def _lines(handle: TextIO, stop: threading.Event, poll: float,
+           wait: Callable[[float], object]) -> Iterator[tuple[int, str] | None]:
+    """Complete lines of a journal being written, numbered; None whenever the reader has caught up."""
+    pending = ""
+    number = 0
+    while not stop.is_set():
+        chunk = handle.readline()
+        if not chunk:
+            yield None
+            wait(poll)
+            continue
+        pending += chunk
+        if pending.endswith("\n"):
+            number += 1
+            yield number, pending
+            pending = ""
+
+
+def follow(path: Path, stop: threading.Event, poll: float = 0.05, damage: list[str] | None = None) -> Iterator[Event]:
     """Yield the journal's events from the start, then new ones as they are appended, until the run
-    finishes or `stop` is set."""
+    finishes or `stop` is set (damaged lines are skipped and described in `damage`)."""
     while not path.exists():
         if stop.wait(poll):
             return
-    with path.open(encoding="utf-8") as handle:
-        pending = ""
-        while not stop.is_set():
-            chunk = handle.readline()
-            if not chunk:
-                time.sleep(poll)
+    with path.open(encoding="utf-8", errors="replace") as handle:
+        for item in _lines(handle, stop, poll, time.sleep):
+            if item is None:
                 continue
-            pending += chunk
-            if not pending.endswith("\n"):
+            event = _event(item[1], item[0], path, damage)
+            if event is None:
                 continue
-            event = from_json(pending)
-            pending = ""
             yield event
             if isinstance(event, RunFinished):
                 return
@@ -83,32 +128,22 @@ def list_runs(state_dir: Path) -> list[Path]:
     return sorted(folder.glob("*.jsonl"), key=lambda p: p.stat().st_mtime, reverse=True) if folder.exists() else []
 
 
-def follow_batches(path: Path, stop: threading.Event, poll: float = 0.05,
-                   max_batch: int = 2000) -> Iterator[list[Event]]:
+def follow_batches(path: Path, stop: threading.Event, poll: float = 0.05, max_batch: int = 2000,
+                   damage: list[str] | None = None) -> Iterator[list[Event]]:
     """Like `follow`, but yield every event already written as one list each time the reader catches up,
     so a face can apply thousands of log lines per second in a few screen updates."""
     while not path.exists():
         if stop.wait(poll):
             return
-    with path.open(encoding="utf-8") as handle:
-        pending = ""
+    with path.open(encoding="utf-8", errors="replace") as handle:
         batch: list[Event] = []
-        while not stop.is_set():
-            chunk = handle.readline()
-            if chunk:
-                pending += chunk
-                if not pending.endswith("\n"):
-                    continue
-                event = from_json(pending)
-                pending = ""
+        for item in _lines(handle, stop, poll, stop.wait):
+            event = _event(item[1], item[0], path, damage) if item else None
+            if event is not None:
                 batch.append(event)
                 if isinstance(event, RunFinished):
                     yield batch
                     return
-                if len(batch) < max_batch:
-                    continue
-            if batch:
+            if batch and (item is None or len(batch) >= max_batch):
                 yield batch
                 batch = []
-            elif not chunk:
-                stop.wait(poll)

@@ -539,9 +539,9 @@ class DumpPlan:
 
 def make_dump_plan(config: Config, env: Environment, *, clock: Clock, dump_file: Path | None = None,
                    uploads_archive: Path | None = None, incident_start: datetime | None = None) -> DumpPlan:
-    """Choose the dump (default: the newest `<database>_<stamp>.sql.gz`) and uploads archive (default: the newest,
-    when the environment has an uploads_dir); check they exist."""
-    from drtui.core.backup import newest
+    """Choose the dump (default: the newest `<database>_<stamp>.sql.gz`) and uploads archive (default: the one
+    written with that dump, when the environment has an uploads_dir); check they exist."""
+    from drtui.core.backup import newest, uploads_of
 
     dump = dump_file or newest(config.backup_dir, f"{env.database}_", ".sql.gz")
     if dump is None:
@@ -549,7 +549,11 @@ def make_dump_plan(config: Config, env: Environment, *, clock: Clock, dump_file:
                         "take one with `drtui backup dump`, or name one with BACKUP_FILE")
     if not dump.is_file():
         raise PlanError(f"{dump}: no such dump", "check BACKUP_FILE")
-    uploads = uploads_archive or (newest(config.backup_dir, "uploads_", ".tar.gz") if env.uploads_dir else None)
+    uploads = uploads_archive or (uploads_of(dump) if env.uploads_dir else None)
+    if uploads is not None and uploads_archive is None and not uploads.is_file():
+        raise PlanError(f"{dump}: its uploads archive {uploads.name} is missing, so this dump is not a whole backup",
+                        "pick a whole dump with BACKUP_FILE (`drtui backup verify` checks one), or name an uploads "
+                        "archive with UPLOADS_ARCHIVE")
     if uploads is not None:
         if not uploads.is_file():
             raise PlanError(f"{uploads}: no such uploads archive", "check UPLOADS_ARCHIVE")

@@ -207,7 +207,9 @@ class LocalServer:
 
     def _prepare_log(self) -> None:
         assert self.log_file
-        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        if not self.log_file.parent.exists():  # drtui's folders are closed to others: the cluster's user owns this one
+            self.log_file.parent.mkdir(parents=True)
+            chown_to(self.log_file.parent, self.os_user)
         self.log_file.touch(exist_ok=True)
         if os.geteuid() == 0:
             entry = pwd.getpwnam(self.os_user)

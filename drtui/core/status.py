@@ -15,6 +15,7 @@ from pathlib import Path
 from drtui.core.backup import LAST_BASEBACKUP, LAST_SUCCESS
 from drtui.core.clock import Clock
 from drtui.core.config import Config
+from drtui.core.files import open_to_others
 
 WARNING_FRACTION = 0.8
 FUTURE_TOLERANCE = timedelta(minutes=5)
@@ -101,6 +102,17 @@ def heartbeats(config: Config, clock: Clock) -> list[HeartbeatState]:
         heartbeat("base backup", config.backup_dir / LAST_BASEBACKUP, limits.basebackup_max_age, now),
         heartbeat("WAL sync", config.wal_sync_heartbeat, limits.wal_sync_max_age, now),
     ]
+
+
+def open_folders(config: Config) -> list[str]:
+    """Sentences for the folders of backups and run journals that every local user may read."""
+    found = []
+    for key, folder in (("backup_dir", config.backup_dir), ("state_dir", config.state_dir)):
+        mode = open_to_others(folder)
+        if mode:
+            found.append(f"{folder}: {key} is open to every local user (mode {mode}), and it holds production's "
+                         f"data: `chmod o-rwx {folder}` (drtui creates its folders 0750 and its files 0640)")
+    return found
 
 
 def short_duration(delta: timedelta) -> str:

@@ -18,6 +18,8 @@ def _print(result: core.BackupResult, as_json: bool) -> None:
     if as_json:
         out_json(result.as_dict())
         return
+    for path in result.removed:
+        out(f"removed {path} (left behind by an interrupted `drtui backup {result.kind}`)")
     for artifact in result.artifacts:
         out(f"wrote {artifact.path} ({humanize.naturalsize(artifact.size_bytes, binary=True)})")
     if result.heartbeat:
@@ -60,7 +62,7 @@ def base(ctx, env_name: str | None, as_json: bool) -> None:
 @handle_errors
 def wal_sync(ctx, target: str | None, as_json: bool) -> None:
     """Pack the live WAL archive into a tarball, then the WAL sync heartbeat."""
-    _print(core.wal_sync(ctx.config(), SystemClock(), Path(target) if target else None), as_json)
+    _print(core.wal_sync(ctx.config(), SystemClock(), target), as_json)
 
 
 @backup.command()
@@ -74,15 +76,21 @@ def wal_sync(ctx, target: str | None, as_json: bool) -> None:
 @handle_errors
 def verify(ctx, backup_file: Path | None, uploads_archive: Path | None, env_name: str | None,
            as_json: bool) -> None:
-    """Check that the newest dump and uploads archive are whole (backup_verify.sh)."""
+    """Check that the newest dump and its uploads archive are whole (backup_verify.sh)."""
     config = ctx.config(env_name)
     env = config.environment(env_name)
     dump_path = backup_file or core.newest(config.backup_dir, f"{env.database}_", ".sql.gz")
     if dump_path is None:
         raise BackupError(f"{config.backup_dir}: no {env.database}_*.sql.gz dump found",
                           "take one with `drtui backup dump`, or name one with BACKUP_FILE")
-    uploads_path = uploads_archive or core.newest(config.backup_dir, "uploads_", ".tar.gz")
     checked = [{"path": str(dump_path), "kind": "dump", "bytes": core.verify_dump(dump_path)}]
+    uploads_path = uploads_archive or core.uploads_of(dump_path)
+    if not uploads_archive and not uploads_path.exists():
+        if env.uploads_dir:
+            raise BackupError(f"{dump_path}: its uploads archive {uploads_path.name} is missing, so this dump is "
+                              "not a whole backup", "take a new one with `drtui backup dump`, or name an uploads "
+                              "archive with UPLOADS_ARCHIVE")
+        uploads_path = None
     if uploads_path:
         checked.append({"path": str(uploads_path), "kind": "uploads", "members": core.verify_tarball(uploads_path)})
     if as_json:

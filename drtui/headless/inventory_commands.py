@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import humanize
 from drtui.core import monitoring
 from drtui.core import status as core_status
 from drtui.core.clock import SystemClock
+from drtui.core.config import Config
 from drtui.core.errors import DrError, UsageError
 from drtui.core.inventory import Inventory, scan
 from drtui.core.models import Window, format_lsn
@@ -115,6 +117,18 @@ def inventory(ctx, wal_source: Path | None, env_name: str | None, as_json: bool)
         print_inventory(inv, clock.now())
 
 
+@dataclass(frozen=True)
+class _Site:
+    """One config of the status: what was read of it, and its checks."""
+
+    config: Config
+    inventory: Inventory | None
+    inventory_error: str | None
+    recovering: list[core_status.InRecovery]
+    open_to_others: list[str]
+    status: monitoring.EnvironmentStatus
+
+
 def _only(text: str | None) -> frozenset[str]:
     if not text:
         return frozenset(monitoring.CHECK_NAMES)
@@ -177,10 +191,11 @@ def _status(ctx, check: bool, warnings: tuple[str, ...], criticals: tuple[str, .
             inventory_error = exc.title
         env = config.environment()
         name = env.name if len(configs) == 1 else f"{env.name}@{config.source}"
-        recovering = [] if check else core_status.environments_in_recovery(config)
-        fleet.append((config, inv, inventory_error, recovering,
-                      monitoring.collect(config, env, inv, clock, overrides, name=name, only=only)))
-    statuses = [row[-1] for row in fleet]
+        fleet.append(_Site(config, inv, inventory_error,
+                           [] if check else core_status.environments_in_recovery(config),
+                           core_status.open_folders(config),
+                           monitoring.collect(config, env, inv, clock, overrides, name=name, only=only)))
+    statuses = [site.status for site in fleet]
     level, summary = monitoring.summary(statuses)
     if prometheus_file:
         monitoring.write_prometheus(prometheus_file, statuses)
@@ -190,16 +205,16 @@ def _status(ctx, check: bool, warnings: tuple[str, ...], criticals: tuple[str, .
     else:
         if check:
             out(summary)
-        for _config, inv, inventory_error, recovering, env_status in sorted(
-                fleet, key=lambda row: -SEVERITY[row[4].level]):
-            _print_status(inv, inventory_error, recovering, env_status, clock.now(), titled=len(fleet) > 1)
+        for site in sorted(fleet, key=lambda site: -SEVERITY[site.status.level]):
+            _print_status(site, clock.now(), titled=len(fleet) > 1)
     if check:
         sys.exit(int(level))
 
 
-def _status_json(fleet: list, level: core_status.Level, summary: str) -> dict:
+def _status_json(fleet: list[_Site], level: core_status.Level, summary: str) -> dict:
     environments = []
-    for config, inv, inventory_error, recovering, env_status in fleet:
+    for site in fleet:
+        config, inv, inventory_error, env_status = site.config, site.inventory, site.inventory_error, site.status
         data: dict = {"name": env_status.name, "config": config.source, "level": env_status.level.name,
                       "code": int(env_status.level), "checks": [c.as_json() for c in env_status.checks],
                       "heartbeats": [s.as_json() for s in env_status.heartbeats],
@@ -214,7 +229,8 @@ def _status_json(fleet: list, level: core_status.Level, summary: str) -> dict:
             data["problems"] = full["problems"]
         if inventory_error:
             data["inventory_error"] = inventory_error
-        data["recovery"] = [r.as_json() for r in recovering]
+        data["recovery"] = [r.as_json() for r in site.recovering]
+        data["open_to_others"] = site.open_to_others
         environments.append(data)
     top = {"schema": 1, "level": level.name, "code": int(level), "summary": summary, "environments": environments}
     if len(environments) == 1:  # one config: its fields at the top too, as before fleets
@@ -230,8 +246,8 @@ WORDS = {core_status.Level.OK: "ok", core_status.Level.WARNING: "WARNING", core_
          core_status.Level.UNKNOWN: "UNKNOWN"}
 
 
-def _print_status(inv: Inventory | None, inventory_error: str | None, recovering: list[core_status.InRecovery],
-                  env_status: monitoring.EnvironmentStatus, now: datetime, titled: bool) -> None:
+def _print_status(site: _Site, now: datetime, titled: bool) -> None:
+    inv, inventory_error, recovering, env_status = site.inventory, site.inventory_error, site.recovering, site.status
     if titled:
         out(f"== {env_status.name}: {env_status.level.name}")
     out("Heartbeats")
@@ -243,6 +259,8 @@ def _print_status(inv: Inventory | None, inventory_error: str | None, recovering
                      f"limit {humanize.precisedelta(s.limit, minimum_unit='minutes', format='%0.0f')}",
                      str(s.path)])
     _table(rows)
+    for line in site.open_to_others:
+        out(f"  permissions: {line}")
     if inv is not None:
         out()
         out("Newest backups")

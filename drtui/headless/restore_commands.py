@@ -18,7 +18,7 @@ from drtui.core.config import Config, Environment
 from drtui.core.errors import UsageError
 from drtui.core.events import RunFinished, RunStarted
 from drtui.core.gates import ApprovedPlan, approve, confirmation_from_environ, evaluate, gather_facts
-from drtui.core.journal import Journal, follow, journal_path, list_runs, read_events
+from drtui.core.journal import Journal, follow, journal_damage, journal_path, list_runs, read_events
 from drtui.core.lock import process_start
 from drtui.core.planning import (
     DumpPlan,
@@ -34,7 +34,7 @@ from drtui.core.promote import advance, promote
 from drtui.core.rollback import roll_back
 from drtui.core.runner import execute, new_run_id
 from drtui.headless.common import env_option, handle_errors, json_option, pass_context, record_options
-from drtui.headless.output import ExitCode, out, out_json
+from drtui.headless.output import ExitCode, err, out, out_json
 from drtui.headless.printer import EventPrinter, summary_lines
 
 
@@ -280,6 +280,8 @@ def attach(ctx, run: str | None, as_json: bool) -> None:
         for event in read_events(path)[seen:]:
             printer(event)
             finished = event if isinstance(event, RunFinished) else finished
+    for damage in journal_damage(path):
+        err(f"drtui: {damage}")
     if finished is None:
         out(f"the run in {path} ended without finishing (its process is gone); "
             "inspect the data directory, and `drtui rollback` if needed")

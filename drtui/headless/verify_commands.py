@@ -15,13 +15,13 @@ from drtui.core import checks as core
 from drtui.core.clock import SystemClock, isoformat
 from drtui.core.errors import DrError, UsageError
 from drtui.core.events import CheckCompleted
-from drtui.core.journal import journal_path, list_runs, read_events
+from drtui.core.journal import journal_damage, journal_path, list_runs, read_events
 from drtui.core.planning import parse_target_time, target_time_option
 from drtui.core.postgres import current_user
 from drtui.core.report import DrillEntry, drill_history, record_from_events, write_report
 from drtui.core.runner import is_operation
 from drtui.headless.common import env_option, handle_errors, json_option, pass_context, record_options
-from drtui.headless.output import ExitCode, out, out_json
+from drtui.headless.output import ExitCode, err, out, out_json
 
 WORDS = {core.PASSED: "PASS", core.FAILED: "FAIL", core.SKIPPED: "SKIP"}
 
@@ -145,6 +145,8 @@ def report(ctx, run: str | None, operator: str | None, reviewer: str, template: 
     or a journal file; default: the newest run."""
     config = ctx.config()
     path = _journal(config.state_dir, run)
+    for damage in journal_damage(path):
+        err(f"drtui: {damage}")
     record = record_from_events(read_events(path))
     if record.ok is None:
         raise UsageError(f"run {record.run_id} has not finished: its record would be incomplete",

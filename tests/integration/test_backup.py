@@ -198,3 +198,20 @@ def test_no_password_appears_in_any_output(sandbox: Sandbox) -> None:
     logs = "".join(p.read_text(errors="replace") for p in (sandbox.root / "logs").glob("*.log"))
     for text in [*(r.output for r in outputs), logs]:
         assert PASSWORD not in text
+
+
+def test_backups_made_without_the_console_are_private_too(shared_sandbox: Sandbox) -> None:
+    """The core gives its artifacts and heartbeats their mode itself (the console's umask is a second guard):
+    a dump and its uploads archive called from Python, with this process's umask of 022, are still 0640."""
+    from drtui.core import backup
+    from drtui.core.clock import SystemClock
+
+    old_umask = os.umask(0o022)
+    try:
+        made = backup.dump(shared_sandbox.config(), shared_sandbox.env("production"), SystemClock())
+    finally:
+        os.umask(old_umask)
+    assert made.heartbeat is not None
+    modes = {p.name.split("_")[0]: oct(p.stat().st_mode & 0o777) for p in [*(a.path for a in made.artifacts),
+                                                                           made.heartbeat]}
+    assert modes == {"cleaning": "0o640", "uploads": "0o640", "LAST": "0o640"}

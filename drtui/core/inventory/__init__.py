@@ -22,7 +22,7 @@ from drtui.core.errors import ConfigError
 from drtui.core.inventory.basebackup import InventoryError, first_segment_header, read_base_backup
 from drtui.core.inventory.cache import CACHE_FILE, ReadCache
 from drtui.core.inventory.labels import LabelError, parse_backup_label
-from drtui.core.inventory.names import backup_history_name, classify_artifact, parse_wal_header
+from drtui.core.inventory.names import backup_history_name, classify_artifact, parse_wal_header, work_in_progress
 from drtui.core.inventory.wal import Reader, scan_wal
 from drtui.core.inventory.windows import compute_windows
 from drtui.core.models import (
@@ -149,6 +149,7 @@ def _discover(inventory: Inventory) -> list[Path]:
                              "check the permissions of backup_dir") from None
     for entry in entries:
         if entry.name.startswith("."):  # work in progress of a backup being written (atomic_path, mkdtemp)
+            _list_work_in_progress(inventory, entry)
             continue
         path = Path(entry.path)
         kind, name_time = classify_artifact(entry.name)
@@ -171,6 +172,26 @@ def _discover(inventory: Inventory) -> list[Path]:
     inventory.heartbeats.sort(key=lambda a: a.path.name)
     inventory.unknown.sort(key=lambda a: a.path.name)
     return backups
+
+
+def _folder_size(folder: Path) -> int:
+    return sum(Path(root, name).lstat().st_size for root, _, files in os.walk(folder) for name in files)
+
+
+def _list_work_in_progress(inventory: Inventory, entry: os.DirEntry) -> None:
+    """A backup command's temporary file or folder: an unknown file, and a problem that says whose it is."""
+    command = work_in_progress(entry.name)
+    if command is None:
+        return
+    path = Path(entry.path)
+    try:
+        size = _folder_size(path) if entry.is_dir() else entry.stat().st_size
+    except OSError:  # the run just renamed or removed it
+        return
+    inventory.unknown.append(Artifact(path, "unknown", size, None))
+    inventory.problems.append(Problem(path, f"unfinished work of `drtui backup {command}`: a run in progress, or "
+                                            f"left by one that was killed (the next `drtui backup {command}` "
+                                            "removes it); not a backup"))
 
 
 def _with_stop(backup: BaseBackup, wal: WalCoverage | None, problems: list[Problem]) -> BaseBackup:

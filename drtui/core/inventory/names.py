@@ -24,6 +24,17 @@ _ARTIFACTS = (
     ("dump", re.compile(rf"^.+_{_STAMP}\.sql\.gz$")),
 )
 HEARTBEAT_NAMES = ("LAST_SUCCESS.txt", "LAST_BASEBACKUP.txt")
+# What a backup command leaves in backup_dir while it works (files.partial_path, the base backup's work folder),
+# by the command that owns it: after a killed run they are orphans, which the next run of that command removes.
+_WORK_IN_PROGRESS = (
+    ("dump", re.compile(rf"^\..+_{_STAMP}\.sql\.gz\.partial$")),
+    ("dump", re.compile(rf"^\.uploads_{_STAMP}\.tar\.gz\.partial$")),
+    ("dump", re.compile(r"^\.LAST_SUCCESS\.txt\.partial$")),
+    ("base", re.compile(rf"^\.basebackup_{_STAMP}\.tar\.gz\.partial$")),
+    ("base", re.compile(r"^\.basebackup-\w+$")),
+    ("base", re.compile(r"^\.LAST_BASEBACKUP\.txt\.partial$")),
+    ("wal-sync", re.compile(rf"^\.wal_archive_{_STAMP}\.tar\.gz\.partial$")),
+)
 
 
 def classify_artifact(name: str) -> tuple[str, datetime | None]:
@@ -38,6 +49,14 @@ def classify_artifact(name: str) -> tuple[str, datetime | None]:
             except ValueError:  # 20261399T999999Z: the right shape, not a moment
                 return "unknown", None
     return "unknown", None
+
+
+def work_in_progress(name: str) -> str | None:
+    """The backup command ("dump", "base", "wal-sync") whose unfinished work a backup_dir entry is, or None."""
+    for command, pattern in _WORK_IN_PROGRESS:
+        if pattern.match(name):
+            return command
+    return None
 
 
 def is_hex(text: str) -> bool:
