@@ -23,11 +23,7 @@ from drtui.core.clock import Clock, isoformat
 from drtui.core.config import Config, Environment, pg_bin_missing
 from drtui.core.errors import DrError, UsageError
 from drtui.core.models import BaseBackup, Gap, Layout, WalCoverage, Window, format_lsn, parse_lsn
-
-# Rough rates for the predicted duration (this machine class: see research/perf-baseline.md).
-EXTRACT_BYTES_PER_SECOND = 250e6
-REPLAY_BYTES_PER_SECOND = 150e6
-FIXED_SECONDS = 8.0
+from drtui.core.prediction import measured_rates
 
 PITR_STEPS = ("preflight", "extract", "stage_wal", "write_recovery", "stop_app", "stop_postgres", "preserve",
               "swap_in", "start_postgres", "follow_recovery", "start_app", "verify")
@@ -215,6 +211,7 @@ class Plan:
     required_bytes: int = 0
     free_bytes: int = 0
     predicted_seconds: float = 0.0
+    prediction_basis: str = ""  # "from 6 runs on this host since 2026-11-24", or the built-in rates
     steps: tuple[str, ...] = PITR_STEPS
     notes: tuple[str, ...] = field(default_factory=tuple)
 
@@ -232,7 +229,7 @@ class Plan:
             f"  at target    {'pause for inspection' if self.pause_at_target else 'promote'}",
             f"  disk         needs {self.required_bytes} bytes, {self.free_bytes} free",
             f"  the current data directory is kept, renamed {self.data_dir.name}.pre_pitr_<stamp>",
-            f"  predicted    about {self.predicted_seconds:.0f} s",
+            f"  predicted    about {self.predicted_seconds:.0f} s ({self.prediction_basis or 'built-in rates'})",
             "  steps        " + ", ".join(self.steps),
         ]
         return lines + [f"  note         {note}" for note in self.notes]
@@ -261,7 +258,8 @@ class Plan:
             window_earliest=_time(data["window_earliest"]), window_latest=_time(data["window_latest"]),
             pause_at_target=data["pause_at_target"], incident_start=_time(data["incident_start"]),
             required_bytes=data["required_bytes"], free_bytes=data["free_bytes"],
-            predicted_seconds=data["predicted_seconds"], steps=tuple(data["steps"]), notes=tuple(data["notes"]))
+            predicted_seconds=data["predicted_seconds"], prediction_basis=data.get("prediction_basis", ""),
+            steps=tuple(data["steps"]), notes=tuple(data["notes"]))
 
 
 def _time(value: str | None) -> datetime | None:
@@ -422,12 +420,13 @@ def make_plan(config: Config, env: Environment, target: Target, *, clock: Clock,
     else:
         notes.append("archiving is switched off in the restored copy (it must never write into the "
                      "production WAL archive)")
-    predicted = FIXED_SECONDS + backup.size_bytes / EXTRACT_BYTES_PER_SECOND + wal_bytes / REPLAY_BYTES_PER_SECOND
+    rates = measured_rates(config.state_dir)
     return Plan(journey=journey, environment=env.name, config_path=config.path, data_dir=env.data_dir,
                 base_backup=backup, wal_source=source, wal_kind=wal_kind, target=target, created_at=clock.now(),
                 window_earliest=window.earliest, window_latest=window.latest, pause_at_target=pause_at_target,
                 incident_start=incident_start, required_bytes=required, free_bytes=free,
-                predicted_seconds=predicted, notes=tuple(notes))
+                predicted_seconds=rates.predict(backup.size_bytes, wal_bytes), prediction_basis=rates.basis(),
+                notes=tuple(notes))
 
 
 def _wal_bytes(coverage: WalCoverage | None, wal_kind: str, backup: BaseBackup, window: Window,

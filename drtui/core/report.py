@@ -448,9 +448,14 @@ def _configuration(record: RunRecord, config: Config, env: Any) -> list[tuple[st
             ("Data directory", str(plan.get("data_dir") or (env.data_dir if env else "unknown"))),
             ("API_BASE_URL", (env.api_base_url if env else None) or "not configured"),
             ("DRILL_REPORT_DIR", str(config.report_dir))]
-    for key in ("skip_backup", "pause_at_target", "incident_start", "predicted_seconds", "marker"):
+    for key in ("skip_backup", "pause_at_target", "incident_start", "marker"):
         if plan.get(key) not in (None, "", False):
             rows.append((key, str(plan[key])))
+    if plan.get("predicted_seconds"):
+        took = (record.finished_at - record.started_at).total_seconds() if record.finished_at else None
+        achieved = f"; the run took {took:.0f} s" if took is not None else ""
+        rows.append(("Predicted duration", f"{plan['predicted_seconds']:.0f} s "
+                     f"({plan.get('prediction_basis') or 'built-in rates'}){achieved}"))
     return rows
 
 

@@ -1,0 +1,56 @@
+"""The predicted duration comes from this host's finished restores (their journals), else built-in rates."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from drtui.core.clock import FrozenClock
+from drtui.core.events import RunFinished, RunStarted, StepFinished
+from drtui.core.journal import Journal, journal_path
+from drtui.core.prediction import BUILT_IN, measured_rates
+
+GB = 1_000_000_000
+
+
+def write_run(state_dir: Path, clock: FrozenClock, run_id: str, *, backup_bytes: int, wal_bytes: int,
+              extract: float, replay: float, other: float, ok: bool = True, journey: str = "pitr") -> float:
+    """A finished restore's journal: its plan's sizes and each step's seconds; returns how long it took."""
+    journal = Journal(journal_path(state_dir, run_id))
+    start = clock.now()
+    plan = {"base_backup": {"size_bytes": backup_bytes}, "required_bytes": backup_bytes + wal_bytes}
+    journal.append(RunStarted(start, run_id, journey, "staging", ["extract", "follow_recovery"], plan))
+    journal.append(StepFinished(start + timedelta(seconds=extract), "extract", extract))
+    journal.append(StepFinished(start + timedelta(seconds=extract + replay), "follow_recovery", replay))
+    total = extract + replay + other
+    journal.append(RunFinished(start + timedelta(seconds=total), ok))
+    journal.close()
+    clock.advance(3600)
+    return total
+
+
+def test_no_run_means_the_built_in_rates(tmp_path: Path) -> None:
+    rates = measured_rates(tmp_path)
+    assert rates == BUILT_IN
+    assert rates.basis() == "built-in rates (no finished restore on this host yet)"
+
+
+def test_after_three_runs_the_next_is_predicted_within_30_percent(tmp_path: Path) -> None:
+    clock = FrozenClock()
+    first = clock.now()
+    runs = [(30.0, 3.0, 4.0), (33.5, 2.5, 5.0), (31.6, 3.4, 4.4)]  # extract, replay, the rest; same backup
+    for i, (extract, replay, other) in enumerate(runs):
+        write_run(tmp_path, clock, f"run{i}-pitr-staging", backup_bytes=2 * GB, wal_bytes=GB // 2,
+                  extract=extract, replay=replay, other=other)
+    write_run(tmp_path, clock, "failed-pitr-staging", backup_bytes=2 * GB, wal_bytes=GB // 2, extract=1, replay=1,
+              other=500, ok=False)  # a failed run says nothing about the rates
+    write_run(tmp_path, clock, "dump-staging", backup_bytes=GB, wal_bytes=0, extract=1, replay=1, other=1,
+              journey="staging")
+    rates = measured_rates(tmp_path)
+    assert rates.runs == 3 and rates.since == first
+    assert rates.basis() == f"from 3 runs on this host since {first:%Y-%m-%d}"
+    achieved = 31.9 + 3.1 + 4.6  # the fourth run on the same backup
+    assert abs(rates.predict(2 * GB, GB // 2) - achieved) / achieved < 0.3
+    assert abs(BUILT_IN.predict(2 * GB, GB // 2) - achieved) / achieved > 0.3  # the fixed rates were off
+    bigger = rates.predict(4 * GB, GB)  # twice the data: the variable part doubles, the fixed part does not
+    assert bigger > rates.predict(2 * GB, GB // 2) + 10
