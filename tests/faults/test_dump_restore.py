@@ -233,17 +233,26 @@ def test_terminate_sessions_ends_them_and_journals_each_pid(fault_world: FaultWo
 
 # -- 3. a failed dump restore undoes itself ---------------------------------------------------------------
 
-@pytest.mark.parametrize("line, words", [
-    (b"select 1/0;", ("division by zero",)),
-    (b"select 1; \\! id > {pwned}", ("backslash commands are restricted",))])
-def test_a_dump_failing_half_way_puts_staging_back(fault_world: FaultWorld, line: bytes,
-                                                   words: tuple[str, ...]) -> None:
+def _before_completion(sql: bytes, line: bytes) -> bytes:
+    end = sql.index(b"--\n-- PostgreSQL database dump complete")
+    return sql[:end] + line + b"\n" + sql[end:]
+
+
+@pytest.mark.parametrize("forge, words", [
+    (lambda sql, pwned: _insert_after_first_copy(sql, b"select 1/0;"), ("division by zero",)),
+    (lambda sql, pwned: _insert_after_first_copy(sql, b"select 1; \\! id > " + pwned),
+     ("backslash commands are restricted",)),
+    (lambda sql, pwned: _before_completion(sql, b"drop table public.invoices;"),
+     ("verification failed", "invoices", "renamed", "back to")),
+], ids=["sql_error_half_way", "shell_command_mid_line", "verify_fails_after_uploads"])
+def test_a_failed_dump_restore_puts_staging_back(fault_world: FaultWorld, forge, words: tuple[str, ...]) -> None:
     world = fault_world
     uploads = _plant_upload(world)
     pwned = world.sandbox.root / "pwned.txt"
-    forged = _forged(world, _insert_after_first_copy(_sql(world), line.replace(b"{pwned}", str(pwned).encode())))
+    forged = _forged(world, forge(_sql(world), str(pwned).encode()))
     result = _restore(world, env={"BACKUP_FILE": str(forged), "UPLOADS_ARCHIVE": str(_uploads(world))})
-    assert_message(result, *words, "the restore undid itself", "back from the pre-restore dump", code=1)
+    assert_message(result, *words, "the restore undid itself", "back from the pre-restore dump", "as before",
+                   code=1)
     assert not pwned.exists()
     assert world.sentinel.present()
     assert tree_digest(_staging_uploads(world)) == uploads
