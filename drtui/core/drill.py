@@ -7,6 +7,8 @@ The steps, in the journal's names:
                   decide the verdict, as the report does not count them either);
  2. `marker`      a row in `dr_drill_markers` (id, drill_id unique, created_at) of the SOURCE database
                   (production, where the backups come from), created if missing; the drill id is the run id;
+                  a dr_drill_markers of another shape (an older drill script's) is left alone and the marker
+                  goes into drtui_drill_markers;
  3. `backup`      a fresh base backup of the source, unless SKIP_BACKUP (then the newest that reaches the target)
                   or BASE_BACKUP names one;
  4. `plan`        the target, the source's row counts at it, the WAL that covers it archived, the restore planned

@@ -290,3 +290,38 @@ def test_rollback_puts_a_dump_restore_back_and_old_safety_copies_age_out(fault_w
     assert staging.uploads_dir is not None
     world.unchanged()
     assert leftovers(world.sandbox) == []
+
+
+def _custom_dump(world: FaultWorld, name: str = f"cleaning_{STAMP}.dump") -> Path:
+    production = world.sandbox.env("production")
+    path = world.sandbox.root / "forged" / name
+    path.parent.mkdir(exist_ok=True)
+    subprocess.run([str(production.pg_bin / "pg_dump"), "-Fc", "-h", production.host, "-p", str(production.port),
+                    "-U", production.user, "-d", production.database, "-f", str(path)], check=True,
+                   env={"PGPASSWORD": production.password() or ""})
+    return path
+
+
+def test_a_truncated_custom_format_dump_is_refused(refusal_world: FaultWorld) -> None:
+    world = refusal_world
+    uploads = _plant_upload(world)
+    dump = _custom_dump(world)
+    dump.write_bytes(dump.read_bytes()[: dump.stat().st_size // 2])
+    result = _restore(world, env={"BACKUP_FILE": str(dump)})
+    assert_message(result, str(dump), "cannot be read to its end", "do not restore from it", code=2)
+    _assert_untouched(world, uploads)
+
+
+def test_custom_format_and_a_dump_named_on_purpose_restore(fault_world: FaultWorld) -> None:
+    world = fault_world
+    custom = _custom_dump(world)
+    expected = world.sandbox.counts("production")
+    done = _restore(world, env={"BACKUP_FILE": str(custom)})
+    assert done.exit_code == 0, done.output
+    assert "a pg_dump archive" in done.output
+    assert world.sandbox.counts("staging") == expected
+    other = _forged(world, _sql(world), name=f"otherdb_{STAMP}.sql.gz")
+    named = _restore(world, "--source-database", "otherdb", env={"BACKUP_FILE": str(other)})
+    assert named.exit_code == 0, named.output
+    world.unchanged()
+    assert leftovers(world.sandbox) == []
