@@ -172,7 +172,7 @@ def _run(approved: ApprovedPlan, journal: Journal, clock: Clock, cancel: threadi
     ticker.join()
     done_names = {r.name for r in result.steps}
     result.steps += [StepRecord(s.name, s.title, "not run") for s in steps if s.name not in done_names]
-    result.recovered_to = plan.dump_time if is_dump else ctx.recovered_to
+    result.recovered_to = (None if failure else plan.dump_time) if is_dump else ctx.recovered_to
     result.paused = ctx.paused
     result.checks = [{"name": c.name, "outcome": c.outcome, "detail": c.detail} for c in ctx.checks]
     result.rpo = ctx.facts.get("rpo")

@@ -244,7 +244,9 @@ def _before_completion(sql: bytes, line: bytes) -> bytes:
      ("backslash commands are restricted",)),
     (lambda sql, pwned: _before_completion(sql, b"drop table public.invoices;"),
      ("verification failed", "invoices", "renamed", "back to")),
-], ids=["sql_error_half_way", "shell_command_mid_line", "verify_fails_after_uploads"])
+    (lambda sql, pwned: _insert_after_first_copy(sql, b"copy (select 1) to '/root/drtui-denied.txt';"),
+     ("Permission denied", "/root/drtui-denied.txt", "run as 'postgres'")),
+], ids=["sql_error_half_way", "shell_command_mid_line", "verify_fails_after_uploads", "permission_denied"])
 def test_a_failed_dump_restore_puts_staging_back(fault_world: FaultWorld, forge, words: tuple[str, ...]) -> None:
     world = fault_world
     uploads = _plant_upload(world)
@@ -254,6 +256,7 @@ def test_a_failed_dump_restore_puts_staging_back(fault_world: FaultWorld, forge,
     assert_message(result, *words, "the restore undid itself", "back from the pre-restore dump", "as before",
                    code=1)
     assert not pwned.exists()
+    assert "recovered to" not in result.output
     assert world.sentinel.present()
     assert tree_digest(_staging_uploads(world)) == uploads
     world.unchanged()

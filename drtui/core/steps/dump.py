@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import os
+import pwd
 import secrets
 import shutil
 import subprocess
@@ -58,6 +59,18 @@ def _client_env(env: Environment) -> dict[str, str]:
 
 def _client(env: Environment, name: str, *args: str) -> list[str]:
     return [str(env.pg_bin / name), "-h", env.host, "-p", str(env.port), "-U", env.user, "--no-password", *args]
+
+
+def _unprivileged(env: Environment, argv: list[str]) -> list[str]:
+    """A dump loader never runs as root: as os_user, or `nobody` on a host without that user (a compose host);
+    a drtui that is not root runs it as itself."""
+    if os.geteuid() != 0:
+        return argv
+    try:
+        pwd.getpwnam(env.os_user)
+    except KeyError:
+        return as_user("nobody", argv)
+    return as_user(env.os_user, argv)
 
 
 def _failed(what: str, stderr: bytes, env: Environment) -> StepError:
@@ -122,7 +135,7 @@ def load_dump(ctx: StepContext | None, env: Environment, dump: Path, dump_format
         argv = _client(env, "pg_restore", "--exit-on-error", "-d", env.database)
     else:
         argv = _client(env, "psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", env.database)
-    proc = subprocess.Popen(as_user(env.os_user, argv), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(_unprivileged(env, argv), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, env=_client_env(env), cwd="/")
     assert proc.stdin and proc.stderr
     report = ctx.progress_reporter(RestoreDatabase.name, "bytes") if ctx else None
@@ -242,7 +255,7 @@ class RestoreDatabase(Step):
         done = load_dump(ctx, env, ctx.plan.dump_file, ctx.facts["dump_format"],
                          restricted=ctx.facts["restrict_key"] is not None)
         ctx.log(self.name, f"restored {done} bytes of {ctx.facts['dump_format']} dump into {env.database} "
-                f"(as {env.os_user})")
+                "(never as root)")
 
     def undo(self, ctx: StepContext) -> str | None:
         if not ctx.facts.get("database_replaced"):
