@@ -54,6 +54,12 @@ def _sql(world: FaultWorld) -> bytes:
     return gzip.decompress(_dump(world).read_bytes())
 
 
+def _without_restrict(sql: bytes) -> bytes:
+    """The dump as pg_dump before 15.14 wrote it: without its \\restrict and \\unrestrict lines."""
+    return b"".join(line for line in sql.splitlines(keepends=True) if not line.startswith((b"\\restrict ",
+                                                                                          b"\\unrestrict ")))
+
+
 def _insert_after_first_copy(sql: bytes, line: bytes) -> bytes:
     """The dump with `line` after its first COPY block: half of the data is loaded when it runs."""
     end = sql.index(b"\n\\.\n") + len(b"\n\\.\n")
@@ -92,11 +98,15 @@ def _plant_upload(world: FaultWorld) -> dict[str, str]:
 
 # -- 1. a dump is data, never a program -----------------------------------------------------------------
 
-def test_a_dump_carrying_a_shell_command_is_refused_with_nothing_run(refusal_world: FaultWorld) -> None:
+@pytest.mark.parametrize("forge", [
+    lambda sql, line: sql.replace(b"\n\\restrict ", b"\n" + line + b"\n\\restrict ", 1),
+    lambda sql, line: _insert_after_first_copy(_without_restrict(sql), line),
+], ids=["before_its_restrict_line", "in_a_dump_without_restrict"])
+def test_a_dump_carrying_a_shell_command_is_refused_with_nothing_run(refusal_world: FaultWorld, forge) -> None:
     world = refusal_world
     uploads = _plant_upload(world)
     pwned = world.sandbox.root / "pwned.txt"
-    forged = _forged(world, _insert_after_first_copy(_sql(world), f"\\! id > {pwned}".encode()))
+    forged = _forged(world, forge(_sql(world), f"\\! id > {pwned}".encode()))
     result = _restore(world, env={"BACKUP_FILE": str(forged), "UPLOADS_ARCHIVE": str(_uploads(world))})
     assert_message(result, str(forged), "line", "\\! id", "never writes", "do not restore this file", code=2)
     assert not pwned.exists()
@@ -104,7 +114,8 @@ def test_a_dump_carrying_a_shell_command_is_refused_with_nothing_run(refusal_wor
     _assert_untouched(world, uploads)
 
 
-@pytest.mark.parametrize("line", [b"\\unrestrict {key}", b"select 1; \\unrestrict {key} \\! id"])
+@pytest.mark.parametrize("line", [b"\\unrestrict {key}", b"select 1; \\unrestrict {key} \\! id"],
+                         ids=["own_line", "mid_line_then_shell"])
 def test_a_dump_leaving_psql_restricted_mode_early_is_refused(refusal_world: FaultWorld, line: bytes) -> None:
     world = refusal_world
     uploads = _plant_upload(world)
@@ -240,7 +251,7 @@ def _before_completion(sql: bytes, line: bytes) -> bytes:
 
 @pytest.mark.parametrize("forge, words", [
     (lambda sql, pwned: _insert_after_first_copy(sql, b"select 1/0;"), ("division by zero",)),
-    (lambda sql, pwned: _insert_after_first_copy(sql, b"select 1; \\! id > " + pwned),
+    (lambda sql, pwned: _insert_after_first_copy(_without_restrict(sql), b"select 1; \\! id > " + pwned),
      ("backslash commands are restricted",)),
     (lambda sql, pwned: _before_completion(sql, b"drop table public.invoices;"),
      ("verification failed", "invoices", "renamed", "back to")),
