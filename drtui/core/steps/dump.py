@@ -51,9 +51,12 @@ KEEP_SAFETY_COPIES = 3
 PRE_RESTORE = "pre_restore"
 
 
-def _client_env(env: Environment) -> dict[str, str]:
+def _client_env(env: Environment, bounded: bool = True) -> dict[str, str]:
+    """libpq's environment; `bounded` caps every statement of drtui's own sessions (a dump being loaded sets
+    its own statement_timeout, as pg_dump does)."""
     password = env.password()
-    return {**os.environ, "PGCONNECT_TIMEOUT": "10", "PGOPTIONS": f"-c statement_timeout={STATEMENT_TIMEOUT}",
+    return {**os.environ, "PGCONNECT_TIMEOUT": "10",
+            **({"PGOPTIONS": f"-c statement_timeout={STATEMENT_TIMEOUT}"} if bounded else {}),
             **({"PGPASSWORD": password} if password else {})}
 
 
@@ -113,6 +116,15 @@ def _drop(env: Environment, *, force: bool) -> None:
     _psql_admin(env, f'drop database if exists "{env.database}"' + (" with (force)" if force else ""))
 
 
+def _drop_half_restored(env: Environment) -> str:
+    """Drop a database drtui restored itself, ending the sessions on it (the app's, after a failed verify);
+    returns the sessions it ended, in words."""
+    ended = other_sessions(env)
+    _drop(env, force=True)
+    return f"; ended the sessions on the database it replaced: {', '.join(s.describe() for s in ended)}" \
+        if ended else ""
+
+
 def _create(env: Environment) -> None:
     _psql_admin(env, f'create database "{env.database}"')
 
@@ -136,7 +148,7 @@ def load_dump(ctx: StepContext | None, env: Environment, dump: Path, dump_format
     else:
         argv = _client(env, "psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", env.database)
     proc = subprocess.Popen(_unprivileged(env, argv), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, env=_client_env(env), cwd="/")
+                            stderr=subprocess.PIPE, env=_client_env(env, bounded=False), cwd="/")
     assert proc.stdin and proc.stderr
     report = ctx.progress_reporter(RestoreDatabase.name, "bytes") if ctx else None
     total = ctx.facts.get("dump_bytes") if ctx else None
@@ -169,14 +181,14 @@ def load_dump(ctx: StepContext | None, env: Environment, dump: Path, dump_format
 
 def put_back(env: Environment, saved: Path, tables: int | None) -> str:
     """Replace the database with a pre-restore dump and check it holds the tables it held; says what it did."""
-    _drop(env, force=True)
+    ended = _drop_half_restored(env)
     _create(env)
     load_dump(None, env, saved, "plain", restricted=_carries_restrict(saved))
     now = _user_tables(env)
     if tables is not None and now != tables:
         raise StepError(f"{env.database} was loaded from {saved} but holds {now} tables, not {tables} as before",
                         f"look at the database; the pre-restore dump is {saved}")
-    return f"the database {env.database} is back from the pre-restore dump {saved} ({now} tables, as before)"
+    return f"the database {env.database} is back from the pre-restore dump {saved} ({now} tables, as before){ended}"
 
 
 class DumpPreflight(Step):
@@ -263,8 +275,8 @@ class RestoreDatabase(Step):
         saved = ctx.facts.get("pre_restore_dump")
         if saved:
             return put_back(ctx.env, Path(saved), ctx.facts.get("tables_before"))
-        _drop(ctx.env, force=True)
-        return f"dropped the half-restored database {ctx.env.database} (it did not exist before the restore)"
+        ended = _drop_half_restored(ctx.env)
+        return f"dropped the half-restored database {ctx.env.database} (it did not exist before the restore){ended}"
 
 
 class RestoreUploads(Step):
