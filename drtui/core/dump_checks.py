@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import tarfile
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -88,36 +89,63 @@ def check_dump(path: Path, env: Environment, source_database: str | None = None)
 
 def _scan_plain(path: Path) -> str | None:
     """Refuse any psql meta-command outside COPY data other than pg_dump's one `\\restrict` and its
-    `\\unrestrict` at the end, any use of their key elsewhere, and whole-database statements."""
+    `\\unrestrict` at the end, any use of their key elsewhere, and whole-database statements. Returns the key.
+    COPY data (nearly all of a dump) is skipped with a search for its end, not line by line."""
     key: bytes | None = None
     unrestricted = False
-    in_copy = False
-    with gzip.open(path, "rb") as sql:
-        for number, raw in enumerate(sql, 1):
-            line = raw.rstrip(b"\r\n")
-            if in_copy:
-                in_copy = line != COPY_END
-                continue
-            stripped = line.lstrip()
-            if unrestricted and stripped and not stripped.startswith(b"--"):
-                _refuse_line(path, number, line, "comes after the dump's closing \\unrestrict")
-            restrict = RESTRICT_LINE.fullmatch(stripped)
-            if restrict and restrict[1] == b"restrict" and key is None:
-                key = restrict[2]
-                continue
-            if restrict and restrict[1] == b"unrestrict" and restrict[2] == key:
-                unrestricted = True
-                continue
-            if stripped.startswith(b"\\connect") or stripped.startswith(b"\\c "):
-                raise DumpRefused(f"{path}: line {number} switches to another database ({_shown(line)})",
-                                  "take the dump without -C (pg_dump -d DATABASE), for the staging database")
-            if stripped.startswith(b"\\") or (key and key in line):
-                _refuse_line(path, number, line, "is a psql command pg_dump never writes")
-            if WHOLE_DATABASE.match(line):
-                raise DumpRefused(f"{path}: line {number} acts on a whole database ({_shown(line)})",
-                                  "take the dump without -C (pg_dump -d DATABASE), for the staging database")
-            in_copy = COPY_START.fullmatch(line) is not None
+    for number, line in _sql_lines(path):
+        stripped = line.lstrip()
+        if unrestricted and stripped and not stripped.startswith(b"--"):
+            _refuse_line(path, number, line, "comes after the dump's closing \\unrestrict")
+        restrict = RESTRICT_LINE.fullmatch(stripped)
+        if restrict and restrict[1] == b"restrict" and key is None:
+            key = restrict[2]
+            continue
+        if restrict and restrict[1] == b"unrestrict" and restrict[2] == key:
+            unrestricted = True
+            continue
+        if stripped.startswith(b"\\connect") or stripped.startswith(b"\\c "):
+            raise DumpRefused(f"{path}: line {number} switches to another database ({_shown(line)})",
+                              "take the dump without -C (pg_dump -d DATABASE), for the staging database")
+        if stripped.startswith(b"\\") or (key and key in line):
+            _refuse_line(path, number, line, "is a psql command pg_dump never writes")
+        if WHOLE_DATABASE.match(line):
+            raise DumpRefused(f"{path}: line {number} acts on a whole database ({_shown(line)})",
+                              "take the dump without -C (pg_dump -d DATABASE), for the staging database")
     return key.decode() if key else None
+
+
+def _sql_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    """(line number, line) of a gzipped plain dump, without the data lines of its COPY blocks."""
+    data, start, number, eof, in_copy = b"", 0, 1, False, False
+    with gzip.open(path, "rb") as sql:
+        while True:
+            if in_copy:
+                marker = COPY_END + b"\n"
+                found = start if data.startswith(marker, start) else data.find(b"\n" + marker, start)
+                if found >= 0:
+                    after = data.index(marker, found) + len(marker)
+                    number += data.count(b"\n", start, after)
+                    start, in_copy = after, False
+                    continue
+                last = data.rfind(b"\n", start)
+                if last >= 0:  # keep the partial last line: it may be the start of the end marker
+                    number += data.count(b"\n", start, last + 1)
+                    start = last + 1
+            else:
+                end = data.find(b"\n", start)
+                if end >= 0 or (eof and start < len(data)):
+                    end = len(data) if end < 0 else end
+                    line = data[start:end].rstrip(b"\r")
+                    yield number, line
+                    number, start = number + 1, end + 1
+                    in_copy = COPY_START.fullmatch(line) is not None
+                    continue
+            if eof:
+                return
+            chunk = sql.read(CHUNK)
+            eof = not chunk
+            data, start = data[start:] + chunk, 0
 
 
 def _shown(line: bytes) -> str:
