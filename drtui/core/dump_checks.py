@@ -31,7 +31,8 @@ RESTRICT_LINE = re.compile(rb"\\(restrict|unrestrict) ([A-Za-z0-9]+)\s*")
 COPY_START = re.compile(rb"COPY .+ FROM stdin;\s*")
 COPY_END = b"\\."
 WHOLE_DATABASE = re.compile(rb"\s*(CREATE|DROP|ALTER)\s+DATABASE\b", re.IGNORECASE)
-DUMP_NAME = re.compile(r"(?P<database>.+)_\d{8}T\d{6}Z\.(sql\.gz|dump)")
+# `<database>_<stamp>.sql.gz` as `drtui backup dump` names them, and `<database>_<env>_pre_restore_<stamp>.sql.gz`
+DUMP_NAME = re.compile(r"(?P<database>.+?)(_.+_pre_restore)?_\d{8}T\d{6}Z\.(sql\.gz|dump)")
 # Statements of drtui's own sessions never wait longer than this (a lock held on staging, say).
 STATEMENT_TIMEOUT = "30s"
 
