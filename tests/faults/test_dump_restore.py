@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from drtui.core.dump_checks import DumpRefused, check_dump
 from drtui.core.journal import read_events
 from drtui.core.postgres import connect
 from drtui.sandbox import Sandbox
@@ -341,3 +342,13 @@ def test_custom_format_and_a_dump_named_on_purpose_restore(fault_world: FaultWor
     assert named.exit_code == 0, named.output
     world.unchanged()
     assert leftovers(world.sandbox) == []
+
+
+def test_a_pre_restore_dump_counts_as_its_databases(refusal_world: FaultWorld) -> None:
+    world = refusal_world
+    staging = world.sandbox.env("staging")
+    saved = _forged(world, _sql(world), name=f"cleaning_staging_pre_restore_{STAMP}.sql.gz")
+    assert check_dump(saved, staging).format == "plain"
+    other = _forged(world, _sql(world), name=f"cleaning_archive_{STAMP}.sql.gz")
+    with pytest.raises(DumpRefused, match="'cleaning_archive'"):
+        check_dump(other, staging)
