@@ -26,12 +26,17 @@ STAMP = "20260101T000000Z"
 
 
 @pytest.fixture(scope="module")
-def refusal_world() -> Iterator[FaultWorld]:
+def shared_fault_world() -> Iterator[FaultWorld]:
     """One world for the cases refused before anything is touched (they must leave it as it was)."""
     with Sandbox() as sandbox:
-        world = make_fault_world(sandbox)
-        world.before()
-        yield world
+        yield make_fault_world(sandbox)
+
+
+@pytest.fixture
+def refusal_world(shared_fault_world: FaultWorld) -> FaultWorld:
+    """The shared world, fingerprinted at the case's start (production archives WAL meanwhile: archive_timeout)."""
+    shared_fault_world.before()
+    return shared_fault_world
 
 
 def _dump(world: FaultWorld) -> Path:
