@@ -7,6 +7,8 @@ The steps, in the journal's names:
                   decide the verdict, as the report does not count them either);
  2. `marker`      a row in `dr_drill_markers` (id, drill_id unique, created_at) of the SOURCE database
                   (production, where the backups come from), created if missing; the drill id is the run id;
+                  a dr_drill_markers of another shape (an older drill script's) is left alone and the marker
+                  goes into drtui_drill_markers;
  3. `backup`      a fresh base backup of the source, unless SKIP_BACKUP (then the newest that reaches the target)
                   or BASE_BACKUP names one;
  4. `plan`        the target, the source's row counts at it, the WAL that covers it archived, the restore planned
@@ -95,6 +97,8 @@ from drtui.core.runner import PITR_STEPS, RunResult, execute, new_run_id
 
 JOURNEY = "drill"
 MARKER_TABLE = "dr_drill_markers"
+# drtui's own marker table, for when dr_drill_markers exists in another shape (the runbook's shell drill's).
+OWN_MARKER_TABLE = "drtui_drill_markers"
 ARCHIVE_WAIT_SECONDS = 120
 # Writers queue behind the SHARE lock while it waits: never let them wait long.
 LOCK_TIMEOUT = "5s"
@@ -142,6 +146,7 @@ class Marker:
     inserted_after: datetime  # clock_timestamp() just before the insert
     committed_by: datetime  # clock_timestamp() just after its commit
     committed_at: datetime | None  # the exact commit time (track_commit_timestamp=on)
+    table: str = MARKER_TABLE
 
 
 @dataclass
@@ -316,7 +321,8 @@ class _Drill:
         wal = self.request.wal_archive or self.config.wal_archive
         facts: dict[str, Any] = {"journey": JOURNEY, "environment": self.env.name, "source": self.source.name,
                                  "data_dir": str(self.env.data_dir), "wal_source": str(wal),
-                                 "marker": f"{MARKER_TABLE}.drill_id = {self.run_id}",
+                                 "marker": f"{self.marker.table if self.marker else MARKER_TABLE}.drill_id = "
+                                           f"{self.run_id}",
                                  "skip_backup": self.request.skip_backup,
                                  "target": {"kind": "time", "time": self.request.target_time.isoformat()
                                             if self.request.target_time else None}}
@@ -351,22 +357,38 @@ class _Drill:
     # -- 2. marker ----------------------------------------------------------------------------------
     def _insert_marker(self) -> None:
         with connect(self.source) as conn:
+            table = self._marker_table(conn)
             conn.execute(sql.SQL("create table if not exists {} (id bigserial primary key, drill_id text not null "
                                  "unique, created_at timestamptz not null default clock_timestamp())").format(
-                sql.Identifier(MARKER_TABLE)))
+                sql.Identifier(table)))
             before = conn.execute("select clock_timestamp()").fetchone()[0]
             with conn.transaction():
                 row_id, created = conn.execute(
                     sql.SQL("insert into {} (drill_id) values (%s) returning id, created_at").format(
-                        sql.Identifier(MARKER_TABLE)), (self.run_id,)).fetchone()
+                        sql.Identifier(table)), (self.run_id,)).fetchone()
             after = conn.execute("select clock_timestamp()").fetchone()[0]
             committed = None
             if _tracks_commit_times(conn):
                 committed = conn.execute(sql.SQL("select pg_xact_commit_timestamp(xmin) from {} where id = %s").format(
-                    sql.Identifier(MARKER_TABLE)), (row_id,)).fetchone()[0]
-        self.marker = Marker(self.run_id, row_id, created, before, after, committed)
-        self.log("marker", f"{self.source.name}: {MARKER_TABLE} row {row_id}, drill_id {self.run_id!r}, committed "
+                    sql.Identifier(table)), (row_id,)).fetchone()[0]
+        self.marker = Marker(self.run_id, row_id, created, before, after, committed, table)
+        self.log("marker", f"{self.source.name}: {table} row {row_id}, drill_id {self.run_id!r}, committed "
                  + (f"at {committed.isoformat()}" if committed else f"by {after.isoformat()}"))
+
+    def _marker_table(self, conn: psycopg.Connection) -> str:
+        """dr_drill_markers, unless it exists in a shape the drill cannot insert into (an older drill script's
+        table): then drtui's own table, and the journal says why."""
+        problem = _marker_shape_problem(conn, MARKER_TABLE)
+        if problem is None:
+            return MARKER_TABLE
+        own = _marker_shape_problem(conn, OWN_MARKER_TABLE)
+        if own is not None:
+            raise DrillStepError(f"{self.source.name}: neither {MARKER_TABLE} ({problem}) nor {OWN_MARKER_TABLE} "
+                                 f"({own}) can hold the drill's marker",
+                                 f"drop or rename {OWN_MARKER_TABLE} (drtui creates it in its own shape)")
+        self.log("marker", f"{self.source.name}: {MARKER_TABLE} exists in another shape ({problem}): the marker "
+                 f"goes into {OWN_MARKER_TABLE}")
+        return OWN_MARKER_TABLE
 
     # -- 3. base backup -----------------------------------------------------------------------------
     def _backup(self) -> None:
@@ -460,8 +482,9 @@ class _Drill:
                                  "the restored data cannot be checked while it may change; drill again later")
         tables = list(self.source.sample_tables)
         with connect(self.env) as conn:
-            present = conn.execute("select to_regclass(%s) is not null", (MARKER_TABLE,)).fetchone()[0] and (
-                conn.execute(sql.SQL("select 1 from {} where drill_id = %s").format(sql.Identifier(MARKER_TABLE)),
+            table = self.marker.table
+            present = conn.execute("select to_regclass(%s) is not null", (table,)).fetchone()[0] and (
+                conn.execute(sql.SQL("select 1 from {} where drill_id = %s").format(sql.Identifier(table)),
                              (self.marker.drill_id,)).fetchone() is not None)
             restored = {t: conn.execute(sql.SQL("select count(*) from {}").format(sql.Identifier(t))).fetchone()[0]
                         for t in tables}
@@ -574,6 +597,30 @@ def _describe(exc: BaseException) -> tuple[str, str]:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return f"PostgreSQL: {reason}", "read the server log of the environment named"
     return f"{type(exc).__name__}: {exc}", "an unexpected error in drtui; the journal holds the steps done so far"
+
+
+def _marker_shape_problem(conn: psycopg.Connection, table: str) -> str | None:
+    """Why the drill cannot use `table` as its marker table (None: it can, or the table does not exist yet):
+    it needs id and created_at filled by defaults, a text drill_id, and no other column the insert must fill."""
+    rows = conn.execute("select attname, format_type(atttypid, atttypmod), attnotnull, atthasdef or attidentity <> '' "
+                        "from pg_attribute where attrelid = to_regclass(%s) and attnum > 0 and not attisdropped",
+                        (table,)).fetchall()
+    if not rows:
+        return None
+    columns = {name: (kind, required, defaulted) for name, kind, required, defaulted in rows}
+    wanted = {"id": ("bigint", "integer"), "drill_id": ("text", "character varying"),
+              "created_at": ("timestamp with time zone",)}
+    for name, kinds in wanted.items():
+        if name not in columns:
+            return f"no {name} column"
+        if not columns[name][0].startswith(kinds):
+            return f"column {name} is {columns[name][0]}, not {kinds[0]}"
+    for name in ("id", "created_at"):
+        if not columns[name][2]:
+            return f"column {name} has no default"
+    extra = sorted(name for name, (_, required, defaulted) in columns.items()
+                   if name not in wanted and required and not defaulted)
+    return f"column {extra[0]} must be filled and the drill does not know it" if extra else None
 
 
 def _tracks_commit_times(conn: psycopg.Connection) -> bool:

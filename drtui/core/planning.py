@@ -513,6 +513,8 @@ class DumpPlan:
     incident_start: datetime | None = None
     steps: tuple[str, ...] = DUMP_STEPS
     pause_at_target: bool = False
+    source_database: str | None = None  # a dump of another database, named on purpose (--source-database)
+    terminate_sessions: bool = False  # end the sessions on the database (--terminate-sessions)
 
     def describe(self) -> list[str]:
         return [
@@ -533,7 +535,9 @@ class DumpPlan:
                    data_dir=Path(data["data_dir"]), dump_file=Path(data["dump_file"]),
                    uploads_archive=Path(data["uploads_archive"]) if data["uploads_archive"] else None,
                    created_at=datetime.fromisoformat(data["created_at"]), dump_time=_time(data["dump_time"]),
-                   incident_start=_time(data["incident_start"]), steps=tuple(data["steps"]))
+                   incident_start=_time(data["incident_start"]), steps=tuple(data["steps"]),
+                   source_database=data.get("source_database"),
+                   terminate_sessions=data.get("terminate_sessions", False))
 
 
 def make_dump_plan(config: Config, env: Environment, *, clock: Clock, dump_file: Path | None = None,

@@ -10,6 +10,7 @@ from pathlib import Path
 from drtui.core.backends import backend_for
 from drtui.core.clock import Clock, stamp
 from drtui.core.config import Config, Environment
+from drtui.core.dump_rollback import roll_back_dump
 from drtui.core.errors import DrError
 from drtui.core.events import Event, StepLogged
 from drtui.core.lock import EnvLock
@@ -41,6 +42,8 @@ def roll_back(config: Config, env: Environment, clock: Clock,
     The run has a journal of its own (journey "rollback"); a refusal leaves none."""
     backend = backend_for(env, config.state_dir)
     preserved = backend.preserved()
+    if dumped := roll_back_dump(config, env, clock, preserved, listener):
+        return dumped
     if not preserved:
         data_dir = backend.data_dir
         raise NothingToRollBack(f"no preserved data directory beside {data_dir} ({data_dir.name}.pre_pitr_*)",

@@ -38,6 +38,7 @@ from drtui.core.lock import EnvLock
 from drtui.core.planning import DumpPlan
 from drtui.core.steps import Step, StepContext
 from drtui.core.steps.dump import DumpPreflight, PreRestoreDump, RestoreDatabase, RestoreUploads
+from drtui.core.steps.dump import recover as recover_dump
 from drtui.core.steps.pitr import (
     ExtractBaseBackup,
     Preflight,
@@ -172,7 +173,7 @@ def _run(approved: ApprovedPlan, journal: Journal, clock: Clock, cancel: threadi
     ticker.join()
     done_names = {r.name for r in result.steps}
     result.steps += [StepRecord(s.name, s.title, "not run") for s in steps if s.name not in done_names]
-    result.recovered_to = plan.dump_time if is_dump else ctx.recovered_to
+    result.recovered_to = (None if failure else plan.dump_time) if is_dump else ctx.recovered_to
     result.paused = ctx.paused
     result.checks = [{"name": c.name, "outcome": c.outcome, "detail": c.detail} for c in ctx.checks]
     result.rpo = ctx.facts.get("rpo")
@@ -198,15 +199,7 @@ def _run(approved: ApprovedPlan, journal: Journal, clock: Clock, cancel: threadi
 def _recover(ctx: StepContext, failed: Step, completed: list[Step], hint: str, result: RunResult) -> str:
     """Undo what can be undone automatically; return the hint the operator reads."""
     if isinstance(ctx.plan, DumpPlan):
-        for step in [failed, *reversed(completed)]:
-            with contextlib.suppress(Exception):
-                done = step.undo(ctx)
-                if done:
-                    ctx.log(step.name, done)
-        saved = ctx.facts.get("pre_restore_dump")
-        return (f"{hint + '. ' if hint else ''}" + (f"The database as it was before is saved in {saved}: restore it "
-                f"with `gunzip -c {saved} | psql -d {ctx.env.database}` after recreating the database"
-                if saved else "There was no database to save before the restore"))
+        return recover_dump(ctx, failed, completed, hint, result)
     if any(step.commits for step in completed):
         where = f"; the previous data directory is kept at {ctx.preserved}" if ctx.preserved else ""
         return (f"{hint + '. ' if hint else ''}The restored cluster is in place{where}. To put the old data back: "

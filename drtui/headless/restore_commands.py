@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -33,6 +34,7 @@ from drtui.core.postgres import current_user
 from drtui.core.promote import advance, promote
 from drtui.core.rollback import roll_back
 from drtui.core.runner import execute, new_run_id
+from drtui.core.steps.dump import check_inputs as check_dump_inputs
 from drtui.headless.common import env_option, handle_errors, json_option, pass_context, record_options
 from drtui.headless.output import ExitCode, err, out, out_json
 from drtui.headless.printer import EventPrinter, summary_lines
@@ -90,6 +92,8 @@ def pitr(ctx, target_time, recovery_target, target_lsn, target_xid, target_name,
 @click.option("--uploads-archive", envvar="UPLOADS_ARCHIVE", type=click.Path(path_type=Path), default=None,
               help="The uploads_*.tar.gz to restore (UPLOADS_ARCHIVE); default: the newest.")
 @click.option("--incident-start", default=None, help="When the incident began: the RTO clock starts there.")
+@click.option("--source-database", default=None, help="Allow a dump of this other database (named on purpose).")
+@click.option("--terminate-sessions", is_flag=True, help="End the sessions on the database (journaled by pid).")
 @click.option("--dry-run", is_flag=True, help="Print the plan and stop.")
 @click.option("--yes", is_flag=True, help="Confirm, like CONFIRM_STAGING_RESTORE=YES.")
 @click.option("--report", "write_record", is_flag=True, help="Write the run's DR drill record to report_dir.")
@@ -98,15 +102,18 @@ def pitr(ctx, target_time, recovery_target, target_lsn, target_xid, target_name,
 @json_option
 @pass_context
 @handle_errors
-def staging(ctx, backup_file, uploads_archive, incident_start, dry_run, yes, write_record, operator, reviewer,
-            env_name, as_json) -> None:
+def staging(ctx, backup_file, uploads_archive, incident_start, source_database, terminate_sessions, dry_run, yes,
+            write_record, operator, reviewer, env_name, as_json) -> None:
     """Restore a dump and uploads archive into staging (restore_to_staging.sh)."""
     clock = SystemClock()
     config = ctx.config(env_name)
     env = config.environment(env_name)
     incident = parse_target_time(incident_start, clock) if incident_start else None
-    plan = make_dump_plan(config, env, clock=clock, dump_file=backup_file, uploads_archive=uploads_archive,
-                          incident_start=incident)
+    plan = dataclasses.replace(make_dump_plan(config, env, clock=clock, dump_file=backup_file,
+                                              uploads_archive=uploads_archive, incident_start=incident),
+                               source_database=source_database, terminate_sessions=terminate_sessions)
+    if not dry_run:
+        check_dump_inputs(plan, env)
     sys.exit(print_or_run(plan, "staging", config, env, env_name, dry_run=dry_run, yes=yes, as_json=as_json,
                           record=Record(operator or current_user(), reviewer) if write_record else None))
 
