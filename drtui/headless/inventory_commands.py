@@ -16,6 +16,7 @@ from drtui.core.inventory import Inventory, scan
 from drtui.core.models import Window, format_lsn
 from drtui.headless.common import env_option, handle_errors, json_option, pass_context
 from drtui.headless.output import out, out_json
+from drtui.headless.printer import interrupted_lines
 
 
 def _when(moment: datetime | None) -> str:
@@ -142,9 +143,11 @@ def status(ctx, check: bool, as_json: bool, watch: bool) -> None:
             inv = scan(config, clock=clock)
         except DrError as exc:
             inventory_error = exc.title
+    interrupted = core_status.interrupted_runs(config)
     if as_json:
         data: dict = {"level": level.name, "code": int(level), "summary": summary,
                       "heartbeats": [s.as_json() for s in states]}
+        data["interrupted_runs"] = [run.as_json() for run in interrupted]
         if inv is not None:
             full = inv.as_json()
             data["newest"] = {"base_backup": full["base_backups"][0] if inv.base_backups else None,
@@ -185,5 +188,7 @@ def status(ctx, check: bool, as_json: bool, watch: bool) -> None:
                 out(f"  problem: {problem.path}: {problem.message}")
         if inventory_error:
             out(f"inventory: {inventory_error}")
+        for line in interrupted_lines(interrupted):
+            out(line)
     if check:
         sys.exit(int(level))

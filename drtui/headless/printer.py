@@ -23,6 +23,7 @@ from drtui.core.events import (
     StepStarted,
 )
 from drtui.core.secrets import redact
+from drtui.core.status import InterruptedRun
 
 QUIET_SECONDS = 10.0  # off a terminal: at most one progress (or RTO clock) line this often within a step
 
@@ -158,4 +159,13 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
     lines.append(f"  journal       {summary['journal']}")
     if summary.get("report"):
         lines.append(f"  report        {summary['report']}")
+    return lines
+
+
+def interrupted_lines(runs: list[InterruptedRun]) -> list[str]:
+    """`drtui status`'s section on runs that were killed before their end: what happened, what to do."""
+    lines = []
+    for run in runs:
+        lines += ["", f"Interrupted run ({run.environment})", *(f"  {line}" for line in run.describe()),
+                  f"  next: {run.what_to_do()}"]
     return lines
