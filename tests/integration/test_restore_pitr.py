@@ -125,7 +125,7 @@ def test_pitr_to_a_time_keeps_the_old_data_byte_for_byte_and_rollback_brings_it_
     rolled = run_drtui("rollback", "--env", "staging", "--json", config=sandbox.config_path)
     assert rolled.exit_code == 0, rolled.output
     assert marker in world.staging_ids()
-    assert Path(json.loads(rolled.stdout)["set_aside"]).name.startswith("data.failed_")
+    assert Path(json.loads(rolled.stdout)["set_aside"]).name.startswith("data.replaced_")
     assert not preserved.exists()
     # The rollback has a journal of its own, and the newest restore is still what `drtui report` records.
     events = read_events(Path(json.loads(rolled.stdout)["journal"]))
