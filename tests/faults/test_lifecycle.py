@@ -20,8 +20,10 @@ from pathlib import Path
 
 import pytest
 
+from drtui.core.clock import SystemClock
 from drtui.core.events import Event, RunFinished, StepFailed, StepLogged, StepStarted
 from drtui.core.journal import read_events
+from drtui.core.lock import EnvLock
 from drtui.sandbox import Sandbox
 from tests.conftest import RUNBOOK_VARIABLES, Result
 from tests.faults.conftest import FaultWorld, assert_message, leftovers, make_fault_world, tree_digest
@@ -345,3 +347,45 @@ def test_a_non_root_user_gets_a_clear_error_not_a_traceback(world: FaultWorld) -
     result = Result(done.returncode, done.stdout, done.stderr)
     assert_message(result, "permission denied", str(state / "locks" / "staging.lock"), "state_dir", code=2)
     assert world.sentinel.present() and half_made(world) == []
+
+
+RACER = """
+import sys, time
+from pathlib import Path
+from drtui.core.clock import SystemClock
+from drtui.core.lock import EnvLock, LockBusy
+lock = EnvLock(Path(sys.argv[1]), "staging")
+time.sleep(max(0.0, float(sys.argv[2]) - time.time()))
+try:
+    lock.acquire("racer", SystemClock())
+except LockBusy:
+    print("busy", flush=True)
+else:
+    print("won", flush=True)
+    time.sleep(1.5)
+    lock.release()
+"""
+
+
+def test_a_dead_holders_lock_is_taken_over_by_exactly_one_of_many_racers(tmp_path: Path) -> None:
+    lock = tmp_path / "locks" / "staging.lock"
+    lock.parent.mkdir()
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    lock.write_text(json.dumps({"pid": dead.pid, "proc_start": "1", "run_id": "crashed", "started_at": "then"}))
+    at = str(time.time() + 2.0)
+    racers = [subprocess.Popen([sys.executable, "-c", RACER, str(tmp_path), at], stdout=subprocess.PIPE, text=True)
+              for _ in range(8)]
+    outcomes = sorted(racer.communicate(timeout=60)[0].strip() for racer in racers)
+    assert outcomes == ["busy"] * 7 + ["won"]
+    assert not lock.exists()  # the winner removed it as it let go
+
+
+def test_a_killed_holders_lock_is_free_at_once(tmp_path: Path) -> None:
+    holder = subprocess.Popen([sys.executable, "-c", RACER, str(tmp_path), str(time.time())],
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout and holder.stdout.readline().strip() == "won"
+    holder.kill()
+    holder.wait()
+    assert EnvLock(tmp_path, "staging").holder() is None
+    assert EnvLock(tmp_path, "staging").acquire("next", SystemClock()).run_id == "next"
