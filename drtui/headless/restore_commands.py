@@ -25,6 +25,7 @@ from drtui.core.postgres import current_user
 from drtui.core.promote import advance, promote
 from drtui.core.rollback import is_production_like, plan_rollback, roll_back
 from drtui.core.runner import execute, new_run_id
+from drtui.core.status import interrupted_run
 from drtui.headless.common import env_option, handle_errors, json_option, pass_context, record_options
 from drtui.headless.output import ExitCode, err, out, out_json
 from drtui.headless.printer import EventPrinter, summary_lines
@@ -292,8 +293,13 @@ def attach(ctx, run: str | None, as_json: bool) -> None:
             printer(event)
             finished = event if isinstance(event, RunFinished) else finished
     if finished is None:
-        out(f"the run in {path} ended without finishing (its process is gone); "
-            "inspect the data directory, and `drtui rollback` if needed")
+        found = interrupted_run(config, config.environment(started.environment)) if started else None
+        if found and found.run_id == started.run_id:
+            for line in [*found.describe(), f"next: {found.what_to_do()}"]:
+                out(line)
+        else:
+            out(f"the run in {path} ended without finishing (its process is gone); "
+                "inspect the data directory, and `drtui rollback` if needed")
         sys.exit(ExitCode.FAILED)
     if as_json:
         out_json(finished.summary or {"ok": finished.ok, "journal": str(path)})

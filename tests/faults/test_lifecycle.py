@@ -65,15 +65,17 @@ def preserved_copy(world: FaultWorld, env: str) -> Iterator[Path]:
         copy.rmdir()
 
 
-def start(world: FaultWorld, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+def start(world: FaultWorld, *args: str, env: dict[str, str] | None = None, group: bool = False
+          ) -> subprocess.Popen:
+    """`drtui ARGS` as a process; with `group`, in a process group of its own, as a terminal's job is."""
     environ = {k: v for k, v in os.environ.items() if k not in RUNBOOK_VARIABLES}
     environ |= {"DRTUI_CONFIG": str(world.config), "CONFIRM_PITR_RESTORE": "YES", **(env or {})}
     return subprocess.Popen([sys.executable, "-m", "drtui", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=environ)
+                            text=True, env=environ, process_group=0 if group else None)
 
 
-def start_restore(world: FaultWorld, *args: str) -> subprocess.Popen:
-    return start(world, "restore", "pitr", "--env", "staging", "--recovery-target", "latest", *args)
+def start_restore(world: FaultWorld, *args: str, group: bool = False) -> subprocess.Popen:
+    return start(world, "restore", "pitr", "--env", "staging", "--recovery-target", "latest", *args, group=group)
 
 
 def journal_of(world: FaultWorld, process: subprocess.Popen) -> Path:
@@ -129,14 +131,20 @@ def assert_fully_undone(world: FaultWorld, result: Result, journal: Path, signal
     wal_source_untouched(world)
 
 
-def test_a_double_ctrl_c_during_replay_ends_in_one_full_undo_and_a_journal_that_says_so(world: FaultWorld) -> None:
-    process = start_restore(world)
+@pytest.mark.parametrize("to_group", [False, True], ids=["to-the-process", "to-its-group-like-a-terminal"])
+def test_a_double_ctrl_c_during_replay_ends_in_one_full_undo_and_a_journal_that_says_so(
+        world: FaultWorld, to_group: bool) -> None:
+    process = start_restore(world, group=to_group)
+
+    def interrupt(signum: int) -> None:  # a terminal's Ctrl-C reaches every process of the foreground job
+        (os.killpg if to_group else os.kill)(process.pid, signum)
+
     wait_for(world, process, started("follow_recovery"))
-    process.send_signal(signal.SIGINT)
+    interrupt(signal.SIGINT)
     # The second Ctrl-C (and a SIGTERM) land while the undo runs: they must not cut it short.
     wait_for(world, process, lambda events: any(isinstance(e, StepFailed) for e in events))
-    process.send_signal(signal.SIGINT)
-    process.send_signal(signal.SIGTERM)
+    interrupt(signal.SIGINT)
+    interrupt(signal.SIGTERM)
     result = finish(process)
     journal = journal_of(world, process)
     assert_fully_undone(world, result, journal, "SIGINT")
@@ -296,6 +304,8 @@ def test_kill_9_mid_extraction_is_named_by_status_and_restore_and_undone_by_roll
     assert_message(again, journal.stem, "interrupted", str(leftover), "drtui rollback --env staging", code=2)
     assert sorted(os.listdir(journal.parent)) == runs  # refused: no journal, nothing touched
     assert leftover.exists() and world.sentinel.present()
+    attached = world.drtui("attach", journal.stem)
+    assert_message(attached, "interrupted", str(leftover), "drtui rollback --env staging", code=1)
 
     rolled = world.drtui("rollback", "--env", "staging", "--json")
     assert rolled.exit_code == 0, rolled.output
