@@ -182,11 +182,12 @@ def _run(approved: ApprovedPlan, journal: Journal, clock: Clock, cancel: threadi
 
     def emit(event: Event) -> None:
         journal.append(event)
-        for each in listeners:
+        for each in list(listeners):
             try:
                 each(event)
-            except OSError:  # the terminal is gone (SIGHUP): the journal goes on
-                listeners.remove(each)
+            except OSError:  # the terminal is gone (SIGHUP): the journal goes on without it
+                with contextlib.suppress(ValueError):  # the RTO ticker's thread may have dropped it already
+                    listeners.remove(each)
 
     started = clock.now()
     rto_start = plan.incident_start or started
@@ -282,12 +283,13 @@ def _recover(ctx: StepContext, failed: Step, completed: list[Step], hint: str, r
         return (f"{hint + '. ' if hint else ''}The restored cluster is in place{where}. To put the old data back: "
                 f"drtui rollback --env {ctx.env.name}")
     ctx.log(failed.name, "undoing the steps done so far (further signals are ignored until this is done)")
-    problems, undone, nothing = [], [], []
+    problems, undone, nothing, not_undone = [], [], [], []
     for step in [failed, *reversed(completed)]:
         try:
             done = step.undo(ctx)
         except Exception as exc:  # keep undoing the others; say what failed
             problems.append(f"{step.name}: {_describe(exc)[0]}")
+            not_undone.append(step.name)
             ctx.log(step.name, f"NOT undone: {problems[-1]}")
             continue
         if done:
@@ -300,8 +302,7 @@ def _recover(ctx: StepContext, failed: Step, completed: list[Step], hint: str, r
             nothing.append(step.name)
     ctx.log(failed.name, "undo finished: " + "; ".join(
         f"{label}: {', '.join(names)}" for label, names in (("undone", undone), ("nothing to undo", nothing),
-                                                           ("NOT undone", [p.split(':')[0] for p in problems]))
-        if names))
+                                                           ("NOT undone", not_undone)) if names))
     if problems:
         return (f"{hint + '. ' if hint else ''}Undoing failed for {'; '.join(problems)}. The old data directory "
                 f"is {ctx.preserved or ctx.backend.data_dir}; put it back with `drtui rollback --env {ctx.env.name}`")
