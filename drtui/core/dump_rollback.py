@@ -58,7 +58,7 @@ def roll_back_dump(config: Config, env: Environment, clock: Clock, preserved: li
                     log(f"{uploads} → {failed} (kept)")
                 os.rename(aside, uploads)
                 log(f"{aside} → {uploads}")
-            result = RollbackResult(env.name, Path(env.database), saved, None, True, run.journal.path)
+            result = RollbackResult(env.name, Path(env.database), saved, None, (), None, True, run.journal.path)
             run.summary = result.as_dict()
         return result
     finally:

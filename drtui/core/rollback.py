@@ -1,20 +1,30 @@
-"""Rollback: put the newest preserved data directory (`<data_dir>.pre_pitr_<stamp>`) back in place. The data
-directory it replaces is kept aside as `<data_dir>.failed_<stamp>`; nothing is ever deleted."""
+"""Rollback: undo the last restore of an environment. Normally it puts the newest preserved data directory
+(`<data_dir>.pre_pitr_<stamp>`) back in place and keeps the one it replaces aside, named for what it was:
+`.replaced_<stamp>` (a restore that finished, or data a previous rollback put back), `.failed_<stamp>` (a
+restore that failed after its cluster was up), `.interrupted_<stamp>` (the copy of a run that was killed).
+
+After a killed run it undoes that run: it puts back the data from before it (the copy that run preserved, not
+merely the newest one; when the run never moved the data, nothing is put back), removes the run's unfinished
+extraction and staged WAL, and starts PostgreSQL (and the app, if the run had stopped it). Nothing else is
+ever deleted. Signals cannot cut a rollback short: it is a few renames and a restart.
+"""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from drtui.core.backends import backend_for
-from drtui.core.clock import Clock, stamp
+from drtui.core.clock import Clock
 from drtui.core.config import Config, Environment
 from drtui.core.dump_rollback import roll_back_dump
 from drtui.core.errors import DrError
-from drtui.core.events import Event, StepLogged
-from drtui.core.lock import EnvLock
-from drtui.core.runner import operation_run
+from drtui.core.events import Event, RunFinished, StepLogged
+from drtui.core.lock import EnvLock, LockBusy
+from drtui.core.runner import SignalGuard, is_operation, new_run_id, operation_run
+from drtui.core.status import InterruptedRun, interrupted_run, newest_run
 
 
 class NothingToRollBack(DrError):
@@ -22,52 +32,124 @@ class NothingToRollBack(DrError):
 
 
 @dataclass(frozen=True)
+class RollbackPlan:
+    """What a rollback will do, said before it moves anything."""
+
+    environment: str
+    data_dir: Path
+    put_back: Path | None  # None: the data directory stays (an interrupted run never moved it)
+    aside_kind: str  # how the data directory in place is named when set aside: replaced, failed, interrupted
+    interrupted: InterruptedRun | None = None
+
+    @property
+    def removes(self) -> tuple[Path, ...]:
+        return self.interrupted.leftovers if self.interrupted else ()
+
+    def describe(self) -> list[str]:
+        lines = [f"undo the interrupted run {self.interrupted.run_id}"] if self.interrupted else []
+        if self.put_back and self.data_dir.exists():
+            lines.append(f"set {self.data_dir} aside as {self.data_dir.name}.{self.aside_kind}_<stamp> "
+                         f"(kept, never deleted)")
+        if self.put_back:
+            lines.append(f"put {self.put_back} back as {self.data_dir}")
+        lines += [f"remove {path} (that run's unfinished copy)" for path in self.removes]
+        lines.append(f"start PostgreSQL on {self.data_dir}")
+        return lines
+
+
+@dataclass(frozen=True)
 class RollbackResult:
     environment: str
     restored: Path
-    from_preserved: Path
+    from_preserved: Path | None
     set_aside: Path | None
+    removed: tuple[Path, ...]
+    interrupted_run: str | None
     started: bool
     journal: Path
 
     def as_dict(self) -> dict:
         return {"ok": True, "environment": self.environment, "data_dir": str(self.restored),
-                "from": str(self.from_preserved), "set_aside": str(self.set_aside) if self.set_aside else None,
+                "from": str(self.from_preserved) if self.from_preserved else None,
+                "set_aside": str(self.set_aside) if self.set_aside else None,
+                "removed": [str(p) for p in self.removed], "interrupted_run": self.interrupted_run,
                 "started": self.started, "journal": str(self.journal)}
+
+
+def is_production_like(env: Environment) -> bool:
+    """Production itself, or an environment whose env file says APP_ENV=prod."""
+    return env.is_production or (env.env_values().get("APP_ENV") or "").lower() in ("prod", "production")
+
+
+def plan_rollback(config: Config, env: Environment) -> RollbackPlan:
+    """What a rollback of `env` would do now; refuses (LockBusy, NothingToRollBack) without touching anything."""
+    holder = EnvLock(config.state_dir, env.name).holder()
+    if holder:
+        raise LockBusy(f"environment {env.name!r} is busy: {holder.describe()} is running",
+                       f"wait for it (`drtui attach {holder.run_id}`), then roll back")
+    backend = backend_for(env, config.state_dir)
+    found = interrupted_run(config, env)
+    if found and found.needs_rollback:
+        return RollbackPlan(env.name, backend.data_dir, found.preserved, "interrupted", found)
+    preserved = backend.preserved()
+    if not preserved:
+        data_dir = backend.data_dir
+        raise NothingToRollBack(f"no preserved data directory beside {data_dir} ({data_dir.name}.pre_pitr_*): "
+                                "there is nothing (more) to roll back", "nothing was changed")
+    return RollbackPlan(env.name, backend.data_dir, preserved[-1], _what_is_in_place(config, env))
+
+
+def _what_is_in_place(config: Config, env: Environment) -> str:
+    newest = newest_run(config.state_dir, env.name)
+    if newest is None or is_operation(newest[0]):
+        return "replaced"
+    finished = [e for e in newest[1] if isinstance(e, RunFinished)]
+    return "failed" if finished and not finished[-1].ok else "replaced"
 
 
 def roll_back(config: Config, env: Environment, clock: Clock,
               listener: Callable[[Event], None] | None = None) -> RollbackResult:
-    """Stop the server, set the current data directory aside, rename the newest preserved one back, start.
-    The run has a journal of its own (journey "rollback"); a refusal leaves none."""
+    """Plan again under the lock, say what will happen, then do it. The run has a journal of its own (journey
+    "rollback"); a refusal leaves none."""
     backend = backend_for(env, config.state_dir)
-    preserved = backend.preserved()
-    if dumped := roll_back_dump(config, env, clock, preserved, listener):
+    found = interrupted_run(config, env)
+    if not (found and found.needs_rollback) and (
+            dumped := roll_back_dump(config, env, clock, backend.preserved(), listener)):
         return dumped
-    if not preserved:
-        data_dir = backend.data_dir
-        raise NothingToRollBack(f"no preserved data directory beside {data_dir} ({data_dir.name}.pre_pitr_*)",
-                                "there is nothing to roll back to")
+    run_id = new_run_id("rollback", env.name, clock)
+    plan = plan_rollback(config, env)
     lock = EnvLock(config.state_dir, env.name)
-    lock.acquire(f"rollback-{stamp(clock.now())}", clock)
+    lock.acquire(run_id, clock)
     try:
-        with operation_run(config.state_dir, "rollback", "Put the preserved data directory back", env.name, clock,
-                           listener) as run:
-            def log(line: str) -> None:
-                run.emit(StepLogged(clock.now(), "rollback", [line]))
+        with SignalGuard(threading.Event()) as guard, operation_run(
+                config.state_dir, "rollback", "Put the data from before the restore back", env.name, clock,
+                listener, run_id=run_id) as run:
+            guard.hold()
 
-            newest = preserved[-1]
-            if backend.server_running():
+            def log(*lines: str) -> None:
+                run.emit(StepLogged(clock.now(), "rollback", list(lines)))
+
+            log(*(f"will {line}" for line in plan.describe()))
+            if backend.server_alive():
                 backend.stop_server()
                 log(f"stopped PostgreSQL on {backend.data_dir}")
-            aside = backend.set_aside(backend.free_stamp(clock.now()))
-            if aside:
-                log(f"{backend.data_dir} → {aside} (kept, never deleted)")
-            backend.put_in_place(newest)
-            log(f"{newest} → {backend.data_dir}")
+            aside = None
+            if plan.put_back:
+                aside = backend.set_aside(backend.free_stamp(clock.now()), plan.aside_kind)
+                if aside:
+                    log(f"{backend.data_dir} → {aside} (kept, never deleted)")
+                backend.put_in_place(plan.put_back)
+                log(f"{plan.put_back} → {backend.data_dir}")
+            for path in plan.removes:
+                backend.discard(path)
+                log(f"removed {path}")
             backend.start_server()
             log("started PostgreSQL")
-            result = RollbackResult(env.name, backend.data_dir, newest, aside, True, run.journal.path)
+            if plan.interrupted and "stop_app" in plan.interrupted.finished_steps:
+                done = backend.start_app()
+                log(f"started the app: {done}" if done else "no start_app_command configured")
+            result = RollbackResult(env.name, backend.data_dir, plan.put_back, aside, plan.removes,
+                                    plan.interrupted.run_id if plan.interrupted else None, True, run.journal.path)
             run.summary = result.as_dict()
         return result
     finally:

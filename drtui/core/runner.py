@@ -4,6 +4,11 @@ back in place, the old server and app started again). After that point it says h
 
 The RTO clock starts at the run's start (or the plan's incident start) and stops at the first healthy
 /readyz that verification saw.
+
+SIGINT, SIGTERM and SIGHUP (the terminal is gone) all stop a run the same way: the step in progress stops at its
+next check, the runner undoes what can be undone, and no further signal can cut that short; the journal says
+what was and was not undone and always ends with RunFinished. A run whose process was killed outright is found
+by the next one (`status.interrupted_run`), which refuses until `drtui rollback` has undone it.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import signal
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -20,7 +26,7 @@ from typing import Any
 
 from drtui.core.backends import backend_for
 from drtui.core.clock import Clock, stamp
-from drtui.core.config import Config, load_config
+from drtui.core.config import Config, Environment, load_config
 from drtui.core.errors import DrError
 from drtui.core.events import (
     Event,
@@ -36,7 +42,7 @@ from drtui.core.gates import ApprovedPlan
 from drtui.core.journal import Journal, journal_path
 from drtui.core.lock import EnvLock
 from drtui.core.planning import DumpPlan
-from drtui.core.steps import Step, StepContext
+from drtui.core.steps import Cancelled, Step, StepContext
 from drtui.core.steps.dump import DumpPreflight, PreRestoreDump, RestoreDatabase, RestoreUploads
 from drtui.core.steps.dump import recover as recover_dump
 from drtui.core.steps.pitr import (
@@ -60,6 +66,42 @@ DUMP_STEPS: tuple[type[Step], ...] = (DumpPreflight, StopApp, PreRestoreDump, Re
                                       StartApp, Verify)
 RTO_TICK_SECONDS = 5.0
 SKIPPED_WHEN_PAUSED = ("start_app", "verify")
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class InterruptedRunFound(DrError):
+    """The environment's last run was killed and left things to undo; nothing was touched."""
+
+    exit_code = 2
+
+
+class SignalGuard:
+    """While a run's steps run, the first stop signal sets the cancel event. From `hold()` on (the undo and the
+    run's end) every stop signal is ignored, by this process and by the commands it starts (an ignored signal
+    stays ignored across exec), so a second Ctrl-C, which the terminal sends to them too, cannot cut the undo
+    short. Signals reach only the main thread: elsewhere the guard does nothing."""
+
+    def __init__(self, cancel: threading.Event) -> None:
+        self.cancel = cancel
+        self.received: list[str] = []
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> SignalGuard:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {sig: signal.signal(sig, self._handle) for sig in STOP_SIGNALS}
+        return self
+
+    def _handle(self, signum: int, _frame: object) -> None:
+        self.received.append(signal.Signals(signum).name)
+        self.cancel.set()
+
+    def hold(self) -> None:
+        for sig in self._previous:
+            signal.signal(sig, signal.SIG_IGN)
+
+    def __exit__(self, *_exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
 
 
 @dataclass
@@ -110,22 +152,44 @@ def execute(approved: ApprovedPlan, journal: Journal, clock: Clock, cancel: thre
     env = config.environment(plan.environment)
     run_id = journal.path.stem
     lock = EnvLock(config.state_dir, env.name)
-    lock.acquire(run_id, clock)
     try:
-        return _run(approved, journal, clock, cancel, config, listener, run_id)
+        lock.acquire(run_id, clock)
+        _refuse_after_interrupted(config, env)
+    except DrError:
+        lock.release()
+        if journal.path.exists() and journal.path.stat().st_size == 0:
+            journal.path.unlink()  # a refused run leaves no journal
+        raise
+    try:
+        with SignalGuard(cancel) as guard:
+            return _run(approved, journal, clock, cancel, config, listener, run_id, guard)
     finally:
         lock.release()
 
 
+def _refuse_after_interrupted(config: Config, env: Environment) -> None:
+    """Restoring over what a killed run left would preserve its half-restored copy as if it were the data."""
+    from drtui.core.status import interrupted_run
+
+    found = interrupted_run(config, env)
+    if found and found.needs_rollback:
+        raise InterruptedRunFound(f"{env.name}: " + "; ".join(found.describe()), found.what_to_do())
+
+
 def _run(approved: ApprovedPlan, journal: Journal, clock: Clock, cancel: threading.Event, config: Config,
-         listener: Callable[[Event], None] | None, run_id: str) -> RunResult:
+         listener: Callable[[Event], None] | None, run_id: str, guard: SignalGuard) -> RunResult:
     plan = approved.plan
     env = config.environment(plan.environment)
+    listeners = [listener] if listener else []
 
     def emit(event: Event) -> None:
         journal.append(event)
-        if listener:
-            listener(event)
+        for each in list(listeners):
+            try:
+                each(event)
+            except OSError:  # the terminal is gone (SIGHUP): the journal goes on without it
+                with contextlib.suppress(ValueError):  # the RTO ticker's thread may have dropped it already
+                    listeners.remove(each)
 
     started = clock.now()
     rto_start = plan.incident_start or started
@@ -136,7 +200,8 @@ def _run(approved: ApprovedPlan, journal: Journal, clock: Clock, cancel: threadi
     ctx = StepContext(plan=plan, config=config, env=env, backend=backend, clock=clock, cancel=cancel, emit=emit,
                       run_id=run_id, stamp=backend.free_stamp(started), facts={"started": started})
     result = RunResult(run_id, False, journal.path, env.name, plan.journey)
-    emit(RunStarted(started, run_id, plan.journey, env.name, [s.name for s in steps], plan.to_json(), os.getpid()))
+    emit(RunStarted(started, run_id, plan.journey, env.name, [s.name for s in steps],
+                    {**plan.to_json(), "stamp": ctx.stamp}, os.getpid()))
     completed: list[Step] = []
     failure: tuple[Step, str, str] | None = None
     finished = threading.Event()
@@ -160,6 +225,10 @@ def _run(approved: ApprovedPlan, journal: Journal, clock: Clock, cancel: threadi
         except BaseException as exc:  # every failure, even Ctrl-C, reaches the undo
             seconds = clock.monotonic() - t0
             title, hint = _describe(exc)
+            if guard.received:
+                if not isinstance(exc, Cancelled):
+                    ctx.log(step.name, f"as it stopped: {title}")
+                title, hint = f"interrupted by {guard.received[0]}", ""
             emit(StepFailed(clock.now(), step.name, seconds, title, hint))
             result.steps.append(StepRecord(step.name, step.title, "failed", seconds, title, hint))
             failure = (step, title, hint)
@@ -169,6 +238,7 @@ def _run(approved: ApprovedPlan, journal: Journal, clock: Clock, cancel: threadi
         result.steps.append(StepRecord(step.name, step.title, "finished", seconds))
         emit(RtoTicked(clock.now(), (clock.now() - rto_start).total_seconds(), objective))
         completed.append(step)
+    guard.hold()
     finished.set()
     ticker.join()
     done_names = {r.name for r in result.steps}
@@ -202,20 +272,31 @@ def _recover(ctx: StepContext, failed: Step, completed: list[Step], hint: str, r
         return recover_dump(ctx, failed, completed, hint, result)
     if any(step.commits for step in completed):
         where = f"; the previous data directory is kept at {ctx.preserved}" if ctx.preserved else ""
+        ctx.log(failed.name, "nothing was undone: the restored cluster was up before this failure"
+                + (f" (the previous data directory is {ctx.preserved})" if ctx.preserved else ""))
         return (f"{hint + '. ' if hint else ''}The restored cluster is in place{where}. To put the old data back: "
                 f"drtui rollback --env {ctx.env.name}")
-    problems = []
+    ctx.log(failed.name, "undoing the steps done so far (further signals are ignored until this is done)")
+    problems, undone, nothing, not_undone = [], [], [], []
     for step in [failed, *reversed(completed)]:
         try:
             done = step.undo(ctx)
         except Exception as exc:  # keep undoing the others; say what failed
             problems.append((step.name, *_describe(exc)))
+            not_undone.append(step.name)
+            ctx.log(step.name, f"NOT undone: {step.name}: {problems[-1][1]}")
             continue
         if done:
             ctx.log(step.name, f"undone: {done}")
+            undone.append(step.name)
             for record in result.steps:
                 if record.name == step.name and record.outcome == "finished":
                     record.outcome = "undone"
+        else:
+            nothing.append(step.name)
+    ctx.log(failed.name, "undo finished: " + "; ".join(
+        f"{label}: {', '.join(names)}" for label, names in (("undone", undone), ("nothing to undo", nothing),
+                                                           ("NOT undone", not_undone)) if names))
     if any(name in ("preserve", "swap_in") for name, _, _ in problems):
         failed_undo = "; ".join(f"{name}: {title}" for name, title, _ in problems)
         return (f"{hint + '. ' if hint else ''}Undoing failed for {failed_undo}. The old data directory "
@@ -234,7 +315,7 @@ def _describe(exc: BaseException) -> tuple[str, str]:
     if isinstance(exc, DrError):
         return exc.title, exc.hint
     if isinstance(exc, KeyboardInterrupt):
-        return "interrupted", "the steps done so far were undone"
+        return "interrupted (Ctrl-C)", "the journal says what was done before it"
     return f"{type(exc).__name__}: {exc}", "an unexpected error in drtui; the journal holds the steps done so far"
 
 
@@ -254,11 +335,12 @@ class OperationRun:
 
 @contextlib.contextmanager
 def operation_run(state_dir: Path, journey: str, title: str, environment: str, clock: Clock,
-                  listener: Callable[[Event], None] | None = None) -> Iterator[OperationRun]:
+                  listener: Callable[[Event], None] | None = None, run_id: str | None = None
+                  ) -> Iterator[OperationRun]:
     """Journal an operation from here on: its start, what it emits, and how it ended (a failure is re-raised).
     Refusals belong before it, so that a refused operation leaves no journal. The body fills `run.summary`,
     which ends as the RunFinished summary with ok, environment and journal added."""
-    run_id = new_run_id(journey, environment, clock)
+    run_id = run_id or new_run_id(journey, environment, clock)
     run = OperationRun(Journal(journal_path(state_dir, run_id)), listener)
     where = {"environment": environment, "journal": str(run.journal.path)}
     run.emit(RunStarted(clock.now(), run_id, journey, environment, [journey], {}, os.getpid()))

@@ -3,19 +3,27 @@
 Each heartbeat file holds one timestamp written by a successful backup job. Its state is ok, stale (older than
 its limit from [objectives]), missing or unreadable; its level follows the monitoring-plugin convention
 (0 OK, 1 WARNING past 80 % of the limit, 2 CRITICAL stale or missing, 3 UNKNOWN unreadable).
+
+It also finds a run that was killed (kill -9, a crash) before its end, and what it left behind, for `drtui
+status`, the next restore (which refuses until it is undone) and `drtui rollback` (which undoes it).
 """
 
 from __future__ import annotations
 
 import enum
+import os
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from drtui.core.backup import LAST_BASEBACKUP, LAST_SUCCESS
 from drtui.core.clock import Clock
-from drtui.core.config import Config
+from drtui.core.config import Config, Environment
+from drtui.core.events import Event, RunFinished, RunStarted, StepFinished, StepLogged, StepStarted, from_json
 from drtui.core.files import open_to_others
+from drtui.core.journal import list_runs, read_events
+from drtui.core.lock import EnvLock
 
 WARNING_FRACTION = 0.8
 FUTURE_TOLERANCE = timedelta(minutes=5)
@@ -199,3 +207,133 @@ def environments_in_recovery(config: Config) -> list[InRecovery]:
             found.append(InRecovery(env.name, state.kind, state.describe(),
                                     next_step(state, env, backend, "promote or advance")))
     return found
+
+
+# -- a run that was killed (kill -9, a crash): its journal has no end and its process is gone -------------------
+
+_STAMPED = re.compile(r"\.(?:pre_pitr|restoring|pitr_wal)_(\d{8}T\d{6}Z)")
+LEFTOVER_KINDS = ("restoring", "pitr_wal")
+
+
+@dataclass(frozen=True)
+class InterruptedRun:
+    """The newest run of an environment, killed before it ended, and what it left behind."""
+
+    run_id: str
+    journey: str
+    environment: str
+    journal: Path
+    pid: int
+    started: datetime
+    in_step: str | None  # the step it was in when it died (None: between steps)
+    finished_steps: tuple[str, ...]
+    data_dir: Path
+    preserved: Path | None  # the data directory as it was before the run, if the run had moved it aside
+    leftovers: tuple[Path, ...]  # its partial extraction, its staged WAL
+    server_running: bool
+
+    @property
+    def swapped_in(self) -> bool:
+        """Whether the data directory in place is the run's restored copy, not the data from before it."""
+        return self.preserved is not None and self.data_dir.exists()
+
+    @property
+    def needs_rollback(self) -> bool:
+        """Whether something it did is still to be undone (else there is only its journal)."""
+        stopped = "stop_postgres" in self.finished_steps and not self.server_running
+        app = "stop_app" in self.finished_steps and "start_app" not in self.finished_steps
+        return bool(self.preserved or self.leftovers or stopped or app or not self.data_dir.exists())
+
+    def describe(self) -> list[str]:
+        """What happened and what is where, in words."""
+        where = f"during {self.in_step!r}" if self.in_step else "between two steps"
+        lines = [f"run {self.run_id} ({self.journey} of {self.environment}, pid {self.pid}, started "
+                 f"{self.started.isoformat()}) was interrupted {where}: its process is gone and its journal "
+                 f"{self.journal} has no end"]
+        if self.swapped_in:
+            lines.append(f"{self.data_dir} holds that run's unfinished restored copy"
+                         + (" (its server is running)" if self.server_running else ""))
+        elif self.preserved is not None:
+            lines.append(f"{self.data_dir} is missing: the run had moved it aside")
+        if self.preserved is not None:
+            lines.append(f"the data from before that run is {self.preserved}")
+        lines += [f"{path} is its unfinished {'extraction' if '.restoring_' in path.name else 'WAL copy'}"
+                  for path in self.leftovers]
+        if not self.server_running and self.data_dir.exists() and not self.swapped_in:
+            lines.append(f"PostgreSQL on {self.data_dir} is not running")
+        return lines
+
+    def as_json(self) -> dict:
+        return {"run_id": self.run_id, "journey": self.journey, "environment": self.environment,
+                "journal": str(self.journal), "pid": self.pid, "started": self.started.isoformat(),
+                "in_step": self.in_step, "finished_steps": list(self.finished_steps),
+                "preserved": str(self.preserved) if self.preserved else None,
+                "leftovers": [str(p) for p in self.leftovers], "server_running": self.server_running,
+                "needs_rollback": self.needs_rollback, "what_happened": self.describe(),
+                "what_to_do": self.what_to_do()}
+
+    def what_to_do(self) -> str:
+        if not self.needs_rollback:
+            return "nothing was left behind; the journal is kept for the record"
+        return (f"undo it with `drtui rollback --env {self.environment}`: it puts "
+                + (f"{self.preserved} back" if self.preserved else "nothing back (the data was never moved)")
+                + (", removes " + ", ".join(str(p) for p in self.leftovers) if self.leftovers else "")
+                + " and starts PostgreSQL; then restore again if you still need to")
+
+
+def interrupted_run(config: Config, env: Environment) -> InterruptedRun | None:
+    """The environment's newest run when it was killed before its end, else None. A run of this process (a
+    drill's restore) and a run whose process still holds the environment's lock are not interrupted."""
+    from drtui.core.backends import backend_for
+
+    newest = newest_run(config.state_dir, env.name)
+    if newest is None:
+        return None
+    path, events = newest
+    started = events[0]
+    assert isinstance(started, RunStarted)
+    holder = EnvLock(config.state_dir, env.name).holder()
+    if any(isinstance(e, RunFinished) for e in events) or started.pid == os.getpid() or (
+            holder is not None and holder.pid == started.pid):
+        return None
+    backend = backend_for(env, config.state_dir)
+    stamp = started.plan.get("stamp") or _stamp_in(events)
+    preserved = backend.sibling("pre_pitr", stamp) if stamp else None
+    leftovers = tuple(p for kind in LEFTOVER_KINDS for p in backend.data_dir.parent.glob(
+        f"{backend.data_dir.name}.{kind}_*"))
+    finished = tuple(e.step for e in events if isinstance(e, StepFinished))
+    begun = [e.step for e in events if isinstance(e, StepStarted)]
+    in_step = begun[-1] if begun and begun[-1] not in finished else None
+    return InterruptedRun(started.run_id, started.journey, env.name, path, started.pid, started.at, in_step,
+                          finished, backend.data_dir, preserved if preserved and preserved.exists() else None,
+                          leftovers, backend.server_alive())
+
+
+def interrupted_runs(config: Config) -> list[InterruptedRun]:
+    """The interrupted run of every environment that has one."""
+    return [found for env in config.environments.values() if (found := interrupted_run(config, env))]
+
+
+def newest_run(state_dir: Path, env_name: str) -> tuple[Path, list[Event]] | None:
+    """The newest journal of an environment that holds a run (a file without a RunStarted is no run)."""
+    for path in list_runs(state_dir):
+        try:
+            with path.open(encoding="utf-8") as handle:
+                first = handle.readline()
+            started = from_json(first) if first.endswith("\n") else None
+        except (OSError, ValueError, KeyError):
+            continue
+        if isinstance(started, RunStarted) and started.environment == env_name:
+            return path, read_events(path)
+    return None
+
+
+def _stamp_in(events: list[Event]) -> str | None:
+    """The run's sibling stamp as its log lines name it (a drill's journal has no restore plan to carry it)."""
+    for event in events:
+        if isinstance(event, StepLogged):
+            for line in event.lines:
+                found = _STAMPED.search(line)
+                if found:
+                    return found.group(1)
+    return None

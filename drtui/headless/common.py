@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from drtui.core.config import Config, load_config
-from drtui.core.errors import DrError, UsageError
+from drtui.core.errors import ConfigError, DrError, UsageError
 from drtui.headless.output import report_error
 
 
@@ -40,7 +40,8 @@ pass_context = click.make_pass_decorator(Context)
 
 
 def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn a DrError into its message on stderr and its exit code; never a traceback."""
+    """Turn a DrError into its message on stderr and its exit code, and a file drtui may not open (a non-root
+    user, say) into a refusal that names it; never a traceback."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -48,6 +49,11 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
             return func(*args, **kwargs)
         except DrError as exc:
             sys.exit(report_error(exc))
+        except PermissionError as exc:
+            sys.exit(report_error(ConfigError(
+                f"{exc.filename or 'a file'}: permission denied",
+                "run drtui as the user that owns state_dir and the data directories (root, or the os_user), "
+                "or point state_dir in drtui.toml at a folder you can write")))
 
     return wrapper
 

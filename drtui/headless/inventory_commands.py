@@ -20,6 +20,7 @@ from drtui.core.models import Window, format_lsn
 from drtui.core.status import SEVERITY
 from drtui.headless.common import env_option, handle_errors, json_option, pass_context
 from drtui.headless.output import out, out_json
+from drtui.headless.printer import interrupted_lines
 
 
 def _when(moment: datetime | None) -> str:
@@ -126,6 +127,7 @@ class _Site:
     inventory_error: str | None
     recovering: list[core_status.InRecovery]
     open_to_others: list[str]
+    interrupted: list[core_status.InterruptedRun]
     status: monitoring.EnvironmentStatus
 
 
@@ -193,7 +195,7 @@ def _status(ctx, check: bool, warnings: tuple[str, ...], criticals: tuple[str, .
         name = env.name if len(configs) == 1 else f"{env.name}@{config.source}"
         fleet.append(_Site(config, inv, inventory_error,
                            [] if check else core_status.environments_in_recovery(config),
-                           core_status.open_folders(config),
+                           core_status.open_folders(config), core_status.interrupted_runs(config),
                            monitoring.collect(config, env, inv, clock, overrides, name=name, only=only)))
     statuses = [site.status for site in fleet]
     level, summary = monitoring.summary(statuses)
@@ -231,6 +233,7 @@ def _status_json(fleet: list[_Site], level: core_status.Level, summary: str) -> 
             data["inventory_error"] = inventory_error
         data["recovery"] = [r.as_json() for r in site.recovering]
         data["open_to_others"] = site.open_to_others
+        data["interrupted_runs"] = [run.as_json() for run in site.interrupted]
         environments.append(data)
     top = {"schema": 1, "level": level.name, "code": int(level), "summary": summary, "environments": environments}
     if len(environments) == 1:  # one config: its fields at the top too, as before fleets
@@ -280,6 +283,8 @@ def _print_status(site: _Site, now: datetime, titled: bool) -> None:
             out(f"  problem: {problem.path}: {problem.message}")
     if inventory_error:
         out(f"inventory: {inventory_error}")
+    for line in interrupted_lines(site.interrupted):
+        out(line)
     if recovering:
         out()
         out("In recovery")

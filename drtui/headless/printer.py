@@ -1,9 +1,11 @@
-"""Events as the headless face shows them: plain progress on a terminal, one line per event otherwise, and the
-final summary (plain, or the `--json` document)."""
+"""Events as the headless face shows them: plain progress on a terminal, one line per event otherwise (progress
+and the RTO clock at most once per step or every 10 s there, for cron mail), and the final summary (plain, or
+the `--json` document)."""
 
 from __future__ import annotations
 
 import sys
+from datetime import datetime
 from typing import Any, TextIO
 
 import humanize
@@ -22,6 +24,9 @@ from drtui.core.events import (
 )
 from drtui.core.promote import pause_hint
 from drtui.core.secrets import redact
+from drtui.core.status import InterruptedRun
+
+QUIET_SECONDS = 10.0  # off a terminal: at most one progress (or RTO clock) line this often within a step
 
 
 def _amount(value: float, unit: str) -> str:
@@ -79,6 +84,22 @@ class EventPrinter:
         self.stream = stream or sys.stdout
         self.tty = self.stream.isatty() if tty is None else tty
         self._open_progress = False
+        self._shown: dict[str, tuple[str, datetime]] = {}  # kind -> (step, time) of the last line shown
+
+    def _quiet(self, event: Event) -> bool:
+        """Whether to leave out a progress or RTO clock line: one was shown for this step less than
+        QUIET_SECONDS ago (by the events' own times, so a journal read back is thinned the same way)."""
+        if isinstance(event, StepProgressed):
+            kind, step = "progress", event.step
+        elif isinstance(event, RtoTicked):
+            kind, step = "rto", ""
+        else:
+            return False
+        last = self._shown.get(kind)
+        if last and last[0] == step and (event.at - last[1]).total_seconds() < QUIET_SECONDS:
+            return True
+        self._shown[kind] = (step, event.at)
+        return False
 
     def _write(self, text: str) -> None:
         self.stream.write(redact(text))
@@ -86,7 +107,8 @@ class EventPrinter:
 
     def __call__(self, event: Event) -> None:
         if not self.tty:
-            self._write(event_line(event) + "\n")
+            if not self._quiet(event):
+                self._write(event_line(event) + "\n")
             return
         if isinstance(event, RtoTicked):
             return
@@ -138,4 +160,13 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
     lines.append(f"  journal       {summary['journal']}")
     if summary.get("report"):
         lines.append(f"  report        {summary['report']}")
+    return lines
+
+
+def interrupted_lines(runs: list[InterruptedRun]) -> list[str]:
+    """`drtui status`'s section on runs that were killed before their end: what happened, what to do."""
+    lines = []
+    for run in runs:
+        lines += ["", f"Interrupted run ({run.environment})", *(f"  {line}" for line in run.describe()),
+                  f"  next: {run.what_to_do()}"]
     return lines

@@ -3,10 +3,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
-import signal
 import sys
 import threading
 from dataclasses import dataclass
@@ -18,7 +18,7 @@ from drtui.core.clock import SystemClock
 from drtui.core.config import Config, Environment
 from drtui.core.errors import UsageError
 from drtui.core.events import RunFinished, RunStarted
-from drtui.core.gates import ApprovedPlan, approve, confirmation_from_environ, evaluate, gather_facts
+from drtui.core.gates import ApprovedPlan, GateRefused, approve, confirmation_from_environ, evaluate, gather_facts
 from drtui.core.journal import Journal, follow, journal_damage, journal_path, list_runs, read_events
 from drtui.core.lock import process_start
 from drtui.core.planning import (
@@ -32,8 +32,9 @@ from drtui.core.planning import (
 )
 from drtui.core.postgres import current_user
 from drtui.core.promote import advance, promote
-from drtui.core.rollback import roll_back
+from drtui.core.rollback import is_production_like, plan_rollback, roll_back
 from drtui.core.runner import execute, new_run_id
+from drtui.core.status import interrupted_run
 from drtui.core.steps.dump import check_inputs as check_dump_inputs
 from drtui.headless.common import env_option, handle_errors, json_option, pass_context, record_options
 from drtui.headless.output import ExitCode, err, out, out_json
@@ -204,13 +205,10 @@ def run_foreground(approved: ApprovedPlan, config: Config, as_json: bool, run_id
     plan = approved.plan
     run_id = run_id or new_run_id(plan.journey, plan.environment, clock)
     journal = Journal(journal_path(config.state_dir, run_id))
-    cancel = threading.Event()
-    previous = signal.signal(signal.SIGTERM, lambda *_: cancel.set())
     printer = EventPrinter(sys.stderr if as_json else sys.stdout, tty=False if as_json else None)
     try:
-        result = execute(approved, journal, clock, cancel, config=config, listener=printer)
+        result = execute(approved, journal, clock, threading.Event(), config=config, listener=printer)
     finally:
-        signal.signal(signal.SIGTERM, previous)
         journal.close()
     summary = result.summary()
     if record:
@@ -218,11 +216,12 @@ def run_foreground(approved: ApprovedPlan, config: Config, as_json: bool, run_id
 
         summary["report"] = str(write_report(config, journal.path, operator=record.operator,
                                              reviewer=record.reviewer))
-    if as_json:
-        out_json(summary)
-    else:
-        for line in summary_lines(summary):
-            out(line)
+    with contextlib.suppress(OSError):  # the terminal may be gone (SIGHUP); the journal has it all
+        if as_json:
+            out_json(summary)
+        else:
+            for line in summary_lines(summary):
+                out(line)
     return ExitCode.OK if result.ok else ExitCode.FAILED
 
 
@@ -238,23 +237,38 @@ def run_plan(ctx, plan_file: Path) -> None:
 
 
 @click.command()
+@click.option("--yes", is_flag=True, help="Confirm, like CONFIRM_ROLLBACK=YES (needed for production).")
 @env_option
 @json_option
 @pass_context
 @handle_errors
-def rollback(ctx, env_name: str | None, as_json: bool) -> None:
-    """Put the newest preserved data directory back (the failed one is kept aside, never deleted)."""
+def rollback(ctx, yes: bool, env_name: str | None, as_json: bool) -> None:
+    """Put the data from before the last restore back (the copy in place is kept aside, never deleted); after
+    a run that was killed, undo that run."""
     config = ctx.config(env_name)
     env = config.environment(env_name)
-    if env.is_production and env_name != env.name:
-        raise UsageError("rolling back production needs the environment named", "pass --env production")
+    plan = plan_rollback(config, env)
+    say = err if as_json else out
+    if is_production_like(env):
+        what = "production" if env.is_production else f"{env.name!r} (its env file says APP_ENV=prod)"
+        if env_name != env.name:
+            raise GateRefused(f"refused: rolling back {what} needs the environment named",
+                              f"pass --env {env.name} (or TARGET_ENV={env.name})")
+        if not (yes or os.environ.get("CONFIRM_ROLLBACK") == "YES"):
+            raise GateRefused(f"refused: rolling back {what} needs a confirmation; it would "
+                              + "; ".join(plan.describe()), "set CONFIRM_ROLLBACK=YES (or pass --yes) to confirm")
+    for line in plan.describe():
+        say(f"will {line}")
     result = roll_back(config, env, SystemClock())
     if as_json:
         out_json(result.as_dict())
         return
-    out(f"{result.from_preserved} → {result.restored}")
+    if result.from_preserved:
+        out(f"{result.from_preserved} → {result.restored}")
     if result.set_aside:
-        out(f"the replaced data directory is kept at {result.set_aside}")
+        out(f"the data directory it replaced is kept at {result.set_aside}")
+    for path in result.removed:
+        out(f"removed {path}")
     out(f"PostgreSQL of {result.environment} started; journal {result.journal}")
 
 
@@ -278,11 +292,17 @@ def attach(ctx, run: str | None, as_json: bool) -> None:
     else:
         stop.set()
     seen = 0
-    for event in follow(path, stop) if not stop.is_set() else events:
-        printer(event)
-        seen += 1
-        if isinstance(event, RunFinished):
-            finished = event
+    try:
+        for event in follow(path, stop) if not stop.is_set() else events:
+            printer(event)
+            seen += 1
+            if isinstance(event, RunFinished):
+                finished = event
+    except KeyboardInterrupt:  # detaching: the run is another process and goes on
+        going_on = started is not None and finished is None and not stop.is_set()
+        err(f"\ndetached from run {path.stem}" + (f": it goes on (pid {started.pid}); follow it again with "
+                                                  f"`drtui attach {path.stem}`" if going_on else ""))
+        sys.exit(ExitCode.OK)
     if stop.is_set() and finished is None:
         for event in read_events(path)[seen:]:
             printer(event)
@@ -290,8 +310,13 @@ def attach(ctx, run: str | None, as_json: bool) -> None:
     for damage in journal_damage(path):
         err(f"drtui: {damage}")
     if finished is None:
-        out(f"the run in {path} ended without finishing (its process is gone); "
-            "inspect the data directory, and `drtui rollback` if needed")
+        found = interrupted_run(config, config.environment(started.environment)) if started else None
+        if found and found.run_id == started.run_id:
+            for line in [*found.describe(), f"next: {found.what_to_do()}"]:
+                out(line)
+        else:
+            out(f"the run in {path} ended without finishing (its process is gone); "
+                "inspect the data directory, and `drtui rollback` if needed")
         sys.exit(ExitCode.FAILED)
     if as_json:
         out_json(finished.summary or {"ok": finished.ok, "journal": str(path)})

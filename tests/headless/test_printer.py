@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import io
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from drtui.core.events import (
     CheckCompleted,
+    RtoTicked,
     RunStarted,
     StepFailed,
     StepFinished,
@@ -61,3 +62,20 @@ def test_summary_lines_name_the_outcome_steps_and_next_step() -> None:
                            "steps": [{"name": "extract", "outcome": "failed", "seconds": 1.0}],
                            "checks": [], "error": "boom", "hint": "do this", "rto_seconds": None})
     assert lines[0] == "pitr of staging: FAILED" and "  next          do this" in lines
+
+
+def test_off_a_terminal_progress_is_one_line_per_step_or_every_ten_seconds() -> None:
+    stream = io.StringIO()
+    printer = EventPrinter(stream, tty=False)
+    printer(StepStarted(AT, "extract", "Extract"))
+    for tick in range(120):  # 30 s of progress, four times a second
+        printer(StepProgressed(AT + timedelta(seconds=tick / 4), "extract", tick, 120, "bytes"))
+        if tick % 20 == 0:
+            printer(RtoTicked(AT + timedelta(seconds=tick / 4), tick / 4, 7200.0))
+    printer(StepStarted(AT + timedelta(seconds=30), "stage_wal", "Stage"))
+    printer(StepProgressed(AT + timedelta(seconds=30.1), "stage_wal", 1, 2, "bytes"))
+    lines = stream.getvalue().splitlines()
+    progress = [line for line in lines if "extract: " in line and "of" in line]
+    assert [line.split()[0] for line in progress] == ["14:30:00", "14:30:10", "14:30:20"]
+    assert sum("RTO clock" in line for line in lines) == 3  # at 0, 10 and 20 s (ticks come every 5 s)
+    assert lines[-1] == "14:30:30 stage_wal: 1 Byte of 2 Bytes (50%)"  # a new step shows at once

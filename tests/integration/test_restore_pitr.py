@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -21,7 +22,6 @@ from drtui.core import backup
 from drtui.core.clock import SystemClock
 from drtui.core.events import CheckCompleted, RunFinished, RunStarted, StepFinished, StepLogged, StepStarted
 from drtui.core.journal import follow, read_events
-from drtui.core.lock import process_start
 from drtui.core.postgres import connect, query
 from drtui.sandbox import Insert, Sandbox
 from tests.conftest import run_drtui
@@ -125,7 +125,7 @@ def test_pitr_to_a_time_keeps_the_old_data_byte_for_byte_and_rollback_brings_it_
     rolled = run_drtui("rollback", "--env", "staging", "--json", config=sandbox.config_path)
     assert rolled.exit_code == 0, rolled.output
     assert marker in world.staging_ids()
-    assert Path(json.loads(rolled.stdout)["set_aside"]).name.startswith("data.failed_")
+    assert Path(json.loads(rolled.stdout)["set_aside"]).name.startswith("data.replaced_")
     assert not preserved.exists()
     # The rollback has a journal of its own, and the newest restore is still what `drtui report` records.
     events = read_events(Path(json.loads(rolled.stdout)["journal"]))
@@ -283,18 +283,20 @@ def test_a_base_backup_damaged_after_planning_fails_in_extraction_and_the_old_da
 
 @pytest.fixture
 def live_lock(world: World) -> Iterator[None]:
-    """Another run holding staging's lock: a live process recorded in the lock file."""
-    sleeper = subprocess.Popen(["sleep", "300"])
-    lock = world.sandbox.config().state_dir / "locks" / "staging.lock"
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    lock.write_text(json.dumps({"pid": sleeper.pid, "proc_start": process_start(sleeper.pid), "run_id": "other-run",
-                                "started_at": "2026-01-25T14:30:00Z"}))
+    """Another run holding staging's lock: a live process that took it."""
+    state_dir = world.sandbox.config().state_dir
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
+                               "from drtui.core.clock import SystemClock; from drtui.core.lock import EnvLock; "
+                               "EnvLock(Path(sys.argv[1]), 'staging').acquire('other-run', SystemClock()); "
+                               "print('held', flush=True); time.sleep(300)", str(state_dir)],
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout and holder.stdout.readline().strip() == "held"
     try:
         yield
     finally:
-        sleeper.kill()
-        sleeper.wait()
-        lock.unlink(missing_ok=True)
+        holder.kill()
+        holder.wait()
+        (state_dir / "locks" / "staging.lock").unlink(missing_ok=True)
 
 
 def _fake_pg16(world: World) -> Path:

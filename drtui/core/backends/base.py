@@ -90,8 +90,8 @@ class Backend(ABC):
         """Rename a restored data directory onto the (now free) data directory path."""
 
     @abstractmethod
-    def set_aside(self, stamp: str) -> Path | None:
-        """Rename the current data directory to `.failed_<stamp>` (kept, never deleted)."""
+    def set_aside(self, stamp: str, kind: str = "failed") -> Path | None:
+        """Rename the current data directory to `.<kind>_<stamp>` (kept, never deleted)."""
 
     @abstractmethod
     def write_recovery(self, data_dir: Path, settings: Mapping[str, str], signal: str) -> None:

@@ -429,8 +429,8 @@ class ComposeBackend(Backend):
         volume is emptied, as a rename would leave it); the database must be stopped."""
         return self._move_aside("pre_pitr", stamp)
 
-    def set_aside(self, stamp: str) -> Path | None:
-        return self._move_aside("failed", stamp)
+    def set_aside(self, stamp: str, kind: str = "failed") -> Path | None:
+        return self._move_aside(kind, stamp)
 
     def _move_aside(self, kind: str, stamp: str) -> Path | None:
         source = self.data_volume.name

@@ -96,10 +96,10 @@ class LocalBackend(Backend):
     def put_in_place(self, restored: Path) -> None:
         self._rename(restored, self.data_dir)
 
-    def set_aside(self, stamp: str) -> Path | None:
+    def set_aside(self, stamp: str, kind: str = "failed") -> Path | None:
         if not self.data_dir.exists():
             return None
-        dest = self.sibling("failed", stamp)
+        dest = self.sibling(kind, stamp)
         self._rename(self.data_dir, dest)
         return dest
 
