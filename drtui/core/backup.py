@@ -23,7 +23,7 @@ from pathlib import Path
 
 from drtui.core.clock import Clock, stamp
 from drtui.core.config import PRODUCTION, Config, Environment, pg_bin_missing
-from drtui.core.errors import BackupError
+from drtui.core.errors import BackupError, ErrorKind
 from drtui.core.files import atomic_path, atomic_paths, make_dirs, write_heartbeat
 from drtui.core.inventory.names import work_in_progress
 from drtui.core.lock import EnvLock, LockBusy
@@ -49,7 +49,7 @@ CAUSE_HINTS = (
 class BackupRefused(BackupError):
     """A backup that was not started: bad input, or the same command already running; nothing was touched."""
 
-    exit_code = 2
+    kind = ErrorKind.REFUSED
 
 
 @dataclass

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from drtui.core.backup import CHUNK, verify_dump
 from drtui.core.config import Environment
-from drtui.core.errors import BackupError, DrError
+from drtui.core.errors import BackupError, DrError, ErrorKind
 
 CUSTOM_MAGIC = b"PGDMP"  # the first bytes of a `pg_dump -Fc` archive
 # The only psql commands pg_dump writes in a one-database plain dump: entering and leaving psql's restricted
@@ -40,7 +40,7 @@ STATEMENT_TIMEOUT = "30s"
 class DumpRefused(DrError):
     """The dump, the uploads archive or the state of staging makes the restore unsafe; nothing was touched."""
 
-    exit_code = 2
+    kind = ErrorKind.REFUSED
 
 
 @dataclass(frozen=True)

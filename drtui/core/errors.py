@@ -1,13 +1,21 @@
-"""Errors raised by the core. Each has a title (what went wrong) and a hint (what to do next),
-which the TUI shows in a modal and the headless face prints and maps to an exit code."""
+"""Errors raised by the core. Each has a title (what went wrong), a hint (what to do next) and a kind, which
+the TUI shows and the headless face maps to its exit code (`drtui.headless.output.exit_code_for`)."""
 
 from __future__ import annotations
+
+import enum
+
+
+class ErrorKind(enum.Enum):
+    FAILED = "failed"  # a step, a check or a backup did not do what was asked
+    REFUSED = "refused"  # a gate or a safety check said no before anything was touched
+    BAD_INPUT = "bad input"  # the config or an argument is wrong; nothing was touched
 
 
 class DrError(Exception):
     """Base of every error the core raises on purpose."""
 
-    exit_code = 1
+    kind = ErrorKind.FAILED
 
     def __init__(self, title: str, hint: str = "") -> None:
         super().__init__(title)
@@ -21,13 +29,13 @@ class DrError(Exception):
 class ConfigError(DrError):
     """The configuration (file, key, value) is wrong; nothing was touched."""
 
-    exit_code = 2
+    kind = ErrorKind.BAD_INPUT
 
 
 class UsageError(DrError):
     """A bad argument; nothing was touched."""
 
-    exit_code = 2
+    kind = ErrorKind.BAD_INPUT
 
 
 class PostgresError(DrError):

@@ -17,7 +17,7 @@ from typing import Any
 
 from drtui.core.clock import Clock
 from drtui.core.config import Config, Environment
-from drtui.core.errors import ConfigError, DrError
+from drtui.core.errors import ConfigError, DrError, ErrorKind
 from drtui.core.lock import EnvLock
 from drtui.core.planning import DumpPlan, Plan, plan_from_json
 
@@ -28,7 +28,7 @@ CONFIRM_VARIABLES = {"pitr": "CONFIRM_PITR_RESTORE", "staging": "CONFIRM_STAGING
 class GateRefused(DrError):
     """A safety gate said no; nothing was touched."""
 
-    exit_code = 2
+    kind = ErrorKind.REFUSED
 
 
 @dataclass(frozen=True)

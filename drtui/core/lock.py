@@ -17,19 +17,19 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from drtui.core.clock import Clock, isoformat
-from drtui.core.errors import DrError
+from drtui.core.errors import DrError, ErrorKind
 
 
 class LockBusy(DrError):
     """Another run holds the environment."""
 
-    exit_code = 2
+    kind = ErrorKind.REFUSED
 
 
 class LockDenied(DrError):
     """The lock file cannot be created or opened (permissions); nothing was touched."""
 
-    exit_code = 2
+    kind = ErrorKind.REFUSED
 
 
 @dataclass(frozen=True)

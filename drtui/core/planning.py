@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from drtui.core.clock import Clock, isoformat
 from drtui.core.config import Config, Environment, pg_bin_missing
-from drtui.core.errors import DrError, UsageError
+from drtui.core.errors import DrError, ErrorKind, UsageError
 from drtui.core.models import BaseBackup, Gap, Layout, WalCoverage, Window, format_lsn, parse_lsn
 from drtui.core.prediction import measured_rates
 
@@ -32,7 +32,7 @@ PITR_STEPS = ("preflight", "extract", "stage_wal", "write_recovery", "stop_app",
 class PlanError(DrError):
     """The plan cannot work with what is at hand; nothing was touched."""
 
-    exit_code = 2
+    kind = ErrorKind.REFUSED
 
 
 class TargetKind(enum.StrEnum):

@@ -24,7 +24,7 @@ from drtui.core.backends import backend_for
 from drtui.core.backends.base import Backend, RecoveryStatus
 from drtui.core.clock import Clock, isoformat
 from drtui.core.config import Config, Environment
-from drtui.core.errors import DrError, UsageError
+from drtui.core.errors import DrError, ErrorKind, UsageError
 from drtui.core.events import Event, StepLogged, from_json
 from drtui.core.journal import list_runs
 from drtui.core.lock import EnvLock
@@ -38,7 +38,7 @@ PROMOTE_TIMEOUT = 120.0
 class NotPaused(DrError):
     """There is no recovery waiting for a promotion."""
 
-    exit_code = 2
+    kind = ErrorKind.REFUSED
 
 
 # Every recovery_target_* setting, blanked before a new target is written, so two kinds never clash.

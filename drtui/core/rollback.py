@@ -20,7 +20,7 @@ from drtui.core.backends import backend_for
 from drtui.core.clock import Clock
 from drtui.core.config import Config, Environment
 from drtui.core.dump_rollback import roll_back_dump
-from drtui.core.errors import DrError
+from drtui.core.errors import DrError, ErrorKind
 from drtui.core.events import Event, RunFinished, StepLogged
 from drtui.core.lock import EnvLock, LockBusy
 from drtui.core.runner import SignalGuard, is_operation, new_run_id, operation_run
@@ -28,7 +28,7 @@ from drtui.core.status import InterruptedRun, interrupted_run, newest_run
 
 
 class NothingToRollBack(DrError):
-    exit_code = 2
+    kind = ErrorKind.REFUSED
 
 
 @dataclass(frozen=True)

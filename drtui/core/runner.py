@@ -27,7 +27,7 @@ from typing import Any
 from drtui.core.backends import backend_for
 from drtui.core.clock import Clock, stamp
 from drtui.core.config import Config, Environment, load_config
-from drtui.core.errors import DrError
+from drtui.core.errors import DrError, ErrorKind
 from drtui.core.events import (
     Event,
     RtoTicked,
@@ -72,7 +72,7 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 class InterruptedRunFound(DrError):
     """The environment's last run was killed and left things to undo; nothing was touched."""
 
-    exit_code = 2
+    kind = ErrorKind.REFUSED
 
 
 class SignalGuard:

@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from drtui.core.errors import DrError
+from drtui.core.errors import DrError, ErrorKind
 from drtui.core.secrets import redact, redact_data
 
 
@@ -39,4 +39,9 @@ def report_error(exc: DrError) -> int:
     err(f"drtui: {exc.title}")
     if exc.hint:
         err(f"  hint: {exc.hint}")
-    return exc.exit_code
+    return exit_code_for(exc)
+
+
+def exit_code_for(exc: DrError) -> ExitCode:
+    """The documented exit code of an error's kind: 1 failed, 2 refused or bad input (nothing touched)."""
+    return ExitCode.FAILED if exc.kind is ErrorKind.FAILED else ExitCode.REFUSED
