@@ -17,7 +17,7 @@ import subprocess
 import tarfile
 import tempfile
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -181,11 +181,17 @@ def _compose(config: Config, env: Environment):  # -> ComposeBackend (docker is 
 def dump(config: Config, env: Environment, clock: Clock) -> BackupResult:
     """pg_dump into `<database>_<stamp>.sql.gz`, the uploads folder into `uploads_<stamp>.tar.gz` (the two
     appear together or not at all), then LAST_SUCCESS.txt."""
-    with _exclusive(config, "dump", clock, config.backup_dir) as removed:
+    return _one_at_a_time("dump", config, env, clock, _dump)
+
+
+def _one_at_a_time(kind: str, config: Config, env: Environment, clock: Clock,
+                   local: Callable[[Config, Environment, Clock], BackupResult]) -> BackupResult:
+    """A backup under its command's own lock, after the leftovers of a killed run of it are removed."""
+    with _exclusive(config, kind, clock, config.backup_dir) as removed:
         if env.backend == "compose":
-            result = _compose(config, env).backup_dump(config, clock)
+            result = getattr(_compose(config, env), f"backup_{kind}")(config, clock)
         else:
-            result = _dump(config, env, clock)
+            result = local(config, env, clock)
     result.removed = removed
     return result
 
@@ -228,13 +234,7 @@ def _dump(config: Config, env: Environment, clock: Clock) -> BackupResult:
 def base(config: Config, env: Environment, clock: Clock) -> BackupResult:
     """pg_basebackup (plain, with WAL and manifest), checked by pg_verifybackup, packed into
     `basebackup_<stamp>.tar.gz` with backup_label first, then LAST_BASEBACKUP.txt."""
-    with _exclusive(config, "base", clock, config.backup_dir) as removed:
-        if env.backend == "compose":
-            result = _compose(config, env).backup_base(config, clock)
-        else:
-            result = _base(config, env, clock)
-    result.removed = removed
-    return result
+    return _one_at_a_time("base", config, env, clock, _base)
 
 
 def _base(config: Config, env: Environment, clock: Clock) -> BackupResult:

@@ -151,3 +151,18 @@ def fault_world() -> Iterator[FaultWorld]:
         world = make_fault_world(sandbox)
         world.before()
         yield world
+
+
+@pytest.fixture(scope="module")
+def shared_fault_world() -> Iterator[FaultWorld]:
+    """One world for a module whose cases each leave it as they found it (a case that breaks it takes
+    `fault_world`)."""
+    with Sandbox() as sandbox:
+        yield make_fault_world(sandbox)
+
+
+@pytest.fixture
+def fresh_world(shared_fault_world: FaultWorld) -> FaultWorld:
+    """The shared world, fingerprinted at the case's start (production archives WAL meanwhile: archive_timeout)."""
+    shared_fault_world.before()
+    return shared_fault_world

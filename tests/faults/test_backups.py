@@ -22,24 +22,17 @@ from drtui.core import backup
 from drtui.core.clock import SystemClock
 from drtui.core.lock import EnvLock
 from drtui.core.postgres import connect
-from drtui.sandbox import PASSWORD, Sandbox
+from drtui.sandbox import PASSWORD
 from tests.conftest import RUNBOOK_VARIABLES, run_drtui
-from tests.faults.conftest import FaultWorld, Sentinel, assert_message, leftovers, make_fault_world, tree_digest
+from tests.faults.conftest import FaultWorld, Sentinel, assert_message, leftovers, tree_digest
 
 OLD_HEARTBEAT = "2026-01-01T00:00:00+00:00\n"
 
 
-@pytest.fixture(scope="module")
-def world() -> Iterator[FaultWorld]:
-    """One world for the module: every case here leaves it as it found it (or says what it added)."""
-    with Sandbox() as sandbox:
-        yield make_fault_world(sandbox)
-
-
 @pytest.fixture
-def fresh(world: FaultWorld) -> FaultWorld:
-    world.before()
-    return world
+def fresh(fresh_world: FaultWorld) -> FaultWorld:
+    """Every case here leaves the shared world as it found it (or says what it added)."""
+    return fresh_world
 
 
 @contextlib.contextmanager

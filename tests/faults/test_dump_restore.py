@@ -10,7 +10,6 @@ import json
 import subprocess
 import tarfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,25 +17,10 @@ import pytest
 from drtui.core.dump_checks import DumpRefused, check_dump
 from drtui.core.journal import read_events
 from drtui.core.postgres import connect
-from drtui.sandbox import Sandbox
 from tests.conftest import Result
-from tests.faults.conftest import FaultWorld, assert_message, leftovers, make_fault_world, tree_digest
+from tests.faults.conftest import FaultWorld, assert_message, leftovers, tree_digest
 
 STAMP = "20260101T000000Z"
-
-
-@pytest.fixture(scope="module")
-def shared_fault_world() -> Iterator[FaultWorld]:
-    """One world for the cases refused before anything is touched (they must leave it as it was)."""
-    with Sandbox() as sandbox:
-        yield make_fault_world(sandbox)
-
-
-@pytest.fixture
-def refusal_world(shared_fault_world: FaultWorld) -> FaultWorld:
-    """The shared world, fingerprinted at the case's start (production archives WAL meanwhile: archive_timeout)."""
-    shared_fault_world.before()
-    return shared_fault_world
 
 
 def _dump(world: FaultWorld) -> Path:
@@ -108,8 +92,8 @@ def _plant_upload(world: FaultWorld) -> dict[str, str]:
     lambda sql, line: sql.replace(b"\n\\restrict ", b"\n" + line + b"\n\\restrict ", 1),
     lambda sql, line: _insert_after_first_copy(_without_restrict(sql), line),
 ], ids=["before_its_restrict_line", "in_a_dump_without_restrict"])
-def test_a_dump_carrying_a_shell_command_is_refused_with_nothing_run(refusal_world: FaultWorld, forge) -> None:
-    world = refusal_world
+def test_a_dump_carrying_a_shell_command_is_refused_with_nothing_run(fresh_world: FaultWorld, forge) -> None:
+    world = fresh_world
     uploads = _plant_upload(world)
     pwned = world.sandbox.root / "pwned.txt"
     forged = _forged(world, forge(_sql(world), f"\\! id > {pwned}".encode()))
@@ -122,8 +106,8 @@ def test_a_dump_carrying_a_shell_command_is_refused_with_nothing_run(refusal_wor
 
 @pytest.mark.parametrize("line", [b"\\unrestrict {key}", b"select 1; \\unrestrict {key} \\! id"],
                          ids=["own_line", "mid_line_then_shell"])
-def test_a_dump_leaving_psql_restricted_mode_early_is_refused(refusal_world: FaultWorld, line: bytes) -> None:
-    world = refusal_world
+def test_a_dump_leaving_psql_restricted_mode_early_is_refused(fresh_world: FaultWorld, line: bytes) -> None:
+    world = fresh_world
     uploads = _plant_upload(world)
     sql = _sql(world)
     key = sql.split(b"\\restrict ", 1)[1].split(b"\n", 1)[0]
@@ -133,8 +117,8 @@ def test_a_dump_leaving_psql_restricted_mode_early_is_refused(refusal_world: Fau
     _assert_untouched(world, uploads)
 
 
-def test_a_dump_of_another_database_is_refused_unless_named(refusal_world: FaultWorld) -> None:
-    world = refusal_world
+def test_a_dump_of_another_database_is_refused_unless_named(fresh_world: FaultWorld) -> None:
+    world = fresh_world
     uploads = _plant_upload(world)
     other = _forged(world, _sql(world), name=f"otherdb_{STAMP}.sql.gz")
     result = _restore(world, env={"BACKUP_FILE": str(other)})
@@ -142,8 +126,8 @@ def test_a_dump_of_another_database_is_refused_unless_named(refusal_world: Fault
     _assert_untouched(world, uploads)
 
 
-def test_a_create_database_dump_is_refused(refusal_world: FaultWorld) -> None:
-    world = refusal_world
+def test_a_create_database_dump_is_refused(fresh_world: FaultWorld) -> None:
+    world = fresh_world
     uploads = _plant_upload(world)
     staging = world.sandbox.env("staging")
     created = subprocess.run([str(staging.pg_bin / "pg_dump"), "-C", "-h", "127.0.0.1", "-p",
@@ -161,8 +145,8 @@ def test_a_create_database_dump_is_refused(refusal_world: FaultWorld) -> None:
 @pytest.mark.parametrize("fault, words", [
     ("truncated", ("truncated",)), ("not gzip", ("not a readable gzip file",)),
     ("empty", ("incomplete",)), ("no completion line", ("incomplete", "pg_dump did not finish"))])
-def test_a_broken_dump_is_refused_with_exit_2(refusal_world: FaultWorld, fault: str, words: tuple[str, ...]) -> None:
-    world = refusal_world
+def test_a_broken_dump_is_refused_with_exit_2(fresh_world: FaultWorld, fault: str, words: tuple[str, ...]) -> None:
+    world = fresh_world
     uploads = _plant_upload(world)
     whole = _dump(world).read_bytes()
     forged = _forged(world, b"")
@@ -198,9 +182,9 @@ def _symlink(tar: tarfile.TarFile) -> None:
 
 @pytest.mark.parametrize("name, add, member", [("traversal", _traversal, "uploads/../../evil.txt"),
                                                ("symlink", _symlink, "uploads/passwd")])
-def test_a_bad_uploads_member_is_refused_before_the_database_is_touched(refusal_world: FaultWorld, name: str,
+def test_a_bad_uploads_member_is_refused_before_the_database_is_touched(fresh_world: FaultWorld, name: str,
                                                                           add, member: str) -> None:
-    world = refusal_world
+    world = fresh_world
     uploads = _plant_upload(world)
     archive = _archive(world, f"uploads_{name}.tar.gz", add)
     result = _restore(world, env={"BACKUP_FILE": str(_dump(world)), "UPLOADS_ARCHIVE": str(archive)})
@@ -213,8 +197,8 @@ def test_a_bad_uploads_member_is_refused_before_the_database_is_touched(refusal_
 
 @pytest.mark.parametrize("hold", ["lock table clients in access exclusive mode", "select count(*) from clients"],
                          ids=["a_lock", "an_open_transaction"])
-def test_a_session_on_staging_is_named_within_the_timeout(refusal_world: FaultWorld, hold: str) -> None:
-    world = refusal_world
+def test_a_session_on_staging_is_named_within_the_timeout(fresh_world: FaultWorld, hold: str) -> None:
+    world = fresh_world
     uploads = _plant_upload(world)
     with connect(world.sandbox.env("staging")) as holder:
         holder.execute("begin")
@@ -324,8 +308,8 @@ def _custom_dump(world: FaultWorld, name: str = f"cleaning_{STAMP}.dump") -> Pat
     return path
 
 
-def test_a_truncated_custom_format_dump_is_refused(refusal_world: FaultWorld) -> None:
-    world = refusal_world
+def test_a_truncated_custom_format_dump_is_refused(fresh_world: FaultWorld) -> None:
+    world = fresh_world
     uploads = _plant_upload(world)
     dump = _custom_dump(world)
     dump.write_bytes(dump.read_bytes()[:-200])  # its table of contents whole, its data cut
@@ -349,8 +333,8 @@ def test_custom_format_and_a_dump_named_on_purpose_restore(fault_world: FaultWor
     assert leftovers(world.sandbox) == []
 
 
-def test_a_pre_restore_dump_counts_as_its_databases(refusal_world: FaultWorld) -> None:
-    world = refusal_world
+def test_a_pre_restore_dump_counts_as_its_databases(fresh_world: FaultWorld) -> None:
+    world = fresh_world
     staging = world.sandbox.env("staging")
     saved = _forged(world, _sql(world), name=f"cleaning_staging_pre_restore_{STAMP}.sql.gz")
     assert check_dump(saved, staging).format == "plain"

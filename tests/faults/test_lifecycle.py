@@ -24,22 +24,14 @@ from drtui.core.clock import SystemClock
 from drtui.core.events import Event, RunFinished, StepFailed, StepLogged, StepStarted
 from drtui.core.journal import read_events
 from drtui.core.lock import EnvLock
-from drtui.sandbox import Sandbox
 from tests.conftest import RUNBOOK_VARIABLES, Result
-from tests.faults.conftest import FaultWorld, assert_message, leftovers, make_fault_world, tree_digest
-
-
-@pytest.fixture(scope="module")
-def shared_world() -> Iterator[FaultWorld]:
-    """One world for the cases that put staging back as it was (every signal case ends in a full undo)."""
-    with Sandbox() as sandbox:
-        yield make_fault_world(sandbox)
+from tests.faults.conftest import FaultWorld, assert_message, leftovers, tree_digest
 
 
 @pytest.fixture
-def world(shared_world: FaultWorld) -> FaultWorld:
-    shared_world.before()
-    return shared_world
+def world(fresh_world: FaultWorld) -> FaultWorld:
+    """The shared world: every signal case ends in a full undo, which puts staging back as it was."""
+    return fresh_world
 
 
 def wal_source_untouched(world: FaultWorld) -> None:
