@@ -27,6 +27,8 @@ WAL_PAGE_MAGIC = {13: 0xD106, 14: 0xD10D, 15: 0xD110, 16: 0xD113, 17: 0xD116}
 OUTSIDE_SETTINGS = {"archive_cleanup_command": "", "recovery_end_command": "", "primary_conninfo": "",
                     "primary_slot_name": "", "promote_trigger_file": ""}
 ARCHIVE_SETTINGS = {"archive_mode": "off", "archive_command": "", "archive_library": ""}
+# Settings of those that exist only in some major versions (first, last): an unknown one stops the server.
+VERSIONED = {"promote_trigger_file": (12, 15), "archive_library": (15, 99)}
 _SETTING = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_.]*)\s*=?\s*('(?:[^']|'')*'|[^\s#]*)")
 
 
@@ -58,7 +60,13 @@ def recovery_settings(plan: Plan, env: Environment, restore_command: str) -> dic
     if not env.is_production:
         # A restored copy must never archive into the production WAL archive.
         settings |= ARCHIVE_SETTINGS
-    return settings
+    version = plan.base_backup.pg_version
+    return {key: value for key, value in settings.items() if _exists(key, version)}
+
+
+def _exists(setting: str, version: int) -> bool:
+    first, last = VERSIONED.get(setting, (0, 99))
+    return first <= version <= last
 
 
 def carried_settings(data_dir: Path) -> dict[str, str]:

@@ -174,7 +174,7 @@ class FollowRecovery(Step):
                        bytes_per_second=rate, eta_seconds=eta)
             if not status.in_recovery:
                 break
-            if end and not promotion.requested:
+            if end and not promotion.requested and not end.reached():
                 end.check_progress(status.replay_lsn, seen)
             elif promotion:
                 promotion.insist()
@@ -241,7 +241,7 @@ class _EndOfWal:
         now = self.ctx.clock.monotonic()
         if replay_lsn != self.replay_lsn:
             self.replay_lsn, self.since = replay_lsn, now
-        elif replay_lsn is not None and now - self.since > STALL_SECONDS and not self.reached():
+        elif replay_lsn is not None and now - self.since > STALL_SECONDS:
             self.fail(replay_lsn, log)
 
     def fail(self, replay_lsn: int, log: list[str]) -> None:
