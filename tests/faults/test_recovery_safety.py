@@ -73,6 +73,7 @@ def test_a_backup_carrying_cleanup_and_end_commands_leaves_the_wal_source_intact
 def test_the_restored_copy_never_archives(carrying_world: FaultWorld) -> None:
     """Runs after the restore above, on the restored staging (regression: passes today)."""
     world, sandbox = carrying_world, carrying_world.sandbox
+    world.before()
     assert _setting(sandbox, "staging", "archive_mode") == "off"
     sandbox.insert("bookings", env="staging")
     with connect(sandbox.env("staging")) as conn:
@@ -127,6 +128,7 @@ def test_latest_over_a_segment_with_a_damaged_header_fails_naming_it(fault_world
     result = fault_world.restore_staging_pitr()
     assert_message(result, "follow_recovery", f"WAL file {segment.name}", "magic number 0000", "good copy",
                    code=1)
+    assert "exited with exit code 170" in result.output, "PostgreSQL stopped on the fetcher's fatal exit"
     assert "pitr of staging: OK" not in result.output
     _assert_old_data_back(fault_world, result.output)
 
@@ -137,6 +139,6 @@ def test_latest_that_stops_short_on_a_damaged_record_is_not_promoted(fault_world
     fault_world.before()
     result = fault_world.restore_staging_pitr()
     assert_message(result, "replay stopped short of the end of the WAL source", f"segment {segment.name}",
-                   "checksum does not match", "bytes) of WAL would be lost", "not promoted", "--target-lsn",
+                   "checksum does not match", "bytes) of WAL would be lost", "not promoted", "--target-time",
                    "drtui restore promote", code=1)
     _assert_old_data_back(fault_world, result.output)

@@ -16,6 +16,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from drtui.core.backends.base import RecoveryStatus
 from drtui.core.errors import DrError
 from drtui.core.models import DEFAULT_SEGMENT_SIZE, format_lsn, segment_name
 from drtui.core.planning import TargetKind
@@ -175,7 +176,7 @@ class FollowRecovery(Step):
             if not status.in_recovery:
                 break
             if end and not promotion.requested and not end.reached():
-                end.check_progress(status.replay_lsn, seen)
+                end.check_progress(status, seen)
             elif promotion:
                 promotion.insist()
             elif status.paused:
@@ -237,14 +238,14 @@ class _EndOfWal:
         return any(int(name[8:16], 16) * per_id + int(name[16:24], 16) > self.newest_segno
                    for name in fetcher_misses(self.ctx.backend.data_dir))
 
-    def check_progress(self, replay_lsn: int | None, log: list[str]) -> None:
+    def check_progress(self, status: RecoveryStatus, log: list[str]) -> None:
         now = self.ctx.clock.monotonic()
-        if replay_lsn != self.replay_lsn:
-            self.replay_lsn, self.since = replay_lsn, now
-        elif replay_lsn is not None and now - self.since > STALL_SECONDS:
-            self.fail(replay_lsn, log)
+        if status.replay_lsn != self.replay_lsn:
+            self.replay_lsn, self.since = status.replay_lsn, now
+        elif status.replay_lsn is not None and now - self.since > STALL_SECONDS:
+            self.fail(status.replay_lsn, status.replay_time, log)
 
-    def fail(self, replay_lsn: int, log: list[str]) -> None:
+    def fail(self, replay_lsn: int, replay_time: datetime | None, log: list[str]) -> None:
         lost = max(self.end_lsn - replay_lsn, 0)
         segno = replay_lsn // self.segment_size
         timeline = max((tl for tl, no in _segments(self.folder, self.segment_size) if no == segno),
@@ -257,8 +258,9 @@ class _EndOfWal:
             f"{format_lsn(self.end_lsn)} (segment {self.newest}): up to {lost / 2**20:.1f} MiB ({lost:,} bytes) "
             "of WAL would be lost, so the restored copy was not promoted",
             (found[1] + "; " if found else "")
-            + f"to accept the loss, restore again to where replay stopped (--target-lsn {format_lsn(replay_lsn)}, "
-            "with --pause-at-target to look first, then `drtui restore promote`)")
+            + "to accept the loss, restore again to the last transaction replayed ("
+            + (f"--target-time {replay_time.isoformat()}" if replay_time else "--recovery-target immediate")
+            + ", with --pause-at-target to look first, then `drtui restore promote`)")
 
 
 class _Promotion:
