@@ -24,24 +24,24 @@ s=pg_wal/.drtui-prefetch
 depth=8
 per_id=$((0x100000000 / size))
 
-# Why the segment file $1 named $2 cannot be replayed (printed), or nothing (status 0).
+# Whether the segment file $1 named $2 can be replayed; if not, $why says why (no subshell: one fork less).
 check() {
-    n=$(wc -c <"$1") || { echo "cannot be read"; return 1; }
-    [ "$n" -eq "$size" ] || { echo "has the wrong size: $n bytes, a WAL segment has $size"; return 1; }
+    n=$(wc -c <"$1") || { why="cannot be read"; return 1; }
+    [ "$n" -eq "$size" ] || { why="has the wrong size: $n bytes, a WAL segment has $size"; return 1; }
     # The first page's long header, as four native 32-bit words: magic | info << 16, timeline, and the
     # page address (low, high): it must be this segment's start on this segment's timeline.
     # shellcheck disable=SC2046
     set -- "$2" $(od -A n -t x4 -N 16 "$1")
-    [ $# -eq 5 ] || { echo "cannot be read"; return 1; }
+    [ $# -eq 5 ] || { why="cannot be read"; return 1; }
     ct=${1%????????????????} cx=${1#????????}
     cl=${cx%????????} cg=${cx#????????}
     if [ "$magic" != - ] && [ "${2#????}" != "$magic" ]; then
-        echo "is damaged: its first page has magic number ${2#????}, not $magic (not a WAL segment of this version)"
+        why="is damaged: its first page has magic number ${2#????}, not $magic (not a WAL segment of this version)"
         return 1
     fi
     if [ $((0x$3)) -ne $((0x$ct)) ] || [ $((0x$4)) -ne $(((0x$cg * size) % 0x100000000)) ] ||
        [ $((0x$5)) -ne $((0x$cl)) ]; then
-        echo "is damaged: its first page belongs to timeline $((0x$3)) at $5/$4, not to this segment"
+        why="is damaged: its first page belongs to timeline $((0x$3)) at $5/$4, not to this segment"
         return 1
     fi
 }
@@ -61,7 +61,7 @@ elif [ ! -e "$a/$f" ]; then
     exit 1
 else
     [ -r "$a/$f" ] || fail "cannot be read by $(id -un), the user PostgreSQL runs as"
-    if [ $segment = yes ]; then why=$(check "$a/$f" "$f") || fail "$why"; fi
+    if [ $segment = yes ]; then check "$a/$f" "$f" || fail "$why"; fi
     if [ "$link" = ln ]; then
         ln "$a/$f" "$p" 2>/dev/null || cp "$a/$f" "$p" || fail "could not be copied into pg_wal (the cp error is above)"
     else
@@ -81,7 +81,7 @@ if [ ! -d "$s/.lock" ]; then (
         n=$((0x$g + i))
         m=$(printf %s%08X%08X "$t" $((0x$l + n / per_id)) $((n % per_id)))
         if [ ! -f "$s/$m.ok" ]; then
-            [ -f "$a/$m" ] && [ -r "$a/$m" ] && check "$a/$m" "$m" >/dev/null || break
+            [ -f "$a/$m" ] && [ -r "$a/$m" ] && check "$a/$m" "$m" || break
             cp "$a/$m" "$s/$m.tmp" || break
             mv -f "$s/$m.tmp" "pg_wal/$m" && : >"pg_wal/archive_status/$m.done" && : >"$s/$m.ok" || break
         fi
