@@ -12,7 +12,11 @@ import pytest
 
 from drtui.core import backup
 from drtui.core.clock import SystemClock
+from drtui.core.gates import Confirmation, approve, evaluate, gather_facts
+from drtui.core.launcher import write_plan_file
+from drtui.core.planning import Target, TargetKind, make_plan
 from drtui.core.postgres import connect
+from drtui.core.runner import new_run_id
 from drtui.sandbox import Sandbox
 from tests.faults.conftest import FaultWorld, assert_message, leftovers, make_fault_world
 
@@ -143,4 +147,24 @@ def test_latest_that_stops_short_on_a_damaged_record_is_not_promoted(fault_world
                    code=1)
     # the loss is accepted by restoring to the last replayed transaction, or to the backup's end when none was
     assert "--recovery-target immediate" in result.output or "--target-time" in result.output
+    _assert_old_data_back(fault_world, result.output)
+
+
+def test_latest_over_a_segment_unreadable_at_run_time_fails_naming_it(fault_world: FaultWorld) -> None:
+    """Planned and approved first, the segment made unreadable after (so the planner cannot see it): the
+    fetcher's check at replay time is what stops the run."""
+    sandbox, clock = fault_world.sandbox, SystemClock()
+    config = sandbox.config()
+    env = config.environment("staging")
+    plan = make_plan(config, env, Target(TargetKind.LATEST), clock=clock)
+    approved = approve(plan, evaluate(plan, gather_facts(config, env, "staging")),
+                       Confirmation(confirmed=True, typed_name="staging", face="headless"), clock)
+    plan_file = write_plan_file(approved, config, new_run_id("pitr", "staging", clock))
+    segment = _newest_segment(fault_world)
+    segment.chmod(0)
+    fault_world.before()
+    result = fault_world.drtui("_run", str(plan_file))
+    assert_message(result, f"WAL file {segment.name}", f"cannot be read by {sandbox.os_user}",
+                   "readable by os_user", code=1)
+    assert "exited with exit code 170" in result.output
     _assert_old_data_back(fault_world, result.output)
