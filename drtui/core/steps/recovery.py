@@ -5,7 +5,8 @@ is written, and PostgreSQL's recovery errors translated into plain causes and ne
 Health is never read from a server in recovery: it accepts read-only connections and shows old data. The step
 ends only when `pg_is_in_recovery()` is false (or, with --pause-at-target, when replay is paused there).
 Without --pause-at-target the server runs as a standby that is asked to promote as soon as it is up (see
-pitr.signal_file): it still replays to the target, then promotes without an end-of-recovery checkpoint.
+recovery_conf.signal_file): it still replays to the target, then promotes without an end-of-recovery checkpoint.
+For 'latest' the request waits until replay has reached the end of the WAL source (_EndOfWal).
 """
 
 from __future__ import annotations
