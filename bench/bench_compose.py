@@ -36,7 +36,7 @@ from drtui.core.backends.compose import ComposeBackend
 from drtui.core.backends.local import LocalBackend
 from drtui.core.clock import SystemClock, stamp
 from drtui.core.config import Environment
-from drtui.core.extract import extract_base_backup, restore_command, stage_wal
+from drtui.core.extract import extract_base_backup, stage_wal
 from drtui.core.inventory.basebackup import read_base_backup
 from drtui.core.planning import Target, TargetKind
 from drtui.core.postgres import LocalServer, chown_to
@@ -77,9 +77,11 @@ def local_restore(base: Path, wal_tarball: Path, settings: dict[str, str]) -> fl
     cancel = threading.Event()
     started = time.monotonic()
     try:
-        extract_base_backup(read_base_backup(base), env.data_dir, "postgres", lambda d, t: None, cancel)
+        chosen = read_base_backup(base)
+        extract_base_backup(chosen, env.data_dir, "postgres", lambda d, t: None, cancel)
         folder = stage_wal(wal_tarball, root / "wal", "postgres", lambda d, t: None, cancel)
-        backend.write_recovery(env.data_dir, {"restore_command": restore_command(folder), **settings,
+        command = backend.restore_command(env.data_dir, folder, chosen)
+        backend.write_recovery(env.data_dir, {"restore_command": command, **settings,
                                               "recovery_target_action": "promote", "port": str(env.port),
                                               "listen_addresses": "127.0.0.1", "archive_mode": "off",
                                               "logging_collector": "off",

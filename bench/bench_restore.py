@@ -46,10 +46,11 @@ from psycopg import sql
 from drtui.core import backup
 from drtui.core.clock import SystemClock
 from drtui.core.events import RunStarted, StepFinished, StepStarted
-from drtui.core.extract import extract_base_backup, restore_command
+from drtui.core.extract import extract_base_backup
 from drtui.core.journal import read_events
 from drtui.core.models import BaseBackup, Layout
 from drtui.core.postgres import chown_to, run_as
+from drtui.core.recovery_conf import install_fetcher, restore_command
 from drtui.sandbox import Sandbox
 from drtui.sandbox.world import free_port
 
@@ -437,6 +438,11 @@ def replay_with(command: Callable[[Fixture, Path], str]) -> Callable[[Fixture, P
     return run
 
 
+def _drtui_fetcher(fixture: Fixture, data: Path) -> str:
+    install_fetcher(data, OS_USER)
+    return restore_command(fixture.archive, 16 << 20, 15)
+
+
 def _prestage(fixture: Fixture, data: Path) -> str:
     """Copy every archived segment from the backup's start into pg_wal (the replay ceiling)."""
     for name in sorted(os.listdir(fixture.archive)):
@@ -541,7 +547,7 @@ def main(argv: list[str] | None = None) -> int:
             methods = {
                 "pre-staged (ceiling)": replay_with(_prestage),
                 "cp": replay_with(lambda f, d: f"cp {f.archive}/%f %p"),
-                "drtui restore_command": replay_with(lambda f, d: restore_command(f.archive)),
+                "drtui restore_command": replay_with(_drtui_fetcher),
             }
             say(f"\nWAL replay only (start -> promoted, data already synced), {args.rounds} rounds")
             results = run_rounds(fixture, args.rounds, methods)

@@ -1,4 +1,4 @@
-"""Base backup extraction, WAL staging, and the restore_command: the bulk of a restore's time.
+"""Base backup extraction and WAL staging: the bulk of a restore's time.
 
 Every layout of models.Layout is read once, as a stream, and never whole into memory. gzip is inflated by
 Python's zlib in a thread of its own (zlib releases the GIL, and on PostgreSQL data it inflates about 3x
@@ -20,7 +20,6 @@ import os
 import pwd
 import queue
 import re
-import shlex
 import shutil
 import tarfile
 import threading
@@ -31,8 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from drtui.core.errors import DrError
-from drtui.core.models import DEFAULT_SEGMENT_SIZE, BaseBackup, Layout
-from drtui.core.postgres import chown_to, current_user
+from drtui.core.models import BaseBackup, Layout
+from drtui.core.postgres import current_user
 
 Progress = Callable[[int, int | None], None]
 
@@ -53,8 +52,6 @@ BLOCK = 512
 ZERO_BLOCK = bytes(BLOCK)
 GZIP_MAGIC = b"\x1f\x8b"
 STAGED_MARKER = ".drtui-staged"  # a stage_wal folder: a private copy, safe to hard-link from
-PREFETCH_SPOOL = "pg_wal/.drtui-prefetch"  # relative to the restored data directory (the command's cwd)
-PREFETCH_DEPTH = 8
 WAL_NAME = re.compile(r"^([0-9A-F]{24}(\.partial|\.[0-9A-F]{8}\.backup)?|[0-9A-F]{8}\.history)$")
 FILE_TYPES = (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE)
 PAX_TYPES = (tarfile.XHDTYPE, tarfile.SOLARIS_XHDTYPE)
@@ -642,62 +639,3 @@ def stage_wal(source: Path, dest: Path, os_user: str, progress: Progress, cancel
             raise _Damaged("no WAL files inside (segments, .history, .backup or .partial files by their names)")
         writer.file(STAGED_MARKER, time.time(), [b"WAL staged by drtui from " + str(source).encode() + b"\n"])
     return dest
-
-
-def restore_command(folder: Path, segment_size: int = DEFAULT_SEGMENT_SIZE) -> str:
-    """The restore_command that fetches WAL from `folder`.
-
-    A folder staged by stage_wal is a private copy on the restore's side: its files are hard-linked into
-    pg_wal (no copy, a few ms each), falling back to `cp` across filesystems. Any other folder (the live
-    archive) is only ever read, never linked from: the restored server recycles and overwrites WAL files in
-    pg_wal after promotion, and a link would carry those writes into the archive.
-
-    For the live archive, fetch and replay overlap: each call starts (unless one is running) a background
-    copy of the next PREFETCH_DEPTH segments, each copied beside pg_wal, renamed into pg_wal whole, and only
-    then marked done in PREFETCH_SPOOL and, as PostgreSQL marks a segment it restores itself, archived
-    (`archive_status/<segment>.done`: a promoted cluster that archives must not send the source's segments
-    back to the archive). For a marked segment the command exits 1 at once, and PostgreSQL,
-    finding nothing in the archive, reads the complete copy already in pg_wal (as with pre-staged WAL). An
-    unmarked segment (the first, history files, a miss) is copied with `cp` as usual; the backup's own,
-    possibly partial, segments in pg_wal are never trusted.
-    """
-    source = shlex.quote(str(folder.resolve()))
-    if (folder / STAGED_MARKER).is_file():
-        return f"ln {source}/%f %p 2>/dev/null || cp {source}/%f %p"
-    per_id = 0x100000000 // segment_size
-    # PostgreSQL replaces %f and %p and turns %% into %; every other percent sign below is doubled.
-    return (
-        f"f=%f; a={source}; s={PREFETCH_SPOOL}; "
-        'if [ -f "$s/$f.ok" ] && [ -f "pg_wal/$f" ]; then r=1; else cp "$a/$f" %p || exit 1; r=0; fi; '
-        'case $f in *[!0-9A-F]*) exit $r;; esac; [ ${#f} -eq 24 ] || exit $r; '
-        'if [ ! -d "$s/.lock" ]; then ( mkdir -p "$s" && mkdir "$s/.lock" || exit 0; trap "rmdir $s/.lock" EXIT; '
-        "t=${f%%????????????????}; x=${f#????????}; l=${x%%????????}; g=${x#????????}; i=1; "
-        f"while [ $i -le {PREFETCH_DEPTH} ]; do n=$((0x$g + i)); "
-        f'm=$(printf %%s%%08X%%08X $t $((0x$l + n / {per_id})) $((n %% {per_id}))); '
-        'if [ ! -f "$s/$m.ok" ]; then [ -f "$a/$m" ] || break; '
-        'cp "$a/$m" "$s/$m.tmp" && mv -f "$s/$m.tmp" "pg_wal/$m" && : > "pg_wal/archive_status/$m.done" '
-        '&& : > "$s/$m.ok" || break; fi; '
-        "i=$((i + 1)); done ) </dev/null >/dev/null 2>&1 & fi; exit $r"
-    )
-
-
-def mark_wal_archived(data_dir: Path, os_user: str) -> list[str]:
-    """Mark the WAL segments a base backup brought in its pg_wal as archived (`archive_status/<name>.done`),
-    as PostgreSQL marks the ones it restores: they belong to the source's timeline, which archived them. After
-    a fast promotion, the first checkpoint would otherwise queue them for archiving again, and an
-    archive_command that refuses to overwrite (`test ! -f ... && cp ...`) would stall archiving on them."""
-    status = data_dir / "pg_wal" / "archive_status"
-    status.mkdir(mode=0o700, exist_ok=True)
-    chown_to(status, os_user)
-    marked = sorted(entry.name for entry in os.scandir(data_dir / "pg_wal")
-                    if entry.is_file() and len(entry.name) == 24 and WAL_NAME.match(entry.name))
-    for name in marked:
-        done = status / f"{name}.done"
-        done.touch()
-        chown_to(done, os_user)
-    return marked
-
-
-def clear_prefetch(data_dir: Path) -> None:
-    """Remove what the prefetching restore_command left in a promoted cluster's pg_wal."""
-    shutil.rmtree(data_dir / PREFETCH_SPOOL, ignore_errors=True)

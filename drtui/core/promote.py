@@ -340,7 +340,7 @@ def promote(config: Config, env: Environment, clock: Clock, emit: Callable[[Even
                     raise DrError(f"PostgreSQL of {env.name!r} did not leave recovery after promote",
                                   f"read the server log ({backend.server_log()})")
                 time.sleep(0.1)
-            from drtui.core.extract import clear_prefetch
+            from drtui.core.recovery_conf import clear_prefetch
 
             clear_prefetch(backend.data_dir)
             backend.start_app()

@@ -14,7 +14,7 @@ from drtui.core.config import Environment
 from drtui.core.lock import EnvLock, LockBusy, process_start
 from drtui.core.models import BaseBackup, Layout
 from drtui.core.planning import Plan, Target, TargetKind
-from drtui.core.steps.pitr import recovery_settings, signal_file
+from drtui.core.recovery_conf import recovery_settings, signal_file
 from drtui.core.steps.recovery import translate
 
 CLOCK = FrozenClock()

@@ -25,18 +25,10 @@ import pytest
 
 from drtui.core import backup
 from drtui.core.clock import SystemClock
-from drtui.core.extract import (
-    PREFETCH_SPOOL,
-    STAGED_MARKER,
-    ExtractCancelled,
-    ExtractError,
-    clear_prefetch,
-    extract_base_backup,
-    restore_command,
-    stage_wal,
-)
+from drtui.core.extract import STAGED_MARKER, ExtractCancelled, ExtractError, extract_base_backup, stage_wal
 from drtui.core.models import BaseBackup, Layout
 from drtui.core.postgres import LocalServer, chown_to
+from drtui.core.recovery_conf import PREFETCH_SPOOL, clear_prefetch, install_fetcher, restore_command
 from drtui.sandbox import Sandbox
 from drtui.sandbox.world import free_port
 
@@ -121,7 +113,8 @@ def _recovered(world: Sandbox, data_dir: Path, wal_folder: Path, run_dir: Path) 
     (data_dir / "recovery.signal").touch()
     chown_to(data_dir / "recovery.signal", world.os_user)
     with (data_dir / "postgresql.auto.conf").open("a") as conf:
-        command = restore_command(wal_folder).replace("'", "''")
+        install_fetcher(data_dir, world.os_user)
+        command = restore_command(wal_folder, 16 << 20, 15).replace("'", "''")
         conf.write(f"restore_command = '{command}'\nrecovery_target_action = 'promote'\n"
                    f"archive_mode = off\nunix_socket_directories = '{run_dir}'\n"
                    f"listen_addresses = ''\nport = {port}\n")
@@ -193,7 +186,7 @@ def test_a_wal_tarball_is_staged_and_replayed_through_links(built: Built, shared
         names = set(tar.getnames())
     assert {p.name for p in staged.iterdir()} == names | {STAGED_MARKER}
     assert _owners(staged) == {shared_sandbox.os_user}
-    assert restore_command(staged).startswith(f"ln {staged}/%f %p")
+    assert restore_command(staged, 16 << 20, 15).endswith(f"{staged} {16 << 20} d110 ln %f %p")
 
     dest = open_tmp / "data"
     extract_base_backup(built.backups["plain-root"], dest, shared_sandbox.os_user, _noop, threading.Event())
@@ -207,9 +200,9 @@ def test_a_wal_folder_is_used_in_place_and_only_ever_copied_from(shared_sandbox:
     assert stage_wal(shared_sandbox.wal_archive, open_tmp / "wal", "postgres", _noop,
                      threading.Event()) == shared_sandbox.wal_archive
     assert not (open_tmp / "wal").exists()
-    command = restore_command(shared_sandbox.wal_archive)
-    assert f"a={shared_sandbox.wal_archive};" in command and 'cp "$a/$f" %p' in command
-    assert "ln " not in command, "a restored server must never share a file with the archive"
+    command = restore_command(shared_sandbox.wal_archive, 16 << 20, 15)
+    assert command.endswith(f"{shared_sandbox.wal_archive} {16 << 20} d110 cp %f %p")
+    assert " ln " not in command, "a restored server must never share a file with the archive"
     assert sorted(os.listdir(shared_sandbox.wal_archive)) == before
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from drtui.core.clock import stamp
 from drtui.core.config import Environment
+from drtui.core.models import BaseBackup
 
 # Files a base backup may carry that must not reach the restored server.
 STALE_FILES = ("postmaster.pid", "postmaster.opts", "recovery.conf", "recovery.done", "standby.signal",
@@ -92,6 +93,11 @@ class Backend(ABC):
     @abstractmethod
     def set_aside(self, stamp: str, kind: str = "failed") -> Path | None:
         """Rename the current data directory to `.<kind>_<stamp>` (kept, never deleted)."""
+
+    @abstractmethod
+    def restore_command(self, data_dir: Path, folder: Path, backup: BaseBackup) -> str:
+        """The restore_command with which the server on the (stopped) `data_dir` fetches the WAL of `backup`
+        from the host folder `folder`; what the command needs is put into `data_dir`."""
 
     @abstractmethod
     def write_recovery(self, data_dir: Path, settings: Mapping[str, str], signal: str) -> None:

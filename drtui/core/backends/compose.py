@@ -24,7 +24,6 @@ import gzip
 import io
 import os
 import re
-import shlex
 import shutil
 import subprocess
 import tarfile
@@ -54,8 +53,9 @@ from drtui.core.backup import (
 from drtui.core.clock import Clock, stamp
 from drtui.core.config import Config, Environment
 from drtui.core.errors import DrError
+from drtui.core.extract import STAGED_MARKER
 from drtui.core.files import atomic_path, write_heartbeat
-from drtui.core.models import parse_lsn
+from drtui.core.models import BaseBackup, parse_lsn
 
 PROJECT = "com.docker.compose.project"
 SERVICE = "com.docker.compose.service"
@@ -501,16 +501,9 @@ class ComposeBackend(Backend):
 
     def write_recovery(self, data_dir: Path, settings: Mapping[str, str], signal: str) -> None:
         """Append the recovery settings to postgresql.auto.conf of a (stopped) volume or a restored host folder,
-        and the signal file.
-
-        The server runs in the db container: its port, addresses and sockets stay the container's own, and a
-        restore_command naming a host folder is replaced by one the container can run: the folder where the db
-        container mounts it (a live archive read in place), or `<pgdata>/drtui_restore_wal`, into which staged
-        WAL is hard-linked (or another folder's WAL copied); that copy is removed once recovery has ended.
-        """
+        and the signal file. The server runs in the db container: its port, addresses and sockets stay the
+        container's own."""
         settings = {k: v for k, v in settings.items() if k not in CONTAINER_OWNED}
-        if data_dir.is_absolute() and "restore_command" in settings:
-            settings["restore_command"] = self._container_restore_command(data_dir, settings["restore_command"])
         block = "\n".join([RECOVERY_BEGIN, *(f"{k} = {_quote(v)}" for k, v in settings.items()), RECOVERY_END])
         stale = " ".join(f"/data/{name}" for name in STALE_FILES)
         script = (f'set -e; rm -f {stale}; printf "\\n%s\\n" "$DRTUI_RECOVERY" >> /data/postgresql.auto.conf; '
@@ -518,27 +511,23 @@ class ComposeBackend(Backend):
         self.helper(script, {str(data_dir): {"bind": "/data", "mode": "rw"}}, environment={"DRTUI_RECOVERY": block},
                     what="writing the recovery settings")
 
-    def _container_restore_command(self, restored: Path, command: str) -> str:
+    def restore_command(self, data_dir: Path, folder: Path, backup: BaseBackup) -> str:
+        """A command the db container can run: `cp` from the folder where the db container mounts `folder` (a
+        live archive read in place), or from `<pgdata>/drtui_restore_wal`, into which staged WAL is
+        hard-linked (or another folder's WAL copied); that copy is removed once recovery has ended."""
         inside = f"cp {self.env.pgdata}/{STAGED_WAL}/%f %p"
-        dest = restored / STAGED_WAL
-        staged = self.sibling("pitr_wal", restored.name.rsplit("_", 1)[-1])
-        if staged.is_dir():  # hard links: the staged folder stays whole for the recovery follower
+        dest = data_dir / STAGED_WAL
+        if (folder / STAGED_MARKER).is_file():  # hard links: the staged folder stays whole for the follower
             dest.mkdir()
-            for entry in os.scandir(staged):
+            for entry in os.scandir(folder):
                 if entry.is_file() and not entry.name.startswith("."):
                     os.link(entry.path, dest / entry.name)
             return inside
-        tokens = [t.rstrip(";") for t in shlex.split(command)]
-        folders = [Path(t[2:]) for t in tokens if t.startswith("a=")] or [
-            Path(t.rsplit("/%f", 1)[0]) for t in tokens if t.endswith("/%f")]
-        if not folders or not folders[0].is_dir():
-            raise ComposeError(f"cannot tell which WAL folder this restore_command reads: {command}",
-                               "pass the WAL as a wal_archive_*.tar.gz (WAL_ARCHIVE)")
-        mounted = self._container_path_of(folders[0])
+        mounted = self._container_path_of(folder)
         if mounted:
             return f"cp {mounted}/%f %p"
         dest.mkdir()
-        for entry in os.scandir(folders[0]):
+        for entry in os.scandir(folder):
             if entry.is_file() and not entry.name.startswith("."):
                 shutil.copy2(entry.path, dest / entry.name)
         return inside

@@ -12,8 +12,9 @@ from drtui.core.backends.base import STALE_FILES, Backend, RecoveryStatus
 from drtui.core.config import Environment
 from drtui.core.errors import DrError
 from drtui.core.files import fsync_dir
-from drtui.core.models import parse_lsn
+from drtui.core.models import BaseBackup, parse_lsn
 from drtui.core.postgres import LocalServer, ServerState, chown_to
+from drtui.core.recovery_conf import install_fetcher, restore_command
 
 APP_COMMAND_TIMEOUT = 600
 
@@ -102,6 +103,10 @@ class LocalBackend(Backend):
         dest = self.sibling(kind, stamp)
         self._rename(self.data_dir, dest)
         return dest
+
+    def restore_command(self, data_dir: Path, folder: Path, backup: BaseBackup) -> str:
+        install_fetcher(data_dir, self.env.os_user)
+        return restore_command(folder, backup.segment_size, backup.pg_version)
 
     def write_recovery(self, data_dir: Path, settings: Mapping[str, str], signal: str) -> None:
         for name in STALE_FILES:

@@ -10,41 +10,10 @@ import os
 import threading
 from pathlib import Path
 
-from drtui.core.config import Environment
 from drtui.core.planning import Plan
 from drtui.core.postgres import run_as
+from drtui.core.recovery_conf import mark_wal_archived, overridden, recovery_settings, signal_file
 from drtui.core.steps import Step, StepContext, StepError
-
-
-def signal_file(plan: Plan) -> str:
-    """How the restored server recovers. Normally as a standby that drtui asks to promote as soon as it runs:
-    PostgreSQL still replays every WAL file the source holds, stops at the target (or at the end, for
-    'latest'; a target the WAL does not reach fails as usual), and then promotes at once, writing an
-    end-of-recovery record instead of waiting for a full checkpoint (the checkpoint follows in the
-    background). With --pause-at-target it runs plain archive recovery, which pauses at the target and waits
-    for the operator."""
-    return "recovery.signal" if plan.pause_at_target else "standby.signal"
-
-
-def recovery_settings(plan: Plan, env: Environment, restore_command: str) -> dict[str, str]:
-    """What the restored server must run with: the recovery target, and overrides of what the base backup
-    carried over from the cluster it was taken from (port, addresses, socket, archiving, log collector, and
-    any upstream a standby would stream from)."""
-    settings = {"restore_command": restore_command, **plan.target.settings(),
-                # pause, not promote: a standby told to promote ends its pause at once (a fast promotion),
-                # while promote would make it write a full end-of-recovery checkpoint first.
-                "recovery_target_action": "pause",
-                "hot_standby": "on",
-                "primary_conninfo": "", "primary_slot_name": "",
-                "port": str(env.port),
-                "listen_addresses": "" if env.host.startswith("/") else env.host,
-                "logging_collector": "off"}
-    if env.host.startswith("/"):
-        settings["unix_socket_directories"] = env.host
-    if not env.is_production:
-        # A restored copy must never archive into the production WAL archive.
-        settings |= {"archive_mode": "off", "archive_command": ""}
-    return settings
 
 
 class Preflight(Step):
@@ -173,16 +142,18 @@ class WriteRecovery(Step):
     name, title = "write_recovery", "Write the recovery settings"
 
     def run(self, ctx: StepContext) -> None:
-        from drtui.core.extract import mark_wal_archived, restore_command
-
         assert ctx.restored_dir and ctx.wal_folder
         marked = mark_wal_archived(ctx.restored_dir, ctx.env.os_user)
         if marked:
             ctx.log(self.name, f"{len(marked)} WAL segment(s) the backup brought marked as archived already "
                                f"({marked[0]} …): the restored cluster never archives them again")
-        settings = recovery_settings(ctx.plan, ctx.env, restore_command(ctx.wal_folder))
+        command = ctx.backend.restore_command(ctx.restored_dir, ctx.wal_folder, ctx.plan.base_backup)
+        settings = recovery_settings(ctx.plan, ctx.env, command)
+        blanked = overridden(ctx.restored_dir, settings)
         signal = signal_file(ctx.plan)
         ctx.backend.write_recovery(ctx.restored_dir, settings, signal)
+        ctx.log(self.name, "overridden, so that the restored copy acts on nothing outside its data directory: "
+                + ", ".join(blanked))
         ctx.log(self.name, f"{signal} written; postgresql.auto.conf:",
                 *(f"  {key} = {value!r}" for key, value in settings.items()))
 

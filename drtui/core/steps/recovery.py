@@ -5,7 +5,8 @@ is written, and PostgreSQL's recovery errors translated into plain causes and ne
 Health is never read from a server in recovery: it accepts read-only connections and shows old data. The step
 ends only when `pg_is_in_recovery()` is false (or, with --pause-at-target, when replay is paused there).
 Without --pause-at-target the server runs as a standby that is asked to promote as soon as it is up (see
-pitr.signal_file): it still replays to the target, then promotes without an end-of-recovery checkpoint.
+recovery_conf.signal_file): it still replays to the target, then promotes without an end-of-recovery checkpoint.
+For 'latest' the request waits until replay has reached the end of the WAL source (_EndOfWal).
 """
 
 from __future__ import annotations
@@ -16,15 +17,45 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from drtui.core.backends.base import RecoveryStatus
 from drtui.core.errors import DrError
-from drtui.core.models import DEFAULT_SEGMENT_SIZE, format_lsn
+from drtui.core.models import DEFAULT_SEGMENT_SIZE, format_lsn, segment_name
 from drtui.core.planning import TargetKind
+from drtui.core.recovery_conf import FETCHER_COPY, clear_prefetch, fetcher_misses
 from drtui.core.steps import Step, StepContext, StepError
 
 POLL_SECONDS = 0.1
+# Replay of 'latest' that has not moved for this long, short of the end of the WAL source, has stopped there
+# (a standby retries a failed read every wal_retrieve_retry_interval, 5 s by default).
+STALL_SECONDS = 15
 HEX = frozenset("0123456789ABCDEF")
-# (pattern in the server log, plain cause, next step)
+LSN = r"([0-9A-F]+/[0-9A-F]+)"
+_DAMAGED_HINT = ("replace that segment in the WAL source with a good copy (another archive, a wal_archive_*.tar.gz "
+                 "or the primary's pg_wal) and restore again, or restore to a target before it")
+_PARAMETERS = re.compile(r"insufficient parameter settings|hot standby is not possible because")
+# (pattern in the server log, plain cause, next step); the cause may name the pattern's groups ({0}, {1}, ...)
 TRANSLATIONS = (
+    (re.compile(r"drtui fetch_wal: (WAL file \S+ in .*?); recovery stops here"),
+     "{0}", "make that file whole and readable by os_user in the WAL source (or put a good copy there), "
+            "then restore again; or restore to a target before it"),
+    (re.compile(r"No space left on device"),
+     "the disk filled up during WAL replay (No space left on device)",
+     "free space on the data directory's filesystem (replayed WAL and new data need room beyond the base "
+     "backup), then restore again"),
+    (re.compile(r"invalid magic number (\w+) in log segment (\w+), offset (\d+)"),
+     "WAL segment {1} is damaged: invalid magic number {0} at offset {2}", _DAMAGED_HINT),
+    (re.compile(r"unexpected pageaddr " + LSN + r" in log segment (\w+), offset (\d+)"),
+     "WAL segment {1} holds the wrong WAL (page address {0} at offset {2}): a damaged or misnamed file",
+     _DAMAGED_HINT),
+    (re.compile(f"incorrect prev-link {LSN} at {LSN}"),
+     "the WAL is damaged at LSN {1}: a record's link to the previous one ({0}) is wrong", _DAMAGED_HINT),
+    (re.compile("incorrect resource manager data checksum in record at " + LSN),
+     "the WAL is damaged at LSN {0}: a record's checksum does not match", _DAMAGED_HINT),
+    (re.compile(r"invalid resource manager ID (\d+) at " + LSN),
+     "the WAL is damaged at LSN {1}: invalid resource manager ID {0}", _DAMAGED_HINT),
+    # "got 0" is the ordinary end of written WAL (zeros); any other length is damage
+    (re.compile(r"(?:invalid record length|record length \d+) at " + LSN + r"(?:: wanted \d+, got [1-9]| too long)"),
+     "the WAL is damaged at LSN {0}: invalid record length", _DAMAGED_HINT),
     (re.compile(r"requested recovery stop point is before consistent recovery point"),
      "the target lies before the moment the base backup became consistent",
      "choose an older base backup (--base-backup) or a later target"),
@@ -32,7 +63,7 @@ TRANSLATIONS = (
      "the WAL ran out before the target was reached (the archive does not reach it, or the restore point "
      "/ transaction does not exist)",
      "sync the WAL archive (`drtui backup wal-sync`), or choose an earlier target"),
-    (re.compile(r"insufficient parameter settings|hot standby is not possible because"),
+    (_PARAMETERS,
      "recovery paused: a setting such as max_connections is lower here than on the primary",
      "raise the setting named in the server log to at least the primary's value in the target environment's "
      "postgresql.conf, then restore again"),
@@ -43,7 +74,6 @@ TRANSLATIONS = (
      "the WAL the base backup starts from is missing from the WAL source",
      "point --wal-archive at the archive that holds the backup's start segment"),
 )
-_PARAMETERS = TRANSLATIONS[2][0]
 _LAST_TX = re.compile(r"last completed transaction was at log time (\S+ \S+(?: \S+)?)")
 
 
@@ -51,8 +81,9 @@ def translate(lines: list[str]) -> tuple[str, str] | None:
     """The plain cause and next step for the first recognised recovery error in server log lines."""
     for line in lines:
         for pattern, cause, hint in TRANSLATIONS:
-            if pattern.search(line):
-                return cause, hint
+            found = pattern.search(line)
+            if found:
+                return cause.format(*(group or "?" for group in found.groups())), hint
     return None
 
 
@@ -64,15 +95,23 @@ def _log_time(text: str) -> datetime | None:
         return None
 
 
-def archive_end_lsn(folder: Path, segment_size: int = DEFAULT_SEGMENT_SIZE) -> int | None:
-    """The end LSN of the newest segment in a WAL folder (names only, no stat)."""
-    names = [e.name for e in os.scandir(folder) if len(e.name) == 24 and all(c in HEX for c in e.name)]
-    if not names:
-        return None
-    newest = max(names, key=lambda n: (n[8:], n[:8]))
+def _segments(folder: Path, segment_size: int) -> list[tuple[int, int]]:
+    """(timeline, segment number) of every segment in a WAL folder (names only, no stat)."""
     per_id = 0x100000000 // segment_size
-    segno = int(newest[8:16], 16) * per_id + int(newest[16:24], 16)
-    return (segno + 1) * segment_size
+    return [(int(e.name[:8], 16), int(e.name[8:16], 16) * per_id + int(e.name[16:24], 16))
+            for e in os.scandir(folder) if len(e.name) == 24 and all(c in HEX for c in e.name)]
+
+
+def newest_segment(folder: Path, segment_size: int = DEFAULT_SEGMENT_SIZE) -> tuple[int, int] | None:
+    """(timeline, segment number) of the newest segment on the newest timeline of a WAL folder: where
+    recovery to the latest timeline ends."""
+    return max(_segments(folder, segment_size), default=None)
+
+
+def archive_end_lsn(folder: Path, segment_size: int = DEFAULT_SEGMENT_SIZE) -> int | None:
+    """The end LSN of the newest segment in a WAL folder (see newest_segment)."""
+    newest = newest_segment(folder, segment_size)
+    return None if newest is None else (newest[1] + 1) * segment_size
 
 
 class FollowRecovery(Step):
@@ -93,6 +132,7 @@ class FollowRecovery(Step):
         first: tuple[float, int] | None = None
         last_status = None
         promotion = _Promotion(ctx) if not plan.pause_at_target else None
+        end = _EndOfWal.of(ctx) if promotion and plan.target.kind is TargetKind.LATEST else None
         while True:
             ctx.check_cancel()
             offset, lines = _read_new(log_path, offset)
@@ -107,7 +147,7 @@ class FollowRecovery(Step):
                     # Replay is paused and no connection will be allowed: waiting would hang forever.
                     self._fail(seen, "recovery paused")
             alive = backend.server_alive()  # start_server returned once the postmaster was up
-            if promotion and alive:
+            if promotion and alive and (end is None or end.reached()):
                 promotion.request()
             status = backend.recovery_status()
             if status is None:
@@ -132,7 +172,9 @@ class FollowRecovery(Step):
                        bytes_per_second=rate, eta_seconds=eta)
             if not status.in_recovery:
                 break
-            if promotion:
+            if end and not promotion.requested and not end.reached():
+                end.check_progress(status, seen)
+            elif promotion:
                 promotion.insist()
             elif status.paused:
                 ctx.paused = True
@@ -145,8 +187,6 @@ class FollowRecovery(Step):
 
             ctx.log(self.name, f"recovery is paused at the target: {pause_hint(ctx.env.name)}")
         else:
-            from drtui.core.extract import clear_prefetch
-
             clear_prefetch(backend.data_dir)
             ctx.log(self.name, "promoted: PostgreSQL is out of recovery"
                     + (f"; recovered to {ctx.recovered_to.isoformat()}" if ctx.recovered_to else ""))
@@ -164,6 +204,61 @@ class FollowRecovery(Step):
             ctx.backend.stop_server()
             return "stopped the restored server"
         return None
+
+
+class _EndOfWal:
+    """For 'latest': PostgreSQL takes any file it cannot fetch for the end of the WAL, and a standby asked to
+    promote promotes wherever that was. So the promotion is asked for only once replay has reached the end of
+    the WAL source: when PostgreSQL has asked the fetcher for a segment past the newest one there when replay
+    began (the fetcher records each miss; a live archive may have grown since). Replay that stops moving
+    before that has stopped short, and fails the step, before any promotion, with what would be lost."""
+
+    def __init__(self, ctx: StepContext, folder: Path, newest: tuple[int, int]) -> None:
+        self.ctx, self.folder = ctx, folder
+        self.segment_size = ctx.plan.base_backup.segment_size
+        self.newest = segment_name(newest[0], newest[1], self.segment_size)
+        self.newest_segno = newest[1]
+        self.end_lsn = (newest[1] + 1) * self.segment_size
+        self.replay_lsn: int | None = None
+        self.since = ctx.clock.monotonic()
+
+    @classmethod
+    def of(cls, ctx: StepContext) -> _EndOfWal | None:
+        """None when the fetcher does not record its misses (another backend's restore_command)."""
+        folder = ctx.wal_folder
+        if folder is None or not (ctx.backend.data_dir / FETCHER_COPY).is_file():
+            return None
+        newest = newest_segment(folder, ctx.plan.base_backup.segment_size)
+        return cls(ctx, folder, newest) if newest else None
+
+    def reached(self) -> bool:
+        per_id = 0x100000000 // self.segment_size
+        return any(int(name[8:16], 16) * per_id + int(name[16:24], 16) > self.newest_segno
+                   for name in fetcher_misses(self.ctx.backend.data_dir))
+
+    def check_progress(self, status: RecoveryStatus, log: list[str]) -> None:
+        now = self.ctx.clock.monotonic()
+        if status.replay_lsn != self.replay_lsn:
+            self.replay_lsn, self.since = status.replay_lsn, now
+        elif status.replay_lsn is not None and now - self.since > STALL_SECONDS:
+            self.fail(status.replay_lsn, status.replay_time, log)
+
+    def fail(self, replay_lsn: int, replay_time: datetime | None, log: list[str]) -> None:
+        lost = max(self.end_lsn - replay_lsn, 0)
+        segno = replay_lsn // self.segment_size
+        timeline = max((tl for tl, no in _segments(self.folder, self.segment_size) if no == segno),
+                       default=int(self.newest[:8], 16))
+        found = translate(log)
+        cause = found[0] if found else f"nothing was replayed past it (server log: {self.ctx.backend.server_log()})"
+        raise StepError(
+            f"replay stopped short of the end of the WAL source, at LSN {format_lsn(replay_lsn)} in segment "
+            f"{segment_name(timeline, segno, self.segment_size)}: {cause}. The source holds WAL up to "
+            f"{format_lsn(self.end_lsn)} (segment {self.newest}): up to {lost / 2**20:.1f} MiB ({lost:,} bytes) "
+            "of WAL would be lost, so the restored copy was not promoted",
+            (found[1] + "; " if found else "")
+            + "to accept the loss, restore again to the last transaction replayed ("
+            + (f"--target-time {replay_time.isoformat()}" if replay_time else "--recovery-target immediate")
+            + ", with --pause-at-target to look first, then `drtui restore promote`)")
 
 
 class _Promotion:
