@@ -45,6 +45,13 @@ class Rates:
         return f"from {runs} on this host{since}"
 
 
+def short_basis(basis: str) -> str:
+    """A plan's prediction basis in a few words, for a screen: 'built-in rates', or '3 runs here'."""
+    if not basis or basis.startswith("built-in"):
+        return "built-in rates"
+    return basis.split(" on this host", 1)[0].removeprefix("from ") + " here"
+
+
 BUILT_IN = Rates(BUILT_IN_EXTRACT_BYTES_PER_SECOND, BUILT_IN_REPLAY_BYTES_PER_SECOND, BUILT_IN_FIXED_SECONDS)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from drtui.core.clock import FrozenClock
 from drtui.core.events import RunFinished, RunStarted, StepFinished
 from drtui.core.journal import Journal, journal_path
-from drtui.core.prediction import BUILT_IN, measured_rates
+from drtui.core.prediction import BUILT_IN, measured_rates, short_basis
 
 GB = 1_000_000_000
 
@@ -49,6 +49,7 @@ def test_after_three_runs_the_next_is_predicted_within_30_percent(tmp_path: Path
     rates = measured_rates(tmp_path)
     assert rates.runs == 3 and rates.since == first
     assert rates.basis() == f"from 3 runs on this host since {first:%Y-%m-%d}"
+    assert short_basis(rates.basis()) == "3 runs here" and short_basis(BUILT_IN.basis()) == "built-in rates"
     achieved = 31.9 + 3.1 + 4.6  # the fourth run on the same backup
     assert abs(rates.predict(2 * GB, GB // 2) - achieved) / achieved < 0.3
     assert abs(BUILT_IN.predict(2 * GB, GB // 2) - achieved) / achieved > 0.3  # the fixed rates were off

@@ -3,6 +3,7 @@ Update them on purpose: `pytest tests/tui/test_snapshots.py --snapshot-update`."
 
 from __future__ import annotations
 
+import fcntl
 import shutil
 import time
 from collections.abc import Iterator
@@ -30,12 +31,15 @@ PROBES = {"pg_version": 15, "free_bytes": 50 * 1024**3}
 
 @pytest.fixture
 def world() -> Iterator[tuple[Config, FrozenClock]]:
-    shutil.rmtree(FOLDER, ignore_errors=True)
-    FOLDER.mkdir(mode=0o755)
-    try:
-        yield write_config(FOLDER), FrozenClock(T0 + timedelta(minutes=12))
-    finally:
+    """The fixed folder the snapshots show, held under a lock: two test runs on one machine take turns."""
+    with open(f"{FOLDER}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
         shutil.rmtree(FOLDER, ignore_errors=True)
+        FOLDER.mkdir(mode=0o755)
+        try:
+            yield write_config(FOLDER), FrozenClock(T0 + timedelta(minutes=12))
+        finally:
+            shutil.rmtree(FOLDER, ignore_errors=True)
 
 
 async def settle(pilot, until=lambda app: True, timeout: float = 60) -> None:

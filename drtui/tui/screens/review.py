@@ -16,6 +16,7 @@ from drtui.core.config import Environment
 from drtui.core.errors import DrError
 from drtui.core.gates import ApprovedPlan, Confirmation, GateResult, approve, evaluate, gather_facts
 from drtui.core.planning import DumpPlan, Plan, Target, make_dump_plan, make_plan
+from drtui.core.prediction import short_basis
 from drtui.tui.format import duration, size, state_markup, utc
 
 
@@ -132,8 +133,8 @@ class ReviewScreen(Screen[ApprovedPlan | None]):
             f"replay    WAL from {plan.wal_source} ({plan.wal_kind}) up to the target",
             "start     PostgreSQL" + (", the app" if self.env.start_app_command else "") + ", then the checks",
             f"disk      needs {size(plan.required_bytes)}, {size(plan.free_bytes)} free {self._disk(plan)}",
-            f"duration  about {duration(plan.predicted_seconds)} of the {duration(objective)} RTO ({share:.0%}), "
-            f"{plan.prediction_basis or 'built-in rates'}" + (" [yellow]▲ longer than the RTO[/]" if share > 1 else ""),
+            f"duration  about {duration(plan.predicted_seconds)} of the {duration(objective)} RTO ({share:.0%}; "
+            f"{short_basis(plan.prediction_basis)})" + (" [yellow]▲ longer than the RTO[/]" if share > 1 else ""),
         ] + [f"[dim]note      {n}[/]" for n in plan.notes])
 
     def _dump_words(self, plan: DumpPlan) -> str:
