@@ -22,7 +22,7 @@ from drtui.core import backup
 from drtui.core.clock import SystemClock
 from drtui.core.events import CheckCompleted, RunFinished, RunStarted, StepFinished, StepLogged, StepStarted
 from drtui.core.journal import follow, read_events
-from drtui.core.postgres import connect, query
+from drtui.core.postgres import chown_to, connect, query
 from drtui.sandbox import Insert, Sandbox
 from tests.conftest import run_drtui
 
@@ -345,6 +345,8 @@ def test_refusals_exit_2_and_touch_nothing(world: World, open_tmp: Path, case, m
     if case == "gap in the WAL":
         shutil.copytree(world.sandbox.wal_archive, gapped)
         (gapped / world.segment_of_before).unlink()
+        for path in [gapped, *gapped.iterdir()]:  # a copy the cluster's user can read: a gap, nothing else
+            chown_to(path, world.sandbox.os_user)
     if case == "truncated base backup":
         truncated = open_tmp / world.base_backup.name
         truncated.write_bytes(world.base_backup.read_bytes()[: world.base_backup.stat().st_size * 7 // 10])
