@@ -36,7 +36,7 @@ def init(ctx, output: Path, force: bool, check: bool, folder: Path, only_under: 
          docker_host: str | None, compose_project: str | None, no_docker: bool) -> None:
     """Write a drtui.toml describing what is found on this host (never overwrites without --force)."""
     if check:
-        raise SystemExit(check_file(Path(ctx.config_option) if ctx.config_option else output))
+        raise SystemExit(check_file(Path(ctx.config_options[0]) if ctx.config_options else output))
     output = output.absolute()
     if output.exists() and not force:
         raise UsageError(f"{output} already exists: not overwritten",

@@ -74,13 +74,14 @@ def test_headless_pitr_between_two_inserts_then_verify_and_rollback(compose_worl
     assert checks["compose_services"]["detail"] == "db, api, web, jobs running"
     assert checks["readyz"]["outcome"] == "passed"
 
-    done = run_drtui("rollback", "--env", "production", "--json", config=world.config_path, env=environ)
+    done = run_drtui("rollback", "--env", "production", "--json", config=world.config_path,
+                     env={**environ, "CONFIRM_ROLLBACK": "YES"})
     assert done.exit_code == 0, done.output
     assert json.loads(done.stdout)["from"] == str(preserved)
     assert json.loads(done.stdout)["data_dir"] == world.data_volume
     assert after.id in world.booking_ids()
     assert readyz(world) == 200
-    assert any(".failed_" in v.name for v in world.client.volumes.list(filters={"name": world.data_volume}))
+    assert any(".replaced_" in v.name for v in world.client.volumes.list(filters={"name": world.data_volume}))
 
 
 def test_restore_reads_the_live_archive_in_place_then_migrate_and_upload(compose_world: ComposeWorld,

@@ -233,8 +233,9 @@ def test_a_sync_target_folder_gets_the_tarball(fresh: FaultWorld, tmp_path: Path
 # -- journals -----------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def finished_run(world: FaultWorld) -> Path:
+def finished_run(shared_fault_world: FaultWorld) -> Path:
     """The journal of a real staging restore that finished (staging's sentinel is planted again after it)."""
+    world = shared_fault_world
     dump = backup.newest(world.sandbox.backup_dir, "cleaning_", ".sql.gz")
     assert dump is not None
     done = run_drtui("restore", "staging", "--json", config=world.config,

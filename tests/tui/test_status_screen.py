@@ -16,7 +16,7 @@ def test_each_backup_gets_a_line_on_the_shared_axis(tmp_path: Path) -> None:
     status = EnvironmentStatus("production", [], [], RecoverableWindow.of(inventory), None, None)
     now = T0 + timedelta(minutes=12)
     lines = window_lines(status, inventory, now)
-    assert lines[0].startswith("recoverable  ")
+    assert lines[0].startswith("recoverable window  ")
     usable = [w for w in inventory.windows if w.usable]
     assert len(lines) == 1 + len(inventory.base_backups)
     bars = [line for line in lines[1:] if "━" in line]

@@ -166,7 +166,7 @@ def test_sandbox_demo_opens_the_wizard_and_says_how_to_tear_down(open_tmp, termi
         assert "basebackup" in pick or "usable" in pick
         term.keys("q")
         screen = term.wait_for("exit=0", timeout=30)
-        assert f"tear it down with:      drtui sandbox down --root {root}" in screen
+        assert "tear it down with:" in screen and f"sandbox down --root {root}" in screen
         assert (root / "sandbox.json").exists()
         world = Sandbox(root)
         assert world.counts()["bookings"] > 180  # live traffic and the demo's rows

@@ -40,8 +40,8 @@ def window_lines(status: EnvironmentStatus, inventory, now) -> list[str]:
     """The window across all backups, its lag, and each backup's own window as a line on a shared axis."""
     window = status.window
     if window is None or window.first is None or window.last is None:
-        return ["recoverable  [red]✘ no recoverable window[/]"]
-    lines = [f"recoverable  {short_time(window.first)} → {short_time(window.last)} UTC"]
+        return ["recoverable window  [red]✘ none[/] (no usable base backup with its WAL)"]
+    lines = [f"recoverable window  {short_time(window.first)} → {short_time(window.last)} UTC"]
     span = max((now - window.first).total_seconds(), 1.0)
     width = 30
     for backup, own in zip(inventory.base_backups, inventory.windows, strict=True):
@@ -108,8 +108,8 @@ class StatusScreen(Screen[None]):
             head.update(f"[b]status[/] · read {utc(now)} · [red]✘ unreadable[/] {message.error}")
             return
         status = message.status
-        head.update(f"[b]status of {status.name}[/] {LEVEL_MARKUP[status.level]} · read {utc(now)} · "
-                    f"every {REFRESH_SECONDS:.0f} s")
+        head.update(f"[b]status of {status.name}[/] {LEVEL_MARKUP[status.level]} · read {now:%H:%M:%S} UTC · "
+                    f"refreshes every {REFRESH_SECONDS:.0f} s")
         table = Table(box=None, expand=True, padding=(0, 1), show_edge=False)
         table.add_column("state", no_wrap=True)
         table.add_column("check", no_wrap=True)
