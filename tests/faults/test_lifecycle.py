@@ -71,7 +71,13 @@ def start_restore(world: FaultWorld, *args: str, group: bool = False) -> subproc
 
 
 def journal_of(world: FaultWorld, process: subprocess.Popen) -> Path:
-    return next((world.sandbox.config().state_dir / "runs").glob(f"*-{process.pid}.jsonl"))
+    """The journal whose run-started event names the process (run ids end in a random suffix, not the pid)."""
+    for path in (world.sandbox.config().state_dir / "runs").glob("*.jsonl"):
+        with path.open() as handle:
+            first = handle.readline()
+        if first.endswith("\n") and json.loads(first).get("pid") == process.pid:
+            return path
+    raise FileNotFoundError(f"no journal of process {process.pid} yet")
 
 
 def wait_for(world: FaultWorld, process: subprocess.Popen, until: Callable[[list[Event]], bool],

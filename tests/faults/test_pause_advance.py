@@ -21,9 +21,9 @@ import pytest
 from drtui.core import backup
 from drtui.core.clock import SystemClock
 from drtui.core.events import RunFinished
-from drtui.core.extract import PREFETCH_SPOOL
 from drtui.core.journal import list_runs, read_events
 from drtui.core.postgres import connect, query
+from drtui.core.recovery_conf import PREFETCH_SPOOL
 from drtui.sandbox import Insert, Sandbox
 from tests.conftest import Result
 from tests.faults.conftest import FaultWorld, Sentinel, assert_message, leftovers
