@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -47,3 +48,12 @@ def test_a_backend_importing_the_backup_sequence_breaks_the_cycle_contract(tmp_p
     assert "no import cycle in drtui BROKEN" in done.stdout
     assert "No cycles are allowed in drtui.core." in done.stdout
     assert ".backends -> .backup" in done.stdout or ".backup -> .backends" in done.stdout, done.stdout
+
+
+def test_no_module_but_the_backends_branches_on_the_backend_name() -> None:
+    """What differs between backends is a method or property of theirs, not an `env.backend == ...` elsewhere."""
+    branch = re.compile(r"\.backend\s*(==|!=|\bin\b|\bnot in\b)")
+    found = [f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
+             for path in sorted((ROOT / "drtui").rglob("*.py")) if "backends" not in path.relative_to(ROOT).parts
+             for number, line in enumerate(path.read_text().splitlines(), 1) if branch.search(line)]
+    assert found == []
