@@ -5,6 +5,9 @@ Every artifact is written under a temporary name and renamed only when whole (a 
 together, or neither), and each heartbeat is written last, only on success, so a failed backup never makes
 monitoring, `verify` or a restore believe a good one exists. Each command holds a lock of its own while it
 runs, and removes what a killed run of the same command left behind.
+
+This module owns that sequence for every backend; a backend only hands it streams (`Backend.dump_to`,
+`base_backup_to`, `archived_wal`).
 """
 
 from __future__ import annotations
@@ -13,16 +16,18 @@ import contextlib
 import gzip
 import os
 import shutil
-import subprocess
 import tarfile
 import tempfile
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
+from drtui.core.backends import Backend, backend_for
+from drtui.core.backends.base import ToolFailed
 from drtui.core.clock import Clock, stamp
-from drtui.core.config import PRODUCTION, Config, Environment, pg_bin_missing
+from drtui.core.config import PRODUCTION, Config, Environment
 from drtui.core.errors import BackupError, ErrorKind
 from drtui.core.files import atomic_path, atomic_paths, make_dirs, write_heartbeat
 from drtui.core.inventory.names import work_in_progress
@@ -33,8 +38,6 @@ GZIP_LEVEL = 6
 DUMP_COMPLETE = b"-- PostgreSQL database dump complete"
 LAST_SUCCESS = "LAST_SUCCESS.txt"
 LAST_BASEBACKUP = "LAST_BASEBACKUP.txt"
-# backup_label first, so that a reader learns what the backup is from its first member.
-LEADING_MEMBERS = ("backup_label", "PG_VERSION", "backup_manifest")
 STDERR_LINES = 5  # of a failing tool's stderr, shown whole
 # A failing tool's words, and what to do about them (checked in order, on its last lines).
 CAUSE_HINTS = (
@@ -73,18 +76,6 @@ class BackupResult:
                 "artifacts": [{"path": str(a.path), "size_bytes": a.size_bytes} for a in self.artifacts]}
 
 
-def _client_env(env: Environment) -> dict[str, str]:
-    extra = {"PGCONNECT_TIMEOUT": "10"}
-    password = env.password()
-    if password:
-        extra["PGPASSWORD"] = password
-    return {**os.environ, **extra}
-
-
-def _connection_args(env: Environment) -> list[str]:
-    return ["-h", env.host, "-p", str(env.port), "-U", env.user, "--no-password"]
-
-
 def _refuse_existing(path: Path) -> None:
     if path.exists():
         raise BackupError(f"{path}: already exists, and a backup is never overwritten",
@@ -99,14 +90,6 @@ def prepare_dir(folder: Path, group: int | None = None) -> None:
     except OSError as exc:
         raise BackupError(f"{folder}: cannot write there ({exc.strerror})",
                           "check backup_dir in the config, the free space and the permissions") from exc
-
-
-def _run_client(argv: Sequence[str], env: Environment, stdout: int | None = None) -> subprocess.Popen:
-    try:
-        return subprocess.Popen(argv, stdout=stdout, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                                env=_client_env(env))
-    except FileNotFoundError as exc:
-        raise BackupError(*pg_bin_missing(argv[0])) from exc
 
 
 def _failure(name: str, env: Environment, stderr: bytes | str, folder: Path) -> BackupError:
@@ -165,19 +148,6 @@ def _exclusive(config: Config, command: str, clock: Clock, *folders: Path) -> It
         lock.release()
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    """A client process whose output could not be written: stop it, so it does not outlive the backup."""
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait()
-
-
-def _compose(config: Config, env: Environment):  # -> ComposeBackend (docker is imported only when used)
-    from drtui.core.backends.compose import ComposeBackend
-
-    return ComposeBackend(env, config.state_dir)
-
-
 def dump(config: Config, env: Environment, clock: Clock) -> BackupResult:
     """pg_dump into `<database>_<stamp>.sql.gz`, the uploads folder into `uploads_<stamp>.tar.gz` (the two
     appear together or not at all), then LAST_SUCCESS.txt."""
@@ -185,18 +155,19 @@ def dump(config: Config, env: Environment, clock: Clock) -> BackupResult:
 
 
 def _one_at_a_time(kind: str, config: Config, env: Environment, clock: Clock,
-                   local: Callable[[Config, Environment, Clock], BackupResult]) -> BackupResult:
-    """A backup under its command's own lock, after the leftovers of a killed run of it are removed."""
+                   backup: Callable[[Config, Environment, Backend, Clock], BackupResult]) -> BackupResult:
+    """A backup under its command's own lock, after the leftovers of a killed run of it are removed; a tool's
+    failure is told with its stderr and what to do."""
     with _exclusive(config, kind, clock, config.backup_dir) as removed:
-        if env.backend == "compose":
-            result = getattr(_compose(config, env), f"backup_{kind}")(config, clock)
-        else:
-            result = local(config, env, clock)
+        try:
+            result = backup(config, env, backend_for(env, config.state_dir), clock)
+        except ToolFailed as exc:
+            raise _failure(exc.tool, env, exc.stderr, config.backup_dir) from None
     result.removed = removed
     return result
 
 
-def _dump(config: Config, env: Environment, clock: Clock) -> BackupResult:
+def _dump(config: Config, env: Environment, backend: Backend, clock: Clock) -> BackupResult:
     started = clock.monotonic()
     now = clock.now()
     if env.uploads_dir and not env.uploads_dir.is_dir():
@@ -209,18 +180,8 @@ def _dump(config: Config, env: Environment, clock: Clock) -> BackupResult:
     for path in finals:
         _refuse_existing(path)
     with atomic_paths(*finals, group=config.backup_group) as tmps:
-        proc = _run_client([str(env.pg_bin / "pg_dump"), *_connection_args(env), "-d", env.database],
-                           env, stdout=subprocess.PIPE)
-        assert proc.stdout and proc.stderr
-        try:
-            with gzip.open(tmps[0], "wb", compresslevel=GZIP_LEVEL) as gz:
-                shutil.copyfileobj(proc.stdout, gz, CHUNK)
-        except BaseException:
-            _stop(proc)
-            raise
-        stderr = proc.stderr.read()
-        if proc.wait() != 0:
-            raise _failure("pg_dump", env, stderr, config.backup_dir)
+        with gzip.open(tmps[0], "wb", compresslevel=GZIP_LEVEL) as gz:
+            backend.dump_to(gz)
         if env.uploads_dir:
             with tarfile.open(tmps[1], "w:gz", compresslevel=GZIP_LEVEL) as tar:
                 tar.add(env.uploads_dir, arcname="uploads")
@@ -232,12 +193,12 @@ def _dump(config: Config, env: Environment, clock: Clock) -> BackupResult:
 
 
 def base(config: Config, env: Environment, clock: Clock) -> BackupResult:
-    """pg_basebackup (plain, with WAL and manifest), checked by pg_verifybackup, packed into
+    """The backend's base backup (with WAL; on the local backend checked by pg_verifybackup first) as
     `basebackup_<stamp>.tar.gz` with backup_label first, then LAST_BASEBACKUP.txt."""
     return _one_at_a_time("base", config, env, clock, _base)
 
 
-def _base(config: Config, env: Environment, clock: Clock) -> BackupResult:
+def _base(config: Config, env: Environment, backend: Backend, clock: Clock) -> BackupResult:
     started = clock.monotonic()
     now = clock.now()
     prepare_dir(config.backup_dir, config.backup_group)
@@ -245,25 +206,9 @@ def _base(config: Config, env: Environment, clock: Clock) -> BackupResult:
     _refuse_existing(final)
     workdir = Path(tempfile.mkdtemp(prefix=".basebackup-", dir=config.backup_dir))
     try:
-        target = workdir / "data"
-        proc = _run_client([str(env.pg_bin / "pg_basebackup"), *_connection_args(env), "-D", str(target),
-                            "-Fp", "-X", "stream", "-c", "fast", "-l", f"drtui {stamp(now)}"], env)
-        _, stderr = proc.communicate()
-        if proc.returncode != 0:
-            raise _failure("pg_basebackup", env, stderr, config.backup_dir)
-        verify = subprocess.run([str(env.pg_bin / "pg_verifybackup"), "-q", str(target)],
-                                capture_output=True, text=True, check=False)
-        if verify.returncode != 0:
-            raise BackupError(f"pg_verifybackup rejected the new base backup: {verify.stderr.strip()}",
-                              "the backup was not kept; look at the server log and retry")
         with atomic_path(final, group=config.backup_group) as tmp, \
-                tarfile.open(tmp, "w:gz", compresslevel=GZIP_LEVEL) as tar:
-            for name in LEADING_MEMBERS:
-                if (target / name).exists():
-                    tar.add(target / name, arcname=name)
-            for entry in sorted(target.iterdir()):
-                if entry.name not in LEADING_MEMBERS:
-                    tar.add(entry, arcname=entry.name)
+                gzip.open(tmp, "wb", compresslevel=GZIP_LEVEL) as gz:
+            backend.base_backup_to(gz, workdir, f"drtui {stamp(now)}")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     result = BackupResult("base", [Artifact(final, final.stat().st_size)], config.backup_dir / LAST_BASEBACKUP)
@@ -274,35 +219,44 @@ def _base(config: Config, env: Environment, clock: Clock) -> BackupResult:
 
 def wal_sync(config: Config, clock: Clock, target: str | Path | None = None) -> BackupResult:
     """Pack the live WAL archive into `wal_archive_<stamp>.tar.gz` in backup_dir (and copy it to a
-    `WAL_SYNC_TARGET` folder), then the WAL sync heartbeat. When production runs on the compose backend,
-    the archive is its WAL volume."""
+    `WAL_SYNC_TARGET` folder), then the WAL sync heartbeat. The live archive is the folder wal_archive, or the
+    one production's backend keeps itself (the compose backend's WAL volume)."""
     production = config.environments.get(PRODUCTION)
     folder = check_sync_target(target)
     folders = [config.backup_dir, folder] if folder else [config.backup_dir]
     with _exclusive(config, "wal-sync", clock, *folders) as removed:
-        if production is not None and production.backend == "compose":
-            result = _compose(config, production).backup_wal_sync(config, clock, folder)
-        else:
-            result = _wal_sync(config, clock, folder)
+        result = _wal_sync(config, clock, folder, production)
     result.removed = removed
     return result
 
 
-def _wal_sync(config: Config, clock: Clock, target: Path | None) -> BackupResult:
+def _wal_sync(config: Config, clock: Clock, target: Path | None, production: Environment | None) -> BackupResult:
     started = clock.monotonic()
+    kept = backend_for(production, config.state_dir).archived_wal() if production else None
     source = config.wal_archive
-    if not source.is_dir():
+    if kept is None and not source.is_dir():
         raise BackupError(f"{source}: the WAL archive folder does not exist",
                           "check wal_archive in the config")
     prepare_dir(config.backup_dir, config.backup_group)
-    names = sorted(entry.name for entry in os.scandir(source) if entry.is_file() and not entry.name.startswith("."))
     final = config.backup_dir / f"wal_archive_{stamp(clock.now())}.tar.gz"
     _refuse_existing(final)
     with atomic_path(final, group=config.backup_group) as tmp, \
             tarfile.open(tmp, "w:gz", compresslevel=GZIP_LEVEL) as tar:
-        for name in names:
-            tar.add(source / name, arcname=name)
-    return finish_wal_sync(config, clock, started, final, target)
+        for member, contents in kept if kept is not None else _folder_files(source, tar):
+            tar.addfile(member, contents)
+    return _finish_wal_sync(config, clock, started, final, target)
+
+
+def _folder_files(folder: Path, tar: tarfile.TarFile) -> Iterator[tuple[tarfile.TarInfo, IO[bytes] | None]]:
+    """The files at the top of a host WAL folder (hidden ones aside), in name order, as `tar.add` takes them."""
+    names = sorted(entry.name for entry in os.scandir(folder) if entry.is_file() and not entry.name.startswith("."))
+    for name in names:
+        member = tar.gettarinfo(folder / name, arcname=name)
+        if not member.isreg():
+            yield member, None
+            continue
+        with open(folder / name, "rb") as contents:
+            yield member, contents
 
 
 def check_sync_target(target: str | Path | None) -> Path | None:
@@ -329,7 +283,7 @@ def check_sync_target(target: str | Path | None) -> Path | None:
     return folder
 
 
-def finish_wal_sync(config: Config, clock: Clock, started: float, final: Path, target: Path | None) -> BackupResult:
+def _finish_wal_sync(config: Config, clock: Clock, started: float, final: Path, target: Path | None) -> BackupResult:
     """Copy a packed WAL tarball to the sync target folder, then write the WAL sync heartbeat."""
     result = BackupResult("wal-sync", [Artifact(final, final.stat().st_size)], config.wal_sync_heartbeat)
     if target:

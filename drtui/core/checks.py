@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg import sql
 
+from drtui.core.backends import backend_for
 from drtui.core.clock import Clock, isoformat
 from drtui.core.config import Config, Environment
 from drtui.core.errors import DrError
@@ -85,8 +86,7 @@ def run_checks(config: Config, env: Environment, *, recovered_to: datetime | Non
         checker.database(list(tables or env.sample_tables), recovered_to, expect_archiving, healthy_at)
         checker.api(healthy_at)
         checker.uploads()
-        if env.backend == "compose":
-            checker.services()
+        checker.services()
     finally:
         checker.close()
     return checker.results
@@ -372,13 +372,14 @@ class _Checker:
                     path=str(folder), files=count, sample=str(sample))
 
     def services(self) -> None:
-        """The runbook's "db, api, web, jobs running": each compose service's container state."""
-        from drtui.core.backends.compose import ComposeBackend
-
+        """The runbook's "db, api, web, jobs running": each service's state, where the backend runs services
+        (the compose backend's containers)."""
         try:
-            states = ComposeBackend(self.env, self.config.state_dir).services()
+            states = backend_for(self.env, self.config.state_dir).services()
         except DrError as exc:
             self.record(SERVICES, FAILED, exc.title)
+            return
+        if states is None:
             return
         running = all(state == "running" for state in states.values())
         self.record(SERVICES, PASSED if running else FAILED,

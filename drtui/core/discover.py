@@ -414,13 +414,13 @@ def check_config(config: Config) -> list[EnvironmentCheck]:
     for env in config.environments.values():
         facts, ok = [], True
         try:
-            running = backend_for(env, config.state_dir).server_running()
+            backend = backend_for(env, config.state_dir)
+            running = backend.server_running()
         except DrError as exc:
             running, ok = False, False
             facts.append(f"server: {exc.title}")
         else:
-            where = f"compose project {env.project}" if env.backend == "compose" else f"data_dir {env.data_dir}"
-            facts.append(f"server: {'running' if running else 'not running'} ({env.backend}, {where})")
+            facts.append(f"server: {'running' if running else 'not running'} ({env.backend}, {backend.location})")
         if running:
             try:
                 with connect(env) as conn:

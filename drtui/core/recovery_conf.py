@@ -9,11 +9,14 @@ import re
 import shlex
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from drtui.core.config import Environment
 from drtui.core.extract import STAGED_MARKER, WAL_NAME
-from drtui.core.planning import Plan
 from drtui.core.postgres import chown_to
+
+if TYPE_CHECKING:  # the backends use this module, and the planner reaches the backends through core/backup.py
+    from drtui.core.planning import Plan
 
 FETCHER = Path(__file__).with_name("fetch_wal.sh")
 PREFETCH_SPOOL = "pg_wal/.drtui-prefetch"  # relative to the data directory (the command's cwd); as in FETCHER

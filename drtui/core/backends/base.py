@@ -8,11 +8,13 @@ never copied, never deleted), and a failed restore is kept aside (`<data_dir>.fa
 from __future__ import annotations
 
 import shutil
+import tarfile
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import IO
 
 from drtui.core.clock import stamp
 from drtui.core.config import Environment
@@ -21,6 +23,14 @@ from drtui.core.models import BaseBackup
 # Files a base backup may carry that must not reach the restored server.
 STALE_FILES = ("postmaster.pid", "postmaster.opts", "recovery.conf", "recovery.done", "standby.signal",
                "recovery.signal")
+
+
+class ToolFailed(Exception):
+    """A backup tool (pg_dump, pg_basebackup) exited non-zero; core/backup.py puts its stderr in plain words."""
+
+    def __init__(self, tool: str, stderr: bytes | str) -> None:
+        super().__init__(tool)
+        self.tool, self.stderr = tool, stderr
 
 
 @dataclass(frozen=True)
@@ -57,6 +67,35 @@ class Backend(ABC):
     def discard(self, path: Path) -> None:
         """Remove a folder this run created itself (a partial extraction, staged WAL); never user data."""
         shutil.rmtree(path, ignore_errors=True)
+
+    @property
+    @abstractmethod
+    def location(self) -> str:
+        """Where the environment's PostgreSQL lives, in words (`data_dir /srv/pg`)."""
+
+    @property
+    def server_reads_host_wal(self) -> bool:
+        """Whether the server itself reads a WAL folder of this host (as os_user) during a restore."""
+        return True
+
+    def services(self) -> dict[str, str] | None:
+        """Each service's state ("running", "exited", ... or "missing"); None: the backend runs no services."""
+        return None
+
+    # -- what a backup reads: core/backup.py owns the sequence (names, artifacts, verification, heartbeats)
+    @abstractmethod
+    def dump_to(self, sink: IO[bytes]) -> None:
+        """Write pg_dump's SQL of the environment's database into `sink` (ToolFailed when pg_dump fails)."""
+
+    @abstractmethod
+    def base_backup_to(self, sink: IO[bytes], workdir: Path, label: str) -> None:
+        """Write a base backup of the server, with its WAL, into `sink` as one tar stream, backup_label first
+        (ToolFailed when pg_basebackup fails); `workdir` is an empty scratch folder beside the artifact."""
+
+    def archived_wal(self) -> Iterator[tuple[tarfile.TarInfo, IO[bytes] | None]] | None:
+        """The WAL archive's files (their tar headers and contents) when the backend keeps the archive itself;
+        None: the archive is the host folder `wal_archive` of the config."""
+        return None
 
     @property
     def has_app_commands(self) -> bool:

@@ -20,7 +20,6 @@ Every write into a volume runs in a short-lived helper container of the db servi
 from __future__ import annotations
 
 import contextlib
-import gzip
 import io
 import os
 import re
@@ -33,7 +32,7 @@ from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import docker
 import docker.errors
@@ -41,20 +40,10 @@ from docker.models.containers import Container
 from docker.models.volumes import Volume
 
 from drtui.core.backends.base import STALE_FILES, Backend, RecoveryStatus
-from drtui.core.backup import (
-    GZIP_LEVEL,
-    LAST_BASEBACKUP,
-    LAST_SUCCESS,
-    Artifact,
-    BackupResult,
-    finish_wal_sync,
-    prepare_dir,
-)
-from drtui.core.clock import Clock, stamp
-from drtui.core.config import Config, Environment
+from drtui.core.clock import stamp
+from drtui.core.config import Environment
 from drtui.core.errors import DrError
 from drtui.core.extract import STAGED_MARKER
-from drtui.core.files import atomic_path, write_heartbeat
 from drtui.core.models import BaseBackup, parse_lsn
 
 PROJECT = "com.docker.compose.project"
@@ -300,6 +289,15 @@ class ComposeBackend(Backend):
         prefix = f"{self.data_volume.name}.pre_pitr_"
         return sorted(self._volume_path(v.name) for v in self.client.volumes.list(filters={"name": prefix})
                       if v.name.startswith(prefix))
+
+    @property
+    def location(self) -> str:
+        return f"compose project {self.project}"
+
+    @property
+    def server_reads_host_wal(self) -> bool:
+        """No: the WAL reaches the db container by a mount or a copy drtui makes as root."""
+        return False
 
     # -- the application --------------------------------------------------------------------------
     @property
@@ -550,8 +548,8 @@ class ComposeBackend(Backend):
             self.db.exec_run(["rm", "-rf", f"{self.env.pgdata}/{STAGED_WAL}"], user="postgres")
             self._wal_cleared = True
 
-    # -- backups (the runbook's scripts, against the db container and the WAL volume) --------------
-    def _stream_exec(self, argv: list[str], sink: io.BufferedIOBase, what: str) -> None:
+    # -- what a backup reads (core/backup.py owns the sequence), from the db container and the WAL volume
+    def _stream_exec(self, argv: list[str], sink: IO[bytes], what: str) -> None:
         exec_id = self.client.api.exec_create(self.db.id, argv, user="postgres", stdout=True, stderr=True)["Id"]
         errors = bytearray()
         for out, err in self.client.api.exec_start(exec_id, stream=True, demux=True):
@@ -566,50 +564,34 @@ class ComposeBackend(Backend):
                                f"{lines[-1] if lines else 'no output'}",
                                f"read `docker compose logs {self.env.db_service}`")
 
-    def backup_base(self, config: Config, clock: Clock) -> BackupResult:
-        """pg_basebackup in the db container as one tar stream (with WAL), gzipped into backup_dir."""
-        started = clock.monotonic()
-        prepare_dir(config.backup_dir)
-        final = config.backup_dir / f"basebackup_{stamp(clock.now())}.tar.gz"
-        with atomic_path(final) as tmp, gzip.open(tmp, "wb", compresslevel=GZIP_LEVEL) as gz:
-            self._stream_exec(["pg_basebackup", "-h", "127.0.0.1", "-U", self.env.user, "-D", "-", "-Ft",
-                               "-X", "fetch", "-c", "fast", "-l", f"drtui {final.stem}"], gz, "pg_basebackup")
-        result = BackupResult("base", [Artifact(final, final.stat().st_size)], config.backup_dir / LAST_BASEBACKUP)
-        write_heartbeat(config.backup_dir / LAST_BASEBACKUP, clock.now())
-        result.seconds = clock.monotonic() - started
-        return result
+    def dump_to(self, sink: IO[bytes]) -> None:
+        self._stream_exec(["pg_dump", "-h", "127.0.0.1", "-U", self.env.user, "-d", self.env.database],
+                          sink, "pg_dump")
 
-    def backup_dump(self, config: Config, clock: Clock) -> BackupResult:
-        started = clock.monotonic()
-        prepare_dir(config.backup_dir)
-        final = config.backup_dir / f"{self.env.database}_{stamp(clock.now())}.sql.gz"
-        with atomic_path(final) as tmp, gzip.open(tmp, "wb", compresslevel=GZIP_LEVEL) as gz:
-            self._stream_exec(["pg_dump", "-h", "127.0.0.1", "-U", self.env.user, "-d", self.env.database],
-                              gz, "pg_dump")
-        result = BackupResult("dump", [Artifact(final, final.stat().st_size)], config.backup_dir / LAST_SUCCESS)
-        write_heartbeat(config.backup_dir / LAST_SUCCESS, clock.now())
-        result.seconds = clock.monotonic() - started
-        return result
+    def base_backup_to(self, sink: IO[bytes], workdir: Path, label: str) -> None:
+        """pg_basebackup in the db container as one tar stream (with WAL); `workdir` is not needed."""
+        self._stream_exec(["pg_basebackup", "-h", "127.0.0.1", "-U", self.env.user, "-D", "-", "-Ft",
+                           "-X", "fetch", "-c", "fast", "-l", label], sink, "pg_basebackup")
 
-    def backup_wal_sync(self, config: Config, clock: Clock, target: Path | None = None) -> BackupResult:
-        """The WAL volume's segments, read through the db container, into `wal_archive_<stamp>.tar.gz`."""
-        started = clock.monotonic()
+    def archived_wal(self) -> Iterator[tuple[tarfile.TarInfo, IO[bytes] | None]]:
+        """The WAL volume's segments, read through the db container as one tar stream."""
         wal = self.volume(self.env.wal_volume)
         where = self._mount_of(self.db, wal)
         if where is None:
             raise ComposeError(f"the {self.env.db_service} container does not mount the WAL volume {wal.name}",
                                "check wal_volume in the config")
-        prepare_dir(config.backup_dir)
-        final = config.backup_dir / f"wal_archive_{stamp(clock.now())}.tar.gz"
         stream, _ = self.db.get_archive(where)
-        with atomic_path(final) as tmp, tarfile.open(tmp, "w:gz", compresslevel=GZIP_LEVEL) as out, \
-                tarfile.open(fileobj=_IterReader(stream), mode="r|") as source:
-            for member in source:
-                name = member.name.split("/", 1)[1] if "/" in member.name else ""
-                if member.isfile() and name and "/" not in name and not name.startswith("."):
-                    member.name = name
-                    out.addfile(member, source.extractfile(member))
-        return finish_wal_sync(config, clock, started, final, target)
+        return _top_files(stream)
+
+
+def _top_files(stream: Iterator[bytes]) -> Iterator[tuple[tarfile.TarInfo, IO[bytes] | None]]:
+    """The files at the top of a folder's tar stream (`wal/<name>`), renamed to their bare names."""
+    with tarfile.open(fileobj=_IterReader(stream), mode="r|") as source:
+        for member in source:
+            name = member.name.split("/", 1)[1] if "/" in member.name else ""
+            if member.isfile() and name and "/" not in name and not name.startswith("."):
+                member.name = name
+                yield member, source.extractfile(member)
 
 
 def _reason(exc: BaseException) -> str:

@@ -4,19 +4,25 @@ application stopped and started by the environment's optional commands."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
-from collections.abc import Mapping
+import tarfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import IO
 
-from drtui.core.backends.base import STALE_FILES, Backend, RecoveryStatus
-from drtui.core.config import Environment
-from drtui.core.errors import DrError
+from drtui.core.backends.base import STALE_FILES, Backend, RecoveryStatus, ToolFailed
+from drtui.core.config import Environment, pg_bin_missing
+from drtui.core.errors import BackupError, DrError
 from drtui.core.files import fsync_dir
 from drtui.core.models import BaseBackup, parse_lsn
 from drtui.core.postgres import LocalServer, ServerState, chown_to
 from drtui.core.recovery_conf import install_fetcher, restore_command
 
 APP_COMMAND_TIMEOUT = 600
+CHUNK = 1 << 20
+# backup_label first, so that a reader learns what the backup is from its first member.
+LEADING_MEMBERS = ("backup_label", "PG_VERSION", "backup_manifest")
 
 
 class BackendError(DrError):
@@ -40,6 +46,10 @@ class LocalBackend(Backend):
 
     def server_log(self) -> Path:
         return self._log
+
+    @property
+    def location(self) -> str:
+        return f"data_dir {self.env.data_dir}"
 
     def _app(self, command: str | None, what: str) -> str | None:
         if not command:
@@ -139,3 +149,51 @@ class LocalBackend(Backend):
     def promote(self, wait: bool = True) -> None:
         self.server.run("pg_ctl", "promote", "-D", str(self.data_dir), *(("-w", "-t", "120") if wait else ("-W",)),
                         timeout=150)
+
+    def _client(self, argv: Sequence[str], stdout: int | None = None) -> subprocess.Popen:
+        """A PostgreSQL client of pg_bin connected to the environment's server (never asking for a password)."""
+        extra = {"PGCONNECT_TIMEOUT": "10"}
+        password = self.env.password()
+        if password:
+            extra["PGPASSWORD"] = password
+        env = self.env
+        try:
+            return subprocess.Popen([str(env.pg_bin / argv[0]), "-h", env.host, "-p", str(env.port), "-U", env.user,
+                                     "--no-password", *argv[1:]], stdout=stdout, stderr=subprocess.PIPE,
+                                    stdin=subprocess.DEVNULL, env={**os.environ, **extra})
+        except FileNotFoundError as exc:
+            raise BackupError(*pg_bin_missing(str(env.pg_bin / argv[0]))) from exc
+
+    def dump_to(self, sink: IO[bytes]) -> None:
+        proc = self._client(["pg_dump", "-d", self.env.database], stdout=subprocess.PIPE)
+        assert proc.stdout and proc.stderr
+        try:
+            shutil.copyfileobj(proc.stdout, sink, CHUNK)
+        except BaseException:  # the output could not be written: pg_dump must not outlive the backup
+            proc.kill()
+            proc.wait()
+            raise
+        stderr = proc.stderr.read()
+        if proc.wait() != 0:
+            raise ToolFailed("pg_dump", stderr)
+
+    def base_backup_to(self, sink: IO[bytes], workdir: Path, label: str) -> None:
+        """pg_basebackup (plain, with WAL and manifest) into `workdir`, checked by pg_verifybackup, then packed
+        into `sink` with backup_label first."""
+        target = workdir / "data"
+        proc = self._client(["pg_basebackup", "-D", str(target), "-Fp", "-X", "stream", "-c", "fast", "-l", label])
+        _, stderr = proc.communicate()
+        if proc.returncode != 0:
+            raise ToolFailed("pg_basebackup", stderr)
+        verify = subprocess.run([str(self.env.pg_bin / "pg_verifybackup"), "-q", str(target)],
+                                capture_output=True, text=True, check=False)
+        if verify.returncode != 0:
+            raise BackupError(f"pg_verifybackup rejected the new base backup: {verify.stderr.strip()}",
+                              "the backup was not kept; look at the server log and retry")
+        with tarfile.open(fileobj=sink, mode="w|") as tar:
+            for name in LEADING_MEMBERS:
+                if (target / name).exists():
+                    tar.add(target / name, arcname=name)
+            for entry in sorted(target.iterdir()):
+                if entry.name not in LEADING_MEMBERS:
+                    tar.add(entry, arcname=entry.name)

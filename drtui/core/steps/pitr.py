@@ -30,7 +30,7 @@ class Preflight(Step):
                             "it may be incomplete or still being written; plan again")
         if not plan.wal_source.exists():
             raise StepError(f"{plan.wal_source}: the WAL source is gone", "check WAL_ARCHIVE")
-        if plan.wal_source.is_dir() and ctx.env.backend == "local":
+        if plan.wal_source.is_dir() and backend.server_reads_host_wal:
             _check_readable_by(ctx.env.os_user, plan.wal_source, backup.start_wal_file)
         parent = backend.data_dir.parent
         if not os.access(parent, os.W_OK):
