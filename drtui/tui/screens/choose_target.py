@@ -37,12 +37,13 @@ class ChooseTargetScreen(Screen[Target | None]):
 
     def compose(self) -> ComposeResult:
         window = self.chosen.window
-        mark = next((i for i, b in enumerate(self.inventory.base_backups) if b == self.chosen.backup), -1)
+        chosen_index = next((i for i, b in enumerate(self.inventory.base_backups) if b == self.chosen.backup),
+                            -1)
         yield Header()
         yield Static(f"[b]2 of 3 · choose the target[/] · the chosen backup reaches "
                      f"{short_time(window.earliest)} → {short_time(window.latest)} UTC", classes="step-head")
         yield CoverageTimeline(self.inventory.wal, list(self.inventory.base_backups), list(self.inventory.windows),
-                               now=self.app.clock.now(), chosen=mark, id="timeline")  # type: ignore[attr-defined]
+                               now=self.app.clock.now(), chosen=chosen_index, id="timeline")  # type: ignore[attr-defined]
         with Horizontal(id="target-row"):
             yield Select(KINDS, value="time", allow_blank=False, id="kind")
             yield Input(placeholder=PLACEHOLDERS["time"], id="value")
