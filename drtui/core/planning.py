@@ -103,8 +103,64 @@ class Target:
         return cls(TargetKind(data["kind"]), datetime.fromisoformat(data["time"]) if data["time"] else None,
                    data["lsn"], data["xid"], data["name"], data["inclusive"], data["timeline"])
 
+    @classmethod
+    def parse(cls, kind: str, text: str | None, clock: Clock, *, inclusive: bool = True,
+              timeline: str = "latest") -> Target:
+        """A target from what an operator gave, whatever the face: a kind (time, lsn, xid, name, immediate,
+        latest), the text of its value (none for immediate and latest) and the timeline. The errors name no
+        face's field; each face adds its own wording from `TargetError.part`."""
+        tl = timeline.strip().lower()
+        if tl not in ("latest", "current") and not tl.isdigit():
+            raise TargetError(f"target timeline {timeline!r} is not a timeline", "use latest, current or a number",
+                              part="timeline")
+        try:
+            chosen = TargetKind(kind.strip().lower())
+        except ValueError:
+            raise TargetError(f"recovery target {kind!r} is not known",
+                              "a target is a time, an LSN, a transaction id, a restore point name, immediate "
+                              "or latest", part="kind") from None
+        value = (text or "").strip()
+        if chosen in (TargetKind.IMMEDIATE, TargetKind.LATEST):
+            return cls(chosen, timeline=tl)
+        if not value:
+            raise TargetError(f"the target {_VALUE_NAMES[chosen]} is empty", _VALUE_FORMS[chosen], part="value")
+        match chosen:
+            case TargetKind.TIME:
+                try:
+                    moment = parse_target_time(value, clock)
+                except UsageError as exc:
+                    raise TargetError(exc.title, exc.hint, part="value") from None
+                return cls(chosen, time=moment, inclusive=inclusive, timeline=tl)
+            case TargetKind.LSN:
+                try:
+                    lsn = parse_lsn(value)
+                except ValueError:
+                    raise TargetError(f"target LSN {text!r} is not an LSN", _VALUE_FORMS[chosen],
+                                      part="value") from None
+                return cls(chosen, lsn=lsn, inclusive=inclusive, timeline=tl)
+            case TargetKind.XID:
+                if not value.isdigit():
+                    raise TargetError(f"target xid {text!r} is not a transaction id", _VALUE_FORMS[chosen],
+                                      part="value")
+                return cls(chosen, xid=int(value), inclusive=inclusive, timeline=tl)
+        return cls(chosen, name=value, timeline=tl)
+
+
+class TargetError(UsageError):
+    """A target that cannot be read. `part` names the input that is wrong ("kind", "value" or "timeline"), so
+    that each face can say which of its own fields to change."""
+
+    def __init__(self, title: str, hint: str, *, part: str) -> None:
+        super().__init__(title, hint)
+        self.part = part
+
 
 TIME_FORMS = "ISO-8601 (2026-01-25T14:30:00Z), '2026-01-25 14:30:00 UTC', or relative ('15 minutes ago', '2h ago')"
+_VALUE_NAMES = {TargetKind.TIME: "time", TargetKind.LSN: "LSN", TargetKind.XID: "transaction id",
+                TargetKind.NAME: "restore point name"}
+_VALUE_FORMS = {TargetKind.TIME: f"write it as {TIME_FORMS}", TargetKind.LSN: "write it like 0/3000060",
+                TargetKind.XID: "use a number such as 7421",
+                TargetKind.NAME: "use the name given to pg_create_restore_point"}
 _RELATIVE = re.compile(r"^\s*(?P<amount>(?:\d+(?:\.\d+)?\s*[a-z]+\s*)+)\s+ago\s*$")
 _PART = re.compile(r"(\d+(?:\.\d+)?)\s*([a-z]+)")
 _UNITS = {"s": 1, "sec": 1, "secs": 1, "second": 1, "seconds": 1, "m": 60, "min": 60, "mins": 60, "minute": 60,
@@ -149,48 +205,23 @@ def target_time_option(value: str | None, environ: Mapping[str, str]) -> str | N
     return environ.get("TARGET_TIME") if value is None else value
 
 
-def make_target(kind: str | None = None, time_text: str | None = None, lsn: str | None = None,
-                xid: str | None = None, name: str | None = None, *, exclusive: bool = False,
-                timeline: str | None = None, clock: Clock) -> Target:
-    """One Target from the CLI's options; exactly one kind may be given (none: latest)."""
-    given = {k: v for k, v in (("--recovery-target", kind), ("--target-time", time_text), ("--target-lsn", lsn),
-                                ("--target-xid", xid), ("--target-name", name)) if v}
-    if len(given) > 1:
-        raise UsageError(f"choose one recovery target, not {' and '.join(given)}",
-                         "give a time, an LSN, an xid, a restore point name, or immediate/latest")
-    tl = (timeline or "latest").strip().lower()
-    if tl not in ("latest", "current") and not tl.isdigit():
-        raise UsageError(f"target timeline {timeline!r} is not a timeline", "use latest, current or a number")
-    inclusive = not exclusive
-    if time_text is not None and not time_text.strip():
-        raise UsageError("TARGET_TIME (--target-time) is empty",
-                         "give a time, or to recover all archived WAL say so: RECOVERY_TARGET=latest "
-                         "(and leave TARGET_TIME unset)")
-    if time_text:
-        return Target(TargetKind.TIME, time=parse_target_time(time_text, clock), inclusive=inclusive, timeline=tl)
-    if lsn:
-        try:
-            value = parse_lsn(lsn)
-        except ValueError:
-            raise UsageError(f"target LSN {lsn!r} is not an LSN", "write it like 0/3000060") from None
-        return Target(TargetKind.LSN, lsn=value, inclusive=inclusive, timeline=tl)
-    if xid:
-        if not xid.strip().isdigit():
-            raise UsageError(f"target xid {xid!r} is not a transaction id", "use a number such as 7421")
-        return Target(TargetKind.XID, xid=int(xid), inclusive=inclusive, timeline=tl)
-    if name:
-        return Target(TargetKind.NAME, name=name, timeline=tl)
-    chosen = (kind or "latest").strip().lower()
-    if chosen not in ("immediate", "latest"):
-        raise UsageError(f"recovery target {kind!r} is not known",
-                         "RECOVERY_TARGET is immediate or latest; for a time use TARGET_TIME")
-    return Target(TargetKind(chosen), timeline=tl)
-
-
 class InventoryView(Protocol):
     base_backups: list[BaseBackup]
     windows: list[Window]
     wal: WalCoverage | None
+
+
+@dataclass(frozen=True)
+class BackupChoice:
+    """A base backup and its recoverable window, chosen together (the wizard's pick, a plan's backup)."""
+
+    backup: BaseBackup
+    window: Window
+
+
+def backup_choices(inventory: InventoryView) -> list[BackupChoice]:
+    """The inventory's base backups with their windows, newest first."""
+    return [BackupChoice(b, w) for b, w in zip(inventory.base_backups, inventory.windows, strict=False)]
 
 
 @dataclass(frozen=True)
@@ -385,11 +416,12 @@ def _gap_text(gap: Gap) -> str:
 
 
 def make_plan(config: Config, env: Environment, target: Target, *, clock: Clock, journey: str = "pitr",
-              base_backup: Path | None = None, wal_source: Path | None = None,
+              base_backup: Path | BackupChoice | None = None, wal_source: Path | None = None,
               inventory: InventoryView | None = None, pause_at_target: bool = False,
               incident_start: datetime | None = None, pg_version: int | None = None,
               free_bytes: int | None = None) -> Plan:
     """Choose the base backup and WAL, and check everything that can be checked before touching anything.
+    `base_backup` is a path (BASE_BACKUP) or the backup and window already chosen (the wizard's pick);
     `inventory`, `pg_version` and `free_bytes` are looked up when not given."""
     source = wal_source or config.wal_archive
     if not source.exists():
@@ -450,8 +482,10 @@ def _wal_bytes(coverage: WalCoverage | None, wal_kind: str, backup: BaseBackup, 
     return max(0, last - backup.start_lsn // size + 1) * size
 
 
-def _choose_backup(inventory: InventoryView, target: Target, chosen: Path | None,
+def _choose_backup(inventory: InventoryView, target: Target, chosen: Path | BackupChoice | None,
                    env: Environment) -> tuple[BaseBackup, Window]:
+    if isinstance(chosen, BackupChoice):
+        return chosen.backup, chosen.window
     pairs = list(zip(inventory.base_backups, inventory.windows, strict=False))
     if chosen is not None:
         wanted = chosen.resolve()

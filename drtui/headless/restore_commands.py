@@ -26,7 +26,6 @@ from drtui.core.planning import (
     Plan,
     make_dump_plan,
     make_plan,
-    make_target,
     parse_target_time,
     target_time_option,
 )
@@ -39,6 +38,7 @@ from drtui.core.steps.dump import check_inputs as check_dump_inputs
 from drtui.headless.common import env_option, handle_errors, json_option, pass_context, record_options
 from drtui.headless.output import ExitCode, err, out, out_json
 from drtui.headless.printer import EventPrinter, summary_lines
+from drtui.headless.targets import make_target
 
 
 @click.group()

@@ -4,21 +4,23 @@ journal."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
-from textual.app import App, SystemCommand
+from textual.app import SystemCommand
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
 from drtui.core.clock import Clock, SystemClock
 from drtui.core.config import Config
+from drtui.tui.wizard import Journeys, PlanProbes
 
 
-class DrApp(App[None]):
-    """drtui's wizard. `start` picks the first screen: "home", "status", or a journal path to re-attach."""
+class DrApp(Journeys):
+    """drtui's wizard. `start` picks the first screen: "home", "status", or a journal path to re-attach; the
+    journeys (action_pitr, action_staging, action_drill) are the workers of `Journeys`."""
 
     CSS_PATH = "app.tcss"
     TITLE = "drtui"
@@ -29,14 +31,13 @@ class DrApp(App[None]):
     ]
 
     def __init__(self, config: Config, clock: Clock | None = None, start: str | Path = "home",
-                 env_name: str | None = None, plan_probes: Mapping[str, Any] | None = None) -> None:
+                 env_name: str | None = None, plan_probes: PlanProbes | None = None) -> None:
         super().__init__()
         self.config = config
         self.clock = clock or SystemClock()
         self.start = start
         self.env_name = env_name
-        self.plan_probes = dict(plan_probes or {})
-        """make_plan's pg_version / free_bytes, given instead of probed (snapshots need stable numbers)."""
+        self.plan_probes = plan_probes or PlanProbes()
 
     def on_mount(self) -> None:
         from drtui.tui.screens.home import HomeScreen
@@ -83,21 +84,6 @@ class DrApp(App[None]):
 
         self.push_screen(StatusScreen())
 
-    def action_pitr(self) -> None:
-        from drtui.tui.wizard import start_pitr
-
-        start_pitr(self)
-
-    def action_staging(self) -> None:
-        from drtui.tui.wizard import start_staging
-
-        start_staging(self)
-
-    def action_drill(self) -> None:
-        from drtui.tui.wizard import start_drill
-
-        start_drill(self)
-
     def action_reattach(self, journal: Path | None = None) -> None:
         from drtui.core.journal import list_runs
         from drtui.core.runner import is_operation
@@ -118,8 +104,3 @@ def run_app(config: Config, clock: Clock | None = None) -> None:
 def run_status_app(config: Config, clock: Clock | None = None) -> None:
     """`drtui status --watch`: the read-only status view on its own."""
     DrApp(config, clock, start="status").run()
-
-
-def run_attach_app(config: Config, journal: Path, clock: Clock | None = None) -> None:
-    """Re-open a run on its journal (the TUI face of `drtui attach`)."""
-    DrApp(config, clock, start=journal).run()

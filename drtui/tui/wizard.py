@@ -1,132 +1,141 @@
-"""The point-in-time recovery as one awaited coroutine over typed screens: backup → target → review →
-launch. Esc on a step goes back one step; the plan is launched detached only after the review's confirm."""
+"""The wizard's journeys as workers of the App itself, each one awaited coroutine over typed screens (as in
+Textual's guide, screens/questions01.py): the point-in-time recovery (backup → target → review), the staging
+restore (dump → review) and the drill. Esc on a step goes back one step; a plan is launched detached only after
+the review's confirm."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypedDict
 
 from textual import work
+from textual.app import App
 
 from drtui.core.errors import DrError
 
 if TYPE_CHECKING:
-    from drtui.tui.app import DrApp
+    from drtui.core.clock import Clock
+    from drtui.core.config import Config
+    from drtui.core.gates import ApprovedPlan
+    from drtui.core.inventory import Inventory
+    from drtui.core.planning import BackupChoice, Target
 
 
-def start_pitr(app: DrApp) -> None:
-    _pitr(app)
+class PlanProbes(TypedDict, total=False):
+    """make_plan's pg_version / free_bytes, given instead of probed (snapshots need stable numbers)."""
+
+    pg_version: int
+    free_bytes: int
 
 
-def _scan(app: DrApp) -> Any:
-    from drtui.core.inventory import scan
+class Journeys(App[None]):
+    """The journeys DrApp runs; each is an action (key, palette, home list) and a worker of its own group, so
+    that a second journey replaces the first."""
 
-    env = app.config.environment(app.env_name)
-    return scan(app.config, env=env, clock=app.clock)
+    config: Config
+    clock: Clock
+    env_name: str | None
+    plan_probes: PlanProbes
 
+    def _scan(self) -> Inventory:
+        from drtui.core.inventory import scan
 
-@work(group="wizard", exclusive=True, exit_on_error=False, description="point-in-time recovery wizard")
-async def _pitr(app: DrApp) -> None:
-    from drtui.tui.screens.choose_target import ChooseTargetScreen
-    from drtui.tui.screens.pick_backup import PickBackupScreen
-    from drtui.tui.screens.review import ReviewScreen
+        return scan(self.config, env=self.config.environment(self.env_name), clock=self.clock)
 
-    env = app.config.environment(app.env_name)
-    app.notify("reading the backups and the WAL archive…", timeout=3)
-    try:
-        inventory = await asyncio.to_thread(_scan, app)
-    except DrError as exc:
-        app.notify(f"{exc.title}\n{exc.hint}", severity="error", timeout=15)
-        return
-    step, chosen, target = 0, 0, None
-    while True:
-        if step == 0:
-            picked = await app.push_screen_wait(PickBackupScreen(inventory, env.name))
-            if picked is None:
+    async def _inventory(self) -> Inventory | None:
+        """The backups and the WAL, read off the event loop; None (said out loud) when they cannot be read."""
+        try:
+            return await asyncio.to_thread(self._scan)
+        except DrError as exc:
+            self.notify(f"{exc.title}\n{exc.hint}", severity="error", timeout=15)
+            return None
+
+    @work(group="wizard", exclusive=True, exit_on_error=False, description="point-in-time recovery wizard")
+    async def action_pitr(self) -> None:
+        from drtui.tui.screens.choose_target import ChooseTargetScreen
+        from drtui.tui.screens.pick_backup import PickBackupScreen
+        from drtui.tui.screens.review import ReviewScreen
+
+        env = self.config.environment(self.env_name)
+        self.notify("reading the backups and the WAL archive…", timeout=3)
+        inventory = await self._inventory()
+        if inventory is None:
+            return
+        chosen: BackupChoice | None = None
+        target: Target | None = None
+        approved: ApprovedPlan | None = None
+        while approved is None:
+            if chosen is None:
+                chosen = await self.push_screen_wait(PickBackupScreen(inventory, env.name))
+                if chosen is None:
+                    return
+            elif target is None:
+                target = await self.push_screen_wait(ChooseTargetScreen(inventory, chosen))
+                if target is None:
+                    chosen = None
+            else:
+                approved = await self.push_screen_wait(ReviewScreen.pitr(self, inventory, chosen, target, env))
+                if approved is None:
+                    target = None
+        await self._launch(approved)
+
+    @work(group="wizard", exclusive=True, exit_on_error=False, description="staging restore wizard")
+    async def action_staging(self) -> None:
+        from drtui.tui.screens.pick_dump import PickDumpScreen
+        from drtui.tui.screens.review import ReviewScreen
+
+        env = self.config.environment("staging")
+        inventory = await self._inventory()
+        if inventory is None:
+            return
+        approved: ApprovedPlan | None = None
+        while approved is None:
+            dump = await self.push_screen_wait(PickDumpScreen(inventory.dumps, env.name))
+            if dump is None:
                 return
-            chosen, step = picked, 1
-        elif step == 1:
-            target = await app.push_screen_wait(ChooseTargetScreen(inventory, chosen))
-            step = 0 if target is None else 2
-        else:
-            assert target is not None
-            approved = await app.push_screen_wait(ReviewScreen.pitr(app, inventory, chosen, target, env))
-            if approved is None:
-                step = 1
-                continue
-            break
-    await _launch(app, approved)
+            approved = await self.push_screen_wait(ReviewScreen.dump(self, dump, env))
+        await self._launch(approved)
 
+    async def _launch(self, approved: ApprovedPlan) -> None:
+        from drtui.core.launcher import launch_detached
+        from drtui.tui.screens.run import RunScreen
 
-def start_staging(app: DrApp) -> None:
-    _staging(app)
-
-
-@work(group="wizard", exclusive=True, exit_on_error=False, description="staging restore wizard")
-async def _staging(app: DrApp) -> None:
-    from drtui.tui.screens.pick_dump import PickDumpScreen
-    from drtui.tui.screens.review import ReviewScreen
-
-    env = app.config.environment("staging")
-    try:
-        inventory = await asyncio.to_thread(_scan, app)
-    except DrError as exc:
-        app.notify(f"{exc.title}\n{exc.hint}", severity="error", timeout=15)
-        return
-    while True:
-        dump = await app.push_screen_wait(PickDumpScreen(inventory.dumps, env.name))
-        if dump is None:
+        try:
+            run_id, journal = await asyncio.to_thread(launch_detached, approved, self.config)
+        except DrError as exc:
+            self.notify(f"{exc.title}\n{exc.hint}", severity="error", timeout=15)
             return
-        approved = await app.push_screen_wait(ReviewScreen.dump(app, dump, env))
-        if approved is not None:
-            break
-    await _launch(app, approved)
+        self.notify(f"run {run_id} started in its own process; it goes on if this screen closes")
+        await self.push_screen(RunScreen(journal))
 
+    @work(group="wizard", exclusive=True, exit_on_error=False, description="automated drill")
+    async def action_drill(self) -> None:
+        from drtui.core.launcher import launch_drill
+        from drtui.tui.screens.drill import DrillScreen
+        from drtui.tui.screens.run import RunScreen
 
-async def _launch(app: DrApp, approved: Any) -> None:
-    from drtui.core.launcher import launch_detached
-    from drtui.tui.screens.run import RunScreen
-
-    try:
-        run_id, journal = await asyncio.to_thread(launch_detached, approved, app.config)
-    except DrError as exc:
-        app.notify(f"{exc.title}\n{exc.hint}", severity="error", timeout=15)
-        return
-    app.notify(f"run {run_id} started in its own process; it goes on if this screen closes")
-    await app.push_screen(RunScreen(journal))
-
-
-def start_drill(app: DrApp) -> None:
-    _drill(app)
-
-
-@work(group="wizard", exclusive=True, exit_on_error=False, description="automated drill")
-async def _drill(app: DrApp) -> None:
-    from drtui.core.launcher import launch_drill
-    from drtui.tui.screens.drill import DrillScreen
-    from drtui.tui.screens.run import RunScreen
-
-    choice = await app.push_screen_wait(DrillScreen())
-    if choice is None:
-        return
-    try:
-        run_id, journal, process = await asyncio.to_thread(
-            launch_drill, app.config, target_time=choice.target_time, skip_backup=choice.skip_backup,
-            operator=choice.operator, reviewer=choice.reviewer)
-    except (DrError, OSError) as exc:
-        app.notify(getattr(exc, "title", str(exc)), title="the drill did not start", severity="error", timeout=15)
-        return
-    app.notify(f"drill {run_id} started in its own process; it goes on if this screen closes")
-    screen = RunScreen(journal)
-    await app.push_screen(screen)
-    while not journal.exists():  # a drill refused before its first step ends without a journal: say why
-        code = process.poll()
-        if code is not None and not journal.exists():
-            out = journal.with_suffix(".out")
-            said = out.read_text(errors="replace").strip().splitlines()[-6:] if out.exists() else []
-            app.notify("\n".join(said) or f"it exited {code}", title=f"the drill stopped before it began (exit {code})",
-                       severity="error", timeout=30)
-            if app.screen is screen:
-                screen.dismiss()
+        choice = await self.push_screen_wait(DrillScreen())
+        if choice is None:
             return
-        await asyncio.sleep(0.2)
+        try:
+            run_id, journal, process = await asyncio.to_thread(
+                launch_drill, self.config, target_time=choice.target_time, skip_backup=choice.skip_backup,
+                operator=choice.operator, reviewer=choice.reviewer)
+        except (DrError, OSError) as exc:
+            self.notify(getattr(exc, "title", str(exc)), title="the drill did not start", severity="error",
+                        timeout=15)
+            return
+        self.notify(f"drill {run_id} started in its own process; it goes on if this screen closes")
+        screen = RunScreen(journal)
+        await self.push_screen(screen)
+        while not journal.exists():  # a drill refused before its first step ends without a journal: say why
+            code = process.poll()
+            if code is not None and not journal.exists():
+                out = journal.with_suffix(".out")
+                said = out.read_text(errors="replace").strip().splitlines()[-6:] if out.exists() else []
+                self.notify("\n".join(said) or f"it exited {code}",
+                            title=f"the drill stopped before it began (exit {code})", severity="error", timeout=30)
+                if self.screen is screen:
+                    screen.dismiss()
+                return
+            await asyncio.sleep(0.2)

@@ -21,7 +21,8 @@ from drtui.core.gates import (
     evaluate,
 )
 from drtui.core.models import BaseBackup, Gap, Layout, WalCoverage, Window
-from drtui.core.planning import Plan, PlanError, Target, TargetKind, make_plan, make_target, parse_target_time
+from drtui.core.planning import Plan, PlanError, Target, TargetKind, make_plan, parse_target_time
+from drtui.headless.targets import make_target
 
 CLOCK = FrozenClock(datetime(2026, 1, 25, 15, 0, tzinfo=UTC))
 T0 = datetime(2026, 1, 25, 12, 0, tzinfo=UTC)

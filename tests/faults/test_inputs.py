@@ -126,7 +126,7 @@ def test_huge_relative_times_and_durations_as_values() -> None:
     from drtui.core.clock import SystemClock
     from drtui.core.config import parse_duration
     from drtui.core.errors import UsageError
-    from drtui.core.planning import make_target
+    from drtui.headless.targets import make_target
 
     with pytest.raises(ValueError, match="too long"):
         parse_duration("3651d")

@@ -188,7 +188,8 @@ def test_lsn_target_run_detached_and_followed_through_the_journal(world: World) 
     from drtui.core.clock import SystemClock as Clock
     from drtui.core.gates import Confirmation, approve, evaluate, gather_facts
     from drtui.core.launcher import launch_detached
-    from drtui.core.planning import make_plan, make_target
+    from drtui.core.planning import make_plan
+    from drtui.headless.targets import make_target
 
     config = world.sandbox.config()
     env = config.environment("staging")
@@ -252,8 +253,9 @@ def test_a_base_backup_damaged_after_planning_fails_in_extraction_and_the_old_da
     from drtui.core.clock import SystemClock as Clock
     from drtui.core.gates import Confirmation, approve, evaluate, gather_facts
     from drtui.core.journal import Journal
-    from drtui.core.planning import make_plan, make_target
+    from drtui.core.planning import make_plan
     from drtui.core.runner import execute
+    from drtui.headless.targets import make_target
 
     config = world.sandbox.config()
     env = config.environment("staging")

@@ -12,6 +12,7 @@ import pytest
 from textual.command import CommandPalette
 
 from drtui.core.models import WalCoverage
+from drtui.core.planning import backup_choices
 from drtui.tui.app import DrApp
 from drtui.tui.screens.choose_target import ChooseTargetScreen
 from drtui.tui.screens.home import HomeScreen
@@ -97,7 +98,7 @@ def test_the_timeline_cursor_moves_by_keys_and_mouse_and_fills_the_target(config
         app = DrApp(config, clock)
         async with app.run_test(size=(80, 24)) as pilot:
             await until(pilot, lambda: isinstance(app.screen, HomeScreen))
-            await app.push_screen(ChooseTargetScreen(inventory, 0))
+            await app.push_screen(ChooseTargetScreen(inventory, backup_choices(inventory)[0]))
             await pilot.pause()
             timeline = app.screen.query_one(CoverageTimeline)
             timeline.focus()
@@ -135,7 +136,7 @@ def test_the_target_field_is_checked_against_the_window_as_it_is_typed(config, c
         app = DrApp(config, clock)
         async with app.run_test(size=(100, 30)) as pilot:
             await until(pilot, lambda: isinstance(app.screen, HomeScreen))
-            await app.push_screen(ChooseTargetScreen(inventory, 0))
+            await app.push_screen(ChooseTargetScreen(inventory, backup_choices(inventory)[0]))
             await pilot.pause()
             await pilot.press(*typed)
             await pilot.pause()
@@ -151,7 +152,7 @@ def test_immediate_and_latest_need_no_value(config, clock, inventory) -> None:
         app = DrApp(config, clock)
         async with app.run_test(size=(100, 30)) as pilot:
             await until(pilot, lambda: isinstance(app.screen, HomeScreen))
-            screen = ChooseTargetScreen(inventory, 0)
+            screen = ChooseTargetScreen(inventory, backup_choices(inventory)[0])
             await app.push_screen(screen)
             await pilot.pause()
             screen.query_one("#kind").value = "latest"
@@ -193,7 +194,7 @@ def test_more_than_one_timeline_gets_a_row_each(config, clock, inventory) -> Non
         app = DrApp(config, clock)
         async with app.run_test(size=(80, 24)) as pilot:
             await until(pilot, lambda: isinstance(app.screen, HomeScreen))
-            await app.push_screen(ChooseTargetScreen(inventory, 0))
+            await app.push_screen(ChooseTargetScreen(inventory, backup_choices(inventory)[0]))
             await pilot.pause()
             return screen_text(app)
 

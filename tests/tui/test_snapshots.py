@@ -15,7 +15,7 @@ from textual.widgets import Input
 
 from drtui.core.clock import FrozenClock
 from drtui.core.config import Config
-from drtui.core.planning import Target, TargetKind
+from drtui.core.planning import Target, TargetKind, backup_choices
 from drtui.tui.app import DrApp
 from drtui.tui.screens.choose_target import ChooseTargetScreen
 from drtui.tui.screens.pick_backup import PickBackupScreen
@@ -127,19 +127,20 @@ def test_choose_target_reachable(world, snap_compare) -> None:
     config, clock = world
     inventory = fixed_inventory(FOLDER)
     assert snap_compare(DrApp(config, clock), press=[*"2026-01-25 13:45:00 UTC"],
-                        run_before=push(lambda app: ChooseTargetScreen(inventory, 0)))
+                        run_before=push(lambda app: ChooseTargetScreen(inventory, backup_choices(inventory)[0])))
 
 
 def test_choose_target_outside_the_window(world, snap_compare) -> None:
     config, clock = world
     inventory = fixed_inventory(FOLDER)
     assert snap_compare(DrApp(config, clock), press=[*"3 hours ago"],
-                        run_before=push(lambda app: ChooseTargetScreen(inventory, 0)))
+                        run_before=push(lambda app: ChooseTargetScreen(inventory, backup_choices(inventory)[0])))
 
 
 def _review(config: Config, env: str, target: Target):
     inventory = fixed_inventory(FOLDER)
-    return push(lambda app: ReviewScreen.pitr(app, inventory, 0, target, config.environment(env)),
+    chosen = backup_choices(inventory)[0]
+    return push(lambda app: ReviewScreen.pitr(app, inventory, chosen, target, config.environment(env)),
                 lambda app: "the plan" in str(app.screen.query_one("#plan").render())
                 or "refused" in str(app.screen.query_one("#plan").render()))
 

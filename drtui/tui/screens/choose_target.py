@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from textual import on
 from textual.app import ComposeResult
@@ -10,7 +10,7 @@ from textual.screen import Screen
 from textual.widgets import Checkbox, Collapsible, Footer, Header, Input, Select, Static
 
 from drtui.core.errors import DrError
-from drtui.core.planning import Target, TargetKind, check_target, make_target
+from drtui.core.planning import BackupChoice, InventoryView, Target, TargetError, TargetKind, check_target
 from drtui.tui.format import short_time, utc, utc_and_local
 from drtui.tui.widgets.coverage_timeline import CoverageTimeline
 
@@ -22,34 +22,28 @@ PLACEHOLDERS = {"time": "2026-01-25 14:30:00 UTC, ISO-8601, or '15 minutes ago'"
 
 class ChooseTargetScreen(Screen[Target | None]):
     """Step 2: where recovery stops. The timeline and the time field fill each other; every keystroke is
-    checked against the chosen backup's window."""
+    checked against the chosen backup's window. It returns the target."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+n", "next", "Next", priority=True),
         Binding("escape", "back", "Back"),
     ]
 
-    def __init__(self, inventory: Any, chosen: int) -> None:
+    def __init__(self, inventory: InventoryView, chosen: BackupChoice) -> None:
         super().__init__()
         self.inventory = inventory
         self.chosen = chosen
         self.target: Target | None = None
 
-    @property
-    def backup(self) -> Any:
-        return self.inventory.base_backups[self.chosen]
-
-    @property
-    def window(self) -> Any:
-        return self.inventory.windows[self.chosen]
-
     def compose(self) -> ComposeResult:
-        window = self.window
+        window = self.chosen.window
+        chosen_index = next((i for i, b in enumerate(self.inventory.base_backups) if b == self.chosen.backup),
+                            -1)
         yield Header()
         yield Static(f"[b]2 of 3 · choose the target[/] · the chosen backup reaches "
                      f"{short_time(window.earliest)} → {short_time(window.latest)} UTC", classes="step-head")
         yield CoverageTimeline(self.inventory.wal, list(self.inventory.base_backups), list(self.inventory.windows),
-                               now=self.app.clock.now(), chosen=self.chosen, id="timeline")  # type: ignore[attr-defined]
+                               now=self.app.clock.now(), chosen=chosen_index, id="timeline")  # type: ignore[attr-defined]
         with Horizontal(id="target-row"):
             yield Select(KINDS, value="time", allow_blank=False, id="kind")
             yield Input(placeholder=PLACEHOLDERS["time"], id="value")
@@ -95,21 +89,22 @@ class ChooseTargetScreen(Screen[Target | None]):
     def _build(self) -> Target:
         kind = str(self.query_one("#kind", Select).value)
         text = self.query_one("#value", Input).value.strip()
-        options: dict[str, str | None] = {"kind": kind if kind in ("immediate", "latest") else None}
-        if kind in ("time", "lsn", "xid", "name"):
-            if not text:
-                raise ValueError(f"type a {kind}: {PLACEHOLDERS[kind]}")
-            options[{"time": "time_text"}.get(kind, kind)] = text
-        return make_target(**options, exclusive=self.query_one("#exclusive", Checkbox).value,
-                           timeline=self.query_one("#timeline-id", Input).value or "latest",
-                           clock=self.app.clock)  # type: ignore[attr-defined]
+        if kind in PLACEHOLDERS and not text:
+            raise ValueError(f"type a {kind}: {PLACEHOLDERS[kind]}")
+        try:
+            return Target.parse(kind, text, self.app.clock,  # type: ignore[attr-defined]
+                                inclusive=not self.query_one("#exclusive", Checkbox).value,
+                                timeline=self.query_one("#timeline-id", Input).value or "latest")
+        except TargetError as exc:
+            field = "in the timeline field (advanced)" if exc.part == "timeline" else "or pick another kind in the list"
+            raise TargetError(exc.title, f"{exc.hint} {field}", part=exc.part) from None
 
     def _validate(self) -> None:
         verdict = self.query_one("#verdict", Static)
         self.target = None
         try:
             target = self._build()
-            check_target(target, self.backup, self.window, self.inventory)
+            check_target(target, self.chosen.backup, self.chosen.window, self.inventory)
         except ValueError as exc:
             verdict.update(f"[dim]○ {exc}[/]")
             return

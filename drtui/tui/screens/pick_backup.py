@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from textual import on
 from textual.app import ComposeResult
@@ -8,20 +8,22 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
+from drtui.core.planning import BackupChoice, InventoryView, backup_choices
 from drtui.tui.format import age, short_time, size, state_markup
 
 
-class PickBackupScreen(Screen[int | None]):
-    """Step 1 of the recovery: the base backups, newest first; unusable ones say why."""
+class PickBackupScreen(Screen[BackupChoice | None]):
+    """Step 1 of the recovery: the base backups, newest first; unusable ones say why. It returns the chosen
+    backup with its window."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "pick", "Use this backup", priority=True),
         Binding("escape", "back", "Back"),
     ]
 
-    def __init__(self, inventory: Any, environment: str) -> None:
+    def __init__(self, inventory: InventoryView, environment: str) -> None:
         super().__init__()
-        self.inventory = inventory
+        self.choices = backup_choices(inventory)
         self.environment = environment
 
     def compose(self) -> ComposeResult:
@@ -35,17 +37,17 @@ class PickBackupScreen(Screen[int | None]):
         table = self.query_one(DataTable)
         table.add_columns("", "taken (UTC)", "age", "size", "layout", "TL", "reaches up to")
         now = self.app.clock.now()  # type: ignore[attr-defined]
-        for index, (backup, window) in enumerate(zip(self.inventory.base_backups, self.inventory.windows,
-                                                     strict=False)):
+        for index, choice in enumerate(self.choices):
+            backup, window = choice.backup, choice.window
             state = state_markup("ok", "usable") if window.usable else state_markup("refused", "unusable")
             reach = short_time(window.latest) if window.usable else (window.reason or "")[:40]
             table.add_row(state, short_time(backup.start_time), age(backup.start_time, now),
                           size(backup.size_bytes), backup.layout.value, str(backup.timeline), reach, key=str(index))
-        if not self.inventory.base_backups:
+        if not self.choices:
             self.query_one("#backup-detail", Static).update(
                 "[red]✘ no base backups[/] in the backup folder. Take one with `drtui backup base`.")
         else:
-            usable = next((i for i, w in enumerate(self.inventory.windows) if w.usable), 0)
+            usable = next((i for i, c in enumerate(self.choices) if c.window.usable), 0)
             table.move_cursor(row=usable)
             self._describe(usable)
         table.focus()
@@ -55,9 +57,9 @@ class PickBackupScreen(Screen[int | None]):
         self._describe(event.cursor_row)
 
     def _describe(self, index: int) -> None:
-        if not 0 <= index < len(self.inventory.base_backups):
+        if not 0 <= index < len(self.choices):
             return
-        backup, window = self.inventory.base_backups[index], self.inventory.windows[index]
+        backup, window = self.choices[index].backup, self.choices[index].window
         lines = [f"[b]{backup.path.name}[/]  PostgreSQL {backup.pg_version} · {size(backup.file_size)} on disk"]
         if window.usable:
             lines.append(f"window {short_time(window.earliest)} → {short_time(window.latest)} UTC"
@@ -70,15 +72,13 @@ class PickBackupScreen(Screen[int | None]):
         self.query_one("#backup-detail", Static).update("\n".join(lines))
 
     def action_pick(self) -> None:
-        table = self.query_one(DataTable)
-        index = table.cursor_row
-        if not self.inventory.base_backups:
+        if not self.choices:
             return
-        window = self.inventory.windows[index]
-        if not window.usable:
-            self.notify(f"this backup cannot be restored: {window.reason}", severity="error")
+        chosen = self.choices[self.query_one(DataTable).cursor_row]
+        if not chosen.window.usable:
+            self.notify(f"this backup cannot be restored: {chosen.window.reason}", severity="error")
             return
-        self.dismiss(index)
+        self.dismiss(chosen)
 
     def action_back(self) -> None:
         self.dismiss(None)

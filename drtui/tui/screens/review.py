@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -15,9 +16,12 @@ from textual.widgets import Button, Footer, Header, Input, Static
 from drtui.core.config import Environment
 from drtui.core.errors import DrError
 from drtui.core.gates import ApprovedPlan, Confirmation, GateResult, approve, evaluate, gather_facts
-from drtui.core.planning import DumpPlan, Plan, Target, make_dump_plan, make_plan
+from drtui.core.planning import BackupChoice, DumpPlan, InventoryView, Plan, Target, make_dump_plan, make_plan
 from drtui.core.prediction import short_basis
 from drtui.tui.format import duration, size, state_markup, utc
+
+if TYPE_CHECKING:
+    from drtui.tui.wizard import Journeys
 
 
 @dataclass
@@ -49,15 +53,16 @@ class ReviewScreen(Screen[ApprovedPlan | None]):
         self.gates: list[GateResult] = []
 
     @classmethod
-    def pitr(cls, app: Any, inventory: Any, chosen: int, target: Target, env: Environment) -> ReviewScreen:
+    def pitr(cls, app: Journeys, inventory: InventoryView, chosen: BackupChoice, target: Target,
+             env: Environment) -> ReviewScreen:
         """The point-in-time recovery's last step: the plan from the chosen backup to the target."""
         def build() -> Plan:
-            return make_plan(app.config, env, target, clock=app.clock, inventory=inventory,
-                             base_backup=inventory.base_backups[chosen].path, **app.plan_probes)
+            return make_plan(app.config, env, target, clock=app.clock, inventory=inventory, base_backup=chosen,
+                             **app.plan_probes)
         return cls(env, build, "3 of 3 · review and confirm")
 
     @classmethod
-    def dump(cls, app: Any, dump_file: Any, env: Environment) -> ReviewScreen:
+    def dump(cls, app: Journeys, dump_file: Path, env: Environment) -> ReviewScreen:
         """The staging restore's last step: the plan to load a dump (and the uploads) into staging."""
         def build() -> DumpPlan:
             return make_dump_plan(app.config, env, clock=app.clock, dump_file=dump_file)
