@@ -17,11 +17,12 @@ from drtui.tui.app import DrApp
 from drtui.tui.screens.drill import DrillScreen
 from drtui.tui.screens.home import HomeScreen
 from drtui.tui.screens.pick_dump import PickDumpScreen
-from drtui.tui.screens.result import RecordNames, ResultScreen
+from drtui.tui.screens.result import RecordNames
 from drtui.tui.screens.review import ReviewScreen
 from drtui.tui.screens.run import RunScreen
-from drtui.tui.textdump import screen_text
-from tests.tui.test_wizard_sandbox import stop_runs, until
+from tests.textdump import screen_text
+from tests.tui.conftest import Notifications, until, walk_to_result
+from tests.tui.test_wizard_sandbox import stop_runs
 
 
 def test_the_automated_drill_runs_from_home_to_its_report(sandbox: Sandbox) -> None:
@@ -36,13 +37,7 @@ def test_the_automated_drill_runs_from_home_to_its_report(sandbox: Sandbox) -> N
             await until(pilot, lambda: isinstance(app.screen, DrillScreen))
             gates = screen_text(app)
             app.screen.query_one("#operator", Input).value = "Ada Operator"
-            await pilot.press("ctrl+g")
-            await until(pilot, lambda: isinstance(app.screen, RunScreen))
-            run = app.screen
-            await until(pilot, lambda: run.view.finished is not None)
-            await pilot.press("r")
-            await until(pilot, lambda: isinstance(app.screen, ResultScreen))
-            result = app.screen
+            run, result = await walk_to_result(pilot)
             await until(pilot, lambda: result.report is not None and result.report.exists())
             records = str(result.query_one("#records").render())
             return gates, screen_text(app) + records, run.view.run_id
@@ -88,20 +83,14 @@ def test_a_record_is_written_from_the_result_of_a_restore(sandbox: Sandbox) -> N
 
     async def scenario() -> tuple[Path | None, str, str]:
         app = DrApp(config)
-        async with app.run_test(size=(110, 40)) as pilot:
+        notes = Notifications()
+        async with app.run_test(size=(110, 40), message_hook=notes.hook) as pilot:
             await until(pilot, lambda: isinstance(app.screen, HomeScreen))
             app.action_staging()
             await until(pilot, lambda: isinstance(app.screen, PickDumpScreen))
             await pilot.press("enter")
             await until(pilot, lambda: isinstance(app.screen, ReviewScreen) and app.screen.plan is not None)
-            await pilot.press("ctrl+g")
-            await until(pilot, lambda: isinstance(app.screen, RunScreen))
-            run = app.screen
-            await until(pilot, lambda: run.view.finished is not None)
-            assert run.view.ok, screen_text(app)
-            await pilot.press("r")
-            await until(pilot, lambda: isinstance(app.screen, ResultScreen))
-            result = app.screen
+            _, result = await walk_to_result(pilot)
             assert result.report is None and "press w" in screen_text(app)
             await pilot.press("w")
             await until(pilot, lambda: isinstance(app.screen, RecordNames))
@@ -110,9 +99,10 @@ def test_a_record_is_written_from_the_result_of_a_restore(sandbox: Sandbox) -> N
             await pilot.press("enter")
             await until(pilot, lambda: result.report is not None)
             written = str(result.query_one("#records").render())
+            notes.clear()
             await pilot.press("w")
-            await pilot.pause(0.1)
-            said = " ".join(n.message for n in app._notifications)
+            await until(pilot, lambda: "already written" in notes.said(), 10)
+            said = notes.said()
             return result.report, written, said + ("modal" if isinstance(app.screen, RecordNames) else "")
 
     try:
@@ -133,16 +123,16 @@ def test_a_drill_that_stops_before_its_journal_is_said_out_loud(config) -> None:
 
     async def scenario() -> tuple[str, bool]:
         app = DrApp(config)
-        async with app.run_test(size=(110, 40)) as pilot:
+        notes = Notifications()
+        async with app.run_test(size=(110, 40), message_hook=notes.hook) as pilot:
             await until(pilot, lambda: isinstance(app.screen, HomeScreen))
             await pilot.press("d")
             await until(pilot, lambda: isinstance(app.screen, DrillScreen))
             config.path.unlink()
             await pilot.press("ctrl+g")
-            await until(pilot, lambda: any("before it began" in (n.title or "") for n in app._notifications), 60)
+            await until(pilot, lambda: "before it began" in notes.said(), 60)
             await until(pilot, lambda: not isinstance(app.screen, RunScreen), 10)
-            said = " ".join(f"{n.title} {n.message}" for n in app._notifications)
-            return said, isinstance(app.screen, HomeScreen)
+            return notes.said(), isinstance(app.screen, HomeScreen)
 
     said, home = asyncio.run(scenario())
     assert "exit 2" in said and "drtui.toml" in said, said
