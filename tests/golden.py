@@ -6,7 +6,9 @@ What varies between two runs is masked first, so a golden file fails only when t
 - the given roots (a world's or a test's folder) always become `<root>`;
 - with `live=True` (output of a real run, or of one that reads the clock; fixed inputs keep their values):
   in text, timestamps → `<time>`, run stamps → `<stamp>`, times of day → `<hh:mm:ss>`, LSNs → `<lsn>`, WAL
-  segment names → `<segment>`, "3.2 s"/"1.5 min"-like durations → `<duration>`, sizes → `<size>`;
+  segment names → `<segment>`, "3.2 s"/"1.5 min"-like durations → `<duration>`, sizes → `<size>`, a run id's
+  random suffix → `<id>`, a socket path's port → `<port>`, the server's version → `PostgreSQL <version>`, bare
+  byte counts → `<n>`;
 - in JSON: the same in every string, and numbers under keys that measure (see VARYING_KEYS) → `<number>`.
 """
 
@@ -28,8 +30,12 @@ TEXT_PATTERNS = [
     (re.compile(r"\b[0-9A-F]{1,8}/[0-9A-F]{1,8}\b"), "<lsn>"),
     (re.compile(r"\b\d+(\.\d+)? ?(Bytes|Byte|bytes|B|kB|KB|KiB|MB|MiB|GB|GiB)\b"), "<size>"),
     (re.compile(r"\b\d+(\.\d+)? ?(s|ms|sec|seconds?|min|minutes?|h|hours?)\b"), "<duration>"),
+    (re.compile(r"(?<=-)[0-9a-f]{8}\b"), "<id>"),  # a run id's random suffix
+    (re.compile(r"(?<=:)\d{4,5}(?=/)"), "<port>"),  # a socket path's port
+    (re.compile(r"PostgreSQL \d+\.\d+ \([^()]*\)"), "PostgreSQL <version>"),
+    (re.compile(r"\b\d{7,}\b"), "<n>"),  # bare byte counts (free disk)
 ]
-VARYING_KEYS = re.compile(r"(seconds|bytes|size|pid|lsn|segments|age|_at|elapsed|took|count|rows|xid|port)",
+VARYING_KEYS = re.compile(r"(seconds|bytes|size|pid|lsn|segments|age|_at|elapsed|took|count|rows|xid|port|^value$)",
                           re.IGNORECASE)
 
 
