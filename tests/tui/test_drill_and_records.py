@@ -4,8 +4,10 @@ result screen of a real restore: both against a real sandbox, the drill and the 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from textual.widgets import Input
 
 from drtui.core import backup
@@ -25,9 +27,18 @@ from tests.tui.conftest import Notifications, until, walk_to_result
 from tests.tui.test_wizard_sandbox import stop_runs
 
 
-def test_the_automated_drill_runs_from_home_to_its_report(sandbox: Sandbox) -> None:
-    config = sandbox.config()
-    backup.dump(config, sandbox.env("production"), SystemClock())  # the app's /healthz/backup wants one
+@pytest.fixture(scope="module")
+def world() -> Iterator[Sandbox]:
+    """One world for the three cases that need a server (a sandbox costs 5-7 s on a busy 2-core machine): the
+    drill backs production up, marks it and restores staging, the refusal only reads staging (its env file is
+    put back), the record's run restores a dump into staging; each leaves both environments working."""
+    with Sandbox() as world:
+        yield world
+
+
+def test_the_automated_drill_runs_from_home_to_its_report(world: Sandbox) -> None:
+    config = world.config()
+    backup.dump(config, world.env("production"), SystemClock())  # the app's /healthz/backup wants one
 
     async def scenario() -> tuple[str, str, str]:
         app = DrApp(config)
@@ -45,22 +56,24 @@ def test_the_automated_drill_runs_from_home_to_its_report(sandbox: Sandbox) -> N
     try:
         gates, result, run_id = asyncio.run(scenario())
     finally:
-        stop_runs(sandbox)
+        stop_runs(world)
     assert "✔ pass  target_env" in gates and "✔ pass  app_env" in gates
     assert "✔ PASS" in result, result
     [report] = sorted(config.report_dir.glob("pitr_drill_*.md"))
     assert str(report.name) in result
     text = report.read_text()
     assert "**Result: PASS**" in text and "Ada Operator" in text
-    assert query(sandbox.env("staging"), f"select count(*) from {MARKER_TABLE} where drill_id = %s",
+    assert query(world.env("staging"), f"select count(*) from {MARKER_TABLE} where drill_id = %s",
                  (run_id,))[0][0] == 1
 
 
-def test_drill_is_refused_when_staging_says_it_is_production(sandbox: Sandbox) -> None:
-    config = sandbox.config()
+def test_drill_is_refused_when_staging_says_it_is_production(world: Sandbox) -> None:
+    config = world.config()
     env_file = config.environment("staging").env_file
     assert env_file is not None
-    env_file.write_text(env_file.read_text().replace("APP_ENV=", "OLD_APP_ENV=") + "APP_ENV=prod\n")
+    original = env_file.read_text()
+    journals = set(config.state_dir.glob("**/*drill*.jsonl"))  # the module's drill left its own
+    env_file.write_text(original.replace("APP_ENV=", "OLD_APP_ENV=") + "APP_ENV=prod\n")
 
     async def scenario() -> tuple[str, bool]:
         app = DrApp(config)
@@ -72,14 +85,17 @@ def test_drill_is_refused_when_staging_says_it_is_production(sandbox: Sandbox) -
             await pilot.pause(0.2)
             return screen_text(app), isinstance(app.screen, DrillScreen)
 
-    text, stayed = asyncio.run(scenario())
+    try:
+        text, stayed = asyncio.run(scenario())
+    finally:
+        env_file.write_text(original)
     assert stayed and "✘ refused  app_env" in text and "fix:" in text
-    assert not list(config.state_dir.glob("**/*drill*.jsonl"))
+    assert set(config.state_dir.glob("**/*drill*.jsonl")) == journals  # a refusal adds none
 
 
-def test_a_record_is_written_from_the_result_of_a_restore(sandbox: Sandbox) -> None:
-    config = sandbox.config()
-    backup.dump(config, sandbox.env("production"), SystemClock())
+def test_a_record_is_written_from_the_result_of_a_restore(world: Sandbox) -> None:
+    config = world.config()
+    backup.dump(config, world.env("production"), SystemClock())
 
     async def scenario() -> tuple[Path | None, str, str]:
         app = DrApp(config)
@@ -108,7 +124,7 @@ def test_a_record_is_written_from_the_result_of_a_restore(sandbox: Sandbox) -> N
     try:
         report, written, again = asyncio.run(scenario())
     finally:
-        stop_runs(sandbox)
+        stop_runs(world)
     assert report is not None and report.exists()
     assert report.name in written
     assert "already written" in again and "modal" not in again
