@@ -1,7 +1,7 @@
 """Golden files of every `--json` shape and of the `--dry-run` text, from the real console program against one
 real sandbox (built once for the module: backups, the dry-runs, a dump restore and a PITR into staging, a drill,
-then the inventory, status, drills and events of the world they left). What varies between runs is masked
-(tests/golden.py); `pytest --snapshot-update` regenerates the files on purpose."""
+the inventory, status, drills and events of the world they left, then a rollback of staging). What varies
+between runs is masked (tests/golden.py); `pytest --snapshot-update` regenerates the files on purpose."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[list[str], dict[str, str]]] = {  # golden name: (argum
     "backup_dump": (["backup", "dump", "--json"], {}),
     "backup_base": (["backup", "base", "--json"], {}),
     "backup_wal_sync": (["backup", "wal-sync", "--json"], {}),
+    "backup_verify": (["backup", "verify", "--json"], {}),
     "restore_pitr_dry_run": (["restore", "pitr", "--recovery-target", "latest", "--dry-run"], STAGING),
     "restore_pitr_dry_run_json": (["restore", "pitr", "--recovery-target", "latest", "--dry-run", "--json"],
                                   STAGING),
@@ -31,6 +32,7 @@ COMMANDS: dict[str, tuple[list[str], dict[str, str]]] = {  # golden name: (argum
     "status": (["status", "--json"], {}),
     "drills": (["drills", "--json"], {}),
     "events": (["events", "--around", "now", "--span", "10m", "--json"], {}),
+    "rollback": (["rollback", "--env", "staging", "--json"], {}),
 }
 
 
