@@ -35,4 +35,4 @@ clean:
 	rm -rf $(VENV) build dist .pytest_cache
 
 screens: $(VENV)/.installed
-	TZ=UTC $(PY) -m drtui.tui.gallery screens
+	TZ=UTC $(PY) tools/gallery.py screens

@@ -73,21 +73,6 @@ def down(root: Path) -> None:
     out(f"sandbox in {root} is down and removed")
 
 
-def make_recoverable(world: Sandbox) -> None:
-    """Give a fresh world something to recover: a dump, a base backup, rows after it, and a WAL sync."""
-    from drtui.core import backup
-    from drtui.core.clock import SystemClock
-
-    clock = SystemClock()
-    config = world.config()
-    backup.dump(config, world.env("production"), clock)
-    backup.base(config, world.env("production"), clock)
-    for _ in range(3):
-        world.insert("bookings")
-    world.switch_wal()
-    backup.wal_sync(config, clock)
-
-
 def running(world: Sandbox) -> bool:
     """Whether a sandbox was built in the world's root and its production and staging servers still run."""
     from drtui.core.errors import DrError
@@ -106,6 +91,7 @@ def running(world: Sandbox) -> bool:
 def demo_world(root: Path) -> Sandbox:
     """The sandbox in `root`, reused when it runs, else (re)built with traffic and something to recover."""
     from drtui.sandbox import Sandbox
+    from drtui.sandbox.recipes import make_recoverable
 
     world = Sandbox(root)
     if running(world):

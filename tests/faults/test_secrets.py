@@ -82,7 +82,7 @@ def _plant_secrets(world: FaultWorld) -> dict[str, str]:
 async def _render_journal(world: FaultWorld, journal: Path) -> str:
     from drtui.tui.app import DrApp
     from drtui.tui.screens.run import RunScreen
-    from drtui.tui.textdump import screen_text
+    from tests.textdump import screen_text
 
     app = DrApp(load_config(str(world.config), environ={}), SystemClock(), start=journal)
     async with app.run_test(size=(160, 60)) as pilot:

@@ -4,18 +4,23 @@ inventory for the wizard's snapshots (the Pilot walk-through uses a real sandbox
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from textual.message import Message
+from textual.notifications import Notify
+from textual.pilot import Pilot
 
 from drtui.core import events as ev
 from drtui.core.clock import FrozenClock
 from drtui.core.config import Config, load_config
 from drtui.core.journal import Journal
 from drtui.core.models import BaseBackup, Layout, WalCoverage, Window
+from drtui.tui.screens.result import ResultScreen
+from drtui.tui.screens.run import RunScreen
 
 T0 = datetime(2026, 1, 25, 14, 30, tzinfo=UTC)
 PITR_STEPS = ["preflight", "extract", "stage_wal", "write_recovery", "stop_postgres", "preserve", "swap_in",
@@ -147,14 +152,45 @@ def inventory(open_tmp: Path) -> Iterator[FixedInventory]:
     yield fixed_inventory(open_tmp)
 
 
-def wait_for(predicate, timeout: float = 60) -> None:
+async def until(pilot: Pilot, predicate: Callable[[], bool], timeout: float = 240) -> None:
+    """Let the app run until `predicate` holds (a screen shown, a worker's result arrived); on a timeout the
+    assertion shows the screen the app is stuck on."""
+    from tests.textdump import screen_text
+
     deadline = time.monotonic() + timeout
     while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.05)
+        assert time.monotonic() < deadline, f"stuck on {pilot.app.screen}:\n{screen_text(pilot.app)}"
+        await pilot.pause(0.02)
 
 
+async def walk_to_result(pilot: Pilot) -> tuple[RunScreen, ResultScreen]:
+    """From a screen whose ctrl+g starts a run (review, drill) to the run's result: follow the run screen until
+    the run has finished, then open its result. The run screen is returned to read its view."""
+    from tests.textdump import screen_text
+
+    app = pilot.app
+    await pilot.press("ctrl+g")
+    await until(pilot, lambda: isinstance(app.screen, RunScreen))
+    run = app.screen
+    assert isinstance(run, RunScreen)
+    await until(pilot, lambda: run.view.finished is not None)
+    assert run.view.ok, screen_text(app)
+    await pilot.press("r")
+    await until(pilot, lambda: isinstance(app.screen, ResultScreen))
+    result = app.screen
+    assert isinstance(result, ResultScreen)
+    return run, result
+
+
+class Notifications(list):
+    """The toasts an app raised, collected from its messages: pass `hook` as run_test's message_hook."""
+
+    def hook(self, message: Message) -> None:
+        if isinstance(message, Notify):
+            self.append(message.notification)
+
+    def said(self) -> str:
+        return " ".join(f"{note.title} {note.message}" for note in self)
 
 
 def write_drill_run(config: Config, run_id: str = "20260125T143000Z-drill-staging-1") -> Path:

@@ -20,8 +20,8 @@ from drtui.tui.app import DrApp
 from drtui.tui.screens.home import HomeScreen
 from drtui.tui.screens.result import ResultScreen
 from drtui.tui.screens.run import RunScreen
-from drtui.tui.textdump import screen_text
 from tests.conftest import run_drtui
+from tests.textdump import screen_text
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,8 @@ from drtui.tui.app import DrApp
 from drtui.tui.messages import JournalRead
 from drtui.tui.screens.result import ResultScreen
 from drtui.tui.screens.run import RunScreen
-from drtui.tui.textdump import screen_text
 from drtui.tui.widgets.log_panel import LogPanel
+from tests.textdump import screen_text
 from tests.tui.conftest import T0, write_run
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -18,17 +17,9 @@ from drtui.tui.screens.choose_target import ChooseTargetScreen
 from drtui.tui.screens.home import HomeScreen
 from drtui.tui.screens.run import RunScreen
 from drtui.tui.screens.status import StatusScreen
-from drtui.tui.textdump import screen_text
 from drtui.tui.widgets.coverage_timeline import CoverageTimeline, covered_spans
-from tests.tui.conftest import T0, write_run
-
-
-async def until(pilot, predicate, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"stuck on {pilot.app.screen}:\n{screen_text(pilot.app)}")
-        await pilot.pause(0.02)
+from tests.textdump import screen_text
+from tests.tui.conftest import T0, until, write_run
 
 
 def test_the_command_palette_opens_the_status_screen(config, clock) -> None:

@@ -18,8 +18,8 @@ from drtui.sandbox import Sandbox
 from drtui.tui.app import DrApp
 from drtui.tui.run_state import pid_alive
 from drtui.tui.screens.run import RunScreen
-from drtui.tui.textdump import screen_text
 from drtui.tui.widgets.log_panel import LogPanel
+from tests.textdump import screen_text
 from tests.tui.test_wizard_sandbox import recoverable, stop_runs  # noqa: F401 - a fixture
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")

@@ -24,11 +24,10 @@ from drtui.tui.run_state import pid_alive
 from drtui.tui.screens.choose_target import ChooseTargetScreen
 from drtui.tui.screens.home import HomeScreen
 from drtui.tui.screens.pick_backup import PickBackupScreen
-from drtui.tui.screens.result import ResultScreen
 from drtui.tui.screens.review import ReviewScreen
-from drtui.tui.screens.run import RunScreen
-from drtui.tui.textdump import screen_text
 from drtui.tui.widgets.coverage_timeline import CoverageTimeline
+from tests.textdump import screen_text
+from tests.tui.conftest import until, walk_to_result
 
 
 def stop_runs(world: Sandbox) -> None:
@@ -64,13 +63,6 @@ def recoverable(sandbox: Sandbox) -> Iterator[dict]:
         stop_runs(sandbox)
 
 
-async def until(pilot, predicate, timeout: float = 240) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"stuck on {pilot.app.screen}:\n{screen_text(pilot.app)}"
-        await pilot.pause(0.1)
-
-
 def test_the_wizard_walks_a_point_in_time_recovery_end_to_end(recoverable: dict) -> None:
     world, config, target = recoverable["world"], recoverable["config"], recoverable["target"]
 
@@ -101,13 +93,7 @@ def test_the_wizard_walks_a_point_in_time_recovery_end_to_end(recoverable: dict)
             await pilot.pause()
             assert isinstance(app.screen, ReviewScreen)
             app.screen.query_one("#typed-name").value = "production"
-            await pilot.press("ctrl+g")
-            await until(pilot, lambda: isinstance(app.screen, RunScreen))
-            run = app.screen
-            await until(pilot, lambda: run.view.finished is not None)
-            assert run.view.ok, screen_text(app)
-            await pilot.press("r")
-            await until(pilot, lambda: isinstance(app.screen, ResultScreen))
+            await walk_to_result(pilot)
             return review, screen_text(app)
 
     review, result = asyncio.run(scenario())
@@ -142,13 +128,7 @@ def test_the_wizard_loads_a_dump_into_staging(sandbox: Sandbox) -> None:
             await pilot.press("enter")
             await until(pilot, lambda: isinstance(app.screen, ReviewScreen) and app.screen.plan is not None)
             assert "✔ pass  target_env" in screen_text(app)
-            await pilot.press("ctrl+g")
-            await until(pilot, lambda: isinstance(app.screen, RunScreen))
-            run = app.screen
-            await until(pilot, lambda: run.view.finished is not None)
-            assert run.view.ok, screen_text(app)
-            await pilot.press("r")
-            await until(pilot, lambda: isinstance(app.screen, ResultScreen))
+            await walk_to_result(pilot)
             return screen_text(app)
 
     try:

@@ -1,6 +1,8 @@
 """`make screens`: an SVG of every screen, taken from the app driven against a fresh sandbox.
 
-    python -m drtui.tui.gallery [FOLDER]   (default: screens/)
+    python tools/gallery.py [FOLDER]   (default: screens/)
+
+A dev tool: it lives outside the package, so the wheel does not ship it.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ from pathlib import Path
 from textual.pilot import Pilot
 from textual.widgets import Input
 
-from drtui.headless.sandbox_commands import make_recoverable
 from drtui.sandbox import Sandbox
+from drtui.sandbox.recipes import make_recoverable
 from drtui.tui.app import DrApp
 from drtui.tui.screens.choose_target import ChooseTargetScreen
 from drtui.tui.screens.drill import DrillScreen

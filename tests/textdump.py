@@ -1,4 +1,5 @@
-"""The screen as plain text: for tests and the tmux-free checks of what an operator would read."""
+"""The screen as plain text: for tests and the tmux-free checks of what an operator would read (a test helper,
+not shipped in the wheel: it reads Textual's private compositor)."""
 
 from __future__ import annotations
 
