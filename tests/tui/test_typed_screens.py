@@ -12,7 +12,7 @@ from drtui.tui.app import DrApp
 from drtui.tui.screens.choose_target import ChooseTargetScreen
 from drtui.tui.screens.home import HomeScreen
 from drtui.tui.screens.pick_backup import PickBackupScreen
-from drtui.tui.textdump import screen_text
+from tests.textdump import screen_text
 
 
 async def _home(pilot, app: DrApp) -> None:
