@@ -210,7 +210,7 @@ def run_foreground(approved: ApprovedPlan, config: Config, as_json: bool, run_id
         result = execute(approved, journal, clock, threading.Event(), config=config, listener=printer)
     finally:
         journal.close()
-    summary = result.summary()
+    summary = result.to_json()
     if record:
         from drtui.core.report import write_report
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from drtui.core import events as ev
 from drtui.core.config import Config
 from drtui.core.journal import read_events
+from drtui.core.runner import rto_objective
 from drtui.tui.format import DONE, FAILED, PENDING, RUNNING
 
 
@@ -94,10 +95,7 @@ class RunView:
     def objective(self, config: Config | None) -> float | None:
         if self.objective_seconds is not None or config is None:
             return self.objective_seconds
-        objectives = config.objectives
-        rto = {"staging": objectives.staging_rto, "pitr": objectives.pitr_rto}.get(self.journey,
-                                                                                    objectives.pitr_rto)
-        return rto.total_seconds()
+        return rto_objective(config.objectives, self.journey == "staging")
 
     def elapsed(self, now: datetime) -> float:
         if self.started is None:
