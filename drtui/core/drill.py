@@ -48,14 +48,13 @@ or an input is bad, in which case nothing was touched: no marker, no backup, no 
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 import subprocess
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -71,12 +70,6 @@ from drtui.core.errors import DrError, UsageError
 from drtui.core.events import (
     CheckCompleted,
     Event,
-    RunFinished,
-    RunStarted,
-    StepFailed,
-    StepFinished,
-    StepLogged,
-    StepStarted,
 )
 from drtui.core.gates import (
     CONFIRM_VARIABLES,
@@ -89,11 +82,20 @@ from drtui.core.gates import (
     gather_facts,
 )
 from drtui.core.journal import Journal, journal_path
-from drtui.core.lock import EnvLock, LockBusy
 from drtui.core.planning import Target, TargetKind, make_plan
 from drtui.core.postgres import connect
 from drtui.core.report import TEMPLATES, write_report
-from drtui.core.runner import PITR_STEPS, RunResult, execute, new_run_id
+from drtui.core.runner import (
+    PITR_STEPS,
+    DrillFacts,
+    Journey,
+    RunSummary,
+    StepLedger,
+    new_run_id,
+    recover_restore,
+    run_journey,
+)
+from drtui.core.steps import Step, StepContext
 
 JOURNEY = "drill"
 MARKER_TABLE = "dr_drill_markers"
@@ -149,15 +151,6 @@ class Marker:
     table: str = MARKER_TABLE
 
 
-@dataclass
-class DrillResult:
-    run_id: str
-    ok: bool
-    journal: Path
-    report: Path | None
-    summary: dict[str, Any] = field(default_factory=dict)
-
-
 def check_gates(config: Config, request: DrillRequest) -> Environment:
     """The drill's gates before anything is touched; GateRefused (exit 2) when one says no."""
     env = config.environment(request.target_env if request.target_env in config.environments else "staging")
@@ -197,51 +190,44 @@ def report_path(config: Config, started: datetime) -> Path:
 
 
 def run_drill(config: Config, request: DrillRequest, clock: Clock, cancel: threading.Event, *,
-              listener: Callable[[Event], None] | None = None) -> DrillResult:
-    """Gates, then the drill's steps into one journal, then the report. Refusals raise before any change."""
+              listener: Callable[[Event], None] | None = None) -> RunSummary:
+    """Gates, then the drill's steps run by the runner into one journal, then the report. Refusals raise before
+    any change."""
     env = check_gates(config, request)
     source = _check_inputs(config, env, request, clock)
     run_id = request.run_id or new_run_id(JOURNEY, env.name, clock)
-    lock = EnvLock(config.state_dir, env.name)
-    lock.acquire(run_id, clock)
+    drill = _Drill(config, env, source, request, clock, run_id)
     journal = Journal(journal_path(config.state_dir, run_id))
-    drill = _Drill(config, env, source, request, clock, cancel, journal, listener, run_id, lock)
     try:
-        drill.run()
+        summary = run_journey(drill.journey(), journal, clock, cancel, config, listener)
     finally:
-        lock.release()
         journal.close()
-    report = write_report(config, journal.path, operator=request.operator, reviewer=request.reviewer,
-                          rpo=drill.rpo)
-    drill.summary["report"] = str(report)
-    return DrillResult(run_id, drill.ok, journal.path, report, drill.summary)
+    write_report(config, journal.path, operator=request.operator, reviewer=request.reviewer, rpo=drill.rpo)
+    return summary
 
 
-class _RestoreJournal(Journal):
-    """The drill's journal as the restore engine sees it: the engine's own RunStarted and RunFinished are kept
-    out, since the drill frames the run (its plan and result reach the drill through `execute`)."""
+class _DrillStep(Step):
+    """One of the drill's own steps (outside the restore engine): `work` does it, on the drill's state."""
 
-    def __init__(self, outer: Callable[[Event], None], path: Path) -> None:  # no file of its own
-        self.path = path
-        self._outer = outer
+    def __init__(self, name: str, title: str, work: Callable[[StepContext], None]) -> None:
+        self.name, self.title, self._work = name, title, work
 
-    def append(self, event: Event) -> None:
-        if not isinstance(event, RunStarted | RunFinished):
-            self._outer(event)
-
-    def close(self) -> None:
-        return None
+    def run(self, ctx: StepContext) -> None:
+        try:
+            self._work(ctx)
+        except psycopg.Error as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise DrillStepError(f"PostgreSQL: {reason}", "read the server log of the environment named") from exc
 
 
 class _Drill:
+    """The drill's state, which its steps fill in: the marker, the target and the source's counts at it, the plan
+    (set for the engine's steps after it), the RPO measured."""
+
     def __init__(self, config: Config, env: Environment, source: Environment, request: DrillRequest, clock: Clock,
-                 cancel: threading.Event, journal: Journal, listener: Callable[[Event], None] | None, run_id: str,
-                 lock: EnvLock) -> None:
-        self.config, self.env, self.source, self.request = config, env, source, request
-        self.clock, self.cancel, self.journal, self.listener = clock, cancel, journal, listener
-        self.run_id, self.lock = run_id, lock
-        self.steps: list[dict[str, Any]] = []
-        self.checks: list[CheckCompleted] = []
+                 run_id: str) -> None:
+        self.config, self.env, self.source, self.request, self.clock = config, env, source, request, clock
+        self.run_id = run_id
         self.marker: Marker | None = None
         self.chosen_backup: Path | None = request.base_backup
         self.target: datetime | None = None
@@ -249,71 +235,35 @@ class _Drill:
         self.counts_exact = True
         self.counts_basis = ""
         self.approved: ApprovedPlan | None = None
-        self.restore: RunResult | None = None
         self.rpo: RpoMeasure | None = None
-        self.ok = False
-        self.failure: tuple[str, str] | None = None
-        self.summary: dict[str, Any] = {}
 
-    # -- events -----------------------------------------------------------------------------------
-    def emit(self, event: Event) -> None:
-        self.journal.append(event)
-        if isinstance(event, CheckCompleted):
-            self.checks.append(event)
-        if self.listener:
-            self.listener(event)
-
-    def log(self, step: str, *lines: str) -> None:
-        self.emit(StepLogged(self.clock.now(), step, list(lines)))
-
-    def check(self, name: str, title: str, outcome: str, detail: str, **data: Any) -> CheckCompleted:
-        event = CheckCompleted(self.clock.now(), name, outcome, detail, {"title": title, "phase": "post", **data})
-        self.emit(event)
-        return event
-
-    def _step(self, name: str, title: str, work: Callable[[], None]) -> bool:
-        self.emit(StepStarted(self.clock.now(), name, title))
-        t0 = self.clock.monotonic()
-        try:
-            if self.cancel.is_set():
-                raise DrillStepError("the drill was cancelled", "nothing more is done; the report says how far it got")
-            work()
-        except BaseException as exc:  # every failure, even Ctrl-C, ends the drill with a report
-            seconds = self.clock.monotonic() - t0
-            error, hint = _describe(exc)
-            self.emit(StepFailed(self.clock.now(), name, seconds, error, hint))
-            self.steps.append({"name": name, "title": title, "outcome": "failed", "seconds": seconds,
-                               "error": error, "hint": hint})
-            self.failure = (error, hint)
-            return False
-        seconds = self.clock.monotonic() - t0
-        self.emit(StepFinished(self.clock.now(), name, seconds))
-        self.steps.append({"name": name, "title": title, "outcome": "finished", "seconds": seconds,
-                           "error": None, "hint": None})
-        return True
-
-    # -- the run ----------------------------------------------------------------------------------
-    def run(self) -> None:
-        started = self.clock.now()
-        restore_names = [cls.name for cls in PITR_STEPS]
-        names = [n for n, _ in DRILL_STEPS] + restore_names + [n for n, _ in AFTER_STEPS]
-        self.emit(RunStarted(started, self.run_id, JOURNEY, self.env.name, names, self._plan_facts(), os.getpid()))
+    def journey(self) -> Journey:
+        """Pre-health, marker, backup, plan, the engine's PITR steps (verify included), integrity, smoke."""
         work = {"pre_health": self._pre_health, "marker": self._insert_marker, "backup": self._backup,
-                "plan": self._plan}
-        ok = all(self._step(name, title, work[name]) for name, title in DRILL_STEPS)
-        if ok:
-            ok = self._restore()
-        if ok:
-            ok = (self._step("integrity", AFTER_STEPS[0][1], self._integrity)
-                  and self._step("smoke", AFTER_STEPS[1][1], self._smoke))
-        done = {s["name"] for s in self.steps}
-        titles = dict(DRILL_STEPS + AFTER_STEPS) | {cls.name: cls.title for cls in PITR_STEPS}
-        self.steps += [{"name": n, "title": titles[n], "outcome": "not run", "seconds": 0.0, "error": None,
-                        "hint": None} for n in names if n not in done]
-        self.ok = ok and not any(c.outcome == FAILED for c in self.checks if c.data.get("phase") != "pre")
-        self.summary = self._summary(started)
-        self.emit(RunFinished(self.clock.now(), self.ok, self.summary["rto_seconds"], self.summary["recovered_to"],
-                              self.summary))
+                "plan": self._plan, "integrity": self._integrity, "smoke": self._smoke}
+        steps: list[Step] = [_DrillStep(name, title, work[name]) for name, title in DRILL_STEPS]
+        steps += [cls() for cls in PITR_STEPS]
+        steps += [_DrillStep(name, title, work[name]) for name, title in AFTER_STEPS]
+        return Journey(JOURNEY, self.env, steps, None, lambda _ctx: self._plan_facts(), self._recover, self._finish)
+
+    @staticmethod
+    def _recover(ctx: StepContext, failed: Step, completed: list[Step], hint: str, ledger: StepLedger) -> str:
+        """A failed engine step is undone like a restore's; the drill's own steps change nothing to undo."""
+        if not isinstance(failed, PITR_STEPS):
+            return hint
+        return recover_restore(ctx, failed, [s for s in completed if isinstance(s, PITR_STEPS)], hint, ledger)
+
+    def _finish(self, summary: RunSummary, ctx: StepContext, checks: list[CheckCompleted]) -> RunSummary:
+        failed_check = any(c.outcome == FAILED for c in checks if c.data.get("phase") != "pre")
+        facts = DrillFacts(self.source.name, self.target,
+                           dataclasses.asdict(self.marker) if self.marker else None,
+                           {"source": self.counts, "exact": self.counts_exact, "basis": self.counts_basis},
+                           self._full_plan(), report_path(self.config, ctx.facts["started"]))
+        return dataclasses.replace(summary, ok=summary.ok and not failed_check, checks=tuple(checks),
+                                   rpo=self.rpo.as_dict() if self.rpo else None, drill=facts)
+
+    def check(self, ctx: StepContext, name: str, title: str, outcome: str, detail: str, **data: Any) -> None:
+        ctx.emit(CheckCompleted(self.clock.now(), name, outcome, detail, {"title": title, "phase": "post", **data}))
 
     def _plan_facts(self) -> dict[str, Any]:
         """What is known of the plan when the drill starts (RunStarted's plan); the whole plan, made later, is in
@@ -342,22 +292,22 @@ class _Drill:
         return facts
 
     # -- 1. pre-drill health ------------------------------------------------------------------------
-    def _pre_health(self) -> None:
+    def _pre_health(self, ctx: StepContext) -> None:
         def pre(event: Event) -> None:
             if isinstance(event, CheckCompleted):
                 event = dataclasses.replace(event, data={**event.data, "phase": "pre"})
-            self.emit(event)
+            ctx.emit(event)
 
-        found = run_checks(self.config, self.env, recovered_to=None, emit=pre, clock=self.clock, cancel=self.cancel)
+        found = run_checks(self.config, self.env, recovered_to=None, emit=pre, clock=self.clock, cancel=ctx.cancel)
         failed = [c.name for c in found if c.outcome == FAILED]
-        self.log("pre_health", f"{len(found) - len(failed)} checks passed or skipped, {len(failed)} failed"
+        ctx.log("pre_health", f"{len(found) - len(failed)} checks passed or skipped, {len(failed)} failed"
                  + (f" ({', '.join(failed)})" if failed else "")
                  + ": the starting point, not part of the verdict")
 
     # -- 2. marker ----------------------------------------------------------------------------------
-    def _insert_marker(self) -> None:
+    def _insert_marker(self, ctx: StepContext) -> None:
         with connect(self.source) as conn:
-            table = self._marker_table(conn)
+            table = self._marker_table(ctx, conn)
             conn.execute(sql.SQL("create table if not exists {} (id bigserial primary key, drill_id text not null "
                                  "unique, created_at timestamptz not null default clock_timestamp())").format(
                 sql.Identifier(table)))
@@ -372,10 +322,10 @@ class _Drill:
                 committed = conn.execute(sql.SQL("select pg_xact_commit_timestamp(xmin) from {} where id = %s").format(
                     sql.Identifier(table)), (row_id,)).fetchone()[0]
         self.marker = Marker(self.run_id, row_id, created, before, after, committed, table)
-        self.log("marker", f"{self.source.name}: {table} row {row_id}, drill_id {self.run_id!r}, committed "
+        ctx.log("marker", f"{self.source.name}: {table} row {row_id}, drill_id {self.run_id!r}, committed "
                  + (f"at {committed.isoformat()}" if committed else f"by {after.isoformat()}"))
 
-    def _marker_table(self, conn: psycopg.Connection) -> str:
+    def _marker_table(self, ctx: StepContext, conn: psycopg.Connection) -> str:
         """dr_drill_markers, unless it exists in a shape the drill cannot insert into (an older drill script's
         table): then drtui's own table, and the journal says why."""
         problem = _marker_shape_problem(conn, MARKER_TABLE)
@@ -386,24 +336,24 @@ class _Drill:
             raise DrillStepError(f"{self.source.name}: neither {MARKER_TABLE} ({problem}) nor {OWN_MARKER_TABLE} "
                                  f"({own}) can hold the drill's marker",
                                  f"drop or rename {OWN_MARKER_TABLE} (drtui creates it in its own shape)")
-        self.log("marker", f"{self.source.name}: {MARKER_TABLE} exists in another shape ({problem}): the marker "
+        ctx.log("marker", f"{self.source.name}: {MARKER_TABLE} exists in another shape ({problem}): the marker "
                  f"goes into {OWN_MARKER_TABLE}")
         return OWN_MARKER_TABLE
 
     # -- 3. base backup -----------------------------------------------------------------------------
-    def _backup(self) -> None:
+    def _backup(self, ctx: StepContext) -> None:
         if self.request.base_backup:
-            self.log("backup", f"BASE_BACKUP names {self.request.base_backup}: no new backup taken")
+            ctx.log("backup", f"BASE_BACKUP names {self.request.base_backup}: no new backup taken")
             return
         if self.request.skip_backup:
-            self.log("backup", "SKIP_BACKUP=true: the newest existing base backup that reaches the target is used")
+            ctx.log("backup", "SKIP_BACKUP=true: the newest existing base backup that reaches the target is used")
             return
         made = backup.base(self.config, self.source, self.clock)
         self.chosen_backup = made.artifacts[0].path
-        self.log("backup", f"{self.chosen_backup} ({made.artifacts[0].size_bytes} bytes, {made.seconds:.1f} s)")
+        ctx.log("backup", f"{self.chosen_backup} ({made.artifacts[0].size_bytes} bytes, {made.seconds:.1f} s)")
 
     # -- 4. target, WAL, plan -----------------------------------------------------------------------
-    def _plan(self) -> None:
+    def _plan(self, ctx: StepContext) -> None:
         tables = list(self.source.sample_tables)
         with connect(self.source) as conn:
             if self.request.target_time is None:
@@ -417,7 +367,7 @@ class _Drill:
                                      "(pg_xact_commit_timestamp)" if self.counts_exact else
                                      "approximate: rows with created_at <= target (track_commit_timestamp is off "
                                      "on the source)")
-            self.log("plan", f"target {self.target.isoformat()}"
+            ctx.log("plan", f"target {self.target.isoformat()}"
                      + (" (TARGET_TIME)" if self.request.target_time else " (picked by the drill)"),
                      "source counts at the target: " + _counts_text(self.counts), f"counts are {self.counts_basis}")
             # A commit after the target for recovery to stop at, then its WAL segment archived.
@@ -426,12 +376,12 @@ class _Drill:
             lsn, segment = conn.execute("select lsn, pg_walfile_name(lsn) from pg_switch_wal() lsn").fetchone()
         wal_source = self.request.wal_archive or self.config.wal_archive
         if wal_source.is_dir():
-            self._wait_archived(wal_source, segment)
-            self.log("plan", f"WAL up to {lsn} archived ({segment} is in {wal_source})")
+            self._wait_archived(ctx, wal_source, segment)
+            ctx.log("plan", f"WAL up to {lsn} archived ({segment} is in {wal_source})")
         elif wal_source.is_file():
-            self.log("plan", f"WAL_ARCHIVE is the tarball {wal_source}: it must already reach the target")
+            ctx.log("plan", f"WAL_ARCHIVE is the tarball {wal_source}: it must already reach the target")
         else:
-            self.log("plan", f"the WAL archive {wal_source} is not a folder here: segment {segment} was switched "
+            ctx.log("plan", f"the WAL archive {wal_source} is not a folder here: segment {segment} was switched "
                      "but its arrival cannot be watched")
         # A fresh backup is after an operator's past target: then the newest backup that reaches it is used.
         chosen = self.request.base_backup or (self.chosen_backup if self.request.target_time is None else None)
@@ -440,46 +390,22 @@ class _Drill:
         facts = dataclasses.replace(gather_facts(self.config, self.env, self.request.target_env),
                                     lock_holder=None)  # the lock this drill holds is no obstacle to itself
         self.approved = approve(plan, evaluate(plan, facts), Confirmation(True, None, "headless"), self.clock)
-        self.log("plan", *plan.describe())
+        ctx.plan = plan  # the engine's steps after this one restore to it
+        ctx.log("plan", *plan.describe())
 
-    def _wait_archived(self, folder: Path, segment: str) -> None:
+    def _wait_archived(self, ctx: StepContext, folder: Path, segment: str) -> None:
         deadline = time.monotonic() + ARCHIVE_WAIT_SECONDS
         while not (folder / segment).exists():
             if time.monotonic() > deadline:
                 raise DrillStepError(f"WAL segment {segment} did not reach the archive {folder} within "
                                      f"{ARCHIVE_WAIT_SECONDS} s", "check archive_command and pg_stat_archiver on "
                                      f"{self.source.name}")
-            if self.cancel.wait(0.05):
+            if ctx.cancel.wait(0.05):
                 raise DrillStepError("the drill was cancelled", "nothing was restored")
 
-    # -- restore (the engine's steps, verify included: steps 5 and 6) --------------------------------
-    def _restore(self) -> bool:
-        assert self.approved
-        inner = _RestoreJournal(self.emit, self.journal.path)
-        self.lock.release()  # the engine takes the environment's lock itself, for the restore's steps
-        try:
-            self.restore = execute(self.approved, inner, self.clock, self.cancel, config=self.config)
-        except DrError as exc:
-            self.failure = (exc.title, exc.hint)
-            self.steps.append({"name": "restore", "title": "Restore", "outcome": "failed", "seconds": 0.0,
-                               "error": exc.title, "hint": exc.hint})
-            return False
-        finally:
-            with contextlib.suppress(LockBusy):  # another run got in between: the integrity step refuses
-                self.lock.acquire(self.run_id, self.clock)
-        self.steps += [vars(record) for record in self.restore.steps]
-        if not self.restore.ok:
-            self.failure = (self.restore.error or "the restore failed", self.restore.hint or "")
-        return self.restore.ok
-
     # -- 7. data integrity --------------------------------------------------------------------------
-    def _integrity(self) -> None:
-        assert self.target and self.marker and self.restore
-        holder = self.lock.holder()
-        if holder is None or holder.run_id != self.run_id:
-            raise DrillStepError(f"another run took {self.env.name!r} after the restore"
-                                 + (f": {holder.describe()}" if holder else ""),
-                                 "the restored data cannot be checked while it may change; drill again later")
+    def _integrity(self, ctx: StepContext) -> None:
+        assert self.target and self.marker
         tables = list(self.source.sample_tables)
         with connect(self.env) as conn:
             table = self.marker.table
@@ -493,13 +419,13 @@ class _Drill:
         expected = self._marker_expected()
         where = f"drill_id {self.marker.drill_id!r}"
         if expected is None:
-            self.check(MARKER_CHECK, "Drill marker", SKIPPED,
+            self.check(ctx, MARKER_CHECK, "Drill marker", SKIPPED,
                        f"{where} {'found' if present else 'not found'}; the target falls between the insert and "
                        "its commit and the source does not track commit times, so either is right")
         else:
             ok = present == expected
             failed += [] if ok else [MARKER_CHECK]
-            self.check(MARKER_CHECK, "Drill marker", PASSED if ok else FAILED,
+            self.check(ctx, MARKER_CHECK, "Drill marker", PASSED if ok else FAILED,
                        f"{where} {'found' if present else 'absent'}, as expected for a target "
                        f"{'after' if expected else 'before'} its commit" if ok else
                        f"{where} {'found' if present else 'absent'}, but the target is "
@@ -510,19 +436,19 @@ class _Drill:
             "; source at the target " + _counts_text(self.counts)) + f" ({self.counts_basis})"
         outcome = PASSED if not diff else (FAILED if self.counts_exact else SKIPPED)
         failed += [COUNTS_CHECK] if outcome == FAILED else []
-        self.check(COUNTS_CHECK, "Record counts", outcome, detail, restored=restored,
+        self.check(ctx, COUNTS_CHECK, "Record counts", outcome, detail, restored=restored,
                    source=self.counts, exact=self.counts_exact)
         if newest is None:
-            self.check(CREATED_CHECK, "Data not after the target", SKIPPED,
+            self.check(ctx, CREATED_CHECK, "Data not after the target", SKIPPED,
                        "no created_at values in the app tables")
         else:
             ok = newest <= self.target
             failed += [] if ok else [CREATED_CHECK]
-            self.check(CREATED_CHECK, "Data not after the target", PASSED if ok else FAILED,
+            self.check(ctx, CREATED_CHECK, "Data not after the target", PASSED if ok else FAILED,
                        f"max(created_at) = {newest.isoformat()} {'<=' if ok else '>'} target "
                        f"{self.target.isoformat()}", max_created_at=newest.isoformat())
         self.rpo = measure_rpo(self.env, self.target, tables=tables)
-        self.log("integrity", f"RPO achieved: {self.rpo.rpo_seconds if self.rpo.rpo_seconds is not None else '?'} s "
+        ctx.log("integrity", f"RPO achieved: {self.rpo.rpo_seconds if self.rpo.rpo_seconds is not None else '?'} s "
                  f"(last commit {self.rpo.last_commit.isoformat() if self.rpo.last_commit else 'unknown'}, "
                  f"{self.rpo.reason})")
         if failed:
@@ -541,10 +467,10 @@ class _Drill:
         return None
 
     # -- 8. smoke tests -----------------------------------------------------------------------------
-    def _smoke(self) -> None:
+    def _smoke(self, ctx: StepContext) -> None:
         command = self.env.smoke_command
         if not command:
-            self.check(SMOKE_CHECK, "Smoke tests", SKIPPED,
+            self.check(ctx, SMOKE_CHECK, "Smoke tests", SKIPPED,
                        f"no smoke_command configured for {self.env.name} (the runbook's smoke.sh)")
             return
         extra = {"TARGET_ENV": self.env.name, "DRILL_ID": self.run_id}
@@ -554,49 +480,17 @@ class _Drill:
             done = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=SMOKE_TIMEOUT_SECONDS,
                                   env={**os.environ, **extra}, stdin=subprocess.DEVNULL, check=False)
         except subprocess.TimeoutExpired:
-            self.check(SMOKE_CHECK, "Smoke tests", FAILED,
+            self.check(ctx, SMOKE_CHECK, "Smoke tests", FAILED,
                        f"{command!r} did not finish within {SMOKE_TIMEOUT_SECONDS} s")
             raise DrillStepError("the smoke tests timed out", "run the smoke command by hand against staging") from None
         lines = (done.stdout + done.stderr).splitlines()
         if lines:
-            self.log("smoke", *lines[-SMOKE_LOG_LINES:])
+            ctx.log("smoke", *lines[-SMOKE_LOG_LINES:])
         if done.returncode != 0:
-            self.check(SMOKE_CHECK, "Smoke tests", FAILED, f"{command!r} exited {done.returncode}",
+            self.check(ctx, SMOKE_CHECK, "Smoke tests", FAILED, f"{command!r} exited {done.returncode}",
                        exit_code=done.returncode)
             raise DrillStepError(f"the smoke tests failed (exit {done.returncode})", "read their output above")
-        self.check(SMOKE_CHECK, "Smoke tests", PASSED, f"{command!r} exited 0", exit_code=0)
-
-    # -- the summary --------------------------------------------------------------------------------
-    def _summary(self, started: datetime) -> dict[str, Any]:
-        restore = self.restore
-        error, hint = self.failure or (None, None)
-        return {
-            "ok": self.ok, "run_id": self.run_id, "environment": self.env.name, "journey": JOURNEY,
-            "source": self.source.name,
-            "rto_seconds": restore.rto_seconds if restore else None,
-            "recovered_to": restore.recovered_to.isoformat() if restore and restore.recovered_to else None,
-            "target": self.target.isoformat() if self.target else None,
-            "paused_at_target": False, "preserved": str(restore.preserved) if restore and restore.preserved else None,
-            "error": error, "hint": hint, "steps": self.steps,
-            "checks": [{"name": c.name, "outcome": c.outcome, "detail": c.detail,
-                        "phase": c.data.get("phase", "post")} for c in self.checks],
-            "marker": dataclasses.asdict(self.marker) if self.marker else None,
-            "counts": {"source": self.counts, "exact": self.counts_exact, "basis": self.counts_basis},
-            "rpo": self.rpo.as_dict() if self.rpo else None,
-            "plan": self._full_plan(), "journal": str(self.journal.path),
-            "report": str(report_path(self.config, started)),
-        }
-
-
-def _describe(exc: BaseException) -> tuple[str, str]:
-    if isinstance(exc, DrError):
-        return exc.title, exc.hint
-    if isinstance(exc, KeyboardInterrupt):
-        return "interrupted", "the drill stopped; the report says how far it got"
-    if isinstance(exc, psycopg.Error):
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return f"PostgreSQL: {reason}", "read the server log of the environment named"
-    return f"{type(exc).__name__}: {exc}", "an unexpected error in drtui; the journal holds the steps done so far"
+        self.check(ctx, SMOKE_CHECK, "Smoke tests", PASSED, f"{command!r} exited 0", exit_code=0)
 
 
 def _marker_shape_problem(conn: psycopg.Connection, table: str) -> str | None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -40,23 +40,16 @@ from drtui.core.checks import (
     SKIPPED,
     UPLOADS,
     RpoMeasure,
-    healthy_at,
 )
 from drtui.core.clock import isoformat, stamp
 from drtui.core.config import Config, Objectives
-from drtui.core.errors import DrError
 from drtui.core.events import (
     CheckCompleted,
     Event,
-    RunFinished,
-    RunStarted,
-    StepFailed,
-    StepFinished,
-    StepLogged,
-    StepStarted,
 )
 from drtui.core.files import atomic_path
 from drtui.core.journal import read_events
+from drtui.core.run_record import ReportError, RunRecord, StepState, as_datetime, record_from_events
 from drtui.core.secrets import redact_data
 
 # The runbook's record templates, field by field (DR_RUNBOOK.md, "DR Drill Record Template" and
@@ -90,127 +83,11 @@ NOT_RUN = "not run"
 NOT_MEASURED = "not measured"
 
 
-class ReportError(DrError):
-    """A record could not be rendered or written."""
-
-
 def packaged_templates_dir() -> Path:
     """report_templates/ inside the installed wheel, or at the root of a development checkout."""
     package = Path(drtui.__file__).parent
     installed = package / "report_templates"
     return installed if installed.is_dir() else package.parent / "report_templates"
-
-
-# -- the run, from its events ---------------------------------------------------------------------
-@dataclass
-class StepRecord:
-    name: str
-    title: str
-    started_at: datetime
-    finished_at: datetime | None = None
-    seconds: float | None = None
-    outcome: str = "running"  # "done", "failed", "running" (the run ended or stopped inside it)
-    error: str = ""
-    hint: str = ""
-    log: list[str] = field(default_factory=list)
-
-
-@dataclass
-class RunRecord:
-    """What a record needs to know about one run."""
-
-    run_id: str
-    journey: str
-    environment: str
-    plan: dict[str, Any]
-    started_at: datetime
-    finished_at: datetime | None
-    ok: bool | None  # None: the run has not finished
-    steps: list[StepRecord]
-    checks: list[CheckCompleted]
-    check_steps: list[str | None]  # the step each check ran in (same order)
-    rto_seconds: float | None
-    recovered_to: datetime | None
-    summary: dict[str, Any]
-
-    @property
-    def failed_step(self) -> StepRecord | None:
-        return next((step for step in self.steps if step.outcome == "failed"), None)
-
-    @property
-    def failed_checks(self) -> list[CheckCompleted]:
-        """Failed checks of the result; a pre-restore health check only describes where the run started."""
-        return [check for check in self.phase_checks("post") if check.outcome == FAILED]
-
-    @property
-    def passed(self) -> bool:
-        """The run finished well and no check of its result failed."""
-        return self.ok is True and not self.failed_checks
-
-    def phase_checks(self, phase: str) -> list[CheckCompleted]:
-        """Checks before the restore touched anything ("pre") or after it ("post")."""
-        return [check for check, step in zip(self.checks, self.check_steps, strict=True)
-                if _phase(check, step) == phase]
-
-
-def _phase(check: CheckCompleted, step: str | None) -> str:
-    if check.data.get("phase") in ("pre", "post"):
-        return check.data["phase"]
-    return "pre" if step and step.startswith("pre") and step != "preserve" else "post"
-
-
-def record_from_events(events: Sequence[Event]) -> RunRecord:
-    """Fold a journal's events into a RunRecord."""
-    started = next((e for e in events if isinstance(e, RunStarted)), None)
-    if started is None:
-        raise ReportError("the journal has no run_started event", "is this a drtui run journal?")
-    steps: dict[str, StepRecord] = {}
-    current: str | None = None
-    checks: list[CheckCompleted] = []
-    check_steps: list[str | None] = []
-    finished: RunFinished | None = None
-    for event in events:
-        if isinstance(event, StepStarted):
-            steps[event.step] = StepRecord(event.step, event.title or event.step, event.at)
-            current = event.step
-        elif isinstance(event, StepLogged) and event.step in steps:
-            steps[event.step].log.extend(event.lines)
-        elif isinstance(event, StepFinished | StepFailed) and event.step in steps:
-            step = steps[event.step]
-            step.finished_at, step.seconds = event.at, event.seconds
-            step.outcome = "done" if isinstance(event, StepFinished) else "failed"
-            if isinstance(event, StepFailed):
-                step.error, step.hint = event.error, event.hint
-            current = None if current == event.step else current
-        elif isinstance(event, CheckCompleted):
-            checks.append(event)
-            check_steps.append(current)
-        elif isinstance(event, RunFinished):
-            finished = event
-    rto = finished.rto_seconds if finished else None
-    if rto is None:
-        healthy = healthy_at(checks)
-        clock_start = _time(started.plan.get("incident_start")) or started.at
-        rto = (healthy - clock_start).total_seconds() if healthy else None
-    return RunRecord(
-        run_id=started.run_id, journey=started.journey, environment=started.environment, plan=_plan(started, finished),
-        started_at=started.at, finished_at=finished.at if finished else None, ok=finished.ok if finished else None,
-        steps=list(steps.values()), checks=checks, check_steps=check_steps, rto_seconds=rto,
-        recovered_to=_time(finished.recovered_to) if finished else None,
-        summary=finished.summary if finished else {},
-    )
-
-
-def _plan(started: RunStarted, finished: RunFinished | None) -> dict[str, Any]:
-    """The run's plan; a run that plans after it starts (a drill) completes it in RunFinished's summary."""
-    late = finished.summary.get("plan") if finished else None
-    return {**started.plan, **late} if isinstance(late, dict) else started.plan
-
-
-def _time(value: Any) -> datetime | None:
-    if isinstance(value, datetime):
-        return value
-    return datetime.fromisoformat(value) if isinstance(value, str) and value else None
 
 
 # -- troubleshooting ------------------------------------------------------------------------------
@@ -384,7 +261,7 @@ def build_context(record: RunRecord, config: Config, *, operator: str, reviewer:
 
 def _target_time(target: dict[str, Any], recovered_to: datetime | None) -> str:
     kind = target.get("kind") or "latest"
-    moment = _time(target.get("time")) or (recovered_to if kind == "time" else None)
+    moment = as_datetime(target.get("time")) or (recovered_to if kind == "time" else None)
     return isoformat(moment) if moment else f"n/a ({kind})"
 
 
@@ -403,8 +280,8 @@ def rpo_measured(record: RunRecord, rpo: RpoMeasure | dict[str, Any] | None = No
     if last is None:
         return {}
     target = record.plan.get("target") if isinstance(record.plan.get("target"), dict) else {}
-    failure = _time(record.plan.get("incident_start"))
-    target_time = _time(target.get("time")) if target.get("kind") == "time" else None
+    failure = as_datetime(record.plan.get("incident_start"))
+    target_time = as_datetime(target.get("time")) if target.get("kind") == "time" else None
     reference, against = ((failure, "failure_time") if failure else (target_time, "target") if target_time
                           else (record.started_at, "run_start"))
     dump = record.journey == "staging"
@@ -423,10 +300,11 @@ def _rpo_basis(rpo: dict[str, Any]) -> str:
                "run_start": "the start of the run (no target time or time of failure stated)"}.get(
         rpo.get("against") or "", "nothing (no target or failure time)")
     last = rpo.get("last_commit")
-    return f"last commit {isoformat(_time(last)) if last else 'unknown'} against {against}; source: {rpo.get('reason')}"
+    return (f"last commit {isoformat(as_datetime(last)) if last else 'unknown'} against {against}; "
+            f"source: {rpo.get('reason')}")
 
 
-def _step_row(number: int, step: StepRecord) -> dict[str, str]:
+def _step_row(number: int, step: StepState) -> dict[str, str]:
     return {"number": str(number), "name": step.name, "title": step.title, "started": isoformat(step.started_at),
             "finished": isoformat(step.finished_at) if step.finished_at else "-",
             "seconds": f"{step.seconds:.1f}" if step.seconds is not None else "-",
@@ -574,7 +452,7 @@ def _read_entry(path: Path) -> DrillEntry | None:
     if sidecar.is_file():
         try:
             data = json.loads(sidecar.read_text(encoding="utf-8"))
-            return DrillEntry(path, _time(data.get("date")), data.get("result", "UNKNOWN"),
+            return DrillEntry(path, as_datetime(data.get("date")), data.get("result", "UNKNOWN"),
                               data.get("rto_seconds"), data.get("rpo_seconds"), data.get("journey") or kind)
         except (OSError, ValueError):
             pass

@@ -14,21 +14,23 @@ by the next one (`status.interrupted_run`), which refuses until `drtui rollback`
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import secrets
 import signal
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from drtui.core.backends import backend_for
 from drtui.core.clock import Clock, stamp
-from drtui.core.config import Config, Environment, load_config
+from drtui.core.config import Config, Environment, Objectives, load_config
 from drtui.core.errors import DrError, ErrorKind
 from drtui.core.events import (
+    CheckCompleted,
     Event,
     RtoTicked,
     RunFinished,
@@ -41,7 +43,7 @@ from drtui.core.events import (
 from drtui.core.gates import ApprovedPlan
 from drtui.core.journal import Journal, journal_path
 from drtui.core.lock import EnvLock
-from drtui.core.planning import DumpPlan
+from drtui.core.planning import DumpPlan, Plan
 from drtui.core.steps import Cancelled, Step, StepContext
 from drtui.core.steps.dump import DumpPreflight, PreRestoreDump, RestoreDatabase, RestoreUploads
 from drtui.core.steps.dump import recover as recover_dump
@@ -104,8 +106,10 @@ class SignalGuard:
             signal.signal(sig, handler)
 
 
-@dataclass
+@dataclass(frozen=True)
 class StepRecord:
+    """How one step of a run ended, as the summary and `--json` say it."""
+
     name: str
     title: str
     outcome: str  # "finished", "failed", "undone", "skipped", "not run"
@@ -114,8 +118,22 @@ class StepRecord:
     hint: str | None = None
 
 
-@dataclass
-class RunResult:
+@dataclass(frozen=True)
+class DrillFacts:
+    """What a drill adds to its summary: its source, target, marker, the source's counts, the plan it made."""
+
+    source: str
+    target: datetime | None
+    marker: dict[str, Any] | None
+    counts: dict[str, Any]
+    plan: dict[str, Any]
+    report: Path
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """How a run ended: what every journey returns, and (as `to_json()`) RunFinished's summary and `--json`."""
+
     run_id: str
     ok: bool
     journal: Path
@@ -127,34 +145,87 @@ class RunResult:
     preserved: Path | None = None
     error: str | None = None
     hint: str | None = None
-    steps: list[StepRecord] = field(default_factory=list)
-    checks: list[dict[str, Any]] = field(default_factory=list)
-    rpo: dict[str, Any] | None = None
+    steps: tuple[StepRecord, ...] = ()
+    checks: tuple[CheckCompleted, ...] = ()
+    rpo: dict[str, Any] | None = None  # as measured (RpoMeasure.as_dict() or the dump's RPO)
+    drill: DrillFacts | None = None
 
-    def summary(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, Any]:
         """The `--json` summary and RunFinished's payload."""
+        recovered_to = self.recovered_to.isoformat() if self.recovered_to else None
+        preserved = str(self.preserved) if self.preserved else None
+        steps = [dataclasses.asdict(s) for s in self.steps]
+        if self.drill is None:
+            return {"ok": self.ok, "run_id": self.run_id, "environment": self.environment, "journey": self.journey,
+                    "rto_seconds": self.rto_seconds, "recovered_to": recovered_to, "paused_at_target": self.paused,
+                    "preserved": preserved, "error": self.error, "hint": self.hint, "rpo": self.rpo,
+                    "rpo_seconds": self.rpo.get("rpo_seconds") if self.rpo else None, "steps": steps,
+                    "checks": [{"name": c.name, "outcome": c.outcome, "detail": c.detail} for c in self.checks],
+                    "journal": str(self.journal)}
+        drill = self.drill
         return {"ok": self.ok, "run_id": self.run_id, "environment": self.environment, "journey": self.journey,
-                "rto_seconds": self.rto_seconds,
-                "recovered_to": self.recovered_to.isoformat() if self.recovered_to else None,
-                "paused_at_target": self.paused, "preserved": str(self.preserved) if self.preserved else None,
-                "error": self.error, "hint": self.hint, "rpo": self.rpo,
-                "rpo_seconds": self.rpo.get("rpo_seconds") if self.rpo else None,
-                "steps": [vars(s) for s in self.steps], "checks": self.checks, "journal": str(self.journal)}
+                "source": drill.source, "rto_seconds": self.rto_seconds, "recovered_to": recovered_to,
+                "target": drill.target.isoformat() if drill.target else None, "paused_at_target": self.paused,
+                "preserved": preserved, "error": self.error, "hint": self.hint, "steps": steps,
+                "checks": [{"name": c.name, "outcome": c.outcome, "detail": c.detail,
+                            "phase": c.data.get("phase", "post")} for c in self.checks],
+                "marker": drill.marker, "counts": drill.counts, "rpo": self.rpo, "plan": drill.plan,
+                "journal": str(self.journal), "report": str(drill.report)}
+
+
+class StepLedger:
+    """The step records of a run in progress (undo turns a finished step into an undone one)."""
+
+    def __init__(self) -> None:
+        self.steps: list[StepRecord] = []
+
+    def mark_undone(self, name: str) -> None:
+        self.steps = [dataclasses.replace(r, outcome="undone") if r.name == name and r.outcome == "finished" else r
+                      for r in self.steps]
+
+
+@dataclass
+class Journey:
+    """What the runner runs: the steps in order and how a failure is recovered from. A journey that plans
+    after it starts (the drill) has a step that sets `ctx.plan` for the steps after it; the RTO clock starts
+    when the plan is there."""
+
+    name: str
+    env: Environment
+    steps: list[Step]
+    plan: Plan | DumpPlan | None
+    started_plan: Callable[[StepContext], dict[str, Any]]
+    recover: Callable[[StepContext, Step, list[Step], str, StepLedger], str]
+    finish: Callable[[RunSummary, StepContext, list[CheckCompleted]], RunSummary] = lambda summary, *_: summary
+
+
+def rto_objective(objectives: Objectives, dump: bool) -> float:
+    """The RTO objective, in seconds, that a run is held to: the staging restore's for a dump, else PITR's."""
+    return (objectives.staging_rto if dump else objectives.pitr_rto).total_seconds()
 
 
 def execute(approved: ApprovedPlan, journal: Journal, clock: Clock, cancel: threading.Event, *,
-            config: Config | None = None, listener: Callable[[Event], None] | None = None) -> RunResult:
+            config: Config | None = None, listener: Callable[[Event], None] | None = None) -> RunSummary:
     """Run an approved plan to its end, reporting through `journal` (and `listener`, if given)."""
     plan = approved.plan
     if config is None:
         config = load_config(str(plan.config_path) if plan.config_path else None).with_overrides(
             plan.environment, os.environ)
     env = config.environment(plan.environment)
+    is_dump = isinstance(plan, DumpPlan)
+    journey = Journey(plan.journey, env, [cls() for cls in (DUMP_STEPS if is_dump else PITR_STEPS)], plan,
+                      lambda ctx: {**plan.to_json(), "stamp": ctx.stamp}, recover_dump if is_dump else recover_restore)
+    return run_journey(journey, journal, clock, cancel, config, listener)
+
+
+def run_journey(journey: Journey, journal: Journal, clock: Clock, cancel: threading.Event, config: Config,
+                listener: Callable[[Event], None] | None = None) -> RunSummary:
+    """Take the environment's lock (refused: no journal), run the journey's steps and release the lock."""
     run_id = journal.path.stem
-    lock = EnvLock(config.state_dir, env.name)
+    lock = EnvLock(config.state_dir, journey.env.name)
     try:
         lock.acquire(run_id, clock)
-        _refuse_after_interrupted(config, env)
+        _refuse_after_interrupted(config, journey.env)
     except DrError:
         lock.release()
         if journal.path.exists() and journal.path.stat().st_size == 0:
@@ -162,7 +233,7 @@ def execute(approved: ApprovedPlan, journal: Journal, clock: Clock, cancel: thre
         raise
     try:
         with SignalGuard(cancel) as guard:
-            return _run(approved, journal, clock, cancel, config, listener, run_id, guard)
+            return _run(journey, journal, clock, cancel, config, listener, run_id, guard)
     finally:
         lock.release()
 
@@ -176,14 +247,16 @@ def _refuse_after_interrupted(config: Config, env: Environment) -> None:
         raise InterruptedRunFound(f"{env.name}: " + "; ".join(found.describe()), found.what_to_do())
 
 
-def _run(approved: ApprovedPlan, journal: Journal, clock: Clock, cancel: threading.Event, config: Config,
-         listener: Callable[[Event], None] | None, run_id: str, guard: SignalGuard) -> RunResult:
-    plan = approved.plan
-    env = config.environment(plan.environment)
+def _run(journey: Journey, journal: Journal, clock: Clock, cancel: threading.Event, config: Config,
+         listener: Callable[[Event], None] | None, run_id: str, guard: SignalGuard) -> RunSummary:
+    env = journey.env
     listeners = [listener] if listener else []
+    emitted_checks: list[CheckCompleted] = []
 
     def emit(event: Event) -> None:
         journal.append(event)
+        if isinstance(event, CheckCompleted):
+            emitted_checks.append(event)
         for each in list(listeners):
             try:
                 each(event)
@@ -192,31 +265,41 @@ def _run(approved: ApprovedPlan, journal: Journal, clock: Clock, cancel: threadi
                     listeners.remove(each)
 
     started = clock.now()
-    rto_start = plan.incident_start or started
-    is_dump = isinstance(plan, DumpPlan)
-    objective = (config.objectives.staging_rto if is_dump else config.objectives.pitr_rto).total_seconds()
-    steps = [cls() for cls in (DUMP_STEPS if is_dump else PITR_STEPS)]
+    steps = journey.steps
     backend = backend_for(env, config.state_dir)
-    ctx = StepContext(plan=plan, config=config, env=env, backend=backend, clock=clock, cancel=cancel, emit=emit,
-                      run_id=run_id, stamp=backend.free_stamp(started), facts={"started": started})
-    result = RunResult(run_id, False, journal.path, env.name, plan.journey)
-    emit(RunStarted(started, run_id, plan.journey, env.name, [s.name for s in steps],
-                    {**plan.to_json(), "stamp": ctx.stamp}, os.getpid()))
+    ctx = StepContext(plan=journey.plan, config=config, env=env, backend=backend, clock=clock, cancel=cancel,
+                      emit=emit, run_id=run_id, stamp=backend.free_stamp(started), facts={"started": started})
+    ledger = StepLedger()
+    emit(RunStarted(started, run_id, journey.name, env.name, [s.name for s in steps], journey.started_plan(ctx),
+                    os.getpid()))
     completed: list[Step] = []
     failure: tuple[Step, str, str] | None = None
     finished = threading.Event()
+    clock_start: list[datetime] = []  # the RTO clock's start, once the run has its plan
+
+    def start_rto_clock() -> None:
+        if not clock_start and ctx.plan is not None:
+            clock_start.append(ctx.plan.incident_start or clock.now())
+
+    def rto_tick() -> None:
+        objective = rto_objective(config.objectives, isinstance(ctx.plan, DumpPlan))
+        emit(RtoTicked(clock.now(), (clock.now() - clock_start[0]).total_seconds(), objective))
 
     def tick() -> None:
         while not finished.wait(RTO_TICK_SECONDS):
-            emit(RtoTicked(clock.now(), (clock.now() - rto_start).total_seconds(), objective))
+            if clock_start:
+                rto_tick()
 
+    if ctx.plan is not None:
+        clock_start.append(ctx.plan.incident_start or started)
     ticker = threading.Thread(target=tick, name="rto-ticker", daemon=True)
     ticker.start()
     for step in steps:
         if ctx.paused and step.name in SKIPPED_WHEN_PAUSED:
-            result.steps.append(StepRecord(step.name, step.title, "skipped"))
+            ledger.steps.append(StepRecord(step.name, step.title, "skipped"))
             emit(StepLogged(clock.now(), step.name, ["skipped: recovery is paused at the target"]))
             continue
+        start_rto_clock()  # at the first step after the one that made the plan (the drill's)
         emit(StepStarted(clock.now(), step.name, step.title))
         t0 = clock.monotonic()
         try:
@@ -230,46 +313,42 @@ def _run(approved: ApprovedPlan, journal: Journal, clock: Clock, cancel: threadi
                     ctx.log(step.name, f"as it stopped: {title}")
                 title, hint = f"interrupted by {guard.received[0]}", ""
             emit(StepFailed(clock.now(), step.name, seconds, title, hint))
-            result.steps.append(StepRecord(step.name, step.title, "failed", seconds, title, hint))
+            ledger.steps.append(StepRecord(step.name, step.title, "failed", seconds, title, hint))
             failure = (step, title, hint)
             break
         seconds = clock.monotonic() - t0
         emit(StepFinished(clock.now(), step.name, seconds))
-        result.steps.append(StepRecord(step.name, step.title, "finished", seconds))
-        emit(RtoTicked(clock.now(), (clock.now() - rto_start).total_seconds(), objective))
+        ledger.steps.append(StepRecord(step.name, step.title, "finished", seconds))
+        if clock_start:
+            rto_tick()
         completed.append(step)
     guard.hold()
     finished.set()
     ticker.join()
-    done_names = {r.name for r in result.steps}
-    result.steps += [StepRecord(s.name, s.title, "not run") for s in steps if s.name not in done_names]
-    result.recovered_to = (None if failure else plan.dump_time) if is_dump else ctx.recovered_to
-    result.paused = ctx.paused
-    result.checks = [{"name": c.name, "outcome": c.outcome, "detail": c.detail} for c in ctx.checks]
-    result.rpo = ctx.facts.get("rpo")
+    done_names = {r.name for r in ledger.steps}
+    ledger.steps += [StepRecord(s.name, s.title, "not run") for s in steps if s.name not in done_names]
+    is_dump = isinstance(ctx.plan, DumpPlan)
+    recovered_to = (None if failure else ctx.plan.dump_time) if is_dump else ctx.recovered_to
     from drtui.core.checks import healthy_at  # with psycopg: not before the run needs it (drtui.core.postgres)
 
     healthy = healthy_at(ctx.checks)
-    if healthy:
-        result.rto_seconds = (healthy - rto_start).total_seconds()
+    rto_seconds = (healthy - clock_start[0]).total_seconds() if healthy and clock_start else None
+    error = hint = None
     if failure:
-        step, title, hint = failure
-        result.error = title
-        result.hint = _recover(ctx, step, completed, hint, result)
-    else:
-        result.ok = True
-        if ctx.staged_wal and not ctx.paused:
-            ctx.backend.discard(ctx.staged_wal)
-    result.preserved = ctx.preserved
-    emit(RunFinished(clock.now(), result.ok, result.rto_seconds,
-                     result.recovered_to.isoformat() if result.recovered_to else None, result.summary()))
-    return result
+        step, error, step_hint = failure
+        hint = journey.recover(ctx, step, completed, step_hint, ledger)
+    if ctx.staged_wal and not ctx.paused and not (failure and isinstance(failure[0], PITR_STEPS)):
+        ctx.backend.discard(ctx.staged_wal)
+    summary = journey.finish(RunSummary(
+        run_id, failure is None, journal.path, env.name, journey.name, rto_seconds, recovered_to, ctx.paused,
+        ctx.preserved, error, hint, tuple(ledger.steps), tuple(ctx.checks), ctx.facts.get("rpo")), ctx, emitted_checks)
+    emit(RunFinished(clock.now(), summary.ok, summary.rto_seconds,
+                     summary.recovered_to.isoformat() if summary.recovered_to else None, summary.to_json()))
+    return summary
 
 
-def _recover(ctx: StepContext, failed: Step, completed: list[Step], hint: str, result: RunResult) -> str:
+def recover_restore(ctx: StepContext, failed: Step, completed: list[Step], hint: str, ledger: StepLedger) -> str:
     """Undo what can be undone automatically; return the hint the operator reads."""
-    if isinstance(ctx.plan, DumpPlan):
-        return recover_dump(ctx, failed, completed, hint, result)
     if any(step.commits for step in completed):
         where = f"; the previous data directory is kept at {ctx.preserved}" if ctx.preserved else ""
         ctx.log(failed.name, "nothing was undone: the restored cluster was up before this failure"
@@ -289,9 +368,7 @@ def _recover(ctx: StepContext, failed: Step, completed: list[Step], hint: str, r
         if done:
             ctx.log(step.name, f"undone: {done}")
             undone.append(step.name)
-            for record in result.steps:
-                if record.name == step.name and record.outcome == "finished":
-                    record.outcome = "undone"
+            ledger.mark_undone(step.name)
         else:
             nothing.append(step.name)
     ctx.log(failed.name, "undo finished: " + "; ".join(

@@ -56,9 +56,10 @@ def drill(ctx, target_time, base_backup, wal_archive, skip_backup, operator, rev
         result = run_drill(config, request, clock, cancel, listener=printer)
     finally:
         signal.signal(signal.SIGTERM, previous)
+    summary = result.to_json()
     if as_json:
-        out_json(result.summary)
+        out_json(summary)
     else:
-        for line in describe_result(result.summary):
+        for line in describe_result(summary):
             out(line)
     sys.exit(ExitCode.OK if result.ok else ExitCode.FAILED)

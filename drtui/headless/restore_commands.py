@@ -17,7 +17,6 @@ import click
 from drtui.core.clock import SystemClock
 from drtui.core.config import Config, Environment
 from drtui.core.errors import UsageError
-from drtui.core.events import RunFinished, RunStarted
 from drtui.core.gates import ApprovedPlan, GateRefused, approve, confirmation_from_environ, evaluate, gather_facts
 from drtui.core.journal import Journal, follow, journal_damage, journal_path, list_runs, read_events
 from drtui.core.lock import process_start
@@ -32,6 +31,7 @@ from drtui.core.planning import (
 from drtui.core.postgres import current_user
 from drtui.core.promote import advance, promote
 from drtui.core.rollback import is_production_like, plan_rollback, roll_back
+from drtui.core.run_record import RunRecord
 from drtui.core.runner import execute, new_run_id
 from drtui.core.status import interrupted_run
 from drtui.core.steps.dump import check_inputs as check_dump_inputs
@@ -210,7 +210,7 @@ def run_foreground(approved: ApprovedPlan, config: Config, as_json: bool, run_id
         result = execute(approved, journal, clock, threading.Event(), config=config, listener=printer)
     finally:
         journal.close()
-    summary = result.summary()
+    summary = result.to_json()
     if record:
         from drtui.core.report import write_report
 
@@ -281,35 +281,35 @@ def attach(ctx, run: str | None, as_json: bool) -> None:
     """Print a run's journal (default: the newest) and follow it while it runs."""
     config = ctx.config()
     path = _journal_for(config, run)
-    events = read_events(path)
-    started = next((e for e in events if isinstance(e, RunStarted)), None)
-    finished = next((e for e in events if isinstance(e, RunFinished)), None)
+    now = RunRecord()  # the run as its journal has it now
+    for event in read_events(path):
+        now.apply(event)
+    started, shown = now.started, RunRecord()  # shown: the run as printed so far
     printer = EventPrinter(sys.stderr if as_json else sys.stdout, tty=False)
     stop = threading.Event()
-    if finished is None and started is not None:
+    if now.finished is None and started is not None:
         watcher = threading.Thread(target=_stop_when_gone, args=(started.pid, stop), daemon=True)
         watcher.start()
     else:
         stop.set()
     seen = 0
     try:
-        for event in follow(path, stop) if not stop.is_set() else events:
+        for event in follow(path, stop) if not stop.is_set() else read_events(path):
             printer(event)
+            shown.apply(event)
             seen += 1
-            if isinstance(event, RunFinished):
-                finished = event
     except KeyboardInterrupt:  # detaching: the run is another process and goes on
-        going_on = started is not None and finished is None and not stop.is_set()
+        going_on = started is not None and shown.finished is None and not stop.is_set()
         err(f"\ndetached from run {path.stem}" + (f": it goes on (pid {started.pid}); follow it again with "
                                                   f"`drtui attach {path.stem}`" if going_on else ""))
         sys.exit(ExitCode.OK)
-    if stop.is_set() and finished is None:
+    if stop.is_set() and shown.finished is None:
         for event in read_events(path)[seen:]:
             printer(event)
-            finished = event if isinstance(event, RunFinished) else finished
+            shown.apply(event)
     for damage in journal_damage(path):
         err(f"drtui: {damage}")
-    if finished is None:
+    if shown.finished is None:
         found = interrupted_run(config, config.environment(started.environment)) if started else None
         if found and found.run_id == started.run_id:
             for line in [*found.describe(), f"next: {found.what_to_do()}"]:
@@ -319,11 +319,11 @@ def attach(ctx, run: str | None, as_json: bool) -> None:
                 "inspect the data directory, and `drtui rollback` if needed")
         sys.exit(ExitCode.FAILED)
     if as_json:
-        out_json(finished.summary or {"ok": finished.ok, "journal": str(path)})
+        out_json(shown.summary or {"ok": shown.ok, "journal": str(path)})
     else:
-        for line in summary_lines(finished.summary) if finished.summary.get("steps") is not None else []:
+        for line in summary_lines(shown.summary) if shown.summary.get("steps") is not None else []:
             out(line)
-    sys.exit(ExitCode.OK if finished.ok else ExitCode.FAILED)
+    sys.exit(ExitCode.OK if shown.ok else ExitCode.FAILED)
 
 
 def _journal_for(config: Config, run: str | None) -> Path:

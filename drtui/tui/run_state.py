@@ -9,18 +9,9 @@ from pathlib import Path
 from drtui.core import events as ev
 from drtui.core.config import Config
 from drtui.core.journal import read_events
-from drtui.tui.format import DONE, FAILED, PENDING, RUNNING
-
-
-@dataclass
-class StepView:
-    name: str
-    title: str
-    state: str = PENDING
-    started: datetime | None = None
-    seconds: float | None = None
-    error: str = ""
-    hint: str = ""
+from drtui.core.report import RunRecord, StepState
+from drtui.core.runner import rto_objective
+from drtui.tui.format import DONE
 
 
 @dataclass
@@ -33,41 +24,19 @@ class Progress:
 
 @dataclass
 class RunView:
+    """The core's RunRecord of a run, plus what only a screen shows: the progress bars and the log's length."""
+
     journal: Path
-    run_id: str = ""
-    journey: str = ""
-    environment: str = ""
-    pid: int = 0
-    plan: dict = field(default_factory=dict)
-    started: datetime | None = None
-    steps: dict[str, StepView] = field(default_factory=dict)
+    record: RunRecord = field(default_factory=RunRecord)
     extraction: Progress | None = None
     replay: Progress | None = None
-    checks: list[ev.CheckCompleted] = field(default_factory=list)
-    objective_seconds: float | None = None
-    finished: ev.RunFinished | None = None
     log_lines: int = 0
 
     def apply(self, event: ev.Event) -> list[str]:
         """Fold one event in; return the log lines it carries (already prefixed for the log panel)."""
+        self.record.apply(event)
         match event:
-            case ev.RunStarted():
-                self.run_id, self.journey, self.environment = event.run_id, event.journey, event.environment
-                self.pid, self.plan, self.started = event.pid, dict(event.plan), event.at
-                for name in event.steps:
-                    self.steps.setdefault(name, StepView(name, name.replace("_", " ")))
-                if self.objective_seconds is None:
-                    self.objective_seconds = _number(event.plan.get("rto_objective_seconds"))
-            case ev.StepStarted():
-                step = self.steps.setdefault(event.step, StepView(event.step, event.step.replace("_", " ")))
-                step.title = event.title or step.title
-                step.state, step.started = RUNNING, event.at
-            case ev.StepFinished():
-                step = self.steps.setdefault(event.step, StepView(event.step, event.step))
-                step.state, step.seconds = DONE, event.seconds
             case ev.StepFailed():
-                step = self.steps.setdefault(event.step, StepView(event.step, event.step))
-                step.state, step.seconds, step.error, step.hint = FAILED, event.seconds, event.error, event.hint
                 return [f"✘ {event.step}: {event.error}"] + ([f"  hint: {event.hint}"] if event.hint else [])
             case ev.StepProgressed():
                 progress = Progress(event.done, event.total, event.unit)
@@ -82,22 +51,48 @@ class RunView:
                 self.log_lines += len(event.lines)
                 prefix = "pg │ " if event.source == "server" else ""
                 return [prefix + line for line in event.lines]
-            case ev.CheckCompleted():
-                self.checks.append(event)
-            case ev.RtoTicked():
-                if event.objective_seconds is not None:
-                    self.objective_seconds = event.objective_seconds
-            case ev.RunFinished():
-                self.finished = event
         return []
 
+    @property
+    def run_id(self) -> str:
+        return self.record.run_id
+
+    @property
+    def journey(self) -> str:
+        return self.record.journey
+
+    @property
+    def environment(self) -> str:
+        return self.record.environment
+
+    @property
+    def pid(self) -> int:
+        return self.record.pid
+
+    @property
+    def plan(self) -> dict:
+        return dict(self.record.started.plan) if self.record.started else {}
+
+    @property
+    def started(self) -> datetime | None:
+        return self.record.started.at if self.record.started else None
+
+    @property
+    def steps(self) -> dict[str, StepState]:
+        return self.record.all_steps
+
+    @property
+    def checks(self) -> list[ev.CheckCompleted]:
+        return self.record.checks
+
+    @property
+    def finished(self) -> ev.RunFinished | None:
+        return self.record.finished
+
     def objective(self, config: Config | None) -> float | None:
-        if self.objective_seconds is not None or config is None:
-            return self.objective_seconds
-        objectives = config.objectives
-        rto = {"staging": objectives.staging_rto, "pitr": objectives.pitr_rto}.get(self.journey,
-                                                                                    objectives.pitr_rto)
-        return rto.total_seconds()
+        if self.record.objective_seconds is not None or config is None:
+            return self.record.objective_seconds
+        return rto_objective(config.objectives, self.journey == "staging")
 
     def elapsed(self, now: datetime) -> float:
         if self.started is None:
@@ -117,7 +112,7 @@ class RunView:
         if predicted is not None:
             return self.started + timedelta(seconds=max(predicted, elapsed))
         total = len(self.steps)
-        done = sum(1 for s in self.steps.values() if s.state == DONE)
+        done = sum(1 for s in self.steps.values() if s.outcome == DONE)
         if not total or not done:
             return None
         return self.started + timedelta(seconds=elapsed * total / done)
@@ -129,21 +124,15 @@ class RunView:
 
     @property
     def ok(self) -> bool | None:
-        return None if self.finished is None else self.finished.ok
+        return self.record.ok
 
     @property
-    def failed_step(self) -> StepView | None:
-        return next((s for s in self.steps.values() if s.state == FAILED), None)
+    def failed_step(self) -> StepState | None:
+        return self.record.failed_step
 
     @property
     def rpo_seconds(self) -> float | None:
-        if self.finished is not None:
-            summary = self.finished.summary
-            measured = summary.get("rpo") if isinstance(summary.get("rpo"), dict) else {}
-            for value in (summary.get("rpo_seconds"), measured.get("rpo_seconds")):  # a drill nests it in "rpo"
-                if (rpo := _number(value)) is not None:
-                    return rpo
-        return next((_number(c.data["rpo_seconds"]) for c in self.checks if "rpo_seconds" in c.data), None)
+        return self.record.rpo_seconds
 
 
 def _number(value: object) -> float | None:

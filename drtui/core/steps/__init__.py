@@ -35,7 +35,7 @@ class Cancelled(DrError):
 
 @dataclass
 class StepContext:
-    plan: Plan | DumpPlan
+    plan: Plan | DumpPlan | None  # None until a step makes it (the drill's plan step)
     config: Config
     env: Environment
     backend: Backend

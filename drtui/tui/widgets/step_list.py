@@ -23,10 +23,10 @@ class StepList(Static):
         rows = []
         for step in view.steps.values():
             seconds = step.seconds
-            if step.state == RUNNING and step.started is not None:
-                seconds = max((now - step.started).total_seconds(), 0)
+            if step.outcome == RUNNING and step.started_at is not None:
+                seconds = max((now - step.started_at).total_seconds(), 0)
             took = duration(seconds) if seconds is not None else ""
             title = step.title if len(step.title) <= title_width else step.title[:title_width - 1] + "…"
             title = title.ljust(title_width)
-            rows.append(f"{state_markup(step.state, f'{step.state:<7}')} {title} [dim]{took:>6}[/]")
+            rows.append(f"{state_markup(step.outcome, f'{step.outcome:<7}')} {title} [dim]{took:>6}[/]")
         self.update("\n".join(rows))
