@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import os
+import re
 import shutil
 import tarfile
 import tempfile
@@ -304,8 +305,10 @@ def newest(folder: Path, prefix: str, suffix: str) -> Path | None:
 
 
 def uploads_of(dump_path: Path) -> Path:
-    """The uploads archive written together with a dump: `uploads_<the same stamp>.tar.gz` beside it."""
-    return dump_path.with_name(f"uploads_{dump_path.name.removesuffix('.sql.gz')[-16:]}.tar.gz")
+    """The uploads archive written together with a dump: `uploads_<the same stamp>.tar.gz` beside it (a dump
+    named without a stamp has none: a name that cannot exist, so its absence is reported)."""
+    found = re.search(r"\d{8}T\d{6}Z", dump_path.name)
+    return dump_path.with_name(f"uploads_{found.group(0) if found else 'of-' + dump_path.name}.tar.gz")
 
 
 def verify_dump(path: Path) -> int:

@@ -26,16 +26,24 @@ def _stamp_of(dump: Path) -> str:
     return dump.name.removesuffix(".sql.gz")[-STAMP_LENGTH:]
 
 
+def pending_dump_restore(config: Config, env: Environment, preserved: list[Path]) -> Path | None:
+    """The pre-restore dump a rollback would load back: that of the newest dump restore, when it is newer than
+    any preserved data directory."""
+    dumps = pre_restore_dumps(config.state_dir / PRE_RESTORE, env)
+    if not dumps or (preserved and preserved[-1].name.rsplit("_", 1)[-1] > _stamp_of(dumps[-1])):
+        return None
+    return dumps[-1]
+
+
 def roll_back_dump(config: Config, env: Environment, clock: Clock, preserved: list[Path],
                    listener: Callable[[Event], None] | None = None) -> RollbackResult | None:
     """Put the newest dump restore back, when it is newer than any preserved data directory; None when there
     is none (the data-directory rollback then applies)."""
     from drtui.core.rollback import RollbackResult
 
-    dumps = pre_restore_dumps(config.state_dir / PRE_RESTORE, env)
-    if not dumps or (preserved and preserved[-1].name.rsplit("_", 1)[-1] > _stamp_of(dumps[-1])):
+    saved = pending_dump_restore(config, env, preserved)
+    if saved is None:
         return None
-    saved = dumps[-1]
     sessions = other_sessions(env)
     if sessions:
         raise DumpRefused(f"{len(sessions)} session(s) on {env.name}'s database {env.database}: "

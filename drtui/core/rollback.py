@@ -19,7 +19,7 @@ from pathlib import Path
 from drtui.core.backends import backend_for
 from drtui.core.clock import Clock
 from drtui.core.config import Config, Environment
-from drtui.core.dump_rollback import roll_back_dump
+from drtui.core.dump_rollback import pending_dump_restore, roll_back_dump
 from drtui.core.errors import DrError, ErrorKind
 from drtui.core.events import Event, RunFinished, StepLogged
 from drtui.core.lock import EnvLock, LockBusy
@@ -40,12 +40,16 @@ class RollbackPlan:
     put_back: Path | None  # None: the data directory stays (an interrupted run never moved it)
     aside_kind: str  # how the data directory in place is named when set aside: replaced, failed, interrupted
     interrupted: InterruptedRun | None = None
+    database: str | None = None  # a dump restore's rollback: `put_back` is its pre-restore dump of this database
 
     @property
     def removes(self) -> tuple[Path, ...]:
         return self.interrupted.leftovers if self.interrupted else ()
 
     def describe(self) -> list[str]:
+        if self.database:
+            return [f"load {self.put_back} back into the database {self.database} (the dump restore is undone)",
+                    "rename the uploads folder that restore set aside back into place (the one in place is kept)"]
         lines = [f"undo the interrupted run {self.interrupted.run_id}"] if self.interrupted else []
         if self.put_back and self.data_dir.exists():
             lines.append(f"set {self.data_dir} aside as {self.data_dir.name}.{self.aside_kind}_<stamp> "
@@ -92,6 +96,8 @@ def plan_rollback(config: Config, env: Environment) -> RollbackPlan:
     if found and found.needs_rollback:
         return RollbackPlan(env.name, backend.data_dir, found.preserved, "interrupted", found)
     preserved = backend.preserved()
+    if saved := pending_dump_restore(config, env, preserved):
+        return RollbackPlan(env.name, backend.data_dir, saved, "replaced", database=env.database)
     if not preserved:
         data_dir = backend.data_dir
         raise NothingToRollBack(f"no preserved data directory beside {data_dir} ({data_dir.name}.pre_pitr_*): "

@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import shutil
 import subprocess
 import tarfile
 import time
@@ -32,12 +33,18 @@ def _uploads(world: FaultWorld) -> Path:
 
 
 def _forged(world: FaultWorld, sql: bytes, name: str = f"cleaning_{STAMP}.sql.gz") -> Path:
-    """A dump outside backup_dir (which must stay unchanged) with the given SQL."""
+    """A dump outside backup_dir (which must stay unchanged) with the given SQL, beside the uploads archive of
+    its stamp (a dump is a whole backup only with it)."""
     folder = world.sandbox.root / "forged"
     folder.mkdir(exist_ok=True)
     path = folder / name
     path.write_bytes(gzip.compress(sql))
+    _pair_with_uploads(world, path)
     return path
+
+
+def _pair_with_uploads(world: FaultWorld, dump: Path) -> None:
+    shutil.copyfile(_uploads(world), dump.with_name(f"uploads_{STAMP}.tar.gz"))
 
 
 def _sql(world: FaultWorld) -> bytes:
@@ -305,6 +312,7 @@ def _custom_dump(world: FaultWorld, name: str = f"cleaning_{STAMP}.dump") -> Pat
     subprocess.run([str(production.pg_bin / "pg_dump"), "-Fc", "-h", production.host, "-p", str(production.port),
                     "-U", production.user, "-d", production.database, "-f", str(path)], check=True,
                    env={"PGPASSWORD": production.password() or ""})
+    _pair_with_uploads(world, path)
     return path
 
 
