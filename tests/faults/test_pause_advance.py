@@ -7,6 +7,7 @@ row C, WAL switch. Each case first restores staging paused at `p1` (A in, B not)
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -110,27 +111,36 @@ def test_an_advance_past_the_end_of_the_wal_is_refused_before_anything_moves(his
     assert leftovers(history.sandbox) == []
 
 
-def _make_unreadable_to_the_server(history: History, name: str) -> tuple[Path, int]:
-    """A segment unreadable in the archive to the server's OS user, and the copy the paused restore fetched
-    into pg_wal gone; the inventory still lists the segment, so the window check passes."""
+@contextlib.contextmanager
+def _damaged_for_the_server(history: History, name: str) -> Iterator[None]:
+    """A segment whose first record is damaged in the archive (its size, mode and page header intact, so the
+    inventory and the window check still see it whole), and the copy the paused restore fetched into pg_wal
+    gone: replay ends early there. The archive's bytes are put back afterwards, and the damaged copy fetched."""
     data_dir = history.sandbox.env("staging").data_dir
-    (data_dir / "pg_wal" / name).unlink(missing_ok=True)
-    (data_dir / PREFETCH_SPOOL / f"{name}.ok").unlink(missing_ok=True)
+
+    def forget_the_fetched_copy() -> None:
+        (data_dir / "pg_wal" / name).unlink(missing_ok=True)
+        (data_dir / PREFETCH_SPOOL / f"{name}.ok").unlink(missing_ok=True)
+
+    forget_the_fetched_copy()
     archived = history.sandbox.wal_archive / name
-    mode = archived.stat().st_mode
-    archived.chmod(0)
-    return archived, mode
+    original = archived.read_bytes()
+    with archived.open("r+b") as handle:
+        handle.seek(61)  # inside the CRC of the segment's first record
+        handle.write(b"\xff\xff")
+    try:
+        yield
+    finally:
+        archived.write_bytes(original)
+        forget_the_fetched_copy()  # the damaged copy replay fetched, so the good one is fetched next time
 
 
 def test_an_advance_whose_recovery_ends_early_is_back_paused_at_the_previous_target(history: History) -> None:
     history.pause_at_p1()
     was = history.replayed_to()
-    archived, mode = _make_unreadable_to_the_server(history, history.segment_of_b)
     target = history.b.committed_at + (history.c.committed_at - history.b.committed_at) / 2
-    try:
+    with _damaged_for_the_server(history, history.segment_of_b):
         done = history.advance("--target-time", target.isoformat())
-    finally:
-        archived.chmod(mode)
     assert_message(done, "recovery ended before", history.segment_of_b, "back, paused at",
                    "no transaction after the previous target", "put the missing WAL back", "advance again",
                    code=1)
@@ -150,11 +160,8 @@ def test_an_advance_that_cannot_come_back_says_why_and_what_to_do(history: Histo
     """The WAL up to the paused point itself goes missing: PostgreSQL cannot replay to the new target nor back
     to the old one. The server is down mid-recovery, and the message says so, why, and what to do."""
     history.pause_at_p1()
-    archived, mode = _make_unreadable_to_the_server(history, history.segment_of_a)
-    try:
+    with _damaged_for_the_server(history, history.segment_of_a):
         done = history.advance("--target-time", history.b.committed_at.isoformat())
-    finally:
-        archived.chmod(mode)
     assert_message(done, "could not be brought back paused at its previous target", history.segment_of_a,
                    "not running: it was stopped in the middle of a recovery", "put the missing WAL back",
                    "pg_ctl start", "drtui rollback --env staging", code=1)
