@@ -127,7 +127,7 @@ class LocalServer:
         seen = False
         while time.monotonic() < deadline:
             pid, listening = self._postmaster()
-            alive = pid is not None and _alive(pid)
+            alive = pid is not None and pid_alive(pid)
             if alive and listening:
                 return
             seen = seen or alive
@@ -220,7 +220,8 @@ PID_FILE_STATUS_LINE = 8  # postmaster.pid: "starting", "standby", "ready" (LOCK
 _MESSAGE = re.compile(r"\b(LOG|WARNING|FATAL|PANIC|HINT):\s+(.*)$")
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (one of another user's counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

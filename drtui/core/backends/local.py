@@ -16,7 +16,7 @@ from drtui.core.config import Environment, pg_bin_missing
 from drtui.core.errors import BackupError, DrError
 from drtui.core.files import fsync_dir
 from drtui.core.models import BaseBackup, parse_lsn
-from drtui.core.postgres import LocalServer, ServerState, chown_to
+from drtui.core.postgres import LocalServer, ServerState, chown_to, pid_alive
 from drtui.core.recovery_conf import install_fetcher, restore_command
 
 APP_COMMAND_TIMEOUT = 600
@@ -77,13 +77,7 @@ class LocalBackend(Backend):
             pid = int((self.data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
         except (OSError, ValueError):
             return False
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
+        return pid_alive(pid)
 
     def stop_server(self) -> None:
         self.server.stop()
