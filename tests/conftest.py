@@ -77,3 +77,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         in_docker = "tests/docker/" in str(item.path).replace(os.sep, "/")
         item.add_marker(pytest.mark.xdist_group("docker" if in_docker else item.nodeid.split("::")[0]))
+
+
+@pytest.fixture(autouse=True)
+def _process_umask() -> Iterator[None]:
+    """drtui's main sets the process umask (027, its files are private); a test that calls main in-process
+    (click's CliRunner) must not hand that on to the tests after it in the same worker."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    yield
+    os.umask(umask)

@@ -25,6 +25,7 @@ from syrupy.extensions.single_file import SingleFileSnapshotExtension, WriteMode
 TEXT_PATTERNS = [
     (re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}(:?\d{2})?)?( UTC)?"), "<time>"),
     (re.compile(r"\d{8}T\d{6}Z"), "<stamp>"),
+    (re.compile(r"\b\d{4}-\d{2}-\d{2}\b"), "<date>"),  # a day alone (a run near midnight changes it)
     (re.compile(r"\b\d{2}:\d{2}:\d{2}\b"), "<hh:mm:ss>"),
     (re.compile(r"\b[0-9A-F]{24}\b"), "<segment>"),
     (re.compile(r"\b[0-9A-F]{1,8}/[0-9A-F]{1,8}\b"), "<lsn>"),

@@ -180,6 +180,9 @@ class FollowRecovery(Step):
                 ctx.paused = True
                 break
             time.sleep(POLL_SECONDS)
+        offset, lines = _read_new(log_path, offset)  # what the server logged while it left recovery
+        if lines:
+            ctx.log(self.name, *lines, source="server")
         if last_status and last_status.replay_time and ctx.recovered_to is None:
             ctx.recovered_to = last_status.replay_time
         if ctx.paused:
