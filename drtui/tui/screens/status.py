@@ -46,12 +46,12 @@ def window_lines(status: EnvironmentStatus, inventory, now) -> list[str]:
     width = 30
     for backup, own in zip(inventory.base_backups, inventory.windows, strict=True):
         if not (own.usable and own.earliest and own.latest):
-            lines.append(f"  {'':{width}}  {backup.path.name[:28]} [red]not usable[/]")
+            lines.append(f"  {'':{width}}  {backup.path.name} [red]not usable[/]")
             continue
         start = round(width * (own.earliest - window.first).total_seconds() / span)
         end = max(start + 1, round(width * (own.latest - window.first).total_seconds() / span))
         cells = " " * start + "━" * (end - start) + " " * (width - end)
-        lines.append(f"  [green]{cells}[/]  {backup.path.name[:28]}")
+        lines.append(f"  [green]{cells}[/]  {backup.path.name}")
     return lines
 
 
