@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from drtui.core.config import Environment
 from drtui.core.extract import STAGED_MARKER, WAL_NAME
+from drtui.core.inventory.names import MAGIC_OF_VERSION
 from drtui.core.postgres import chown_to
 
 if TYPE_CHECKING:  # the backends use this module, and the planner reaches the backends through core/backup.py
@@ -22,8 +23,6 @@ FETCHER = Path(__file__).with_name("fetch_wal.sh")
 PREFETCH_SPOOL = "pg_wal/.drtui-prefetch"  # relative to the data directory (the command's cwd); as in FETCHER
 FETCHER_COPY = f"{PREFETCH_SPOOL}/fetch_wal.sh"  # installed into the data directory: os_user must read it
 FETCH_FATAL = 170  # FETCHER's exit code for a file that is there but cannot be replayed
-# XLOG_PAGE_MAGIC of each major version (src/include/access/xlog_internal.h).
-WAL_PAGE_MAGIC = {13: 0xD106, 14: 0xD10D, 15: 0xD110, 16: 0xD113, 17: 0xD116}
 # Settings a backup may carry that act on files or servers outside the data directory (a standby's upstream,
 # commands run at restartpoints and at the end of recovery, a trigger file), blanked in every restored copy;
 # archiving too, except in production, whose restored copy is the new primary and archives its new timeline.
@@ -117,7 +116,7 @@ def restore_command(folder: Path, segment_size: int, pg_version: int) -> str:
     pg_wal after promotion, and a link would carry those writes into the archive. From such a folder the
     fetcher prefetches the next segments, so fetch and replay overlap."""
     link = "ln" if (folder / STAGED_MARKER).is_file() else "cp"
-    magic = f"{WAL_PAGE_MAGIC[pg_version]:x}" if pg_version in WAL_PAGE_MAGIC else "-"
+    magic = f"{MAGIC_OF_VERSION[pg_version]:x}" if pg_version in MAGIC_OF_VERSION else "-"
     source = shlex.quote(str(folder.resolve()))
     return f"sh {FETCHER_COPY} {source} {segment_size} {magic} {link} %f %p"
 

@@ -112,7 +112,8 @@ def backup_history_name(start_wal_file: str, start_lsn: int, segment_size: int =
 
 
 # XLOG_PAGE_MAGIC of each major version: the first two bytes of every WAL page.
-WAL_PAGE_MAGIC = {0xD106: 13, 0xD10D: 14, 0xD110: 15, 0xD113: 16, 0xD116: 17}
+WAL_PAGE_MAGIC = {0xD106: 13, 0xD10D: 14, 0xD110: 15, 0xD113: 16, 0xD116: 17, 0xD118: 18}
+MAGIC_OF_VERSION = {version: magic for magic, version in WAL_PAGE_MAGIC.items()}
 WAL_HEADER_BYTES = 40
 _XLP_LONG_HEADER = 0x0002
 
