@@ -22,7 +22,9 @@ from typing import Any, Protocol
 from drtui.core.clock import Clock, isoformat
 from drtui.core.config import Config, Environment, pg_bin_missing
 from drtui.core.errors import DrError, ErrorKind, UsageError
-from drtui.core.models import BaseBackup, Gap, Layout, WalCoverage, Window, format_lsn, parse_lsn
+from drtui.core.incremental import ChainError, chain_of
+from drtui.core.inventory.basebackup import backup_from_json
+from drtui.core.models import BaseBackup, Gap, WalCoverage, Window, format_lsn, parse_lsn
 from drtui.core.prediction import measured_rates
 
 PITR_STEPS = ("preflight", "extract", "stage_wal", "write_recovery", "stop_app", "stop_postgres", "preserve",
@@ -245,6 +247,7 @@ class Plan:
     prediction_basis: str = ""  # "from 6 runs on this host since 2026-11-24", or the built-in rates
     steps: tuple[str, ...] = PITR_STEPS
     notes: tuple[str, ...] = field(default_factory=tuple)
+    chain: tuple[BaseBackup, ...] = ()  # an incremental base_backup: the backups it builds on, full first
 
     def describe(self) -> list[str]:
         """The plan in words, one line each."""
@@ -255,6 +258,7 @@ class Plan:
             f"Restore {self.environment} ({self.data_dir}) to {self.target.describe()}",
             f"  base backup  {bb.path} ({bb.layout.value}, PostgreSQL {bb.pg_version}, "
             f"started {isoformat(bb.start_time)}, {bb.size_bytes} bytes of data)",
+            *(f"  builds on    {member.path} (rebuilt with pg_combinebackup)" for member in self.chain),
             f"  window       {window}",
             f"  WAL from     {self.wal_source} ({self.wal_kind})",
             f"  at target    {'pause for inspection' if self.pause_at_target else 'promote'}",
@@ -268,6 +272,7 @@ class Plan:
     def to_json(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         data["base_backup"] = _encode(dataclasses.asdict(self.base_backup))
+        data["chain"] = [_encode(dataclasses.asdict(member)) for member in self.chain]
         data["target"] = self.target.to_json()
         data["steps"] = list(self.steps)
         data["notes"] = list(self.notes)
@@ -275,15 +280,12 @@ class Plan:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Plan:
-        bb = dict(data["base_backup"])
-        for key in ("start_time", "stop_time", "name_time"):
-            bb[key] = _time(bb.get(key))
-        bb["path"] = Path(bb["path"])
-        bb["layout"] = Layout(bb["layout"])
         return cls(
             journey=data["journey"], environment=data["environment"],
             config_path=Path(data["config_path"]) if data["config_path"] else None,
-            data_dir=Path(data["data_dir"]), base_backup=BaseBackup(**bb), wal_source=Path(data["wal_source"]),
+            data_dir=Path(data["data_dir"]), base_backup=backup_from_json(data["base_backup"]),
+            chain=tuple(backup_from_json(member) for member in data.get("chain", ())),
+            wal_source=Path(data["wal_source"]),
             wal_kind=data["wal_kind"], target=Target.from_json(data["target"]),
             created_at=datetime.fromisoformat(data["created_at"]),
             window_earliest=_time(data["window_earliest"]), window_latest=_time(data["window_latest"]),
@@ -433,6 +435,10 @@ def make_plan(config: Config, env: Environment, target: Target, *, clock: Clock,
         inventory = scan(config, wal_source=source, env=env, clock=clock)
     backup, window = _choose_backup(inventory, target, base_backup, env)
     check_target(target, backup, window, inventory)
+    try:
+        chain = chain_of(backup, inventory.base_backups)[:-1]
+    except ChainError as exc:
+        raise PlanError(exc.title, exc.hint) from None
     version = pg_version if pg_version is not None else pg_major_version(env.pg_bin)
     if backup.pg_version != version:
         raise PlanError(f"base backup {backup.path.name} is PostgreSQL {backup.pg_version}, but pg_bin "
@@ -440,7 +446,7 @@ def make_plan(config: Config, env: Environment, target: Target, *, clock: Clock,
                         f"point pg_bin of {env.name!r} at PostgreSQL {backup.pg_version} binaries")
     wal_kind = "directory" if source.is_dir() else "tarball"
     wal_bytes = _wal_bytes(inventory.wal, wal_kind, backup, window, target)
-    required = backup.size_bytes + wal_bytes
+    required = backup.size_bytes + wal_bytes + sum(member.size_bytes for member in chain)
     free = free_bytes if free_bytes is not None else _free_bytes(env.data_dir)
     if free < required:
         raise PlanError(f"not enough disk beside {env.data_dir}: the restore needs {required} bytes "
@@ -458,7 +464,7 @@ def make_plan(config: Config, env: Environment, target: Target, *, clock: Clock,
                 window_earliest=window.earliest, window_latest=window.latest, pause_at_target=pause_at_target,
                 incident_start=incident_start, required_bytes=required, free_bytes=free,
                 predicted_seconds=rates.predict(backup.size_bytes, wal_bytes), prediction_basis=rates.basis(),
-                notes=tuple(notes))
+                notes=tuple(notes), chain=chain)
 
 
 def _wal_bytes(coverage: WalCoverage | None, wal_kind: str, backup: BaseBackup, window: Window,

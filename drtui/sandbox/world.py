@@ -73,8 +73,11 @@ class Sandbox:
     """A production-like world in `root` (a new temporary folder by default)."""
 
     def __init__(self, root: Path | None = None, os_user: str | None = None, seed_rows: int = 60,
-                 track_commit_timestamp: bool = False) -> None:
+                 track_commit_timestamp: bool = False, pg_bin: Path = PG_BIN,
+                 settings: dict[str, str] | None = None) -> None:
         self.root = Path(root) if root else Path(tempfile.mkdtemp(prefix="drtui-sandbox-"))
+        self.pg_bin = Path(pg_bin)  # another major version's binaries (tests of PostgreSQL 17)
+        self.settings = settings or {}  # more postgresql.conf settings for production
         self.os_user = os_user or default_os_user()
         self.seed_rows = seed_rows
         # production records each transaction's commit time (a drill then counts rows committed by a past
@@ -140,7 +143,7 @@ class Sandbox:
                     os.killpg(pid, signal.SIGTERM)
         for pidfile in self._postmaster_pids():
             data_dir = pidfile.parent
-            run_as(self.os_user, [str(PG_BIN / "pg_ctl"), "stop", "-D", str(data_dir), "-m", "immediate", "-w"],
+            run_as(self.os_user, [str(self.pg_bin / "pg_ctl"), "stop", "-D", str(data_dir), "-m", "immediate", "-w"],
                    check=False, timeout=60)
         shutil.rmtree(self.root, ignore_errors=True)
 
@@ -164,7 +167,7 @@ class Sandbox:
 [environments.{name}]
 backend = "local"
 data_dir = "{name}/data"
-pg_bin = "{PG_BIN}"
+pg_bin = "{self.pg_bin}"
 os_user = "{self.os_user}"
 host = "{host}"
 port = {ports[name]}
@@ -207,7 +210,7 @@ dump_max_age = "26h"
         pwfile = self.root / "run" / f".{name}.pw"
         pwfile.write_text(PASSWORD + "\n")
         chown_to(pwfile, self.os_user)
-        run_as(self.os_user, [str(PG_BIN / "initdb"), "-D", str(data_dir), "-U", "postgres", "--no-sync",
+        run_as(self.os_user, [str(self.pg_bin / "initdb"), "-D", str(data_dir), "-U", "postgres", "--no-sync",
                               "--auth-local=trust", "--auth-host=scram-sha-256", f"--pwfile={pwfile}",
                               "-E", "UTF8", "--locale=C"], timeout=120)
         pwfile.unlink()
@@ -229,6 +232,7 @@ dump_max_age = "26h"
             }
             if self.track_commit_timestamp:
                 settings["track_commit_timestamp"] = "on"
+            settings |= self.settings
         with (data_dir / "postgresql.conf").open("a") as conf:
             conf.write("\n# drtui sandbox\n" + "".join(f"{k} = {v}\n" for k, v in settings.items()))
         LocalServer.for_environment(env).start()

@@ -93,6 +93,7 @@ def _backup_json(b: BaseBackup) -> dict[str, Any]:
         "checkpoint_lsn": format_lsn(b.checkpoint_lsn), "timeline": b.timeline, "pg_version": b.pg_version or None,
         "size_bytes": b.size_bytes, "file_size": b.file_size, "member_prefix": b.member_prefix,
         "name_time": _time(b.name_time),
+        "incremental_from": format_lsn(b.incremental_from_lsn) if b.is_incremental else None,
     }
 
 

@@ -225,6 +225,7 @@ def _build(path: Path, read: _Read, file_size: int) -> BaseBackup:
         name_time=name_time if kind == "basebackup" else None,
         segment_size=header.segment_size if header else DEFAULT_SEGMENT_SIZE,
         base_member=read.extra.get("base_member"), wal_member=read.extra.get("wal_member"),
+        incremental_from_lsn=info.incremental_from_lsn, incremental_from_tli=info.incremental_from_tli,
     )
 
 

@@ -115,6 +115,8 @@ class LabelInfo:
     label: str
     stop_lsn: int | None = None
     stop_time: datetime | None = None
+    incremental_from_lsn: int | None = None  # PostgreSQL 17+: the start of the backup this one builds on
+    incremental_from_tli: int | None = None
 
 
 def parse_backup_label(text: str, near: datetime | None = None) -> LabelInfo:
@@ -146,6 +148,8 @@ def parse_backup_label(text: str, near: datetime | None = None) -> LabelInfo:
         label=fields.get("LABEL", ""),
         stop_lsn=parse_lsn(stop.group(1)) if stop else None,
         stop_time=stop_time,
+        incremental_from_lsn=parse_lsn(fields["INCREMENTAL FROM LSN"]) if "INCREMENTAL FROM LSN" in fields else None,
+        incremental_from_tli=int(fields["INCREMENTAL FROM TLI"]) if "INCREMENTAL FROM TLI" in fields else None,
     )
 
 

@@ -38,6 +38,11 @@ class Preflight(Step):
         for kind in ("restoring", "pre_pitr", "failed", "pitr_wal"):
             if backend.sibling(kind, ctx.stamp).exists():
                 raise StepError(f"{backend.sibling(kind, ctx.stamp)} already exists", "wait a second and retry")
+        for member in plan.chain:
+            if not os.access(member.path, os.R_OK):
+                raise StepError(f"{member.path}: a backup the incremental {backup.path.name} builds on is gone or "
+                                "unreadable", "put it back, or plan again with a full base backup")
+            ctx.log(self.name, f"builds on {member.path} (the chain is rebuilt with pg_combinebackup)")
         running = backend.server_running()
         ctx.log(self.name, f"base backup {backup.path} ({backup.layout.value}, {backup.file_size} bytes)",
                 f"WAL from {plan.wal_source} ({plan.wal_kind})",
@@ -69,8 +74,11 @@ class ExtractBaseBackup(Step):
         dest = ctx.backend.sibling("restoring", ctx.stamp)
         ctx.restored_dir = dest
         report = ctx.progress_reporter(self.name, "bytes")
-        written = extract_base_backup(ctx.plan.base_backup, dest, ctx.env.os_user,
-                                      lambda done, total: report(done, total), ctx.cancel)
+        if ctx.plan.chain:
+            written = _combine_chain(ctx, dest, report)
+        else:
+            written = extract_base_backup(ctx.plan.base_backup, dest, ctx.env.os_user,
+                                          lambda done, total: report(done, total), ctx.cancel)
         ctx.check_cancel()
         ctx.log(self.name, f"extracted {written} bytes into {dest}")
 
@@ -87,6 +95,27 @@ class ExtractBaseBackup(Step):
             ctx.backend.discard(ctx.restored_dir)
             done.append(f"removed the partial extraction {ctx.restored_dir} (the old data was never touched)")
         return "; ".join(done) or None
+
+
+def _combine_chain(ctx: StepContext, dest, report) -> int:
+    """An incremental backup: extract its whole chain, then let pg_combinebackup rebuild `dest`."""
+    from drtui.core.extract import extract_base_backup
+    from drtui.core.incremental import combine
+
+    chain = (*ctx.plan.chain, ctx.plan.base_backup)
+    total = sum(member.size_bytes for member in chain)
+    written = 0
+
+    def extract_one(member, folder) -> None:
+        nonlocal written
+        written += extract_base_backup(member, folder, ctx.env.os_user,
+                                       lambda done, _total: report(written + done, total), ctx.cancel,
+                                       durable=False)
+
+    combine(chain, dest, ctx.env.pg_bin, ctx.env.os_user, extract_one, ctx.cancel)
+    ctx.log(ExtractBaseBackup.name, f"rebuilt {ctx.plan.base_backup.path.name} from its chain of {len(chain)} "
+            "backups with pg_combinebackup")
+    return written
 
 
 def _start_wal_staging(ctx: StepContext) -> None:

@@ -1,0 +1,86 @@
+"""PostgreSQL 17: an incremental base backup chain (full + incremental) restored to a time with exact rows,
+rebuilt by pg_combinebackup. PostgreSQL 17 comes from Debian trixie's packages (scripts/install-pg17, run by
+`make test`'s set-up as root); without it the test is skipped, except under CI, where it must run."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+
+from drtui.core import backup
+from drtui.core.clock import SystemClock
+from drtui.core.postgres import chown_to, query, run_as
+from drtui.sandbox import Sandbox
+from tests.conftest import run_drtui
+
+PG17_BIN = Path(os.environ.get("DRTUI_PG17_BIN", "/opt/drtui/pg17/usr/lib/postgresql/17/bin"))
+
+if not (PG17_BIN / "postgres").exists():
+    if os.environ.get("CI"):
+        pytest.fail(f"PostgreSQL 17 is not installed at {PG17_BIN}: run scripts/install-pg17 as root",
+                    pytrace=False)
+    pytestmark = pytest.mark.skip(reason=f"no PostgreSQL 17 at {PG17_BIN} (scripts/install-pg17 installs it)")
+
+
+def _incremental_backup(world: Sandbox, parent: Path, work: Path) -> Path:
+    """pg_basebackup --incremental on the parent's manifest, packed as drtui packs a plain backup: a gzipped
+    tar of the data directory, backup_label first, in the backup folder under the runbook's name."""
+    with tarfile.open(parent) as tar:
+        (work / "parent_manifest").write_bytes(tar.extractfile("backup_manifest").read())
+    chown_to(work / "parent_manifest", world.os_user)
+    env = world.env("production")
+    target = work / "incremental"
+    run_as(world.os_user, [str(PG17_BIN / "pg_basebackup"), "-h", str(world.root / "run" / "production"),
+                           "-p", str(env.port), "-U", "postgres",
+                           "-D", str(target), "-Fp", "-X", "stream", "-c", "fast",
+                           f"--incremental={work / 'parent_manifest'}"], timeout=120)
+    time.sleep(1.1)  # the runbook's names have a one-second stamp
+    path = world.backup_dir / time.strftime("basebackup_%Y%m%d_%H%M%S.tar.gz", time.gmtime())
+    first = ["backup_label", "PG_VERSION", "backup_manifest"]
+    subprocess.run(["tar", "-czf", str(path), "-C", str(target), *first,
+                    *sorted(p.name for p in target.iterdir() if p.name not in first)], check=True)
+    return path
+
+
+def test_an_incremental_chain_restores_to_a_time_with_exact_rows(open_tmp):
+    work = open_tmp
+    work.chmod(0o777)
+    with Sandbox(pg_bin=PG17_BIN, settings={"summarize_wal": "on"}) as world:
+        config, prod = world.config(), world.env("production")
+        backup.dump(config, prod, SystemClock())  # the app's /healthz/backup wants a recent dump
+        full = backup.base(config, prod, SystemClock()).artifacts[0].path
+        in_full = world.insert("bookings")
+        incremental = _incremental_backup(world, full, work)
+        before = world.insert("bookings")
+        world.switch_wal()
+        time.sleep(0.2)
+        after = world.insert("bookings")
+        target = before.committed_at + (after.committed_at - before.committed_at) / 2
+        world.switch_wal()
+
+        listed = run_drtui("inventory", "--json", config=world.config_path)
+        assert listed.exit_code == 0, listed.output
+        assert '"incremental_from"' in listed.stdout
+
+        result = run_drtui("restore", "pitr", "--env", "staging", "--base-backup", str(incremental),
+                           "--target-time", target.isoformat(), config=world.config_path,
+                           env={"CONFIRM_PITR_RESTORE": "YES"}, timeout=240)
+        assert result.exit_code == 0, result.output
+        assert f"builds on {full}" in result.output
+        assert "pg_combinebackup" in result.output
+        ids = {row[0] for row in query(world.env("staging"), "select id from bookings")}
+        assert {in_full.id, before.id} <= ids and after.id not in ids
+        version = query(world.env("staging"), "select current_setting('server_version_num')")[0][0]
+        assert version.startswith("17")
+
+        full.rename(work / full.name)  # the chain is broken: the plan refuses before touching anything
+        refused = run_drtui("restore", "pitr", "--env", "staging", "--base-backup", str(incremental),
+                            "--target-time", target.isoformat(), "--dry-run", config=world.config_path)
+        assert refused.exit_code == 2, refused.output
+        assert f"base backup {incremental.name} is incremental: it builds on a backup started at" in refused.output
+        assert "put that backup back, or choose a full base backup" in refused.output
