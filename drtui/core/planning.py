@@ -327,6 +327,19 @@ def pg_major_version(pg_bin: Path) -> int:
                     pg_bin_missing(pg_bin / "postgres")[1])
 
 
+DEBIAN_PG_BIN = "/usr/lib/postgresql/{version}/bin"
+
+
+def _version_hint(env: Environment, version: int) -> str:
+    """Where this host has binaries of `version` (Debian's layout), or what to install."""
+    found = Path(DEBIAN_PG_BIN.format(version=version))
+    if (found / "postgres").exists():
+        return (f"this host has PostgreSQL {version} in {found}: set pg_bin = \"{found}\" for {env.name!r} "
+                f"(its server must run PostgreSQL {version} too)")
+    return (f"install PostgreSQL {version} (Debian: apt-get install postgresql-{version}) and point pg_bin of "
+            f"{env.name!r} at its bin folder")
+
+
 def _free_bytes(data_dir: Path) -> int:
     probe = data_dir.parent
     while not probe.exists() and probe != probe.parent:
@@ -442,8 +455,7 @@ def make_plan(config: Config, env: Environment, target: Target, *, clock: Clock,
     version = pg_version if pg_version is not None else pg_major_version(env.pg_bin)
     if backup.pg_version != version:
         raise PlanError(f"base backup {backup.path.name} is PostgreSQL {backup.pg_version}, but pg_bin "
-                        f"({env.pg_bin}) is PostgreSQL {version}",
-                        f"point pg_bin of {env.name!r} at PostgreSQL {backup.pg_version} binaries")
+                        f"({env.pg_bin}) is PostgreSQL {version}", _version_hint(env, backup.pg_version))
     wal_kind = "directory" if source.is_dir() else "tarball"
     wal_bytes = _wal_bytes(inventory.wal, wal_kind, backup, window, target)
     required = backup.size_bytes + wal_bytes + sum(member.size_bytes for member in chain)
