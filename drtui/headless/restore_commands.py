@@ -36,6 +36,8 @@ from drtui.core.runner import execute, new_run_id
 from drtui.core.status import interrupted_run
 from drtui.core.steps.dump import check_inputs as check_dump_inputs
 from drtui.headless.common import env_option, handle_errors, json_option, pass_context, record_options
+from drtui.headless.compare_output import paused_lines
+from drtui.headless.events_command import before_change
 from drtui.headless.output import ExitCode, err, out, out_json
 from drtui.headless.printer import EventPrinter, summary_lines
 from drtui.headless.targets import make_target
@@ -54,6 +56,8 @@ def restore() -> None:
               help="immediate (end of the base backup) or latest (end of the WAL) (RECOVERY_TARGET).")
 @click.option("--target-lsn", default=None, help="Recover to this LSN, e.g. 0/3000060.")
 @click.option("--target-xid", default=None, help="Recover to this transaction id.")
+@click.option("--before-xid", default=None, metavar="XID",
+              help="Recover to just before this transaction (one `drtui events` lists), without it.")
 @click.option("--target-name", default=None, help="Recover to this restore point (pg_create_restore_point).")
 @click.option("--exclusive", is_flag=True, help="Stop just before the target instead of just after it.")
 @click.option("--target-timeline", default=None, help="latest (default), current, or a timeline number.")
@@ -71,15 +75,18 @@ def restore() -> None:
 @json_option
 @pass_context
 @handle_errors
-def pitr(ctx, target_time, recovery_target, target_lsn, target_xid, target_name, exclusive, target_timeline,
-         base_backup, wal_archive, incident_start, pause_at_target, dry_run, yes, write_record, operator, reviewer,
-         env_name, as_json) -> None:
+def pitr(ctx, target_time, recovery_target, target_lsn, target_xid, before_xid, target_name, exclusive,
+         target_timeline, base_backup, wal_archive, incident_start, pause_at_target, dry_run, yes, write_record,
+         operator, reviewer, env_name, as_json) -> None:
     """Point-in-time recovery of an environment (pitr_restore.sh)."""
     clock = SystemClock()
     config = ctx.config(env_name)
     env = config.environment(env_name)
     target = make_target(recovery_target, target_time_option(target_time, os.environ), target_lsn, target_xid,
-                         target_name, exclusive=exclusive, timeline=target_timeline, clock=clock)
+                         target_name, exclusive=exclusive, timeline=target_timeline, clock=clock,
+                         before_xid=before_xid)
+    if before_xid:
+        target = before_change(config, target)
     incident = parse_target_time(incident_start, clock) if incident_start else None
     plan = make_plan(config, env, target, clock=clock, base_backup=base_backup, wal_source=wal_archive,
                      pause_at_target=pause_at_target, incident_start=incident)
@@ -220,7 +227,7 @@ def run_foreground(approved: ApprovedPlan, config: Config, as_json: bool, run_id
         if as_json:
             out_json(summary)
         else:
-            for line in summary_lines(summary):
+            for line in summary_lines(summary) + (paused_lines(config, plan.environment) if result.paused else []):
                 out(line)
     return ExitCode.OK if result.ok else ExitCode.FAILED
 
