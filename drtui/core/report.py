@@ -49,6 +49,7 @@ from drtui.core.events import (
 )
 from drtui.core.files import atomic_path
 from drtui.core.journal import read_events
+from drtui.core.prediction import achieved_seconds
 from drtui.core.run_record import ReportError, RunRecord, StepState, as_datetime, record_from_events
 from drtui.core.secrets import redact_data
 
@@ -256,6 +257,7 @@ def build_context(record: RunRecord, config: Config, *, operator: str, reviewer:
         "integrity_checks": [_check_row(c) for c in post.values() if c.name not in HEALTH_CHECKS],
         "counts": counts,
         "configuration": _configuration(record, config, env),
+        "prediction": _prediction(record),
     })
 
 
@@ -330,11 +332,21 @@ def _configuration(record: RunRecord, config: Config, env: Any) -> list[tuple[st
         if plan.get(key) not in (None, "", False):
             rows.append((key, str(plan[key])))
     if plan.get("predicted_seconds"):
-        took = (record.finished_at - record.started_at).total_seconds() if record.finished_at else None
-        achieved = f"; the run took {took:.0f} s" if took is not None else ""
-        rows.append(("Predicted duration", f"{plan['predicted_seconds']:.0f} s "
-                     f"({plan.get('prediction_basis') or 'built-in rates'}){achieved}"))
+        rows.append(("Predicted duration", _prediction(record)))
     return rows
+
+
+def _prediction(record: RunRecord) -> str:
+    """The plan's predicted duration against the one achieved ('' when the plan predicted none)."""
+    plan = record.plan
+    if not plan.get("predicted_seconds"):
+        return ""
+    text = f"{plan['predicted_seconds']:.0f} s ({plan.get('prediction_basis') or 'built-in rates'})"
+    if record.finished_at is None:
+        return text
+    took = achieved_seconds(record.journey, plan, {s.name: s.seconds for s in record.steps if s.seconds is not None},
+                            (record.finished_at - record.started_at).total_seconds())
+    return text + f"; the {'restore' if record.journey == 'drill' else 'run'} took {took:.0f} s"
 
 
 def _environment(templates_dir: Path | None) -> jinja2.Environment:

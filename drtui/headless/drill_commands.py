@@ -11,9 +11,11 @@ from pathlib import Path
 import click
 
 from drtui.core.clock import SystemClock
+from drtui.core.config import Config
 from drtui.core.drill import DrillRequest, describe_result, run_drill
 from drtui.core.planning import parse_target_time, target_time_option
 from drtui.core.postgres import current_user
+from drtui.core.prediction import Outcome, outcomes, short_basis
 from drtui.headless.common import env_option, handle_errors, json_option, pass_context, record_options
 from drtui.headless.output import ExitCode, out, out_json
 from drtui.headless.printer import EventPrinter
@@ -63,3 +65,23 @@ def drill(ctx, target_time, base_backup, wal_archive, skip_backup, operator, rev
         for line in describe_result(summary):
             out(line)
     sys.exit(ExitCode.OK if result.ok else ExitCode.FAILED)
+
+
+def drill_trend(config: Config) -> list[Outcome]:
+    """The drills on this host's journals, newest first: what each plan predicted and what its restore took."""
+    return outcomes(config.state_dir, journeys=("drill",))
+
+
+def trend_lines(trend: list[Outcome]) -> list[str]:
+    """`drtui drills`' section on the predicted durations against the achieved ones."""
+    if not trend:
+        return []
+    lines = ["", "Predicted against achieved (the restore part of each drill, from the run journals):"]
+    for run in trend:
+        predicted = f"{run.predicted_seconds:.0f} s" if run.predicted_seconds else "-"
+        off = (f" ({(run.achieved_seconds - run.predicted_seconds) / run.predicted_seconds:+.0%})"
+               if run.predicted_seconds and run.ok else "")
+        achieved = f"{run.achieved_seconds:.0f} s{off}" if run.ok else "failed"
+        lines.append(f"  {run.started:%Y-%m-%d %H:%M UTC}  predicted {predicted:>7}  achieved {achieved:<14} "
+                     f"{short_basis(run.basis)}")
+    return lines
