@@ -49,6 +49,7 @@ from drtui.core.events import (
 )
 from drtui.core.files import atomic_path
 from drtui.core.journal import read_events
+from drtui.core.new_timeline import fresh_backup_note
 from drtui.core.prediction import achieved_seconds
 from drtui.core.run_record import ReportError, RunRecord, StepState, as_datetime, record_from_events
 from drtui.core.secrets import redact_data
@@ -188,6 +189,8 @@ def build_context(record: RunRecord, config: Config, *, operator: str, reviewer:
     pre = record.phase_checks("pre")
     advice = troubleshooting(record, config)
     follow_ups = [_one_line(c.data["follow_up"]) for c in post.values() if c.data.get("follow_up")]
+    follow_ups += [note] if (note := fresh_backup_note(config, record.environment, record.journey, record.ok,
+                                                       bool(record.summary.get("paused_at_target")))) else []
     issues = [f"step '{s.title}' failed: {_one_line(s.error)}" for s in record.steps if s.outcome == "failed"]
     issues += [f"check {c.data.get('title', c.name)} failed: {_one_line(c.detail)}" for c in record.failed_checks]
     if record.ok is None:
