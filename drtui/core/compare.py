@@ -21,13 +21,17 @@ TABLES_QUERY = ("select n.nspname, c.relname from pg_class c join pg_namespace n
                 "where c.relkind in ('r', 'p') and not c.relispartition and n.nspname not in "
                 "('pg_catalog', 'information_schema') and n.nspname not like 'pg_toast%' order by 1, 2")
 STATEMENT_TIMEOUT = "30s"  # a count that takes longer is left out rather than holding the operator up
+# Paused just before a DROP or TRUNCATE, the replayed transaction's ACCESS EXCLUSIVE lock is held by recovery
+# until its commit is replayed: that table can be seen in the catalog, not read.
+LOCK_TIMEOUT = "2s"
+LOCKED = -1  # a count that could not be taken: the table is locked
 
 
 @dataclass(frozen=True)
 class TableCounts:
     table: str
-    candidate: int | None  # None: the candidate has no such table
-    production: int | None  # None: production has none, or did not answer
+    candidate: int | None  # None: the candidate has no such table; LOCKED: it has, locked
+    production: int | None  # None: production has none, or did not answer; LOCKED: it has, locked
 
 
 @dataclass(frozen=True)
@@ -55,10 +59,12 @@ class Comparison:
                    f" ({self.production} does not answer: {self.production_error})" if self.production else "")
         lines = [f"Rows per table in {self.environment}, paused at the target{against}:"]
         for t in self.tables:
-            mine = "-" if t.candidate is None else str(t.candidate)
             theirs = "" if not self.production or self.production_error else (
-                f"  {self.production} {'-' if t.production is None else t.production}")
-            lines.append(f"  {t.table:<32} {mine:>10}{theirs}")
+                f"  {self.production} {_count(t.production)}")
+            lines.append(f"  {t.table:<32} {_count(t.candidate):>10}{theirs}")
+        if any(t.candidate == LOCKED for t in self.tables):
+            lines.append("  locked: held by the transaction recovery paused just before (a DROP or TRUNCATE "
+                         "replayed up to its commit); the table is there, readable once recovery goes on")
         if self.missing:
             lines.append(f"  missing in {self.environment}: {', '.join(self.missing)}")
         if self.extra:
@@ -78,16 +84,24 @@ def row_counts(env: Environment) -> dict[str, int]:
     try:
         with connect(env) as conn:
             conn.execute(sql.SQL("set statement_timeout = {}").format(sql.Literal(STATEMENT_TIMEOUT)))
+            conn.execute(sql.SQL("set lock_timeout = {}").format(sql.Literal(LOCK_TIMEOUT)))
             counts = {}
             for schema, name in conn.execute(TABLES_QUERY).fetchall():
-                counted = conn.execute(sql.SQL("select count(*) from {}.{}").format(
-                    sql.Identifier(schema), sql.Identifier(name))).fetchone()
-                counts[f"{schema}.{name}"] = counted[0]
+                try:
+                    counted = conn.execute(sql.SQL("select count(*) from {}.{}").format(
+                        sql.Identifier(schema), sql.Identifier(name))).fetchone()[0]
+                except psycopg.errors.LockNotAvailable:
+                    counted = LOCKED
+                counts[f"{schema}.{name}"] = counted
             return counts
     except psycopg.Error as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise PostgresError(f"{env.name}: counting rows failed: {reason}",
                             "read the server log of the environment named") from exc
+
+
+def _count(value: int | None) -> str:
+    return "-" if value is None else "locked" if value == LOCKED else str(value)
 
 
 def compare_with_production(config: Config, env: Environment) -> Comparison:
