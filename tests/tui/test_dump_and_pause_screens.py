@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -101,6 +102,9 @@ def test_home_shows_staging_paused_in_recovery_and_the_result_names_promote_and_
             text = screen_text(app)
             assert "paused at the target" in text
             assert "drtui restore promote --env staging" in text and "drtui restore advance --env staging" in text
+            await _until(pilot, lambda: "Rows per table in staging, paused at the target against production"
+                         in screen_text(app))  # look before you leap: counted in a worker
+            assert re.search(r"public\.bookings\s+\d+\s+production \d+", screen_text(app))
 
     asyncio.run(scenario())
 

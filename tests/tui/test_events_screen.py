@@ -92,3 +92,25 @@ def test_the_worker_says_when_there_is_no_wal_to_read(tmp_path) -> None:
             assert "no WAL archive was found to read" in str(app.screen.query_one("#events-note").render())
 
     asyncio.run(scenario())
+
+
+def test_after_a_restore_over_production_the_result_offers_a_fresh_backup_on_b(tmp_path) -> None:
+    from drtui.tui.screens.result import ResultScreen
+    from drtui.tui.screens.run import RunScreen
+    from tests.textdump import screen_text
+    from tests.tui.conftest import write_run
+
+    config = write_config(tmp_path, production_host=str(tmp_path / "no-server"))
+    journal = write_run(config, ok=True)  # a PITR of production that finished well
+
+    async def scenario() -> None:
+        app = DrApp(config, FrozenClock(T0), start=journal)
+        async with app.run_test(size=(110, 40)) as pilot:
+            await until(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.view.finished is not None)
+            await pilot.press("r")
+            await until(pilot, lambda: isinstance(app.screen, ResultScreen))
+            assert "production is on a new timeline now" in screen_text(app)
+            await pilot.press("b")  # the same core path as `drtui backup base`: here production does not answer
+            await until(pilot, lambda: "the base backup failed" in screen_text(app))
+
+    asyncio.run(scenario())
