@@ -168,6 +168,8 @@ def advance_command(ctx, target_time, recovery_target, target_lsn, target_xid, t
     else:
         out(f"{env.name}: {'paused at' if summary['paused'] else 'recovered past the end of the WAL and promoted at'} "
             f"{target.describe()} (last replayed transaction {summary['replayed_to'] or 'unknown'})")
+        for line in paused_lines(config, env.name) if summary["paused"] else []:
+            out(line)
 
 
 @restore.command("promote")
