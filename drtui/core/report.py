@@ -334,8 +334,6 @@ def _configuration(record: RunRecord, config: Config, env: Any) -> list[tuple[st
     for key in ("skip_backup", "pause_at_target", "incident_start", "marker", "random_target"):
         if plan.get(key) not in (None, "", False):
             rows.append((key, str(plan[key])))
-    if plan.get("predicted_seconds"):
-        rows.append(("Predicted duration", _prediction(record)))
     return rows
 
 
