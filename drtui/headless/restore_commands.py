@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 
 from drtui.core.clock import SystemClock
+from drtui.core.compare import Comparison
 from drtui.core.config import Config, Environment
 from drtui.core.errors import UsageError
 from drtui.core.gates import ApprovedPlan, GateRefused, approve, confirmation_from_environ, evaluate, gather_facts
@@ -37,7 +38,7 @@ from drtui.core.runner import execute, new_run_id
 from drtui.core.status import interrupted_run
 from drtui.core.steps.dump import check_inputs as check_dump_inputs
 from drtui.headless.common import env_option, handle_errors, json_option, pass_context, record_options
-from drtui.headless.compare_output import paused_lines
+from drtui.headless.compare_output import paused_comparison, paused_lines
 from drtui.headless.events_command import before_change
 from drtui.headless.output import ExitCode, err, out, out_json
 from drtui.headless.printer import EventPrinter, summary_lines
@@ -241,11 +242,14 @@ def run_foreground(approved: ApprovedPlan, config: Config, as_json: bool, run_id
         summary["new_timeline"] = note
     if fresh is not None:
         summary["then_backup"] = fresh
+    compared = paused_comparison(config, plan.environment) if result.paused else None
+    if compared is not None:
+        summary["comparison"] = compared.as_json() if isinstance(compared, Comparison) else {"error": compared}
     with contextlib.suppress(OSError):  # the terminal may be gone (SIGHUP); the journal has it all
         if as_json:
             out_json(summary)
         else:
-            for line in summary_lines(summary) + (paused_lines(config, plan.environment) if result.paused else []):
+            for line in summary_lines(summary) + (paused_lines(config, plan.environment, compared) if compared else []):
                 out(line)
             if note:
                 out(f"  next          {note}")

@@ -83,6 +83,8 @@ def test_home_shows_staging_paused_in_recovery_and_the_result_names_promote_and_
     assert done.exit_code == 0, done.output
     summary = json.loads(done.stdout)
     assert summary["paused_at_target"] is True
+    counted = {t["table"]: t for t in summary["comparison"]["tables"]}  # look before you leap, in --json too
+    assert counted["public.bookings"]["candidate"] is not None and summary["comparison"]["production"] == "production"
 
     async def scenario() -> None:
         app = DrApp(world.config(), SystemClock())
