@@ -247,10 +247,12 @@ CATALOG_QUERY = ("select c.relfilenode, n.nspname || '.' || c.relname from pg_cl
 def read_names(state_dir: Path, env: Environment) -> tuple[RelationNames, str]:
     """The environment's relation names now (remembered for later), or only the remembered ones when it does not
     answer; and why it did not ('' when it did). Backups call it too, so that names are known after a DROP."""
+    import psycopg
+
     try:
         rows = query(env, CATALOG_QUERY, (FIRST_USER_RELFILENODE,))
-    except PostgresError as exc:
-        return RelationNames({}, recall(state_dir, env.name)), exc.title
+    except (PostgresError, psycopg.Error) as exc:
+        return RelationNames({}, recall(state_dir, env.name)), getattr(exc, "title", None) or str(exc).strip()
     return remember(state_dir, env.name, {int(r[0]): str(r[1]) for r in rows}), ""
 
 
