@@ -10,9 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import psycopg
-from psycopg import sql
-
 from drtui.core.config import PRODUCTION, Config, Environment
 from drtui.core.errors import PostgresError
 from drtui.core.postgres import connect
@@ -81,6 +78,9 @@ class Comparison:
 def row_counts(env: Environment) -> dict[str, int]:
     """Exact row counts of every user table of the environment's database (PostgresError when it does not
     answer)."""
+    import psycopg  # not at import: a restore must reach its extraction without it
+    from psycopg import sql
+
     try:
         with connect(env) as conn:
             conn.execute(sql.SQL("set statement_timeout = {}").format(sql.Literal(STATEMENT_TIMEOUT)))
