@@ -22,6 +22,7 @@ from drtui.sandbox.recipes import make_recoverable
 from drtui.tui.app import DrApp
 from drtui.tui.screens.choose_target import ChooseTargetScreen
 from drtui.tui.screens.drill import DrillScreen
+from drtui.tui.screens.events import EventsModal
 from drtui.tui.screens.pick_backup import PickBackupScreen
 from drtui.tui.screens.result import RecordNames, ResultScreen
 from drtui.tui.screens.review import ReviewScreen
@@ -68,6 +69,10 @@ async def _walk(world: Sandbox, folder: Path, target: datetime) -> None:
         await _shoot(pilot, folder, "04-choose-target-refused")
         field.value = target.strftime("%Y-%m-%d %H:%M:%S UTC")
         await _shoot(pilot, folder, "05-choose-target")
+        await pilot.press("ctrl+t")
+        await _until(pilot, lambda: isinstance(app.screen, EventsModal) and not app.screen.reading)
+        await _shoot(pilot, folder, "05b-what-happened-here")
+        await pilot.press("escape")
         await pilot.press("ctrl+n")
         await _until(pilot, lambda: isinstance(app.screen, ReviewScreen) and app.screen.plan is not None)
         app.screen.query_one("#typed-name", Input).value = "production"

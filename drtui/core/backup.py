@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from drtui.core import incident
 from drtui.core.backends import Backend, backend_for
 from drtui.core.backends.base import ToolFailed
 from drtui.core.clock import Clock, stamp
@@ -165,6 +166,7 @@ def _one_at_a_time(kind: str, config: Config, env: Environment, clock: Clock,
         except ToolFailed as exc:
             raise _failure(exc.tool, env, exc.stderr, config.backup_dir) from None
     result.removed = removed
+    incident.read_names(config.state_dir, env)  # the names of what a later DROP removes from the catalog
     return result
 
 

@@ -84,6 +84,7 @@ from drtui.core.gates import (
 from drtui.core.journal import Journal, journal_path
 from drtui.core.planning import Target, TargetKind, make_plan
 from drtui.core.postgres import connect
+from drtui.core.random_target import RandomPick, pick_target
 from drtui.core.report import TEMPLATES, write_report
 from drtui.core.runner import (
     PITR_STEPS,
@@ -138,6 +139,8 @@ class DrillRequest:
     reviewer: str = "not recorded"  # DRILL_REVIEWER
     source_env: str = PRODUCTION
     run_id: str | None = None  # chosen by a caller that follows the journal from the start (the wizard)
+    random_target: bool = False  # RANDOM_TARGET: a random kept backup, a moment uniformly inside its window
+    seed: int | None = None  # of the random pick (None: a fresh one, recorded)
 
 
 @dataclass
@@ -195,8 +198,13 @@ def run_drill(config: Config, request: DrillRequest, clock: Clock, cancel: threa
     any change."""
     env = check_gates(config, request)
     source = _check_inputs(config, env, request, clock)
+    pick = None
+    if request.random_target:  # picked before anything is touched: a drill that cannot pick is refused
+        pick = pick_target(config, source, clock, seed=request.seed, wal_source=request.wal_archive,
+                           base_backup=request.base_backup)
+        request = dataclasses.replace(request, target_time=pick.moment, base_backup=pick.backup)
     run_id = request.run_id or new_run_id(JOURNEY, env.name, clock)
-    drill = _Drill(config, env, source, request, clock, run_id)
+    drill = _Drill(config, env, source, request, clock, run_id, pick)
     journal = Journal(journal_path(config.state_dir, run_id))
     try:
         summary = run_journey(drill.journey(), journal, clock, cancel, config, listener)
@@ -225,9 +233,10 @@ class _Drill:
     (set for the engine's steps after it), the RPO measured."""
 
     def __init__(self, config: Config, env: Environment, source: Environment, request: DrillRequest, clock: Clock,
-                 run_id: str) -> None:
+                 run_id: str, random_pick: RandomPick | None = None) -> None:
         self.config, self.env, self.source, self.request, self.clock = config, env, source, request, clock
         self.run_id = run_id
+        self.random_pick = random_pick
         self.marker: Marker | None = None
         self.chosen_backup: Path | None = request.base_backup
         self.target: datetime | None = None
@@ -278,6 +287,8 @@ class _Drill:
                                             if self.request.target_time else None}}
         if self.request.base_backup:
             facts["base_backup"] = {"path": str(self.request.base_backup)}
+        if self.random_pick:
+            facts["random_target"] = self.random_pick.describe()
         return facts
 
     def _full_plan(self) -> dict[str, Any]:

@@ -25,9 +25,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from drtui.core.errors import DrError
+from drtui.core.config import Environment
+from drtui.core.errors import DrError, PostgresError
 from drtui.core.inventory.wal import fetch_segments
 from drtui.core.models import WalCoverage, format_lsn, parse_lsn, segment_name
+from drtui.core.postgres import query
 
 DEFAULT_ROW_THRESHOLD = 100  # a DELETE or UPDATE of at least this many rows of one table in one transaction
 FIRST_USER_RELFILENODE = 16384  # PostgreSQL's FirstNormalObjectId: below it, the system catalogs
@@ -58,10 +60,19 @@ class Change:
         text = f"{self.kind} {what}{rows}"
         return f"{text}; {self.note}" if self.note else text
 
+    def about(self) -> str:
+        """What a target just before this transaction says of it."""
+        return f"committed at {self.committed_at.isoformat().replace('+00:00', 'Z')}, {self.describe()}"
+
     def as_json(self) -> dict:
         return {"xid": self.xid, "committed_at": self.committed_at.isoformat().replace("+00:00", "Z"),
                 "commit_lsn": format_lsn(self.commit_lsn), "kind": self.kind, "relations": list(self.relations),
                 "rows": self.rows, "note": self.note}
+
+    @classmethod
+    def from_json(cls, data: dict) -> Change:
+        return cls(int(data["xid"]), datetime.fromisoformat(data["committed_at"]), parse_lsn(data["commit_lsn"]),
+                   data["kind"], tuple(data["relations"]), data["rows"], data.get("note", ""))
 
 
 @dataclass
@@ -233,6 +244,18 @@ CATALOG_QUERY = ("select c.relfilenode, n.nspname || '.' || c.relname from pg_cl
                  "and c.relkind in ('r', 'p', 'm')")
 
 
+def read_names(state_dir: Path, env: Environment) -> tuple[RelationNames, str]:
+    """The environment's relation names now (remembered for later), or only the remembered ones when it does not
+    answer; and why it did not ('' when it did). Backups call it too, so that names are known after a DROP."""
+    import psycopg
+
+    try:
+        rows = query(env, CATALOG_QUERY, (FIRST_USER_RELFILENODE,))
+    except (PostgresError, psycopg.Error) as exc:
+        return RelationNames({}, recall(state_dir, env.name)), getattr(exc, "title", None) or str(exc).strip()
+    return remember(state_dir, env.name, {int(r[0]): str(r[1]) for r in rows}), ""
+
+
 def memory_path(state_dir: Path, env_name: str) -> Path:
     return state_dir / f"relations-{env_name}.json"
 
@@ -242,16 +265,46 @@ def remember(state_dir: Path, env_name: str, current: dict[int, str]) -> Relatio
     path = memory_path(state_dir, env_name)
     remembered = recall(state_dir, env_name)
     merged = {**remembered, **current}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({str(k): v for k, v in sorted(merged.items())}, indent=0))
-    os.replace(tmp, path)
+    _save(path, {str(k): v for k, v in sorted(merged.items())})
     return RelationNames(current, remembered)
 
 
 def recall(state_dir: Path, env_name: str) -> dict[int, str]:
+    data = _load(memory_path(state_dir, env_name))
+    return {int(k): str(v) for k, v in data.items() if str(k).isdigit()}
+
+
+def _save(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=0))
+    os.replace(tmp, path)
+
+
+def _load(path: Path) -> dict:
     try:
-        data = json.loads(memory_path(state_dir, env_name).read_text())
+        data = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
-    return {int(k): str(v) for k, v in data.items() if str(k).isdigit()}
+    return data if isinstance(data, dict) else {}
+
+
+# -- the changes listed, for a target just before one of them ---------------------------------------------------
+
+def changes_path(state_dir: Path, env_name: str) -> Path:
+    return state_dir / f"changes-{env_name}.json"
+
+
+def remember_changes(state_dir: Path, env_name: str, changes: Iterable[Change]) -> None:
+    """Keep the changes listed (by xid), so that a target just before one of them can say what it did."""
+    path = changes_path(state_dir, env_name)
+    _save(path, _load(path) | {str(c.xid): c.as_json() for c in changes})
+
+
+def known_change(state_dir: Path, env_name: str, xid: int) -> Change | None:
+    """The change of transaction `xid` as a listing found it, or None when none did."""
+    data = _load(changes_path(state_dir, env_name)).get(str(xid))
+    try:
+        return Change.from_json(data) if data else None
+    except (KeyError, TypeError, ValueError):
+        return None

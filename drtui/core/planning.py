@@ -55,6 +55,7 @@ class Target:
     name: str | None = None
     inclusive: bool = True
     timeline: str = "latest"
+    about: str = ""  # what the transaction of an exclusive xid target did, when its events are known
 
     def settings(self) -> dict[str, str]:
         """The recovery_target_* settings for this target (values unquoted)."""
@@ -90,6 +91,8 @@ class Target:
             case TargetKind.LSN:
                 assert self.lsn is not None
                 what = f"LSN {format_lsn(self.lsn)}{edge}"
+            case TargetKind.XID if self.about and not self.inclusive:
+                what = f"just before transaction {self.xid} ({self.about})"
             case TargetKind.XID:
                 what = f"transaction {self.xid}{edge}"
             case TargetKind.NAME:
@@ -98,12 +101,13 @@ class Target:
 
     def to_json(self) -> dict[str, Any]:
         return {"kind": self.kind.value, "time": self.time.isoformat() if self.time else None, "lsn": self.lsn,
-                "xid": self.xid, "name": self.name, "inclusive": self.inclusive, "timeline": self.timeline}
+                "xid": self.xid, "name": self.name, "inclusive": self.inclusive, "timeline": self.timeline,
+                **({"about": self.about} if self.about else {})}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Target:
         return cls(TargetKind(data["kind"]), datetime.fromisoformat(data["time"]) if data["time"] else None,
-                   data["lsn"], data["xid"], data["name"], data["inclusive"], data["timeline"])
+                   data["lsn"], data["xid"], data["name"], data["inclusive"], data["timeline"], data.get("about", ""))
 
     @classmethod
     def parse(cls, kind: str, text: str | None, clock: Clock, *, inclusive: bool = True,

@@ -1,10 +1,12 @@
-"""How long a restore will take on this host, from this host's own finished restores.
+"""How long a restore will take on this host, from this host's own finished restores and drills.
 
 Every PITR journal holds its plan (the base backup's bytes, the WAL bytes it would replay) and each step's
-seconds. From the runs that finished, three numbers are measured: the bytes per second the extraction wrote,
-the WAL bytes per second the replay went through, and the seconds everything else took (planning, stopping,
-starting, verifying). The median of each predicts the next plan; with no run on record, the built-in rates
-(this machine class, research/perf-baseline.md) do, and the plan says which basis it used.
+seconds; a drill's holds the plan it made in its summary, and its restore's steps among its own. From the runs
+that finished, three numbers are measured: the bytes per second the extraction wrote, the WAL bytes per second
+the replay went through, and the seconds everything else of the restore took (stopping, starting, verifying).
+The median of each predicts the next plan; with no run on record, the built-in rates (this machine class,
+research/perf-baseline.md) do, and the plan says which basis it used. The same journals give the trend of
+predicted against achieved that `drtui drills` lists.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ BUILT_IN_EXTRACT_BYTES_PER_SECOND = 250e6
 BUILT_IN_REPLAY_BYTES_PER_SECOND = 150e6
 BUILT_IN_FIXED_SECONDS = 8.0
 MIN_SECONDS = 0.05  # a step shorter than this says nothing about a rate
-JOURNEYS = ("pitr",)
+JOURNEYS = ("pitr", "drill")
 
 
 @dataclass(frozen=True)
@@ -56,36 +58,65 @@ BUILT_IN = Rates(BUILT_IN_EXTRACT_BYTES_PER_SECOND, BUILT_IN_REPLAY_BYTES_PER_SE
 
 
 @dataclass(frozen=True)
-class _Measured:
+class Outcome:
+    """One finished run: what its plan predicted, what it achieved, and the rates it measured."""
+
+    run_id: str
+    journey: str
     started: datetime
+    ok: bool
+    predicted_seconds: float | None
+    basis: str
+    achieved_seconds: float
     extract_rate: float | None
     replay_rate: float | None
     fixed_seconds: float
 
+    def as_json(self) -> dict:
+        return {"run_id": self.run_id, "journey": self.journey, "started": self.started.isoformat(), "ok": self.ok,
+                "predicted_seconds": self.predicted_seconds, "basis": self.basis,
+                "achieved_seconds": self.achieved_seconds}
 
-def _measure(path: Path) -> _Measured | None:
-    """One finished run's rates, or None when the journal holds no usable run."""
+
+def achieved_seconds(journey: str, plan: dict, step_seconds: dict[str, float], total: float) -> float:
+    """The part of a run its plan's prediction is about: the whole run of a restore; the restore's own steps of
+    a drill (its marker, backup and checks come before and after the plan)."""
+    if journey != "drill":
+        return total
+    return sum(step_seconds.get(name, 0.0) for name in plan.get("steps") or ())
+
+
+def _measure(path: Path) -> Outcome | None:
+    """One finished run's outcome and rates, or None when the journal holds no run of a restore."""
     events = read_events(path, damage=[])
     start = next((e for e in events if isinstance(e, RunStarted)), None)
     end = next((e for e in events if isinstance(e, RunFinished)), None)
-    if start is None or end is None or not end.ok or start.journey not in JOURNEYS:
+    if start is None or end is None or start.journey not in JOURNEYS:
         return None
+    plan = (end.summary.get("plan") if start.journey == "drill" else None) or start.plan
     seconds = {e.step: e.seconds for e in events if isinstance(e, StepFinished)}
-    backup_bytes = (start.plan.get("base_backup") or {}).get("size_bytes") or 0
-    wal_bytes = max(0, (start.plan.get("required_bytes") or 0) - backup_bytes)
+    backup_bytes = (plan.get("base_backup") or {}).get("size_bytes") or 0
+    wal_bytes = max(0, (plan.get("required_bytes") or 0) - backup_bytes)
     extract, replay = seconds.get("extract"), seconds.get("follow_recovery")
     if extract is None or replay is None:
         return None
-    total = (end.at - start.at).total_seconds()
-    return _Measured(start.at,
-                     backup_bytes / extract if backup_bytes and extract >= MIN_SECONDS else None,
-                     wal_bytes / replay if wal_bytes and replay >= MIN_SECONDS else None,
-                     max(0.0, total - extract - replay))
+    achieved = achieved_seconds(start.journey, plan, seconds, (end.at - start.at).total_seconds())
+    return Outcome(start.run_id, start.journey, start.at, end.ok, plan.get("predicted_seconds"),
+                   plan.get("prediction_basis") or "", achieved,
+                   backup_bytes / extract if backup_bytes and extract >= MIN_SECONDS else None,
+                   wal_bytes / replay if wal_bytes and replay >= MIN_SECONDS else None,
+                   max(0.0, achieved - extract - replay))
+
+
+def outcomes(state_dir: Path, journeys: tuple[str, ...] = JOURNEYS, limit: int = 20) -> list[Outcome]:
+    """The newest `limit` finished restores and drills on this host (failed ones too), newest first."""
+    found = (m for path in list_runs(state_dir)[: limit * 3] if (m := _measure(path)))
+    return [m for m in found if m.journey in journeys][:limit]
 
 
 def measured_rates(state_dir: Path, limit: int = 20) -> Rates:
     """The median rates of the newest `limit` finished restores on this host, or the built-in ones."""
-    runs = [m for path in list_runs(state_dir)[: limit * 3] if (m := _measure(path))][:limit]
+    runs = [m for m in outcomes(state_dir, limit=limit * 2) if m.ok][:limit]
     if not runs:
         return BUILT_IN
     extract = [m.extract_rate for m in runs if m.extract_rate]

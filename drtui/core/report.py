@@ -49,6 +49,8 @@ from drtui.core.events import (
 )
 from drtui.core.files import atomic_path
 from drtui.core.journal import read_events
+from drtui.core.new_timeline import fresh_backup_note
+from drtui.core.prediction import achieved_seconds
 from drtui.core.run_record import ReportError, RunRecord, StepState, as_datetime, record_from_events
 from drtui.core.secrets import redact_data
 
@@ -187,6 +189,8 @@ def build_context(record: RunRecord, config: Config, *, operator: str, reviewer:
     pre = record.phase_checks("pre")
     advice = troubleshooting(record, config)
     follow_ups = [_one_line(c.data["follow_up"]) for c in post.values() if c.data.get("follow_up")]
+    follow_ups += [note] if (note := fresh_backup_note(config, record.environment, record.journey, record.ok,
+                                                       bool(record.summary.get("paused_at_target")))) else []
     issues = [f"step '{s.title}' failed: {_one_line(s.error)}" for s in record.steps if s.outcome == "failed"]
     issues += [f"check {c.data.get('title', c.name)} failed: {_one_line(c.detail)}" for c in record.failed_checks]
     if record.ok is None:
@@ -256,6 +260,7 @@ def build_context(record: RunRecord, config: Config, *, operator: str, reviewer:
         "integrity_checks": [_check_row(c) for c in post.values() if c.name not in HEALTH_CHECKS],
         "counts": counts,
         "configuration": _configuration(record, config, env),
+        "prediction": _prediction(record),
     })
 
 
@@ -326,15 +331,23 @@ def _configuration(record: RunRecord, config: Config, env: Any) -> list[tuple[st
             ("Data directory", str(plan.get("data_dir") or (env.data_dir if env else "unknown"))),
             ("API_BASE_URL", (env.api_base_url if env else None) or "not configured"),
             ("DRILL_REPORT_DIR", str(config.report_dir))]
-    for key in ("skip_backup", "pause_at_target", "incident_start", "marker"):
+    for key in ("skip_backup", "pause_at_target", "incident_start", "marker", "random_target"):
         if plan.get(key) not in (None, "", False):
             rows.append((key, str(plan[key])))
-    if plan.get("predicted_seconds"):
-        took = (record.finished_at - record.started_at).total_seconds() if record.finished_at else None
-        achieved = f"; the run took {took:.0f} s" if took is not None else ""
-        rows.append(("Predicted duration", f"{plan['predicted_seconds']:.0f} s "
-                     f"({plan.get('prediction_basis') or 'built-in rates'}){achieved}"))
     return rows
+
+
+def _prediction(record: RunRecord) -> str:
+    """The plan's predicted duration against the one achieved ('' when the plan predicted none)."""
+    plan = record.plan
+    if not plan.get("predicted_seconds"):
+        return ""
+    text = f"{plan['predicted_seconds']:.0f} s ({plan.get('prediction_basis') or 'built-in rates'})"
+    if record.finished_at is None:
+        return text
+    took = achieved_seconds(record.journey, plan, {s.name: s.seconds for s in record.steps if s.seconds is not None},
+                            (record.finished_at - record.started_at).total_seconds())
+    return text + f"; the {'restore' if record.journey == 'drill' else 'run'} took {took:.0f} s"
 
 
 def _environment(templates_dir: Path | None) -> jinja2.Environment:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 from pathlib import Path
 
@@ -9,23 +10,26 @@ import click
 
 from drtui.core import incident
 from drtui.core.clock import SystemClock
-from drtui.core.config import Config, Environment, parse_duration
-from drtui.core.errors import PostgresError, UsageError
+from drtui.core.config import PRODUCTION, Config, Environment, parse_duration
+from drtui.core.errors import UsageError
 from drtui.core.inventory.wal import scan_wal
-from drtui.core.planning import parse_target_time
-from drtui.core.postgres import query
+from drtui.core.planning import Target, parse_target_time
 from drtui.headless.common import env_option, handle_errors, json_option, pass_context
 from drtui.headless.output import err, out, out_json
 
 
 def _names(config: Config, env: Environment) -> incident.RelationNames:
     """Production's relation names now (remembered for later), or only what was remembered when it is down."""
-    try:
-        rows = query(env, incident.CATALOG_QUERY, (incident.FIRST_USER_RELFILENODE,))
-    except PostgresError as exc:
-        err(f"names: {env.name} does not answer ({exc.title}); using the names drtui remembered")
-        return incident.RelationNames({}, incident.recall(config.state_dir, env.name))
-    return incident.remember(config.state_dir, env.name, {int(r[0]): str(r[1]) for r in rows})
+    names, trouble = incident.read_names(config.state_dir, env)
+    if trouble:
+        err(f"names: {env.name} does not answer ({trouble}); using the names drtui remembered")
+    return names
+
+
+def before_change(config: Config, target: Target) -> Target:
+    """A target just before a transaction, saying what it did when a listing of production's events found it."""
+    change = incident.known_change(config.state_dir, PRODUCTION, target.xid) if target.xid is not None else None
+    return dataclasses.replace(target, about=change.about()) if change else target
 
 
 @click.command()
@@ -44,7 +48,7 @@ def _names(config: Config, env: Environment) -> incident.RelationNames:
 def events(ctx, around_text: str, span_text: str, table: str | None, threshold: int, wal_source: Path | None,
            env_name: str | None, as_json: bool) -> None:
     """What happened around TIME: tables dropped or truncated, many rows deleted or updated, DDL; each with its
-    xid, to restore to just before it (`drtui restore pitr --target-xid XID --exclusive`)."""
+    xid, to restore to just before it (`drtui restore pitr --before-xid XID`)."""
     config = ctx.config(env_name)
     env = config.environment(env_name or "production")
     around = parse_target_time(around_text, SystemClock())
@@ -60,6 +64,7 @@ def events(ctx, around_text: str, span_text: str, table: str | None, threshold: 
         raise UsageError(f"WAL source {source} does not exist", "pass --wal-source or fix wal_archive")
     coverage = scan_wal(source)
     changes = incident.read_changes(coverage, env.pg_bin, around, span, _names(config, env), threshold)
+    incident.remember_changes(config.state_dir, env.name, changes)
     if table:
         changes = [c for c in changes if any(_same_table(name, table) for name in c.relations)]
     if as_json:
@@ -80,5 +85,5 @@ def _print(changes: list[incident.Change], around, span: timedelta, source: Path
     for change in changes:
         out(f"  {change.committed_at.strftime(stamp)[:-3]}Z  xid {change.xid:<8} {change.describe()}")
     if changes:
-        out("To restore to just before one of them: drtui restore pitr --target-xid XID --exclusive ...")
+        out("To restore to just before one of them: drtui restore pitr --before-xid XID ...")
 

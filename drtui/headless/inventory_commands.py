@@ -19,6 +19,7 @@ from drtui.core.inventory import Inventory, scan
 from drtui.core.models import Window, format_lsn
 from drtui.core.status import SEVERITY
 from drtui.headless.common import env_option, handle_errors, json_option, pass_context
+from drtui.headless.compare_output import paused_lines
 from drtui.headless.output import out, out_json
 from drtui.headless.printer import interrupted_lines
 
@@ -290,6 +291,8 @@ def _print_status(site: _Site, now: datetime, titled: bool) -> None:
         out("In recovery")
         for r in recovering:
             out(f"  {r.environment}: {r.detail}")
+            for line in paused_lines(site.config, r.environment) if r.state == "paused" else []:
+                out(f"    {line}")
             out(f"    next: {r.next}")
     out()
     out("Checks")

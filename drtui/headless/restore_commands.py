@@ -15,11 +15,13 @@ from pathlib import Path
 import click
 
 from drtui.core.clock import SystemClock
+from drtui.core.compare import Comparison
 from drtui.core.config import Config, Environment
 from drtui.core.errors import UsageError
 from drtui.core.gates import ApprovedPlan, GateRefused, approve, confirmation_from_environ, evaluate, gather_facts
 from drtui.core.journal import Journal, follow, journal_damage, journal_path, list_runs, read_events
 from drtui.core.lock import process_start
+from drtui.core.new_timeline import fresh_backup_note
 from drtui.core.planning import (
     DumpPlan,
     Plan,
@@ -36,6 +38,8 @@ from drtui.core.runner import execute, new_run_id
 from drtui.core.status import interrupted_run
 from drtui.core.steps.dump import check_inputs as check_dump_inputs
 from drtui.headless.common import env_option, handle_errors, json_option, pass_context, record_options
+from drtui.headless.compare_output import paused_comparison, paused_lines
+from drtui.headless.events_command import before_change
 from drtui.headless.output import ExitCode, err, out, out_json
 from drtui.headless.printer import EventPrinter, summary_lines
 from drtui.headless.targets import make_target
@@ -54,6 +58,8 @@ def restore() -> None:
               help="immediate (end of the base backup) or latest (end of the WAL) (RECOVERY_TARGET).")
 @click.option("--target-lsn", default=None, help="Recover to this LSN, e.g. 0/3000060.")
 @click.option("--target-xid", default=None, help="Recover to this transaction id.")
+@click.option("--before-xid", default=None, metavar="XID",
+              help="Recover to just before this transaction (one `drtui events` lists), without it.")
 @click.option("--target-name", default=None, help="Recover to this restore point (pg_create_restore_point).")
 @click.option("--exclusive", is_flag=True, help="Stop just before the target instead of just after it.")
 @click.option("--target-timeline", default=None, help="latest (default), current, or a timeline number.")
@@ -63,6 +69,8 @@ def restore() -> None:
               help="WAL folder or wal_archive_*.tar.gz (WAL_ARCHIVE); default: the live archive.")
 @click.option("--incident-start", default=None, help="When the incident began: the RTO clock starts there.")
 @click.option("--pause-at-target", is_flag=True, help="Pause at the target (read-only) instead of promoting.")
+@click.option("--then-backup", is_flag=True,
+              help="After a restore over production, take a fresh base backup of its new timeline at once.")
 @click.option("--dry-run", is_flag=True, help="Print the plan and stop.")
 @click.option("--yes", is_flag=True, help="Confirm, like CONFIRM_PITR_RESTORE=YES.")
 @click.option("--report", "write_record", is_flag=True, help="Write the run's PITR DR drill record to report_dir.")
@@ -71,20 +79,30 @@ def restore() -> None:
 @json_option
 @pass_context
 @handle_errors
-def pitr(ctx, target_time, recovery_target, target_lsn, target_xid, target_name, exclusive, target_timeline,
-         base_backup, wal_archive, incident_start, pause_at_target, dry_run, yes, write_record, operator, reviewer,
-         env_name, as_json) -> None:
+def pitr(ctx, target_time, recovery_target, target_lsn, target_xid, before_xid, target_name, exclusive,
+         target_timeline, base_backup, wal_archive, incident_start, pause_at_target, then_backup, dry_run, yes,
+         write_record, operator, reviewer, env_name, as_json) -> None:
     """Point-in-time recovery of an environment (pitr_restore.sh)."""
     clock = SystemClock()
     config = ctx.config(env_name)
     env = config.environment(env_name)
     target = make_target(recovery_target, target_time_option(target_time, os.environ), target_lsn, target_xid,
-                         target_name, exclusive=exclusive, timeline=target_timeline, clock=clock)
+                         target_name, exclusive=exclusive, timeline=target_timeline, clock=clock,
+                         before_xid=before_xid)
+    if before_xid:
+        target = before_change(config, target)
+    if then_backup and (not env.is_production or pause_at_target):
+        paused = env.is_production
+        raise UsageError(f"--then-backup is for a restore that promotes production, not {env.name}"
+                         + (" paused at its target" if paused else ""),
+                         "drop --then-backup" + ("; after `drtui restore promote`, take one with `drtui backup base`"
+                                                 if paused else " (a fresh backup follows a restore of production)"))
     incident = parse_target_time(incident_start, clock) if incident_start else None
     plan = make_plan(config, env, target, clock=clock, base_backup=base_backup, wal_source=wal_archive,
                      pause_at_target=pause_at_target, incident_start=incident)
     sys.exit(print_or_run(plan, "pitr", config, env, env_name, dry_run=dry_run, yes=yes, as_json=as_json,
-                          record=Record(operator or current_user(), reviewer) if write_record else None))
+                          record=Record(operator or current_user(), reviewer) if write_record else None,
+                          then_backup=then_backup))
 
 
 @restore.command("staging")
@@ -151,6 +169,8 @@ def advance_command(ctx, target_time, recovery_target, target_lsn, target_xid, t
     else:
         out(f"{env.name}: {'paused at' if summary['paused'] else 'recovered past the end of the WAL and promoted at'} "
             f"{target.describe()} (last replayed transaction {summary['replayed_to'] or 'unknown'})")
+        for line in paused_lines(config, env.name) if summary["paused"] else []:
+            out(line)
 
 
 @restore.command("promote")
@@ -182,7 +202,7 @@ class Record:
 
 
 def print_or_run(plan: Plan | DumpPlan, journey: str, config: Config, env: Environment, env_name: str | None, *,
-                 dry_run: bool, yes: bool, as_json: bool, record: Record | None) -> int:
+                 dry_run: bool, yes: bool, as_json: bool, record: Record | None, then_backup: bool = False) -> int:
     """--dry-run prints the plan; otherwise the gates and the confirmation approve it and it runs here."""
     if dry_run:
         if as_json:
@@ -194,11 +214,11 @@ def print_or_run(plan: Plan | DumpPlan, journey: str, config: Config, env: Envir
     clock = SystemClock()
     approved = approve(plan, evaluate(plan, gather_facts(config, env, env_name)),
                        confirmation_from_environ(journey, os.environ, yes, env_name), clock)
-    return run_foreground(approved, config, as_json, record=record)
+    return run_foreground(approved, config, as_json, record=record, then_backup=then_backup)
 
 
 def run_foreground(approved: ApprovedPlan, config: Config, as_json: bool, run_id: str | None = None,
-                   record: Record | None = None) -> int:
+                   record: Record | None = None, then_backup: bool = False) -> int:
     """Execute in this process, printing events as they come, then write the run's record if asked;
     returns the exit code."""
     clock = SystemClock()
@@ -216,13 +236,37 @@ def run_foreground(approved: ApprovedPlan, config: Config, as_json: bool, run_id
 
         summary["report"] = str(write_report(config, journal.path, operator=record.operator,
                                              reviewer=record.reviewer))
+    note = fresh_backup_note(config, plan.environment, plan.journey, result.ok, result.paused)
+    fresh = fresh_backup(config, plan.environment) if note and then_backup else None
+    if note:
+        summary["new_timeline"] = note
+    if fresh is not None:
+        summary["then_backup"] = fresh
+    compared = paused_comparison(config, plan.environment) if result.paused else None
+    if compared is not None:
+        summary["comparison"] = compared.as_json() if isinstance(compared, Comparison) else {"error": compared}
     with contextlib.suppress(OSError):  # the terminal may be gone (SIGHUP); the journal has it all
         if as_json:
             out_json(summary)
         else:
-            for line in summary_lines(summary):
+            for line in summary_lines(summary) + (paused_lines(config, plan.environment, compared) if compared else []):
                 out(line)
-    return ExitCode.OK if result.ok else ExitCode.FAILED
+            if note:
+                out(f"  next          {note}")
+            if fresh is not None:
+                out(f"  fresh backup  {fresh.get('error') or ', '.join(a['path'] for a in fresh['artifacts'])}")
+    return ExitCode.OK if result.ok and not (fresh or {}).get("error") else ExitCode.FAILED
+
+
+def fresh_backup(config: Config, env_name: str) -> dict:
+    """`drtui backup base` of the environment, as its --json says (or the error and its hint)."""
+    from drtui.core import backup
+    from drtui.core.errors import DrError
+
+    try:
+        return backup.base(config, config.environment(env_name), SystemClock()).as_dict()
+    except DrError as exc:
+        return {"error": f"the fresh base backup failed: {exc.title}", "hint": exc.hint}
 
 
 @click.command("_run", hidden=True)

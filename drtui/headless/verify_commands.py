@@ -21,6 +21,7 @@ from drtui.core.postgres import current_user
 from drtui.core.report import DrillEntry, drill_history, record_from_events, write_report
 from drtui.core.runner import is_operation
 from drtui.headless.common import env_option, handle_errors, json_option, pass_context, record_options
+from drtui.headless.drill_commands import drill_trend, trend_lines
 from drtui.headless.output import ExitCode, err, out, out_json
 
 WORDS = {core.PASSED: "PASS", core.FAILED: "FAIL", core.SKIPPED: "SKIP"}
@@ -106,8 +107,9 @@ def drills(ctx, check: bool, as_json: bool) -> None:
         if verdict.todo:
             out(f"  {verdict.todo}")
         sys.exit(int(verdict.level))
+    trend = drill_trend(config)
     if as_json:
-        out_json(history.as_json() | {"report_dir": str(config.report_dir)})
+        out_json(history.as_json() | {"report_dir": str(config.report_dir), "trend": [t.as_json() for t in trend]})
         return
     if not history.entries:
         out(f"no drill records in {config.report_dir}")
@@ -115,6 +117,8 @@ def drills(ctx, check: bool, as_json: bool) -> None:
         out(f"{'DATE':<21} {'RESULT':<7} {'RTO':>10} {'RPO':>10}  REPORT")
         for entry in history.entries:
             out(_row(entry))
+    for line in trend_lines(trend):
+        out(line)
     last = history.last_pass
     if last and last.date:
         out(f"last passing drill: {last.date.date()} ({_age(now, last.date)} ago)")

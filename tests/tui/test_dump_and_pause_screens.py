@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -82,6 +83,8 @@ def test_home_shows_staging_paused_in_recovery_and_the_result_names_promote_and_
     assert done.exit_code == 0, done.output
     summary = json.loads(done.stdout)
     assert summary["paused_at_target"] is True
+    counted = {t["table"]: t for t in summary["comparison"]["tables"]}  # look before you leap, in --json too
+    assert counted["public.bookings"]["candidate"] is not None and summary["comparison"]["production"] == "production"
 
     async def scenario() -> None:
         app = DrApp(world.config(), SystemClock())
@@ -101,6 +104,9 @@ def test_home_shows_staging_paused_in_recovery_and_the_result_names_promote_and_
             text = screen_text(app)
             assert "paused at the target" in text
             assert "drtui restore promote --env staging" in text and "drtui restore advance --env staging" in text
+            await _until(pilot, lambda: "Rows per table in staging, paused at the target against production"
+                         in screen_text(app))  # look before you leap: counted in a worker
+            assert re.search(r"public\.bookings\s+\d+\s+production \d+", screen_text(app))
 
     asyncio.run(scenario())
 

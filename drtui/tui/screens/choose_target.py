@@ -10,8 +10,10 @@ from textual.screen import Screen
 from textual.widgets import Checkbox, Collapsible, Footer, Header, Input, Select, Static
 
 from drtui.core.errors import DrError
+from drtui.core.incident import Change
 from drtui.core.planning import BackupChoice, InventoryView, Target, TargetError, TargetKind, check_target
 from drtui.tui.format import short_time, utc, utc_and_local
+from drtui.tui.screens.events import open_events, with_what_it_did
 from drtui.tui.widgets.coverage_timeline import CoverageTimeline
 
 KINDS = [("time", "time"), ("immediate (end of the backup)", "immediate"), ("latest (end of the WAL)", "latest"),
@@ -26,6 +28,7 @@ class ChooseTargetScreen(Screen[Target | None]):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+n", "next", "Next", priority=True),
+        Binding("ctrl+t", "events", "What happened here", priority=True),
         Binding("escape", "back", "Back"),
     ]
 
@@ -34,6 +37,7 @@ class ChooseTargetScreen(Screen[Target | None]):
         self.inventory = inventory
         self.chosen = chosen
         self.target: Target | None = None
+        self.events_seen: list[Change] = []  # what "what happened here" found: marked, and named in the target
 
     def compose(self) -> ComposeResult:
         window = self.chosen.window
@@ -105,6 +109,7 @@ class ChooseTargetScreen(Screen[Target | None]):
         try:
             target = self._build()
             check_target(target, self.chosen.backup, self.chosen.window, self.inventory)
+            target = with_what_it_did(target, self.events_seen)
         except ValueError as exc:
             verdict.update(f"[dim]○ {exc}[/]")
             return
@@ -124,6 +129,9 @@ class ChooseTargetScreen(Screen[Target | None]):
             self.notify("the target is not valid yet; see the line under the field", severity="warning")
             return
         self.dismiss(self.target)
+
+    def action_events(self) -> None:
+        open_events(self)
 
     def action_back(self) -> None:
         self.dismiss(None)

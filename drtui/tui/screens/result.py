@@ -18,6 +18,7 @@ from drtui.core.promote import pause_hint
 from drtui.core.report import write_report
 from drtui.tui.format import FAILED, duration, state_markup, utc
 from drtui.tui.run_state import RunView
+from drtui.tui.widgets.after_run import after_run_panels, take_fresh_backup
 
 NOT_RECORDED = "not recorded"
 
@@ -63,6 +64,7 @@ class ResultScreen(Screen[None]):
         Binding("escape", "app.pop_screen", "Back to the run"),
         Binding("h", "home", "Home"),
         Binding("w", "write_record", "Write the record"),
+        Binding("b", "fresh_backup", "Fresh base backup", show=False),
     ]
 
     def __init__(self, view: RunView) -> None:
@@ -79,6 +81,7 @@ class ResultScreen(Screen[None]):
             yield Static(self._verdict(), id="verdict")
             yield Static(self._objectives(), id="objectives", classes="panel")
             yield Static(self._checks(), id="checks", classes="panel")
+            yield from after_run_panels(self.view, self.app.config)  # type: ignore[attr-defined]
             if not self.view.ok:
                 yield Static(self._failure(), id="failure", classes="panel")
             yield Static(self._records(), id="records", classes="panel")
@@ -192,6 +195,9 @@ class ResultScreen(Screen[None]):
         self.report = message.path
         self.query_one("#records", Static).update(self._records())
         self.notify(f"record written: {message.path}")
+
+    def action_fresh_backup(self) -> None:
+        take_fresh_backup(self)
 
     def action_home(self) -> None:
         self.app.action_home()  # type: ignore[attr-defined]

@@ -85,9 +85,10 @@ class CoverageTimeline(Widget, can_focus=True):
             return self.timeline
 
     def __init__(self, coverage: WalCoverage | None, backups: list[BaseBackup], windows: list[Window],
-                 now: datetime, chosen: int = 0, **kwargs: object) -> None:
+                 now: datetime, chosen: int = 0, marks: list[datetime] | None = None, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.coverage = coverage
+        self.marks = marks or []  # moments to point out: the destructive transactions found around the cursor
         self.backups = backups
         self.windows = windows
         self.chosen = chosen
@@ -131,6 +132,11 @@ class CoverageTimeline(Widget, can_focus=True):
         self.cursor = min(max(moment, self.start), self.end)
         self.post_message(self.CursorMoved(self, self.cursor, self.reachable(self.cursor)))
 
+    def set_marks(self, marks: list[datetime]) -> None:
+        self.marks = marks
+        self.border_subtitle = self.border_subtitle.removesuffix(" ✕ event") + (" ✕ event" if marks else "")
+        self.refresh(layout=True)
+
     def choose_backup(self, index: int) -> None:
         self.chosen = index
         if self.cursor is not None:
@@ -154,7 +160,7 @@ class CoverageTimeline(Widget, can_focus=True):
             self.set_cursor(self._time_at(column))
 
     def get_content_height(self, container: object, viewport: object, width: int) -> int:
-        return 4 + max(len(self.spans), 1)
+        return 4 + max(len(self.spans), 1) + (1 if self.marks else 0)
 
     def render(self) -> Text:
         cols = self.columns
@@ -200,6 +206,13 @@ class CoverageTimeline(Widget, can_focus=True):
                 reach[col] = "━"
         text.append("reach".ljust(LABEL), style="dim")
         self._row(text, ["cyan"] * cols, reach, cursor_col)
+
+        if self.marks:
+            events = [" "] * cols
+            for moment in self.marks:
+                events[self._column_of(moment)] = "✕"
+            text.append("events".ljust(LABEL), style="dim")
+            self._row(text, ["bold red" if c == "✕" else "" for c in events], events, cursor_col)
 
         if self.cursor is not None:
             ok = self.reachable(self.cursor)
