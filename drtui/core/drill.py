@@ -85,12 +85,12 @@ from drtui.core.journal import Journal, journal_path
 from drtui.core.planning import Target, TargetKind, make_plan
 from drtui.core.postgres import connect
 from drtui.core.report import TEMPLATES, write_report
+from drtui.core.run_record import RunRecord
 from drtui.core.runner import (
     PITR_STEPS,
     DrillFacts,
     Journey,
     RunSummary,
-    StepLedger,
     new_run_id,
     recover_restore,
     run_journey,
@@ -247,11 +247,11 @@ class _Drill:
         return Journey(JOURNEY, self.env, steps, None, lambda _ctx: self._plan_facts(), self._recover, self._finish)
 
     @staticmethod
-    def _recover(ctx: StepContext, failed: Step, completed: list[Step], hint: str, ledger: StepLedger) -> str:
+    def _recover(ctx: StepContext, failed: Step, completed: list[Step], hint: str, record: RunRecord) -> str:
         """A failed engine step is undone like a restore's; the drill's own steps change nothing to undo."""
         if not isinstance(failed, PITR_STEPS):
             return hint
-        return recover_restore(ctx, failed, [s for s in completed if isinstance(s, PITR_STEPS)], hint, ledger)
+        return recover_restore(ctx, failed, [s for s in completed if isinstance(s, PITR_STEPS)], hint, record)
 
     def _finish(self, summary: RunSummary, ctx: StepContext, checks: list[CheckCompleted]) -> RunSummary:
         failed_check = any(c.outcome == FAILED for c in checks if c.data.get("phase") != "pre")
