@@ -6,8 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from drtui.core.events import CheckCompleted
-from drtui.core.events import RunStarted, StepFinished, StepStarted
+from drtui.core.events import CheckCompleted, RunStarted, StepFinished, StepStarted
 from drtui.core.run_record import RunRecord, StepState
 from drtui.core.runner import DrillFacts, RollbackFacts, RunSummary
 
