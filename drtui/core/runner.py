@@ -236,6 +236,40 @@ def run_journey(journey: Journey, journal: Journal, clock: Clock, cancel: thread
                 listener: Callable[[Event], None] | None = None) -> RunSummary:
     """Take the environment's lock (refused: no journal), run the journey's steps and release the lock."""
     run_id = journal.path.stem
+    try:
+        lock = _take_lock(journey, run_id, config, clock)
+    except DrError:
+        if journal.path.exists() and journal.path.stat().st_size == 0:
+            journal.path.unlink()  # a refused run leaves no journal
+        raise
+    try:
+        return _guarded(journey, journal, clock, cancel, config, listener, run_id)
+    finally:
+        lock.release()
+
+
+def run_operation(name: str, env: Environment, steps: list[Step], config: Config, clock: Clock,
+                  listener: Callable[[Event], None] | None = None) -> RunSummary:
+    """Run an operation on a restore (rollback, promote, advance) into a journal of its own, opened once the
+    lock is held: no plan, no RTO clock, and nothing undone after a failure (the summary says what failed and
+    what to do). A step leaves what the summary adds (RollbackFacts) in `ctx.facts["rollback"]`."""
+    run_id = new_run_id(name, env.name, clock)
+    journey = Journey(name, env, steps, None, lambda _ctx: {}, lambda _ctx, _step, _done, hint, _record: hint,
+                      lambda summary, ctx, _checks: dataclasses.replace(summary, rollback=ctx.facts.get("rollback")),
+                      operation=True)
+    lock = _take_lock(journey, run_id, config, clock)
+    try:
+        journal = Journal(journal_path(config.state_dir, run_id))
+        try:
+            return _guarded(journey, journal, clock, threading.Event(), config, listener, run_id)
+        finally:
+            journal.close()
+    finally:
+        lock.release()
+
+
+def _take_lock(journey: Journey, run_id: str, config: Config, clock: Clock) -> EnvLock:
+    """The environment's lock, held for `run_id`; a refusal (LockBusy, InterruptedRunFound) holds nothing."""
     lock = EnvLock(config.state_dir, journey.env.name)
     try:
         lock.acquire(run_id, clock)
@@ -243,31 +277,16 @@ def run_journey(journey: Journey, journal: Journal, clock: Clock, cancel: thread
             _refuse_after_interrupted(config, journey.env)
     except DrError:
         lock.release()
-        if journal.path.exists() and journal.path.stat().st_size == 0:
-            journal.path.unlink()  # a refused run leaves no journal
         raise
-    try:
-        with SignalGuard(cancel) as guard:
-            if journey.operation:  # a few renames, a restart, a promotion: stopped halfway, it strands the server
-                guard.hold()
-            return _run(journey, journal, clock, cancel, config, listener, run_id, guard)
-    finally:
-        lock.release()
+    return lock
 
 
-def run_operation(name: str, env: Environment, steps: list[Step], config: Config, clock: Clock,
-                  listener: Callable[[Event], None] | None = None) -> RunSummary:
-    """Run an operation on a restore (rollback, promote, advance) into a journal of its own: no plan, no RTO
-    clock, and nothing undone after a failure (the summary says what failed and what to do). A step leaves
-    what the summary adds (RollbackFacts) in `ctx.facts["rollback"]`."""
-    journal = Journal(journal_path(config.state_dir, new_run_id(name, env.name, clock)))
-    journey = Journey(name, env, steps, None, lambda _ctx: {}, lambda _ctx, _step, _done, hint, _record: hint,
-                      lambda summary, ctx, _checks: dataclasses.replace(summary, rollback=ctx.facts.get("rollback")),
-                      operation=True)
-    try:
-        return run_journey(journey, journal, clock, threading.Event(), config, listener)
-    finally:
-        journal.close()
+def _guarded(journey: Journey, journal: Journal, clock: Clock, cancel: threading.Event, config: Config,
+             listener: Callable[[Event], None] | None, run_id: str) -> RunSummary:
+    with SignalGuard(cancel) as guard:
+        if journey.operation:  # a few renames, a restart, a promotion: stopped halfway, it strands the server
+            guard.hold()
+        return _run(journey, journal, clock, cancel, config, listener, run_id, guard)
 
 
 def _refuse_after_interrupted(config: Config, env: Environment) -> None:
