@@ -86,15 +86,8 @@ from drtui.core.planning import Target, TargetKind, make_plan
 from drtui.core.postgres import connect
 from drtui.core.report import TEMPLATES, write_report
 from drtui.core.run_record import RunRecord
-from drtui.core.runner import (
-    PITR_STEPS,
-    DrillFacts,
-    Journey,
-    RunSummary,
-    new_run_id,
-    recover_restore,
-    run_journey,
-)
+from drtui.core.run_summary import DrillFacts, RunSummary
+from drtui.core.runner import PITR_STEPS, Journey, new_run_id, recover_restore, run_journey
 from drtui.core.steps import Step, StepContext
 
 JOURNEY = "drill"

@@ -11,7 +11,8 @@ from drtui.core.clock import Clock, stamp
 from drtui.core.config import Config, Environment
 from drtui.core.dump_checks import DumpRefused, other_sessions
 from drtui.core.events import Event
-from drtui.core.runner import RollbackFacts, RunSummary, run_operation
+from drtui.core.run_summary import RollbackFacts, RunSummary
+from drtui.core.runner import run_operation
 from drtui.core.steps import Step, StepContext
 from drtui.core.steps.dump import PRE_RESTORE, pre_restore_dumps, put_back
 

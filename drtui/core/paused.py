@@ -29,7 +29,8 @@ from drtui.core.journal import list_runs
 from drtui.core.models import format_lsn, parse_lsn, segment_name
 from drtui.core.planning import Plan, PlanError, Target, TargetKind, check_target, plan_from_json
 from drtui.core.promote import next_step, paused_status, position, recovery_state
-from drtui.core.runner import RunSummary, is_operation, run_operation
+from drtui.core.run_summary import RunSummary
+from drtui.core.runner import is_operation, run_operation
 from drtui.core.steps import Step, StepContext
 from drtui.core.steps.pitr import StartApp, Verify
 

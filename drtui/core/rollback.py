@@ -23,7 +23,8 @@ from drtui.core.dump_rollback import pending_dump_restore, roll_back_dump
 from drtui.core.errors import DrError, ErrorKind
 from drtui.core.events import Event, RunFinished
 from drtui.core.lock import EnvLock, LockBusy
-from drtui.core.runner import RollbackFacts, RunSummary, is_operation, run_operation
+from drtui.core.run_summary import RollbackFacts, RunSummary
+from drtui.core.runner import is_operation, run_operation
 from drtui.core.status import InterruptedRun, interrupted_run, newest_run
 from drtui.core.steps import Step, StepContext
 from drtui.core.steps.pitr import StartApp

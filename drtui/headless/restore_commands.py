@@ -32,7 +32,8 @@ from drtui.core.planning import (
 from drtui.core.postgres import current_user
 from drtui.core.rollback import is_production_like, plan_rollback, roll_back
 from drtui.core.run_record import RunRecord
-from drtui.core.runner import RunSummary, execute, new_run_id
+from drtui.core.run_summary import RunSummary
+from drtui.core.runner import execute, new_run_id
 from drtui.core.status import interrupted_run
 from drtui.core.steps.dump import check_inputs as check_dump_inputs
 from drtui.headless.common import env_option, handle_errors, json_option, pass_context, record_options

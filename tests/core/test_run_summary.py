@@ -8,7 +8,7 @@ from pathlib import Path
 
 from drtui.core.events import CheckCompleted, RunStarted, StepFinished, StepStarted
 from drtui.core.run_record import RunRecord, StepState
-from drtui.core.runner import DrillFacts, RollbackFacts, RunSummary
+from drtui.core.run_summary import DrillFacts, RollbackFacts, RunSummary
 
 AT = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 STEPS = (StepState("preflight", "Preflight", outcome="done", seconds=1.5),
