@@ -11,12 +11,12 @@ from pathlib import Path
 import click
 
 from drtui.core.clock import SystemClock
-from drtui.core.drill import DrillRequest, describe_result, run_drill
+from drtui.core.drill import DrillRequest, run_drill
 from drtui.core.planning import parse_target_time, target_time_option
 from drtui.core.postgres import current_user
 from drtui.headless.common import env_option, handle_errors, json_option, pass_context, record_options
 from drtui.headless.output import ExitCode, out, out_json
-from drtui.headless.printer import EventPrinter
+from drtui.headless.printer import EventPrinter, drill_lines
 
 
 @click.command()
@@ -60,6 +60,6 @@ def drill(ctx, target_time, base_backup, wal_archive, skip_backup, operator, rev
     if as_json:
         out_json(summary)
     else:
-        for line in describe_result(summary):
+        for line in drill_lines(summary):
             out(line)
     sys.exit(ExitCode.OK if result.ok else ExitCode.FAILED)
