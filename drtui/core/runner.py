@@ -235,7 +235,7 @@ def _run(journey: Journey, journal: Journal, clock: Clock, cancel: threading.Eve
                       emit=emit, run_id=run_id, stamp=backend.free_stamp(started), facts={"started": started})
     emit(RunStarted(started, run_id, journey.name, env.name, [s.name for s in steps], journey.started_plan(ctx),
                     os.getpid()))
-    for step in steps:
+    for step in steps:  # RunStarted names the steps; the summary gives every one its title, run or not
         record.all_steps[step.name].title = step.title
     completed: list[Step] = []
     failure: tuple[Step, str, str] | None = None
