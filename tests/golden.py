@@ -9,7 +9,9 @@ What varies between two runs is masked first, so a golden file fails only when t
   segment names → `<segment>`, "3.2 s"/"1.5 min"-like durations → `<duration>`, sizes → `<size>`, a run id's
   random suffix → `<id>`, a socket path's port → `<port>`, the server's version → `PostgreSQL <version>`, bare
   byte counts → `<n>`;
-- in JSON: the same in every string, and numbers under keys that measure (see VARYING_KEYS) → `<number>`.
+- in JSON: a whole value that is a time in the one `--json` format (ISO-8601 UTC with a Z) → `<utc>`, any other
+  time → `<time>` as in text (tests/headless/test_json_shapes.py finds those), the same masks in every string,
+  and numbers under keys that measure (see VARYING_KEYS) → `<number>`.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ TEXT_PATTERNS = [
     (re.compile(r"PostgreSQL \d+\.\d+ \([^()]*\)"), "PostgreSQL <version>"),
     (re.compile(r"\b\d{7,}\b"), "<n>"),  # bare byte counts (free disk)
 ]
+UTC_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{6})?Z")  # drtui.core.jsonshape.json_time
 VARYING_KEYS = re.compile(r"(seconds|bytes|size|pid|lsn|segments|age|_at|elapsed|took|count|rows|xid|port|^value$)",
                           re.IGNORECASE)
 
@@ -56,7 +59,7 @@ def normalize(data: Any, roots: Iterable[Path] = (), *, live: bool = True, key: 
     if isinstance(data, list):
         return [normalize(v, roots, live=live, key=key) for v in data]
     if isinstance(data, str):
-        return normalize_text(data, roots, live=live)
+        return "<utc>" if live and UTC_TIME.fullmatch(data) else normalize_text(data, roots, live=live)
     if live and isinstance(data, int | float) and not isinstance(data, bool) and VARYING_KEYS.search(key):
         return "<number>"
     return data

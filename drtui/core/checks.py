@@ -476,7 +476,7 @@ def measure_rpo(env: Environment, target: datetime | None, failure_time: datetim
             last, source, reason = row[0], "commit_timestamp", (
                 "pg_last_committed_xact() (track_commit_timestamp is on; no replay since the server started)")
         if last is None:
-            last = _max_created_at(conn, list(tables or env.sample_tables))
+            last = max_created_at(conn, list(tables or env.sample_tables))
             source, reason = "created_at", (
                 "max(created_at) of the sample tables: the server replayed no transaction since it started and "
                 "track_commit_timestamp is off" if replayed else
@@ -488,7 +488,7 @@ def measure_rpo(env: Environment, target: datetime | None, failure_time: datetim
     return RpoMeasure(last, source, reason, target, failure_time, rpo, against if reference else None)
 
 
-def _max_created_at(conn: psycopg.Connection, tables: list[str]) -> datetime | None:
+def max_created_at(conn: psycopg.Connection, tables: list[str]) -> datetime | None:
     latest = None
     for table in tables:
         if not _has_created_at(conn, table):

@@ -27,7 +27,7 @@ transaction that wrote those tables has finished: each of those committed before
 commit time before it, and each writer that queued behind the lock commits after the lock is gone, with a
 commit time after the target. Recovery to that time, inclusive, replays exactly the commits up to it, so the
 restored tables hold exactly the rows counted. Writers wait for as long as the counts take (milliseconds on the
-sandbox's tables; a count grows with its table); the lock waits at most LOCK_TIMEOUT for a long writing
+sandbox's tables; a count grows with its table); the lock waits at most drill_source.LOCK_TIMEOUT for a long writing
 transaction, since new writers queue behind it meanwhile.
 
 To give recovery a commit after the target to stop at even when production is idle, the drill then commits a
@@ -53,7 +53,7 @@ import os
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -63,10 +63,18 @@ import psycopg
 from psycopg import sql
 
 from drtui.core import backup
-from drtui.core.checks import FAILED, PASSED, SKIPPED, RpoMeasure, measure_rpo, run_checks
+from drtui.core.checks import FAILED, PASSED, SKIPPED, RpoMeasure, max_created_at, measure_rpo, run_checks
 from drtui.core.clock import Clock, stamp
 from drtui.core.config import PRODUCTION, Config, Environment
-from drtui.core.errors import DrError, UsageError
+from drtui.core.drill_source import (
+    DrillStepError,
+    counts_at,
+    counts_text,
+    marker_shape_problem,
+    pin_target,
+    tracks_commit_times,
+)
+from drtui.core.errors import UsageError
 from drtui.core.events import (
     CheckCompleted,
     Event,
@@ -86,16 +94,9 @@ from drtui.core.planning import Target, TargetKind, make_plan
 from drtui.core.postgres import connect
 from drtui.core.random_target import RandomPick, pick_target
 from drtui.core.report import TEMPLATES, write_report
-from drtui.core.runner import (
-    PITR_STEPS,
-    DrillFacts,
-    Journey,
-    RunSummary,
-    StepLedger,
-    new_run_id,
-    recover_restore,
-    run_journey,
-)
+from drtui.core.run_record import RunRecord
+from drtui.core.run_summary import DrillFacts, RunSummary
+from drtui.core.runner import PITR_STEPS, Journey, new_run_id, recover_restore, run_journey
 from drtui.core.steps import Step, StepContext
 
 JOURNEY = "drill"
@@ -103,8 +104,6 @@ MARKER_TABLE = "dr_drill_markers"
 # drtui's own marker table, for when dr_drill_markers exists in another shape (the runbook's shell drill's).
 OWN_MARKER_TABLE = "drtui_drill_markers"
 ARCHIVE_WAIT_SECONDS = 120
-# Writers queue behind the SHARE lock while it waits: never let them wait long.
-LOCK_TIMEOUT = "5s"
 SMOKE_TIMEOUT_SECONDS = 900
 SMOKE_LOG_LINES = 40
 
@@ -119,10 +118,6 @@ DRILL_STEPS = (("pre_health", "Pre-drill health check of staging"),
                ("backup", "Create a fresh base backup"),
                ("plan", "Pick the target, archive its WAL, plan the restore"))
 AFTER_STEPS = (("integrity", "Verify data integrity"), ("smoke", "Run the smoke tests"))
-
-
-class DrillStepError(DrError):
-    """A drill step (outside the restore engine) could not do its work, or its checks failed."""
 
 
 @dataclass(frozen=True)
@@ -256,11 +251,11 @@ class _Drill:
         return Journey(JOURNEY, self.env, steps, None, lambda _ctx: self._plan_facts(), self._recover, self._finish)
 
     @staticmethod
-    def _recover(ctx: StepContext, failed: Step, completed: list[Step], hint: str, ledger: StepLedger) -> str:
+    def _recover(ctx: StepContext, failed: Step, completed: list[Step], hint: str, record: RunRecord) -> str:
         """A failed engine step is undone like a restore's; the drill's own steps change nothing to undo."""
         if not isinstance(failed, PITR_STEPS):
             return hint
-        return recover_restore(ctx, failed, [s for s in completed if isinstance(s, PITR_STEPS)], hint, ledger)
+        return recover_restore(ctx, failed, [s for s in completed if isinstance(s, PITR_STEPS)], hint, record)
 
     def _finish(self, summary: RunSummary, ctx: StepContext, checks: list[CheckCompleted]) -> RunSummary:
         failed_check = any(c.outcome == FAILED for c in checks if c.data.get("phase") != "pre")
@@ -329,7 +324,7 @@ class _Drill:
                         sql.Identifier(table)), (self.run_id,)).fetchone()
             after = conn.execute("select clock_timestamp()").fetchone()[0]
             committed = None
-            if _tracks_commit_times(conn):
+            if tracks_commit_times(conn):
                 committed = conn.execute(sql.SQL("select pg_xact_commit_timestamp(xmin) from {} where id = %s").format(
                     sql.Identifier(table)), (row_id,)).fetchone()[0]
         self.marker = Marker(self.run_id, row_id, created, before, after, committed, table)
@@ -339,10 +334,10 @@ class _Drill:
     def _marker_table(self, ctx: StepContext, conn: psycopg.Connection) -> str:
         """dr_drill_markers, unless it exists in a shape the drill cannot insert into (an older drill script's
         table): then drtui's own table, and the journal says why."""
-        problem = _marker_shape_problem(conn, MARKER_TABLE)
+        problem = marker_shape_problem(conn, MARKER_TABLE)
         if problem is None:
             return MARKER_TABLE
-        own = _marker_shape_problem(conn, OWN_MARKER_TABLE)
+        own = marker_shape_problem(conn, OWN_MARKER_TABLE)
         if own is not None:
             raise DrillStepError(f"{self.source.name}: neither {MARKER_TABLE} ({problem}) nor {OWN_MARKER_TABLE} "
                                  f"({own}) can hold the drill's marker",
@@ -368,19 +363,19 @@ class _Drill:
         tables = list(self.source.sample_tables)
         with connect(self.source) as conn:
             if self.request.target_time is None:
-                self.target, self.counts = _pin_target(conn, tables)
+                self.target, self.counts = pin_target(conn, tables)
                 self.counts_basis = ("exact: counted under a SHARE lock on the app tables in the transaction that "
                                      "read the target")
             else:
                 self.target = self.request.target_time
-                self.counts, self.counts_exact = _counts_at(conn, tables, self.target)
+                self.counts, self.counts_exact = counts_at(conn, tables, self.target)
                 self.counts_basis = ("exact: rows whose inserting transaction committed by the target "
                                      "(pg_xact_commit_timestamp)" if self.counts_exact else
                                      "approximate: rows with created_at <= target (track_commit_timestamp is off "
                                      "on the source)")
             ctx.log("plan", f"target {self.target.isoformat()}"
                      + (" (TARGET_TIME)" if self.request.target_time else " (picked by the drill)"),
-                     "source counts at the target: " + _counts_text(self.counts), f"counts are {self.counts_basis}")
+                     "source counts at the target: " + counts_text(self.counts), f"counts are {self.counts_basis}")
             # A commit after the target for recovery to stop at, then its WAL segment archived.
             with conn.transaction():
                 conn.execute("select pg_logical_emit_message(true, 'drtui.drill', %s)", (f"after {self.run_id}",))
@@ -425,7 +420,7 @@ class _Drill:
                              (self.marker.drill_id,)).fetchone() is not None)
             restored = {t: conn.execute(sql.SQL("select count(*) from {}").format(sql.Identifier(t))).fetchone()[0]
                         for t in tables}
-            newest = _max_created_at(conn, tables)
+            newest = max_created_at(conn, tables)
         failed = []
         expected = self._marker_expected()
         where = f"drill_id {self.marker.drill_id!r}"
@@ -442,9 +437,9 @@ class _Drill:
                        f"{where} {'found' if present else 'absent'}, but the target is "
                        f"{'after' if expected else 'before'} its commit", present=present, expected=expected)
         diff = {t: (self.counts.get(t), n) for t, n in restored.items() if self.counts.get(t) != n}
-        detail = "restored " + _counts_text(restored) + (
+        detail = "restored " + counts_text(restored) + (
             " = source at the target" if not diff else
-            "; source at the target " + _counts_text(self.counts)) + f" ({self.counts_basis})"
+            "; source at the target " + counts_text(self.counts)) + f" ({self.counts_basis})"
         outcome = PASSED if not diff else (FAILED if self.counts_exact else SKIPPED)
         failed += [COUNTS_CHECK] if outcome == FAILED else []
         self.check(ctx, COUNTS_CHECK, "Record counts", outcome, detail, restored=restored,
@@ -502,98 +497,3 @@ class _Drill:
                        exit_code=done.returncode)
             raise DrillStepError(f"the smoke tests failed (exit {done.returncode})", "read their output above")
         self.check(ctx, SMOKE_CHECK, "Smoke tests", PASSED, f"{command!r} exited 0", exit_code=0)
-
-
-def _marker_shape_problem(conn: psycopg.Connection, table: str) -> str | None:
-    """Why the drill cannot use `table` as its marker table (None: it can, or the table does not exist yet):
-    it needs id and created_at filled by defaults, a text drill_id, and no other column the insert must fill."""
-    rows = conn.execute("select attname, format_type(atttypid, atttypmod), attnotnull, atthasdef or attidentity <> '' "
-                        "from pg_attribute where attrelid = to_regclass(%s) and attnum > 0 and not attisdropped",
-                        (table,)).fetchall()
-    if not rows:
-        return None
-    columns = {name: (kind, required, defaulted) for name, kind, required, defaulted in rows}
-    wanted = {"id": ("bigint", "integer"), "drill_id": ("text", "character varying"),
-              "created_at": ("timestamp with time zone",)}
-    for name, kinds in wanted.items():
-        if name not in columns:
-            return f"no {name} column"
-        if not columns[name][0].startswith(kinds):
-            return f"column {name} is {columns[name][0]}, not {kinds[0]}"
-    for name in ("id", "created_at"):
-        if not columns[name][2]:
-            return f"column {name} has no default"
-    extra = sorted(name for name, (_, required, defaulted) in columns.items()
-                   if name not in wanted and required and not defaulted)
-    return f"column {extra[0]} must be filled and the drill does not know it" if extra else None
-
-
-def _tracks_commit_times(conn: psycopg.Connection) -> bool:
-    return conn.execute("show track_commit_timestamp").fetchone()[0] == "on"
-
-
-def _pin_target(conn: psycopg.Connection, tables: Sequence[str]) -> tuple[datetime, dict[str, int]]:
-    """The exact target: counts and clock_timestamp() read under a SHARE lock on the app tables (see the module
-    docstring for why every commit before it is counted and none after)."""
-    with conn.transaction():
-        conn.execute(sql.SQL("set local lock_timeout = {}").format(sql.Literal(LOCK_TIMEOUT)))
-        try:
-            conn.execute(sql.SQL("lock table {} in share mode").format(
-                sql.SQL(", ").join(map(sql.Identifier, tables))))
-        except psycopg.errors.LockNotAvailable:
-            raise DrillStepError(f"the app tables stayed busy for {LOCK_TIMEOUT}: a long transaction writes to them",
-                                 "drill again when it has finished, or give a past TARGET_TIME") from None
-        counts = {t: conn.execute(sql.SQL("select count(*) from {}").format(sql.Identifier(t))).fetchone()[0]
-                  for t in tables}
-        target = conn.execute("select clock_timestamp()").fetchone()[0]
-    return target, counts
-
-
-def _counts_at(conn: psycopg.Connection, tables: Sequence[str], target: datetime) -> tuple[dict[str, int], bool]:
-    """Rows committed by a past target: by commit time when the source tracks it, else by created_at."""
-    exact = _tracks_commit_times(conn)
-    condition = (sql.SQL("coalesce(pg_xact_commit_timestamp(xmin) <= %(t)s, true)") if exact
-                 else sql.SQL("created_at <= %(t)s"))
-    counts = {t: conn.execute(sql.SQL("select count(*) filter (where {}) from {}").format(
-        condition, sql.Identifier(t)), {"t": target}).fetchone()[0] for t in tables}
-    return counts, exact
-
-
-def _max_created_at(conn: psycopg.Connection, tables: Sequence[str]) -> datetime | None:
-    newest = None
-    for table in tables:
-        has = conn.execute("select 1 from information_schema.columns where table_schema = any(current_schemas(false)) "
-                           "and table_name = %s and column_name = 'created_at'", (table,)).fetchone()
-        if has:
-            value = conn.execute(sql.SQL("select max(created_at) from {}").format(sql.Identifier(table))).fetchone()[0]
-            if value and (newest is None or value > newest):
-                newest = value
-    return newest
-
-
-def _counts_text(counts: dict[str, int]) -> str:
-    return ", ".join(f"{t}={n}" for t, n in counts.items()) or "no tables"
-
-
-def describe_result(summary: dict[str, Any]) -> list[str]:
-    """The drill's outcome in a few lines (for the headless face)."""
-    lines = [f"drill of {summary['environment']} from {summary['source']}: {'PASS' if summary['ok'] else 'FAIL'}"]
-    if summary.get("target"):
-        lines.append(f"  target        {summary['target']}")
-    if summary.get("rto_seconds") is not None:
-        lines.append(f"  RTO           {summary['rto_seconds']:.1f} s")
-    rpo = summary.get("rpo") or {}
-    if rpo.get("rpo_seconds") is not None:
-        lines.append(f"  RPO           {rpo['rpo_seconds']:.3f} s (last commit {rpo.get('last_commit')})")
-    for step in summary["steps"]:
-        lines.append(f"  {step['outcome']:<9} {step['name']:<16} {step['seconds']:.1f} s")
-    failed = [c for c in summary["checks"] if c["outcome"] == FAILED and c["phase"] != "pre"]
-    for check in failed:
-        lines.append(f"  FAILED check  {check['name']}: {check['detail']}")
-    if summary.get("error"):
-        lines.append(f"  error         {summary['error']}")
-    if summary.get("hint"):
-        lines.append(f"  next          {summary['hint']}")
-    lines.append(f"  journal       {summary['journal']}")
-    lines.append(f"  report        {summary['report']}")
-    return lines

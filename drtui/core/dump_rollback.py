@@ -6,18 +6,15 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from drtui.core.clock import Clock, stamp
 from drtui.core.config import Config, Environment
 from drtui.core.dump_checks import DumpRefused, other_sessions
-from drtui.core.events import Event, StepLogged
-from drtui.core.lock import EnvLock
-from drtui.core.runner import operation_run
+from drtui.core.events import Event
+from drtui.core.run_summary import RollbackFacts, RunSummary
+from drtui.core.runner import run_operation
+from drtui.core.steps import Step, StepContext
 from drtui.core.steps.dump import PRE_RESTORE, pre_restore_dumps, put_back
-
-if TYPE_CHECKING:
-    from drtui.core.rollback import RollbackResult
 
 STAMP_LENGTH = len("YYYYMMDDTHHMMSSZ")
 
@@ -36,11 +33,9 @@ def pending_dump_restore(config: Config, env: Environment, preserved: list[Path]
 
 
 def roll_back_dump(config: Config, env: Environment, clock: Clock, preserved: list[Path],
-                   listener: Callable[[Event], None] | None = None) -> RollbackResult | None:
+                   listener: Callable[[Event], None] | None = None) -> RunSummary | None:
     """Put the newest dump restore back, when it is newer than any preserved data directory; None when there
     is none (the data-directory rollback then applies)."""
-    from drtui.core.rollback import RollbackResult
-
     saved = pending_dump_restore(config, env, preserved)
     if saved is None:
         return None
@@ -48,26 +43,37 @@ def roll_back_dump(config: Config, env: Environment, clock: Clock, preserved: li
     if sessions:
         raise DumpRefused(f"{len(sessions)} session(s) on {env.name}'s database {env.database}: "
                           + "; ".join(s.describe() for s in sessions), "end them, then roll back again")
-    lock = EnvLock(config.state_dir, env.name)
-    lock.acquire(f"rollback-{stamp(clock.now())}", clock)
-    try:
-        with operation_run(config.state_dir, "rollback", "Put the database and uploads from before the dump "
-                           "restore back", env.name, clock, listener) as run:
-            def log(line: str) -> None:
-                run.emit(StepLogged(clock.now(), "rollback", [line]))
+    return run_operation("rollback", env, [LoadDump(saved), PutUploadsBack(saved)], config, clock, listener)
 
-            log(put_back(env, saved, None))
-            uploads = env.uploads_dir
-            aside = uploads.with_name(f"{uploads.name}.pre_restore_{_stamp_of(saved)}") if uploads else None
-            if uploads and aside and aside.is_dir():
-                if uploads.exists():
-                    failed = uploads.with_name(f"{uploads.name}.failed_{stamp(clock.now())}")
-                    os.rename(uploads, failed)
-                    log(f"{uploads} → {failed} (kept)")
-                os.rename(aside, uploads)
-                log(f"{aside} → {uploads}")
-            result = RollbackResult(env.name, Path(env.database), saved, None, (), None, True, run.journal.path)
-            run.summary = result.as_dict()
-        return result
-    finally:
-        lock.release()
+
+class LoadDump(Step):
+    name, title = "load_dump", "Load the database from before the dump restore back"
+
+    def __init__(self, saved: Path) -> None:
+        self.saved = saved
+
+    def run(self, ctx: StepContext) -> None:
+        ctx.log(self.name, put_back(ctx.env, self.saved, None))
+        ctx.facts["rollback"] = RollbackFacts(Path(ctx.env.database), self.saved, None, (), None, True)
+
+
+class PutUploadsBack(Step):
+    """Rename the uploads folder the dump restore set aside back into place; the one in place is kept."""
+
+    name, title = "put_uploads_back", "Put the uploads from before the dump restore back"
+
+    def __init__(self, saved: Path) -> None:
+        self.saved = saved
+
+    def run(self, ctx: StepContext) -> None:
+        uploads = ctx.env.uploads_dir
+        aside = uploads.with_name(f"{uploads.name}.pre_restore_{_stamp_of(self.saved)}") if uploads else None
+        if not (uploads and aside and aside.is_dir()):
+            ctx.log(self.name, "no uploads folder set aside by that restore: nothing to put back")
+            return
+        if uploads.exists():
+            failed = uploads.with_name(f"{uploads.name}.failed_{stamp(ctx.clock.now())}")
+            os.rename(uploads, failed)
+            ctx.log(self.name, f"{uploads} → {failed} (kept)")
+        os.rename(aside, uploads)
+        ctx.log(self.name, f"{aside} → {uploads}")

@@ -11,7 +11,7 @@ ever deleted. Signals cannot cut a rollback short: it is a few renames and a res
 
 from __future__ import annotations
 
-import threading
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,10 +21,13 @@ from drtui.core.clock import Clock
 from drtui.core.config import Config, Environment
 from drtui.core.dump_rollback import pending_dump_restore, roll_back_dump
 from drtui.core.errors import DrError, ErrorKind
-from drtui.core.events import Event, RunFinished, StepLogged
+from drtui.core.events import Event, RunFinished
 from drtui.core.lock import EnvLock, LockBusy
-from drtui.core.runner import SignalGuard, is_operation, new_run_id, operation_run
+from drtui.core.run_summary import RollbackFacts, RunSummary
+from drtui.core.runner import is_operation, run_operation
 from drtui.core.status import InterruptedRun, interrupted_run, newest_run
+from drtui.core.steps import Step, StepContext
+from drtui.core.steps.pitr import StartApp
 
 
 class NothingToRollBack(DrError):
@@ -61,25 +64,6 @@ class RollbackPlan:
         return lines
 
 
-@dataclass(frozen=True)
-class RollbackResult:
-    environment: str
-    restored: Path
-    from_preserved: Path | None
-    set_aside: Path | None
-    removed: tuple[Path, ...]
-    interrupted_run: str | None
-    started: bool
-    journal: Path
-
-    def as_dict(self) -> dict:
-        return {"ok": True, "environment": self.environment, "data_dir": str(self.restored),
-                "from": str(self.from_preserved) if self.from_preserved else None,
-                "set_aside": str(self.set_aside) if self.set_aside else None,
-                "removed": [str(p) for p in self.removed], "interrupted_run": self.interrupted_run,
-                "started": self.started, "journal": str(self.journal)}
-
-
 def is_production_like(env: Environment) -> bool:
     """Production itself, or an environment whose env file says APP_ENV=prod."""
     return env.is_production or (env.env_values().get("APP_ENV") or "").lower() in ("prod", "production")
@@ -114,49 +98,54 @@ def _what_is_in_place(config: Config, env: Environment) -> str:
 
 
 def roll_back(config: Config, env: Environment, clock: Clock,
-              listener: Callable[[Event], None] | None = None) -> RollbackResult:
-    """Plan again under the lock, say what will happen, then do it. The run has a journal of its own (journey
-    "rollback"); a refusal leaves none."""
+              listener: Callable[[Event], None] | None = None) -> RunSummary:
+    """Plan, say what will happen, then do it. The run has a journal of its own (journey "rollback"); a refusal
+    leaves none."""
     backend = backend_for(env, config.state_dir)
     found = interrupted_run(config, env)
     if not (found and found.needs_rollback) and (
             dumped := roll_back_dump(config, env, clock, backend.preserved(), listener)):
         return dumped
-    run_id = new_run_id("rollback", env.name, clock)
     plan = plan_rollback(config, env)
-    lock = EnvLock(config.state_dir, env.name)
-    lock.acquire(run_id, clock)
-    try:
-        with SignalGuard(threading.Event()) as guard, operation_run(
-                config.state_dir, "rollback", "Put the data from before the restore back", env.name, clock,
-                listener, run_id=run_id) as run:
-            guard.hold()
+    steps: list[Step] = [PutBack(plan), StartServer()]
+    if plan.interrupted and "stop_app" in plan.interrupted.finished_steps:
+        steps.append(StartApp())
+    return run_operation("rollback", env, steps, config, clock, listener)
 
-            def log(*lines: str) -> None:
-                run.emit(StepLogged(clock.now(), "rollback", list(lines)))
 
-            log(*(f"will {line}" for line in plan.describe()))
-            if backend.server_alive():
-                backend.stop_server()
-                log(f"stopped PostgreSQL on {backend.data_dir}")
-            aside = None
-            if plan.put_back:
-                aside = backend.set_aside(backend.free_stamp(clock.now()), plan.aside_kind)
-                if aside:
-                    log(f"{backend.data_dir} → {aside} (kept, never deleted)")
-                backend.put_in_place(plan.put_back)
-                log(f"{plan.put_back} → {backend.data_dir}")
-            for path in plan.removes:
-                backend.discard(path)
-                log(f"removed {path}")
-            backend.start_server()
-            log("started PostgreSQL")
-            if plan.interrupted and "stop_app" in plan.interrupted.finished_steps:
-                done = backend.start_app()
-                log(f"started the app: {done}" if done else "no start_app_command configured")
-            result = RollbackResult(env.name, backend.data_dir, plan.put_back, aside, plan.removes,
-                                    plan.interrupted.run_id if plan.interrupted else None, True, run.journal.path)
-            run.summary = result.as_dict()
-        return result
-    finally:
-        lock.release()
+class PutBack(Step):
+    """Stop the server, set the data directory in place aside, put the preserved one back, remove what a killed
+    run left unfinished."""
+
+    name, title = "rollback", "Put the data from before the restore back"
+
+    def __init__(self, plan: RollbackPlan) -> None:
+        self.plan = plan
+
+    def run(self, ctx: StepContext) -> None:
+        plan, backend = self.plan, ctx.backend
+        ctx.log(self.name, *(f"will {line}" for line in plan.describe()))
+        if backend.server_alive():
+            backend.stop_server()
+            ctx.log(self.name, f"stopped PostgreSQL on {backend.data_dir}")
+        aside = None
+        if plan.put_back:
+            aside = backend.set_aside(ctx.stamp, plan.aside_kind)
+            if aside:
+                ctx.log(self.name, f"{backend.data_dir} → {aside} (kept, never deleted)")
+            backend.put_in_place(plan.put_back)
+            ctx.log(self.name, f"{plan.put_back} → {backend.data_dir}")
+        for path in plan.removes:
+            backend.discard(path)
+            ctx.log(self.name, f"removed {path}")
+        ctx.facts["rollback"] = RollbackFacts(backend.data_dir, plan.put_back, aside, plan.removes,
+                                              plan.interrupted.run_id if plan.interrupted else None, False)
+
+
+class StartServer(Step):
+    name, title = "start_postgres", "Start PostgreSQL"
+
+    def run(self, ctx: StepContext) -> None:
+        ctx.backend.start_server()
+        ctx.log(self.name, "started PostgreSQL")
+        ctx.facts["rollback"] = dataclasses.replace(ctx.facts["rollback"], started=True)

@@ -32,14 +32,15 @@ class ReportError(DrError):
 
 @dataclass
 class StepState:
-    """One step as the run's events tell it so far (the run's summary says how it ended: runner.StepRecord)."""
+    """One step as the run's events tell it so far; the runner's summary holds the same records as the run ended."""
 
     name: str
     title: str
     started_at: datetime | None = None
     finished_at: datetime | None = None
     seconds: float | None = None
-    outcome: str = "pending"  # "pending" (not started), "running", "done", "failed"
+    # "pending" (not started), "running", "done", "failed"; the runner adds "undone" and "skipped"
+    outcome: str = "pending"
     error: str = ""
     hint: str = ""
     log: list[str] = field(default_factory=list)
@@ -92,6 +93,15 @@ class RunRecord:
             self.objective_seconds = event.objective_seconds
         elif isinstance(event, RunFinished):
             self.finished = event
+
+    def mark_undone(self, name: str) -> None:
+        """The runner undid a finished step (the journal says so only in a log line)."""
+        if (step := self.all_steps.get(name)) and step.outcome == "done":
+            step.outcome = "undone"
+
+    def mark_skipped(self, name: str) -> None:
+        """The runner skipped a step (recovery paused at its target)."""
+        self._step(name).outcome = "skipped"
 
     def _step(self, name: str) -> StepState:
         return self.all_steps.setdefault(name, StepState(name, name))

@@ -19,7 +19,7 @@ import os
 import secrets
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -44,6 +44,8 @@ from drtui.core.gates import ApprovedPlan
 from drtui.core.journal import Journal, journal_path
 from drtui.core.lock import EnvLock
 from drtui.core.planning import DumpPlan, Plan
+from drtui.core.run_record import RunRecord
+from drtui.core.run_summary import RunSummary
 from drtui.core.steps import Cancelled, Step, StepContext
 from drtui.core.steps.dump import DumpPreflight, PreRestoreDump, RestoreDatabase, RestoreUploads
 from drtui.core.steps.dump import recover as recover_dump
@@ -106,84 +108,6 @@ class SignalGuard:
             signal.signal(sig, handler)
 
 
-@dataclass(frozen=True)
-class StepRecord:
-    """How one step of a run ended, as the summary and `--json` say it."""
-
-    name: str
-    title: str
-    outcome: str  # "finished", "failed", "undone", "skipped", "not run"
-    seconds: float = 0.0
-    error: str | None = None
-    hint: str | None = None
-
-
-@dataclass(frozen=True)
-class DrillFacts:
-    """What a drill adds to its summary: its source, target, marker, the source's counts, the plan it made."""
-
-    source: str
-    target: datetime | None
-    marker: dict[str, Any] | None
-    counts: dict[str, Any]
-    plan: dict[str, Any]
-    report: Path
-
-
-@dataclass(frozen=True)
-class RunSummary:
-    """How a run ended: what every journey returns, and (as `to_json()`) RunFinished's summary and `--json`."""
-
-    run_id: str
-    ok: bool
-    journal: Path
-    environment: str
-    journey: str
-    rto_seconds: float | None = None
-    recovered_to: datetime | None = None
-    paused: bool = False
-    preserved: Path | None = None
-    error: str | None = None
-    hint: str | None = None
-    steps: tuple[StepRecord, ...] = ()
-    checks: tuple[CheckCompleted, ...] = ()
-    rpo: dict[str, Any] | None = None  # as measured (RpoMeasure.as_dict() or the dump's RPO)
-    drill: DrillFacts | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        """The `--json` summary and RunFinished's payload."""
-        recovered_to = self.recovered_to.isoformat() if self.recovered_to else None
-        preserved = str(self.preserved) if self.preserved else None
-        steps = [dataclasses.asdict(s) for s in self.steps]
-        if self.drill is None:
-            return {"ok": self.ok, "run_id": self.run_id, "environment": self.environment, "journey": self.journey,
-                    "rto_seconds": self.rto_seconds, "recovered_to": recovered_to, "paused_at_target": self.paused,
-                    "preserved": preserved, "error": self.error, "hint": self.hint, "rpo": self.rpo,
-                    "rpo_seconds": self.rpo.get("rpo_seconds") if self.rpo else None, "steps": steps,
-                    "checks": [{"name": c.name, "outcome": c.outcome, "detail": c.detail} for c in self.checks],
-                    "journal": str(self.journal)}
-        drill = self.drill
-        return {"ok": self.ok, "run_id": self.run_id, "environment": self.environment, "journey": self.journey,
-                "source": drill.source, "rto_seconds": self.rto_seconds, "recovered_to": recovered_to,
-                "target": drill.target.isoformat() if drill.target else None, "paused_at_target": self.paused,
-                "preserved": preserved, "error": self.error, "hint": self.hint, "steps": steps,
-                "checks": [{"name": c.name, "outcome": c.outcome, "detail": c.detail,
-                            "phase": c.data.get("phase", "post")} for c in self.checks],
-                "marker": drill.marker, "counts": drill.counts, "rpo": self.rpo, "plan": drill.plan,
-                "journal": str(self.journal), "report": str(drill.report)}
-
-
-class StepLedger:
-    """The step records of a run in progress (undo turns a finished step into an undone one)."""
-
-    def __init__(self) -> None:
-        self.steps: list[StepRecord] = []
-
-    def mark_undone(self, name: str) -> None:
-        self.steps = [dataclasses.replace(r, outcome="undone") if r.name == name and r.outcome == "finished" else r
-                      for r in self.steps]
-
-
 @dataclass
 class Journey:
     """What the runner runs: the steps in order and how a failure is recovered from. A journey that plans
@@ -195,8 +119,9 @@ class Journey:
     steps: list[Step]
     plan: Plan | DumpPlan | None
     started_plan: Callable[[StepContext], dict[str, Any]]
-    recover: Callable[[StepContext, Step, list[Step], str, StepLedger], str]
+    recover: Callable[[StepContext, Step, list[Step], str, RunRecord], str]
     finish: Callable[[RunSummary, StepContext, list[CheckCompleted]], RunSummary] = lambda summary, *_: summary
+    operation: bool = False  # rollback, promote, advance: signals never cut it short, and it runs after a killed run
 
 
 def rto_objective(objectives: Objectives, dump: bool) -> float:
@@ -222,20 +147,57 @@ def run_journey(journey: Journey, journal: Journal, clock: Clock, cancel: thread
                 listener: Callable[[Event], None] | None = None) -> RunSummary:
     """Take the environment's lock (refused: no journal), run the journey's steps and release the lock."""
     run_id = journal.path.stem
-    lock = EnvLock(config.state_dir, journey.env.name)
     try:
-        lock.acquire(run_id, clock)
-        _refuse_after_interrupted(config, journey.env)
+        lock = _take_lock(journey, run_id, config, clock)
     except DrError:
-        lock.release()
         if journal.path.exists() and journal.path.stat().st_size == 0:
             journal.path.unlink()  # a refused run leaves no journal
         raise
     try:
-        with SignalGuard(cancel) as guard:
-            return _run(journey, journal, clock, cancel, config, listener, run_id, guard)
+        return _guarded(journey, journal, clock, cancel, config, listener, run_id)
     finally:
         lock.release()
+
+
+def run_operation(name: str, env: Environment, steps: list[Step], config: Config, clock: Clock,
+                  listener: Callable[[Event], None] | None = None) -> RunSummary:
+    """Run an operation on a restore (rollback, promote, advance) into a journal of its own, opened once the
+    lock is held: no plan, no RTO clock, and nothing undone after a failure (the summary says what failed and
+    what to do). A step leaves what the summary adds (RollbackFacts) in `ctx.facts["rollback"]`."""
+    run_id = new_run_id(name, env.name, clock)
+    journey = Journey(name, env, steps, None, lambda _ctx: {}, lambda _ctx, _step, _done, hint, _record: hint,
+                      lambda summary, ctx, _checks: dataclasses.replace(summary, rollback=ctx.facts.get("rollback")),
+                      operation=True)
+    lock = _take_lock(journey, run_id, config, clock)
+    try:
+        journal = Journal(journal_path(config.state_dir, run_id))
+        try:
+            return _guarded(journey, journal, clock, threading.Event(), config, listener, run_id)
+        finally:
+            journal.close()
+    finally:
+        lock.release()
+
+
+def _take_lock(journey: Journey, run_id: str, config: Config, clock: Clock) -> EnvLock:
+    """The environment's lock, held for `run_id`; a refusal (LockBusy, InterruptedRunFound) holds nothing."""
+    lock = EnvLock(config.state_dir, journey.env.name)
+    try:
+        lock.acquire(run_id, clock)
+        if not journey.operation:  # a rollback undoes the killed run; promote and advance need no restore
+            _refuse_after_interrupted(config, journey.env)
+    except DrError:
+        lock.release()
+        raise
+    return lock
+
+
+def _guarded(journey: Journey, journal: Journal, clock: Clock, cancel: threading.Event, config: Config,
+             listener: Callable[[Event], None] | None, run_id: str) -> RunSummary:
+    with SignalGuard(cancel) as guard:
+        if journey.operation:  # a few renames, a restart, a promotion: stopped halfway, it strands the server
+            guard.hold()
+        return _run(journey, journal, clock, cancel, config, listener, run_id, guard)
 
 
 def _refuse_after_interrupted(config: Config, env: Environment) -> None:
@@ -252,9 +214,11 @@ def _run(journey: Journey, journal: Journal, clock: Clock, cancel: threading.Eve
     env = journey.env
     listeners = [listener] if listener else []
     emitted_checks: list[CheckCompleted] = []
+    record = RunRecord()
 
     def emit(event: Event) -> None:
         journal.append(event)
+        record.apply(event)
         if isinstance(event, CheckCompleted):
             emitted_checks.append(event)
         for each in list(listeners):
@@ -269,9 +233,10 @@ def _run(journey: Journey, journal: Journal, clock: Clock, cancel: threading.Eve
     backend = backend_for(env, config.state_dir)
     ctx = StepContext(plan=journey.plan, config=config, env=env, backend=backend, clock=clock, cancel=cancel,
                       emit=emit, run_id=run_id, stamp=backend.free_stamp(started), facts={"started": started})
-    ledger = StepLedger()
     emit(RunStarted(started, run_id, journey.name, env.name, [s.name for s in steps], journey.started_plan(ctx),
                     os.getpid()))
+    for step in steps:  # RunStarted names the steps; the summary gives every one its title, run or not
+        record.all_steps[step.name].title = step.title
     completed: list[Step] = []
     failure: tuple[Step, str, str] | None = None
     finished = threading.Event()
@@ -296,7 +261,7 @@ def _run(journey: Journey, journal: Journal, clock: Clock, cancel: threading.Eve
     ticker.start()
     for step in steps:
         if ctx.paused and step.name in SKIPPED_WHEN_PAUSED:
-            ledger.steps.append(StepRecord(step.name, step.title, "skipped"))
+            record.mark_skipped(step.name)
             emit(StepLogged(clock.now(), step.name, ["skipped: recovery is paused at the target"]))
             continue
         start_rto_clock()  # at the first step after the one that made the plan (the drill's)
@@ -313,20 +278,16 @@ def _run(journey: Journey, journal: Journal, clock: Clock, cancel: threading.Eve
                     ctx.log(step.name, f"as it stopped: {title}")
                 title, hint = f"interrupted by {guard.received[0]}", ""
             emit(StepFailed(clock.now(), step.name, seconds, title, hint))
-            ledger.steps.append(StepRecord(step.name, step.title, "failed", seconds, title, hint))
             failure = (step, title, hint)
             break
         seconds = clock.monotonic() - t0
         emit(StepFinished(clock.now(), step.name, seconds))
-        ledger.steps.append(StepRecord(step.name, step.title, "finished", seconds))
         if clock_start:
             rto_tick()
         completed.append(step)
     guard.hold()
     finished.set()
     ticker.join()
-    done_names = {r.name for r in ledger.steps}
-    ledger.steps += [StepRecord(s.name, s.title, "not run") for s in steps if s.name not in done_names]
     is_dump = isinstance(ctx.plan, DumpPlan)
     recovered_to = (None if failure else ctx.plan.dump_time) if is_dump else ctx.recovered_to
     from drtui.core.checks import healthy_at  # with psycopg: not before the run needs it (drtui.core.postgres)
@@ -336,18 +297,19 @@ def _run(journey: Journey, journal: Journal, clock: Clock, cancel: threading.Eve
     error = hint = None
     if failure:
         step, error, step_hint = failure
-        hint = journey.recover(ctx, step, completed, step_hint, ledger)
+        hint = journey.recover(ctx, step, completed, step_hint, record)
     if ctx.staged_wal and not ctx.paused and not (failure and isinstance(failure[0], PITR_STEPS)):
         ctx.backend.discard(ctx.staged_wal)
     summary = journey.finish(RunSummary(
         run_id, failure is None, journal.path, env.name, journey.name, rto_seconds, recovered_to, ctx.paused,
-        ctx.preserved, error, hint, tuple(ledger.steps), tuple(ctx.checks), ctx.facts.get("rpo")), ctx, emitted_checks)
+        ctx.preserved, error, hint, tuple(dataclasses.replace(s, log=list(s.log)) for s in record.all_steps.values()),
+        tuple(ctx.checks), ctx.facts.get("rpo")), ctx, emitted_checks)
     emit(RunFinished(clock.now(), summary.ok, summary.rto_seconds,
                      summary.recovered_to.isoformat() if summary.recovered_to else None, summary.to_json()))
     return summary
 
 
-def recover_restore(ctx: StepContext, failed: Step, completed: list[Step], hint: str, ledger: StepLedger) -> str:
+def recover_restore(ctx: StepContext, failed: Step, completed: list[Step], hint: str, record: RunRecord) -> str:
     """Undo what can be undone automatically; return the hint the operator reads."""
     if any(step.commits for step in completed):
         where = f"; the previous data directory is kept at {ctx.preserved}" if ctx.preserved else ""
@@ -368,7 +330,7 @@ def recover_restore(ctx: StepContext, failed: Step, completed: list[Step], hint:
         if done:
             ctx.log(step.name, f"undone: {done}")
             undone.append(step.name)
-            ledger.mark_undone(step.name)
+            record.mark_undone(step.name)
         else:
             nothing.append(step.name)
     ctx.log(failed.name, "undo finished: " + "; ".join(
@@ -396,49 +358,7 @@ def _describe(exc: BaseException) -> tuple[str, str]:
     return f"{type(exc).__name__}: {exc}", "an unexpected error in drtui; the journal holds the steps done so far"
 
 
-class OperationRun:
-    """A one-step run (rollback, promote, advance) with a journal of its own, read like a restore's."""
-
-    def __init__(self, journal: Journal, listener: Callable[[Event], None] | None) -> None:
-        self.journal, self.listener = journal, listener
-        self.ok = True  # the operation may end without an error and still have failed (a check, say)
-        self.summary: dict[str, Any] = {}
-
-    def emit(self, event: Event) -> None:
-        self.journal.append(event)
-        if self.listener:
-            self.listener(event)
-
-
-@contextlib.contextmanager
-def operation_run(state_dir: Path, journey: str, title: str, environment: str, clock: Clock,
-                  listener: Callable[[Event], None] | None = None, run_id: str | None = None
-                  ) -> Iterator[OperationRun]:
-    """Journal an operation from here on: its start, what it emits, and how it ended (a failure is re-raised).
-    Refusals belong before it, so that a refused operation leaves no journal. The body fills `run.summary`,
-    which ends as the RunFinished summary with ok, environment and journal added."""
-    run_id = run_id or new_run_id(journey, environment, clock)
-    run = OperationRun(Journal(journal_path(state_dir, run_id)), listener)
-    where = {"environment": environment, "journal": str(run.journal.path)}
-    run.emit(RunStarted(clock.now(), run_id, journey, environment, [journey], {}, os.getpid()))
-    run.emit(StepStarted(clock.now(), journey, title))
-    began = clock.monotonic()
-    try:
-        yield run
-    except BaseException as exc:
-        error, hint = _describe(exc)
-        run.emit(StepFailed(clock.now(), journey, clock.monotonic() - began, error, hint))
-        run.emit(RunFinished(clock.now(), False, summary={"ok": False, **where, "error": error, "hint": hint}))
-        raise
-    else:
-        run.emit(StepFinished(clock.now(), journey, clock.monotonic() - began))
-        run.summary |= {"ok": run.ok, **where}
-        run.emit(RunFinished(clock.now(), run.ok, summary=run.summary))
-    finally:
-        run.journal.close()
-
-
-# Journeys journaled by operation_run: they have no plan, steps list or record of a restore.
+# Journeys that operate on a restore (run_operation): they have no plan and no record of their own.
 OPERATION_JOURNEYS = ("rollback", "promote", "advance")
 
 

@@ -12,14 +12,14 @@ import click
 
 from drtui.core.clock import SystemClock
 from drtui.core.config import Config
-from drtui.core.drill import DrillRequest, describe_result, run_drill
+from drtui.core.drill import DrillRequest, run_drill
 from drtui.core.errors import UsageError
 from drtui.core.planning import parse_target_time, target_time_option
 from drtui.core.postgres import current_user
 from drtui.core.prediction import Outcome, outcomes, short_basis
 from drtui.headless.common import env_option, handle_errors, json_option, pass_context, record_options
 from drtui.headless.output import ExitCode, out, out_json
-from drtui.headless.printer import EventPrinter
+from drtui.headless.printer import EventPrinter, drill_lines
 
 
 @click.command()
@@ -72,7 +72,7 @@ def drill(ctx, target_time, base_backup, wal_archive, skip_backup, random_target
     if as_json:
         out_json(summary)
     else:
-        for line in describe_result(summary):
+        for line in drill_lines(summary):
             out(line)
         if (summary.get("plan") or {}).get("random_target"):
             out(f"  random target {summary['plan']['random_target']}")

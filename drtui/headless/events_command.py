@@ -68,7 +68,7 @@ def events(ctx, around_text: str, span_text: str, table: str | None, threshold: 
     if table:
         changes = [c for c in changes if any(_same_table(name, table) for name in c.relations)]
     if as_json:
-        out_json({"around": around.isoformat().replace("+00:00", "Z"), "span_seconds": span.total_seconds(),
+        out_json({"around": around, "span_seconds": span.total_seconds(),
                   "source": str(source), "changes": [c.as_json() for c in changes]})
         return
     _print(changes, around, span, source)

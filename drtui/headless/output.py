@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from drtui.core.errors import DrError, ErrorKind
+from drtui.core.jsonshape import json_document
 from drtui.core.secrets import redact, redact_data
 
 
@@ -23,9 +24,11 @@ def out(text: str = "") -> None:
     sys.stdout.flush()
 
 
-def out_json(data: Any) -> None:
-    """Data on stdout as JSON, masked before it is serialized (masking the text could break the JSON)."""
-    sys.stdout.write(json.dumps(redact_data(data), indent=2, default=lambda value: redact(str(value))) + "\n")
+def out_json(data: dict[str, Any]) -> None:
+    """A `--json` document on stdout (schema and times: drtui.core.jsonshape), masked before it is serialized
+    (masking the text could break the JSON)."""
+    document = json_document(redact_data(data))
+    sys.stdout.write(json.dumps(document, indent=2, default=lambda value: redact(str(value))) + "\n")
     sys.stdout.flush()
 
 

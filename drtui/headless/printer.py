@@ -163,6 +163,30 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
+def drill_lines(summary: dict[str, Any]) -> list[str]:
+    """A drill's summary in words."""
+    lines = [f"drill of {summary['environment']} from {summary['source']}: {'PASS' if summary['ok'] else 'FAIL'}"]
+    if summary.get("target"):
+        lines.append(f"  target        {summary['target']}")
+    if summary.get("rto_seconds") is not None:
+        lines.append(f"  RTO           {summary['rto_seconds']:.1f} s")
+    rpo = summary.get("rpo") or {}
+    if rpo.get("rpo_seconds") is not None:
+        lines.append(f"  RPO           {rpo['rpo_seconds']:.3f} s (last commit {rpo.get('last_commit')})")
+    for step in summary["steps"]:
+        lines.append(f"  {step['outcome']:<9} {step['name']:<16} {step['seconds']:.1f} s")
+    failed = [c for c in summary["checks"] if c["outcome"] == "failed" and c["phase"] != "pre"]
+    for check in failed:
+        lines.append(f"  FAILED check  {check['name']}: {check['detail']}")
+    if summary.get("error"):
+        lines.append(f"  error         {summary['error']}")
+    if summary.get("hint"):
+        lines.append(f"  next          {summary['hint']}")
+    lines.append(f"  journal       {summary['journal']}")
+    lines.append(f"  report        {summary['report']}")
+    return lines
+
+
 def interrupted_lines(runs: list[InterruptedRun]) -> list[str]:
     """`drtui status`'s section on runs that were killed before their end: what happened, what to do."""
     lines = []

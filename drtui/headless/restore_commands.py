@@ -22,6 +22,7 @@ from drtui.core.gates import ApprovedPlan, GateRefused, approve, confirmation_fr
 from drtui.core.journal import Journal, follow, journal_damage, journal_path, list_runs, read_events
 from drtui.core.lock import process_start
 from drtui.core.new_timeline import fresh_backup_note
+from drtui.core.paused import advance, promote
 from drtui.core.planning import (
     DumpPlan,
     Plan,
@@ -31,9 +32,9 @@ from drtui.core.planning import (
     target_time_option,
 )
 from drtui.core.postgres import current_user
-from drtui.core.promote import advance, promote
 from drtui.core.rollback import is_production_like, plan_rollback, roll_back
 from drtui.core.run_record import RunRecord
+from drtui.core.run_summary import RunSummary
 from drtui.core.runner import execute, new_run_id
 from drtui.core.status import interrupted_run
 from drtui.core.steps.dump import check_inputs as check_dump_inputs
@@ -165,12 +166,14 @@ def advance_command(ctx, target_time, recovery_target, target_lsn, target_xid, t
     printer = EventPrinter(sys.stderr if as_json else sys.stdout, tty=False if as_json else None)
     summary = advance(config, env, target, clock, printer)
     if as_json:
-        out_json(summary)
-    else:
-        out(f"{env.name}: {'paused at' if summary['paused'] else 'recovered past the end of the WAL and promoted at'} "
-            f"{target.describe()} (last replayed transaction {summary['replayed_to'] or 'unknown'})")
-        for line in paused_lines(config, env.name) if summary["paused"] else []:
+        out_json(summary.to_json())
+    elif summary.ok:
+        replayed = summary.recovered_to.isoformat() if summary.recovered_to else "unknown"
+        out(f"{env.name}: {'paused at' if summary.paused else 'recovered past the end of the WAL and promoted at'} "
+            f"{target.describe()} (last replayed transaction {replayed})")
+        for line in paused_lines(config, env.name) if summary.paused else []:
             out(line)
+    sys.exit(exit_code_of(summary))
 
 
 @restore.command("promote")
@@ -187,10 +190,20 @@ def promote_command(ctx, env_name: str | None, as_json: bool) -> None:
     printer = EventPrinter(sys.stderr if as_json else sys.stdout, tty=False if as_json else None)
     summary = promote(config, env, SystemClock(), printer)
     if as_json:
-        out_json(summary)
-    else:
-        out(f"{env.name}: promoted; checks {'passed' if summary['ok'] else 'FAILED'}")
-    sys.exit(ExitCode.OK if summary["ok"] else ExitCode.FAILED)
+        out_json(summary.to_json())
+    elif summary.ok or summary.steps[0].outcome == "done":  # promoted: the app or a check failed after it
+        out(f"{env.name}: promoted; checks {'passed' if summary.ok else 'FAILED'}")
+    sys.exit(exit_code_of(summary))
+
+
+def exit_code_of(summary: RunSummary) -> ExitCode:
+    """A rollback's, promote's or advance's exit code; a failure is said on stderr, as a refusal is."""
+    if summary.ok:
+        return ExitCode.OK
+    err(f"drtui: {summary.error}")
+    if summary.hint:
+        err(f"  hint: {summary.hint}")
+    return ExitCode.FAILED
 
 
 @dataclass(frozen=True)
@@ -303,17 +316,20 @@ def rollback(ctx, yes: bool, env_name: str | None, as_json: bool) -> None:
                               + "; ".join(plan.describe()), "set CONFIRM_ROLLBACK=YES (or pass --yes) to confirm")
     for line in plan.describe():
         say(f"will {line}")
-    result = roll_back(config, env, SystemClock())
+    summary = roll_back(config, env, SystemClock())
+    done = summary.rollback
     if as_json:
-        out_json(result.as_dict())
-        return
-    if result.from_preserved:
-        out(f"{result.from_preserved} → {result.restored}")
-    if result.set_aside:
-        out(f"the data directory it replaced is kept at {result.set_aside}")
-    for path in result.removed:
-        out(f"removed {path}")
-    out(f"PostgreSQL of {result.environment} started; journal {result.journal}")
+        out_json(summary.to_json())
+    elif done:
+        if done.put_back:
+            out(f"{done.put_back} → {done.data_dir}")
+        if done.set_aside:
+            out(f"the data directory it replaced is kept at {done.set_aside}")
+        for path in done.removed:
+            out(f"removed {path}")
+        if done.started:
+            out(f"PostgreSQL of {summary.environment} started; journal {summary.journal}")
+    sys.exit(exit_code_of(summary))
 
 
 @click.command()

@@ -1,16 +1,19 @@
-"""RunSummary.to_json keeps the `--json` shapes of a restore and of a drill (RunFinished's summary)."""
+"""RunSummary.to_json keeps the `--json` shapes of a restore, a drill, an advance and a rollback (RunFinished's
+summary); its steps are the fold's StepState records."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
 
-from drtui.core.events import CheckCompleted
-from drtui.core.runner import DrillFacts, RunSummary, StepLedger, StepRecord
+from drtui.core.events import CheckCompleted, RunStarted, StepFinished, StepStarted
+from drtui.core.run_record import RunRecord, StepState
+from drtui.core.run_summary import DrillFacts, RollbackFacts, RunSummary
 
 AT = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
-STEPS = (StepRecord("preflight", "Preflight", "finished", 1.5), StepRecord("extract", "Extract", "failed", 2.0,
-                                                                         "broken", "pick another"))
+STEPS = (StepState("preflight", "Preflight", outcome="done", seconds=1.5),
+         StepState("extract", "Extract", outcome="failed", seconds=2.0, error="broken", hint="pick another"),
+         StepState("swap_in", "Swap in"))
 CHECKS = (CheckCompleted(AT, "readyz", "passed", "200", {"phase": "post"}),
           CheckCompleted(AT, "connect", "passed", "ok", {"phase": "pre"}))
 
@@ -25,6 +28,9 @@ def test_a_restore_summary_has_the_keys_and_values_of_the_json_output() -> None:
     assert data["recovered_to"] == AT.isoformat() and data["preserved"] == "/old" and data["rpo_seconds"] == 3.0
     assert data["steps"][1] == {"name": "extract", "title": "Extract", "outcome": "failed", "seconds": 2.0,
                                 "error": "broken", "hint": "pick another"}
+    assert data["steps"][0]["outcome"] == "finished" and data["steps"][0]["error"] is None
+    assert data["steps"][2] == {"name": "swap_in", "title": "Swap in", "outcome": "not run", "seconds": 0.0,
+                                "error": None, "hint": None}
     assert data["checks"][0] == {"name": "readyz", "outcome": "passed", "detail": "200"}
 
 
@@ -40,9 +46,26 @@ def test_a_drill_summary_adds_its_facts_and_each_checks_phase() -> None:
     assert [c["phase"] for c in data["checks"]] == ["post", "pre"]
 
 
-def test_undo_marks_only_a_finished_step_undone() -> None:
-    ledger = StepLedger()
-    ledger.steps = list(STEPS)
-    ledger.mark_undone("preflight")
-    ledger.mark_undone("extract")
-    assert [s.outcome for s in ledger.steps] == ["undone", "failed"]
+def test_an_advance_says_where_it_paused_and_a_rollback_what_it_moved() -> None:
+    advanced = RunSummary("r3", True, Path("/j/r3.jsonl"), "staging", "advance", recovered_to=AT, paused=True)
+    data = advanced.to_json()
+    assert data["paused"] is True and data["replayed_to"] == AT.isoformat() and data["journey"] == "advance"
+    facts = RollbackFacts(Path("/s/data"), Path("/s/data.pre_pitr_x"), Path("/s/data.replaced_y"),
+                          (Path("/s/data.extract_z"),), "run-z", True)
+    data = RunSummary("r4", True, Path("/j/r4.jsonl"), "staging", "rollback", rollback=facts).to_json()
+    assert {k: data[k] for k in ("data_dir", "from", "set_aside", "removed", "interrupted_run", "started")} == {
+        "data_dir": "/s/data", "from": "/s/data.pre_pitr_x", "set_aside": "/s/data.replaced_y",
+        "removed": ["/s/data.extract_z"], "interrupted_run": "run-z", "started": True}
+    assert "paused" not in data and "from" not in RunSummary("r5", True, Path("/j"), "staging", "pitr").to_json()
+
+
+def test_the_fold_marks_only_a_finished_step_undone_and_a_skipped_one_skipped() -> None:
+    record = RunRecord()
+    for event in (RunStarted(AT, "r1", "pitr", "staging", ["preflight", "extract", "verify"], {}, 1),
+                  StepStarted(AT, "preflight", "Preflight"), StepFinished(AT, "preflight", 1.0),
+                  StepStarted(AT, "extract", "Extract")):
+        record.apply(event)
+    record.mark_undone("preflight")
+    record.mark_undone("extract")  # running, not finished: stays as it is
+    record.mark_skipped("verify")
+    assert [s.outcome for s in record.all_steps.values()] == ["undone", "running", "skipped"]

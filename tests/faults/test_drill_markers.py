@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from drtui.core import backup, drill
+from drtui.core import backup, drill_source
 from drtui.core.clock import SystemClock
 from drtui.core.postgres import connect, query
 from drtui.sandbox import Sandbox
@@ -18,17 +18,17 @@ SHELL_TABLE = ("create table dr_drill_markers (id serial primary key, marker_nam
 
 def test_the_marker_table_shape_is_judged_by_what_the_insert_needs(shared_sandbox: Sandbox) -> None:
     with connect(shared_sandbox.env("production")) as conn, conn.transaction(force_rollback=True):
-        assert drill._marker_shape_problem(conn, "no_such_marker_table") is None
+        assert drill_source.marker_shape_problem(conn, "no_such_marker_table") is None
         conn.execute("create table m_shell (id serial primary key, marker_name text not null, "
                      "created_at timestamptz default now(), drill_id text)")
-        assert drill._marker_shape_problem(conn, "m_shell") == (
+        assert drill_source.marker_shape_problem(conn, "m_shell") == (
             "column marker_name must be filled and the drill does not know it")
         conn.execute("create table m_naive (id serial, drill_id text, created_at timestamp default now())")
-        assert drill._marker_shape_problem(conn, "m_naive") == (
+        assert drill_source.marker_shape_problem(conn, "m_naive") == (
             "column created_at is timestamp without time zone, not timestamp with time zone")
         conn.execute("create table m_ok (id bigint generated always as identity, drill_id varchar(80) not null, "
                      "created_at timestamptz not null default now(), note text)")
-        assert drill._marker_shape_problem(conn, "m_ok") is None
+        assert drill_source.marker_shape_problem(conn, "m_ok") is None
 
 
 def test_a_drill_over_a_shell_drills_marker_table_uses_its_own(sandbox: Sandbox) -> None:

@@ -79,3 +79,26 @@ def test_off_a_terminal_progress_is_one_line_per_step_or_every_ten_seconds() -> 
     assert [line.split()[0] for line in progress] == ["14:30:00", "14:30:10", "14:30:20"]
     assert sum("RTO clock" in line for line in lines) == 3  # at 0, 10 and 20 s (ticks come every 5 s)
     assert lines[-1] == "14:30:30 stage_wal: 1 Byte of 2 Bytes (50%)"  # a new step shows at once
+
+
+def test_a_rollback_and_a_drill_are_said_from_the_runners_summary() -> None:
+    from pathlib import Path
+
+    from drtui.core.run_record import StepState
+    from drtui.core.run_summary import DrillFacts, RunSummary
+    from drtui.headless.printer import drill_lines
+
+    steps = (StepState("rollback", "Put the data back", outcome="done", seconds=1.0),
+             StepState("start_postgres", "Start PostgreSQL", outcome="failed", seconds=0.5, error="no server"))
+    lines = summary_lines(RunSummary("r1", False, Path("/j/r1.jsonl"), "staging", "rollback", steps=steps,
+                                     error="no server", hint="read the server log").to_json())
+    assert lines[0] == "rollback of staging: FAILED"
+    assert "  finished  rollback         1.0 s" in lines and "  failed    start_postgres   0.5 s" in lines
+    assert "  next          read the server log" in lines
+    failed = CheckCompleted(AT, "smoke_tests", "failed", "exit 3", {"phase": "post"})
+    facts = DrillFacts("production", AT, None, {}, {}, Path("/r/pitr_drill.md"))
+    lines = drill_lines(RunSummary("r2", False, Path("/j/r2.jsonl"), "staging", "drill", 12.0, checks=(failed,),
+                                   rpo={"rpo_seconds": 0.25, "last_commit": "t"}, drill=facts).to_json())
+    assert lines[0] == "drill of staging from production: FAIL"
+    assert "  RPO           0.250 s (last commit t)" in lines and "  FAILED check  smoke_tests: exit 3" in lines
+    assert lines[-1] == "  report        /r/pitr_drill.md"

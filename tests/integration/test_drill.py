@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from drtui.core import backup, drill
+from drtui.core import backup, drill, drill_source
 from drtui.core.clock import SystemClock
 from drtui.core.events import RunFinished, RunStarted
 from drtui.core.journal import read_events
@@ -226,7 +226,7 @@ def test_pinned_target_splits_concurrent_writers_exactly(shared_sandbox: Sandbox
     try:
         time.sleep(0.2)
         with connect(env) as conn:
-            target, counts = drill._pin_target(conn, ["bookings", "leads"])
+            target, counts = drill_source.pin_target(conn, ["bookings", "leads"])
         time.sleep(0.2)
     finally:
         stop.set()
@@ -241,7 +241,7 @@ def test_counts_at_a_past_target_without_commit_timestamps_are_approximate(share
     with connect(env) as conn:
         assert conn.execute("show track_commit_timestamp").fetchone()[0] == "off"
         target = conn.execute("select now() - interval '3 hours'").fetchone()[0]
-        counts, exact = drill._counts_at(conn, ["clients"], target)
+        counts, exact = drill_source.counts_at(conn, ["clients"], target)
     assert exact is False
     assert counts["clients"] == query(env, "select count(*) from clients where created_at <= %s", (target,))[0][0]
 
@@ -253,6 +253,6 @@ def test_pinned_target_gives_up_on_a_long_writing_transaction(shared_sandbox: Sa
         holder.execute("insert into leads (client_id, source) values (1, 'long transaction')")
         try:
             with pytest.raises(drill.DrillStepError, match="stayed busy"):
-                drill._pin_target(conn, ["bookings", "leads"])
+                drill_source.pin_target(conn, ["bookings", "leads"])
         finally:
             holder.execute("rollback")

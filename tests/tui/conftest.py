@@ -163,23 +163,40 @@ async def until(pilot: Pilot, predicate: Callable[[], bool], timeout: float = 24
         await pilot.pause(0.02)
 
 
-async def walk_to_result(pilot: Pilot) -> tuple[RunScreen, ResultScreen]:
-    """From a screen whose ctrl+g starts a run (review, drill) to the run's result: follow the run screen until
-    the run has finished, then open its result. The run screen is returned to read its view."""
-    from tests.textdump import screen_text
-
+async def run_ended(pilot: Pilot) -> RunScreen:
+    """Once the run screen is shown, wait on its journal follower, the worker that returns when it has read the
+    run's RunFinished, then let the screen handle what the worker posted. Returns the run screen."""
     app = pilot.app
-    await pilot.press("ctrl+g")
     await until(pilot, lambda: isinstance(app.screen, RunScreen))
     run = app.screen
     assert isinstance(run, RunScreen)
-    await until(pilot, lambda: run.view.finished is not None)
-    assert run.view.ok, screen_text(app)
+    await pilot.pause()  # mounted: its follower has started (a finished worker leaves app.workers)
+    for follower in [worker for worker in app.workers if worker.node is run and worker.group == "journal"]:
+        await follower.wait()
+    await pilot.pause()
+    assert run.view.finished is not None, "the journal follower ended before the run did"
+    return run
+
+
+async def open_result(pilot: Pilot) -> ResultScreen:
+    """From a run screen whose run has ended, its result (r)."""
+    app = pilot.app
     await pilot.press("r")
     await until(pilot, lambda: isinstance(app.screen, ResultScreen))
     result = app.screen
     assert isinstance(result, ResultScreen)
-    return run, result
+    return result
+
+
+async def walk_to_result(pilot: Pilot) -> tuple[RunScreen, ResultScreen]:
+    """From a screen whose ctrl+g starts a run (review, drill) to the run's result: wait for the run's end on
+    its worker, check that it went well, then open its result. The run screen is returned to read its view."""
+    from tests.textdump import screen_text
+
+    await pilot.press("ctrl+g")
+    run = await run_ended(pilot)
+    assert run.view.ok, screen_text(pilot.app)
+    return run, await open_result(pilot)
 
 
 class Notifications(list):

@@ -19,10 +19,9 @@ from drtui.core.runner import new_run_id
 from drtui.sandbox import Sandbox
 from drtui.tui.app import DrApp
 from drtui.tui.screens.home import HomeScreen
-from drtui.tui.screens.result import ResultScreen
-from drtui.tui.screens.run import RunScreen
 from tests.conftest import run_drtui
 from tests.textdump import screen_text
+from tests.tui.conftest import open_result, run_ended, until
 
 
 @pytest.fixture(scope="module")
@@ -34,14 +33,6 @@ def world() -> Iterator[Sandbox]:
         sandbox.insert("bookings")
         sandbox.switch_wal()
         yield sandbox
-
-
-async def _until(pilot, predicate, timeout: float = 30) -> None:
-    for _ in range(int(timeout / 0.05)):
-        if predicate():
-            return
-        await pilot.pause(0.05)
-    raise AssertionError(f"not reached in {timeout} s:\n{screen_text(pilot.app)}")
 
 
 def test_a_dump_restore_shows_only_what_it_does_and_its_rpo_is_the_dumps_age(world: Sandbox) -> None:
@@ -60,14 +51,12 @@ def test_a_dump_restore_shows_only_what_it_does_and_its_rpo_is_the_dumps_age(wor
     async def scenario() -> None:
         app = DrApp(world.config(), SystemClock(), start=journal)
         async with app.run_test(size=(120, 40)) as pilot:
-            await _until(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.view.finished is not None)
-            screen = app.screen
+            screen = await run_ended(pilot)
             assert not screen.query_one("#replay-label").display and not screen.query_one("#replay-bar").display
             text = screen_text(app)
             assert "WAL replay" not in text and "extract" not in text
             assert "restore " in screen.query_one("#extract-label").render().plain
-            await pilot.press("r")
-            await _until(pilot, lambda: isinstance(app.screen, ResultScreen))
+            await open_result(pilot)
             text = screen_text(app)
             assert "recovered to the dump taken at" in text
             rpo_line = next((line for line in text.splitlines() if "RPO " in line and " of " in line), text)
@@ -89,8 +78,8 @@ def test_home_shows_staging_paused_in_recovery_and_the_result_names_promote_and_
     async def scenario() -> None:
         app = DrApp(world.config(), SystemClock())
         async with app.run_test(size=(140, 40)) as pilot:
-            await _until(pilot, lambda: isinstance(app.screen, HomeScreen)
-                         and "paused in recovery" in screen_text(app))
+            await until(pilot, lambda: isinstance(app.screen, HomeScreen) and "paused in recovery" in screen_text(app),
+                        30)
             panel = str(app.screen.query_one("#environments").render())
             staging = panel[panel.index("staging"):]
             assert "⏸ running, paused in recovery at LSN" in staging
@@ -98,13 +87,12 @@ def test_home_shows_staging_paused_in_recovery_and_the_result_names_promote_and_
             assert "drtui restore advance --env staging" in staging
             assert "recovery" not in panel[:panel.index("staging")]  # production is not in recovery
             app.action_reattach(Path(summary["journal"]))
-            await _until(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.view.finished is not None)
-            await pilot.press("r")
-            await _until(pilot, lambda: isinstance(app.screen, ResultScreen))
+            await run_ended(pilot)
+            await open_result(pilot)
             text = screen_text(app)
             assert "paused at the target" in text
             assert "drtui restore promote --env staging" in text and "drtui restore advance --env staging" in text
-            await _until(pilot, lambda: "Rows per table in staging, paused at the target against production"
+            await until(pilot, lambda: "Rows per table in staging, paused at the target against production"
                          in screen_text(app))  # look before you leap: counted in a worker
             assert re.search(r"public\.bookings\s+\d+\s+production \d+", screen_text(app))
 

@@ -10,11 +10,9 @@ from drtui.core import events as ev
 from drtui.core.journal import Journal, journal_path
 from drtui.tui.app import DrApp
 from drtui.tui.messages import JournalRead
-from drtui.tui.screens.result import ResultScreen
-from drtui.tui.screens.run import RunScreen
 from drtui.tui.widgets.log_panel import LogPanel
 from tests.textdump import screen_text
-from tests.tui.conftest import T0, write_run
+from tests.tui.conftest import T0, open_result, run_ended, write_run
 
 
 def test_run_screen_keeps_up_with_thousands_of_lines_and_stays_responsive(config, clock) -> None:
@@ -52,10 +50,7 @@ def test_run_screen_keeps_up_with_thousands_of_lines_and_stays_responsive(config
             started.set()
             await pilot.pause()
             await pilot.press("f")  # a key handled while the stream pours in
-            screen = app.screen
-            assert isinstance(screen, RunScreen)
-            while screen.view.finished is None:
-                await pilot.pause(0.05)
+            screen = await run_ended(pilot)
             thread.join()
             log = screen.query_one(LogPanel)
             assert screen.view.log_lines == lines_total
@@ -75,10 +70,8 @@ def test_result_screen_of_a_good_run_shows_checks_objectives_and_records(config,
     async def scenario() -> str:
         app = DrApp(config, clock, start=path)
         async with app.run_test(size=(100, 40)) as pilot:
-            while app.screen.view.finished is None:
-                await pilot.pause(0.05)
-            await pilot.press("r")
-            assert isinstance(app.screen, ResultScreen)
+            await run_ended(pilot)
+            await open_result(pilot)
             return screen_text(app)
 
     text = asyncio.run(scenario())
@@ -95,10 +88,9 @@ def test_result_screen_of_a_failed_run_says_how_back_and_where_to_look(config, c
     async def scenario() -> tuple[str, str]:
         app = DrApp(config, clock, start=path)
         async with app.run_test(size=(100, 40)) as pilot:
-            while app.screen.view.finished is None:
-                await pilot.pause(0.05)
+            await run_ended(pilot)
             run_text = screen_text(app)
-            await pilot.press("r")
+            await open_result(pilot)
             return run_text, screen_text(app)
 
     run_text, text = asyncio.run(scenario())

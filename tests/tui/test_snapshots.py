@@ -23,7 +23,7 @@ from drtui.tui.screens.result import ResultScreen
 from drtui.tui.screens.review import ReviewScreen
 from drtui.tui.screens.run import RunScreen
 from drtui.tui.screens.status import StatusScreen
-from tests.tui.conftest import T0, fixed_inventory, write_config, write_run
+from tests.tui.conftest import T0, fixed_inventory, open_result, run_ended, write_config, write_run
 
 FOLDER = Path("/tmp/drtui-snapshots")
 PROBES = {"pg_version": 15, "free_bytes": 50 * 1024**3}
@@ -241,9 +241,9 @@ def test_result_drill(world, snap_compare) -> None:
 
 def _run_finished():
     async def run_before(pilot) -> None:
-        await settle(pilot, lambda app: isinstance(app.screen, RunScreen) and app.screen.view.finished is not None)
-        await pilot.press("r")
-        await settle(pilot, lambda app: isinstance(app.screen, ResultScreen))
+        await run_ended(pilot)
+        await open_result(pilot)
+        await settle(pilot)
         pilot.app.clear_notifications()
         await pilot.pause(0.05)
     return run_before

@@ -17,9 +17,9 @@ from drtui.core.journal import list_runs, read_events
 from drtui.sandbox import Sandbox
 from drtui.tui.app import DrApp
 from drtui.tui.run_state import pid_alive
-from drtui.tui.screens.run import RunScreen
 from drtui.tui.widgets.log_panel import LogPanel
 from tests.textdump import screen_text
+from tests.tui.conftest import run_ended
 from tests.tui.test_wizard_sandbox import recoverable, stop_runs  # noqa: F401 - a fixture
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
@@ -142,10 +142,7 @@ def test_the_restore_outlives_a_killed_ui_and_reattaching_shows_it_all(recoverab
     async def reattach() -> tuple[int, str]:
         app = DrApp(config, start=journal)
         async with app.run_test(size=(100, 34)) as pilot:
-            screen = app.screen
-            assert isinstance(screen, RunScreen)
-            while screen.view.finished is None:
-                await pilot.pause(0.1)
+            screen = await run_ended(pilot)
             return screen.query_one(LogPanel).line_count, screen_text(app)
 
     lines, text = asyncio.run(reattach())

@@ -43,7 +43,7 @@ from drtui.core.postgres import as_user, query
 from drtui.core.steps import Step, StepContext, StepError
 
 if TYPE_CHECKING:
-    from drtui.core.runner import StepLedger
+    from drtui.core.run_record import RunRecord
 
 LOCK_WAIT_TIMEOUT = "30s"
 # Safety copies kept of each kind (pre-restore dumps, uploads.pre_restore_*, uploads.failed_*): the newest
@@ -348,7 +348,7 @@ class RestoreUploads(Step):
         return f"renamed {aside} back to {uploads} (the restored one is kept at {failed})"
 
 
-def recover(ctx: StepContext, failed: Step, completed: list[Step], hint: str, ledger: StepLedger) -> str:
+def recover(ctx: StepContext, failed: Step, completed: list[Step], hint: str, record: RunRecord) -> str:
     """Undo a failed dump restore (database and uploads together); return the hint the operator reads, which
     says what was undone, or what could not be and how to finish it."""
     undone, problems = [], []
@@ -361,7 +361,7 @@ def recover(ctx: StepContext, failed: Step, completed: list[Step], hint: str, le
         if done:
             ctx.log(step.name, f"undone: {done}")
             undone.append(done)
-            ledger.mark_undone(step.name)
+            record.mark_undone(step.name)
     lead = f"{hint}. " if hint else ""
     if problems:
         saved = ctx.facts.get("pre_restore_dump")
