@@ -64,7 +64,7 @@ from psycopg import sql
 
 from drtui.core import backup
 from drtui.core.checks import FAILED, PASSED, SKIPPED, RpoMeasure, measure_rpo, run_checks
-from drtui.core.clock import Clock, stamp
+from drtui.core.clock import Clock, format_duration, stamp
 from drtui.core.config import PRODUCTION, Config, Environment
 from drtui.core.errors import DrError, UsageError
 from drtui.core.events import (
@@ -209,12 +209,12 @@ def run_drill(config: Config, request: DrillRequest, clock: Clock, cancel: threa
 class _DrillStep(Step):
     """One of the drill's own steps (outside the restore engine): `work` does it, on the drill's state."""
 
-    def __init__(self, name: str, title: str, work: Callable[[StepContext], None]) -> None:
+    def __init__(self, name: str, title: str, work: Callable[[StepContext], str | None]) -> None:
         self.name, self.title, self._work = name, title, work
 
-    def run(self, ctx: StepContext) -> None:
+    def run(self, ctx: StepContext) -> str | None:
         try:
-            self._work(ctx)
+            return self._work(ctx)
         except psycopg.Error as exc:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise DrillStepError(f"PostgreSQL: {reason}", "read the server log of the environment named") from exc
@@ -341,16 +341,16 @@ class _Drill:
         return OWN_MARKER_TABLE
 
     # -- 3. base backup -----------------------------------------------------------------------------
-    def _backup(self, ctx: StepContext) -> None:
+    def _backup(self, ctx: StepContext) -> str | None:
         if self.request.base_backup:
-            ctx.log("backup", f"BASE_BACKUP names {self.request.base_backup}: no new backup taken")
-            return
+            return f"BASE_BACKUP names {self.request.base_backup}: no new backup taken"
         if self.request.skip_backup:
-            ctx.log("backup", "SKIP_BACKUP=true: the newest existing base backup that reaches the target is used")
-            return
+            return "SKIP_BACKUP=true: the newest existing base backup that reaches the target is used"
         made = backup.base(self.config, self.source, self.clock)
         self.chosen_backup = made.artifacts[0].path
-        ctx.log("backup", f"{self.chosen_backup} ({made.artifacts[0].size_bytes} bytes, {made.seconds:.1f} s)")
+        ctx.log("backup", f"{self.chosen_backup} ({made.artifacts[0].size_bytes} bytes, "
+                          f"{format_duration(made.seconds)})")
+        return None
 
     # -- 4. target, WAL, plan -----------------------------------------------------------------------
     def _plan(self, ctx: StepContext) -> None:
@@ -467,12 +467,12 @@ class _Drill:
         return None
 
     # -- 8. smoke tests -----------------------------------------------------------------------------
-    def _smoke(self, ctx: StepContext) -> None:
+    def _smoke(self, ctx: StepContext) -> str | None:
         command = self.env.smoke_command
         if not command:
             self.check(ctx, SMOKE_CHECK, "Smoke tests", SKIPPED,
                        f"no smoke_command configured for {self.env.name} (the runbook's smoke.sh)")
-            return
+            return f"no smoke_command configured for {self.env.name}"
         extra = {"TARGET_ENV": self.env.name, "DRILL_ID": self.run_id}
         if self.env.api_base_url:
             extra["API_BASE_URL"] = self.env.api_base_url
@@ -491,6 +491,7 @@ class _Drill:
                        exit_code=done.returncode)
             raise DrillStepError(f"the smoke tests failed (exit {done.returncode})", "read their output above")
         self.check(ctx, SMOKE_CHECK, "Smoke tests", PASSED, f"{command!r} exited 0", exit_code=0)
+        return None
 
 
 def _marker_shape_problem(conn: psycopg.Connection, table: str) -> str | None:

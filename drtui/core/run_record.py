@@ -39,7 +39,7 @@ class StepState:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     seconds: float | None = None
-    outcome: str = "pending"  # "pending" (not started), "running", "done", "failed"
+    outcome: str = "pending"  # "pending" (not started), "running", "done", "skipped" (did nothing), "failed"
     error: str = ""
     hint: str = ""
     log: list[str] = field(default_factory=list)
@@ -81,7 +81,7 @@ class RunRecord:
         elif isinstance(event, StepFinished | StepFailed):
             step = self._step(event.step)
             step.finished_at, step.seconds = event.at, event.seconds
-            step.outcome = "done" if isinstance(event, StepFinished) else "failed"
+            step.outcome = "failed" if isinstance(event, StepFailed) else "skipped" if event.skipped else "done"
             if isinstance(event, StepFailed):
                 step.error, step.hint = event.error, event.hint
             self._current = None if self._current == event.step else self._current

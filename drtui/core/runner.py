@@ -304,7 +304,7 @@ def _run(journey: Journey, journal: Journal, clock: Clock, cancel: threading.Eve
         t0 = clock.monotonic()
         try:
             ctx.check_cancel()
-            step.run(ctx)
+            skipped = step.run(ctx) or ""
         except BaseException as exc:  # every failure, even Ctrl-C, reaches the undo
             seconds = clock.monotonic() - t0
             title, hint = _describe(exc)
@@ -317,8 +317,10 @@ def _run(journey: Journey, journal: Journal, clock: Clock, cancel: threading.Eve
             failure = (step, title, hint)
             break
         seconds = clock.monotonic() - t0
-        emit(StepFinished(clock.now(), step.name, seconds))
-        ledger.steps.append(StepRecord(step.name, step.title, "finished", seconds))
+        if skipped:
+            ctx.log(step.name, f"skipped: {skipped}")
+        emit(StepFinished(clock.now(), step.name, seconds, skipped))
+        ledger.steps.append(StepRecord(step.name, step.title, "skipped" if skipped else "finished", seconds))
         if clock_start:
             rto_tick()
         completed.append(step)

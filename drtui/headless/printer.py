@@ -63,6 +63,8 @@ def event_line(event: Event) -> str:
         case StepLogged():
             prefix = "server" if event.source == "server" else event.step
             return "\n".join(f"{at} {prefix}: {line}" for line in event.lines)
+        case StepFinished() if event.skipped:
+            return f"{at} {event.step}: skipped"
         case StepFinished():
             return f"{at} {event.step}: done in {event.seconds:.1f} s"
         case StepFailed():
@@ -122,6 +124,8 @@ class EventPrinter:
         match event:
             case StepStarted():
                 self._write(f"▶ {event.title or event.step}\n")
+            case StepFinished() if event.skipped:
+                self._write(f"– {event.step} skipped\n")
             case StepFinished():
                 self._write(f"✓ {event.step} ({event.seconds:.1f} s)\n")
             case StepFailed():

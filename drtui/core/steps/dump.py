@@ -236,12 +236,11 @@ class DumpPreflight(Step):
 class PreRestoreDump(Step):
     name, title = "pre_restore_dump", "Save a dump of the current database"
 
-    def run(self, ctx: StepContext) -> None:
+    def run(self, ctx: StepContext) -> str | None:
         env = ctx.env
         exists = query(env, "select 1 from pg_database where datname = %s", (env.database,), dbname="postgres")
         if not exists:
-            ctx.log(self.name, f"database {env.database!r} does not exist yet: nothing to save")
-            return
+            return f"database {env.database!r} does not exist yet: nothing to save"
         self._sessions(ctx)
         ctx.facts["tables_before"] = _user_tables(env)
         folder = ctx.config.state_dir / PRE_RESTORE
@@ -308,13 +307,12 @@ class RestoreDatabase(Step):
 class RestoreUploads(Step):
     name, title = "restore_uploads", "Replace the uploads folder from the archive"
 
-    def run(self, ctx: StepContext) -> None:
+    def run(self, ctx: StepContext) -> str | None:
         import tarfile
 
         archive, uploads = ctx.plan.uploads_archive, ctx.env.uploads_dir
         if archive is None or uploads is None:
-            ctx.log(self.name, "no uploads archive to restore: skipped")
-            return
+            return "no uploads archive to restore"
         work = uploads.with_name(f".{uploads.name}.restoring_{ctx.stamp}")
         work.mkdir()
         try:

@@ -111,12 +111,11 @@ def _start_wal_staging(ctx: StepContext) -> None:
 class StageWal(Step):
     name, title = "stage_wal", "Stage the WAL for replay"
 
-    def run(self, ctx: StepContext) -> None:
+    def run(self, ctx: StepContext) -> str | None:
         source = ctx.plan.wal_source
         if source.is_dir():
             ctx.wal_folder = source
-            ctx.log(self.name, f"WAL is read in place from {source} (nothing copied, nothing written there)")
-            return
+            return f"WAL is read in place from {source} (nothing copied, nothing written there)"
         thread = ctx.facts.get("wal_thread")
         if thread is None:
             _start_wal_staging(ctx)
@@ -130,6 +129,7 @@ class StageWal(Step):
         ctx.wal_folder = ctx.staged_wal
         ctx.log(self.name, f"WAL tarball {source.name} staged into {ctx.staged_wal} (while the base backup "
                            "was extracted)")
+        return None
 
     def undo(self, ctx: StepContext) -> str | None:
         if ctx.staged_wal and ctx.staged_wal.exists():
@@ -161,10 +161,13 @@ class WriteRecovery(Step):
 class StopApp(Step):
     name, title = "stop_app", "Stop the application"
 
-    def run(self, ctx: StepContext) -> None:
+    def run(self, ctx: StepContext) -> str | None:
         done = ctx.backend.stop_app()
         ctx.app_stopped = done is not None
-        ctx.log(self.name, f"ran: {done}" if done else "no stop_app_command configured: skipped")
+        if not done:
+            return "no stop_app_command configured"
+        ctx.log(self.name, f"ran: {done}")
+        return None
 
     def undo(self, ctx: StepContext) -> str | None:
         if ctx.app_stopped:
@@ -176,11 +179,13 @@ class StopApp(Step):
 class StopPostgres(Step):
     name, title = "stop_postgres", "Stop PostgreSQL"
 
-    def run(self, ctx: StepContext) -> None:
+    def run(self, ctx: StepContext) -> str | None:
         ctx.server_was_running = ctx.backend.server_running()
-        if ctx.server_was_running:
-            ctx.backend.stop_server()
-        ctx.log(self.name, "stopped" if ctx.server_was_running else "was not running")
+        if not ctx.server_was_running:
+            return "PostgreSQL was not running"
+        ctx.backend.stop_server()
+        ctx.log(self.name, "stopped")
+        return None
 
     def undo(self, ctx: StepContext) -> str | None:
         if ctx.server_was_running and not ctx.backend.server_running():
@@ -192,10 +197,12 @@ class StopPostgres(Step):
 class Preserve(Step):
     name, title = "preserve", "Keep the current data directory (rename, never delete)"
 
-    def run(self, ctx: StepContext) -> None:
+    def run(self, ctx: StepContext) -> str | None:
         ctx.preserved = ctx.backend.preserve(ctx.stamp)
-        ctx.log(self.name, f"{ctx.backend.data_dir} → {ctx.preserved}" if ctx.preserved
-                else f"{ctx.backend.data_dir} did not exist: nothing to preserve")
+        if not ctx.preserved:
+            return f"{ctx.backend.data_dir} did not exist: nothing to preserve"
+        ctx.log(self.name, f"{ctx.backend.data_dir} → {ctx.preserved}")
+        return None
 
     def undo(self, ctx: StepContext) -> str | None:
         if ctx.preserved and ctx.preserved.exists() and not ctx.backend.data_dir.exists():
@@ -239,9 +246,12 @@ class StartPostgres(Step):
 class StartApp(Step):
     name, title = "start_app", "Start the application"
 
-    def run(self, ctx: StepContext) -> None:
+    def run(self, ctx: StepContext) -> str | None:
         done = ctx.backend.start_app()
-        ctx.log(self.name, f"ran: {done}" if done else "no start_app_command configured: skipped")
+        if not done:
+            return "no start_app_command configured"
+        ctx.log(self.name, f"ran: {done}")
+        return None
 
 
 class Verify(Step):
