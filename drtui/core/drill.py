@@ -63,7 +63,7 @@ import psycopg
 from psycopg import sql
 
 from drtui.core import backup
-from drtui.core.checks import FAILED, PASSED, SKIPPED, RpoMeasure, measure_rpo, run_checks
+from drtui.core.checks import FAILED, PASSED, SKIPPED, RpoMeasure, last_replayed_commit, measure_rpo, run_checks
 from drtui.core.clock import Clock, format_duration, stamp
 from drtui.core.config import PRODUCTION, Config, Environment
 from drtui.core.errors import DrError, UsageError
@@ -414,7 +414,10 @@ class _Drill:
                              (self.marker.drill_id,)).fetchone() is not None)
             restored = {t: conn.execute(sql.SQL("select count(*) from {}").format(sql.Identifier(t))).fetchone()[0]
                         for t in tables}
-            newest = _max_created_at(conn, tables)
+            # what the recovery produced (its last replayed commit), not what staging's app wrote since
+            replayed = last_replayed_commit(conn)
+            newest, what = (replayed, "last replayed commit") if replayed else (
+                _max_created_at(conn, tables), "max(created_at)")
         failed = []
         expected = self._marker_expected()
         where = f"drill_id {self.marker.drill_id!r}"
@@ -440,15 +443,15 @@ class _Drill:
                    source=self.counts, exact=self.counts_exact)
         if newest is None:
             self.check(ctx, CREATED_CHECK, "Data not after the target", SKIPPED,
-                       "no created_at values in the app tables")
+                       "no replayed transaction and no created_at values in the app tables")
         else:
             ok = newest <= self.target
             failed += [] if ok else [CREATED_CHECK]
             self.check(ctx, CREATED_CHECK, "Data not after the target", PASSED if ok else FAILED,
-                       f"max(created_at) = {newest.isoformat()} {'<=' if ok else '>'} target "
+                       f"{what} = {newest.isoformat()} {'<=' if ok else '>'} target "
                        f"{self.target.isoformat()}", max_created_at=newest.isoformat())
         self.rpo = measure_rpo(self.env, self.target, tables=tables)
-        ctx.log("integrity", f"RPO achieved: {self.rpo.rpo_seconds if self.rpo.rpo_seconds is not None else '?'} s "
+        ctx.log("integrity", f"RPO achieved: {format_duration(self.rpo.rpo_seconds)} "
                  f"(last commit {self.rpo.last_commit.isoformat() if self.rpo.last_commit else 'unknown'}, "
                  f"{self.rpo.reason})")
         if failed:

@@ -10,6 +10,7 @@ import os
 import threading
 from pathlib import Path
 
+from drtui.core.clock import format_duration
 from drtui.core.planning import Plan
 from drtui.core.postgres import run_as
 from drtui.core.recovery_conf import mark_wal_archived, overridden, recovery_settings, signal_file
@@ -260,7 +261,11 @@ class Verify(Step):
     def run(self, ctx: StepContext) -> None:
         from drtui.core.checks import run_checks
 
-        ctx.checks = run_checks(ctx.config, ctx.env, recovered_to=ctx.recovered_to, emit=ctx.emit,
+        # The data is judged against the target the plan asked for (a time), not only where replay stopped:
+        # a recovery that went past the target must fail its data checks.
+        plan = ctx.plan
+        target = plan.target.time if isinstance(plan, Plan) and plan.target.time else ctx.recovered_to
+        ctx.checks = run_checks(ctx.config, ctx.env, recovered_to=target, emit=ctx.emit,
                                 clock=ctx.clock, wait_ready_seconds=60, cancel=ctx.cancel)
         measure_achieved_rpo(ctx)
         failed = [c for c in ctx.checks if c.outcome == "failed"]
@@ -287,7 +292,7 @@ def measure_achieved_rpo(ctx: StepContext) -> None:
         ctx.log("verify", f"RPO not measured: {exc.title}")
         return
     ctx.facts["rpo"] = rpo.as_dict()
-    seconds = "unknown" if rpo.rpo_seconds is None else f"{rpo.rpo_seconds:.1f} s"
+    seconds = "unknown" if rpo.rpo_seconds is None else format_duration(rpo.rpo_seconds)
     ctx.log("verify", f"RPO achieved: {seconds} ({rpo.reason})")
 
 
