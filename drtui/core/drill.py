@@ -91,6 +91,7 @@ from drtui.core.runner import (
     Journey,
     RunSummary,
     StepLedger,
+    after_commit_hint,
     new_run_id,
     recover_restore,
     run_journey,
@@ -250,7 +251,7 @@ class _Drill:
     def _recover(ctx: StepContext, failed: Step, completed: list[Step], hint: str, ledger: StepLedger) -> str:
         """A failed engine step is undone like a restore's; the drill's own steps change nothing to undo."""
         if not isinstance(failed, PITR_STEPS):
-            return hint
+            return after_commit_hint(ctx, failed, hint) if any(step.commits for step in completed) else hint
         return recover_restore(ctx, failed, [s for s in completed if isinstance(s, PITR_STEPS)], hint, ledger)
 
     def _finish(self, summary: RunSummary, ctx: StepContext, checks: list[CheckCompleted]) -> RunSummary:

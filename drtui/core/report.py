@@ -129,6 +129,8 @@ def troubleshooting(record: RunRecord, config: Config) -> list[str]:
 
 
 def _rollback_advice(record: RunRecord, env: Any) -> list[str]:
+    if record.remedy and record.remedy.get("kind") != "rollback":
+        return []  # the restored data passed: the engine's hint says what to fix and check again, not to undo
     preserved = record.summary.get("preserved")
     data_dir = record.plan.get("data_dir") or (str(env.data_dir) if env else None)
     rollback = (f"`drtui rollback --env {record.environment}` puts it back (the failed copy is kept aside, "

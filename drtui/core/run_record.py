@@ -148,6 +148,13 @@ class RunRecord:
         return next((_number(c.data["rpo_seconds"]) for c in self.checks if "rpo_seconds" in c.data), None)
 
     @property
+    def remedy(self) -> dict[str, Any] | None:
+        """After a failure with the restored cluster up, the one next step (drtui.core.remedy): its kind
+        ("rollback" only when the restored data is wrong or unusable, else "recheck") and text."""
+        found = self.summary.get("remedy")
+        return found if isinstance(found, dict) else None
+
+    @property
     def failed_step(self) -> StepState | None:
         return next((step for step in self.all_steps.values() if step.outcome == "failed"), None)
 

@@ -44,6 +44,7 @@ from drtui.core.gates import ApprovedPlan
 from drtui.core.journal import Journal, journal_path
 from drtui.core.lock import EnvLock
 from drtui.core.planning import DumpPlan, Plan
+from drtui.core.remedy import remedy_after_commit
 from drtui.core.steps import Cancelled, Step, StepContext
 from drtui.core.steps.dump import DumpPreflight, PreRestoreDump, RestoreDatabase, RestoreUploads
 from drtui.core.steps.dump import recover as recover_dump
@@ -149,6 +150,7 @@ class RunSummary:
     checks: tuple[CheckCompleted, ...] = ()
     rpo: dict[str, Any] | None = None  # as measured (RpoMeasure.as_dict() or the dump's RPO)
     drill: DrillFacts | None = None
+    remedy: dict[str, Any] | None = None  # after a failure with the restored cluster up (remedy.Remedy.as_dict())
 
     def to_json(self) -> dict[str, Any]:
         """The `--json` summary and RunFinished's payload."""
@@ -161,7 +163,7 @@ class RunSummary:
                     "preserved": preserved, "error": self.error, "hint": self.hint, "rpo": self.rpo,
                     "rpo_seconds": self.rpo.get("rpo_seconds") if self.rpo else None, "steps": steps,
                     "checks": [{"name": c.name, "outcome": c.outcome, "detail": c.detail} for c in self.checks],
-                    "journal": str(self.journal)}
+                    "journal": str(self.journal), "remedy": self.remedy}
         drill = self.drill
         return {"ok": self.ok, "run_id": self.run_id, "environment": self.environment, "journey": self.journey,
                 "source": drill.source, "rto_seconds": self.rto_seconds, "recovered_to": recovered_to,
@@ -170,7 +172,7 @@ class RunSummary:
                 "checks": [{"name": c.name, "outcome": c.outcome, "detail": c.detail,
                             "phase": c.data.get("phase", "post")} for c in self.checks],
                 "marker": drill.marker, "counts": drill.counts, "rpo": self.rpo, "plan": drill.plan,
-                "journal": str(self.journal), "report": str(drill.report)}
+                "journal": str(self.journal), "report": str(drill.report), "remedy": self.remedy}
 
 
 class StepLedger:
@@ -343,7 +345,8 @@ def _run(journey: Journey, journal: Journal, clock: Clock, cancel: threading.Eve
         ctx.backend.discard(ctx.staged_wal)
     summary = journey.finish(RunSummary(
         run_id, failure is None, journal.path, env.name, journey.name, rto_seconds, recovered_to, ctx.paused,
-        ctx.preserved, error, hint, tuple(ledger.steps), tuple(ctx.checks), ctx.facts.get("rpo")), ctx, emitted_checks)
+        ctx.preserved, error, hint, tuple(ledger.steps), tuple(ctx.checks), ctx.facts.get("rpo"),
+        remedy=ctx.facts.get("remedy")), ctx, emitted_checks)
     emit(RunFinished(clock.now(), summary.ok, summary.rto_seconds,
                      summary.recovered_to.isoformat() if summary.recovered_to else None, summary.to_json()))
     return summary
@@ -352,11 +355,9 @@ def _run(journey: Journey, journal: Journal, clock: Clock, cancel: threading.Eve
 def recover_restore(ctx: StepContext, failed: Step, completed: list[Step], hint: str, ledger: StepLedger) -> str:
     """Undo what can be undone automatically; return the hint the operator reads."""
     if any(step.commits for step in completed):
-        where = f"; the previous data directory is kept at {ctx.preserved}" if ctx.preserved else ""
         ctx.log(failed.name, "nothing was undone: the restored cluster was up before this failure"
                 + (f" (the previous data directory is {ctx.preserved})" if ctx.preserved else ""))
-        return (f"{hint + '. ' if hint else ''}The restored cluster is in place{where}. To put the old data back: "
-                f"drtui rollback --env {ctx.env.name}")
+        return after_commit_hint(ctx, failed, hint)
     ctx.log(failed.name, "undoing the steps done so far (further signals are ignored until this is done)")
     problems, undone, nothing, not_undone = [], [], [], []
     for step in [failed, *reversed(completed)]:
@@ -388,6 +389,17 @@ def recover_restore(ctx: StepContext, failed: Step, completed: list[Step], hint:
                    for name, title, more in problems)
     return (f"{hint + '. ' if hint else ''}Nothing was lost: the old data directory {state}{aside}"
             + (f" (nothing to roll back){left}" if problems else ""))
+
+
+def after_commit_hint(ctx: StepContext, failed: Step, hint: str) -> str:
+    """The hint of a failure with the restored cluster up; its remedy (rollback only for wrong or unusable data)
+    is kept in `ctx.facts["remedy"]` for the summary."""
+    target = ctx.plan.target.time if isinstance(ctx.plan, Plan) and ctx.plan.target.time else None
+    remedy = remedy_after_commit(ctx.env.name, failed.name, [c.name for c in ctx.checks if c.outcome == "failed"],
+                                 str(ctx.preserved) if ctx.preserved else None,
+                                 target.isoformat() if target else None)
+    ctx.facts["remedy"] = remedy.as_dict()
+    return f"{hint + '. ' if hint else ''}{remedy.text}"
 
 
 def _describe(exc: BaseException) -> tuple[str, str]:
