@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-ROLLBACK, RECHECK = "rollback", "recheck"
+ROLLBACK, RECHECK, UNDONE = "rollback", "recheck", "undone"
 # Checks and steps whose failure means the restored data is wrong or unusable.
 DATA_CHECKS = frozenset({"postgres_connect", "out_of_recovery", "sample_queries", "data_timestamp", "uploads",
                          "drill_marker", "record_counts", "created_before_target"})
@@ -30,7 +30,7 @@ LOOK_AT = {
 
 @dataclass(frozen=True)
 class Remedy:
-    kind: str  # ROLLBACK: the data is wrong or unusable; RECHECK: the data passed, fix and check again
+    kind: str  # ROLLBACK: the data is wrong or unusable; RECHECK: it passed, fix and check again; UNDONE: all undone
     text: str
 
     def as_dict(self) -> dict[str, Any]:
@@ -52,3 +52,6 @@ def remedy_after_commit(environment: str, failed_step: str, failed_checks: Itera
     return Remedy(RECHECK, "The restored data passed its checks: do not roll back. Look at " + "; ".join(looks)
                   + f", then check again with `drtui verify --env {environment}"
                   + (f" --target-time {target}`" if target else "`"))
+
+
+UNDONE_REMEDY = Remedy(UNDONE, "nothing to roll back: the run was undone and the old data directory is in place")

@@ -44,7 +44,7 @@ from drtui.core.gates import ApprovedPlan
 from drtui.core.journal import Journal, journal_path
 from drtui.core.lock import EnvLock
 from drtui.core.planning import DumpPlan, Plan
-from drtui.core.remedy import remedy_after_commit
+from drtui.core.remedy import UNDONE_REMEDY, remedy_after_commit
 from drtui.core.steps import Cancelled, Step, StepContext
 from drtui.core.steps.dump import DumpPreflight, PreRestoreDump, RestoreDatabase, RestoreUploads
 from drtui.core.steps.dump import recover as recover_dump
@@ -381,6 +381,7 @@ def recover_restore(ctx: StepContext, failed: Step, completed: list[Step], hint:
         failed_undo = "; ".join(f"{name}: {title}" for name, title, _ in problems)
         return (f"{hint + '. ' if hint else ''}Undoing failed for {failed_undo}. The old data directory "
                 f"is {ctx.preserved or ctx.backend.data_dir}; put it back with `drtui rollback --env {ctx.env.name}`")
+    ctx.facts["remedy"] = UNDONE_REMEDY.as_dict()
     aside = f"; the failed restore is kept at {ctx.failed_aside}" if ctx.failed_aside else ""
     moved = any(step.name == "preserve" for step in completed)
     state = "is back in place" if moved else "is in place (it was never moved)"
