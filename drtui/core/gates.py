@@ -96,7 +96,7 @@ def _app_env_fact(app_env: str | None, prod_host: bool) -> str:
     """The passing app_env gate, said as the fact it is (a production host is no warning when production is
     what is restored: it is why the environment's name must be typed)."""
     if prod_host:
-        return f"env file says APP_ENV={app_env}: this is a production host, so its name must be typed to confirm"
+        return f"env file says APP_ENV={app_env}: this is a production host (type its name to confirm)"
     if not app_env:
         return "env file sets no APP_ENV: not a production host"
     return f"env file says APP_ENV={app_env}: not a production host"

@@ -310,7 +310,8 @@ def _step_row(number: int, step: StepState) -> dict[str, str]:
     return {"number": str(number), "name": step.name, "title": step.title, "started": isoformat(step.started_at),
             "finished": isoformat(step.finished_at) if step.finished_at else "-",
             "seconds": f"{step.seconds:.1f}" if step.seconds is not None else "-",
-            "outcome": {"done": "✔ done", "failed": "✘ failed"}.get(step.outcome, "● " + step.outcome),
+            "outcome": {"done": "✔ done", "failed": "✘ failed", "skipped": "– skipped"}.get(step.outcome,
+                                                                                          "● " + step.outcome),
             "error": _one_line(step.error), "hint": _one_line(step.hint)}
 
 

@@ -131,7 +131,7 @@ def test_the_record_and_the_report_follow_the_remedy() -> None:
 
 # -- the gates say facts --------------------------------------------------------------------------------
 @pytest.mark.parametrize(("app_env", "production", "passed", "message"), [
-    ("prod", True, True, "env file says APP_ENV=prod: this is a production host, so its name must be typed"),
+    ("prod", True, True, "env file says APP_ENV=prod: this is a production host (type its name to confirm)"),
     ("staging", False, True, "env file says APP_ENV=staging: not a production host"),
     (None, False, True, "env file sets no APP_ENV: not a production host"),
     ("prod", False, False, "the env file of 'production' says APP_ENV=prod: this host is production"),
