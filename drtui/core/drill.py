@@ -575,12 +575,12 @@ def describe_result(summary: dict[str, Any]) -> list[str]:
     if summary.get("target"):
         lines.append(f"  target        {summary['target']}")
     if summary.get("rto_seconds") is not None:
-        lines.append(f"  RTO           {summary['rto_seconds']:.1f} s")
+        lines.append(f"  RTO           {format_duration(summary['rto_seconds'])}")
     rpo = summary.get("rpo") or {}
     if rpo.get("rpo_seconds") is not None:
-        lines.append(f"  RPO           {rpo['rpo_seconds']:.3f} s (last commit {rpo.get('last_commit')})")
+        lines.append(f"  RPO           {format_duration(rpo['rpo_seconds'])} (last commit {rpo.get('last_commit')})")
     for step in summary["steps"]:
-        lines.append(f"  {step['outcome']:<9} {step['name']:<16} {step['seconds']:.1f} s")
+        lines.append(f"  {step['outcome']:<9} {step['name']:<16} {format_duration(step['seconds'])}")
     failed = [c for c in summary["checks"] if c["outcome"] == FAILED and c["phase"] != "pre"]
     for check in failed:
         lines.append(f"  FAILED check  {check['name']}: {check['detail']}")

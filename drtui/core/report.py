@@ -223,12 +223,13 @@ def build_context(record: RunRecord, config: Config, *, operator: str, reviewer:
         "duration_minutes": _minutes(duration),
         "rto_target_minutes": f"{rto_target.total_seconds() / 60:g}",
         "rto_achieved_minutes": _minutes(record.rto_seconds),
-        "rto_met": record.rto_seconds is not None and record.rto_seconds <= rto_target.total_seconds(),
+        # a failed run meets no objective, whatever its clock read
+        "rto_met": passed and record.rto_seconds is not None and record.rto_seconds <= rto_target.total_seconds(),
         "rpo_target_minutes": f"{rpo_target.total_seconds() / 60:g}",
         "rpo_target_hours": f"{rpo_target.total_seconds() / 3600:g}",
         "rpo_achieved_minutes": _minutes(rpo_seconds),
         "rpo_achieved_hours": _hours(rpo_seconds),
-        "rpo_met": rpo_seconds is not None and rpo_seconds <= rpo_target.total_seconds(),
+        "rpo_met": passed and rpo_seconds is not None and rpo_seconds <= rpo_target.total_seconds(),
         "rto_cell": f"{_minutes(record.rto_seconds)} min" if record.rto_seconds is not None else NOT_MEASURED,
         "rpo_target_cell": (f"{rpo_target.total_seconds() / 3600:g} h" if record.journey == "staging"
                             else f"{rpo_target.total_seconds() / 60:g} min"),

@@ -41,7 +41,7 @@ def test_one_line_per_event_off_a_terminal() -> None:
     assert lines[0] == "14:30:00 run r1: pitr of staging (2 steps)"
     assert "14:30:00 extract: 512.0 MiB of 1.0 GiB (50%)" in lines
     assert "14:30:00 server: LOG:  redo starts at 0/2000028" in lines
-    assert any("replayed to 0/3000000" in line and "8.0 MiB/s" in line and "about 2 s left" in line
+    assert any("replayed to 0/3000000" in line and "8.0 MiB/s" in line and "about 2.0s left" in line
                for line in lines)
     assert "14:30:00 follow_recovery: hint: check the WAL source" in lines
     assert lines[-1] == "14:30:00 check readyz: skipped (no api_base_url)"
@@ -54,7 +54,7 @@ def test_a_terminal_rewrites_the_progress_line() -> None:
         printer(event)
     text = stream.getvalue()
     assert text.startswith("▶ Extract the base backup\n\r\x1b[K  512.0 MiB of 1.0 GiB (50%)\r\x1b[K  1.0 GiB")
-    assert text.endswith("\n✓ extract (2.5 s)\n")
+    assert text.endswith("\n✓ extract (2.5s)\n")
 
 
 def test_summary_lines_name_the_outcome_steps_and_next_step() -> None:

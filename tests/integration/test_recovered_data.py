@@ -5,6 +5,7 @@ promotion; the sandbox's app (traffic and API) is paused and resumed by its stop
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ from drtui.core import backup
 from drtui.core.clock import SystemClock
 from drtui.core.journal import read_events
 from drtui.core.postgres import connect, query
-from drtui.sandbox import Sandbox
+from drtui.sandbox import PASSWORD, Sandbox
 from drtui.sandbox.app import app_pids
 from tests.conftest import run_drtui
 
@@ -83,18 +84,21 @@ def process_state(pid: int) -> str:
     return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
 
 
-def test_the_sandbox_app_commands_pause_and_resume_its_api(world: World) -> None:
+def test_the_sandbox_app_commands_pause_and_resume_its_api_and_its_psql_lines_work(world: World) -> None:
     env = world.sandbox.env("production")
     api = app_pids(world.sandbox.root)[-1]
     assert env.stop_app_command and env.start_app_command
-    assert run_drtui_shell(env.stop_app_command) == 0 and process_state(api) == "T"
-    assert run_drtui_shell(env.start_app_command) == 0 and process_state(api) != "T"
+    assert shell(env.stop_app_command).returncode == 0 and process_state(api) == "T"
+    assert shell(env.start_app_command).returncode == 0 and process_state(api) != "T"
+    for name in ("production", "staging"):
+        line = world.sandbox.connect_command(name)
+        assert PASSWORD not in line
+        done = shell(f"{line} -At -c 'select count(*) from clients'")
+        assert done.returncode == 0 and done.stdout.strip().isdigit(), done.stderr
 
 
-def run_drtui_shell(command: str) -> int:
-    import subprocess
-
-    return subprocess.run(command, shell=True, check=False, timeout=30).returncode
+def shell(command: str) -> subprocess.CompletedProcess:
+    return subprocess.run(command, shell=True, check=False, timeout=30, capture_output=True, text=True)
 
 
 def test_a_writer_through_the_promotion_does_not_fail_a_correct_restore(world: World) -> None:

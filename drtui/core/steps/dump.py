@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from drtui.core.backup import CHUNK, LAST_SUCCESS, verify_dump
+from drtui.core.clock import format_duration
 from drtui.core.config import Environment
 from drtui.core.dump_checks import (
     RESTRICT_LINE,
@@ -221,7 +222,7 @@ class DumpPreflight(Step):
         rpo = dump_rpo(plan.dump_time, ctx.config.backup_dir, ctx.facts["started"], plan.incident_start)
         if rpo is not None:
             ctx.facts["rpo"] = rpo
-            ctx.log(self.name, f"RPO: {rpo['rpo_seconds']:.0f} s, the dump's age at the restore "
+            ctx.log(self.name, f"RPO: {format_duration(rpo['rpo_seconds'])}, the dump's age at the restore "
                                f"(taken {rpo['last_commit']})")
         facts = check_dump(plan.dump_file, ctx.env, plan.source_database)
         ctx.facts.update(dump_bytes=facts.size, dump_format=facts.format, restrict_key=facts.restrict_key)
