@@ -95,8 +95,9 @@ def test_stop_and_start_app_without_commands_say_why_they_did_nothing() -> None:
         start_app = stop_app
 
     ctx = SimpleNamespace(backend=NoApp(), app_stopped=None)
-    assert StopApp().run(ctx) == "no stop_app_command configured" and ctx.app_stopped is False
-    assert StartApp().run(ctx) == "no start_app_command configured"
+    assert StopApp().run(ctx).startswith("no application configured to stop (stop_app_command") and \
+        ctx.app_stopped is False
+    assert StartApp().run(ctx).startswith("no application configured to start (start_app_command")
 
 
 # -- every hint fits its failure ------------------------------------------------------------------------

@@ -166,7 +166,7 @@ class StopApp(Step):
         done = ctx.backend.stop_app()
         ctx.app_stopped = done is not None
         if not done:
-            return "no stop_app_command configured"
+            return "no application configured to stop (stop_app_command; app_services on compose)"
         ctx.log(self.name, f"ran: {done}")
         return None
 
@@ -250,7 +250,7 @@ class StartApp(Step):
     def run(self, ctx: StepContext) -> str | None:
         done = ctx.backend.start_app()
         if not done:
-            return "no start_app_command configured"
+            return "no application configured to start (start_app_command; app_services on compose)"
         ctx.log(self.name, f"ran: {done}")
         return None
 
