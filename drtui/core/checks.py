@@ -8,6 +8,10 @@ recovery target) is skipped and says why: a skipped check is never counted as pa
 the engine stops the RTO clock there. Without an API, the database leaving recovery is the best proof of
 service there is; that check then carries `healthy_at` instead, marked with `data["healthy_basis"]`.
 
+The data checks judge what the recovery produced, not what the app writes after the promotion:
+`data_timestamp` compares the last transaction the server replayed with the target (max(created_at) only when
+the server replayed none, after a restart or a dump restore).
+
 `measure_rpo` measures the data a recovery lost from what the restored cluster holds, never from what the
 backup schedule promises.
 """
