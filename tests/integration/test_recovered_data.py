@@ -18,6 +18,7 @@ import pytest
 
 from drtui.core import backup
 from drtui.core.clock import SystemClock
+from drtui.core.events import StepProgressed
 from drtui.core.journal import read_events
 from drtui.core.postgres import connect, query
 from drtui.sandbox import PASSWORD, Sandbox
@@ -118,7 +119,10 @@ def test_a_writer_through_the_promotion_does_not_fail_a_correct_restore(world: W
     assert "last replayed commit" in checks["data_timestamp"]["detail"]
     steps = {s["name"]: s["outcome"] for s in summary["steps"]}
     assert steps["stop_app"] == steps["start_app"] == "finished"
-    logged = " ".join(line for e in read_events(Path(summary["journal"])) for line in getattr(e, "lines", []))
+    events = read_events(Path(summary["journal"]))
+    logged = " ".join(line for e in events for line in getattr(e, "lines", []))
+    replay = [e for e in events if isinstance(e, StepProgressed) and e.step == "follow_recovery"]
+    assert replay and replay[-1].done == replay[-1].total  # the replay bar ends at 100 % once promoted
     assert "drtui.sandbox.app stop" in logged and "drtui.sandbox.app start" in logged
     time.sleep(0.5)
     # The data is production's as of the target, and the writer went on writing after the promotion.
