@@ -8,6 +8,10 @@ recovery target) is skipped and says why: a skipped check is never counted as pa
 the engine stops the RTO clock there. Without an API, the database leaving recovery is the best proof of
 service there is; that check then carries `healthy_at` instead, marked with `data["healthy_basis"]`.
 
+The data checks judge what the recovery produced, not what the app writes after the promotion:
+`data_timestamp` compares the last transaction the server replayed with the target (max(created_at) only when
+the server replayed none, after a restart or a dump restore).
+
 `measure_rpo` measures the data a recovery lost from what the restored cluster holds, never from what the
 backup schedule promises.
 """
@@ -258,19 +262,28 @@ class _Checker:
             self.record(SAMPLES, FAILED, "; ".join([*errors, detail] if detail else errors), counts=counts)
         else:
             self.record(SAMPLES, PASSED, detail, counts=counts)
+        replayed = last_replayed_commit(conn)
         data = {"max_created_at": latest.isoformat() if latest else None, "per_table": newest,
+                "last_replayed_commit": replayed.isoformat() if replayed else None,
                 "recovered_to": recovered_to.isoformat() if recovered_to else None}
-        if latest is None:
-            self.record(DATA_TIME, SKIPPED, "no created_at values in the sample tables", **data)
+        # What the recovery produced is judged, never what the application wrote after the promotion: the last
+        # transaction the server replayed when it has one, else the newest created_at.
+        judged, what = (replayed, "the last replayed commit") if replayed else (latest, "max(created_at)")
+        later = (f"; max(created_at) = {isoformat(latest)} is of rows written after the promotion"
+                 if replayed and latest and recovered_to and latest > recovered_to else "")
+        if judged is None:
+            self.record(DATA_TIME, SKIPPED, "no replayed transaction and no created_at values in the sample "
+                        "tables", **data)
         elif recovered_to is None:
-            self.record(DATA_TIME, SKIPPED, f"max(created_at) = {isoformat(latest)}; no recovery target to "
-                        "compare it with", **data)
-        elif latest > recovered_to:
-            self.record(DATA_TIME, FAILED, f"max(created_at) = {isoformat(latest)} is later than the recovery "
-                        f"target {isoformat(recovered_to)}", **data)
+            self.record(DATA_TIME, SKIPPED, f"{what} = {isoformat(judged)}; no recovery target to compare it "
+                        "with", **data)
+        elif judged > recovered_to:
+            self.record(DATA_TIME, FAILED, f"{what} = {isoformat(judged)} is later than the recovery target "
+                        f"{isoformat(recovered_to)}", **data,
+                        hint="the data is not as of the target: restore again to the right target, or roll back")
         else:
-            self.record(DATA_TIME, PASSED, f"max(created_at) = {isoformat(latest)}, not later than the target "
-                        f"{isoformat(recovered_to)}", **data)
+            self.record(DATA_TIME, PASSED, f"{what} = {isoformat(judged)}, not later than the target "
+                        f"{isoformat(recovered_to)}{later}", **data)
 
     # -- the API ----------------------------------------------------------------------------------
     def api(self, healthy_at: datetime | None) -> None:
@@ -468,7 +481,7 @@ def measure_rpo(env: Environment, target: datetime | None, failure_time: datetim
     with connect(env) as conn:
         last, source, reason = None, "none", ""
         if replayed:
-            last = conn.execute("select pg_last_xact_replay_timestamp()").fetchone()[0]
+            last = last_replayed_commit(conn)
             source, reason = "replay", ("pg_last_xact_replay_timestamp(): the last transaction replayed by this "
                                         "cluster's recovery")
         if last is None and replayed and conn.execute("show track_commit_timestamp").fetchone()[0] == "on":
@@ -486,6 +499,12 @@ def measure_rpo(env: Environment, target: datetime | None, failure_time: datetim
     reference, against = (failure_time, "failure_time") if failure_time else (target, "target")
     rpo = max((reference - last).total_seconds(), 0.0) if reference and last else None
     return RpoMeasure(last, source, reason, target, failure_time, rpo, against if reference else None)
+
+
+def last_replayed_commit(conn: psycopg.Connection) -> datetime | None:
+    """The commit time of the last transaction this server replayed in its recovery: the newest data the recovery
+    produced, whatever is written after the promotion (None after a restart, or when nothing was replayed)."""
+    return conn.execute("select pg_last_xact_replay_timestamp()").fetchone()[0]
 
 
 def max_created_at(conn: psycopg.Connection, tables: list[str]) -> datetime | None:

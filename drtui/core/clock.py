@@ -40,6 +40,27 @@ class FrozenClock:
         self.ticks += seconds
 
 
+def format_duration(seconds: float | None) -> str:
+    """A duration as every face writes it (logs, records, printer, screens): tenths of a second below ten
+    seconds, whole seconds below a minute, then `3m 05s`, `1h 02m`, `2d 03h`."""
+    if seconds is None:
+        return "—"
+    seconds = max(seconds, 0.0)
+    if round(seconds, 1) < 10:
+        return f"{round(seconds, 1):.1f}s"
+    total = round(seconds)
+    minutes, secs = divmod(total, 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    if days:
+        return f"{days}d {hours:02d}h"
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    if minutes:
+        return f"{minutes}m {secs:02d}s"
+    return f"{secs}s"
+
+
 def stamp(moment: datetime) -> str:
     """The runbook's file-name timestamp: YYYYMMDDTHHMMSSZ, in UTC."""
     return moment.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")

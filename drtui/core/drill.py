@@ -63,8 +63,17 @@ import psycopg
 from psycopg import sql
 
 from drtui.core import backup
-from drtui.core.checks import FAILED, PASSED, SKIPPED, RpoMeasure, max_created_at, measure_rpo, run_checks
-from drtui.core.clock import Clock, stamp
+from drtui.core.checks import (
+    FAILED,
+    PASSED,
+    SKIPPED,
+    RpoMeasure,
+    last_replayed_commit,
+    max_created_at,
+    measure_rpo,
+    run_checks,
+)
+from drtui.core.clock import Clock, format_duration, stamp
 from drtui.core.config import PRODUCTION, Config, Environment
 from drtui.core.drill_source import (
     DrillStepError,
@@ -96,7 +105,7 @@ from drtui.core.random_target import RandomPick, pick_target
 from drtui.core.report import TEMPLATES, write_report
 from drtui.core.run_record import RunRecord
 from drtui.core.run_summary import DrillFacts, RunSummary
-from drtui.core.runner import PITR_STEPS, Journey, new_run_id, recover_restore, run_journey
+from drtui.core.runner import PITR_STEPS, Journey, after_commit_hint, new_run_id, recover_restore, run_journey
 from drtui.core.steps import Step, StepContext
 
 JOURNEY = "drill"
@@ -212,12 +221,12 @@ def run_drill(config: Config, request: DrillRequest, clock: Clock, cancel: threa
 class _DrillStep(Step):
     """One of the drill's own steps (outside the restore engine): `work` does it, on the drill's state."""
 
-    def __init__(self, name: str, title: str, work: Callable[[StepContext], None]) -> None:
+    def __init__(self, name: str, title: str, work: Callable[[StepContext], str | None]) -> None:
         self.name, self.title, self._work = name, title, work
 
-    def run(self, ctx: StepContext) -> None:
+    def run(self, ctx: StepContext) -> str | None:
         try:
-            self._work(ctx)
+            return self._work(ctx)
         except psycopg.Error as exc:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise DrillStepError(f"PostgreSQL: {reason}", "read the server log of the environment named") from exc
@@ -254,7 +263,7 @@ class _Drill:
     def _recover(ctx: StepContext, failed: Step, completed: list[Step], hint: str, record: RunRecord) -> str:
         """A failed engine step is undone like a restore's; the drill's own steps change nothing to undo."""
         if not isinstance(failed, PITR_STEPS):
-            return hint
+            return after_commit_hint(ctx, failed, hint) if any(step.commits for step in completed) else hint
         return recover_restore(ctx, failed, [s for s in completed if isinstance(s, PITR_STEPS)], hint, record)
 
     def _finish(self, summary: RunSummary, ctx: StepContext, checks: list[CheckCompleted]) -> RunSummary:
@@ -347,16 +356,16 @@ class _Drill:
         return OWN_MARKER_TABLE
 
     # -- 3. base backup -----------------------------------------------------------------------------
-    def _backup(self, ctx: StepContext) -> None:
+    def _backup(self, ctx: StepContext) -> str | None:
         if self.request.base_backup:
-            ctx.log("backup", f"BASE_BACKUP names {self.request.base_backup}: no new backup taken")
-            return
+            return f"BASE_BACKUP names {self.request.base_backup}: no new backup taken"
         if self.request.skip_backup:
-            ctx.log("backup", "SKIP_BACKUP=true: the newest existing base backup that reaches the target is used")
-            return
+            return "SKIP_BACKUP=true: the newest existing base backup that reaches the target is used"
         made = backup.base(self.config, self.source, self.clock)
         self.chosen_backup = made.artifacts[0].path
-        ctx.log("backup", f"{self.chosen_backup} ({made.artifacts[0].size_bytes} bytes, {made.seconds:.1f} s)")
+        ctx.log("backup", f"{self.chosen_backup} ({made.artifacts[0].size_bytes} bytes, "
+                          f"{format_duration(made.seconds)})")
+        return None
 
     # -- 4. target, WAL, plan -----------------------------------------------------------------------
     def _plan(self, ctx: StepContext) -> None:
@@ -420,7 +429,10 @@ class _Drill:
                              (self.marker.drill_id,)).fetchone() is not None)
             restored = {t: conn.execute(sql.SQL("select count(*) from {}").format(sql.Identifier(t))).fetchone()[0]
                         for t in tables}
-            newest = max_created_at(conn, tables)
+            # what the recovery produced (its last replayed commit), not what staging's app wrote since
+            replayed = last_replayed_commit(conn)
+            newest, what = (replayed, "last replayed commit") if replayed else (
+                max_created_at(conn, tables), "max(created_at)")
         failed = []
         expected = self._marker_expected()
         where = f"drill_id {self.marker.drill_id!r}"
@@ -446,15 +458,15 @@ class _Drill:
                    source=self.counts, exact=self.counts_exact)
         if newest is None:
             self.check(ctx, CREATED_CHECK, "Data not after the target", SKIPPED,
-                       "no created_at values in the app tables")
+                       "no replayed transaction and no created_at values in the app tables")
         else:
             ok = newest <= self.target
             failed += [] if ok else [CREATED_CHECK]
             self.check(ctx, CREATED_CHECK, "Data not after the target", PASSED if ok else FAILED,
-                       f"max(created_at) = {newest.isoformat()} {'<=' if ok else '>'} target "
+                       f"{what} = {newest.isoformat()} {'<=' if ok else '>'} target "
                        f"{self.target.isoformat()}", max_created_at=newest.isoformat())
         self.rpo = measure_rpo(self.env, self.target, tables=tables)
-        ctx.log("integrity", f"RPO achieved: {self.rpo.rpo_seconds if self.rpo.rpo_seconds is not None else '?'} s "
+        ctx.log("integrity", f"RPO achieved: {format_duration(self.rpo.rpo_seconds)} "
                  f"(last commit {self.rpo.last_commit.isoformat() if self.rpo.last_commit else 'unknown'}, "
                  f"{self.rpo.reason})")
         if failed:
@@ -473,12 +485,12 @@ class _Drill:
         return None
 
     # -- 8. smoke tests -----------------------------------------------------------------------------
-    def _smoke(self, ctx: StepContext) -> None:
+    def _smoke(self, ctx: StepContext) -> str | None:
         command = self.env.smoke_command
         if not command:
             self.check(ctx, SMOKE_CHECK, "Smoke tests", SKIPPED,
                        f"no smoke_command configured for {self.env.name} (the runbook's smoke.sh)")
-            return
+            return f"no smoke_command configured for {self.env.name}"
         extra = {"TARGET_ENV": self.env.name, "DRILL_ID": self.run_id}
         if self.env.api_base_url:
             extra["API_BASE_URL"] = self.env.api_base_url
@@ -497,3 +509,4 @@ class _Drill:
                        exit_code=done.returncode)
             raise DrillStepError(f"the smoke tests failed (exit {done.returncode})", "read their output above")
         self.check(ctx, SMOKE_CHECK, "Smoke tests", PASSED, f"{command!r} exited 0", exit_code=0)
+        return None

@@ -66,6 +66,7 @@ class StepProgressed(Event):
 class StepFinished(Event):
     step: str
     seconds: float
+    skipped: str = ""  # why the step did nothing (it then ends skipped, never done); empty: it did its work
     kind: ClassVar[str] = "step_finished"
 
 

@@ -29,7 +29,8 @@ check() {
     n=$(wc -c <"$1") || { why="cannot be read"; return 1; }
     [ "$n" -eq "$size" ] || { why="has the wrong size: $n bytes, a WAL segment has $size"; return 1; }
     # The first page's long header, as four native 32-bit words: magic | info << 16, timeline, and the
-    # page address (low, high): it must be this segment's start on this segment's timeline.
+    # page address (low, high): it must be this segment's start on this segment's timeline, or on an older
+    # one (a timeline's first segment begins with the pages of the one it branched from, copied at the switch).
     # shellcheck disable=SC2046
     set -- "$2" $(od -A n -t x4 -N 16 "$1")
     [ $# -eq 5 ] || { why="cannot be read"; return 1; }
@@ -39,7 +40,7 @@ check() {
         why="is damaged: its first page has magic number ${2#????}, not $magic (not a WAL segment of this version)"
         return 1
     fi
-    if [ $((0x$3)) -ne $((0x$ct)) ] || [ $((0x$4)) -ne $(((0x$cg * size) % 0x100000000)) ] ||
+    if [ $((0x$3)) -gt $((0x$ct)) ] || [ $((0x$4)) -ne $(((0x$cg * size) % 0x100000000)) ] ||
        [ $((0x$5)) -ne $((0x$cl)) ]; then
         why="is damaged: its first page belongs to timeline $((0x$3)) at $5/$4, not to this segment"
         return 1

@@ -82,8 +82,7 @@ def evaluate_journey(journey: str, environment: str, facts: Facts) -> list[GateR
         results.append(GateResult("app_env", False, *facts.env_file_error))
     else:
         results.append(GateResult(
-            "app_env", ok,
-            f"env file says APP_ENV={facts.app_env or '(unset)'}" if ok else
+            "app_env", ok, _app_env_fact(facts.app_env, prod_host) if ok else
             f"the env file of {environment!r} says APP_ENV={facts.app_env}: this host is production",
             "" if ok else "check ENV_FILE / env_file: a non-production restore must not run against production"))
     ok = facts.lock_holder is None
@@ -91,6 +90,16 @@ def evaluate_journey(journey: str, environment: str, facts: Facts) -> list[GateR
                               f"{environment!r} is busy: {facts.lock_holder}",
                               "" if ok else "wait for it to finish, or follow it with `drtui attach`"))
     return results
+
+
+def _app_env_fact(app_env: str | None, prod_host: bool) -> str:
+    """The passing app_env gate, said as the fact it is (a production host is no warning when production is
+    what is restored: it is why the environment's name must be typed)."""
+    if prod_host:
+        return f"env file says APP_ENV={app_env}: this is a production host (type its name to confirm)"
+    if not app_env:
+        return "env file sets no APP_ENV: not a production host"
+    return f"env file says APP_ENV={app_env}: not a production host"
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,9 @@ class Target:
     inclusive: bool = True
     timeline: str = "latest"
     about: str = ""  # what the transaction of an exclusive xid target did, when its events are known
+    # What the operator typed ("3 minutes ago", "14:30"), kept so a face can show it again; `time` is the one
+    # instant it was resolved to when parsed, and nothing evaluates the text again.
+    typed: str | None = field(default=None, compare=False)
 
     def settings(self) -> dict[str, str]:
         """The recovery_target_* settings for this target (values unquoted)."""
@@ -136,7 +139,7 @@ class Target:
                     moment = parse_target_time(value, clock)
                 except UsageError as exc:
                     raise TargetError(exc.title, exc.hint, part="value") from None
-                return cls(chosen, time=moment, inclusive=inclusive, timeline=tl)
+                return cls(chosen, time=moment, inclusive=inclusive, timeline=tl, typed=value)
             case TargetKind.LSN:
                 try:
                     lsn = parse_lsn(value)
@@ -161,13 +164,15 @@ class TargetError(UsageError):
         self.part = part
 
 
-TIME_FORMS = "ISO-8601 (2026-01-25T14:30:00Z), '2026-01-25 14:30:00 UTC', or relative ('15 minutes ago', '2h ago')"
+TIME_FORMS = ("ISO-8601 (2026-01-25T14:30:00Z), '2026-01-25 14:30:00 UTC', a time of day in UTC ('14:30'), or "
+              "relative ('15 minutes ago', '2h ago')")
 _VALUE_NAMES = {TargetKind.TIME: "time", TargetKind.LSN: "LSN", TargetKind.XID: "transaction id",
                 TargetKind.NAME: "restore point name"}
 _VALUE_FORMS = {TargetKind.TIME: f"write it as {TIME_FORMS}", TargetKind.LSN: "write it like 0/3000060",
                 TargetKind.XID: "use a number such as 7421",
                 TargetKind.NAME: "use the name given to pg_create_restore_point"}
 _RELATIVE = re.compile(r"^\s*(?P<amount>(?:\d+(?:\.\d+)?\s*[a-z]+\s*)+)\s+ago\s*$")
+_TIME_OF_DAY = re.compile(r"^(?P<hour>\d{1,2}):(?P<minute>\d{2})(?::(?P<second>\d{2}))?(?:\s*(?:utc|z))?$")
 _PART = re.compile(r"(\d+(?:\.\d+)?)\s*([a-z]+)")
 _UNITS = {"s": 1, "sec": 1, "secs": 1, "second": 1, "seconds": 1, "m": 60, "min": 60, "mins": 60, "minute": 60,
           "minutes": 60, "h": 3600, "hr": 3600, "hrs": 3600, "hour": 3600, "hours": 3600, "d": 86400,
@@ -197,12 +202,26 @@ def parse_target_time(text: str, clock: Clock) -> datetime:
             except OverflowError:
                 raise UsageError(f"target time {text!r} is before the year 1",
                                  "give a time inside the backups' windows (see `drtui inventory`)") from None
+    time_of_day = _TIME_OF_DAY.match(lowered)
+    if time_of_day:
+        return _last_time_of_day(time_of_day, clock.now())
     candidate = re.sub(r"\s*(UTC|GMT|Z)$", "+00:00", raw, flags=re.IGNORECASE)
     try:
         moment = datetime.fromisoformat(candidate)
     except ValueError:
         raise UsageError(f"target time {text!r} is not a time I can read", f"write it as {TIME_FORMS}") from None
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+def _last_time_of_day(match: re.Match[str], now: datetime) -> datetime:
+    """'14:30' (UTC, as every target time without a zone): the latest such moment not after now, so a time
+    of day later than now means yesterday's."""
+    hour, minute, second = (int(match.group(g) or 0) for g in ("hour", "minute", "second"))
+    try:
+        moment = now.astimezone(UTC).replace(hour=hour, minute=minute, second=second, microsecond=0)
+    except ValueError:
+        raise UsageError(f"target time {match.string!r} is not a time of day", f"write it as {TIME_FORMS}") from None
+    return moment - timedelta(days=1) if moment > now else moment
 
 
 def target_time_option(value: str | None, environ: Mapping[str, str]) -> str | None:

@@ -131,6 +131,8 @@ def troubleshooting(record: RunRecord, config: Config) -> list[str]:
 
 
 def _rollback_advice(record: RunRecord, env: Any) -> list[str]:
+    if record.remedy and record.remedy.get("kind") != "rollback":
+        return []  # the restored data passed: the engine's hint says what to fix and check again, not to undo
     preserved = record.summary.get("preserved")
     data_dir = record.plan.get("data_dir") or (str(env.data_dir) if env else None)
     rollback = (f"`drtui rollback --env {record.environment}` puts it back (the failed copy is kept aside, "
@@ -225,12 +227,13 @@ def build_context(record: RunRecord, config: Config, *, operator: str, reviewer:
         "duration_minutes": _minutes(duration),
         "rto_target_minutes": f"{rto_target.total_seconds() / 60:g}",
         "rto_achieved_minutes": _minutes(record.rto_seconds),
-        "rto_met": record.rto_seconds is not None and record.rto_seconds <= rto_target.total_seconds(),
+        # a failed run meets no objective, whatever its clock read
+        "rto_met": passed and record.rto_seconds is not None and record.rto_seconds <= rto_target.total_seconds(),
         "rpo_target_minutes": f"{rpo_target.total_seconds() / 60:g}",
         "rpo_target_hours": f"{rpo_target.total_seconds() / 3600:g}",
         "rpo_achieved_minutes": _minutes(rpo_seconds),
         "rpo_achieved_hours": _hours(rpo_seconds),
-        "rpo_met": rpo_seconds is not None and rpo_seconds <= rpo_target.total_seconds(),
+        "rpo_met": passed and rpo_seconds is not None and rpo_seconds <= rpo_target.total_seconds(),
         "rto_cell": f"{_minutes(record.rto_seconds)} min" if record.rto_seconds is not None else NOT_MEASURED,
         "rpo_target_cell": (f"{rpo_target.total_seconds() / 3600:g} h" if record.journey == "staging"
                             else f"{rpo_target.total_seconds() / 60:g} min"),
@@ -313,7 +316,8 @@ def _step_row(number: int, step: StepState) -> dict[str, str]:
     return {"number": str(number), "name": step.name, "title": step.title, "started": isoformat(step.started_at),
             "finished": isoformat(step.finished_at) if step.finished_at else "-",
             "seconds": f"{step.seconds:.1f}" if step.seconds is not None else "-",
-            "outcome": {"done": "✔ done", "failed": "✘ failed"}.get(step.outcome, "● " + step.outcome),
+            "outcome": {"done": "✔ done", "failed": "✘ failed", "skipped": "– skipped"}.get(step.outcome,
+                                                                                          "● " + step.outcome),
             "error": _one_line(step.error), "hint": _one_line(step.hint)}
 
 

@@ -39,7 +39,7 @@ class StepState:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     seconds: float | None = None
-    # "pending" (not started), "running", "done", "failed"; the runner adds "undone" and "skipped"
+    # "pending" (not started), "running", "done", "skipped" (did nothing), "failed"; the runner adds "undone"
     outcome: str = "pending"
     error: str = ""
     hint: str = ""
@@ -82,7 +82,7 @@ class RunRecord:
         elif isinstance(event, StepFinished | StepFailed):
             step = self._step(event.step)
             step.finished_at, step.seconds = event.at, event.seconds
-            step.outcome = "done" if isinstance(event, StepFinished) else "failed"
+            step.outcome = "failed" if isinstance(event, StepFailed) else "skipped" if event.skipped else "done"
             if isinstance(event, StepFailed):
                 step.error, step.hint = event.error, event.hint
             self._current = None if self._current == event.step else self._current
@@ -156,6 +156,13 @@ class RunRecord:
         if isinstance(measured, dict) and (rpo := _number(measured.get("rpo_seconds"))) is not None:
             return rpo
         return next((_number(c.data["rpo_seconds"]) for c in self.checks if "rpo_seconds" in c.data), None)
+
+    @property
+    def remedy(self) -> dict[str, Any] | None:
+        """After a failure with the restored cluster up, the one next step (drtui.core.remedy): its kind
+        ("rollback" only when the restored data is wrong or unusable, else "recheck") and text."""
+        found = self.summary.get("remedy")
+        return found if isinstance(found, dict) else None
 
     @property
     def failed_step(self) -> StepState | None:

@@ -66,6 +66,7 @@ class RunSummary:
     rpo: dict[str, Any] | None = None  # as measured (RpoMeasure.as_dict() or the dump's RPO)
     drill: DrillFacts | None = None
     rollback: RollbackFacts | None = None
+    remedy: dict[str, Any] | None = None  # after a failure with the restored cluster up (remedy.Remedy.as_dict())
 
     def to_json(self) -> dict[str, Any]:
         """The `--json` summary and RunFinished's payload."""
@@ -78,7 +79,7 @@ class RunSummary:
                     "preserved": preserved, "error": self.error, "hint": self.hint, "rpo": self.rpo,
                     "rpo_seconds": self.rpo.get("rpo_seconds") if self.rpo else None, "steps": steps,
                     "checks": [{"name": c.name, "outcome": c.outcome, "detail": c.detail} for c in self.checks],
-                    "journal": str(self.journal), **self._operation_json()}
+                    "journal": str(self.journal), "remedy": self.remedy, **self._operation_json()}
         drill = self.drill
         return {"ok": self.ok, "run_id": self.run_id, "environment": self.environment, "journey": self.journey,
                 "source": drill.source, "rto_seconds": self.rto_seconds, "recovered_to": recovered_to,
@@ -87,7 +88,7 @@ class RunSummary:
                 "checks": [{"name": c.name, "outcome": c.outcome, "detail": c.detail,
                             "phase": c.data.get("phase", "post")} for c in self.checks],
                 "marker": drill.marker, "counts": drill.counts, "rpo": self.rpo, "plan": drill.plan,
-                "journal": str(self.journal), "report": str(drill.report)}
+                "journal": str(self.journal), "report": str(drill.report), "remedy": self.remedy}
 
     def _operation_json(self) -> dict[str, Any]:
         """What an advance (where it paused) and a rollback (what it moved) add to the summary's keys."""

@@ -44,6 +44,7 @@ from drtui.core.gates import ApprovedPlan
 from drtui.core.journal import Journal, journal_path
 from drtui.core.lock import EnvLock
 from drtui.core.planning import DumpPlan, Plan
+from drtui.core.remedy import UNDONE_REMEDY, remedy_after_commit
 from drtui.core.run_record import RunRecord
 from drtui.core.run_summary import RunSummary
 from drtui.core.steps import Cancelled, Step, StepContext
@@ -269,7 +270,7 @@ def _run(journey: Journey, journal: Journal, clock: Clock, cancel: threading.Eve
         t0 = clock.monotonic()
         try:
             ctx.check_cancel()
-            step.run(ctx)
+            skipped = step.run(ctx) or ""
         except BaseException as exc:  # every failure, even Ctrl-C, reaches the undo
             seconds = clock.monotonic() - t0
             title, hint = _describe(exc)
@@ -281,7 +282,9 @@ def _run(journey: Journey, journal: Journal, clock: Clock, cancel: threading.Eve
             failure = (step, title, hint)
             break
         seconds = clock.monotonic() - t0
-        emit(StepFinished(clock.now(), step.name, seconds))
+        if skipped:
+            ctx.log(step.name, f"skipped: {skipped}")
+        emit(StepFinished(clock.now(), step.name, seconds, skipped))
         if clock_start:
             rto_tick()
         completed.append(step)
@@ -303,7 +306,7 @@ def _run(journey: Journey, journal: Journal, clock: Clock, cancel: threading.Eve
     summary = journey.finish(RunSummary(
         run_id, failure is None, journal.path, env.name, journey.name, rto_seconds, recovered_to, ctx.paused,
         ctx.preserved, error, hint, tuple(dataclasses.replace(s, log=list(s.log)) for s in record.all_steps.values()),
-        tuple(ctx.checks), ctx.facts.get("rpo")), ctx, emitted_checks)
+        tuple(ctx.checks), ctx.facts.get("rpo"), remedy=ctx.facts.get("remedy")), ctx, emitted_checks)
     emit(RunFinished(clock.now(), summary.ok, summary.rto_seconds,
                      summary.recovered_to.isoformat() if summary.recovered_to else None, summary.to_json()))
     return summary
@@ -312,11 +315,9 @@ def _run(journey: Journey, journal: Journal, clock: Clock, cancel: threading.Eve
 def recover_restore(ctx: StepContext, failed: Step, completed: list[Step], hint: str, record: RunRecord) -> str:
     """Undo what can be undone automatically; return the hint the operator reads."""
     if any(step.commits for step in completed):
-        where = f"; the previous data directory is kept at {ctx.preserved}" if ctx.preserved else ""
         ctx.log(failed.name, "nothing was undone: the restored cluster was up before this failure"
                 + (f" (the previous data directory is {ctx.preserved})" if ctx.preserved else ""))
-        return (f"{hint + '. ' if hint else ''}The restored cluster is in place{where}. To put the old data back: "
-                f"drtui rollback --env {ctx.env.name}")
+        return after_commit_hint(ctx, failed, hint)
     ctx.log(failed.name, "undoing the steps done so far (further signals are ignored until this is done)")
     problems, undone, nothing, not_undone = [], [], [], []
     for step in [failed, *reversed(completed)]:
@@ -340,6 +341,7 @@ def recover_restore(ctx: StepContext, failed: Step, completed: list[Step], hint:
         failed_undo = "; ".join(f"{name}: {title}" for name, title, _ in problems)
         return (f"{hint + '. ' if hint else ''}Undoing failed for {failed_undo}. The old data directory "
                 f"is {ctx.preserved or ctx.backend.data_dir}; put it back with `drtui rollback --env {ctx.env.name}`")
+    ctx.facts["remedy"] = UNDONE_REMEDY.as_dict()
     aside = f"; the failed restore is kept at {ctx.failed_aside}" if ctx.failed_aside else ""
     moved = any(step.name == "preserve" for step in completed)
     state = "is back in place" if moved else "is in place (it was never moved)"
@@ -348,6 +350,17 @@ def recover_restore(ctx: StepContext, failed: Step, completed: list[Step], hint:
                    for name, title, more in problems)
     return (f"{hint + '. ' if hint else ''}Nothing was lost: the old data directory {state}{aside}"
             + (f" (nothing to roll back){left}" if problems else ""))
+
+
+def after_commit_hint(ctx: StepContext, failed: Step, hint: str) -> str:
+    """The hint of a failure with the restored cluster up; its remedy (rollback only for wrong or unusable data)
+    is kept in `ctx.facts["remedy"]` for the summary."""
+    target = ctx.plan.target.time if isinstance(ctx.plan, Plan) and ctx.plan.target.time else None
+    remedy = remedy_after_commit(ctx.env.name, failed.name, [c.name for c in ctx.checks if c.outcome == "failed"],
+                                 str(ctx.preserved) if ctx.preserved else None,
+                                 target.isoformat() if target else None)
+    ctx.facts["remedy"] = remedy.as_dict()
+    return f"{hint + '. ' if hint else ''}{remedy.text}"
 
 
 def _describe(exc: BaseException) -> tuple[str, str]:

@@ -10,6 +10,7 @@ from typing import Any, TextIO
 
 import humanize
 
+from drtui.core.clock import format_duration
 from drtui.core.events import (
     CheckCompleted,
     Event,
@@ -46,7 +47,7 @@ def progress_text(event: StepProgressed) -> str:
     if detail.get("bytes_per_second"):
         text += f", {humanize.naturalsize(detail['bytes_per_second'], binary=True)}/s"
     if detail.get("eta_seconds") is not None:
-        text += f", about {detail['eta_seconds']:.0f} s left"
+        text += f", about {format_duration(detail['eta_seconds'])} left"
     return text
 
 
@@ -63,15 +64,17 @@ def event_line(event: Event) -> str:
         case StepLogged():
             prefix = "server" if event.source == "server" else event.step
             return "\n".join(f"{at} {prefix}: {line}" for line in event.lines)
+        case StepFinished() if event.skipped:
+            return f"{at} {event.step}: skipped"
         case StepFinished():
-            return f"{at} {event.step}: done in {event.seconds:.1f} s"
+            return f"{at} {event.step}: done in {format_duration(event.seconds)}"
         case StepFailed():
-            return f"{at} {event.step}: FAILED after {event.seconds:.1f} s: {event.error}" + (
+            return f"{at} {event.step}: FAILED after {format_duration(event.seconds)}: {event.error}" + (
                 f"\n{at} {event.step}: hint: {event.hint}" if event.hint else "")
         case CheckCompleted():
             return f"{at} check {event.name}: {event.outcome}" + (f" ({event.detail})" if event.detail else "")
         case RtoTicked():
-            return f"{at} RTO clock: {event.elapsed_seconds:.0f} s"
+            return f"{at} RTO clock: {format_duration(event.elapsed_seconds)}"
         case RunFinished():
             return f"{at} run finished: {'ok' if event.ok else 'FAILED'}"
     return f"{at} {event.kind}"
@@ -122,8 +125,10 @@ class EventPrinter:
         match event:
             case StepStarted():
                 self._write(f"▶ {event.title or event.step}\n")
+            case StepFinished() if event.skipped:
+                self._write(f"– {event.step} skipped\n")
             case StepFinished():
-                self._write(f"✓ {event.step} ({event.seconds:.1f} s)\n")
+                self._write(f"✓ {event.step} ({format_duration(event.seconds)})\n")
             case StepFailed():
                 self._write(f"✗ {event.step}: {event.error}\n" + (f"  hint: {event.hint}\n" if event.hint else ""))
             case StepLogged():
@@ -141,13 +146,13 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
     if summary.get("paused_at_target"):
         lines.append(f"  paused at the target: {pause_hint(summary['environment'])}")
     if summary.get("rto_seconds") is not None:
-        lines.append(f"  RTO           {summary['rto_seconds']:.1f} s")
+        lines.append(f"  RTO           {format_duration(summary['rto_seconds'])}")
     if summary.get("rpo_seconds") is not None:
-        lines.append(f"  RPO           {summary['rpo_seconds']:.1f} s")
+        lines.append(f"  RPO           {format_duration(summary['rpo_seconds'])}")
     if summary.get("preserved"):
         lines.append(f"  old data kept {summary['preserved']}")
     for step in summary["steps"]:
-        lines.append(f"  {step['outcome']:<9} {step['name']:<16} {step['seconds']:.1f} s")
+        lines.append(f"  {step['outcome']:<9} {step['name']:<16} {format_duration(step['seconds'])}")
     counts: dict[str, int] = {}
     for check in summary.get("checks", []):
         counts[check["outcome"]] = counts.get(check["outcome"], 0) + 1
@@ -169,12 +174,12 @@ def drill_lines(summary: dict[str, Any]) -> list[str]:
     if summary.get("target"):
         lines.append(f"  target        {summary['target']}")
     if summary.get("rto_seconds") is not None:
-        lines.append(f"  RTO           {summary['rto_seconds']:.1f} s")
+        lines.append(f"  RTO           {format_duration(summary['rto_seconds'])}")
     rpo = summary.get("rpo") or {}
     if rpo.get("rpo_seconds") is not None:
-        lines.append(f"  RPO           {rpo['rpo_seconds']:.3f} s (last commit {rpo.get('last_commit')})")
+        lines.append(f"  RPO           {format_duration(rpo['rpo_seconds'])} (last commit {rpo.get('last_commit')})")
     for step in summary["steps"]:
-        lines.append(f"  {step['outcome']:<9} {step['name']:<16} {step['seconds']:.1f} s")
+        lines.append(f"  {step['outcome']:<9} {step['name']:<16} {format_duration(step['seconds'])}")
     failed = [c for c in summary["checks"] if c["outcome"] == "failed" and c["phase"] != "pre"]
     for check in failed:
         lines.append(f"  FAILED check  {check['name']}: {check['detail']}")

@@ -57,7 +57,14 @@ def up(root: Path, traffic: bool) -> None:
         raise
     out(f"sandbox up in {root}")
     out(f"  config: {world.config_path}")
+    connect_lines(world)
     out(f"  tear it down with: {drtui_command()} sandbox down --root {root}")
+
+
+def connect_lines(world: Sandbox) -> None:
+    """How to reach the sandbox's databases with psql (the password is read from each env file, not printed)."""
+    for name in ("production", "staging"):
+        out(f"  psql to {name + ':':<11} {world.connect_command(name)}")
 
 
 @sandbox.command()
@@ -93,7 +100,7 @@ def demo_world(root: Path) -> Sandbox:
     from drtui.sandbox import Sandbox
     from drtui.sandbox.recipes import make_recoverable
 
-    world = Sandbox(root)
+    world = Sandbox(root, app_commands=True)
     if running(world):
         err(f"reusing the running sandbox in {root}")
         return world
@@ -124,4 +131,5 @@ def demo(root: Path) -> None:
     command = drtui_command()
     out(f"the sandbox is still up in {root} (config: {world.config_path})")
     out(f"  open the wizard again:  {command} --config {world.config_path}")
+    connect_lines(world)
     out(f"  tear it down with:      {command} sandbox down --root {root}")

@@ -73,7 +73,7 @@ class Sandbox:
     """A production-like world in `root` (a new temporary folder by default)."""
 
     def __init__(self, root: Path | None = None, os_user: str | None = None, seed_rows: int = 60,
-                 track_commit_timestamp: bool = False, pg_bin: Path = PG_BIN,
+                 track_commit_timestamp: bool = False, app_commands: bool = False, pg_bin: Path = PG_BIN,
                  settings: dict[str, str] | None = None) -> None:
         self.root = Path(root) if root else Path(tempfile.mkdtemp(prefix="drtui-sandbox-"))
         self.pg_bin = Path(pg_bin)  # another major version's binaries (tests of PostgreSQL 17)
@@ -83,6 +83,8 @@ class Sandbox:
         # production records each transaction's commit time (a drill then counts rows committed by a past
         # target exactly)
         self.track_commit_timestamp = track_commit_timestamp
+        # production's stop_app_command / start_app_command pause and resume its traffic and API (the demo's)
+        self.app_commands = app_commands
         self.config_path = self.root / "drtui.toml"
 
     # -- layout -----------------------------------------------------------------------------------
@@ -160,6 +162,7 @@ class Sandbox:
             env_dir.mkdir(exist_ok=True)
             (env_dir / "uploads").mkdir(exist_ok=True)
             app_env = "prod" if name == "production" else "staging"
+            app = self._app_commands() if name == "production" and self.app_commands else ""
             (env_dir / ".env").write_text(
                 f"APP_ENV={app_env}\nPOSTGRES_PASSWORD={PASSWORD}\n"
                 f"DATABASE_URL=postgresql://postgres:{PASSWORD}@127.0.0.1:{ports[name]}/cleaning\n")
@@ -177,7 +180,7 @@ api_base_url = "http://127.0.0.1:{api_ports[name]}"
 env_file = "{name}/.env"
 uploads_dir = "{name}/uploads"
 server_log = "logs/{name}.log"
-""")
+{app}""")
         self.config_path.write_text(f"""# drtui sandbox: a production-like world for tests and `make demo`
 backup_dir = "backups"
 wal_archive = "wal_archive"
@@ -196,6 +199,18 @@ basebackup_max_age = "26h"
 wal_sync_max_age = "10m"
 dump_max_age = "26h"
 {"".join(envs)}""")
+
+    def _app_commands(self) -> str:
+        command = f"{sys.executable} -m drtui.sandbox.app {{}} --root {self.root}"
+        return f"stop_app_command = {json.dumps(command.format('stop'))}\n" \
+               f"start_app_command = {json.dumps(command.format('start'))}\n"
+
+    def connect_command(self, name: str = "production") -> str:
+        """A psql line that works as pasted: the password is read from the environment's env file, never shown."""
+        env = self.env(name)
+        env_file = self.root / name / ".env"
+        return (f"PGPASSWORD=$(sed -n 's/^POSTGRES_PASSWORD=//p' {env_file}) psql -h 127.0.0.1 -p {env.port} "
+                f"-U {env.user} {env.database}")
 
     def _init_cluster(self, name: str) -> None:
         env = self.env(name)

@@ -24,7 +24,7 @@ def test_a_restore_summary_has_the_keys_and_values_of_the_json_output() -> None:
     data = summary.to_json()
     assert list(data) == ["ok", "run_id", "environment", "journey", "rto_seconds", "recovered_to",
                           "paused_at_target", "preserved", "error", "hint", "rpo", "rpo_seconds", "steps", "checks",
-                          "journal"]
+                          "journal", "remedy"]
     assert data["recovered_to"] == AT.isoformat() and data["preserved"] == "/old" and data["rpo_seconds"] == 3.0
     assert data["steps"][1] == {"name": "extract", "title": "Extract", "outcome": "failed", "seconds": 2.0,
                                 "error": "broken", "hint": "pick another"}
@@ -41,7 +41,7 @@ def test_a_drill_summary_adds_its_facts_and_each_checks_phase() -> None:
                       rpo={"rpo_seconds": 0.5}, drill=facts).to_json()
     assert list(data) == ["ok", "run_id", "environment", "journey", "source", "rto_seconds", "recovered_to", "target",
                           "paused_at_target", "preserved", "error", "hint", "steps", "checks", "marker", "counts",
-                          "rpo", "plan", "journal", "report"]
+                          "rpo", "plan", "journal", "report", "remedy"]
     assert data["target"] == AT.isoformat() and data["report"] == "/reports/pitr_drill_x.md"
     assert [c["phase"] for c in data["checks"]] == ["post", "pre"]
 

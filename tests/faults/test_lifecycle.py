@@ -262,8 +262,10 @@ def test_rollback_refuses_while_a_run_holds_the_environment(world: FaultWorld) -
 def test_verify_with_the_api_down_is_a_failed_check_not_a_crash(world: FaultWorld) -> None:
     result = world.restore_staging_pitr("--recovery-target", "latest",
                                         env={"API_BASE_URL": "http://127.0.0.1:9"})  # nothing listens there
-    assert_message(result, "verification failed", "readyz", "drtui rollback --env staging", code=1)
-    assert "Traceback" not in result.output
+    # the restored data passed its checks: the hint is to fix the app and check again, never to undo the restore
+    assert_message(result, "verification failed", "readyz", "do not roll back", "drtui verify --env staging",
+                   code=1)
+    assert "Traceback" not in result.output and "drtui rollback" not in result.output
     rolled = world.drtui("rollback", "--env", "staging", "--json")
     assert rolled.exit_code == 0, rolled.output
     assert Path(json.loads(rolled.stdout)["set_aside"]).name.startswith("data.failed_")  # it did fail

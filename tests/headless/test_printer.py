@@ -41,7 +41,7 @@ def test_one_line_per_event_off_a_terminal() -> None:
     assert lines[0] == "14:30:00 run r1: pitr of staging (2 steps)"
     assert "14:30:00 extract: 512.0 MiB of 1.0 GiB (50%)" in lines
     assert "14:30:00 server: LOG:  redo starts at 0/2000028" in lines
-    assert any("replayed to 0/3000000" in line and "8.0 MiB/s" in line and "about 2 s left" in line
+    assert any("replayed to 0/3000000" in line and "8.0 MiB/s" in line and "about 2.0s left" in line
                for line in lines)
     assert "14:30:00 follow_recovery: hint: check the WAL source" in lines
     assert lines[-1] == "14:30:00 check readyz: skipped (no api_base_url)"
@@ -54,7 +54,7 @@ def test_a_terminal_rewrites_the_progress_line() -> None:
         printer(event)
     text = stream.getvalue()
     assert text.startswith("▶ Extract the base backup\n\r\x1b[K  512.0 MiB of 1.0 GiB (50%)\r\x1b[K  1.0 GiB")
-    assert text.endswith("\n✓ extract (2.5 s)\n")
+    assert text.endswith("\n✓ extract (2.5s)\n")
 
 
 def test_summary_lines_name_the_outcome_steps_and_next_step() -> None:
@@ -93,12 +93,12 @@ def test_a_rollback_and_a_drill_are_said_from_the_runners_summary() -> None:
     lines = summary_lines(RunSummary("r1", False, Path("/j/r1.jsonl"), "staging", "rollback", steps=steps,
                                      error="no server", hint="read the server log").to_json())
     assert lines[0] == "rollback of staging: FAILED"
-    assert "  finished  rollback         1.0 s" in lines and "  failed    start_postgres   0.5 s" in lines
+    assert "  finished  rollback         1.0s" in lines and "  failed    start_postgres   0.5s" in lines
     assert "  next          read the server log" in lines
     failed = CheckCompleted(AT, "smoke_tests", "failed", "exit 3", {"phase": "post"})
     facts = DrillFacts("production", AT, None, {}, {}, Path("/r/pitr_drill.md"))
     lines = drill_lines(RunSummary("r2", False, Path("/j/r2.jsonl"), "staging", "drill", 12.0, checks=(failed,),
                                    rpo={"rpo_seconds": 0.25, "last_commit": "t"}, drill=facts).to_json())
     assert lines[0] == "drill of staging from production: FAIL"
-    assert "  RPO           0.250 s (last commit t)" in lines and "  FAILED check  smoke_tests: exit 3" in lines
+    assert "  RPO           0.2s (last commit t)" in lines and "  FAILED check  smoke_tests: exit 3" in lines
     assert lines[-1] == "  report        /r/pitr_drill.md"

@@ -85,7 +85,9 @@ class Step:
     # After this step succeeds the restored cluster is up: a later failure is not undone automatically.
     commits = False
 
-    def run(self, ctx: StepContext) -> None:
+    def run(self, ctx: StepContext) -> str | None:
+        """Do the step's work; return why there was nothing to do, if there was not (the step is then
+        skipped, never done)."""
         raise NotImplementedError
 
     def undo(self, ctx: StepContext) -> str | None:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from drtui.core.backup import CHUNK, LAST_SUCCESS, verify_dump
+from drtui.core.clock import format_duration
 from drtui.core.config import Environment
 from drtui.core.dump_checks import (
     RESTRICT_LINE,
@@ -221,7 +222,7 @@ class DumpPreflight(Step):
         rpo = dump_rpo(plan.dump_time, ctx.config.backup_dir, ctx.facts["started"], plan.incident_start)
         if rpo is not None:
             ctx.facts["rpo"] = rpo
-            ctx.log(self.name, f"RPO: {rpo['rpo_seconds']:.0f} s, the dump's age at the restore "
+            ctx.log(self.name, f"RPO: {format_duration(rpo['rpo_seconds'])}, the dump's age at the restore "
                                f"(taken {rpo['last_commit']})")
         facts = check_dump(plan.dump_file, ctx.env, plan.source_database)
         ctx.facts.update(dump_bytes=facts.size, dump_format=facts.format, restrict_key=facts.restrict_key)
@@ -236,12 +237,11 @@ class DumpPreflight(Step):
 class PreRestoreDump(Step):
     name, title = "pre_restore_dump", "Save a dump of the current database"
 
-    def run(self, ctx: StepContext) -> None:
+    def run(self, ctx: StepContext) -> str | None:
         env = ctx.env
         exists = query(env, "select 1 from pg_database where datname = %s", (env.database,), dbname="postgres")
         if not exists:
-            ctx.log(self.name, f"database {env.database!r} does not exist yet: nothing to save")
-            return
+            return f"database {env.database!r} does not exist yet: nothing to save"
         self._sessions(ctx)
         ctx.facts["tables_before"] = _user_tables(env)
         folder = ctx.config.state_dir / PRE_RESTORE
@@ -308,13 +308,12 @@ class RestoreDatabase(Step):
 class RestoreUploads(Step):
     name, title = "restore_uploads", "Replace the uploads folder from the archive"
 
-    def run(self, ctx: StepContext) -> None:
+    def run(self, ctx: StepContext) -> str | None:
         import tarfile
 
         archive, uploads = ctx.plan.uploads_archive, ctx.env.uploads_dir
         if archive is None or uploads is None:
-            ctx.log(self.name, "no uploads archive to restore: skipped")
-            return
+            return "no uploads archive to restore"
         work = uploads.with_name(f".{uploads.name}.restoring_{ctx.stamp}")
         work.mkdir()
         try:

@@ -10,6 +10,7 @@ import os
 import threading
 from pathlib import Path
 
+from drtui.core.clock import format_duration
 from drtui.core.planning import Plan
 from drtui.core.postgres import run_as
 from drtui.core.recovery_conf import mark_wal_archived, overridden, recovery_settings, signal_file
@@ -140,12 +141,11 @@ def _start_wal_staging(ctx: StepContext) -> None:
 class StageWal(Step):
     name, title = "stage_wal", "Stage the WAL for replay"
 
-    def run(self, ctx: StepContext) -> None:
+    def run(self, ctx: StepContext) -> str | None:
         source = ctx.plan.wal_source
         if source.is_dir():
             ctx.wal_folder = source
-            ctx.log(self.name, f"WAL is read in place from {source} (nothing copied, nothing written there)")
-            return
+            return f"WAL is read in place from {source} (nothing copied, nothing written there)"
         thread = ctx.facts.get("wal_thread")
         if thread is None:
             _start_wal_staging(ctx)
@@ -159,6 +159,7 @@ class StageWal(Step):
         ctx.wal_folder = ctx.staged_wal
         ctx.log(self.name, f"WAL tarball {source.name} staged into {ctx.staged_wal} (while the base backup "
                            "was extracted)")
+        return None
 
     def undo(self, ctx: StepContext) -> str | None:
         if ctx.staged_wal and ctx.staged_wal.exists():
@@ -190,10 +191,13 @@ class WriteRecovery(Step):
 class StopApp(Step):
     name, title = "stop_app", "Stop the application"
 
-    def run(self, ctx: StepContext) -> None:
+    def run(self, ctx: StepContext) -> str | None:
         done = ctx.backend.stop_app()
         ctx.app_stopped = done is not None
-        ctx.log(self.name, f"ran: {done}" if done else "no stop_app_command configured: skipped")
+        if not done:
+            return "no application configured to stop (stop_app_command; app_services on compose)"
+        ctx.log(self.name, f"ran: {done}")
+        return None
 
     def undo(self, ctx: StepContext) -> str | None:
         if ctx.app_stopped:
@@ -205,11 +209,13 @@ class StopApp(Step):
 class StopPostgres(Step):
     name, title = "stop_postgres", "Stop PostgreSQL"
 
-    def run(self, ctx: StepContext) -> None:
+    def run(self, ctx: StepContext) -> str | None:
         ctx.server_was_running = ctx.backend.server_running()
-        if ctx.server_was_running:
-            ctx.backend.stop_server()
-        ctx.log(self.name, "stopped" if ctx.server_was_running else "was not running")
+        if not ctx.server_was_running:
+            return "PostgreSQL was not running"
+        ctx.backend.stop_server()
+        ctx.log(self.name, "stopped")
+        return None
 
     def undo(self, ctx: StepContext) -> str | None:
         if ctx.server_was_running and not ctx.backend.server_running():
@@ -221,10 +227,12 @@ class StopPostgres(Step):
 class Preserve(Step):
     name, title = "preserve", "Keep the current data directory (rename, never delete)"
 
-    def run(self, ctx: StepContext) -> None:
+    def run(self, ctx: StepContext) -> str | None:
         ctx.preserved = ctx.backend.preserve(ctx.stamp)
-        ctx.log(self.name, f"{ctx.backend.data_dir} → {ctx.preserved}" if ctx.preserved
-                else f"{ctx.backend.data_dir} did not exist: nothing to preserve")
+        if not ctx.preserved:
+            return f"{ctx.backend.data_dir} did not exist: nothing to preserve"
+        ctx.log(self.name, f"{ctx.backend.data_dir} → {ctx.preserved}")
+        return None
 
     def undo(self, ctx: StepContext) -> str | None:
         if ctx.preserved and ctx.preserved.exists() and not ctx.backend.data_dir.exists():
@@ -268,9 +276,12 @@ class StartPostgres(Step):
 class StartApp(Step):
     name, title = "start_app", "Start the application"
 
-    def run(self, ctx: StepContext) -> None:
+    def run(self, ctx: StepContext) -> str | None:
         done = ctx.backend.start_app()
-        ctx.log(self.name, f"ran: {done}" if done else "no start_app_command configured: skipped")
+        if not done:
+            return "no application configured to start (start_app_command; app_services on compose)"
+        ctx.log(self.name, f"ran: {done}")
+        return None
 
 
 class Verify(Step):
@@ -279,7 +290,11 @@ class Verify(Step):
     def run(self, ctx: StepContext) -> None:
         from drtui.core.checks import run_checks
 
-        ctx.checks = run_checks(ctx.config, ctx.env, recovered_to=ctx.recovered_to, emit=ctx.emit,
+        # The data is judged against the target the plan asked for (a time), not only where replay stopped:
+        # a recovery that went past the target must fail its data checks.
+        plan = ctx.plan
+        target = plan.target.time if isinstance(plan, Plan) and plan.target.time else ctx.recovered_to
+        ctx.checks = run_checks(ctx.config, ctx.env, recovered_to=target, emit=ctx.emit,
                                 clock=ctx.clock, wait_ready_seconds=60, cancel=ctx.cancel)
         measure_achieved_rpo(ctx)
         failed = [c for c in ctx.checks if c.outcome == "failed"]
@@ -306,7 +321,7 @@ def measure_achieved_rpo(ctx: StepContext) -> None:
         ctx.log("verify", f"RPO not measured: {exc.title}")
         return
     ctx.facts["rpo"] = rpo.as_dict()
-    seconds = "unknown" if rpo.rpo_seconds is None else f"{rpo.rpo_seconds:.1f} s"
+    seconds = "unknown" if rpo.rpo_seconds is None else format_duration(rpo.rpo_seconds)
     ctx.log("verify", f"RPO achieved: {seconds} ({rpo.reason})")
 
 

@@ -191,6 +191,9 @@ class FollowRecovery(Step):
             ctx.log(self.name, f"recovery is paused at the target: {pause_hint(ctx.env.name)}")
         else:
             clear_prefetch(backend.data_dir)
+            if last_status and last_status.replay_lsn is not None:  # replay is complete: its bar ends at 100 %
+                replayed = max(last_status.replay_lsn - start_lsn, 0)
+                report(replayed, replayed, replay_lsn=format_lsn(last_status.replay_lsn))
             ctx.log(self.name, "promoted: PostgreSQL is out of recovery"
                     + (f"; recovered to {ctx.recovered_to.isoformat()}" if ctx.recovered_to else ""))
 

@@ -149,10 +149,14 @@ class ResultScreen(Screen[None]):
                 lines.append(f"  hint: {step.hint}")
         summary = view.finished.summary if view.finished else {}
         preserved = summary.get("preserved")
-        lines += ["", "[b]the way back[/]",
-                  f"  drtui rollback --env {view.environment}"
-                  + (f"   (puts back the data directory kept at {preserved})" if preserved else ""),
-                  "", "[b]what to look at[/]",
+        remedy = view.record.remedy
+        if remedy and remedy.get("kind") != "rollback":
+            lines += ["", "[b]next[/]", f"  {remedy['text']}"]
+        else:
+            lines += ["", "[b]the way back[/]",
+                      f"  drtui rollback --env {view.environment}"
+                      + (f"   (puts back the data directory kept at {preserved})" if preserved else "")]
+        lines += ["", "[b]what to look at[/]",
                   "  /readyz of the app: is the database reachable, are migrations current?",
                   f"  the server log: {env.server_log if env and env.server_log else 'the PostgreSQL log'}",
                   f"  the whole journal: drtui attach {view.run_id}"]
