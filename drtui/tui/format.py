@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 import humanize
@@ -16,6 +17,30 @@ SYMBOLS = {DONE: "✔", FAILED: "✘", RUNNING: "●", PENDING: "○", SKIPPED: 
 STYLES = {DONE: "green", "passed": "green", "ok": "green", FAILED: "red", "refused": "red", "missing": "red",
           "unreadable": "red", RUNNING: "yellow", "warning": "yellow", "stale": "yellow",
           PENDING: "dim", SKIPPED: "dim"}
+
+
+# The core's hints are written for every face; where one names a CLI flag or command for something the wizard
+# does itself, the wizard says it in its own words.
+WIZARD_WORDS = [
+    (re.compile(r"\s*\(--env \w+\)"), " (typed on this screen)"),
+    (re.compile(r"\s*\(or --env \w+\)"), ""),
+    (re.compile(r"\s*\(TARGET_TIME, --target-time\)"), ""),
+    (re.compile(r"\s*\(see `drtui inventory`\)"), " (see the timeline)"),
+    (re.compile(r" shown by `drtui inventory`"), " on the timeline, or go back (esc) to another backup"),
+    (re.compile(r" with --base-backup"), " (esc: back to the backups)"),
+    (re.compile(r": pass --base-backup"), ": go back (esc) and pick it"),
+    (re.compile(r"\s*\(--target-time\)"), " (kind: time)"),
+    (re.compile(r"\s*\(--target-time, --target-lsn\)"), " (kind: time or LSN)"),
+    (re.compile(r"run `drtui drill` on staging"), "start the drill (d on Home)"),
+    (re.compile(r"run `drtui inventory` to see why"), "open the recovery (p on Home) to see why"),
+    (re.compile(r"follow it with `drtui attach`"), "follow it from Home (a)"),
+]
+
+
+def in_wizard_words(text: str) -> str:
+    for pattern, words in WIZARD_WORDS:
+        text = pattern.sub(words, text)
+    return text
 
 
 def state_markup(state: str, label: str | None = None) -> str:

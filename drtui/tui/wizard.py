@@ -52,7 +52,7 @@ class Journeys(App[None]):
 
     @work(group="wizard", exclusive=True, exit_on_error=False, description="point-in-time recovery wizard")
     async def action_pitr(self) -> None:
-        from drtui.tui.screens.choose_target import ChooseTargetScreen
+        from drtui.tui.screens.choose_target import ChooseTargetScreen, TargetEntry
         from drtui.tui.screens.pick_backup import PickBackupScreen
         from drtui.tui.screens.review import ReviewScreen
 
@@ -62,17 +62,21 @@ class Journeys(App[None]):
         if inventory is None:
             return
         chosen: BackupChoice | None = None
+        previous: BackupChoice | None = None
+        entry: TargetEntry | None = None
         target: Target | None = None
         approved: ApprovedPlan | None = None
-        while approved is None:
+        while approved is None:  # esc goes back one step and keeps what was typed and chosen
             if chosen is None:
-                chosen = await self.push_screen_wait(PickBackupScreen(inventory, env.name))
+                held = entry.target if entry else None
+                chosen = await self.push_screen_wait(PickBackupScreen(inventory, env.name, previous, held))
                 if chosen is None:
                     return
             elif target is None:
-                target = await self.push_screen_wait(ChooseTargetScreen(inventory, chosen))
-                if target is None:
-                    chosen = None
+                screen = ChooseTargetScreen(inventory, chosen, entry)
+                target = await self.push_screen_wait(screen)
+                previous, entry = screen.chosen, screen.entry
+                chosen = screen.chosen if target is not None else None
             else:
                 approved = await self.push_screen_wait(ReviewScreen.pitr(self, inventory, chosen, target, env))
                 if approved is None:

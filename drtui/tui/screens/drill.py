@@ -18,7 +18,7 @@ from drtui.core.errors import DrError
 from drtui.core.gates import GateResult, evaluate_journey, gather_facts
 from drtui.core.planning import parse_target_time
 from drtui.core.postgres import current_user
-from drtui.tui.format import state_markup
+from drtui.tui.format import in_wizard_words, state_markup
 
 TARGET_ENV = "staging"  # the drill always restores into staging
 
@@ -100,7 +100,7 @@ class DrillScreen(Screen[DrillChoice | None]):
             rows.append(f"{state_markup('passed' if gate.passed else 'refused', 'pass' if gate.passed else 'refused')}"
                         f"  {gate.name:<10} {gate.message}")
             if not gate.passed and gate.hint:
-                rows.append(f"             [b]fix:[/] {gate.hint}")
+                rows.append(f"             [b]fix:[/] {in_wizard_words(gate.hint)}")
         self.query_one("#gates", Static).update("\n".join(rows))
         refused = any(not g.passed for g in self.gates)
         self.query_one("#confirm-note", Static).update(
@@ -124,7 +124,8 @@ class DrillScreen(Screen[DrillChoice | None]):
             try:
                 when = parse_target_time(target, clock)
             except DrError as exc:
-                self.notify(f"{exc.title}\n{exc.hint}", title="target time", severity="error", timeout=10)
+                self.notify(f"{in_wizard_words(exc.title)}\n{in_wizard_words(exc.hint)}", title="target time",
+                            severity="error", timeout=10)
                 return
             if when > clock.now():
                 self.notify("the target time is in the future: give a past time, or leave it empty",

@@ -18,7 +18,7 @@ from drtui.core.errors import DrError
 from drtui.core.gates import ApprovedPlan, Confirmation, GateResult, approve, evaluate, gather_facts
 from drtui.core.planning import BackupChoice, DumpPlan, InventoryView, Plan, Target, make_dump_plan, make_plan
 from drtui.core.prediction import short_basis
-from drtui.tui.format import duration, size, state_markup, utc
+from drtui.tui.format import duration, in_wizard_words, size, state_markup, utc
 
 if TYPE_CHECKING:
     from drtui.tui.wizard import Journeys
@@ -97,7 +97,8 @@ class ReviewScreen(Screen[ApprovedPlan | None]):
     @on(PlanRefused)
     def _refused(self, message: PlanRefused) -> None:
         self.query_one("#plan", Static).update(
-            f"[b red]✘ refused: no plan[/]\n{message.title}\n[b]how to fix:[/] {message.hint or '—'}")
+            f"[b red]✘ refused: no plan[/]\n{in_wizard_words(message.title)}\n"
+            f"[b]how to fix:[/] {in_wizard_words(message.hint) or '—'}")
         self.query_one("#typed-name").display = False
         self.query_one("#confirm-note", Static).update("go back (esc) and choose another backup or target")
 
@@ -110,7 +111,7 @@ class ReviewScreen(Screen[ApprovedPlan | None]):
             rows.append(f"{state_markup('passed' if gate.passed else 'refused', 'pass' if gate.passed else 'refused')}"
                         f"  {gate.name:<10} {gate.message}")
             if not gate.passed and gate.hint:
-                rows.append(f"             [b]fix:[/] {gate.hint}")
+                rows.append(f"             [b]fix:[/] {in_wizard_words(gate.hint)}")
         self.query_one("#gates", Static).update("\n".join(rows))
         refused = [g for g in message.gates if not g.passed]
         note = ("[red]✘ a gate refused: nothing can start until it passes[/]" if refused else
@@ -134,13 +135,13 @@ class ReviewScreen(Screen[ApprovedPlan | None]):
             f"target    {plan.target.describe()}",
             f"stop      {app}PostgreSQL of {plan.environment}",
             f"keep      the old {plan.data_dir}, renamed {plan.data_dir.name}.pre_pitr_<stamp>",
-            f"extract   {backup.path.name} ({size(backup.size_bytes)}, {backup.layout.value})",
+            f"extract   {backup.path.name} (data size {size(backup.size_bytes)}, {backup.layout.value})",
             f"replay    WAL from {plan.wal_source} ({plan.wal_kind}) up to the target",
             "start     PostgreSQL" + (", the app" if self.env.start_app_command else "") + ", then the checks",
             f"disk      needs {size(plan.required_bytes)}, {size(plan.free_bytes)} free {self._disk(plan)}",
             f"duration  about {duration(plan.predicted_seconds)} of the {duration(objective)} RTO ({share:.0%}; "
             f"{short_basis(plan.prediction_basis)})" + (" [yellow]▲ longer than the RTO[/]" if share > 1 else ""),
-        ] + [f"[dim]note      {n}[/]" for n in plan.notes])
+        ] + [f"[dim]note      {in_wizard_words(n)}[/]" for n in plan.notes])
 
     def _dump_words(self, plan: DumpPlan) -> str:
         objective = self.app.config.objectives.staging_rto.total_seconds()  # type: ignore[attr-defined]
@@ -175,7 +176,7 @@ class ReviewScreen(Screen[ApprovedPlan | None]):
             approved = approve(self.plan, self.gates, Confirmation(True, typed, face="wizard"),
                                self.app.clock)  # type: ignore[attr-defined]
         except DrError as exc:
-            self.notify(f"{exc.title}\n{exc.hint}", severity="error", timeout=10)
+            self.notify(f"{exc.title}\n{in_wizard_words(exc.hint)}", severity="error", timeout=10)
             return
         self.dismiss(approved)
 
