@@ -6,6 +6,9 @@ import re
 from datetime import UTC, datetime
 
 import humanize
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
 
 from drtui.core.clock import isoformat
 
@@ -88,3 +91,27 @@ def utc_and_local(moment: datetime | None) -> str:
 
 def short_time(moment: datetime | None) -> str:
     return "—" if moment is None else isoformat(moment)[5:16].replace("T", " ")
+
+
+def labelled(title: str, lines: list[str], label_width: int = 10) -> Group:
+    """A titled panel of `label    value` lines: a long value wraps inside its column, never to column 0."""
+    table = Table.grid(padding=(0, 0), expand=True)
+    table.add_column(width=label_width, no_wrap=True)
+    table.add_column(ratio=1, overflow="fold")
+    for line in lines:
+        table.add_row(Text.from_markup(line[:label_width]), Text.from_markup(line[label_width:]))
+    return Group(Text.from_markup(title), table)
+
+
+def gate_rows(gates: list) -> Group:
+    """The safety gates, one row each (state, name, what it found; how to fix a refused one), wrapped in columns."""
+    table = Table.grid(padding=(0, 1), expand=True)
+    table.add_column(no_wrap=True)
+    table.add_column(no_wrap=True)
+    table.add_column(ratio=1, overflow="fold")
+    for gate in gates:
+        state = state_markup("passed", "pass") if gate.passed else state_markup("refused", "refused")
+        table.add_row(Text.from_markup(state), gate.name, gate.message)
+        if not gate.passed and gate.hint:
+            table.add_row("", Text.from_markup("[b]fix:[/]"), in_wizard_words(gate.hint))
+    return Group(Text.from_markup("[b]safety gates[/]"), table)

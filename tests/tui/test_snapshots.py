@@ -23,6 +23,7 @@ from drtui.tui.screens.result import ResultScreen
 from drtui.tui.screens.review import ReviewScreen
 from drtui.tui.screens.run import RunScreen
 from drtui.tui.screens.status import StatusScreen
+from tests.textdump import screen_text
 from tests.tui.conftest import T0, fixed_inventory, write_config, write_run
 
 FOLDER = Path("/tmp/drtui-snapshots")
@@ -141,8 +142,7 @@ def _review(config: Config, env: str, target: Target):
     inventory = fixed_inventory(FOLDER)
     chosen = backup_choices(inventory)[0]
     return push(lambda app: ReviewScreen.pitr(app, inventory, chosen, target, config.environment(env)),
-                lambda app: "the plan" in str(app.screen.query_one("#plan").render())
-                or "refused" in str(app.screen.query_one("#plan").render()))
+                lambda app: app.screen.plan is not None or "refused" in screen_text(app))
 
 
 TARGET = Target(TargetKind.TIME, time=T0 - timedelta(minutes=40))
@@ -221,7 +221,7 @@ def _drill():
     from drtui.tui.screens.drill import DrillScreen
 
     gates_read = push(lambda app: DrillScreen(),
-                      lambda app: "safety gates" in str(app.screen.query_one("#gates").render()))
+                      lambda app: bool(app.screen.gates))
 
     async def run_before(pilot) -> None:
         await gates_read(pilot)

@@ -49,7 +49,7 @@ def _verdict(app: DrApp) -> str:
 
 
 def _plan(app: DrApp) -> str:
-    return str(app.screen.query_one("#plan").render())
+    return screen_text(app) if getattr(app.screen, "plan", None) is not None else ""
 
 
 def _journal_target(config: Config, timeout: float = 60) -> Target:

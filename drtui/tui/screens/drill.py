@@ -18,7 +18,7 @@ from drtui.core.errors import DrError
 from drtui.core.gates import GateResult, evaluate_journey, gather_facts
 from drtui.core.planning import parse_target_time
 from drtui.core.postgres import current_user
-from drtui.tui.format import in_wizard_words, state_markup
+from drtui.tui.format import gate_rows, in_wizard_words
 
 TARGET_ENV = "staging"  # the drill always restores into staging
 
@@ -89,19 +89,13 @@ class DrillScreen(Screen[DrillChoice | None]):
 
     def _evaluate(self) -> None:
         config = self.app.config  # type: ignore[attr-defined]
-        rows = ["[b]safety gates[/]"]
         if TARGET_ENV not in config.environments:
             self.gates = [GateResult("target_env", False, f"no {TARGET_ENV!r} environment in the config",
                                      f"add [environments.{TARGET_ENV}] to the config")]
         else:
             env = config.environment(TARGET_ENV)
             self.gates = evaluate_journey(JOURNEY, env.name, gather_facts(config, env, TARGET_ENV))
-        for gate in self.gates:
-            rows.append(f"{state_markup('passed' if gate.passed else 'refused', 'pass' if gate.passed else 'refused')}"
-                        f"  {gate.name:<10} {gate.message}")
-            if not gate.passed and gate.hint:
-                rows.append(f"             [b]fix:[/] {in_wizard_words(gate.hint)}")
-        self.query_one("#gates", Static).update("\n".join(rows))
+        self.query_one("#gates", Static).update(gate_rows(self.gates))
         refused = any(not g.passed for g in self.gates)
         self.query_one("#confirm-note", Static).update(
             "[red]✘ a gate refused: the drill cannot start until it passes[/]" if refused else
