@@ -54,6 +54,11 @@ def state_markup(state: str, label: str | None = None) -> str:
     return f"[{style}]{text}[/]" if style else text
 
 
+def elide(text: str, width: int) -> str:
+    """Cut to `width` with an ellipsis that says so; the whole text is shown elsewhere, one key away."""
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
 def size(n: float | None) -> str:
     return "—" if n is None else humanize.naturalsize(n, binary=True, format="%.1f")
 

@@ -45,7 +45,7 @@ class FixedWizard(DrApp):
 
 
 def _verdict(app: DrApp) -> str:
-    return str(app.screen.query_one("#verdict").render())
+    return app.screen.verdict
 
 
 def _plan(app: DrApp) -> str:

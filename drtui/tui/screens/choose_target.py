@@ -3,6 +3,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import ClassVar
 
+from rich.table import Table
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -22,6 +24,7 @@ from drtui.core.planning import (
 )
 from drtui.tui.format import in_wizard_words, short_time, utc, utc_and_local
 from drtui.tui.widgets.coverage_timeline import CoverageTimeline
+from drtui.tui.widgets.on_off import OnOff
 
 KINDS = [("time", "time"), ("immediate (end of the backup)", "immediate"), ("latest (end of the WAL)", "latest"),
          ("advanced: LSN", "lsn"), ("advanced: transaction id", "xid"), ("advanced: restore point", "name")]
@@ -59,6 +62,7 @@ class ChooseTargetScreen(Screen[Target | None]):
         self.chosen = chosen
         self.entry = entry or TargetEntry()
         self.target: Target | None = None
+        self.verdict = ""  # the verdict line as plain text
         self.reaching: BackupChoice | None = None
         """Another usable backup whose window reaches the target the chosen one cannot (ctrl+b switches)."""
 
@@ -75,7 +79,7 @@ class ChooseTargetScreen(Screen[Target | None]):
         yield Static(id="verdict", classes="hint")
         with Collapsible(title="advanced: inclusive/exclusive, timeline", collapsed=True, id="advanced"), \
                 Horizontal():
-            yield Checkbox("stop just before the target (exclusive)", not entry.inclusive, id="exclusive")
+            yield OnOff("stop just before the target (exclusive)", not entry.inclusive, id="exclusive")
             yield Input(value=entry.timeline, placeholder="latest, current or a number", id="timeline-id")
         yield Footer()
 
@@ -145,18 +149,17 @@ class ChooseTargetScreen(Screen[Target | None]):
         self.refresh_bindings()  # ctrl+b shows only while another backup reaches the target
 
     def _judge(self) -> None:
-        verdict = self.query_one("#verdict", Static)
         typed = self._typed()
         self.target, self.reaching = None, None
         try:
             target = self._build(typed)
         except ValueError as exc:
             self.entry = typed
-            verdict.update(f"[dim]○ {exc}[/]")
+            self._say("[dim]○[/]", f"[dim]{exc}[/]")
             return
         except DrError as exc:
             self.entry = typed
-            verdict.update(f"[red]✘ {exc.title}[/]\n  [dim]{exc.hint}[/]")
+            self._say("[red]✘[/]", f"[red]{exc.title}[/]", f"[dim]{exc.hint}[/]")
             return
         self.entry = replace(typed, target=target)
         try:
@@ -166,15 +169,25 @@ class ChooseTargetScreen(Screen[Target | None]):
             hint = (f"[b]ctrl+b[/] uses base backup {self.reaching.backup.path.name}, whose window "
                     f"{short_time(self.reaching.window.earliest)} → {short_time(self.reaching.window.latest)} UTC "
                     "reaches it" if self.reaching else f"[dim]{in_wizard_words(exc.hint)}[/]")
-            verdict.update(f"[red]✘ {in_wizard_words(exc.title)}[/]" + (f"\n  {hint}" if exc.hint or self.reaching
-                                                                        else ""))
+            self._say("[red]✘[/]", f"[red]{in_wizard_words(exc.title)}[/]", hint)
             return
         self.target = target
-        line = f"[green]✔ reachable[/] {target.describe()}"
+        lines = [f"[green]reachable[/] {target.describe()}"]
         if target.kind is TargetKind.TIME and target.time:
-            line += f"\n  {utc_and_local(target.time)}"
+            lines.append(utc_and_local(target.time))
             self.query_one("#timeline", CoverageTimeline).set_cursor(target.time)
-        verdict.update(line)
+        self._say("[green]✔[/]", *lines)
+
+    def _say(self, symbol: str, *lines: str) -> None:
+        """The verdict under the field: its lines wrap beside the symbol, never under it."""
+        table = Table.grid(padding=(0, 1), expand=True)
+        table.add_column(no_wrap=True)
+        table.add_column(ratio=1)
+        for index, line in enumerate(line for line in lines if line):
+            table.add_row(Text.from_markup(symbol if index == 0 else ""), Text.from_markup(line))
+        self.verdict = Text.from_markup(symbol).plain + " " + "\n".join(
+            Text.from_markup(line).plain for line in lines if line)
+        self.query_one("#verdict", Static).update(table)
 
     def _reaching(self, target: Target) -> BackupChoice | None:
         """The newest other usable backup whose window reaches the target."""

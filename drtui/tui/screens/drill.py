@@ -19,6 +19,7 @@ from drtui.core.gates import GateResult, evaluate_journey, gather_facts
 from drtui.core.planning import parse_target_time
 from drtui.core.postgres import current_user
 from drtui.tui.format import gate_rows, in_wizard_words
+from drtui.tui.widgets.on_off import OnOff
 
 TARGET_ENV = "staging"  # the drill always restores into staging
 
@@ -58,8 +59,8 @@ class DrillScreen(Screen[DrillChoice | None]):
                 yield Input(placeholder="empty: a moment after the marker (exact counts)", id="target-time")
             with Horizontal(classes="drill-option"):
                 yield Static("", classes="drill-label")
-                yield Checkbox("skip the fresh base backup (use the newest that reaches the target)",
-                               id="skip-backup")
+                yield OnOff("skip the fresh base backup (use the newest that reaches the target)",
+                            id="skip-backup")
             with Horizontal(classes="drill-option"):
                 yield Static("operator", classes="drill-label")
                 yield Input(current_user(), placeholder="who runs the drill", id="operator")

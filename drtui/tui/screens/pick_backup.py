@@ -10,11 +10,12 @@ from textual.widgets import DataTable, Footer, Header, Static
 
 from drtui.core.errors import DrError
 from drtui.core.planning import BackupChoice, InventoryView, Target, backup_choices, check_target
-from drtui.tui.format import age, short_time, size, state_markup
+from drtui.tui.format import age, elide, short_time, size, state_markup
 
 
 class PickBackupScreen(Screen[BackupChoice | None]):
-    """Step 1 of the recovery: the base backups, newest first; unusable ones say why. The cursor starts on the
+    """Step 1 of the recovery: the base backups, newest first; unusable ones say why (in full in the detail
+    panel under the highlighted row). The cursor starts on the
     backup chosen before, else the newest whose window reaches the target typed before, else the newest usable.
     It returns the chosen backup with its window."""
 
@@ -46,7 +47,7 @@ class PickBackupScreen(Screen[BackupChoice | None]):
         for index, choice in enumerate(self.choices):
             backup, window = choice.backup, choice.window
             state = state_markup("ok", "usable") if window.usable else state_markup("refused", "unusable")
-            reach = short_time(window.latest) if window.usable else (window.reason or "")[:40]
+            reach = short_time(window.latest) if window.usable else elide(window.reason or "", 24)
             table.add_row(state, short_time(backup.start_time), age(backup.start_time, now),
                           size(backup.size_bytes), backup.layout.value, str(backup.timeline), reach, key=str(index))
         if not self.choices:
