@@ -155,8 +155,9 @@ class CoverageTimeline(Widget, can_focus=True):
         self.refresh()
 
     def action_move(self, steps: int) -> None:
-        step = (self.end - self.start) / max(self.columns - 1, 1)
-        self.set_cursor((self.cursor or self.end) + step * steps)
+        """From column to column: columns - 1 presses cross the whole range."""
+        column = self._column_of(self.cursor or self.end) + steps
+        self.set_cursor(self._time_at(min(max(column, 0), self.columns - 1)))
 
     def action_edge(self, which: int) -> None:
         self.set_cursor(self.start if which == 0 else self.end)
