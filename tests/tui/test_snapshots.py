@@ -247,3 +247,70 @@ def _run_finished():
         pilot.app.clear_notifications()
         await pilot.pause(0.05)
     return run_before
+
+
+# 80×24, a first-class size: every screen usable there, no status word, step name or gate cut.
+SMALL = (80, 24)
+
+
+def test_home_80x24(world, snap_compare) -> None:
+    config, clock = world
+    assert snap_compare(DrApp(config, clock), terminal_size=SMALL,
+                        run_before=lambda pilot: settle(pilot, heartbeats_read))
+
+
+def test_pick_backup_80x24(world, snap_compare) -> None:
+    config, clock = world
+    inventory = fixed_inventory(FOLDER)
+    assert snap_compare(DrApp(config, clock), terminal_size=SMALL,
+                        run_before=push(lambda app: PickBackupScreen(inventory, "production")))
+
+
+def test_choose_target_another_backup_80x24(world, snap_compare) -> None:
+    """A target before the chosen backup that the next one reaches: ctrl+b is offered, in the wizard's words."""
+    config, clock = world
+    inventory = fixed_inventory(FOLDER)
+    assert snap_compare(DrApp(config, clock), terminal_size=SMALL, press=[*"3 hours ago"],
+                        run_before=push(lambda app: ChooseTargetScreen(inventory, backup_choices(inventory)[0])))
+
+
+def test_choose_target_realistic_archive_80x24(world, snap_compare) -> None:
+    """Four days, four base backups, a gap, a second timeline and the archive three hours behind now."""
+    from tests.tui.test_screens_live_and_plain import realistic_inventory
+
+    config, clock = world
+    inventory = realistic_inventory(FOLDER, clock.now())
+    assert snap_compare(DrApp(config, clock), terminal_size=SMALL, press=[*"30 hours ago"],
+                        run_before=push(lambda app: ChooseTargetScreen(inventory, backup_choices(inventory)[1])))
+
+
+def test_review_production_80x24(world, snap_compare) -> None:
+    config, clock = world
+    assert snap_compare(DrApp(config, clock, plan_probes=PROBES), terminal_size=SMALL,
+                        run_before=_review(config, "production", TARGET))
+
+
+def test_run_in_progress_80x24(world, snap_compare) -> None:
+    config, clock = world
+    journal = write_run(config, "20260125T143000Z-pitr", ok=None)
+    assert snap_compare(DrApp(config, clock, start=journal), terminal_size=SMALL, run_before=_run(journal))
+
+
+def test_run_failed_80x24(world, snap_compare) -> None:
+    config, clock = world
+    journal = write_run(config, "20260125T143000Z-pitr", ok=False)
+    assert snap_compare(DrApp(config, clock, start=journal), terminal_size=SMALL, run_before=_run(journal))
+
+
+def test_result_failed_80x24(world, snap_compare) -> None:
+    config, clock = world
+    journal = write_run(config, "20260125T143000Z-pitr", ok=False)
+    assert snap_compare(DrApp(config, clock, start=journal), terminal_size=SMALL,
+                        run_before=_run(journal, result=True))
+
+
+def test_result_recovered_80x24(world, snap_compare) -> None:
+    config, clock = world
+    journal = write_run(config, "20260125T143000Z-pitr", ok=True)
+    assert snap_compare(DrApp(config, clock, start=journal), terminal_size=SMALL,
+                        run_before=_run(journal, result=True))
