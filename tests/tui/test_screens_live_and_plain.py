@@ -160,3 +160,14 @@ def test_the_timeline_of_a_realistic_archive_is_readable_and_the_keys_cover_it(o
     assert seen["start"] == start and seen["reached"] == end and seen["end"] == end
     assert seen["steps"] == seen["columns"] - 1  # one column per key, the whole range
     assert start < seen["coarse"] < end
+
+
+def test_steps_taller_than_the_terminal_fold_the_finished_ones_and_keep_the_running_one() -> None:
+    from drtui.tui.widgets.step_list import fold
+
+    blocks = [("done", [f"done {i}", "  wrapped"]) for i in range(5)] + [("running", ["running"])] + \
+             [("pending", [f"pending {i}"]) for i in range(4)]
+    lines = fold(blocks, 4)
+    assert len(lines) <= 4 and "running" in lines, lines
+    assert "5 steps done before" in lines[0] and "more to come" in lines[-1], lines
+    assert fold(blocks, 100) == [line for _, block in blocks for line in block]

@@ -8,7 +8,7 @@ from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Header, ProgressBar, Static
 from textual.worker import get_current_worker
@@ -44,8 +44,7 @@ class RunScreen(Screen[None]):
         yield Header()
         yield Static(id="run-head")
         with Horizontal(id="run-top"):
-            with VerticalScroll(id="steps"):
-                yield StepList(id="step-list")
+            yield StepList(id="steps")
             with Vertical(id="run-gauges"):
                 yield RtoTimer(id="rto")
                 yield Static("extract  [dim]○ pending[/]", id="extract-label")
@@ -97,9 +96,7 @@ class RunScreen(Screen[None]):
                  "[b green]✔ finished[/] · r: the result" if view.finished.ok else "[b red]✘ failed[/] · r: the result")
         self.query_one("#run-head", Static).update(
             f"{state}  [b]{journey}[/] · {view.environment or '—'} · run {view.run_id or '—'}")
-        steps = self.query_one(StepList)
-        steps.show(view, now)
-        self.query_one("#steps", VerticalScroll).scroll_to(y=max(steps.current_line - 1, 0), animate=False)
+        self.query_one(StepList).show(view, now)
         self.query_one(RtoTimer).show(view.elapsed(now), view.objective(self.app.config),  # type: ignore[attr-defined]
                                       view.projected_finish(now), view.finished is not None, ok=view.ok)
         failure = self.query_one("#run-failure", Static)
