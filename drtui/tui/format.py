@@ -112,11 +112,11 @@ def gate_rows(gates: list) -> Group:
     """The safety gates, one row each (state, name, what it found; how to fix a refused one), wrapped in columns."""
     table = Table.grid(padding=(0, 1), expand=True)
     table.add_column(no_wrap=True)
-    table.add_column(no_wrap=True)
+    table.add_column(no_wrap=True, min_width=10)
     table.add_column(ratio=1, overflow="fold")
     for gate in gates:
         state = state_markup("passed", "pass") if gate.passed else state_markup("refused", "refused")
-        table.add_row(Text.from_markup(state), gate.name, gate.message)
+        table.add_row(Text.from_markup(state + " "), gate.name, gate.message)
         if not gate.passed and gate.hint:
             table.add_row("", Text.from_markup("[b]fix:[/]"), in_wizard_words(gate.hint))
     return Group(Text.from_markup("[b]safety gates[/]"), table)

@@ -12,6 +12,7 @@ from textual import work
 from textual.app import App
 
 from drtui.core.errors import DrError
+from drtui.tui.format import in_wizard_words
 
 if TYPE_CHECKING:
     from drtui.core.clock import Clock
@@ -47,7 +48,7 @@ class Journeys(App[None]):
         try:
             return await asyncio.to_thread(self._scan)
         except DrError as exc:
-            self.notify(f"{exc.title}\n{exc.hint}", severity="error", timeout=15)
+            self.notify(f"{exc.title}\n{in_wizard_words(exc.hint)}", severity="error", timeout=15)
             return None
 
     @work(group="wizard", exclusive=True, exit_on_error=False, description="point-in-time recovery wizard")
@@ -107,7 +108,7 @@ class Journeys(App[None]):
         try:
             run_id, journal = await asyncio.to_thread(launch_detached, approved, self.config)
         except DrError as exc:
-            self.notify(f"{exc.title}\n{exc.hint}", severity="error", timeout=15)
+            self.notify(f"{exc.title}\n{in_wizard_words(exc.hint)}", severity="error", timeout=15)
             return
         self.notify(f"run {run_id} started in its own process; it goes on if this screen closes")
         await self.push_screen(RunScreen(journal))

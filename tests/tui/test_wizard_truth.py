@@ -16,7 +16,7 @@ from drtui.core.clock import FrozenClock
 from drtui.core.config import Config
 from drtui.core.events import RunStarted
 from drtui.core.journal import list_runs, read_events
-from drtui.core.planning import Target
+from drtui.core.planning import Target, backup_choices
 from drtui.tui.app import DrApp
 from drtui.tui.format import in_wizard_words
 from drtui.tui.screens.choose_target import ChooseTargetScreen
@@ -191,3 +191,28 @@ def test_the_core_s_cli_words_are_said_in_the_wizard_s_words() -> None:
         assert not any(words in said for words in CLI_WORDS), (hint, said)
     assert in_wizard_words(hints[6]) == "restoring over production: the environment must be named (typed on this " \
                                         "screen)"
+
+
+def test_a_refused_confirmation_is_said_beside_the_gates_not_in_a_toast_over_them(config, clock, open_tmp) -> None:
+    """At 80×24 the gates and the confirmation are on screen together; a wrong name is said there."""
+    from tests.tui.conftest import Notifications
+
+    inventory = fixed_inventory(open_tmp)
+    notes = Notifications()
+
+    async def scenario() -> str:
+        app = DrApp(config, clock, plan_probes=PROBES)
+        async with app.run_test(size=(80, 24), message_hook=notes.hook) as pilot:
+            await until(pilot, lambda: isinstance(app.screen, HomeScreen))
+            chosen = backup_choices(inventory)[0]
+            target = Target.parse("time", "20 minutes ago", clock)
+            await app.push_screen(ReviewScreen.pitr(app, inventory, chosen, target, config.environment("production")))
+            await until(pilot, lambda: app.screen.plan is not None)
+            await pilot.press(*"prod", "enter")
+            await pilot.pause()
+            return screen_text(app)
+
+    text = asyncio.run(scenario())
+    assert "safety gates" in text and "✔ pass  lock" in text and "Start the restore" in text, text
+    assert "✘" in text.split("safety gates")[1] and "production" in text.split("safety gates")[1], text
+    assert not [n for n in notes if n.severity == "error"], notes.said()

@@ -217,8 +217,8 @@ class ChooseTargetScreen(Screen[Target | None]):
         """The target as the verdict line shows it: re-read from the fields only if they changed since."""
         if not self._unchanged(self._typed()):
             self._validate()
-        if self.target is None:
-            self.notify("the target is not valid yet; see the line under the field", severity="warning")
+        if self.target is None:  # the line under the field says why; a toast would cover it at 80×24
+            self.app.bell()
             return
         self.dismiss(self.target)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from rich.markup import escape
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -111,26 +112,27 @@ class DrillScreen(Screen[DrillChoice | None]):
         self._evaluate()  # the gates again, read now: the lock or the env file may have changed
         refused = [g for g in self.gates if not g.passed]
         if refused:
-            self.notify("; ".join(g.message for g in refused), title="refused", severity="error", timeout=10)
-            return
+            return  # the gates and the note under them say why
         target = self.query_one("#target-time", Input).value.strip() or None
         if target is not None:
             clock = self.app.clock  # type: ignore[attr-defined]
             try:
                 when = parse_target_time(target, clock)
             except DrError as exc:
-                self.notify(f"{in_wizard_words(exc.title)}\n{in_wizard_words(exc.hint)}", title="target time",
-                            severity="error", timeout=10)
+                self._refuse(f"{in_wizard_words(exc.title)}: {in_wizard_words(exc.hint)}")
                 return
             if when > clock.now():
-                self.notify("the target time is in the future: give a past time, or leave it empty",
-                            title="target time", severity="error", timeout=10)
+                self._refuse("the target time is in the future: give a past time, or leave it empty")
                 return
             target = when.isoformat()
         self.dismiss(DrillChoice(
             target_time=target, skip_backup=self.query_one("#skip-backup", Checkbox).value,
             operator=self.query_one("#operator", Input).value.strip() or current_user(),
             reviewer=self.query_one("#reviewer", Input).value.strip() or "not recorded"))
+
+    def _refuse(self, why: str) -> None:
+        """Said in the note above the button, where a toast would cover the options at 80×24."""
+        self.query_one("#confirm-note", Static).update(f"[red]✘ target time:[/] {escape(why)}")
 
     def action_back(self) -> None:
         self.dismiss(None)

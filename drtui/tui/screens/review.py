@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from rich.console import Group
+from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -168,8 +169,9 @@ class ReviewScreen(Screen[ApprovedPlan | None]):
         try:
             approved = approve(self.plan, self.gates, Confirmation(True, typed, face="wizard"),
                                self.app.clock)  # type: ignore[attr-defined]
-        except DrError as exc:
-            self.notify(f"{exc.title}\n{in_wizard_words(exc.hint)}", severity="error", timeout=10)
+        except DrError as exc:  # said beside the field and the gates, never in a toast over them
+            self.query_one("#confirm-note", Static).update(
+                f"[red]✘ {escape(exc.title)}[/] {escape(in_wizard_words(exc.hint))}")
             return
         self.dismiss(approved)
 
