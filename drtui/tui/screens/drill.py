@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from rich.console import Group
 from rich.markup import escape
 from textual import on
 from textual.app import ComposeResult
@@ -19,7 +20,7 @@ from drtui.core.errors import DrError
 from drtui.core.gates import GateResult, evaluate_journey, gather_facts
 from drtui.core.planning import parse_target_time
 from drtui.core.postgres import current_user
-from drtui.tui.format import gate_rows, in_wizard_words
+from drtui.tui.format import gate_rows, in_wizard_words, labelled
 from drtui.tui.widgets.on_off import OnOff
 
 TARGET_ENV = "staging"  # the drill always restores into staging
@@ -76,13 +77,12 @@ class DrillScreen(Screen[DrillChoice | None]):
     def on_mount(self) -> None:
         self._evaluate()
 
-    def _what(self) -> str:
+    def _what(self) -> Group:
         config = self.app.config  # type: ignore[attr-defined]
         staging = config.environments.get(TARGET_ENV)
         data_dir = staging.data_dir if staging else "—"
         steps = " → ".join(name for name, _ in DRILL_STEPS) + " → restore → integrity → smoke → report"
-        return "\n".join([
-            "[b]the drill[/]",
+        return labelled("[b]the drill[/]", [
             f"steps     {steps}",
             f"marker    a row in {MARKER_TABLE} of production, found again in {TARGET_ENV}",
             f"replaces  {TARGET_ENV}'s data directory {data_dir} (kept aside first)",
