@@ -30,6 +30,7 @@ from drtui.tui.screens.run import RunScreen
 from drtui.tui.screens.status import StatusScreen
 
 SIZE = (100, 32)
+SMALL = (80, 24)
 
 
 async def _until(pilot: Pilot, predicate: Callable[[], bool], timeout: float = 300) -> None:
@@ -47,6 +48,15 @@ async def _shoot(pilot: Pilot, folder: Path, name: str) -> None:
     await pilot.pause(0.3)
     pilot.app.save_screenshot(f"{name}.svg", str(folder))
     print(f"  {folder / name}.svg")
+
+
+async def _shoot_small(pilot: Pilot, folder: Path, name: str) -> None:
+    """The same screen at 80×24, a first-class size."""
+    await pilot.resize_terminal(*SMALL)
+    await pilot.pause(0.3)
+    await _shoot(pilot, folder, name)
+    await pilot.resize_terminal(*SIZE)
+    await pilot.pause(0.3)
 
 
 async def _walk(world: Sandbox, folder: Path, target: datetime) -> None:
@@ -77,12 +87,14 @@ async def _walk(world: Sandbox, folder: Path, target: datetime) -> None:
         await _until(pilot, lambda: isinstance(app.screen, ReviewScreen) and app.screen.plan is not None)
         app.screen.query_one("#typed-name", Input).value = "production"
         await _shoot(pilot, folder, "06-review")
+        await _shoot_small(pilot, folder, "06-review-80x24")
         await pilot.press("ctrl+g")
         await _until(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.view.log_lines > 0)
         await _shoot(pilot, folder, "07-run")
         run = app.screen
         await _until(pilot, lambda: run.view.finished is not None)
         await _shoot(pilot, folder, "08-run-finished")
+        await _shoot_small(pilot, folder, "08-run-finished-80x24")
         await pilot.press("r")
         await _until(pilot, lambda: isinstance(app.screen, ResultScreen))
         await _shoot(pilot, folder, "09-result")

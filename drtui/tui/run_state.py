@@ -8,10 +8,15 @@ from pathlib import Path
 
 from drtui.core import events as ev
 from drtui.core.config import Config
+from drtui.core.drill import AFTER_STEPS, DRILL_STEPS
 from drtui.core.journal import read_events
 from drtui.core.report import RunRecord, StepState
-from drtui.core.runner import rto_objective
-from drtui.tui.format import DONE
+from drtui.core.runner import DUMP_STEPS, PITR_STEPS, rto_objective
+from drtui.tui.format import DONE, PENDING
+
+# A step not started yet is known by its name only: it is shown by the title it will start with.
+TITLES = {"dump": {step.name: step.title for step in DUMP_STEPS},
+          "pitr": {step.name: step.title for step in PITR_STEPS} | dict(DRILL_STEPS + AFTER_STEPS)}
 
 
 @dataclass
@@ -20,6 +25,7 @@ class Progress:
     total: float | None
     unit: str
     start: float = 0.0  # where the bar begins: WAL replay counts from the backup's start LSN
+    step: str = ""
 
 
 @dataclass
@@ -39,7 +45,7 @@ class RunView:
             case ev.StepFailed():
                 return [f"✘ {event.step}: {event.error}"] + ([f"  hint: {event.hint}"] if event.hint else [])
             case ev.StepProgressed():
-                progress = Progress(event.done, event.total, event.unit)
+                progress = Progress(event.done, event.total, event.unit, step=event.step)
                 if event.unit == "lsn":
                     first = _number(event.detail.get("start"))
                     progress.start = first if first is not None else (self.replay.start if self.replay
@@ -88,6 +94,16 @@ class RunView:
     @property
     def finished(self) -> ev.RunFinished | None:
         return self.record.finished
+
+    def title(self, step: StepState) -> str:
+        """A step's one label, pending or finished."""
+        if step.outcome != PENDING:
+            return step.title
+        return TITLES["dump" if self.is_dump else "pitr"].get(step.name, step.title)
+
+    def step_done(self, progress: Progress) -> bool:
+        step = self.steps.get(progress.step)
+        return step is not None and step.outcome == DONE
 
     def objective(self, config: Config | None) -> float | None:
         if self.record.objective_seconds is not None or config is None:

@@ -12,6 +12,7 @@ from textual import work
 from textual.app import App
 
 from drtui.core.errors import DrError
+from drtui.tui.format import in_wizard_words
 
 if TYPE_CHECKING:
     from drtui.core.clock import Clock
@@ -47,12 +48,12 @@ class Journeys(App[None]):
         try:
             return await asyncio.to_thread(self._scan)
         except DrError as exc:
-            self.notify(f"{exc.title}\n{exc.hint}", severity="error", timeout=15)
+            self.notify(f"{exc.title}\n{in_wizard_words(exc.hint)}", severity="error", timeout=15)
             return None
 
     @work(group="wizard", exclusive=True, exit_on_error=False, description="point-in-time recovery wizard")
     async def action_pitr(self) -> None:
-        from drtui.tui.screens.choose_target import ChooseTargetScreen
+        from drtui.tui.screens.choose_target import ChooseTargetScreen, TargetEntry
         from drtui.tui.screens.pick_backup import PickBackupScreen
         from drtui.tui.screens.review import ReviewScreen
 
@@ -62,17 +63,21 @@ class Journeys(App[None]):
         if inventory is None:
             return
         chosen: BackupChoice | None = None
+        previous: BackupChoice | None = None
+        entry: TargetEntry | None = None
         target: Target | None = None
         approved: ApprovedPlan | None = None
-        while approved is None:
+        while approved is None:  # esc goes back one step and keeps what was typed and chosen
             if chosen is None:
-                chosen = await self.push_screen_wait(PickBackupScreen(inventory, env.name))
+                held = entry.target if entry else None
+                chosen = await self.push_screen_wait(PickBackupScreen(inventory, env.name, previous, held))
                 if chosen is None:
                     return
             elif target is None:
-                target = await self.push_screen_wait(ChooseTargetScreen(inventory, chosen))
-                if target is None:
-                    chosen = None
+                screen = ChooseTargetScreen(inventory, chosen, entry)
+                target = await self.push_screen_wait(screen)
+                previous, entry = screen.chosen, screen.entry
+                chosen = screen.chosen if target is not None else None
             else:
                 approved = await self.push_screen_wait(ReviewScreen.pitr(self, inventory, chosen, target, env))
                 if approved is None:
@@ -103,7 +108,7 @@ class Journeys(App[None]):
         try:
             run_id, journal = await asyncio.to_thread(launch_detached, approved, self.config)
         except DrError as exc:
-            self.notify(f"{exc.title}\n{exc.hint}", severity="error", timeout=15)
+            self.notify(f"{exc.title}\n{in_wizard_words(exc.hint)}", severity="error", timeout=15)
             return
         self.notify(f"run {run_id} started in its own process; it goes on if this screen closes")
         await self.push_screen(RunScreen(journal))

@@ -19,6 +19,7 @@ from drtui.core.clock import FrozenClock
 from drtui.core.config import Config, load_config
 from drtui.core.journal import Journal
 from drtui.core.models import BaseBackup, Layout, WalCoverage, Window
+from drtui.tui.run_state import TITLES
 from drtui.tui.screens.result import ResultScreen
 from drtui.tui.screens.run import RunScreen
 
@@ -84,7 +85,7 @@ def write_run(config: Config, run_id: str = "20260125T143000Z-pitr", *, ok: bool
                                  plan={"predicted_seconds": 900.0}))
     durations = [2, 95, 4, 1, 6, 1, 1, 5, 180, 12]
     for step, seconds in zip(PITR_STEPS, durations, strict=True):
-        journal.append(ev.StepStarted(at, step, step.replace("_", " ").capitalize()))
+        journal.append(ev.StepStarted(at, step, TITLES["pitr"][step]))
         if step == "extract":
             journal.append(ev.StepProgressed(at, step, 3.2e9, 3.2e9, "bytes"))
         if step == "follow_recovery":

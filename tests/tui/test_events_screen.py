@@ -61,7 +61,7 @@ def test_enter_sets_the_target_just_before_and_the_timeline_marks_the_events(wor
         screen = pilot.app.screen
         seen["target"] = screen.target
         seen["marks"] = screen.query_one("#timeline", CoverageTimeline).marks
-        seen["verdict"] = str(screen.query_one("#verdict").render())
+        seen["verdict"] = screen.verdict
 
     assert snap_compare(DrApp(config, clock), terminal_size=(110, 32), run_before=chosen)
     target = seen["target"]
@@ -71,7 +71,7 @@ def test_enter_sets_the_target_just_before_and_the_timeline_marks_the_events(wor
     assert target.describe() == ("just before transaction 7402 (committed at 2026-01-25T13:48:55.750000Z, "
                                  "TRUNCATE public.invoices)")
     assert "just before transaction 7402" in seen["verdict"]
-    assert seen["marks"] == [c.committed_at for c in CHANGES]
+    assert seen["marks"] == [(c.committed_at, "✕") for c in CHANGES]
 
 
 def test_the_worker_says_when_there_is_no_wal_to_read(tmp_path) -> None:

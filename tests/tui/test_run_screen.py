@@ -94,7 +94,8 @@ def test_result_screen_of_a_failed_run_says_how_back_and_where_to_look(config, c
             return run_text, screen_text(app)
 
     run_text, text = asyncio.run(scenario())
-    assert "✘ failed" in run_text and "✘ failed  Follow recovery" in run_text
+    assert "✘ failed" in run_text and "✘ failed  Replay WAL until the target" in run_text
+    assert "✘ Replay WAL until the target: recovery ended before the target time" in run_text  # whole, not cut
     assert "✘ failed" in text
     assert "recovery ended before the target time" in text
     assert "drtui rollback --env production" in text and "main.pre_pitr_20260125T143000Z" in text

@@ -23,6 +23,7 @@ from drtui.tui.screens.result import ResultScreen
 from drtui.tui.screens.review import ReviewScreen
 from drtui.tui.screens.run import RunScreen
 from drtui.tui.screens.status import StatusScreen
+from tests.textdump import screen_text
 from tests.tui.conftest import T0, fixed_inventory, open_result, run_ended, write_config, write_run
 
 FOLDER = Path("/tmp/drtui-snapshots")
@@ -141,8 +142,7 @@ def _review(config: Config, env: str, target: Target):
     inventory = fixed_inventory(FOLDER)
     chosen = backup_choices(inventory)[0]
     return push(lambda app: ReviewScreen.pitr(app, inventory, chosen, target, config.environment(env)),
-                lambda app: "the plan" in str(app.screen.query_one("#plan").render())
-                or "refused" in str(app.screen.query_one("#plan").render()))
+                lambda app: app.screen.plan is not None or "refused" in screen_text(app))
 
 
 TARGET = Target(TargetKind.TIME, time=T0 - timedelta(minutes=40))
@@ -221,7 +221,7 @@ def _drill():
     from drtui.tui.screens.drill import DrillScreen
 
     gates_read = push(lambda app: DrillScreen(),
-                      lambda app: "safety gates" in str(app.screen.query_one("#gates").render()))
+                      lambda app: bool(app.screen.gates))
 
     async def run_before(pilot) -> None:
         await gates_read(pilot)
@@ -247,3 +247,70 @@ def _run_finished():
         pilot.app.clear_notifications()
         await pilot.pause(0.05)
     return run_before
+
+
+# 80×24, a first-class size: every screen usable there, no status word, step name or gate cut.
+SMALL = (80, 24)
+
+
+def test_home_80x24(world, snap_compare) -> None:
+    config, clock = world
+    assert snap_compare(DrApp(config, clock), terminal_size=SMALL,
+                        run_before=lambda pilot: settle(pilot, heartbeats_read))
+
+
+def test_pick_backup_80x24(world, snap_compare) -> None:
+    config, clock = world
+    inventory = fixed_inventory(FOLDER)
+    assert snap_compare(DrApp(config, clock), terminal_size=SMALL,
+                        run_before=push(lambda app: PickBackupScreen(inventory, "production")))
+
+
+def test_choose_target_another_backup_80x24(world, snap_compare) -> None:
+    """A target before the chosen backup that the next one reaches: ctrl+b is offered, in the wizard's words."""
+    config, clock = world
+    inventory = fixed_inventory(FOLDER)
+    assert snap_compare(DrApp(config, clock), terminal_size=SMALL, press=[*"3 hours ago"],
+                        run_before=push(lambda app: ChooseTargetScreen(inventory, backup_choices(inventory)[0])))
+
+
+def test_choose_target_realistic_archive_80x24(world, snap_compare) -> None:
+    """Four days, four base backups, a gap, a second timeline and the archive three hours behind now."""
+    from tests.tui.test_screens_live_and_plain import realistic_inventory
+
+    config, clock = world
+    inventory = realistic_inventory(FOLDER, clock.now())
+    assert snap_compare(DrApp(config, clock), terminal_size=SMALL, press=[*"30 hours ago"],
+                        run_before=push(lambda app: ChooseTargetScreen(inventory, backup_choices(inventory)[1])))
+
+
+def test_review_production_80x24(world, snap_compare) -> None:
+    config, clock = world
+    assert snap_compare(DrApp(config, clock, plan_probes=PROBES), terminal_size=SMALL,
+                        run_before=_review(config, "production", TARGET))
+
+
+def test_run_in_progress_80x24(world, snap_compare) -> None:
+    config, clock = world
+    journal = write_run(config, "20260125T143000Z-pitr", ok=None)
+    assert snap_compare(DrApp(config, clock, start=journal), terminal_size=SMALL, run_before=_run(journal))
+
+
+def test_run_failed_80x24(world, snap_compare) -> None:
+    config, clock = world
+    journal = write_run(config, "20260125T143000Z-pitr", ok=False)
+    assert snap_compare(DrApp(config, clock, start=journal), terminal_size=SMALL, run_before=_run(journal))
+
+
+def test_result_failed_80x24(world, snap_compare) -> None:
+    config, clock = world
+    journal = write_run(config, "20260125T143000Z-pitr", ok=False)
+    assert snap_compare(DrApp(config, clock, start=journal), terminal_size=SMALL,
+                        run_before=_run(journal, result=True))
+
+
+def test_result_recovered_80x24(world, snap_compare) -> None:
+    config, clock = world
+    journal = write_run(config, "20260125T143000Z-pitr", ok=True)
+    assert snap_compare(DrApp(config, clock, start=journal), terminal_size=SMALL,
+                        run_before=_run(journal, result=True))

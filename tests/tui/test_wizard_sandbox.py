@@ -72,7 +72,7 @@ def test_the_wizard_walks_a_point_in_time_recovery_end_to_end(recoverable: dict)
             await until(pilot, lambda: isinstance(app.screen, HomeScreen))
             await pilot.press("p")
             await until(pilot, lambda: isinstance(app.screen, PickBackupScreen))
-            assert "✔ usable" in screen_text(app)
+            await until(pilot, lambda: "✔ usable" in screen_text(app), timeout=30)  # once it is drawn
             await pilot.press("enter")
             await until(pilot, lambda: isinstance(app.screen, ChooseTargetScreen))
             timeline = app.screen.query_one(CoverageTimeline)

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from rich.console import Group
+from rich.markup import escape
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -18,7 +20,8 @@ from drtui.core.errors import DrError
 from drtui.core.gates import GateResult, evaluate_journey, gather_facts
 from drtui.core.planning import parse_target_time
 from drtui.core.postgres import current_user
-from drtui.tui.format import state_markup
+from drtui.tui.format import gate_rows, in_wizard_words, labelled
+from drtui.tui.widgets.on_off import OnOff
 
 TARGET_ENV = "staging"  # the drill always restores into staging
 
@@ -58,8 +61,8 @@ class DrillScreen(Screen[DrillChoice | None]):
                 yield Input(placeholder="empty: a moment after the marker (exact counts)", id="target-time")
             with Horizontal(classes="drill-option"):
                 yield Static("", classes="drill-label")
-                yield Checkbox("skip the fresh base backup (use the newest that reaches the target)",
-                               id="skip-backup")
+                yield OnOff("skip the fresh base backup (use the newest that reaches the target)",
+                            id="skip-backup")
             with Horizontal(classes="drill-option"):
                 yield Static("operator", classes="drill-label")
                 yield Input(current_user(), placeholder="who runs the drill", id="operator")
@@ -74,13 +77,12 @@ class DrillScreen(Screen[DrillChoice | None]):
     def on_mount(self) -> None:
         self._evaluate()
 
-    def _what(self) -> str:
+    def _what(self) -> Group:
         config = self.app.config  # type: ignore[attr-defined]
         staging = config.environments.get(TARGET_ENV)
         data_dir = staging.data_dir if staging else "—"
         steps = " → ".join(name for name, _ in DRILL_STEPS) + " → restore → integrity → smoke → report"
-        return "\n".join([
-            "[b]the drill[/]",
+        return labelled("[b]the drill[/]", [
             f"steps     {steps}",
             f"marker    a row in {MARKER_TABLE} of production, found again in {TARGET_ENV}",
             f"replaces  {TARGET_ENV}'s data directory {data_dir} (kept aside first)",
@@ -89,19 +91,13 @@ class DrillScreen(Screen[DrillChoice | None]):
 
     def _evaluate(self) -> None:
         config = self.app.config  # type: ignore[attr-defined]
-        rows = ["[b]safety gates[/]"]
         if TARGET_ENV not in config.environments:
             self.gates = [GateResult("target_env", False, f"no {TARGET_ENV!r} environment in the config",
                                      f"add [environments.{TARGET_ENV}] to the config")]
         else:
             env = config.environment(TARGET_ENV)
             self.gates = evaluate_journey(JOURNEY, env.name, gather_facts(config, env, TARGET_ENV))
-        for gate in self.gates:
-            rows.append(f"{state_markup('passed' if gate.passed else 'refused', 'pass' if gate.passed else 'refused')}"
-                        f"  {gate.name:<10} {gate.message}")
-            if not gate.passed and gate.hint:
-                rows.append(f"             [b]fix:[/] {gate.hint}")
-        self.query_one("#gates", Static).update("\n".join(rows))
+        self.query_one("#gates", Static).update(gate_rows(self.gates))
         refused = any(not g.passed for g in self.gates)
         self.query_one("#confirm-note", Static).update(
             "[red]✘ a gate refused: the drill cannot start until it passes[/]" if refused else
@@ -116,25 +112,27 @@ class DrillScreen(Screen[DrillChoice | None]):
         self._evaluate()  # the gates again, read now: the lock or the env file may have changed
         refused = [g for g in self.gates if not g.passed]
         if refused:
-            self.notify("; ".join(g.message for g in refused), title="refused", severity="error", timeout=10)
-            return
+            return  # the gates and the note under them say why
         target = self.query_one("#target-time", Input).value.strip() or None
         if target is not None:
             clock = self.app.clock  # type: ignore[attr-defined]
             try:
                 when = parse_target_time(target, clock)
             except DrError as exc:
-                self.notify(f"{exc.title}\n{exc.hint}", title="target time", severity="error", timeout=10)
+                self._refuse(f"{in_wizard_words(exc.title)}: {in_wizard_words(exc.hint)}")
                 return
             if when > clock.now():
-                self.notify("the target time is in the future: give a past time, or leave it empty",
-                            title="target time", severity="error", timeout=10)
+                self._refuse("the target time is in the future: give a past time, or leave it empty")
                 return
             target = when.isoformat()
         self.dismiss(DrillChoice(
             target_time=target, skip_backup=self.query_one("#skip-backup", Checkbox).value,
             operator=self.query_one("#operator", Input).value.strip() or current_user(),
             reviewer=self.query_one("#reviewer", Input).value.strip() or "not recorded"))
+
+    def _refuse(self, why: str) -> None:
+        """Said in the note above the button, where a toast would cover the options at 80×24."""
+        self.query_one("#confirm-note", Static).update(f"[red]✘ target time:[/] {escape(why)}")
 
     def action_back(self) -> None:
         self.dismiss(None)

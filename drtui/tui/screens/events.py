@@ -134,7 +134,7 @@ def open_events(screen: ChooseTargetScreen, changes: list[incident.Change] | Non
         if seen is None:
             return
         screen.events_seen = seen.changes
-        timeline.set_marks([c.committed_at for c in seen.changes])
+        timeline.set_marks([(c.committed_at, "✕") for c in seen.changes])
         if seen.chosen is not None:
             screen.query_one("#kind", Select).value = "xid"
             screen.query_one("#exclusive", Checkbox).value = True

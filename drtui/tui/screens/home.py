@@ -35,7 +35,10 @@ class RecoveryRead(Message):
 
 
 class HomeScreen(Screen[None]):
-    """Where every journey starts: a run in progress first, then the journeys, environments and heartbeats."""
+    """Where every journey starts: a run in progress first, then the journeys, environments and heartbeats.
+    It reads them again every `refresh_seconds` and whenever it is shown again (after a run, a drill)."""
+
+    refresh_seconds: ClassVar[float] = 5.0
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("p", "app.pitr", "PITR"),
@@ -65,6 +68,9 @@ class HomeScreen(Screen[None]):
     def on_mount(self) -> None:
         self.query_one("#in-progress").display = False
         self.query_one("#environments", Static).update(self._environments())
+        self.set_interval(self.refresh_seconds, self.action_refresh)
+
+    def on_screen_resume(self) -> None:
         self.action_refresh()
 
     def _environments(self, recovering: list[InRecovery] | None = None) -> str:
@@ -73,7 +79,7 @@ class HomeScreen(Screen[None]):
         rows = ["[b]environments[/]"]
         for env in config.environments.values():
             tag = "[b red]▲ live[/]" if env.is_production else "[dim]○ copy[/]"
-            rows.append(f"{env.name:<11} {tag}  [dim]port {env.port} · {env.database}[/]")
+            rows.append(f"{env.name:<11} {tag}  [dim]:{env.port} {env.database}[/]")
             if env.name in found:
                 mark = "⏸" if found[env.name].state == "paused" else "▲"
                 rows += [f"  [b yellow]{mark} {found[env.name].detail}[/]", f"  [dim]{found[env.name].next}[/]"]

@@ -8,23 +8,30 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from drtui.core.planning import BackupChoice, InventoryView, backup_choices
-from drtui.tui.format import age, short_time, size, state_markup
+from drtui.core.errors import DrError
+from drtui.core.planning import BackupChoice, InventoryView, Target, backup_choices, check_target
+from drtui.tui.format import age, elide, short_time, size, state_markup
 
 
 class PickBackupScreen(Screen[BackupChoice | None]):
-    """Step 1 of the recovery: the base backups, newest first; unusable ones say why. It returns the chosen
-    backup with its window."""
+    """Step 1 of the recovery: the base backups, newest first; unusable ones say why (in full in the detail
+    panel under the highlighted row). The cursor starts on the
+    backup chosen before, else the newest whose window reaches the target typed before, else the newest usable.
+    It returns the chosen backup with its window."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "pick", "Use this backup", priority=True),
         Binding("escape", "back", "Back"),
     ]
 
-    def __init__(self, inventory: InventoryView, environment: str) -> None:
+    def __init__(self, inventory: InventoryView, environment: str, chosen: BackupChoice | None = None,
+                 target: Target | None = None) -> None:
         super().__init__()
+        self.inventory = inventory
         self.choices = backup_choices(inventory)
         self.environment = environment
+        self.chosen = chosen
+        self.target = target
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -35,22 +42,35 @@ class PickBackupScreen(Screen[BackupChoice | None]):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        table.add_columns("", "taken (UTC)", "age", "size", "layout", "TL", "reaches up to")
+        table.add_columns("", "taken (UTC)", "age", "data size", "layout", "TL", "reaches up to")
         now = self.app.clock.now()  # type: ignore[attr-defined]
         for index, choice in enumerate(self.choices):
             backup, window = choice.backup, choice.window
             state = state_markup("ok", "usable") if window.usable else state_markup("refused", "unusable")
-            reach = short_time(window.latest) if window.usable else (window.reason or "")[:40]
+            reach = short_time(window.latest) if window.usable else elide(window.reason or "", 24)
             table.add_row(state, short_time(backup.start_time), age(backup.start_time, now),
                           size(backup.size_bytes), backup.layout.value, str(backup.timeline), reach, key=str(index))
         if not self.choices:
             self.query_one("#backup-detail", Static).update(
                 "[red]✘ no base backups[/] in the backup folder. Take one with `drtui backup base`.")
         else:
-            usable = next((i for i, c in enumerate(self.choices) if c.window.usable), 0)
-            table.move_cursor(row=usable)
-            self._describe(usable)
+            first = self._first()
+            table.move_cursor(row=first)
+            self._describe(first)
         table.focus()
+
+    def _first(self) -> int:
+        usable = [i for i, c in enumerate(self.choices) if c.window.usable]
+        if self.chosen in self.choices and self.chosen.window.usable:
+            return self.choices.index(self.chosen)
+        if self.target is not None:
+            for index in usable:
+                try:
+                    check_target(self.target, self.choices[index].backup, self.choices[index].window, self.inventory)
+                except DrError:
+                    continue
+                return index
+        return usable[0] if usable else 0
 
     @on(DataTable.RowHighlighted)
     def _highlighted(self, event: DataTable.RowHighlighted) -> None:
@@ -60,7 +80,8 @@ class PickBackupScreen(Screen[BackupChoice | None]):
         if not 0 <= index < len(self.choices):
             return
         backup, window = self.choices[index].backup, self.choices[index].window
-        lines = [f"[b]{backup.path.name}[/]  PostgreSQL {backup.pg_version} · {size(backup.file_size)} on disk"]
+        lines = [f"[b]{backup.path.name}[/]  PostgreSQL {backup.pg_version} · data size {size(backup.size_bytes)}"
+                 f" · {size(backup.file_size)} on disk"]
         if window.usable:
             lines.append(f"window {short_time(window.earliest)} → {short_time(window.latest)} UTC"
                          f" [dim]({window.latest_source})[/]")

@@ -4,6 +4,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -125,18 +128,25 @@ class ResultScreen(Screen[None]):
                 f"RTO  {duration(rto):>8} of {duration(rto_goal):>8}  {verdict(rto, rto_goal)}\n"
                 f"RPO  {duration(rpo):>8} of {duration(rpo_goal):>8}  {verdict(rpo, rpo_goal)}{basis}")
 
-    def _checks(self) -> str:
+    def _checks(self) -> str | Group:
         # Checks of the starting point (a drill's pre_health) do not decide the verdict: counted, not listed.
         before = [c for c in self.view.checks if c.data.get("phase") == "pre"]
         after = [c for c in self.view.checks if c.data.get("phase") != "pre"]
         if not after and not before:
             return "[b]checks[/]\n[dim]– no checks ran[/]"
-        rows = [f"{state_markup(c.outcome, f'{c.outcome:<7}')} {c.name:<22} [dim]{c.detail}[/]" for c in after]
+        table = Table.grid(padding=(0, 1), expand=True)  # a long detail wraps inside its column
+        table.add_column(no_wrap=True)
+        table.add_column(no_wrap=True)
+        table.add_column(ratio=1, overflow="fold", style="dim")
+        for check in after:
+            table.add_row(Text.from_markup(state_markup(check.outcome, f"{check.outcome:<7}")), check.name,
+                          check.detail)
+        parts: list[str | Table] = ["[b]checks[/]", table]
         if before:
             failed = sum(c.outcome == FAILED for c in before)
-            rows.append(f"[dim]before the restore: {len(before)} checks of the starting point, {failed} failed "
-                        "(not in the verdict)[/]")
-        return "[b]checks[/]\n" + "\n".join(rows)
+            parts.append(f"[dim]before the restore: {len(before)} checks of the starting point, {failed} failed "
+                         "(not in the verdict)[/]")
+        return Group(*[Text.from_markup(p) if isinstance(p, str) else p for p in parts])
 
     def _failure(self) -> str:
         view = self.view
@@ -144,7 +154,7 @@ class ResultScreen(Screen[None]):
         step = view.failed_step
         lines = ["[b red]what went wrong[/]"]
         if step is not None:
-            lines.append(f"✘ step {step.title}: {step.error}")
+            lines.append(f"✘ step {view.title(step)}: {step.error}")
             if step.hint:
                 lines.append(f"  hint: {step.hint}")
         summary = view.finished.summary if view.finished else {}
@@ -159,7 +169,7 @@ class ResultScreen(Screen[None]):
         lines += ["", "[b]what to look at[/]",
                   "  /readyz of the app: is the database reachable, are migrations current?",
                   f"  the server log: {env.server_log if env and env.server_log else 'the PostgreSQL log'}",
-                  f"  the whole journal: drtui attach {view.run_id}"]
+                  "  the whole log: esc, back to the run"]
         return "\n".join(lines)
 
     def _records(self) -> str:

@@ -5,6 +5,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
+from rich.console import Group
+from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -18,7 +20,7 @@ from drtui.core.errors import DrError
 from drtui.core.gates import ApprovedPlan, Confirmation, GateResult, approve, evaluate, gather_facts
 from drtui.core.planning import BackupChoice, DumpPlan, InventoryView, Plan, Target, make_dump_plan, make_plan
 from drtui.core.prediction import short_basis
-from drtui.tui.format import duration, size, state_markup, utc
+from drtui.tui.format import duration, gate_rows, in_wizard_words, labelled, size, state_markup, utc
 
 if TYPE_CHECKING:
     from drtui.tui.wizard import Journeys
@@ -71,9 +73,9 @@ class ReviewScreen(Screen[ApprovedPlan | None]):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static(f"[b]{self.heading}[/] · restore {self.env.name}", classes="step-head")
-        with VerticalScroll(id="review"):
+        with VerticalScroll(id="review"):  # the plan scrolls; the gates stay beside the confirmation
             yield Static("[dim]● making the plan…[/]", id="plan", classes="panel")
-            yield Static(id="gates", classes="panel")
+        yield Static(id="gates", classes="panel")
         yield Static(id="confirm-note", classes="hint")
         with Horizontal(id="confirm-row"):
             yield Input(placeholder=f"type {self.env.name} to confirm", id="typed-name")
@@ -97,7 +99,8 @@ class ReviewScreen(Screen[ApprovedPlan | None]):
     @on(PlanRefused)
     def _refused(self, message: PlanRefused) -> None:
         self.query_one("#plan", Static).update(
-            f"[b red]✘ refused: no plan[/]\n{message.title}\n[b]how to fix:[/] {message.hint or '—'}")
+            f"[b red]✘ refused: no plan[/]\n{in_wizard_words(message.title)}\n"
+            f"[b]how to fix:[/] {in_wizard_words(message.hint) or '—'}")
         self.query_one("#typed-name").display = False
         self.query_one("#confirm-note", Static).update("go back (esc) and choose another backup or target")
 
@@ -105,13 +108,7 @@ class ReviewScreen(Screen[ApprovedPlan | None]):
     def _made(self, message: PlanMade) -> None:
         self.plan, self.gates = message.plan, message.gates
         self.query_one("#plan", Static).update(self._words(message.plan))
-        rows = ["[b]safety gates[/]"]
-        for gate in message.gates:
-            rows.append(f"{state_markup('passed' if gate.passed else 'refused', 'pass' if gate.passed else 'refused')}"
-                        f"  {gate.name:<10} {gate.message}")
-            if not gate.passed and gate.hint:
-                rows.append(f"             [b]fix:[/] {gate.hint}")
-        self.query_one("#gates", Static).update("\n".join(rows))
+        self.query_one("#gates", Static).update(gate_rows(message.gates))
         refused = [g for g in message.gates if not g.passed]
         note = ("[red]✘ a gate refused: nothing can start until it passes[/]" if refused else
                 f"type [b]{self.env.name}[/] and press enter: this replaces production's data directory"
@@ -121,7 +118,7 @@ class ReviewScreen(Screen[ApprovedPlan | None]):
         if self.env.is_production and not refused:
             self.query_one("#typed-name", Input).focus()
 
-    def _words(self, plan: Plan | DumpPlan) -> str:
+    def _words(self, plan: Plan | DumpPlan) -> Group:
         if isinstance(plan, DumpPlan):
             return self._dump_words(plan)
         config = self.app.config  # type: ignore[attr-defined]
@@ -129,24 +126,22 @@ class ReviewScreen(Screen[ApprovedPlan | None]):
         share = plan.predicted_seconds / objective if objective else 0
         backup = plan.base_backup
         app = "the app (stop_app_command), then " if self.env.stop_app_command else ""
-        return "\n".join([
-            "[b]the plan[/]",
+        return labelled("[b]the plan[/]", [
             f"target    {plan.target.describe()}",
             f"stop      {app}PostgreSQL of {plan.environment}",
             f"keep      the old {plan.data_dir}, renamed {plan.data_dir.name}.pre_pitr_<stamp>",
-            f"extract   {backup.path.name} ({size(backup.size_bytes)}, {backup.layout.value})",
+            f"extract   {backup.path.name} (data size {size(backup.size_bytes)}, {backup.layout.value})",
             f"replay    WAL from {plan.wal_source} ({plan.wal_kind}) up to the target",
             "start     PostgreSQL" + (", the app" if self.env.start_app_command else "") + ", then the checks",
             f"disk      needs {size(plan.required_bytes)}, {size(plan.free_bytes)} free {self._disk(plan)}",
             f"duration  about {duration(plan.predicted_seconds)} of the {duration(objective)} RTO ({share:.0%}; "
             f"{short_basis(plan.prediction_basis)})" + (" [yellow]▲ longer than the RTO[/]" if share > 1 else ""),
-        ] + [f"[dim]note      {n}[/]" for n in plan.notes])
+        ] + [f"note      [dim]{in_wizard_words(n)}[/]" for n in plan.notes])
 
-    def _dump_words(self, plan: DumpPlan) -> str:
+    def _dump_words(self, plan: DumpPlan) -> Group:
         objective = self.app.config.objectives.staging_rto.total_seconds()  # type: ignore[attr-defined]
         app = "the app (stop_app_command), " if self.env.stop_app_command else ""
-        return "\n".join([
-            "[b]the plan[/]",
+        return labelled("[b]the plan[/]", [
             f"restore   the dump {plan.dump_file.name} (taken {utc(plan.dump_time)})",
             f"into      {plan.environment}: its database is replaced",
             f"stop      {app}then a pre_restore dump of the current database is kept",
@@ -174,8 +169,9 @@ class ReviewScreen(Screen[ApprovedPlan | None]):
         try:
             approved = approve(self.plan, self.gates, Confirmation(True, typed, face="wizard"),
                                self.app.clock)  # type: ignore[attr-defined]
-        except DrError as exc:
-            self.notify(f"{exc.title}\n{exc.hint}", severity="error", timeout=10)
+        except DrError as exc:  # said beside the field and the gates, never in a toast over them
+            self.query_one("#confirm-note", Static).update(
+                f"[red]✘ {escape(exc.title)}[/] {escape(in_wizard_words(exc.hint))}")
             return
         self.dismiss(approved)
 

@@ -4,6 +4,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
 
+from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -50,6 +51,7 @@ class RunScreen(Screen[None]):
                 yield ProgressBar(total=100, show_eta=False, id="extract-bar")
                 yield Static("WAL replay  [dim]○ pending[/]", id="replay-label")
                 yield ProgressBar(total=100, show_eta=False, id="replay-bar")
+        yield Static(id="run-failure")
         yield LogPanel(id="log")
         yield Footer()
 
@@ -76,10 +78,6 @@ class RunScreen(Screen[None]):
         if lines:
             self.query_one(LogPanel).write_lines(lines)
         self._refresh_view()
-        if self.view.finished is not None:
-            verdict = "finished" if self.view.finished.ok else "FAILED"
-            self.notify(f"the run {verdict}; press r for the result",
-                        severity="information" if self.view.finished.ok else "error")
 
     @on(JournalFailed)
     def _journal_failed(self, message: JournalFailed) -> None:
@@ -92,14 +90,21 @@ class RunScreen(Screen[None]):
     def _refresh_view(self) -> None:
         view, now = self.view, self.app.clock.now()  # type: ignore[attr-defined]
         journey = JOURNEYS.get(view.journey, view.journey or "run")
+        # the state first and the head wraps: a narrow terminal never cuts the word that matters
         state = ("[dim]● starting[/]" if view.finished is None and not view.run_id else
                  "[yellow]● running[/]" if view.finished is None else
-                 "[green]✔ finished[/]" if view.finished.ok else "[red]✘ failed[/]")
+                 "[b green]✔ finished[/] · r: the result" if view.finished.ok else "[b red]✘ failed[/] · r: the result")
         self.query_one("#run-head", Static).update(
-            f"[b]{journey}[/] · {view.environment or '—'} · run {view.run_id or '—'}  {state}")
+            f"{state}  [b]{journey}[/] · {view.environment or '—'} · run {view.run_id or '—'}")
         self.query_one(StepList).show(view, now)
         self.query_one(RtoTimer).show(view.elapsed(now), view.objective(self.app.config),  # type: ignore[attr-defined]
-                                      view.projected_finish(now), view.finished is not None)
+                                      view.projected_finish(now), view.finished is not None, ok=view.ok)
+        failure = self.query_one("#run-failure", Static)
+        failed = view.failed_step
+        failure.display = failed is not None
+        if failed is not None:  # the line that says why, whole (the log panel cuts long lines)
+            failure.update(f"[b red]✘ {escape(view.title(failed))}:[/] {escape(failed.error)}"
+                           + (f"\n  [b]hint:[/] {escape(failed.hint)}" if failed.hint else ""))
         # a dump restore reads its dump (bytes) and replays no WAL: only what it does is shown
         for key in ("#replay-label", "#replay-bar"):
             self.query_one(key).display = not view.is_dump
@@ -115,7 +120,10 @@ class RunScreen(Screen[None]):
             return
         bar = self.query_one(f"#{key}-bar", ProgressBar)
         text = f"{label} {fmt(progress.done)}"
-        if progress.total and progress.done <= progress.total:
+        if self.view.step_done(progress):  # its step is done: the bar is full, whatever the last count said
+            bar.update(total=1, progress=1)
+            text += " [green]✔ done[/]"
+        elif progress.total and progress.done <= progress.total:
             bar.update(total=max(progress.total - progress.start, 1), progress=max(progress.done - progress.start, 0))
             text += f" of {fmt(progress.total)}"
         elif progress.total:
@@ -137,5 +145,5 @@ class RunScreen(Screen[None]):
 
     def action_leave(self) -> None:
         if self.view.finished is None:
-            self.notify(f"the run goes on in its own process; re-attach from Home or `drtui attach {self.view.run_id}`")
+            self.notify("the run goes on in its own process; re-attach from Home (a)")
         self.dismiss()

@@ -18,7 +18,7 @@ from textual.widgets import Footer, Header, Static
 from drtui.core.errors import DrError
 from drtui.core.monitoring import EnvironmentStatus, Overrides, collect
 from drtui.core.status import Level
-from drtui.tui.format import short_time, utc
+from drtui.tui.format import in_wizard_words, short_time, utc
 from drtui.tui.messages import StatusRefreshed
 
 REFRESH_SECONDS = 5.0
@@ -122,7 +122,7 @@ class StatusScreen(Screen[None]):
         self.checks = status.checks
         self.query_one("#check-table", Static).update(table)
         self.query_one("#status-recovery", Static).update("\n".join(message.recovery or []))
-        todo = [f"[b]{c.name}[/]: {c.todo}" for c in status.checks if c.level != Level.OK and c.todo]
+        todo = [f"[b]{c.name}[/]: {in_wizard_words(c.todo)}" for c in status.checks if c.level != Level.OK and c.todo]
         self.query_one("#status-todo", Static).update(
             ("[b]what to do[/]\n" + "\n".join(todo)) if todo else
             "[green]✔ nothing to do[/] [dim]· read-only: nothing here changes a server[/]")

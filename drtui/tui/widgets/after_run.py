@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from textual import on, work
@@ -65,7 +66,9 @@ class FreshBackup(Static):
     """After a restore over production: the old backups stop at the old timeline; b takes a fresh one."""
 
     def __init__(self, config: Config, environment: str, note: str) -> None:
-        super().__init__(f"[b]next: a fresh base backup[/]\n[yellow]▲[/] {note}\n[dim]press b to take it now[/]",
+        # the wizard takes it itself: its key instead of the command the headless note names
+        note = re.sub(r"\s*\(`drtui backup base[^`]*`\)", "", note)
+        super().__init__(f"[b]next: a fresh base backup[/] · [b]press b[/] to take it now\n[yellow]▲[/] {note}",
                          id="fresh-backup", classes="panel")
         self.config, self.environment, self.taking = config, environment, False
 

@@ -45,9 +45,20 @@ def covered_spans(coverage: WalCoverage | None) -> dict[int, tuple[list[Span], l
     return result
 
 
+def axis_format(start: datetime, end: datetime, labels: int) -> str:
+    """How the axis writes a moment: with the date when the range crosses a day, with seconds when the labels
+    would otherwise read the same (a short window)."""
+    if end - start >= timedelta(days=1) or start.date() != end.date():
+        return "%m-%d %H:%M"
+    if (end - start) / max(labels - 1, 1) < timedelta(minutes=2):
+        return "%H:%M:%S"
+    return "%H:%M"
+
+
 class CoverageTimeline(Widget, can_focus=True):
-    """The WAL archive over time: covered spans, gaps, base backups as marks, the chosen backup's reach,
-    and a cursor moved by keys (fine and coarse) or the mouse."""
+    """The WAL archive over time, up to now: covered spans per timeline, gaps, base backups as marks, the
+    chosen backup's reach, and a cursor moved by keys (fine and coarse, home and end) or the mouse. `marks`
+    (moment, symbol) are drawn on a row of their own (events around the target, say)."""
 
     DEFAULT_CSS = """
     CoverageTimeline { height: auto; border: round $primary 40%; padding: 0 1; }
@@ -85,10 +96,11 @@ class CoverageTimeline(Widget, can_focus=True):
             return self.timeline
 
     def __init__(self, coverage: WalCoverage | None, backups: list[BaseBackup], windows: list[Window],
-                 now: datetime, chosen: int = 0, marks: list[datetime] | None = None, **kwargs: object) -> None:
+                 now: datetime, chosen: int = 0, marks: list[tuple[datetime, str]] | None = None,
+                 **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.coverage = coverage
-        self.marks = marks or []  # moments to point out: the destructive transactions found around the cursor
+        self.marks = marks or []  # (moment, symbol) to point out: the destructive transactions found around here
         self.backups = backups
         self.windows = windows
         self.chosen = chosen
@@ -99,7 +111,7 @@ class CoverageTimeline(Widget, can_focus=True):
         for window in windows:
             moments += [m for m in (window.earliest, window.latest) if m is not None]
         self.start = min(moments, default=now - timedelta(hours=1))
-        self.end = max(moments, default=now)
+        self.end = max([*moments, now])  # up to now: a window that lags behind shows it
         if self.end - self.start < timedelta(minutes=1):
             self.end = self.start + timedelta(minutes=1)
         self.border_title = "WAL coverage"
@@ -132,7 +144,7 @@ class CoverageTimeline(Widget, can_focus=True):
         self.cursor = min(max(moment, self.start), self.end)
         self.post_message(self.CursorMoved(self, self.cursor, self.reachable(self.cursor)))
 
-    def set_marks(self, marks: list[datetime]) -> None:
+    def set_marks(self, marks: list[tuple[datetime, str]]) -> None:
         self.marks = marks
         self.border_subtitle = self.border_subtitle.removesuffix(" ✕ event") + (" ✕ event" if marks else "")
         self.refresh(layout=True)
@@ -144,8 +156,9 @@ class CoverageTimeline(Widget, can_focus=True):
         self.refresh()
 
     def action_move(self, steps: int) -> None:
-        step = (self.end - self.start) / max(self.columns - 1, 1)
-        self.set_cursor((self.cursor or self.end) + step * steps)
+        """From column to column: columns - 1 presses cross the whole range."""
+        column = self._column_of(self.cursor or self.end) + steps
+        self.set_cursor(self._time_at(min(max(column, 0), self.columns - 1)))
 
     def action_edge(self, which: int) -> None:
         self.set_cursor(self.start if which == 0 else self.end)
@@ -160,19 +173,14 @@ class CoverageTimeline(Widget, can_focus=True):
             self.set_cursor(self._time_at(column))
 
     def get_content_height(self, container: object, viewport: object, width: int) -> int:
-        return 4 + max(len(self.spans), 1) + (1 if self.marks else 0)
+        return 4 + max(len(self.spans), 1) + bool(self.marks)
 
     def render(self) -> Text:
         cols = self.columns
         cursor_col = self._column_of(self.cursor) if self.cursor else -1
         text = Text(no_wrap=True, overflow="crop")
 
-        axis = [" "] * cols
-        for col in (0, cols // 2, cols - 1):
-            label = self._time_at(col).strftime("%H:%M")
-            at = min(max(col - len(label) // 2, 0), cols - len(label))
-            axis[at:at + len(label)] = label
-        text.append(" " * LABEL + "".join(axis) + "\n", style="dim")
+        text.append(" " * LABEL + self.axis() + "\n", style="dim")
 
         text.append("base".ljust(LABEL), style="dim")
         marks = [" "] * cols
@@ -199,6 +207,14 @@ class CoverageTimeline(Widget, can_focus=True):
                         style="dim")
             self._row(text, styles, cells, cursor_col)
 
+        if self.marks:
+            cells = [" "] * cols
+            for moment, symbol in self.marks:
+                if self.start <= moment <= self.end:
+                    cells[self._column_of(moment)] = symbol[:1]
+            text.append("events".ljust(LABEL), style="dim")
+            self._row(text, ["bold red" if c != " " else "" for c in cells], cells, cursor_col)
+
         window = self.window
         reach = [" "] * cols
         if window and window.earliest and window.latest:
@@ -207,18 +223,25 @@ class CoverageTimeline(Widget, can_focus=True):
         text.append("reach".ljust(LABEL), style="dim")
         self._row(text, ["cyan"] * cols, reach, cursor_col)
 
-        if self.marks:
-            events = [" "] * cols
-            for moment in self.marks:
-                events[self._column_of(moment)] = "✕"
-            text.append("events".ljust(LABEL), style="dim")
-            self._row(text, ["bold red" if c == "✕" else "" for c in events], events, cursor_col)
-
         if self.cursor is not None:
             ok = self.reachable(self.cursor)
             text.append(f"cursor {utc_and_local(self.cursor)} ", style="bold")
             text.append("✔ reachable" if ok else "✘ not reachable", style="green" if ok else "red")
         return text
+
+    def axis(self) -> str:
+        """Evenly spaced labels, as many as fit, each one distinct."""
+        cols = self.columns
+        width = len(self._time_at(0).strftime(axis_format(self.start, self.end, 5)))
+        count = min(5, max(2, cols // (width + 4)))
+        fmt = axis_format(self.start, self.end, count)
+        axis = [" "] * cols
+        for index in range(count):
+            col = round(index * (cols - 1) / (count - 1))
+            label = self._time_at(col).strftime(fmt)
+            at = min(max(col - len(label) // 2, 0), cols - len(label))
+            axis[at:at + len(label)] = label
+        return "".join(axis)
 
     @staticmethod
     def _row(text: Text, styles: list[str], cells: list[str], cursor_col: int) -> None:

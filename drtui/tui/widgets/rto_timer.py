@@ -17,18 +17,23 @@ class RtoTimer(Static):
     RtoTimer.-over { color: $error; }
     """
 
-    def show(self, elapsed: float, objective: float | None, projected: datetime | None, finished: bool) -> None:
+    def show(self, elapsed: float, objective: float | None, projected: datetime | None, finished: bool,
+             ok: bool | None = None) -> None:
+        """`ok` False: the run failed, so nothing was restored in time whatever the clock says (never green)."""
         share = elapsed / objective if objective else 0.0
-        self.set_class(share <= 0.75, "-ok")
-        self.set_class(0.75 < share <= 1.0, "-warn")
-        self.set_class(share > 1.0, "-over")
+        failed = finished and ok is False
+        self.set_class(share <= 0.75 and not failed, "-ok")
+        self.set_class(0.75 < share <= 1.0 and not failed, "-warn")
+        self.set_class(share > 1.0 or failed, "-over")
         label = "ok" if share <= 0.75 else "near the objective" if share <= 1.0 else "over the objective"
         symbol = "✔" if share <= 0.75 else "▲" if share <= 1.0 else "✘"
+        if failed:
+            symbol, label = "✘", "not restored"
         width = 20
         filled = min(width, int(share * width)) if objective else 0
         bar = "█" * filled + "░" * (width - filled)
         line = f"RTO {duration(elapsed)} of {duration(objective)}\n{bar} {share:4.0%}\n{symbol} {label}"
-        if finished:
+        if finished and not failed:
             line += " · achieved"
         elif projected is not None:
             line += f" · finish ~{utc(projected)[11:19]}"
