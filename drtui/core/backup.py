@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from drtui.core import upload, wal_push
+from drtui.core import retention, upload, wal_push
 from drtui.core.backends import Backend, backend_for
 from drtui.core.backends.base import ToolFailed
 from drtui.core.clock import Clock, isoformat, stamp
@@ -434,6 +434,17 @@ def _finish_wal_sync(config: Config, clock: Clock, started: float, final: Path, 
     write_heartbeat(config.wal_sync_heartbeat, clock.now(), config.backup_group)
     result.seconds = clock.monotonic() - started
     return result
+
+
+def expire(config: Config, clock: Clock, keep: int | None, keep_days: float | None,
+           dry_run: bool) -> retention.Expiry:
+    """Remove the backups, WAL and preserved data directories the retention rules let go (drtui.core.retention);
+    with `dry_run` only say what would go. Under the expire command's own lock."""
+    with _exclusive(config, "expire", clock):
+        expiry = retention.plan(config, clock.now(), keep, keep_days)
+        if not dry_run:
+            retention.apply(config, expiry)
+    return expiry
 
 
 def newest(folder: Path, prefix: str, suffix: str) -> Path | None:
