@@ -34,7 +34,7 @@ from drtui.core.backends import Backend, backend_for
 from drtui.core.backends.base import ToolFailed
 from drtui.core.clock import Clock, isoformat, stamp
 from drtui.core.config import PRODUCTION, Config, Environment
-from drtui.core.errors import BackupError, ErrorKind
+from drtui.core.errors import BackupError, DrError, ErrorKind
 from drtui.core.files import atomic_path, atomic_paths, make_dirs, write_heartbeat
 from drtui.core.inventory.names import work_in_progress
 from drtui.core.lock import EnvLock, LockBusy
@@ -248,7 +248,7 @@ def _dump_to_repository(config: Config, env: Environment, backend: Backend, cloc
         result.artifacts.insert(0, Artifact(dump_url, _stored_size(dump_url, settings)))
     except BaseException:
         for artifact in result.artifacts:
-            with contextlib.suppress(BackupError):
+            with contextlib.suppress(DrError):
                 upload.remove(artifact.path, settings, "remove the uploads archive of a failed dump")
         raise
     _heartbeat(config, result, config.backup_dir / LAST_SUCCESS, clock)

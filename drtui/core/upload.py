@@ -48,14 +48,9 @@ def listing(url: S3Url, settings: S3Settings, action: str) -> dict[str, dict[str
 
 
 def exists(url: S3Url, settings: S3Settings, action: str) -> bool:
-    try:
-        client(settings).head_object(Bucket=url.bucket, Key=url.key)
-    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
-        error = store_error(exc, url, action, settings)
-        if error.not_found:
-            return False
-        raise error from None
-    return True
+    """Whether the object is there: a listing, not a HEAD, so that a missing bucket or a denied listing is
+    said (a HEAD's 404 has no body to tell a missing bucket from a missing key) before any work starts."""
+    return "" in listing(url, settings, action)
 
 
 def read(url: S3Url, settings: S3Settings, action: str) -> bytes:

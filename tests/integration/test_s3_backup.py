@@ -208,6 +208,17 @@ def test_base_backup_and_dump_stream_to_the_repository_and_heartbeats_follow(wor
         assert copy == (world.backup_dir / name).read_text() and copy.endswith("Z\n")
     assert summary["stored_heartbeat"] == f"s3://{bucket}/prod/heartbeats/LAST_SUCCESS.txt"
 
+    # the repository's wal/ prefix, and the runbook's tarball only when asked, beside the other backups
+    synced = drtui("backup", "wal-sync", "--tarball", "--json", config=config, env=s3.env)
+    assert synced.exit_code == 0, synced.output
+    made = [S3Url.parse(a["path"]) for a in json.loads(synced.stdout)["artifacts"]]
+    tarball = next(url for url in made if "wal_archive_" in url.key)
+    assert tarball.key.startswith("prod/backups/wal_archive_") and tarball.key.endswith("Z.tar.gz")
+    packed = s3.client().get_object(Bucket=bucket, Key=tarball.key)["Body"].read()
+    with tarfile.open(fileobj=io.BytesIO(packed), mode="r:gz") as tar:
+        assert set(tar.getnames()) == set(archive_files(world)) == set(stored(s3, bucket, "prod/wal/"))
+    assert s3.keys(bucket, "prod/heartbeats/wal_sync_last_ok.txt")
+
 
 def test_failed_backups_store_nothing_and_name_bucket_and_key(world: Sandbox, s3: S3World) -> None:
     bucket = s3.bucket()
