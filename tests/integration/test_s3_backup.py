@@ -259,6 +259,6 @@ def test_a_streamed_multipart_upload_is_verified_against_the_stores_checksum(s3:
     assert set(s3.keys(bucket)) == {url.key}
     assert s3.client().list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
 
-    with pytest.raises(BackupError, match="the store holds something else"):
+    with pytest.raises(BackupError, match=f"^s3://{bucket}/backups/big.bin: the store holds something else"):
         upload.verify(url, len(data), {"not-the-checksum"}, S3Settings())
     assert s3.keys(bucket) == {}  # a bad upload is removed
