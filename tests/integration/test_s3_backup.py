@@ -242,19 +242,20 @@ def test_failed_backups_store_nothing_and_name_bucket_and_key(world: Sandbox, s3
 def test_a_streamed_multipart_upload_is_verified_against_the_stores_checksum(s3: S3World) -> None:
     bucket = s3.bucket()
     url = S3Url(bucket, "backups/big.bin")
-    data = os.urandom(upload.PART + 12345)  # two parts
-    with upload.upload_stream(url, S3Settings()) as sink:
+    part = 5 << 20  # S3's smallest part
+    data = os.urandom(part + 12345)  # two parts
+    with upload.upload_stream(url, S3Settings(), part) as sink:
         for start in range(0, len(data), 1 << 20):
             sink.write(data[start:start + (1 << 20)])
     head = s3.client().head_object(Bucket=bucket, Key=url.key, ChecksumMode="ENABLED")
     assert head["ContentLength"] == len(data)
-    parts = [data[:upload.PART], data[upload.PART:]]
+    parts = [data[:part], data[part:]]
     composite = hashlib.sha256(b"".join(hashlib.sha256(part).digest() for part in parts)).digest()
     assert head["ChecksumSHA256"].split("-")[0] == base64.b64encode(composite).decode()
 
     failed = S3Url(bucket, "backups/failed.bin")
-    with pytest.raises(RuntimeError), upload.upload_stream(failed, S3Settings()) as sink:
-        sink.write(data[: upload.PART + 1])
+    with pytest.raises(RuntimeError), upload.upload_stream(failed, S3Settings(), part) as sink:
+        sink.write(data[: part + 1])
         raise RuntimeError("the producer failed")
     assert set(s3.keys(bucket)) == {url.key}
     assert s3.client().list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
