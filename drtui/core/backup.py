@@ -357,8 +357,7 @@ def _wal_sync_to_s3(config: Config, clock: Clock, prefix: S3Url, production: Env
         with _artifact_sink(config, final) as sink, \
                 gzip.GzipFile(fileobj=sink, mode="wb", compresslevel=GZIP_LEVEL) as gz, \
                 tarfile.open(fileobj=gz, mode="w|") as tar:
-            for member, contents in kept if kept is not None else _folder_files(config.wal_archive, tar):
-                tar.addfile(member, contents)
+            _pack_wal(tar, kept, config.wal_archive)
         size = _stored_size(final, settings) if isinstance(final, S3Url) else final.stat().st_size
         result.artifacts.append(Artifact(final, size))
     _heartbeat(config, result, config.wal_sync_heartbeat, clock)
@@ -378,9 +377,15 @@ def _wal_sync(config: Config, clock: Clock, target: Path | None, production: Env
     _refuse_existing(final)
     with atomic_path(final, group=config.backup_group) as tmp, \
             tarfile.open(tmp, "w:gz", compresslevel=GZIP_LEVEL) as tar:
-        for member, contents in kept if kept is not None else _folder_files(source, tar):
-            tar.addfile(member, contents)
+        _pack_wal(tar, kept, source)
     return _finish_wal_sync(config, clock, started, final, target)
+
+
+def _pack_wal(tar: tarfile.TarFile, kept: Iterator[tuple[tarfile.TarInfo, IO[bytes] | None]] | None,
+              folder: Path) -> None:
+    """The live WAL archive into a tarball: the backend's own (`kept`), else the host folder."""
+    for member, contents in kept if kept is not None else _folder_files(folder, tar):
+        tar.addfile(member, contents)
 
 
 def _folder_files(folder: Path, tar: tarfile.TarFile) -> Iterator[tuple[tarfile.TarInfo, IO[bytes] | None]]:
