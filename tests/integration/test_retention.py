@@ -133,6 +133,9 @@ def test_expire_on_a_folder_repository(shared_sandbox: Sandbox, site: Path) -> N
     assert whys["data.pre_pitr_20260101T000000Z"] == "a run holds environment staging"
     assert busy["wal_floor"] == read_base_backup(old_base).start_wal_file
 
+    plain = expire(config, "--keep", "1", "--dry-run").stdout
+    assert f"would remove {old_base} (not one of the newest 1)" in plain
+    assert f"would remove {len(below)} WAL files; WAL from {floor} on (the oldest kept base backup's start)" in plain
     days = json.loads(expire(config, "--keep-days", "2", "--dry-run", "--json").stdout)
     assert {Path(loc).name for item in days["removed"] for loc in item["locations"]} == gone
 
