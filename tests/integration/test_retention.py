@@ -16,12 +16,13 @@ import pytest
 from click.testing import CliRunner
 
 from drtui.cli import main
-from drtui.core import backup
+from drtui.core import backup, inventory
 from drtui.core.clock import FrozenClock, SystemClock
 from drtui.core.config import Config, load_config
 from drtui.core.inventory.basebackup import read_base_backup
 from drtui.core.journal import journal_path
 from drtui.core.lock import EnvLock
+from drtui.core.postgres import chown_to
 from drtui.sandbox import Sandbox
 from tests.conftest import Result
 from tests.s3world import S3World
@@ -56,6 +57,8 @@ def site(shared_sandbox: Sandbox, made: Path) -> Iterator[Path]:
     with _folder(shared_sandbox) as folder:
         for part in ("backups", "wal"):
             shutil.copytree(made / part, folder / part)
+        for path in (folder / "wal").iterdir():
+            chown_to(path, shared_sandbox.os_user)  # as the archiver left them: the restore user reads them
         yield folder
 
 
@@ -103,6 +106,9 @@ def test_expire_on_a_folder_repository(shared_sandbox: Sandbox, site: Path) -> N
         f"basebackup_{OLD:%Y%m%dT%H%M%SZ}.tar.gz")
     wal_before = set(os_names(site / "wal"))
 
+    newest = backup.newest(config.backup_dir, "basebackup_", ".tar.gz")
+    window = inventory.scan(config).window_for(newest)
+    assert window.usable and window.cut_by_gap is None
     dry = expire(config, "--keep", "1", "--dry-run", "--json")
     assert dry.exit_code == 0, dry.output
     planned = json.loads(dry.stdout)
@@ -147,6 +153,9 @@ def test_expire_on_a_folder_repository(shared_sandbox: Sandbox, site: Path) -> N
     assert not old_base.exists() and new_base.exists() and not preserved[0].exists() and preserved[1].exists()
     assert set(os_names(site / "wal")) == wal_before - below
     assert all(name[8:24] >= floor[8:24] or name.endswith(".history") for name in os_names(site / "wal"))
+    after = inventory.scan(config).window_for(newest)  # the kept backup still reaches as far as before
+    assert (after.usable, after.earliest, after.latest, after.last_segment, after.cut_by_gap) == \
+        (True, window.earliest, window.latest, window.last_segment, None)
     again = json.loads(expire(config, "--keep", "1", "--json").stdout)
     assert again["removed"] == [] and again["wal_removed"] == []
 
