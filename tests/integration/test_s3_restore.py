@@ -40,9 +40,9 @@ class World:
     segment_of_before: str
     after_lsn: str
 
-    def restore(self, *args: str, config: Path | None = None):
+    def restore(self, *args: str, config: Path | None = None, env: dict[str, str] | None = None):
         return run_drtui("restore", "pitr", "--env", "staging", *args, config=config or self.config_path,
-                         env={**CONFIRM, **self.s3.env}, timeout=180)
+                         env={**CONFIRM, **self.s3.env, **(env or {})}, timeout=180)
 
     def listing(self) -> dict[str, int]:
         return self.s3.keys(self.bucket)
@@ -134,15 +134,19 @@ def test_pitr_to_a_time_from_the_bucket_alone_restores_exactly_those_rows_and_ne
     assert world.listing() == listing
 
 
-@pytest.mark.parametrize(("args", "expected"), [
-    (["--recovery-target", "immediate"], set()),
-    (["--recovery-target", "latest"], {"before", "after"}),
-])
-def test_immediate_and_latest_from_the_bucket(world: World, args: list[str], expected: set[str]) -> None:
-    done = world.restore(*args, "--json")
+def test_immediate_from_the_repository(world: World) -> None:
+    done = world.restore("--recovery-target", "immediate")
     assert done.exit_code == 0, done.output
-    ids = world.staging_ids()
-    assert {name for name in ("before", "after") if getattr(world, name).id in ids} == expected
+    assert not {world.before.id, world.after.id} & world.staging_ids()
+
+
+def test_latest_from_urls_in_the_runbooks_variables_with_no_repository_configured(world: World) -> None:
+    urls = {"BASE_BACKUP": f"s3://{world.bucket}/{world.base_key}", "WAL_ARCHIVE": f"s3://{world.bucket}/prod/wal/"}
+    done = world.restore("--recovery-target", "latest", "--json", config=world.sandbox.config_path, env=urls)
+    assert done.exit_code == 0, done.output
+    assert {world.before.id, world.after.id} <= world.staging_ids()
+    plan = plan_from_json(read_events(Path(json.loads(done.stdout)["journal"]))[0].plan)
+    assert (str(plan.base_backup.path), str(plan.wal_source)) == (urls["BASE_BACKUP"], urls["WAL_ARCHIVE"])
 
 
 def test_a_gap_in_the_buckets_wal_is_refused_before_anything_moves(world: World) -> None:
