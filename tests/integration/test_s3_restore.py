@@ -89,6 +89,8 @@ def world(s3_server) -> Iterator[World]:
         client.upload_file(str(base), bucket, base_key)
         for wal in sorted(sandbox.wal_archive.iterdir()):
             client.upload_file(str(wal), bucket, f"prod/wal/{wal.name}")
+        for name in ("LAST_SUCCESS.txt", "LAST_BASEBACKUP.txt"):  # as `drtui backup` copies its heartbeats
+            client.upload_file(str(sandbox.backup_dir / name), bucket, f"prod/heartbeats/{name}")
         base.unlink()  # from here on the base backup is only in the bucket
         path = repository_config(sandbox, "drtui-s3.toml", f"s3://{bucket}/prod/")
         try:
@@ -107,6 +109,12 @@ def test_pitr_to_a_time_from_the_bucket_alone_restores_exactly_those_rows_and_ne
     assert data["wal"]["kind"] == "s3" and data["wal"]["source"] == f"s3://{world.bucket}/prod/wal/"
     assert data["wal"]["gaps"] == [] and data["windows"][0]["usable"], data["windows"]
     assert data["windows"][0]["latest_source"] == "waldump"  # pg_waldump ran on segments fetched from the bucket
+    status = run_drtui("status", "--json", config=world.config_path, env=world.s3.env)
+    beats = {b["name"]: b for b in json.loads(status.stdout)["heartbeats"]}
+    assert beats["base backup"]["state"] == "ok", beats
+    assert beats["base backup"]["file"] == f"s3://{world.bucket}/prod/heartbeats/LAST_BASEBACKUP.txt"
+    assert beats["WAL sync"]["state"] == "missing" and beats["WAL sync"]["detail"] == "no such object"
+    assert json.loads(status.stdout)["newest"]["base_backup"]["file"] == data["base_backups"][0]["file"]
     listing = world.listing()
 
     done = world.restore("--target-time", world.target.isoformat(), "--json")
