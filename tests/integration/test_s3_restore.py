@@ -151,10 +151,16 @@ def test_pitr_to_a_time_from_the_bucket_alone_restores_exactly_those_rows_and_ne
     assert not Path(summary["preserved"]).exists() and marker in world.staging_ids()
 
 
-def test_immediate_from_the_repository(world: World) -> None:
-    done = world.restore("--recovery-target", "immediate")
+def test_immediate_paused_from_the_repository_then_advanced_to_the_end(world: World) -> None:
+    done = world.restore("--recovery-target", "immediate", "--pause-at-target")
     assert done.exit_code == 0, done.output
     assert not {world.before.id, world.after.id} & world.staging_ids()
+    # The run has ended, and its feeder with it: a paused restore was fed all the WAL before it ended.
+    advanced = run_drtui("restore", "advance", "--env", "staging", "--recovery-target", "latest", "--json",
+                         config=world.config_path, env=world.s3.env)
+    assert advanced.exit_code == 0, advanced.output
+    assert {world.before.id, world.after.id} <= world.staging_ids()
+    assert query(world.sandbox.env("staging"), "select pg_is_in_recovery()") == [(False,)]
 
 
 def test_latest_from_urls_in_the_runbooks_variables_with_no_repository_configured(world: World) -> None:
