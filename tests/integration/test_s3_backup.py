@@ -121,6 +121,7 @@ def test_wal_sync_uploads_each_wal_file_once_and_then_only_the_new_ones(world: S
 
 def test_wal_sync_refuses_to_overwrite_other_content_and_reports_it(world: Sandbox, s3: S3World) -> None:
     bucket = s3.bucket()
+    world.switch_wal()  # at least one archived segment, whichever test ran before
     segment = sorted(name for name in archive_files(world) if len(name) == 24)[0]
     size = (world.wal_archive / segment).stat().st_size
     s3.client().put_object(Bucket=bucket, Key=f"prod/wal/{segment}", Body=b"another cluster's segment")
