@@ -60,6 +60,7 @@ class BaseBackup:
     # `<member_prefix>/pg_wal.tar.gz` (or pg_wal.tar: the WAL for pg_wal/, names at its root).
     base_member: str | None = None
     wal_member: str | None = None
+    tablespaces: tuple[tuple[str, str], ...] = ()  # (OID, the location it had) of each tablespace, by OID
 
 
 @dataclass(frozen=True)
