@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import itertools
 import os
 import pwd
 import queue
@@ -185,13 +184,19 @@ _DECODERS: dict[str, Callable[[Iterable[bytes]], Iterator[bytes]]] = {
     "gzip": _gunzip, "zstd": _unzstd, "lz4": _unlz4}
 
 
+def _resumed(head: list[bytes | memoryview], rest: Iterator[bytes | memoryview]) -> Iterator[bytes | memoryview]:
+    """The chunks peeked at, then the rest; closing it closes `rest` (and so the file it reads)."""
+    yield from head
+    yield from rest
+
+
 def _decoded(chunks: Iterator[bytes | memoryview], what: str) -> _Pipe:
     """The chunks decoded by their first bytes (gzip, zstd, lz4; anything else passes as is), in a thread."""
     head: list[bytes | memoryview] = []
     while sum(map(len, head)) < MAGIC_BYTES and (chunk := next(chunks, None)) is not None:
         head.append(chunk)
     compression = compression_of(b"".join(head))
-    source = itertools.chain(head, chunks)
+    source = _resumed(head, chunks)
     if compression is None:
         return _Pipe(source, name=f"read {what}")  # type: ignore[arg-type]
     return _Pipe(_DECODERS[compression](source), name=f"{compression} {what}")  # type: ignore[arg-type]
@@ -434,6 +439,11 @@ class _Writer:
     def has_root(self, rel: str) -> bool:
         return rel in self._roots
 
+    @property
+    def relocates(self) -> bool:
+        """Whether tablespaces are written to folders of their own (and linked from pg_tblspc)."""
+        return bool(self._roots)
+
     def _chown(self, path: str) -> None:
         if self.owner.uid is not None:
             os.chown(path, self.owner.uid, self.owner.gid, follow_symlinks=False)
@@ -661,7 +671,7 @@ def _extract_tar_folder(reader: _TarReader, prefix: str, writer: _Writer) -> Non
             writer.directory(into)
             with _open_inner(reader, member) as inner:
                 try:
-                    writer.extract(inner, into=into, skip=("tablespace_map",) if kind == "base" else ())
+                    writer.extract(inner, into=into, skip=("tablespace_map",) if kind == "base" and writer.relocates else ())
                 except _Damaged as exc:
                     raise _Damaged(f"{name}: {exc}") from None
             reader.skip_padding(member.size)

@@ -1,0 +1,114 @@
+"""Base backups pg_basebackup compresses every way it can (gzip at a level, lz4, zstd; by the client or by
+the server) and WAL tarballs in gzip, zstd and lz4: each is read by the inventory without extraction,
+extracted, started and replayed, and shows a row only the WAL holds."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from drtui.core.extract import extract_base_backup, stage_wal
+from drtui.core.inventory import read_base_backup
+from drtui.core.inventory.wal import scan_wal
+from drtui.core.models import BaseBackup, Layout
+from drtui.sandbox import Sandbox
+from tests.integration.test_extract import _has_booking, _noop, _pg_basebackup, _recovered
+
+COMPRESSIONS = {  # --compress, and the suffix pg_basebackup gives base.tar
+    "gzip:3": ".gz", "client-lz4": ".lz4", "client-zstd": ".zst", "server-zstd:5": ".zst", "server-lz4": ".lz4",
+}
+WAL_TOOLS = {".gz": ["gzip", "-c"], ".zst": ["zstd", "-qc"], ".lz4": ["lz4", "-qc"]}
+
+
+@dataclass
+class Made:
+    backups: dict[str, Path]
+    marker_id: int
+    wal_tarballs: dict[str, Path]
+
+
+@pytest.fixture(scope="module")
+def made(shared_sandbox: Sandbox) -> Iterator[Made]:
+    work = Path(tempfile.mkdtemp(prefix="drtui-compression-"))
+    try:
+        backups = {}
+        for number, compress in enumerate(COMPRESSIONS):
+            folder = work / compress / f"bb{number}"
+            _pg_basebackup(shared_sandbox, "-D", str(folder), "-Ft", f"--compress={compress}", "-X", "stream")
+            backups[compress] = work / f"basebackup_2026010{number}T000000Z.tar"  # the folder, tarred plain
+            subprocess.run(["tar", "-cf", str(backups[compress]), "-C", str(folder.parent), folder.name], check=True)
+        marker = shared_sandbox.insert("bookings")
+        shared_sandbox.switch_wal()
+        plain = work / "wal.tar"
+        with tarfile.open(plain, "w") as tar:
+            for path in sorted(shared_sandbox.wal_archive.iterdir()):
+                tar.add(path, arcname=path.name)
+        tarballs = {}
+        for number, (suffix, tool) in enumerate(WAL_TOOLS.items()):
+            tarballs[suffix] = work / f"wal_archive_2026010{number}T000000Z.tar{suffix}"
+            with tarballs[suffix].open("wb") as out:
+                subprocess.run([*tool, str(plain)], stdout=out, check=True)
+        yield Made(backups, marker.id, tarballs)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+@pytest.mark.parametrize("compress", COMPRESSIONS)
+def test_every_compression_is_read_extracted_and_replayed(compress: str, made: Made, shared_sandbox: Sandbox,
+                                                           open_tmp: Path) -> None:
+    path = made.backups[compress]
+    with tarfile.open(path) as tar:
+        names = {Path(name).name for name in tar.getnames()}
+    assert f"base.tar{COMPRESSIONS[compress]}" in names, names
+    read = read_base_backup(path)
+    assert (read.layout, read.pg_version, read.tablespaces) == (Layout.TAR_FOLDER, 15, ())
+    assert read.base_member and read.base_member.endswith(f"base.tar{COMPRESSIONS[compress]}")
+    dest = open_tmp / "data"
+    seen: list[tuple[int, int | None]] = []
+    written = extract_base_backup(read, dest, shared_sandbox.os_user, lambda d, t: seen.append((d, t)),
+                                  threading.Event())
+    assert written > 10_000_000 and seen[-1] == (written, read.size_bytes)
+    assert (dest / "backup_label").is_file() and any((dest / "pg_wal").iterdir())
+    verified = subprocess.run(["runuser", "-u", shared_sandbox.os_user, "--",
+                               str(shared_sandbox.env().pg_bin / "pg_verifybackup"), "-n", str(dest)],
+                              capture_output=True, text=True)
+    assert verified.returncode == 0, verified.stderr  # every file as the manifest lists it, byte for byte
+    with _recovered(shared_sandbox, dest, shared_sandbox.wal_archive, open_tmp) as server:
+        assert _has_booking(server, made.marker_id)
+
+
+def test_a_damaged_zstd_base_backup_is_refused_and_leaves_nothing(made: Made, open_tmp: Path) -> None:
+    from drtui.core.extract import ExtractError
+
+    cut = open_tmp / "basebackup_20260109T000000Z.tar"
+    whole = made.backups["client-zstd"].read_bytes()
+    cut.write_bytes(whole[: len(whole) // 2])
+    backup = BaseBackup(**{**read_base_backup(made.backups["client-zstd"]).__dict__, "path": cut})
+    with pytest.raises(ExtractError, match="truncated"):
+        extract_base_backup(backup, open_tmp / "data", "postgres", _noop, threading.Event())
+    assert not (open_tmp / "data").exists()
+
+
+@pytest.mark.parametrize("suffix", WAL_TOOLS)
+def test_a_compressed_wal_tarball_is_scanned_staged_and_replayed(suffix: str, made: Made, shared_sandbox: Sandbox,
+                                                                 open_tmp: Path) -> None:
+    tarball = made.wal_tarballs[suffix]
+    coverage = scan_wal(tarball)
+    assert coverage.kind == "tarball" and coverage.segment_count >= 3 and not coverage.gaps
+    staged = stage_wal(tarball, open_tmp / "wal", shared_sandbox.os_user, _noop, threading.Event())
+    assert {p.name for p in staged.iterdir()} >= {p.name for p in shared_sandbox.wal_archive.iterdir()
+                                                   if len(p.name) == 24 and p.stat().st_mtime < time.time() - 1}
+    dest = open_tmp / "data"
+    extract_base_backup(read_base_backup(made.backups["gzip:3"]), dest, shared_sandbox.os_user, _noop,
+                        threading.Event())
+    with _recovered(shared_sandbox, dest, staged, open_tmp) as server:
+        assert _has_booking(server, made.marker_id)
