@@ -671,7 +671,8 @@ def _extract_tar_folder(reader: _TarReader, prefix: str, writer: _Writer) -> Non
             writer.directory(into)
             with _open_inner(reader, member) as inner:
                 try:
-                    writer.extract(inner, into=into, skip=("tablespace_map",) if kind == "base" and writer.relocates else ())
+                    skip = ("tablespace_map",) if kind == "base" and writer.relocates else ()
+                    writer.extract(inner, into=into, skip=skip)
                 except _Damaged as exc:
                     raise _Damaged(f"{name}: {exc}") from None
             reader.skip_padding(member.size)

@@ -13,7 +13,7 @@ import enum
 import re
 import shutil
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,6 +24,7 @@ from drtui.core.config import Config, Environment, pg_bin_missing
 from drtui.core.errors import DrError, ErrorKind, UsageError
 from drtui.core.models import BaseBackup, Gap, Layout, WalCoverage, Window, format_lsn, parse_lsn
 from drtui.core.prediction import measured_rates
+from drtui.core.tablespaces import Place, place_tablespaces
 
 PITR_STEPS = ("preflight", "extract", "stage_wal", "write_recovery", "stop_app", "stop_postgres", "preserve",
               "swap_in", "start_postgres", "follow_recovery", "start_app", "verify")
@@ -245,6 +246,7 @@ class Plan:
     prediction_basis: str = ""  # "from 6 runs on this host since 2026-11-24", or the built-in rates
     steps: tuple[str, ...] = PITR_STEPS
     notes: tuple[str, ...] = field(default_factory=tuple)
+    tablespaces: tuple[Place, ...] = ()  # where each tablespace of the backup goes
 
     def describe(self) -> list[str]:
         """The plan in words, one line each."""
@@ -263,6 +265,9 @@ class Plan:
             f"  predicted    about {self.predicted_seconds:.0f} s ({self.prediction_basis or 'built-in rates'})",
             "  steps        " + ", ".join(self.steps),
         ]
+        lines += [f"  tablespace   {place.oid} → {place.location}" + (
+            f" (was {place.original}; the folder there now is kept, renamed {place.location.name}.pre_pitr_<stamp>)"
+            if str(place.location) == place.original else f" (was {place.original})") for place in self.tablespaces]
         return lines + [f"  note         {note}" for note in self.notes]
 
     def to_json(self) -> dict[str, Any]:
@@ -271,6 +276,7 @@ class Plan:
         data["target"] = self.target.to_json()
         data["steps"] = list(self.steps)
         data["notes"] = list(self.notes)
+        data["tablespaces"] = [dataclasses.asdict(place) for place in self.tablespaces]
         return _encode(data)
 
     @classmethod
@@ -280,6 +286,7 @@ class Plan:
             bb[key] = _time(bb.get(key))
         bb["path"] = Path(bb["path"])
         bb["layout"] = Layout(bb["layout"])
+        bb["tablespaces"] = tuple(tuple(pair) for pair in bb.get("tablespaces", ()))
         return cls(
             journey=data["journey"], environment=data["environment"],
             config_path=Path(data["config_path"]) if data["config_path"] else None,
@@ -290,7 +297,8 @@ class Plan:
             pause_at_target=data["pause_at_target"], incident_start=_time(data["incident_start"]),
             required_bytes=data["required_bytes"], free_bytes=data["free_bytes"],
             predicted_seconds=data["predicted_seconds"], prediction_basis=data.get("prediction_basis", ""),
-            steps=tuple(data["steps"]), notes=tuple(data["notes"]))
+            steps=tuple(data["steps"]), notes=tuple(data["notes"]),
+            tablespaces=tuple(Place(t["oid"], t["original"], Path(t["location"])) for t in data.get("tablespaces", ())))
 
 
 def _time(value: str | None) -> datetime | None:
@@ -419,10 +427,11 @@ def make_plan(config: Config, env: Environment, target: Target, *, clock: Clock,
               base_backup: Path | BackupChoice | None = None, wal_source: Path | None = None,
               inventory: InventoryView | None = None, pause_at_target: bool = False,
               incident_start: datetime | None = None, pg_version: int | None = None,
-              free_bytes: int | None = None) -> Plan:
+              free_bytes: int | None = None, tablespace_mapping: Iterable[tuple[str, str]] = ()) -> Plan:
     """Choose the base backup and WAL, and check everything that can be checked before touching anything.
     `base_backup` is a path (BASE_BACKUP) or the backup and window already chosen (the wizard's pick);
-    `inventory`, `pg_version` and `free_bytes` are looked up when not given."""
+    `inventory`, `pg_version` and `free_bytes` are looked up when not given. `tablespace_mapping` (OLD, NEW)
+    pairs move tablespaces, after the environment's own tablespace_mapping."""
     source = wal_source or config.wal_archive
     if not source.exists():
         raise PlanError(f"{source}: no such WAL archive (folder or wal_archive_*.tar.gz)",
@@ -438,6 +447,7 @@ def make_plan(config: Config, env: Environment, target: Target, *, clock: Clock,
         raise PlanError(f"base backup {backup.path.name} is PostgreSQL {backup.pg_version}, but pg_bin "
                         f"({env.pg_bin}) is PostgreSQL {version}",
                         f"point pg_bin of {env.name!r} at PostgreSQL {backup.pg_version} binaries")
+    places = place_tablespaces(backup, (*env.tablespace_mapping, *tablespace_mapping), env.data_dir)
     wal_kind = "directory" if source.is_dir() else "tarball"
     wal_bytes = _wal_bytes(inventory.wal, wal_kind, backup, window, target)
     required = backup.size_bytes + wal_bytes
@@ -458,7 +468,7 @@ def make_plan(config: Config, env: Environment, target: Target, *, clock: Clock,
                 window_earliest=window.earliest, window_latest=window.latest, pause_at_target=pause_at_target,
                 incident_start=incident_start, required_bytes=required, free_bytes=free,
                 predicted_seconds=rates.predict(backup.size_bytes, wal_bytes), prediction_basis=rates.basis(),
-                notes=tuple(notes))
+                notes=tuple(notes), tablespaces=places)
 
 
 def _wal_bytes(coverage: WalCoverage | None, wal_kind: str, backup: BaseBackup, window: Window,

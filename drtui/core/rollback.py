@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from drtui.core import tablespaces
 from drtui.core.backends import backend_for
 from drtui.core.clock import Clock
 from drtui.core.config import Config, Environment
@@ -141,11 +142,15 @@ def roll_back(config: Config, env: Environment, clock: Clock,
                 log(f"stopped PostgreSQL on {backend.data_dir}")
             aside = None
             if plan.put_back:
-                aside = backend.set_aside(backend.free_stamp(clock.now()), plan.aside_kind)
+                aside_stamp = backend.free_stamp(clock.now())
+                aside = backend.set_aside(aside_stamp, plan.aside_kind)
                 if aside:
                     log(f"{backend.data_dir} → {aside} (kept, never deleted)")
                 backend.put_in_place(plan.put_back)
                 log(f"{plan.put_back} → {backend.data_dir}")
+                if moved := tablespaces.put_back(backend.data_dir, plan.put_back, plan.aside_kind,
+                                                     aside_stamp):
+                    log(*(f"tablespace {line}" for line in moved))
             for path in plan.removes:
                 backend.discard(path)
                 log(f"removed {path}")

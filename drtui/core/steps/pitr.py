@@ -10,6 +10,7 @@ import os
 import threading
 from pathlib import Path
 
+from drtui.core import tablespaces
 from drtui.core.planning import Plan
 from drtui.core.postgres import run_as
 from drtui.core.recovery_conf import mark_wal_archived, overridden, recovery_settings, signal_file
@@ -69,10 +70,16 @@ class ExtractBaseBackup(Step):
         dest = ctx.backend.sibling("restoring", ctx.stamp)
         ctx.restored_dir = dest
         report = ctx.progress_reporter(self.name, "bytes")
+        places = ctx.plan.tablespaces
+        for place in places:
+            place.location.parent.mkdir(parents=True, exist_ok=True)
         written = extract_base_backup(ctx.plan.base_backup, dest, ctx.env.os_user,
-                                      lambda done, total: report(done, total), ctx.cancel)
+                                      lambda done, total: report(done, total), ctx.cancel,
+                                      tablespaces={p.oid: (p.sibling("restoring", ctx.stamp), p.location)
+                                                   for p in places})
         ctx.check_cancel()
-        ctx.log(self.name, f"extracted {written} bytes into {dest}")
+        ctx.log(self.name, f"extracted {written} bytes into {dest}",
+                *(f"tablespace {p.oid} into {p.sibling('restoring', ctx.stamp)}, for {p.location}" for p in places))
 
     def undo(self, ctx: StepContext) -> str | None:
         done = []
@@ -86,6 +93,10 @@ class ExtractBaseBackup(Step):
         if ctx.restored_dir and ctx.restored_dir.exists():
             ctx.backend.discard(ctx.restored_dir)
             done.append(f"removed the partial extraction {ctx.restored_dir} (the old data was never touched)")
+        for place in ctx.plan.tablespaces:
+            if place.sibling("restoring", ctx.stamp).exists():
+                ctx.backend.discard(place.sibling("restoring", ctx.stamp))
+                done.append(f"removed the partial tablespace {place.sibling('restoring', ctx.stamp)}")
         return "; ".join(done) or None
 
 
@@ -196,8 +207,11 @@ class Preserve(Step):
         ctx.preserved = ctx.backend.preserve(ctx.stamp)
         ctx.log(self.name, f"{ctx.backend.data_dir} → {ctx.preserved}" if ctx.preserved
                 else f"{ctx.backend.data_dir} did not exist: nothing to preserve")
+        ctx.facts["tablespaces_kept"] = moved = tablespaces.preserve(ctx.plan.tablespaces, ctx.stamp)
+        ctx.log(self.name, *(f"tablespace {old} → {kept}" for old, kept in moved))
 
     def undo(self, ctx: StepContext) -> str | None:
+        tablespaces.move_back(ctx.facts.get("tablespaces_kept", ()))
         if ctx.preserved and ctx.preserved.exists() and not ctx.backend.data_dir.exists():
             ctx.backend.put_in_place(ctx.preserved)
             preserved, ctx.preserved = ctx.preserved, None
@@ -212,8 +226,10 @@ class SwapIn(Step):
         assert ctx.restored_dir
         ctx.backend.put_in_place(ctx.restored_dir)
         ctx.log(self.name, f"{ctx.restored_dir} → {ctx.backend.data_dir}")
+        ctx.log(self.name, *(f"tablespace {path}" for path in tablespaces.swap_in(ctx.plan.tablespaces, ctx.stamp)))
 
     def undo(self, ctx: StepContext) -> str | None:
+        tablespaces.move_back((p.sibling("failed", ctx.stamp), p.location) for p in ctx.plan.tablespaces)
         if ctx.restored_dir and not ctx.restored_dir.exists() and ctx.backend.data_dir.exists():
             ctx.failed_aside = ctx.backend.set_aside(ctx.stamp)
             return f"set the restored data directory aside: {ctx.failed_aside}"
