@@ -1,6 +1,7 @@
 """Base backups pg_basebackup compresses every way it can (gzip at a level, lz4, zstd; by the client or by
-the server) and WAL tarballs in gzip, zstd and lz4: each is read by the inventory without extraction,
-extracted, started and replayed, and shows a row only the WAL holds."""
+the server), each read by the inventory without extraction, extracted, checked by pg_verifybackup, started and
+replayed from WAL compressed another way (a wal_archive_*.tar.gz, .tar.lz4, .tar.zst, or a folder of
+segments compressed one by one) until it shows a row only the WAL holds."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import subprocess
 import tarfile
 import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,11 +20,13 @@ from drtui.core.extract import extract_base_backup, stage_wal
 from drtui.core.inventory import read_base_backup
 from drtui.core.inventory.wal import scan_wal
 from drtui.core.models import BaseBackup, Layout
+from drtui.core.postgres import chown_to
 from drtui.sandbox import Sandbox
 from tests.integration.test_extract import _has_booking, _noop, _pg_basebackup, _recovered
 
-COMPRESSIONS = {  # --compress, and the suffix pg_basebackup gives base.tar
-    "gzip:3": ".gz", "client-lz4": ".lz4", "client-zstd": ".zst", "server-zstd:5": ".zst", "server-lz4": ".lz4",
+COMPRESSIONS = {  # --compress: the suffix pg_basebackup gives base.tar, and the WAL it is replayed from
+    "gzip:3": (".gz", ".gz"), "client-lz4": (".lz4", ".lz4"), "client-zstd": (".zst", ".zst"),
+    "server-zstd:5": (".zst", "segments"),
 }
 WAL_TOOLS = {".gz": ["gzip", "-c"], ".zst": ["zstd", "-qc"], ".lz4": ["lz4", "-qc"]}
 
@@ -33,7 +35,7 @@ WAL_TOOLS = {".gz": ["gzip", "-c"], ".zst": ["zstd", "-qc"], ".lz4": ["lz4", "-q
 class Made:
     backups: dict[str, Path]
     marker_id: int
-    wal_tarballs: dict[str, Path]
+    wal: dict[str, Path]
 
 
 @pytest.fixture(scope="module")
@@ -52,12 +54,21 @@ def made(shared_sandbox: Sandbox) -> Iterator[Made]:
         with tarfile.open(plain, "w") as tar:
             for path in sorted(shared_sandbox.wal_archive.iterdir()):
                 tar.add(path, arcname=path.name)
-        tarballs = {}
+        wal = {"segments": work / "segments"}
         for number, (suffix, tool) in enumerate(WAL_TOOLS.items()):
-            tarballs[suffix] = work / f"wal_archive_2026010{number}T000000Z.tar{suffix}"
-            with tarballs[suffix].open("wb") as out:
+            wal[suffix] = work / f"wal_archive_2026010{number}T000000Z.tar{suffix}"
+            with wal[suffix].open("wb") as out:
                 subprocess.run([*tool, str(plain)], stdout=out, check=True)
-        yield Made(backups, marker.id, tarballs)
+        shutil.copytree(shared_sandbox.wal_archive, wal["segments"])
+        for number, path in enumerate(sorted(wal["segments"].iterdir())):  # each segment compressed another way
+            suffix = list(WAL_TOOLS)[number % 3]
+            with path.with_name(path.name + suffix).open("wb") as out:
+                subprocess.run([*WAL_TOOLS[suffix], str(path)], stdout=out, check=True)
+            path.unlink()
+        chown_to(work, shared_sandbox.os_user)
+        for path in wal["segments"].rglob("*"):
+            chown_to(path, shared_sandbox.os_user)
+        yield Made(backups, marker.id, wal)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -66,12 +77,19 @@ def made(shared_sandbox: Sandbox) -> Iterator[Made]:
 def test_every_compression_is_read_extracted_and_replayed(compress: str, made: Made, shared_sandbox: Sandbox,
                                                            open_tmp: Path) -> None:
     path = made.backups[compress]
+    suffix, wal_kind = COMPRESSIONS[compress]
     with tarfile.open(path) as tar:
         names = {Path(name).name for name in tar.getnames()}
-    assert f"base.tar{COMPRESSIONS[compress]}" in names, names
+    assert f"base.tar{suffix}" in names, names
     read = read_base_backup(path)
     assert (read.layout, read.pg_version, read.tablespaces) == (Layout.TAR_FOLDER, 15, ())
-    assert read.base_member and read.base_member.endswith(f"base.tar{COMPRESSIONS[compress]}")
+    assert read.base_member and read.base_member.endswith(f"base.tar{suffix}")
+    wal = made.wal[wal_kind]
+    coverage = scan_wal(wal)
+    assert coverage.segment_count >= 3 and not coverage.gaps and not coverage.damaged
+    staged = stage_wal(wal, open_tmp / "wal", shared_sandbox.os_user, _noop, threading.Event())
+    assert staged == wal if wal.is_dir() else {p.name for p in staged.iterdir()} >= {
+        p.name for p in shared_sandbox.wal_archive.iterdir() if len(p.name) == 24 and p.stat().st_size}
     dest = open_tmp / "data"
     seen: list[tuple[int, int | None]] = []
     written = extract_base_backup(read, dest, shared_sandbox.os_user, lambda d, t: seen.append((d, t)),
@@ -82,7 +100,7 @@ def test_every_compression_is_read_extracted_and_replayed(compress: str, made: M
                                str(shared_sandbox.env().pg_bin / "pg_verifybackup"), "-n", str(dest)],
                               capture_output=True, text=True)
     assert verified.returncode == 0, verified.stderr  # every file as the manifest lists it, byte for byte
-    with _recovered(shared_sandbox, dest, shared_sandbox.wal_archive, open_tmp) as server:
+    with _recovered(shared_sandbox, dest, staged, open_tmp) as server:
         assert _has_booking(server, made.marker_id)
 
 
@@ -96,19 +114,3 @@ def test_a_damaged_zstd_base_backup_is_refused_and_leaves_nothing(made: Made, op
     with pytest.raises(ExtractError, match="truncated"):
         extract_base_backup(backup, open_tmp / "data", "postgres", _noop, threading.Event())
     assert not (open_tmp / "data").exists()
-
-
-@pytest.mark.parametrize("suffix", WAL_TOOLS)
-def test_a_compressed_wal_tarball_is_scanned_staged_and_replayed(suffix: str, made: Made, shared_sandbox: Sandbox,
-                                                                 open_tmp: Path) -> None:
-    tarball = made.wal_tarballs[suffix]
-    coverage = scan_wal(tarball)
-    assert coverage.kind == "tarball" and coverage.segment_count >= 3 and not coverage.gaps
-    staged = stage_wal(tarball, open_tmp / "wal", shared_sandbox.os_user, _noop, threading.Event())
-    assert {p.name for p in staged.iterdir()} >= {p.name for p in shared_sandbox.wal_archive.iterdir()
-                                                   if len(p.name) == 24 and p.stat().st_mtime < time.time() - 1}
-    dest = open_tmp / "data"
-    extract_base_backup(read_base_backup(made.backups["gzip:3"]), dest, shared_sandbox.os_user, _noop,
-                        threading.Event())
-    with _recovered(shared_sandbox, dest, staged, open_tmp) as server:
-        assert _has_booking(server, made.marker_id)
