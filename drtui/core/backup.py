@@ -25,6 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+import lz4.frame
+import zstandard
+
 from drtui.core.backends import Backend, backend_for
 from drtui.core.backends.base import ToolFailed
 from drtui.core.clock import Clock, stamp
@@ -36,6 +39,9 @@ from drtui.core.lock import EnvLock, LockBusy
 
 CHUNK = 1 << 20
 GZIP_LEVEL = 6
+# `backup base --compress METHOD[:LEVEL]`: the base backup's name, and its levels (default, lowest, highest)
+BASE_SUFFIXES = {"gzip": ".tar.gz", "zstd": ".tar.zst", "lz4": ".tar.lz4", "none": ".tar"}
+BASE_LEVELS = {"gzip": (GZIP_LEVEL, 1, 9), "zstd": (3, 1, 19), "lz4": (0, 0, 16), "none": (0, 0, 0)}
 DUMP_COMPLETE = b"-- PostgreSQL database dump complete"
 LAST_SUCCESS = "LAST_SUCCESS.txt"
 LAST_BASEBACKUP = "LAST_BASEBACKUP.txt"
@@ -193,23 +199,59 @@ def _dump(config: Config, env: Environment, backend: Backend, clock: Clock) -> B
     return result
 
 
-def base(config: Config, env: Environment, clock: Clock) -> BackupResult:
+def base(config: Config, env: Environment, clock: Clock, compress: str = "gzip") -> BackupResult:
     """The backend's base backup (with WAL; on the local backend checked by pg_verifybackup first) as
-    `basebackup_<stamp>.tar.gz` with backup_label first, then LAST_BASEBACKUP.txt."""
-    return _one_at_a_time("base", config, env, clock, _base)
+    `basebackup_<stamp>.tar.gz` with backup_label first (`.tar.zst`, `.tar.lz4` or `.tar` with another
+    `compress`, METHOD[:LEVEL]), then LAST_BASEBACKUP.txt."""
+    method, level = parse_compress(compress)
+    return _one_at_a_time("base", config, env, clock,
+                          lambda config, env, backend, clock: _base(config, env, backend, clock, method, level))
 
 
-def _base(config: Config, env: Environment, backend: Backend, clock: Clock) -> BackupResult:
+def parse_compress(text: str) -> tuple[str, int]:
+    """`gzip`, `zstd`, `lz4` or `none`, with an optional `:LEVEL`, as (method, level)."""
+    method, _, level_text = text.strip().lower().partition(":")
+    if method not in BASE_LEVELS:
+        raise BackupRefused(f"--compress {text}: no such compression",
+                            "use zstd (recommended), lz4, gzip or none, with an optional level: zstd:9, gzip:6")
+    default, lowest, highest = BASE_LEVELS[method]
+    if not level_text:
+        return method, default
+    if not level_text.isdigit() or not lowest <= int(level_text) <= highest or method == "none":
+        raise BackupRefused(f"--compress {text}: {level_text!r} is not a level of {method}",
+                            f"{method} levels go from {lowest} to {highest}" if method != "none"
+                            else "none takes no level")
+    return method, int(level_text)
+
+
+@contextlib.contextmanager
+def _compressing(path: Path, method: str, level: int) -> Iterator[IO[bytes]]:
+    """A file writing `path` compressed (zstd on every core)."""
+    if method == "gzip":
+        with gzip.open(path, "wb", compresslevel=level) as out:
+            yield out
+    elif method == "zstd":
+        with path.open("wb") as raw, zstandard.ZstdCompressor(level=level, threads=-1).stream_writer(raw) as out:
+            yield out  # type: ignore[misc]
+    elif method == "lz4":
+        with lz4.frame.open(path, "wb", compression_level=level) as out:
+            yield out  # type: ignore[misc]
+    else:
+        with path.open("wb") as out:
+            yield out
+
+
+def _base(config: Config, env: Environment, backend: Backend, clock: Clock, method: str = "gzip",
+          level: int = GZIP_LEVEL) -> BackupResult:
     started = clock.monotonic()
     now = clock.now()
     prepare_dir(config.backup_dir, config.backup_group)
-    final = config.backup_dir / f"basebackup_{stamp(now)}.tar.gz"
+    final = config.backup_dir / f"basebackup_{stamp(now)}{BASE_SUFFIXES[method]}"
     _refuse_existing(final)
     workdir = Path(tempfile.mkdtemp(prefix=".basebackup-", dir=config.backup_dir))
     try:
-        with atomic_path(final, group=config.backup_group) as tmp, \
-                gzip.open(tmp, "wb", compresslevel=GZIP_LEVEL) as gz:
-            backend.base_backup_to(gz, workdir, f"drtui {stamp(now)}")
+        with atomic_path(final, group=config.backup_group) as tmp, _compressing(tmp, method, level) as sink:
+            backend.base_backup_to(sink, workdir, f"drtui {stamp(now)}")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     result = BackupResult("base", [Artifact(final, final.stat().st_size)], config.backup_dir / LAST_BASEBACKUP)

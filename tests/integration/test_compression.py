@@ -16,12 +16,15 @@ from pathlib import Path
 
 import pytest
 
+from drtui.core import backup
+from drtui.core.clock import SystemClock
 from drtui.core.extract import extract_base_backup, stage_wal
 from drtui.core.inventory import read_base_backup
 from drtui.core.inventory.wal import scan_wal
 from drtui.core.models import BaseBackup, Layout
 from drtui.core.postgres import chown_to
 from drtui.sandbox import Sandbox
+from tests.conftest import run_drtui
 from tests.integration.test_extract import _has_booking, _noop, _pg_basebackup, _recovered
 
 COMPRESSIONS = {  # --compress: the suffix pg_basebackup gives base.tar, and the WAL it is replayed from
@@ -114,3 +117,24 @@ def test_a_damaged_zstd_base_backup_is_refused_and_leaves_nothing(made: Made, op
     with pytest.raises(ExtractError, match="truncated"):
         extract_base_backup(backup, open_tmp / "data", "postgres", _noop, threading.Event())
     assert not (open_tmp / "data").exists()
+
+
+def test_backup_base_writes_each_compression_that_the_inventory_and_extraction_read(
+        shared_sandbox: Sandbox, open_tmp: Path) -> None:
+    config = shared_sandbox.config()
+    made = backup.base(config, shared_sandbox.env(), SystemClock(), compress="zstd:5")
+    path = made.artifacts[0].path
+    assert path.name.startswith("basebackup_") and path.name.endswith(".tar.zst")
+    assert path.read_bytes()[:4] == b"\x28\xb5\x2f\xfd"  # a zstd frame, whatever the name says
+    read = read_base_backup(path)
+    assert read.layout in (Layout.PLAIN_TARBALL, Layout.TAR_STREAM) and read.pg_version == 15
+    written = extract_base_backup(read, open_tmp / "data", shared_sandbox.os_user, _noop, threading.Event())
+    assert written == read.size_bytes and (open_tmp / "data" / "backup_label").is_file()
+
+    before = sorted(p.name for p in config.backup_dir.iterdir())
+    for bad, says, hint in (("brotli", "no such compression", "use zstd (recommended)"),
+                            ("gzip:12", "'12' is not a level of gzip", "gzip levels go from 1 to 9")):
+        refused = run_drtui("backup", "base", "--compress", bad, config=shared_sandbox.config_path)
+        assert refused.exit_code == 2, refused.output
+        assert f"--compress {bad}: {says}" in refused.output and hint in refused.output
+    assert sorted(p.name for p in config.backup_dir.iterdir()) == before, "nothing written"
