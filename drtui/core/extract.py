@@ -640,6 +640,8 @@ def extract_base_backup(backup: BaseBackup, dest: Path, os_user: str, progress: 
                   source=backup.path, tablespaces=tablespaces) as writer:
         if backup.layout is Layout.DIRECTORY:
             _copy_directory(backup.path / backup.member_prefix if backup.member_prefix else backup.path, writer)
+        elif backup.path.is_dir():
+            _extract_tar_files(backup.path, writer)
         else:
             with _open_stream(backup.path) as reader:
                 if backup.layout is Layout.TAR_FOLDER:
@@ -665,16 +667,8 @@ def _extract_tar_folder(reader: _TarReader, prefix: str, writer: _Writer) -> Non
         name = rel.rpartition("/")[2]
         kind = folder_tar(name) if "/" not in rel else None
         if kind is not None:
-            into = {"base": "", "pg_wal": "pg_wal"}.get(kind, f"pg_tblspc/{kind}")
-            if not writer.has_root(into) and into.startswith("pg_tblspc/"):
-                raise _Damaged(f"{name}: a tablespace archive the plan gives no place to")
-            writer.directory(into)
             with _open_inner(reader, member) as inner:
-                try:
-                    skip = ("tablespace_map",) if kind == "base" and writer.relocates else ()
-                    writer.extract(inner, into=into, skip=skip)
-                except _Damaged as exc:
-                    raise _Damaged(f"{name}: {exc}") from None
+                _extract_archive(inner, name, kind, writer)
             reader.skip_padding(member.size)
             seen_base = seen_base or kind == "base"
         elif name == "backup_manifest":
@@ -684,6 +678,35 @@ def _extract_tar_folder(reader: _TarReader, prefix: str, writer: _Writer) -> Non
             reader.skip_padding(member.size)
     if not seen_base:
         raise _Damaged("no base.tar[.gz|.zst|.lz4] inside: not the folder pg_basebackup -Ft writes")
+
+
+def _extract_archive(reader: _TarReader, name: str, kind: str, writer: _Writer) -> None:
+    """One archive pg_basebackup -Ft writes (`kind` base, pg_wal or a tablespace's OID), into its place."""
+    into = {"base": "", "pg_wal": "pg_wal"}.get(kind, f"pg_tblspc/{kind}")
+    if into.startswith("pg_tblspc/") and not writer.has_root(into):
+        raise _Damaged(f"{name}: a tablespace archive the plan gives no place to")
+    writer.directory(into)
+    try:
+        writer.extract(reader, into=into, skip=("tablespace_map",) if kind == "base" and writer.relocates else ())
+    except _Damaged as exc:
+        raise _Damaged(f"{name}: {exc}") from None
+
+
+def _extract_tar_files(folder: Path, writer: _Writer) -> None:
+    """The folder pg_basebackup -Ft writes, on disk: base.tar[...] first, then each other archive, and
+    backup_manifest, each streamed from its own file."""
+    kinds = {entry.name: folder_tar(entry.name) for entry in os.scandir(folder) if entry.is_file()}
+    if "base" not in kinds.values():
+        raise _Damaged("no base.tar[.gz|.zst|.lz4] inside: not the folder pg_basebackup -Ft writes")
+    for name in sorted(kinds, key=lambda name: (kinds[name] != "base", name)):
+        writer.check_cancel()
+        kind = kinds[name]
+        if kind is not None:
+            with _open_stream(folder / name) as reader:
+                _extract_archive(reader, name, kind, writer)
+        elif name == "backup_manifest":
+            with open(folder / name, "rb", buffering=0) as handle:
+                writer.file(name, os.fstat(handle.fileno()).st_mtime, iter(lambda: handle.read(READ_SIZE), b""))
 
 
 def _copy_directory(source: Path, writer: _Writer, rel: str = "") -> None:

@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
+from drtui.core.backends import backend_for
 from drtui.core.clock import Clock, isoformat
 from drtui.core.config import Config, Environment, pg_bin_missing
 from drtui.core.errors import DrError, ErrorKind, UsageError
@@ -448,6 +449,9 @@ def make_plan(config: Config, env: Environment, target: Target, *, clock: Clock,
                         f"({env.pg_bin}) is PostgreSQL {version}",
                         f"point pg_bin of {env.name!r} at PostgreSQL {backup.pg_version} binaries")
     places = place_tablespaces(backup, (*env.tablespace_mapping, *tablespace_mapping), env.data_dir)
+    if places and not backend_for(env, config.state_dir).restores_tablespaces:
+        raise PlanError(f"base backup {backup.path.name} has tablespaces, and the {env.backend} backend restores "
+                        "none", "restore it on a host with the local backend, or take a backup without them")
     wal_kind = "directory" if source.is_dir() else "tarball"
     wal_bytes = _wal_bytes(inventory.wal, wal_kind, backup, window, target)
     required = backup.size_bytes + wal_bytes

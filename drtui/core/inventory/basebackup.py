@@ -12,7 +12,7 @@ still read to its end).
 
 How the layouts are told apart:
 - TAR_FOLDER: the tarball holds `base.tar[.gz|.zst|.lz4]` at its root or in one top folder (with
-  `pg_wal.tar[...]` and one `OID.tar[...]` per tablespace beside it);
+  `pg_wal.tar[...]` and one `OID.tar[...]` per tablespace beside it), or is that folder itself, on disk;
 - TAR_STREAM: backup_label is the very first member, at the root, names carry no `./`, and backup_manifest
   (if any) is the last member: exactly how `pg_basebackup -D - -Ft` writes its stream;
 - PLAIN_TARBALL: any other tarball with backup_label at its root or in one top folder;
@@ -191,8 +191,37 @@ def _read_tarball(path: Path) -> _Read:
                  outer.versions.get(prefix), outer.manifest, outer.sizes, wal_header=outer.wal_header)
 
 
+def _read_tar_files(path: Path) -> _Read | None:
+    """The folder pg_basebackup -Ft writes, on disk (None when it holds no base.tar[...])."""
+    kinds = {entry.name: folder_tar(entry.name) for entry in os.scandir(path) if entry.is_file()}
+    bases = sorted(name for name, kind in kinds.items() if kind == "base")
+    if not bases:
+        return None
+    with (path / bases[0]).open("rb") as handle:
+        inner = _read_inner(handle, need_sizes=True)
+    if "" not in inner.labels:
+        raise InventoryError(f"{path}: {bases[0]} holds no backup_label",
+                             "this is not a pg_basebackup -Ft folder; check how the backup was made")
+    other_bytes = 0
+    for name, kind in kinds.items():
+        if kind not in (None, "base"):
+            with (path / name).open("rb") as handle:
+                other_bytes += _read_inner(handle, need_sizes=True).sizes
+    manifest = path / "backup_manifest"
+    mapped = parse_tablespace_map((inner.tablespace_map or b"").decode("utf-8", "surrogateescape"))
+    oids = sorted((kind for kind in kinds.values() if kind and kind.isdigit()), key=int)
+    wal = [name for name, kind in kinds.items() if kind == "pg_wal"]
+    return _Read(Layout.TAR_FOLDER, "", inner.labels[""], inner.versions.get(""),
+                 manifest.read_bytes() if manifest.is_file() else None,
+                 inner.sizes + other_bytes + (manifest.stat().st_size if manifest.is_file() else 0),
+                 {"base_member": bases[0], "wal_member": wal[0] if wal else None}, inner.wal_header,
+                 {oid: mapped.get(oid, "") for oid in oids})
+
+
 def _read_directory(path: Path) -> _Read:
     data = path
+    if not (path / "backup_label").is_file() and (tar_files := _read_tar_files(path)):
+        return tar_files
     if not (path / "backup_label").is_file():
         subs = [p for p in path.iterdir() if (p / "backup_label").is_file()]
         if len(subs) != 1:
