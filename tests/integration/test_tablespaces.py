@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,11 +20,13 @@ import pytest
 
 from drtui.core import backup
 from drtui.core.clock import SystemClock, stamp
+from drtui.core.extract import ExtractError, extract_base_backup
 from drtui.core.inventory import read_base_backup
 from drtui.core.models import Layout
 from drtui.core.postgres import chown_to, connect, query
 from drtui.sandbox import Sandbox
 from tests.conftest import run_drtui
+from tests.integration.test_extract import _noop
 
 
 @dataclass
@@ -101,6 +104,22 @@ def test_the_inventory_lists_each_tablespace_and_where_it_was(world: World) -> N
     assert len(oids) == 2 and [oid for oid, _ in fp.tablespaces] == oids
     assert [where for _, where in ft.tablespaces] == [f"{world.scratch}/prod_ts_{n}" for n in "ab"]
     assert [where for _, where in fp.tablespaces] == [f"{world.scratch}/fp_ts_{n}" for n in "ab"]
+
+
+def test_the_ft_folder_on_disk_extracts_each_tablespace_into_its_folder(world: World, open_tmp: Path) -> None:
+    folder = read_base_backup(world.scratch / "ft")  # what pg_basebackup -Ft -z wrote, not tarred
+    assert folder.layout is Layout.TAR_FOLDER and folder.tablespaces == read_base_backup(world.ft).tablespaces
+    with pytest.raises(ExtractError, match="no place given for tablespace"):
+        extract_base_backup(folder, open_tmp / "data", world.sandbox.os_user, _noop, threading.Event())
+    assert not (open_tmp / "data").exists()
+    places = {oid: (open_tmp / f"ts_{oid}", Path(f"/srv/ts_{oid}")) for oid, _ in folder.tablespaces}
+    written = extract_base_backup(folder, open_tmp / "data", world.sandbox.os_user, _noop, threading.Event(),
+                                  tablespaces=places)
+    assert written <= folder.size_bytes <= written + 1024  # all but tablespace_map, which is left out
+    for oid, (into, location) in places.items():
+        assert os.readlink(open_tmp / "data" / "pg_tblspc" / oid) == str(location)
+        assert [p.name[:6] for p in into.iterdir()] == ["PG_15_"] and into.stat().st_mode & 0o777 == 0o700
+    assert not (open_tmp / "data" / "tablespace_map").exists() and (open_tmp / "data" / "backup_manifest").exists()
 
 
 def test_restore_with_tablespaces_to_a_time_keeps_the_old_ones_and_rolls_back(world: World) -> None:
