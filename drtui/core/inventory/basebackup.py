@@ -317,7 +317,8 @@ def read_base_backup(path: Path, cache: ReadCache | None = None) -> BaseBackup:
         raise InventoryError(f"{path}: truncated (the compressed stream ends early)",
                              "do not restore from it; take a new base backup") from None
     except DECODE_ERRORS as exc:
-        reason = "truncated" if "unexpected end" in str(exc) else f"not a readable tarball ({exc})"
+        kind = "tar.gz" if path.name.endswith(".gz") else "tarball"
+        reason = "truncated" if "unexpected end" in str(exc) else f"not a readable {kind} ({exc})"
         raise InventoryError(f"{path}: {reason}", "do not restore from it; take a new base backup") from None
     except OSError as exc:
         raise InventoryError(f"{path}: cannot read it ({exc.strerror or exc})",

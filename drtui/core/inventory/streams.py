@@ -85,10 +85,14 @@ def _chain(head: bytes, handle: IO[bytes]) -> Iterator[bytes]:
 
 @contextlib.contextmanager
 def open_tar(path: Path, drain: bool = True) -> Iterator[tarfile.TarFile]:
-    """A streaming TarFile over a tarball, compressed or not; with `drain`, leaving the block normally reads
-    the stream to its end (checking the gzip or lz4 trailer)."""
+    """A streaming TarFile over a tarball, compressed or not (a name ending .gz, .zst or .lz4 must hold that);
+    with `drain`, leaving the block normally reads the stream to its end (checking the gzip or lz4 trailer)."""
     with open(path, "rb") as raw:
-        source = decompressing(raw, compression_of(raw.read(MAGIC_BYTES)))
+        compression = compression_of(raw.read(MAGIC_BYTES))
+        named = next((name for name, suffix in SUFFIXES.items() if path.name.endswith(suffix)), None)
+        if named and compression != named:
+            raise tarfile.ReadError(f"not {named} data, as its name says")
+        source = decompressing(raw, compression)
         raw.seek(0)
         with contextlib.closing(source):
             with tarfile.open(fileobj=source, mode="r|", bufsize=BUFFER) as tar:
