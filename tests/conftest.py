@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from drtui.sandbox import Sandbox
+from tests.s3world import S3World, running_s3_server, s3_environment
 
 
 @pytest.fixture(scope="session")
@@ -28,6 +29,25 @@ def sandbox() -> Iterator[Sandbox]:
     """A world of the test's own, for tests that stop, break or restore clusters."""
     with Sandbox() as world:
         yield world
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator:
+    """moto's standalone S3 server, one process per test worker, on 127.0.0.1."""
+    with running_s3_server() as server:
+        yield server
+
+
+@pytest.fixture
+def s3(s3_server) -> Iterator[S3World]:
+    """The S3 server with boto3's standard environment set in this process (and `s3.env` for subprocesses);
+    every bucket made with `s3.bucket()` is emptied and deleted at the end."""
+    world = S3World(s3_server)
+    try:
+        with s3_environment(world):
+            yield world
+    finally:
+        world.drop_buckets()
 
 
 @pytest.fixture
@@ -68,6 +88,9 @@ RUNBOOK_VARIABLES = {
     "TARGET_ENV", "ENV_FILE", "API_BASE_URL", "BACKUP_FILE", "UPLOADS_ARCHIVE", "BASE_BACKUP", "WAL_ARCHIVE",
     "TARGET_TIME", "RECOVERY_TARGET", "DRILL_REPORT_DIR", "SKIP_BACKUP", "WAL_SYNC_TARGET", "DRTUI_CONFIG",
     "CONFIRM_PITR_RESTORE", "CONFIRM_STAGING_RESTORE", "CONFIRM_DRILL", "PGPASSWORD",
+    # boto3's own environment: a test that wants the S3 server passes `s3.env`
+    "AWS_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3",
+    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
 }
 
 

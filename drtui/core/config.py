@@ -21,6 +21,7 @@ from typing import Any
 from dotenv import dotenv_values
 
 from drtui.core.errors import ConfigError
+from drtui.core.objectstore import Repository, parse_repository
 from drtui.core.secrets import looks_secret, register_secret, register_url_password
 
 PRODUCTION = "production"
@@ -122,6 +123,7 @@ class Config:
     environments: Mapping[str, Environment] = field(default_factory=dict)
     templates_dir: Path | None = None  # a folder of report templates that override the packaged ones
     backup_group: int | None = None  # gid given read access to backups, heartbeats and journals (0640/0750)
+    repository: Repository | None = None  # an S3 repository; None: backup_dir and wal_archive on this host
 
     def environment(self, name: str | None = None) -> Environment:
         """The named environment, or the production one; a clear error when it is not configured."""
@@ -215,7 +217,7 @@ def load_config(explicit: str | None = None, environ: Mapping[str, str] | None =
 
 
 _TOP_KEYS = {"backup_dir", "wal_archive", "wal_sync_heartbeat", "report_dir", "state_dir", "objectives",
-             "environments", "templates_dir", "backup_group"}
+             "environments", "templates_dir", "backup_group", "repository"}
 _PATH_KEYS = {"data_dir", "pg_bin", "env_file", "uploads_dir", "server_log"}
 
 
@@ -247,6 +249,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
         environments=environments,
         templates_dir=path_value("templates_dir", data["templates_dir"]) if "templates_dir" in data else None,
         backup_group=_parse_group(path, data["backup_group"]) if "backup_group" in data else None,
+        repository=parse_repository(data["repository"], str(path)) if "repository" in data else None,
     )
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import itertools
 import os
 import pwd
 import queue
@@ -203,16 +204,22 @@ def _decoded(chunks: Iterator[bytes | memoryview], what: str) -> _Pipe:
 
 
 @contextlib.contextmanager
-def _open_stream(path: Path) -> Iterator[_TarReader]:
-    """A tar reader over a tarball, compressed (decoded in its own thread) or plain."""
+def _open_stream(path: Path, chunks: Iterator[bytes] | None = None) -> Iterator[_TarReader]:
+    """A tar reader over a tarball, compressed (decoded in its own thread) or plain, read from `chunks` of
+    its bytes when given (an object's ranged GETs), else from the file `path`."""
     try:
-        with path.open("rb") as handle:
-            head = handle.read(BLOCK)
+        if chunks is None:
+            with path.open("rb") as handle:
+                head = handle.read(BLOCK)
+            chunks = _read_file(path)
+        else:
+            head = bytes(next(chunks, b""))
+            chunks = itertools.chain([head], chunks)
     except OSError as exc:
         raise _Damaged(f"cannot read it ({exc.strerror})") from None
-    if compression_of(head) is None and not (len(head) == BLOCK and head[257:262] == b"ustar"):
+    if compression_of(head) is None and not (len(head) >= BLOCK and head[257:262] == b"ustar"):
         raise _Damaged("not a tar archive, plain or compressed (gzip, zstd, lz4)")
-    pipe = _decoded(_read_file(path), path.name)
+    pipe = _decoded(chunks, path.name)
     try:
         yield _TarReader(iter(pipe))
     finally:
@@ -623,13 +630,15 @@ def _link_tablespace(writer: _Writer, oid: str, location: Path) -> None:
 
 def extract_base_backup(backup: BaseBackup, dest: Path, os_user: str, progress: Progress,
                         cancel: threading.Event, *, durable: bool = True,
-                        tablespaces: Mapping[str, tuple[Path, Path]] | None = None) -> int:
+                        tablespaces: Mapping[str, tuple[Path, Path]] | None = None,
+                        chunks: Iterator[bytes] | None = None) -> int:
     """Extract a base backup of any layout into `dest` (new or empty), owned by `os_user`, mode 0700.
 
     `tablespaces` maps each tablespace's OID to (the new or empty folder its files are written into, the
     location dest/pg_tblspc/OID links to); every tablespace the backup holds needs one.
     Returns the bytes of file data written. With `durable` (the default), every file and folder is on disk
-    before it returns, its write-back overlapped with the extraction itself.
+    before it returns, its write-back overlapped with the extraction itself. `chunks` are the tarball's bytes
+    when they do not come from the file `backup.path` (an object in a bucket, read by ranged GETs).
     """
     total = backup.size_bytes or None
     missing = [oid for oid, _ in backup.tablespaces if oid not in (tablespaces or {})]
@@ -640,10 +649,10 @@ def extract_base_backup(backup: BaseBackup, dest: Path, os_user: str, progress: 
                   source=backup.path, tablespaces=tablespaces) as writer:
         if backup.layout is Layout.DIRECTORY:
             _copy_directory(backup.path / backup.member_prefix if backup.member_prefix else backup.path, writer)
-        elif backup.path.is_dir():
+        elif chunks is None and backup.path.is_dir():
             _extract_tar_files(backup.path, writer)
         else:
-            with _open_stream(backup.path) as reader:
+            with _open_stream(backup.path, chunks) as reader:
                 if backup.layout is Layout.TAR_FOLDER:
                     _extract_tar_folder(reader, backup.member_prefix, writer)
                 else:

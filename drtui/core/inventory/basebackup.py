@@ -21,10 +21,12 @@ How the layouts are told apart:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import re
 import tarfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -35,7 +37,7 @@ from drtui.core.inventory.cache import ReadCache, file_key
 from drtui.core.inventory.labels import LabelError, LabelInfo, parse_backup_label, parse_manifest
 from drtui.core.inventory.names import WAL_HEADER_BYTES, classify_artifact, parse_wal_header
 from drtui.core.inventory.streams import DECODE_ERRORS, open_tar, sniffed
-from drtui.core.models import DEFAULT_SEGMENT_SIZE, BaseBackup, Layout
+from drtui.core.models import DEFAULT_SEGMENT_SIZE, BaseBackup, Layout, location
 
 # the archives pg_basebackup -Ft writes, compressed by the client or the server, or not at all
 _FOLDER_TAR = re.compile(r"^(base|pg_wal|[1-9][0-9]*)\.tar(\.gz|\.zst|\.lz4)?$")
@@ -144,14 +146,14 @@ class _Read:
     tablespaces: dict[str, str] = field(default_factory=dict)  # OID -> the location it had
 
 
-def _read_tarball(path: Path) -> _Read:
+def _read_tarball(path: Path, stream: IO[bytes] | None = None) -> _Read:
     outer = _DataTar()
     folder_base: str | None = None
     folder_wal: str | None = None
     other_bytes = 0  # pg_wal and the tablespaces
     archives: set[str] = set()
     inner: _DataTar | None = None
-    with open_tar(path) as tar:
+    with open_tar(path, stream) as tar:
         for member in tar:
             name = outer.take(tar, member)
             parent, _, base = name.rpartition("/")
@@ -303,11 +305,27 @@ def read_base_backup(path: Path, cache: ReadCache | None = None) -> BaseBackup:
     cached = cache.get("base_backups", key) if cache else None
     if cached:
         return backup_from_json(cached)
-    try:
+    with read_errors(path):
         if is_dir:
             backup = _build(path, _read_directory(path), _folder_size(path))
         else:
             backup = _build(path, _read_tarball(path), path.stat().st_size)
+    if cache:
+        cache.put("base_backups", key, backup_to_json(backup))
+    return backup
+
+
+def read_tarball_stream(name: Any, stream: IO[bytes], size: int) -> BaseBackup:
+    """Read a base backup tarball from a stream (an object's body) that is named `name` (its URL)."""
+    with read_errors(name):
+        return _build(name, _read_tarball(name, stream), size)
+
+
+@contextlib.contextmanager
+def read_errors(path: Any) -> Iterator[None]:
+    """Reading errors of a base backup as InventoryErrors with a plain reason."""
+    try:
+        yield
     except FileNotFoundError:
         raise InventoryError(f"{path}: no such base backup", "check the path") from None
     except PermissionError:
@@ -323,9 +341,6 @@ def read_base_backup(path: Path, cache: ReadCache | None = None) -> BaseBackup:
     except OSError as exc:
         raise InventoryError(f"{path}: cannot read it ({exc.strerror or exc})",
                              "check the file and its permissions") from None
-    if cache:
-        cache.put("base_backups", key, backup_to_json(backup))
-    return backup
 
 
 def _dir_key(path: Path) -> str | None:
@@ -341,13 +356,14 @@ def backup_to_json(backup: BaseBackup) -> dict[str, Any]:
             data[name] = value.isoformat()
         elif isinstance(value, Path):
             data[name] = str(value)
+    data["path"] = str(backup.path)  # a URL too (asdict would have made a dict of it)
     data["layout"] = str(backup.layout)
     return data
 
 
 def backup_from_json(data: dict[str, Any]) -> BaseBackup:
     values = dict(data)
-    values["path"] = Path(values["path"])
+    values["path"] = location(values["path"])
     values["layout"] = Layout(values["layout"])
     values["tablespaces"] = tuple(tuple(pair) for pair in values.get("tablespaces", ()))
     for name in ("start_time", "stop_time", "name_time"):

@@ -84,16 +84,17 @@ def _chain(head: bytes, handle: IO[bytes]) -> Iterator[bytes]:
 
 
 @contextlib.contextmanager
-def open_tar(path: Path, drain: bool = True) -> Iterator[tarfile.TarFile]:
-    """A streaming TarFile over a tarball, compressed or not (a name ending .gz, .zst or .lz4 must hold that);
-    with `drain`, leaving the block normally reads the stream to its end (checking the gzip or lz4 trailer)."""
-    with open(path, "rb") as raw:
-        compression = compression_of(raw.read(MAGIC_BYTES))
+def open_tar(path: Path, stream: IO[bytes] | None = None, drain: bool = True) -> Iterator[tarfile.TarFile]:
+    """A streaming TarFile over a tarball, compressed or not (a name ending .gz, .zst or .lz4 must hold that),
+    or over `stream` (e.g. an object's body) named `path`; with `drain`, leaving the block normally reads the
+    stream to its end (checking the gzip or lz4 trailer)."""
+    with stream or open(path, "rb") as raw:
+        head = raw.read(MAGIC_BYTES)
+        compression = compression_of(head)
         named = next((name for name, suffix in SUFFIXES.items() if path.name.endswith(suffix)), None)
         if named and compression != named:
             raise tarfile.ReadError(f"not {named} data, as its name says")
-        source = decompressing(raw, compression)
-        raw.seek(0)
+        source = decompressing(io.BufferedReader(ChunkFile(_chain(head, raw)), BUFFER), compression)
         with contextlib.closing(source):
             with tarfile.open(fileobj=source, mode="r|", bufsize=BUFFER) as tar:
                 yield tar

@@ -359,6 +359,8 @@ def archive_time(coverage: WalCoverage, timeline: int, segno: int) -> float | No
     if times:
         i = bisect_left(segs, segno)
         return times[i] if i < len(segs) and segs[i] == segno else None
+    if coverage.kind == "s3":  # the listing gave every time there is
+        return None
     found = stat_segment(coverage.source, segment_name(timeline, segno, coverage.segment_size))
     return found[1].st_mtime if found else None
 
