@@ -267,9 +267,8 @@ class Plan:
             f"  predicted    about {self.predicted_seconds:.0f} s ({self.prediction_basis or 'built-in rates'})",
             "  steps        " + ", ".join(self.steps),
         ]
-        lines += [f"  tablespace   {place.oid} → {place.location}" + (
-            f" (was {place.original}; the folder there now is kept, renamed {place.location.name}.pre_pitr_<stamp>)"
-            if str(place.location) == place.original else f" (was {place.original})") for place in self.tablespaces]
+        lines += [f"  tablespace   {place.oid} → {place.location} (was {place.original}; a folder there now is "
+                  f"kept, renamed {place.location.name}.pre_pitr_<stamp>)" for place in self.tablespaces]
         return lines + [f"  note         {note}" for note in self.notes]
 
     def to_json(self) -> dict[str, Any]:
