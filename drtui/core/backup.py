@@ -29,6 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+import lz4.frame
+import zstandard
+
 from drtui.core import incident, retention, upload, wal_push
 from drtui.core.backends import Backend, backend_for
 from drtui.core.backends.base import ToolFailed
@@ -42,6 +45,9 @@ from drtui.core.objectstore import S3Settings, S3Url, is_s3_url
 
 CHUNK = 1 << 20
 GZIP_LEVEL = 6
+# `backup base --compress METHOD[:LEVEL]`: the base backup's name, and its levels (default, lowest, highest)
+BASE_SUFFIXES = {"gzip": ".tar.gz", "zstd": ".tar.zst", "lz4": ".tar.lz4", "none": ".tar"}
+BASE_LEVELS = {"gzip": (GZIP_LEVEL, 1, 9), "zstd": (3, 1, 19), "lz4": (0, 0, 16), "none": (0, 0, 0)}
 DUMP_COMPLETE = b"-- PostgreSQL database dump complete"
 LAST_SUCCESS = "LAST_SUCCESS.txt"
 LAST_BASEBACKUP = "LAST_BASEBACKUP.txt"
@@ -261,17 +267,53 @@ def _stored_size(url: S3Url, settings: S3Settings) -> int:
     return upload.listing(url, settings, f"read the size of {url.name}")[""]["Size"]
 
 
-def base(config: Config, env: Environment, clock: Clock) -> BackupResult:
+def base(config: Config, env: Environment, clock: Clock, compress: str = "gzip") -> BackupResult:
     """The backend's base backup (with WAL; on the local backend checked by pg_verifybackup first) as
-    `basebackup_<stamp>.tar.gz` with backup_label first, then LAST_BASEBACKUP.txt."""
-    return _one_at_a_time("base", config, env, clock, _base)
+    `basebackup_<stamp>.tar.gz` with backup_label first (`.tar.zst`, `.tar.lz4` or `.tar` with another
+    `compress`, METHOD[:LEVEL]), then LAST_BASEBACKUP.txt."""
+    method, level = parse_compress(compress)
+    return _one_at_a_time("base", config, env, clock,
+                          lambda config, env, backend, clock: _base(config, env, backend, clock, method, level))
 
 
-def _base(config: Config, env: Environment, backend: Backend, clock: Clock) -> BackupResult:
+def parse_compress(text: str) -> tuple[str, int]:
+    """`gzip`, `zstd`, `lz4` or `none`, with an optional `:LEVEL`, as (method, level)."""
+    method, _, level_text = text.strip().lower().partition(":")
+    if method not in BASE_LEVELS:
+        raise BackupRefused(f"--compress {text}: no such compression",
+                            "use zstd (recommended), lz4, gzip or none, with an optional level: zstd:9, gzip:6")
+    default, lowest, highest = BASE_LEVELS[method]
+    if not level_text:
+        return method, default
+    if not level_text.isdigit() or not lowest <= int(level_text) <= highest or method == "none":
+        raise BackupRefused(f"--compress {text}: {level_text!r} is not a level of {method}",
+                            f"{method} levels go from {lowest} to {highest}" if method != "none"
+                            else "none takes no level")
+    return method, int(level_text)
+
+
+@contextlib.contextmanager
+def _compressing(raw: IO[bytes], method: str, level: int) -> Iterator[IO[bytes]]:
+    """A stream writing into `raw` compressed (zstd on every core); `raw` is closed by its owner."""
+    if method == "gzip":
+        with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=level) as out:
+            yield out
+    elif method == "zstd":
+        with zstandard.ZstdCompressor(level=level, threads=-1).stream_writer(raw, closefd=False) as out:
+            yield out  # type: ignore[misc]
+    elif method == "lz4":
+        with lz4.frame.LZ4FrameFile(raw, "wb", compression_level=level) as out:
+            yield out  # type: ignore[misc]
+    else:
+        yield raw
+
+
+def _base(config: Config, env: Environment, backend: Backend, clock: Clock, method: str = "gzip",
+          level: int = GZIP_LEVEL) -> BackupResult:
     started = clock.monotonic()
     now = clock.now()
     prepare_dir(config.backup_dir, config.backup_group)
-    name = f"basebackup_{stamp(now)}.tar.gz"
+    name = f"basebackup_{stamp(now)}{BASE_SUFFIXES[method]}"
     final: Path | S3Url = config.repository.backups.child(name) if config.repository else config.backup_dir / name
     if isinstance(final, S3Url):
         _refuse_stored(final, config.repository.settings)
@@ -279,9 +321,8 @@ def _base(config: Config, env: Environment, backend: Backend, clock: Clock) -> B
         _refuse_existing(final)
     workdir = Path(tempfile.mkdtemp(prefix=".basebackup-", dir=config.backup_dir))
     try:
-        with _artifact_sink(config, final) as sink, \
-                gzip.GzipFile(fileobj=sink, mode="wb", compresslevel=GZIP_LEVEL) as gz:
-            backend.base_backup_to(gz, workdir, f"drtui {stamp(now)}")
+        with _artifact_sink(config, final) as raw, _compressing(raw, method, level) as sink:
+            backend.base_backup_to(sink, workdir, f"drtui {stamp(now)}")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     size = _stored_size(final, config.repository.settings) if isinstance(final, S3Url) else final.stat().st_size

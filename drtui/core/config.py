@@ -94,6 +94,7 @@ class Environment:
     pgdata: str = "/var/lib/postgresql/data"
     docker_host: str | None = None
     helper_image: str | None = None  # default: the db service's own image (never pulled)
+    tablespace_mapping: tuple[tuple[str, str], ...] = ()  # {"/old" = "/new"}: where a restore puts a tablespace
 
     @property
     def is_production(self) -> bool:
@@ -309,6 +310,13 @@ def _parse_environment(path: Path, name: str, raw: Any, path_value: Any) -> Envi
                 raise ConfigError(f"{path}: {table}.app_services = {value!r} is not a list of service names",
                                   'write it like ["api", "web", "jobs"]')
             values[key] = tuple(value)
+        elif key == "tablespace_mapping":
+            if not isinstance(value, dict) or not all(isinstance(old, str) and isinstance(new, str)
+                                                      and old.startswith("/") and new.startswith("/")
+                                                      for old, new in value.items()):
+                raise ConfigError(f"{path}: {table}.tablespace_mapping = {value!r} is not a table of absolute "
+                                  "folders", 'write it like tablespace_mapping = {"/srv/ts_old" = "/srv/ts_new"}')
+            values[key] = tuple((os.path.normpath(old), os.path.normpath(new)) for old, new in value.items())
         elif not isinstance(value, str) or not value:
             raise ConfigError(f"{path}: {table}.{key} = {value!r} must be a non-empty string", "quote the value")
         else:

@@ -1,15 +1,20 @@
 """Base backup extraction and WAL staging: the bulk of a restore's time.
 
-Every layout of models.Layout is read once, as a stream, and never whole into memory. gzip is inflated by
-Python's zlib in a thread of its own (zlib releases the GIL, and on PostgreSQL data it inflates about 3x
-faster than the gzip/pigz programs), a small tar reader parses the inflated stream, and each file is written,
-handed to the cluster's OS user (fchown) and given to a third thread that starts its write-back; one syncfs at
-the end makes it all durable. So decompression, writing and flushing overlap on two cores, and PostgreSQL's
-start-up SyncDataDirectory later finds nothing to flush.
+Every layout of models.Layout is read once, as a stream, and never whole into memory. The stream's first bytes
+choose its decoder (gzip, zstd, lz4 frame, or none), run in a thread of its own: gzip is inflated by Python's
+zlib (it releases the GIL, and on PostgreSQL data it inflates about 3x faster than the gzip/pigz programs),
+zstd and lz4 by their C libraries (which release it too). A small tar reader parses the decoded stream, and
+each file is written, handed to the cluster's OS user (fchown) and given to a third thread that starts its
+write-back; one syncfs at the end makes it all durable. So decompression, writing and flushing overlap on two
+cores, and PostgreSQL's start-up SyncDataDirectory later finds nothing to flush.
 
 Names are checked as strictly as tarfile's 'data' filter, and more: absolute names, '..' and links of any kind
 are refused, and since only real directories and regular files are ever created in an empty `dest`, nothing
 can be written outside it. On any failure or cancel, `dest` is put back as it was found (removed, or emptied).
+
+Tablespaces: each one is written straight into the folder the caller names for it (new or empty, put back
+the same way on failure), and `dest/pg_tblspc/OID` becomes a link to where that folder will be when the
+server starts. The backup's tablespace_map is not written: PostgreSQL would recreate the links it names.
 """
 
 from __future__ import annotations
@@ -26,11 +31,16 @@ import tarfile
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import lz4.frame
+import zstandard
+
 from drtui.core.errors import DrError
+from drtui.core.inventory.basebackup import folder_tar
+from drtui.core.inventory.streams import MAGIC_BYTES, ChunkFile, compression_of
 from drtui.core.models import BaseBackup, Layout
 from drtui.core.postgres import current_user
 
@@ -51,7 +61,6 @@ FLUSH_BACKLOG = 256  # files written whose write-back has not been started yet
 PROGRESS_EVERY = 0.1  # seconds
 BLOCK = 512
 ZERO_BLOCK = bytes(BLOCK)
-GZIP_MAGIC = b"\x1f\x8b"
 STAGED_MARKER = ".drtui-staged"  # a stage_wal folder: a private copy, safe to hard-link from
 WAL_NAME = re.compile(r"^([0-9A-F]{24}(\.partial|\.[0-9A-F]{8}\.backup)?|[0-9A-F]{8}\.history)$")
 FILE_TYPES = (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE)
@@ -126,7 +135,7 @@ def _read_file(path: Path) -> Iterator[bytes]:
             yield chunk
 
 
-def _inflate(chunks: Iterable[bytes]) -> Iterator[bytes]:
+def _gunzip(chunks: Iterable[bytes]) -> Iterator[bytes]:
     """gunzip a stream of chunks (several gzip members, and zero padding after the last, are allowed)."""
     inflater = zlib.decompressobj(31)
     try:
@@ -149,9 +158,54 @@ def _inflate(chunks: Iterable[bytes]) -> Iterator[bytes]:
         raise _Damaged("the gzip stream ends early: the file is truncated")
 
 
+def _unzstd(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """zstd frames in a row. A cut one simply ends: the tar reader then finds its stream cut short."""
+    reader = zstandard.ZstdDecompressor().stream_reader(ChunkFile(chunks), read_size=READ_SIZE,
+                                                        read_across_frames=True)
+    try:
+        while out := reader.read(INFLATE_SIZE):
+            yield out
+    except zstandard.ZstdError as exc:
+        raise _Damaged(f"the zstd data is corrupt ({exc})") from None
+
+
+def _unlz4(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """lz4 frames in a row (the frame format pg_basebackup and the lz4 program write)."""
+    reader = lz4.frame.LZ4FrameFile(ChunkFile(chunks))
+    try:
+        while out := reader.read(INFLATE_SIZE):
+            yield out
+    except EOFError:
+        raise _Damaged("the lz4 stream ends early: the file is truncated") from None
+    except RuntimeError as exc:
+        raise _Damaged(f"the lz4 data is corrupt ({exc})") from None
+
+
+_DECODERS: dict[str, Callable[[Iterable[bytes]], Iterator[bytes]]] = {
+    "gzip": _gunzip, "zstd": _unzstd, "lz4": _unlz4}
+
+
+def _resumed(head: list[bytes | memoryview], rest: Iterator[bytes | memoryview]) -> Iterator[bytes | memoryview]:
+    """The chunks peeked at, then the rest; closing it closes `rest` (and so the file it reads)."""
+    yield from head
+    yield from rest
+
+
+def _decoded(chunks: Iterator[bytes | memoryview], what: str) -> _Pipe:
+    """The chunks decoded by their first bytes (gzip, zstd, lz4; anything else passes as is), in a thread."""
+    head: list[bytes | memoryview] = []
+    while sum(map(len, head)) < MAGIC_BYTES and (chunk := next(chunks, None)) is not None:
+        head.append(chunk)
+    compression = compression_of(b"".join(head))
+    source = _resumed(head, chunks)
+    if compression is None:
+        return _Pipe(source, name=f"read {what}")  # type: ignore[arg-type]
+    return _Pipe(_DECODERS[compression](source), name=f"{compression} {what}")  # type: ignore[arg-type]
+
+
 @contextlib.contextmanager
 def _open_stream(path: Path, chunks: Iterator[bytes] | None = None) -> Iterator[_TarReader]:
-    """A tar reader over a .tar.gz (inflated in its own thread) or a plain .tar file, read from `chunks` of
+    """A tar reader over a tarball, compressed (decoded in its own thread) or plain, read from `chunks` of
     its bytes when given (an object's ranged GETs), else from the file `path`."""
     try:
         if chunks is None:
@@ -163,12 +217,9 @@ def _open_stream(path: Path, chunks: Iterator[bytes] | None = None) -> Iterator[
             chunks = itertools.chain([head], chunks)
     except OSError as exc:
         raise _Damaged(f"cannot read it ({exc.strerror})") from None
-    if head[:2] == GZIP_MAGIC:
-        pipe = _Pipe(_inflate(chunks), name=f"inflate {path.name}")
-    elif len(head) >= BLOCK and head[257:262] == b"ustar":
-        pipe = _Pipe(chunks, name=f"read {path.name}")
-    else:
-        raise _Damaged("not a gzip-compressed tar archive")
+    if compression_of(head) is None and not (len(head) >= BLOCK and head[257:262] == b"ustar"):
+        raise _Damaged("not a tar archive, plain or compressed (gzip, zstd, lz4)")
+    pipe = _decoded(chunks, path.name)
     try:
         yield _TarReader(iter(pipe))
     finally:
@@ -177,10 +228,8 @@ def _open_stream(path: Path, chunks: Iterator[bytes] | None = None) -> Iterator[
 
 @contextlib.contextmanager
 def _open_inner(reader: _TarReader, member: tarfile.TarInfo) -> Iterator[_TarReader]:
-    """A tar reader over a .tar.gz or .tar member of an outer tar stream, without writing it to disk."""
-    data = reader.pieces(member.size)
-    source: Iterator = _inflate(data) if member.name.endswith(".gz") else data
-    pipe = _Pipe(source, name=f"inflate {member.name}")
+    """A tar reader over a tarball member (compressed or not) of an outer tar stream, without writing it to disk."""
+    pipe = _decoded(reader.pieces(member.size), member.name)
     try:
         yield _TarReader(iter(pipe))
     finally:
@@ -337,8 +386,8 @@ class _Flusher:
 
     _END = -1
 
-    def __init__(self, dest: Path) -> None:
-        self.dest = dest
+    def __init__(self, dests: list[str]) -> None:
+        self.dests = dests  # dest and the tablespace folders, which may lie on other filesystems
         self._queue: queue.Queue[int] = queue.Queue(FLUSH_BACKLOG)
         self._error: OSError | None = None
         self._thread = threading.Thread(target=self._run, name="flush", daemon=True)
@@ -358,35 +407,49 @@ class _Flusher:
         self._queue.put(fd)
 
     def finish(self) -> None:
-        """Wait for the last file, then flush the filesystem: files, directories, and dest's own entry."""
+        """Wait for the last file, then flush the filesystems: files, directories, and dest's own entry."""
         self._queue.put(self._END)
         self._thread.join()
         if self._error is not None:
             raise self._error
-        fd = os.open(self.dest, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            _libc_call("syncfs", fd)
-        finally:
-            os.close(fd)
+        for dest in self.dests:
+            fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                _libc_call("syncfs", fd)
+            finally:
+                os.close(fd)
 
 
 class _Writer:
-    """Creates directories and files under dest: owned by os_user, 0700/0600, flushed to disk when durable."""
+    """Creates directories and files under dest: owned by os_user, 0700/0600, flushed to disk when durable.
+    `roots` maps a folder under dest (pg_tblspc/OID) to the folder outside it that its files go to instead."""
 
     def __init__(self, dest: Path, owner: _Owner, durable: bool, progress: Progress, total: int | None,
-                 cancel: threading.Event) -> None:
+                 cancel: threading.Event, roots: Mapping[str, Path]) -> None:
         self.dest = dest
         self.owner = owner
         self.progress = progress
         self.total = total
         self.cancel = cancel
         self.done = 0
-        self._dirs: set[str] = {""}
-        self._flusher = _Flusher(dest) if durable else None
+        self._roots = {rel: str(folder) for rel, folder in roots.items()}
+        self._dirs: set[str] = {"", *roots}
+        self._flusher = _Flusher([str(dest), *self._roots.values()]) if durable else None
         self._reported = float("-inf")  # the first piece is reported at once
 
     def _path(self, rel: str) -> str:
+        for root, folder in self._roots.items():
+            if rel.startswith(root) and rel[len(root):len(root) + 1] in ("", "/"):
+                return folder + rel[len(root):]
         return f"{self.dest}/{rel}" if rel else str(self.dest)
+
+    def has_root(self, rel: str) -> bool:
+        return rel in self._roots
+
+    @property
+    def relocates(self) -> bool:
+        """Whether tablespaces are written to folders of their own (and linked from pg_tblspc)."""
+        return bool(self._roots)
 
     def _chown(self, path: str) -> None:
         if self.owner.uid is not None:
@@ -453,12 +516,13 @@ class _Writer:
                 self._flusher.finish()
             self._flusher = None
 
-    def extract(self, reader: _TarReader, prefix: str = "", into: str = "") -> None:
-        """Write every member of a tar stream under `into`, stripping `prefix` from member names."""
+    def extract(self, reader: _TarReader, prefix: str = "", into: str = "", skip: tuple[str, ...] = ()) -> None:
+        """Write every member of a tar stream under `into`, stripping `prefix` from member names, but those
+        named in `skip`."""
         while (member := reader.next()) is not None:
             self.check_cancel()
             rel = _relative(member.name, prefix)
-            if rel is None:
+            if rel is None or rel in skip:
                 if member.type in FILE_TYPES:
                     reader.skip(member.size)
                     reader.skip_padding(member.size)
@@ -472,6 +536,8 @@ class _Writer:
             reader.skip_padding(member.size)
         elif member.type == tarfile.DIRTYPE:
             self.directory(rel)
+        elif member.type == tarfile.SYMTYPE and self.has_root(rel):
+            pass  # a tablespace's link: made anew, to where the plan puts it
         elif member.type in (tarfile.SYMTYPE, tarfile.LNKTYPE):
             hint = " (a tablespace?)" if rel.startswith("pg_tblspc/") else ""
             raise _Damaged(f"member {member.name!r} is a link to {member.linkname!r}{hint}; links are refused")
@@ -487,7 +553,7 @@ def _prepare_dest(dest: Path, owner: _Owner) -> bool:
     if dest.is_symlink() or (dest.exists() and not dest.is_dir()):
         raise ExtractError(f"{dest}: exists and is not a folder", "choose an empty or new folder to restore into")
     if dest.exists():
-        if any(dest.iterdir()):
+        if any(dest.iterdir()):  # planning.py refuses a non-empty tablespace location before anything is done
             raise ExtractError(f"{dest}: the folder is not empty, and a restore never writes over files",
                                "move its contents aside, or restore into a new folder")
         created = False
@@ -516,16 +582,29 @@ def _reset_dest(dest: Path, created: bool) -> None:
 
 @contextlib.contextmanager
 def _writing(dest: Path, os_user: str, *, durable: bool, progress: Progress, total: int | None,
-             cancel: threading.Event, source: Path) -> Iterator[_Writer]:
+             cancel: threading.Event, source: Path,
+             tablespaces: Mapping[str, tuple[Path, Path]] | None = None) -> Iterator[_Writer]:
     owner = _owner(os_user)
-    created = _prepare_dest(dest, owner)
-    writer = _Writer(dest, owner, durable, progress, total, cancel)
+    tablespaces = tablespaces or {}
+    prepared: list[tuple[Path, bool]] = []
+    try:
+        for folder in [dest, *(into for into, _ in tablespaces.values())]:
+            prepared.append((folder, _prepare_dest(folder, owner)))
+    except BaseException:
+        for folder, created in prepared:
+            _reset_dest(folder, created)
+        raise
+    roots = {f"pg_tblspc/{oid}": into for oid, (into, _) in tablespaces.items()}
+    writer = _Writer(dest, owner, durable, progress, total, cancel, roots)
     try:
         yield writer
+        for oid, (_, location) in tablespaces.items():
+            _link_tablespace(writer, oid, location)
         writer.finish()
     except BaseException as exc:
         writer.abort()
-        _reset_dest(dest, created)
+        for folder, created in prepared:
+            _reset_dest(folder, created)
         if isinstance(exc, _Damaged):
             raise ExtractError(f"{source}: {exc}", "do not restore from it: choose another backup "
                                "(drtui inventory lists them), and take a new one when the database is back"
@@ -537,23 +616,41 @@ def _writing(dest: Path, os_user: str, *, durable: bool, progress: Progress, tot
         raise
 
 
+def _link_tablespace(writer: _Writer, oid: str, location: Path) -> None:
+    """dest/pg_tblspc/OID -> location, owned by os_user."""
+    writer.directory("pg_tblspc")
+    link = f"{writer.dest}/pg_tblspc/{oid}"
+    os.symlink(location, link)
+    if writer.owner.uid is not None:
+        os.chown(link, writer.owner.uid, writer.owner.gid, follow_symlinks=False)
+
+
 # -- the public API ---------------------------------------------------------------------------------
 
 
 def extract_base_backup(backup: BaseBackup, dest: Path, os_user: str, progress: Progress,
                         cancel: threading.Event, *, durable: bool = True,
+                        tablespaces: Mapping[str, tuple[Path, Path]] | None = None,
                         chunks: Iterator[bytes] | None = None) -> int:
     """Extract a base backup of any layout into `dest` (new or empty), owned by `os_user`, mode 0700.
 
+    `tablespaces` maps each tablespace's OID to (the new or empty folder its files are written into, the
+    location dest/pg_tblspc/OID links to); every tablespace the backup holds needs one.
     Returns the bytes of file data written. With `durable` (the default), every file and folder is on disk
     before it returns, its write-back overlapped with the extraction itself. `chunks` are the tarball's bytes
     when they do not come from the file `backup.path` (an object in a bucket, read by ranged GETs).
     """
     total = backup.size_bytes or None
+    missing = [oid for oid, _ in backup.tablespaces if oid not in (tablespaces or {})]
+    if missing:
+        raise ExtractError(f"{backup.path}: no place given for tablespace {', '.join(missing)}",
+                           "plan the restore again: the plan says where each tablespace goes")
     with _writing(dest, os_user, durable=durable, progress=progress, total=total, cancel=cancel,
-                  source=backup.path) as writer:
+                  source=backup.path, tablespaces=tablespaces) as writer:
         if backup.layout is Layout.DIRECTORY:
             _copy_directory(backup.path / backup.member_prefix if backup.member_prefix else backup.path, writer)
+        elif chunks is None and backup.path.is_dir():
+            _extract_tar_files(backup.path, writer)
         else:
             with _open_stream(backup.path, chunks) as reader:
                 if backup.layout is Layout.TAR_FOLDER:
@@ -564,8 +661,9 @@ def extract_base_backup(backup: BaseBackup, dest: Path, os_user: str, progress: 
 
 
 def _extract_tar_folder(reader: _TarReader, prefix: str, writer: _Writer) -> None:
-    """The folder pg_basebackup -Ft writes, tarred: base.tar[.gz] into dest, pg_wal.tar[.gz] into dest/pg_wal,
-    backup_manifest beside them. Each inner tarball is streamed straight from the outer one."""
+    """The folder pg_basebackup -Ft writes, tarred: base.tar[.gz|.zst|.lz4] into dest, pg_wal.tar[...] into
+    dest/pg_wal, each OID.tar[...] into its tablespace's folder, backup_manifest beside them. Each inner
+    tarball is streamed straight from the outer one."""
     seen_base = False
     while (member := reader.next()) is not None:
         writer.check_cancel()
@@ -576,31 +674,53 @@ def _extract_tar_folder(reader: _TarReader, prefix: str, writer: _Writer) -> Non
                 reader.skip_padding(member.size)
             continue
         name = rel.rpartition("/")[2]
-        if name in ("base.tar.gz", "base.tar", "pg_wal.tar.gz", "pg_wal.tar"):
-            into = "" if name.startswith("base.") else "pg_wal"
-            writer.directory(into)
+        kind = folder_tar(name) if "/" not in rel else None
+        if kind is not None:
             with _open_inner(reader, member) as inner:
-                try:
-                    writer.extract(inner, into=into)
-                except _Damaged as exc:
-                    raise _Damaged(f"{name}: {exc}") from None
+                _extract_archive(inner, name, kind, writer)
             reader.skip_padding(member.size)
-            seen_base = seen_base or name.startswith("base.")
+            seen_base = seen_base or kind == "base"
         elif name == "backup_manifest":
             writer.write_member(reader, member, "backup_manifest")
-        elif name.endswith((".tar", ".tar.gz")):
-            raise _Damaged(f"{name}: a tablespace archive; base backups with tablespaces are not supported")
-        elif name.startswith(("base.tar", "pg_wal.tar")):
-            raise _Damaged(f"{name}: only gzip-compressed or plain tar archives are supported")
         else:
             reader.skip(member.size)
             reader.skip_padding(member.size)
     if not seen_base:
-        raise _Damaged("no base.tar.gz inside: not the folder pg_basebackup -Ft writes")
+        raise _Damaged("no base.tar[.gz|.zst|.lz4] inside: not the folder pg_basebackup -Ft writes")
+
+
+def _extract_archive(reader: _TarReader, name: str, kind: str, writer: _Writer) -> None:
+    """One archive pg_basebackup -Ft writes (`kind` base, pg_wal or a tablespace's OID), into its place."""
+    into = {"base": "", "pg_wal": "pg_wal"}.get(kind, f"pg_tblspc/{kind}")
+    if into.startswith("pg_tblspc/") and not writer.has_root(into):
+        raise _Damaged(f"{name}: a tablespace archive the plan gives no place to")
+    writer.directory(into)
+    try:
+        writer.extract(reader, into=into, skip=("tablespace_map",) if kind == "base" and writer.relocates else ())
+    except _Damaged as exc:
+        raise _Damaged(f"{name}: {exc}") from None
+
+
+def _extract_tar_files(folder: Path, writer: _Writer) -> None:
+    """The folder pg_basebackup -Ft writes, on disk: base.tar[...] first, then each other archive, and
+    backup_manifest, each streamed from its own file."""
+    kinds = {entry.name: folder_tar(entry.name) for entry in os.scandir(folder) if entry.is_file()}
+    if "base" not in kinds.values():
+        raise _Damaged("no base.tar[.gz|.zst|.lz4] inside: not the folder pg_basebackup -Ft writes")
+    for name in sorted(kinds, key=lambda name: (kinds[name] != "base", name)):
+        writer.check_cancel()
+        kind = kinds[name]
+        if kind is not None:
+            with _open_stream(folder / name) as reader:
+                _extract_archive(reader, name, kind, writer)
+        elif name == "backup_manifest":
+            with open(folder / name, "rb", buffering=0) as handle:
+                writer.file(name, os.fstat(handle.fileno()).st_mtime, iter(lambda: handle.read(READ_SIZE), b""))
 
 
 def _copy_directory(source: Path, writer: _Writer, rel: str = "") -> None:
-    """Copy a data directory on disk (the backup itself is only read)."""
+    """Copy a data directory on disk (the backup itself is only read); a tablespace link is followed once, to
+    copy the tablespace into its own folder."""
     try:
         entries = sorted(os.scandir(source / rel if rel else source), key=lambda e: e.name)
     except OSError as exc:
@@ -608,10 +728,12 @@ def _copy_directory(source: Path, writer: _Writer, rel: str = "") -> None:
     for entry in entries:
         writer.check_cancel()
         child = f"{rel}/{entry.name}" if rel else entry.name
-        if entry.is_symlink():
+        if entry.is_symlink() and writer.has_root(child):
+            _copy_directory(source, writer, child)
+        elif entry.is_symlink():
             hint = " (a tablespace?)" if child.startswith("pg_tblspc/") else ""
             raise _Damaged(f"{child} is a symbolic link{hint}; links are refused")
-        if entry.is_dir():
+        elif entry.is_dir():
             writer.directory(child)
             _copy_directory(source, writer, child)
         elif entry.is_file():

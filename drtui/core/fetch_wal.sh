@@ -3,7 +3,9 @@
 #
 #   sh fetch_wal.sh SOURCE SEGMENT_SIZE PAGE_MAGIC LINK %f %p       (run by PostgreSQL in the data directory)
 #
-# SOURCE is only ever read. LINK=ln (a private staged copy) hard-links files, LINK=cp copies them.
+# SOURCE is only ever read. LINK=ln (a private staged copy) hard-links files, LINK=cp copies them. A file
+# SOURCE holds only compressed, as NAME.gz, NAME.zst or NAME.lz4 (what a compressing archive_command writes),
+# is decompressed into place with gzip, zstd or lz4 -dc, and checked once decompressed.
 # PAGE_MAGIC is the server version's WAL page magic in hex (d110 for PostgreSQL 15), or - to skip that check.
 #
 # Exit 0: the file is at %p. Exit 1: SOURCE has no such file, which PostgreSQL takes for the end of the WAL
@@ -49,6 +51,24 @@ check() {
     fi
 }
 
+# Sets $src to the file holding $1 in SOURCE: $1 itself, else $1.gz, $1.zst or $1.lz4.
+find_src() {
+    src=$a/$1
+    [ -e "$src" ] && return 0
+    for z in gz zst lz4; do [ -e "$src.$z" ] && src=$src.$z && return 0; done
+    return 1
+}
+
+# Puts $src at $1: decompressed, linked (LINK=ln) or copied.
+put() {
+    case $src in
+        *.gz) gzip -dc <"$src" >"$1" ;;
+        *.zst) zstd -dcq <"$src" >"$1" ;;
+        *.lz4) lz4 -dcq <"$src" >"$1" ;;
+        *) if [ "$link" = ln ]; then ln "$src" "$1" 2>/dev/null || cp "$src" "$1"; else cp "$src" "$1"; fi ;;
+    esac
+}
+
 fail() {
     echo "drtui fetch_wal: WAL file $f in $a $1; recovery stops here instead of ending the WAL early" >&2
     exit 170
@@ -70,17 +90,19 @@ fi
 
 if [ $segment = yes ] && [ -f "$s/$f.ok" ] && [ -f "pg_wal/$f" ]; then
     r=1
-elif [ ! -e "$a/$f" ]; then
+elif ! find_src "$f"; then
     if [ $segment = yes ]; then mkdir -p "$s" && : >"$s/$f.missing"; fi
     exit 1
 else
-    [ -r "$a/$f" ] || fail "cannot be read by $(id -un), the user PostgreSQL runs as"
-    if [ $segment = yes ]; then check "$a/$f" "$f" || fail "$why"; fi
-    if [ "$link" = ln ]; then
-        ln "$a/$f" "$p" 2>/dev/null || cp "$a/$f" "$p" || fail "could not be copied into pg_wal (the cp error is above)"
-    else
-        cp "$a/$f" "$p" || fail "could not be copied into pg_wal (the cp error is above)"
-    fi
+    [ -r "$src" ] || fail "cannot be read by $(id -un), the user PostgreSQL runs as"
+    case $src in
+        *.gz | *.zst | *.lz4)
+            put "$p" || { rm -f "$p"; fail "(${src##*/}) could not be decompressed (the error is above)"; }
+            if [ $segment = yes ]; then check "$p" "$f" || { rm -f "$p"; fail "(${src##*/}) $why"; }; fi ;;
+        *)
+            if [ $segment = yes ]; then check "$src" "$f" || fail "$why"; fi
+            put "$p" || fail "could not be copied into pg_wal (the cp error is above)" ;;
+    esac
     r=0
 fi
 [ $segment = yes ] && [ "$link" = cp ] || exit $r  # a link is instant: nothing to prefetch
@@ -95,8 +117,8 @@ if [ ! -d "$s/.lock" ]; then (
         n=$((0x$g + i))
         m=$(printf %s%08X%08X "$t" $((0x$l + n / per_id)) $((n % per_id)))
         if [ ! -f "$s/$m.ok" ]; then
-            [ -f "$a/$m" ] && [ -r "$a/$m" ] && check "$a/$m" "$m" || break
-            cp "$a/$m" "$s/$m.tmp" || break
+            find_src "$m" && [ -f "$src" ] && [ -r "$src" ] || break
+            put "$s/$m.tmp" && check "$s/$m.tmp" "$m" || { rm -f "$s/$m.tmp"; break; }
             mv -f "$s/$m.tmp" "pg_wal/$m" && : >"pg_wal/archive_status/$m.done" && : >"$s/$m.ok" || break
         fi
         i=$((i + 1))

@@ -73,6 +73,7 @@ class BaseBackup:
     # `<member_prefix>/pg_wal.tar.gz` (or pg_wal.tar: the WAL for pg_wal/, names at its root).
     base_member: str | None = None
     wal_member: str | None = None
+    tablespaces: tuple[tuple[str, str], ...] = ()  # (OID, the location it had) of each tablespace, by OID
     # PostgreSQL 17+ incremental backups (pg_basebackup --incremental): the start LSN and timeline of the
     # backup this one builds on; restored by pg_combinebackup with the whole chain (core/incremental.py)
     incremental_from_lsn: int | None = None

@@ -13,12 +13,13 @@ import enum
 import re
 import shutil
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
+from drtui.core.backends import backend_for
 from drtui.core.clock import Clock, isoformat
 from drtui.core.config import Config, Environment, pg_bin_missing
 from drtui.core.errors import DrError, ErrorKind, UsageError
@@ -27,6 +28,7 @@ from drtui.core.inventory.basebackup import backup_from_json
 from drtui.core.models import BaseBackup, Gap, WalCoverage, Window, format_lsn, location, parse_lsn
 from drtui.core.objectstore import S3Url
 from drtui.core.prediction import measured_rates
+from drtui.core.tablespaces import Place, place_tablespaces
 
 PITR_STEPS = ("preflight", "extract", "stage_wal", "write_recovery", "stop_app", "stop_postgres", "preserve",
               "swap_in", "start_postgres", "follow_recovery", "start_app", "verify")
@@ -272,6 +274,7 @@ class Plan:
     steps: tuple[str, ...] = PITR_STEPS
     notes: tuple[str, ...] = field(default_factory=tuple)
     chain: tuple[BaseBackup, ...] = ()  # an incremental base_backup: the backups it builds on, full first
+    tablespaces: tuple[Place, ...] = ()  # where each tablespace of the backup goes
 
     def describe(self) -> list[str]:
         """The plan in words, one line each."""
@@ -291,6 +294,8 @@ class Plan:
             f"  predicted    about {self.predicted_seconds:.0f} s ({self.prediction_basis or 'built-in rates'})",
             "  steps        " + ", ".join(self.steps),
         ]
+        lines += [f"  tablespace   {place.oid} → {place.location} (was {place.original}; a folder there now is "
+                  f"kept, renamed {place.location.name}.pre_pitr_<stamp>)" for place in self.tablespaces]
         return lines + [f"  note         {note}" for note in self.notes]
 
     def to_json(self) -> dict[str, Any]:
@@ -300,6 +305,7 @@ class Plan:
         data["target"] = self.target.to_json()
         data["steps"] = list(self.steps)
         data["notes"] = list(self.notes)
+        data["tablespaces"] = [dataclasses.asdict(place) for place in self.tablespaces]
         return _encode(data)
 
     @classmethod
@@ -316,7 +322,8 @@ class Plan:
             pause_at_target=data["pause_at_target"], incident_start=_time(data["incident_start"]),
             required_bytes=data["required_bytes"], free_bytes=data["free_bytes"],
             predicted_seconds=data["predicted_seconds"], prediction_basis=data.get("prediction_basis", ""),
-            steps=tuple(data["steps"]), notes=tuple(data["notes"]))
+            steps=tuple(data["steps"]), notes=tuple(data["notes"]),
+            tablespaces=tuple(Place(t["oid"], t["original"], Path(t["location"])) for t in data.get("tablespaces", ())))
 
 
 def _time(value: str | None) -> datetime | None:
@@ -463,10 +470,11 @@ def make_plan(config: Config, env: Environment, target: Target, *, clock: Clock,
               base_backup: Path | S3Url | BackupChoice | None = None, wal_source: Path | S3Url | None = None,
               inventory: InventoryView | None = None, pause_at_target: bool = False,
               incident_start: datetime | None = None, pg_version: int | None = None,
-              free_bytes: int | None = None) -> Plan:
+              free_bytes: int | None = None, tablespace_mapping: Iterable[tuple[str, str]] = ()) -> Plan:
     """Choose the base backup and WAL, and check everything that can be checked before touching anything.
     `base_backup` is a path (BASE_BACKUP) or the backup and window already chosen (the wizard's pick);
-    `inventory`, `pg_version` and `free_bytes` are looked up when not given."""
+    `inventory`, `pg_version` and `free_bytes` are looked up when not given. `tablespace_mapping` (OLD, NEW)
+    pairs move tablespaces, after the environment's own tablespace_mapping."""
     source = wal_source or (config.repository.wal if config.repository else config.wal_archive)
     if isinstance(source, Path) and not source.exists():
         raise PlanError(f"{source}: no such WAL archive (folder or wal_archive_*.tar.gz)",
@@ -485,6 +493,10 @@ def make_plan(config: Config, env: Environment, target: Target, *, clock: Clock,
     if backup.pg_version != version:
         raise PlanError(f"base backup {backup.path.name} is PostgreSQL {backup.pg_version}, but pg_bin "
                         f"({env.pg_bin}) is PostgreSQL {version}", _version_hint(env, backup.pg_version))
+    places = place_tablespaces(backup, (*env.tablespace_mapping, *tablespace_mapping), env.data_dir)
+    if places and not backend_for(env, config.state_dir).restores_tablespaces:
+        raise PlanError(f"base backup {backup.path.name} has tablespaces, and the {env.backend} backend restores "
+                        "none", "restore it on a host with the local backend, or take a backup without them")
     wal_kind = "s3" if isinstance(source, S3Url) else "directory" if source.is_dir() else "tarball"
     wal_bytes = _wal_bytes(inventory.wal, wal_kind, backup, window, target)
     required = backup.size_bytes + wal_bytes + sum(member.size_bytes for member in chain)
@@ -505,7 +517,7 @@ def make_plan(config: Config, env: Environment, target: Target, *, clock: Clock,
                 window_earliest=window.earliest, window_latest=window.latest, pause_at_target=pause_at_target,
                 incident_start=incident_start, required_bytes=required, free_bytes=free,
                 predicted_seconds=rates.predict(backup.size_bytes, wal_bytes), prediction_basis=rates.basis(),
-                notes=tuple(notes), chain=chain)
+                notes=tuple(notes), chain=chain, tablespaces=places)
 
 
 def _wal_bytes(coverage: WalCoverage | None, wal_kind: str, backup: BaseBackup, window: Window,

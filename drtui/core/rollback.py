@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from drtui.core import tablespaces
 from drtui.core.backends import backend_for
 from drtui.core.clock import Clock
 from drtui.core.config import Config, Environment
@@ -135,6 +136,8 @@ class PutBack(Step):
                 ctx.log(self.name, f"{backend.data_dir} → {aside} (kept, never deleted)")
             backend.put_in_place(plan.put_back)
             ctx.log(self.name, f"{plan.put_back} → {backend.data_dir}")
+            if moved := tablespaces.put_back(backend.data_dir, plan.put_back, plan.aside_kind, ctx.stamp):
+                ctx.log(self.name, *(f"tablespace {line}" for line in moved))
         for path in plan.removes:
             backend.discard(path)
             ctx.log(self.name, f"removed {path}")

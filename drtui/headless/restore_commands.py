@@ -38,6 +38,7 @@ from drtui.core.run_summary import RunSummary
 from drtui.core.runner import execute, new_run_id
 from drtui.core.status import interrupted_run
 from drtui.core.steps.dump import check_inputs as check_dump_inputs
+from drtui.core.tablespaces import parse_mapping
 from drtui.headless.common import LOCATION, env_option, handle_errors, json_option, pass_context, record_options
 from drtui.headless.compare_output import paused_comparison, paused_lines
 from drtui.headless.events_command import before_change
@@ -68,6 +69,8 @@ def restore() -> None:
               help="Base backup to restore (BASE_BACKUP); default: the newest that reaches the target.")
 @click.option("--wal-archive", envvar="WAL_ARCHIVE", type=LOCATION, default=None,
               help="WAL folder or wal_archive_*.tar.gz (WAL_ARCHIVE); default: the live archive.")
+@click.option("--tablespace-mapping", "tablespace_mapping", multiple=True, metavar="OLD=NEW",
+              help="Restore the tablespace that was at OLD into NEW (repeat for each; overrides the config's).")
 @click.option("--incident-start", default=None, help="When the incident began: the RTO clock starts there.")
 @click.option("--pause-at-target", is_flag=True, help="Pause at the target (read-only) instead of promoting.")
 @click.option("--then-backup", is_flag=True,
@@ -81,8 +84,8 @@ def restore() -> None:
 @pass_context
 @handle_errors
 def pitr(ctx, target_time, recovery_target, target_lsn, target_xid, before_xid, target_name, exclusive,
-         target_timeline, base_backup, wal_archive, incident_start, pause_at_target, then_backup, dry_run, yes,
-         write_record, operator, reviewer, env_name, as_json) -> None:
+         target_timeline, base_backup, wal_archive, tablespace_mapping, incident_start, pause_at_target, then_backup,
+         dry_run, yes, write_record, operator, reviewer, env_name, as_json) -> None:
     """Point-in-time recovery of an environment (pitr_restore.sh)."""
     clock = SystemClock()
     config = ctx.config(env_name)
@@ -100,7 +103,8 @@ def pitr(ctx, target_time, recovery_target, target_lsn, target_xid, before_xid, 
                                                  if paused else " (a fresh backup follows a restore of production)"))
     incident = parse_target_time(incident_start, clock) if incident_start else None
     plan = make_plan(config, env, target, clock=clock, base_backup=base_backup, wal_source=wal_archive,
-                     pause_at_target=pause_at_target, incident_start=incident)
+                     pause_at_target=pause_at_target, incident_start=incident,
+                     tablespace_mapping=[parse_mapping(text) for text in tablespace_mapping])
     sys.exit(print_or_run(plan, "pitr", config, env, env_name, dry_run=dry_run, yes=yes, as_json=as_json,
                           record=Record(operator or current_user(), reviewer) if write_record else None,
                           then_backup=then_backup))

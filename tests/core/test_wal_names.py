@@ -65,7 +65,7 @@ def test_segment_names(name: str, size: int, expected: tuple[int, int] | None) -
     ("000000010000000000000002.partial", "partial", 1, 2, 0),
     ("00000002.history", "history", 2, 0, 0),
     ("000000010000000000000002.00000028.backup", "backup", 1, 2, 0x28),
-    ("000000010000000000000002.gz", "other", 0, 0, 0),
+    ("000000010000000000000002.gz", "segment", 1, 2, 0),  # a compressed segment (issue 17)
     ("archive_status", "other", 0, 0, 0),
     ("0000000Z.history", "other", 0, 0, 0),
 ])

@@ -122,3 +122,65 @@ def test_a_full_disk_is_fatal_not_the_end_of_the_wal(world: Sandbox, place, open
         assert "No space left on device" in done.stderr and f"WAL file {names[0]}" in done.stderr
     finally:
         subprocess.run(["umount", str(small)], check=True)
+
+
+COMPRESSORS = {".gz": ["gzip", "-c"], ".zst": ["zstd", "-qc"], ".lz4": ["lz4", "-qc"]}
+
+
+def _compress(path: Path, suffix: str, owner: str) -> Path:
+    """Replace an archived segment by its compressed copy, as a compressing archive_command leaves it."""
+    packed = path.with_name(path.name + suffix)
+    with packed.open("wb") as out:
+        subprocess.run([*COMPRESSORS[suffix], str(path)], stdout=out, check=True)
+    path.unlink()
+    chown_to(packed, owner)
+    return packed
+
+
+def test_compressed_segments_are_delivered_decompressed_and_count_as_the_segment(world: Sandbox, place) -> None:
+    from drtui.core.inventory.wal import Reader, fetch_segments, scan_wal
+
+    data, archive, names = place
+    plain = {name: (archive / name).read_bytes() for name in names[:4]}
+    for name, suffix in zip(names[:3], COMPRESSORS, strict=True):
+        _compress(archive / name, suffix, world.os_user)
+    coverage = scan_wal(archive, SEGMENT, reader=Reader.of(world.os_user))
+    assert not coverage.gaps and not coverage.damaged
+    assert coverage.segment_count == len(names)
+    with_names = fetch_segments(coverage, set(names[:3]), data)
+    assert {name: path.read_bytes() for name, path in with_names.items()} == {n: plain[n] for n in names[:3]}
+
+    for name in names[:3]:  # each decompressed by its own tool, and the prefetch of the next ones too
+        done = fetch(world, data, archive, name)
+        assert done.returncode in (0, 1), done.stderr
+        delivered = data / "pg_wal" / ("RECOVERYXLOG" if done.returncode == 0 else name)
+        assert delivered.read_bytes() == plain[name]
+    deadline = time.monotonic() + 30
+    while not (data / PREFETCH_SPOOL / f"{names[3]}.ok").exists():
+        assert time.monotonic() < deadline, "the segment after the compressed ones was not prefetched"
+        time.sleep(0.05)
+    assert (data / "pg_wal" / names[3]).read_bytes() == plain[names[3]]
+
+
+def test_a_damaged_compressed_segment_is_fatal_and_seen_by_the_inventory(world: Sandbox, place) -> None:
+    from drtui.core.inventory.wal import scan_wal
+
+    data, archive, names = place
+    name = names[-2]
+    half = (archive / name).read_bytes()[: SEGMENT // 2]
+    (archive / name).write_bytes(half)
+    packed = _compress(archive / name, ".zst", world.os_user)  # whole zstd data, of half a segment
+    other = _compress(archive / names[-3], ".gz", world.os_user)
+    other.write_bytes(b"\x1f\x8b" + bytes(100))  # gzip magic, then garbage
+    coverage = scan_wal(archive, SEGMENT)
+    reasons = [reason for gap in coverage.gaps for reason in gap.damaged]
+    assert any(other.name in reason and "does not decompress as gzip" in reason for reason in reasons), reasons
+    assert not any(packed.name in reason for reason in reasons), "a half segment's header is still whole"
+
+    done = fetch(world, data, archive, name)
+    assert done.returncode == FETCH_FATAL, (done.returncode, done.stderr)
+    assert f"WAL file {name} in {archive} ({packed.name}) has the wrong size: {SEGMENT // 2} bytes" in done.stderr
+    assert not (data / "pg_wal" / "RECOVERYXLOG").exists()
+    done = fetch(world, data, archive, names[-3])
+    assert done.returncode == FETCH_FATAL and "could not be decompressed" in done.stderr, done.stderr
+    assert not (data / "pg_wal" / "RECOVERYXLOG").exists()

@@ -74,6 +74,11 @@ class Backend(ABC):
         """Where the environment's PostgreSQL lives, in words (`data_dir /srv/pg`)."""
 
     @property
+    def restores_tablespaces(self) -> bool:
+        """Whether a restore can put tablespaces in folders of this host (and link them from pg_tblspc)."""
+        return False
+
+    @property
     def server_reads_host_wal(self) -> bool:
         """Whether the server itself reads a WAL folder of this host (as os_user) during a restore."""
         return True

@@ -72,6 +72,10 @@ class LocalBackend(Backend):
     def server_running(self) -> bool:
         return self.server.state() is ServerState.RUNNING
 
+    @property
+    def restores_tablespaces(self) -> bool:
+        return True
+
     def server_alive(self) -> bool:
         try:
             pid = int((self.data_dir / "postmaster.pid").read_text().split("\n", 1)[0])

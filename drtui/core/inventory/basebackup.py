@@ -1,16 +1,18 @@
 """Reading a base backup without extracting it: which layout it has, what its backup_label says, its
 PostgreSQL major version and its uncompressed size.
 
-A tarball is streamed once, to its end, as a tar stream over `gzip.GzipFile` (never random access, never
-extracted): that one pass finds backup_label, PG_VERSION and backup_manifest wherever they are (pg_basebackup's
-stream puts the manifest last) and proves the gzip and tar streams are whole, so a truncated backup is reported
+A tarball is streamed once, to its end, as a tar stream over its decompressor (gzip, zstd or lz4, told by
+its first bytes; never random access, never extracted): that one pass finds backup_label, PG_VERSION,
+tablespace_map and backup_manifest wherever they are (pg_basebackup's stream puts the manifest last) and
+proves the compressed and tar streams are whole, so a truncated backup is reported
 before anyone restores from it. It costs one inflate of the backup (Python's zlib: ~0.9 GB/s on pgbench data,
 ~0.2 GB/s on ordinary data, perf-baseline.md), once: the result is cached by (path, size, mtime). Inside a
 TAR_FOLDER tarball, base.tar.gz is read only until its backup_label and PG_VERSION (the outer stream is
 still read to its end).
 
 How the layouts are told apart:
-- TAR_FOLDER: the tarball holds `base.tar.gz` (or `base.tar`) at its root or in one top folder;
+- TAR_FOLDER: the tarball holds `base.tar[.gz|.zst|.lz4]` at its root or in one top folder (with
+  `pg_wal.tar[...]` and one `OID.tar[...]` per tablespace beside it), or is that folder itself, on disk;
 - TAR_STREAM: backup_label is the very first member, at the root, names carry no `./`, and backup_manifest
   (if any) is the last member: exactly how `pg_basebackup -D - -Ft` writes its stream;
 - PLAIN_TARBALL: any other tarball with backup_label at its root or in one top folder;
@@ -21,10 +23,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import gzip
 import os
+import re
 import tarfile
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -35,11 +36,28 @@ from drtui.core.errors import DrError
 from drtui.core.inventory.cache import ReadCache, file_key
 from drtui.core.inventory.labels import LabelError, LabelInfo, parse_backup_label, parse_manifest
 from drtui.core.inventory.names import WAL_HEADER_BYTES, classify_artifact, parse_wal_header
-from drtui.core.inventory.streams import open_tar_gz
+from drtui.core.inventory.streams import DECODE_ERRORS, open_tar, sniffed
 from drtui.core.models import DEFAULT_SEGMENT_SIZE, BaseBackup, Layout, location
 
-_FOLDER_BASES = ("base.tar.gz", "base.tar")
-_FOLDER_WALS = ("pg_wal.tar.gz", "pg_wal.tar")
+# the archives pg_basebackup -Ft writes, compressed by the client or the server, or not at all
+_FOLDER_TAR = re.compile(r"^(base|pg_wal|[1-9][0-9]*)\.tar(\.gz|\.zst|\.lz4)?$")
+
+
+def folder_tar(name: str) -> str | None:
+    """"base", "pg_wal" or the tablespace's OID of an archive pg_basebackup -Ft writes, None for other names."""
+    match = _FOLDER_TAR.match(name)
+    return match.group(1) if match else None
+
+
+def parse_tablespace_map(text: str) -> dict[str, str]:
+    """tablespace_map's lines `OID LOCATION` (a location may hold spaces; pg_basebackup escapes no character
+    but a newline or a backslash, with a backslash)."""
+    found = {}
+    for line in text.splitlines():
+        oid, _, location = line.partition(" ")
+        if oid.isdigit() and location:
+            found[oid] = re.sub(r"\\(.)", r"\1", location)
+    return found
 
 
 class InventoryError(DrError):
@@ -70,6 +88,7 @@ class _DataTar:
     first: str | None = None
     dotted: bool = False
     wal_header: bytes | None = None  # the first bytes of a WAL segment in pg_wal/, for the segment size
+    tablespace_map: bytes | None = None
 
     def take(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> str:
         """Record one member; returns its normalised name."""
@@ -97,15 +116,16 @@ class _DataTar:
             elif base == "backup_manifest":
                 self.manifest = _read_member(tar, member)
                 self.manifest_last = True
+            elif base == "tablespace_map":
+                self.tablespace_map = _read_member(tar, member)
         return name
 
 
-def _read_inner(handle: IO[bytes], gzipped: bool, need_sizes: bool) -> _DataTar:
-    """The base.tar(.gz) inside a TAR_FOLDER tarball, streamed from the outer one."""
+def _read_inner(handle: IO[bytes], need_sizes: bool) -> _DataTar:
+    """An archive inside a TAR_FOLDER tarball (base, pg_wal or a tablespace), streamed from the outer one."""
     inner = _DataTar()
-    # GzipFile, not tarfile's "r|gz": pg_basebackup's pg_wal.tar.gz holds several gzip members in a row
-    source = gzip.GzipFile(fileobj=handle, mode="rb") if gzipped else handle
-    with tarfile.open(fileobj=source, mode="r|") as tar:
+    # not tarfile's "r|gz": pg_basebackup's pg_wal.tar.gz holds several gzip members in a row
+    with tarfile.open(fileobj=sniffed(handle), mode="r|") as tar:
         for member in tar:
             inner.take(tar, member)
             if "" in inner.labels and "" in inner.versions and not need_sizes:
@@ -123,37 +143,43 @@ class _Read:
     sizes: int
     extra: dict[str, Any] = field(default_factory=dict)
     wal_header: bytes | None = None
+    tablespaces: dict[str, str] = field(default_factory=dict)  # OID -> the location it had
 
 
 def _read_tarball(path: Path, stream: IO[bytes] | None = None) -> _Read:
     outer = _DataTar()
     folder_base: str | None = None
     folder_wal: str | None = None
-    wal_bytes = 0
+    other_bytes = 0  # pg_wal and the tablespaces
+    archives: set[str] = set()
     inner: _DataTar | None = None
-    with open_tar_gz(path, stream) as tar:
+    with open_tar(path, stream) as tar:
         for member in tar:
             name = outer.take(tar, member)
             parent, _, base = name.rpartition("/")
-            if "/" not in parent and member.isfile():
-                if base in _FOLDER_BASES and folder_base is None:
-                    folder_base = name
-                    handle = tar.extractfile(member)
-                    assert handle is not None
-                    inner = _read_inner(handle, base.endswith(".gz"), need_sizes=True)
-                elif base in _FOLDER_WALS:
-                    folder_wal = name
-                    handle = tar.extractfile(member)
-                    assert handle is not None
-                    wal_bytes = _read_inner(handle, base.endswith(".gz"), need_sizes=True).sizes
+            kind = folder_tar(base) if "/" not in parent and member.isfile() else None
+            if kind is None:
+                continue
+            archives.add(kind)
+            handle = tar.extractfile(member)
+            assert handle is not None
+            if kind == "base" and folder_base is None:
+                folder_base = name
+                inner = _read_inner(handle, need_sizes=True)
+            else:
+                folder_wal = name if kind == "pg_wal" else folder_wal
+                other_bytes += _read_inner(handle, need_sizes=True).sizes
     if folder_base is not None and inner is not None:
         if "" not in inner.labels:
             raise InventoryError(f"{path}: {folder_base} inside holds no backup_label",
                                  "this is not a pg_basebackup -Ft folder; check how the backup was made")
         prefix = folder_base.rpartition("/")[0]
-        extracted = inner.sizes + wal_bytes + len(outer.manifest or b"")  # what extraction will write
+        extracted = inner.sizes + other_bytes + len(outer.manifest or b"")  # what extraction will write
+        mapped = parse_tablespace_map((inner.tablespace_map or b"").decode("utf-8", "surrogateescape"))
+        oids = sorted(archives - {"base", "pg_wal"}, key=int)
         return _Read(Layout.TAR_FOLDER, prefix, inner.labels[""], inner.versions.get(""), outer.manifest,
-                     extracted, {"base_member": folder_base, "wal_member": folder_wal}, inner.wal_header)
+                     extracted, {"base_member": folder_base, "wal_member": folder_wal}, inner.wal_header,
+                     {oid: mapped.get(oid, "") for oid in oids})
     if not outer.labels:
         raise InventoryError(f"{path}: no backup_label in this tarball",
                              "it is not a base backup (pg_basebackup writes backup_label into every one)")
@@ -167,8 +193,37 @@ def _read_tarball(path: Path, stream: IO[bytes] | None = None) -> _Read:
                  outer.versions.get(prefix), outer.manifest, outer.sizes, wal_header=outer.wal_header)
 
 
+def _read_tar_files(path: Path) -> _Read | None:
+    """The folder pg_basebackup -Ft writes, on disk (None when it holds no base.tar[...])."""
+    kinds = {entry.name: folder_tar(entry.name) for entry in os.scandir(path) if entry.is_file()}
+    bases = sorted(name for name, kind in kinds.items() if kind == "base")
+    if not bases:
+        return None
+    with (path / bases[0]).open("rb") as handle:
+        inner = _read_inner(handle, need_sizes=True)
+    if "" not in inner.labels:
+        raise InventoryError(f"{path}: {bases[0]} holds no backup_label",
+                             "this is not a pg_basebackup -Ft folder; check how the backup was made")
+    other_bytes = 0
+    for name, kind in kinds.items():
+        if kind not in (None, "base"):
+            with (path / name).open("rb") as handle:
+                other_bytes += _read_inner(handle, need_sizes=True).sizes
+    manifest = path / "backup_manifest"
+    mapped = parse_tablespace_map((inner.tablespace_map or b"").decode("utf-8", "surrogateescape"))
+    oids = sorted((kind for kind in kinds.values() if kind and kind.isdigit()), key=int)
+    wal = [name for name, kind in kinds.items() if kind == "pg_wal"]
+    return _Read(Layout.TAR_FOLDER, "", inner.labels[""], inner.versions.get(""),
+                 manifest.read_bytes() if manifest.is_file() else None,
+                 inner.sizes + other_bytes + (manifest.stat().st_size if manifest.is_file() else 0),
+                 {"base_member": bases[0], "wal_member": wal[0] if wal else None}, inner.wal_header,
+                 {oid: mapped.get(oid, "") for oid in oids})
+
+
 def _read_directory(path: Path) -> _Read:
     data = path
+    if not (path / "backup_label").is_file() and (tar_files := _read_tar_files(path)):
+        return tar_files
     if not (path / "backup_label").is_file():
         subs = [p for p in path.iterdir() if (p / "backup_label").is_file()]
         if len(subs) != 1:
@@ -177,10 +232,21 @@ def _read_directory(path: Path) -> _Read:
         data = subs[0]
     manifest = data / "backup_manifest"
     version = data / "PG_VERSION"
+    links = tablespace_links(data)
     return _Read(Layout.DIRECTORY, "" if data == path else data.name, (data / "backup_label").read_bytes(),
                  version.read_bytes() if version.is_file() else None,
-                 manifest.read_bytes() if manifest.is_file() else None, _folder_size(data),
-                 wal_header=first_segment_header(data / "pg_wal"))
+                 manifest.read_bytes() if manifest.is_file() else None,
+                 _folder_size(data) + sum(_folder_size(Path(target)) for target in links.values()),
+                 wal_header=first_segment_header(data / "pg_wal"), tablespaces=links)
+
+
+def tablespace_links(data_dir: Path) -> dict[str, str]:
+    """The tablespaces of a data directory on disk: OID -> where its pg_tblspc link points."""
+    folder = data_dir / "pg_tblspc"
+    if not folder.is_dir():
+        return {}
+    return {entry.name: os.readlink(entry.path) for entry in sorted(os.scandir(folder), key=lambda e: e.name)
+            if entry.is_symlink() and entry.name.isdigit()}
 
 
 def first_segment_header(folder: Path) -> bytes | None:
@@ -228,6 +294,7 @@ def _build(path: Path, read: _Read, file_size: int) -> BaseBackup:
         segment_size=header.segment_size if header else DEFAULT_SEGMENT_SIZE,
         base_member=read.extra.get("base_member"), wal_member=read.extra.get("wal_member"),
         incremental_from_lsn=info.incremental_from_lsn, incremental_from_tli=info.incremental_from_tli,
+        tablespaces=tuple(read.tablespaces.items()),
     )
 
 
@@ -266,10 +333,11 @@ def read_errors(path: Any) -> Iterator[None]:
         raise InventoryError(f"{path}: cannot read it (permission denied)",
                              "run drtui as a user that can read backup_dir") from None
     except EOFError:
-        raise InventoryError(f"{path}: truncated (the gzip stream ends early)",
+        raise InventoryError(f"{path}: truncated (the compressed stream ends early)",
                              "do not restore from it; take a new base backup") from None
-    except (gzip.BadGzipFile, zlib.error, tarfile.TarError) as exc:
-        reason = "truncated" if "unexpected end" in str(exc) else f"not a readable tar.gz ({exc})"
+    except DECODE_ERRORS as exc:
+        kind = "tar.gz" if path.name.endswith(".gz") else "tarball"
+        reason = "truncated" if "unexpected end" in str(exc) else f"not a readable {kind} ({exc})"
         raise InventoryError(f"{path}: {reason}", "do not restore from it; take a new base backup") from None
     except OSError as exc:
         raise InventoryError(f"{path}: cannot read it ({exc.strerror or exc})",
@@ -298,6 +366,7 @@ def backup_from_json(data: dict[str, Any]) -> BaseBackup:
     values = dict(data)
     values["path"] = location(values["path"])
     values["layout"] = Layout(values["layout"])
+    values["tablespaces"] = tuple(tuple(pair) for pair in values.get("tablespaces", ()))
     for name in ("start_time", "stop_time", "name_time"):
         if values.get(name):
             values[name] = datetime.fromisoformat(values[name])

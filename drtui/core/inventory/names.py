@@ -17,10 +17,12 @@ from drtui.core.models import DEFAULT_SEGMENT_SIZE
 
 HEX_DIGITS = frozenset("0123456789ABCDEF")
 _STAMP = r"(\d{8}T\d{6}Z)"
+_COMPRESSED = r"\.(?:gz|zst|lz4)"
+COMPRESSED_SUFFIXES = {".gz": "gzip", ".zst": "zstd", ".lz4": "lz4"}
 _ARTIFACTS = (
     ("uploads", re.compile(rf"^uploads_{_STAMP}\.tar\.gz$")),
-    ("basebackup", re.compile(rf"^basebackup_{_STAMP}(?:\.tar\.gz)?$")),
-    ("wal_tarball", re.compile(rf"^wal_archive_{_STAMP}\.tar\.gz$")),
+    ("basebackup", re.compile(rf"^basebackup_{_STAMP}(?:\.tar(?:{_COMPRESSED})?)?$")),
+    ("wal_tarball", re.compile(rf"^wal_archive_{_STAMP}\.tar{_COMPRESSED}$")),
     ("dump", re.compile(rf"^.+_{_STAMP}\.sql\.gz$")),
 )
 HEARTBEAT_NAMES = ("LAST_SUCCESS.txt", "LAST_BASEBACKUP.txt")
@@ -30,10 +32,10 @@ _WORK_IN_PROGRESS = (
     ("dump", re.compile(rf"^\..+_{_STAMP}\.sql\.gz\.partial$")),
     ("dump", re.compile(rf"^\.uploads_{_STAMP}\.tar\.gz\.partial$")),
     ("dump", re.compile(r"^\.LAST_SUCCESS\.txt\.partial$")),
-    ("base", re.compile(rf"^\.basebackup_{_STAMP}\.tar\.gz\.partial$")),
+    ("base", re.compile(rf"^\.basebackup_{_STAMP}\.tar(?:{_COMPRESSED})?\.partial$")),
     ("base", re.compile(r"^\.basebackup-\w+$")),
     ("base", re.compile(r"^\.LAST_BASEBACKUP\.txt\.partial$")),
-    ("wal-sync", re.compile(rf"^\.wal_archive_{_STAMP}\.tar\.gz\.partial$")),
+    ("wal-sync", re.compile(rf"^\.wal_archive_{_STAMP}\.tar{_COMPRESSED}\.partial$")),
 )
 
 
@@ -86,14 +88,19 @@ class WalName:
     timeline: int = 0
     segno: int = 0
     offset: int = 0  # .backup: the start LSN's offset inside the segment
+    compression: str | None = None  # a segment compressed by an archive_command: "gzip", "zstd" or "lz4"
 
 
 def parse_wal_name(name: str, segment_size: int = DEFAULT_SEGMENT_SIZE) -> WalName:
-    """Classify a WAL archive file name (compressed `.gz` copies are not recognised: PostgreSQL's
-    restore_command contract is plain files)."""
+    """Classify a WAL archive file name; `NAME.gz`, `NAME.zst` and `NAME.lz4` are segments too, compressed
+    (the other kinds are only known plain)."""
     if len(name) == 24:
         parsed = parse_segment(name, segment_size)
         return WalName("segment", *parsed) if parsed else WalName("other")
+    compression = COMPRESSED_SUFFIXES.get(name[24:])
+    if compression:
+        parsed = parse_segment(name[:24], segment_size)
+        return WalName("segment", *parsed, compression=compression) if parsed else WalName("other")
     if name.endswith(".partial"):
         parsed = parse_segment(name[:-8], segment_size)
         return WalName("partial", *parsed) if parsed else WalName("other")

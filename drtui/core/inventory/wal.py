@@ -8,6 +8,9 @@ when it holds at most STAT_ALL_LIMIT segments (0.3 s cold at that size); above i
 until `fill_archive_times` is called (e.g. from a UI worker), and the windows stat only the few segments they
 need, through `archive_time`.
 
+A segment compressed by the archive_command (`NAME.gz`, `.zst`, `.lz4`) counts as the segment, in a folder;
+its size is checked on its decompressed first page header (the segment size it states).
+
 A segment of the wrong size, or one the server's OS user cannot read, is no coverage: it moves from
 `segments` to `damaged` and counts as a gap. The size and mode come from the stat the archive times need
 (mode bits against the user's uid and groups, no subprocess); a tarball's member headers carry the size. A
@@ -20,7 +23,6 @@ import os
 import pwd
 import shutil
 import stat
-import tarfile
 from bisect import bisect_left
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -30,8 +32,15 @@ from pathlib import Path
 from drtui.core.inventory.basebackup import InventoryError
 from drtui.core.inventory.cache import ReadCache, file_key
 from drtui.core.inventory.labels import LabelError, parse_history
-from drtui.core.inventory.names import HEX_DIGITS, parse_wal_name, segments_per_id
-from drtui.core.inventory.streams import READ_ERRORS, open_tar_gz
+from drtui.core.inventory.names import (
+    COMPRESSED_SUFFIXES,
+    HEX_DIGITS,
+    WAL_HEADER_BYTES,
+    parse_wal_header,
+    parse_wal_name,
+    segments_per_id,
+)
+from drtui.core.inventory.streams import READ_ERRORS, decompressing, open_tar
 from drtui.core.models import DEFAULT_SEGMENT_SIZE, Gap, TimelineHistory, WalCoverage, segment_name
 
 STAT_ALL_LIMIT = 20_000
@@ -81,6 +90,46 @@ def damage(name: str, size: int, segment_size: int, info: os.stat_result | None 
     return None
 
 
+def compressed_damage(path: Path, compression: str, segment_size: int, info: os.stat_result | None = None,
+                      reader: Reader | None = None) -> str | None:
+    """Why a compressed segment cannot be replayed (its decompressed header is no segment's of this size, it
+    does not decompress, the reader cannot read it), or None. Only its first page is decompressed."""
+    name = path.name
+    if info is not None and reader is not None and not reader.can_read(info):
+        return damage(name, segment_size, segment_size, info, reader)
+    try:
+        with path.open("rb") as raw, decompressing(raw, compression) as plain:
+            head = plain.read(WAL_HEADER_BYTES)
+    except READ_ERRORS as exc:
+        return f"{name}: does not decompress as {compression} ({exc or type(exc).__name__})"
+    header = parse_wal_header(head)
+    if header is None:
+        return f"{name}: decompressed, it does not start with a WAL segment's page header"
+    if header.segment_size != segment_size:
+        return f"{name}: decompressed, a segment of {_size_text(header.segment_size)}, not {_size_text(segment_size)}"
+    return None
+
+
+def stat_segment(folder: Path, name: str) -> tuple[Path, os.stat_result, str | None] | None:
+    """The file holding a segment in a folder (NAME, else NAME.gz, .zst or .lz4), its stat and compression;
+    None when there is none."""
+    for suffix, compression in (("", None), *COMPRESSED_SUFFIXES.items()):
+        path = folder / (name + suffix)
+        try:
+            return path, os.stat(path), compression
+        except OSError:
+            continue
+    return None
+
+
+def _segment_damage(found: tuple[Path, os.stat_result, str | None], segment_size: int,
+                    reader: Reader | None) -> str | None:
+    path, info, compression = found
+    if compression:
+        return compressed_damage(path, compression, segment_size, info, reader)
+    return damage(path.name, info.st_size, segment_size, info, reader)
+
+
 def _add_segment(found: dict[int, list[int]], name: str, per_id: int) -> bool:
     """The per-name hot path: a 24-hex segment name into found[timeline]; False if it is not one."""
     if not HEX_DIGITS.issuperset(name):
@@ -125,9 +174,12 @@ def check_segments(coverage: WalCoverage, timeline: int, segnos: Iterable[int], 
         name = segment_name(timeline, segno, size)
         try:
             info = os.stat(prefix + name)
+            why = damage(name, info.st_size, size, info, reader)
         except OSError:
-            continue  # gone since the scan: the next scan shows it missing
-        why = damage(name, info.st_size, size, info, reader)
+            compressed = stat_segment(coverage.source, name)
+            if compressed is None:
+                continue  # gone since the scan: the next scan shows it missing
+            why = _segment_damage(compressed, size, reader)
         if why:
             found[segno] = why
     if found:
@@ -172,15 +224,17 @@ def _scan_directory(source: Path, segment_size: int, reader: Reader | None) -> W
             if len(name) == 24 and _add_segment(found, name, per_id):
                 continue
             parsed = parse_wal_name(name, segment_size)
-            if parsed.kind == "partial":
+            if parsed.kind == "segment":  # compressed
+                _add_segment(found, name[:24], per_id)
+            elif parsed.kind == "partial":
                 coverage.partial_files.append(name)
             elif parsed.kind == "history":
                 history_texts[parsed.timeline] = Path(entry.path).read_text(errors="replace")
             elif parsed.kind == "backup":
                 coverage.backup_files.append(name)
                 coverage.backup_texts[name] = Path(entry.path).read_text(errors="replace")
-    for segs in found.values():
-        segs.sort()
+    for timeline, segs in found.items():
+        found[timeline] = sorted(set(segs))  # a segment both plain and compressed is one segment
     coverage.segments = found
     coverage.histories = _histories(history_texts, source)
     coverage.backup_files.sort()
@@ -210,10 +264,14 @@ def _read_stats(coverage: WalCoverage, reader: Reader | None, check: bool) -> No
             name = segment_name(timeline, segno, coverage.segment_size)
             try:
                 info = os.stat(coverage.source / name)
+                why = damage(name, info.st_size, coverage.segment_size, info, reader) if check else None
             except OSError:
-                times.append(None)
-                continue
-            why = damage(name, info.st_size, coverage.segment_size, info, reader) if check else None
+                compressed = stat_segment(coverage.source, name)
+                if compressed is None:
+                    times.append(None)
+                    continue
+                info = compressed[1]
+                why = _segment_damage(compressed, coverage.segment_size, reader) if check else None
             if why:
                 bad[segno] = why
             times.append(info.st_mtime)
@@ -234,13 +292,13 @@ def _scan_tarball(source: Path, segment_size: int) -> WalCoverage:
     coverage = WalCoverage(source=source, kind="tarball", segment_size=segment_size)
     history_texts: dict[int, str] = {}
     damaged: dict[int, dict[int, str]] = {}
-    with open_tar_gz(source) as tar:
+    with open_tar(source) as tar:
         for member in tar:
             if not member.isfile():
                 continue
             name = member.name.rpartition("/")[2]
             parsed = parse_wal_name(name, segment_size)
-            if parsed.kind == "segment":
+            if parsed.kind == "segment" and not parsed.compression:
                 found.setdefault(parsed.timeline, []).append((parsed.segno, float(member.mtime)))
                 why = damage(name, member.size, segment_size)
                 if why:
@@ -303,20 +361,30 @@ def archive_time(coverage: WalCoverage, timeline: int, segno: int) -> float | No
         return times[i] if i < len(segs) and segs[i] == segno else None
     if coverage.kind == "s3":  # the listing gave every time there is
         return None
-    try:
-        return (coverage.source / segment_name(timeline, segno, coverage.segment_size)).stat().st_mtime
-    except OSError:
-        return None
+    found = stat_segment(coverage.source, segment_name(timeline, segno, coverage.segment_size))
+    return found[1].st_mtime if found else None
 
 
 def fetch_segments(coverage: WalCoverage, names: set[str], folder: Path) -> dict[str, Path]:
     """Paths to segments' bytes: in place for a folder; for a tarball, the members extracted into `folder` in
     one pass over the stream (stopping when all are found). Names it cannot find are left out."""
-    if coverage.kind == "directory":
-        return {name: coverage.source / name for name in names if (coverage.source / name).is_file()}
     found: dict[str, Path] = {}
+    if coverage.kind == "directory":
+        for name in names:
+            held = stat_segment(coverage.source, name)
+            if held and held[2] is None:
+                found[name] = held[0]
+            elif held:  # compressed: decompressed into `folder`
+                try:
+                    with held[0].open("rb") as raw, decompressing(raw, held[2]) as plain, \
+                            (folder / name).open("wb") as out:
+                        shutil.copyfileobj(plain, out, 1 << 20)
+                    found[name] = folder / name
+                except READ_ERRORS:
+                    pass  # reported as unreadable
+        return found
     try:
-        with tarfile.open(coverage.source, "r|gz") as tar:
+        with open_tar(coverage.source, drain=False) as tar:
             for member in tar:
                 name = member.name.rpartition("/")[2]
                 if member.isfile() and name in names and name not in found:

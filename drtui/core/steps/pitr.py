@@ -10,6 +10,7 @@ import os
 import threading
 from pathlib import Path
 
+from drtui.core import tablespaces
 from drtui.core.clock import format_duration
 from drtui.core.objectstore import S3Url
 from drtui.core.planning import Plan, TargetKind
@@ -100,6 +101,9 @@ class ExtractBaseBackup(Step):
         ctx.restored_dir = dest
         report = ctx.progress_reporter(self.name, "bytes")
         backup = ctx.plan.base_backup
+        places = ctx.plan.tablespaces
+        for place in places:
+            place.location.parent.mkdir(parents=True, exist_ok=True)
         if ctx.plan.chain:
             written = _combine_chain(ctx, dest, report)
         else:
@@ -110,9 +114,12 @@ class ExtractBaseBackup(Step):
                 settings = settings_for(ctx.config, backup.path)
                 chunks = object_chunks(head(backup.path, settings), settings, ctx.cancel)
             written = extract_base_backup(backup, dest, ctx.env.os_user, lambda done, total: report(done, total),
-                                          ctx.cancel, chunks=chunks)
+                                          ctx.cancel, chunks=chunks,
+                                          tablespaces={p.oid: (p.sibling("restoring", ctx.stamp), p.location)
+                                                       for p in places})
         ctx.check_cancel()
-        ctx.log(self.name, f"extracted {written} bytes into {dest}")
+        ctx.log(self.name, f"extracted {written} bytes into {dest}",
+                *(f"tablespace {p.oid} into {p.sibling('restoring', ctx.stamp)}, for {p.location}" for p in places))
 
     def undo(self, ctx: StepContext) -> str | None:
         done = []
@@ -123,6 +130,10 @@ class ExtractBaseBackup(Step):
         if ctx.restored_dir and ctx.restored_dir.exists():
             ctx.backend.discard(ctx.restored_dir)
             done.append(f"removed the partial extraction {ctx.restored_dir} (the old data was never touched)")
+        for place in ctx.plan.tablespaces:
+            if place.sibling("restoring", ctx.stamp).exists():
+                ctx.backend.discard(place.sibling("restoring", ctx.stamp))
+                done.append(f"removed the partial tablespace {place.sibling('restoring', ctx.stamp)}")
         return "; ".join(done) or None
 
 
@@ -322,12 +333,16 @@ class Preserve(Step):
 
     def run(self, ctx: StepContext) -> str | None:
         ctx.preserved = ctx.backend.preserve(ctx.stamp)
+        ctx.facts["tablespaces_kept"] = moved = tablespaces.preserve(ctx.plan.tablespaces, ctx.stamp)
+        if moved:
+            ctx.log(self.name, *(f"tablespace {old} → {kept}" for old, kept in moved))
         if not ctx.preserved:
-            return f"{ctx.backend.data_dir} did not exist: nothing to preserve"
+            return None if moved else f"{ctx.backend.data_dir} did not exist: nothing to preserve"
         ctx.log(self.name, f"{ctx.backend.data_dir} → {ctx.preserved}")
         return None
 
     def undo(self, ctx: StepContext) -> str | None:
+        tablespaces.move_back(ctx.facts.get("tablespaces_kept", ()))
         if ctx.preserved and ctx.preserved.exists() and not ctx.backend.data_dir.exists():
             ctx.backend.put_in_place(ctx.preserved)
             preserved, ctx.preserved = ctx.preserved, None
@@ -342,8 +357,10 @@ class SwapIn(Step):
         assert ctx.restored_dir
         ctx.backend.put_in_place(ctx.restored_dir)
         ctx.log(self.name, f"{ctx.restored_dir} → {ctx.backend.data_dir}")
+        ctx.log(self.name, *(f"tablespace {path}" for path in tablespaces.swap_in(ctx.plan.tablespaces, ctx.stamp)))
 
     def undo(self, ctx: StepContext) -> str | None:
+        tablespaces.move_back((p.sibling("failed", ctx.stamp), p.location) for p in ctx.plan.tablespaces)
         if ctx.restored_dir and not ctx.restored_dir.exists() and ctx.backend.data_dir.exists():
             ctx.failed_aside = ctx.backend.set_aside(ctx.stamp)
             return f"set the restored data directory aside: {ctx.failed_aside}"
