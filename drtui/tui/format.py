@@ -63,20 +63,6 @@ def size(n: float | None) -> str:
     return "—" if n is None else humanize.naturalsize(n, binary=True, format="%.1f")
 
 
-def duration(seconds: float | None) -> str:
-    """Compact: 45s, 3m 05s, 1h 02m."""
-    if seconds is None:
-        return "—"
-    total = round(max(seconds, 0))
-    hours, rest = divmod(total, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h {minutes:02d}m"
-    if minutes:
-        return f"{minutes}m {secs:02d}s"
-    return f"{secs}s"
-
-
 def age(moment: datetime | None, now: datetime) -> str:
     if moment is None:
         return "—"

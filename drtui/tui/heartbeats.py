@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from drtui.core.clock import Clock
+from drtui.core.clock import Clock, format_duration
 from drtui.core.config import Config
 from drtui.core.status import Level, heartbeats, overall
-from drtui.tui.format import duration
 
 Row = tuple[str, str, str, str, str]  # state, name, last (age), limit, detail
 
@@ -16,7 +15,7 @@ def heartbeat_rows(config: Config, clock: Clock) -> tuple[list[Row], str]:
     rows = []
     for beat in states:
         state = "warning" if beat.state == "ok" and beat.level is Level.WARNING else beat.state
-        age = f"{duration(beat.age.total_seconds())} ago" if beat.age is not None else "never"
-        rows.append((state, beat.name, age, duration(beat.limit.total_seconds()), beat.detail))
+        age = f"{format_duration(beat.age.total_seconds())} ago" if beat.age is not None else "never"
+        rows.append((state, beat.name, age, format_duration(beat.limit.total_seconds()), beat.detail))
     return rows, overall(states)[1]
 

@@ -9,43 +9,23 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from drtui.core import backup
 from drtui.core.clock import SystemClock
 from drtui.core.events import StepProgressed
 from drtui.core.journal import read_events
-from drtui.core.postgres import connect, query
+from drtui.core.postgres import query
 from drtui.sandbox import PASSWORD, Sandbox
 from drtui.sandbox.app import app_pids
 from tests.conftest import run_drtui
+from tests.writer import Writer
 
 CONFIRM = {"CONFIRM_PITR_RESTORE": "YES"}
-
-
-@dataclass
-class Writer:
-    """Inserts a booking every 50 ms into production, reconnecting whenever the server goes away."""
-
-    sandbox: Sandbox
-    stop: threading.Event = field(default_factory=threading.Event)
-    committed: list[datetime] = field(default_factory=list)
-
-    def run(self) -> None:
-        env = self.sandbox.env("production")
-        while not self.stop.is_set():
-            try:
-                with connect(env) as conn:
-                    while not self.stop.wait(0.05):
-                        conn.execute("insert into bookings (client_id, service) values (1, 'writer')")
-                        self.committed.append(conn.execute("select clock_timestamp()").fetchone()[0])
-            except (psycopg.Error, Exception):  # the server is stopped, restored, promoted: try again
-                self.stop.wait(0.1)
 
 
 @dataclass

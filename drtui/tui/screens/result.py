@@ -15,11 +15,12 @@ from textual.message import Message
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, Footer, Header, Input, Static
 
+from drtui.core.clock import format_duration
 from drtui.core.errors import DrError
 from drtui.core.postgres import current_user
 from drtui.core.promote import pause_hint
 from drtui.core.report import write_report
-from drtui.tui.format import FAILED, duration, state_markup, utc
+from drtui.tui.format import FAILED, state_markup, utc
 from drtui.tui.run_state import RunView
 from drtui.tui.widgets.after_run import after_run_panels, take_fresh_backup
 
@@ -125,8 +126,8 @@ class ResultScreen(Screen[None]):
         basis = ("\n[dim]RPO: the dump's age at the restore (what was committed after it is lost)[/]"
                  if view.is_dump else "")
         return ("[b]objectives[/]\n"
-                f"RTO  {duration(rto):>8} of {duration(rto_goal):>8}  {verdict(rto, rto_goal)}\n"
-                f"RPO  {duration(rpo):>8} of {duration(rpo_goal):>8}  {verdict(rpo, rpo_goal)}{basis}")
+                f"RTO  {format_duration(rto):>8} of {format_duration(rto_goal):>8}  {verdict(rto, rto_goal)}\n"
+                f"RPO  {format_duration(rpo):>8} of {format_duration(rpo_goal):>8}  {verdict(rpo, rpo_goal)}{basis}")
 
     def _checks(self) -> str | Group:
         # Checks of the starting point (a drill's pre_health) do not decide the verdict: counted, not listed.

@@ -15,12 +15,13 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, Static
 
+from drtui.core.clock import format_duration
 from drtui.core.config import Environment
 from drtui.core.errors import DrError
 from drtui.core.gates import ApprovedPlan, Confirmation, GateResult, approve, evaluate, gather_facts
 from drtui.core.planning import BackupChoice, DumpPlan, InventoryView, Plan, Target, make_dump_plan, make_plan
 from drtui.core.prediction import short_basis
-from drtui.tui.format import duration, gate_rows, in_wizard_words, labelled, size, state_markup, utc
+from drtui.tui.format import gate_rows, in_wizard_words, labelled, size, state_markup, utc
 
 if TYPE_CHECKING:
     from drtui.tui.wizard import Journeys
@@ -134,7 +135,8 @@ class ReviewScreen(Screen[ApprovedPlan | None]):
             f"replay    WAL from {plan.wal_source} ({plan.wal_kind}) up to the target",
             "start     PostgreSQL" + (", the app" if self.env.start_app_command else "") + ", then the checks",
             f"disk      needs {size(plan.required_bytes)}, {size(plan.free_bytes)} free {self._disk(plan)}",
-            f"duration  about {duration(plan.predicted_seconds)} of the {duration(objective)} RTO ({share:.0%}; "
+            f"duration  about {format_duration(plan.predicted_seconds)} of the {format_duration(objective)} RTO "
+            f"({share:.0%}; "
             f"{short_basis(plan.prediction_basis)})" + (" [yellow]▲ longer than the RTO[/]" if share > 1 else ""),
         ] + [f"note      [dim]{in_wizard_words(n)}[/]" for n in plan.notes])
 
@@ -148,7 +150,7 @@ class ReviewScreen(Screen[ApprovedPlan | None]):
             f"uploads   {plan.uploads_archive.name if plan.uploads_archive else 'not restored (none found)'}"
             + (" (the current folder is renamed aside)" if plan.uploads_archive else ""),
             "start     " + ("the app, " if self.env.start_app_command else "") + "then the checks",
-            f"objective RTO {duration(objective)}",
+            f"objective RTO {format_duration(objective)}",
         ])
 
     @staticmethod

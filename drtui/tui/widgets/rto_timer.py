@@ -4,7 +4,8 @@ from datetime import datetime
 
 from textual.widgets import Static
 
-from drtui.tui.format import duration, utc
+from drtui.core.clock import format_duration
+from drtui.tui.format import utc
 
 
 class RtoTimer(Static):
@@ -32,7 +33,7 @@ class RtoTimer(Static):
         width = 20
         filled = min(width, int(share * width)) if objective else 0
         bar = "█" * filled + "░" * (width - filled)
-        line = f"RTO {duration(elapsed)} of {duration(objective)}\n{bar} {share:4.0%}\n{symbol} {label}"
+        line = f"RTO {format_duration(elapsed)} of {format_duration(objective)}\n{bar} {share:4.0%}\n{symbol} {label}"
         if finished and not failed:
             line += " · achieved"
         elif projected is not None:

@@ -6,7 +6,8 @@ from datetime import datetime
 from rich.markup import escape
 from textual.widgets import Static
 
-from drtui.tui.format import DONE, PENDING, RUNNING, SKIPPED, duration, state_markup
+from drtui.core.clock import format_duration
+from drtui.tui.format import DONE, PENDING, RUNNING, SKIPPED, state_markup
 from drtui.tui.run_state import RunView
 
 STATE, TOOK = 9, 7  # "● running", "12m 05s"
@@ -32,7 +33,7 @@ class StepList(Static):
             seconds = step.seconds
             if step.outcome == RUNNING and step.started_at is not None:
                 seconds = max((now - step.started_at).total_seconds(), 0)
-            took = duration(seconds) if seconds is not None else ""
+            took = format_duration(seconds) if seconds is not None else ""
             first, *rest = textwrap.wrap(view.title(step), width) or [""]
             lines = [f"{state_markup(step.outcome, f'{step.outcome:<7}')} {escape(first.ljust(width))} "
                      f"[dim]{took:>{TOOK}}[/]"]
