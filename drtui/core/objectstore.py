@@ -240,6 +240,25 @@ _WRONG_REGION = ("PermanentRedirect", "AuthorizationHeaderMalformed", "IllegalLo
                  "301")
 
 
+_DAMAGED_HINT = ("a broken transfer or a damaged object; nothing was changed: run the command again, and if it "
+                 "fails again the object in the bucket is damaged: use another backup (`drtui inventory` lists them)")
+
+
+def _from_s3(response: dict[str, Any], code: str) -> bool:
+    """Whether an error answer came from an S3 API: S3's XML error code, or (a HEAD has no body) S3's own
+    headers. A bare 404 from another server must never pass for a missing object: that would end a WAL."""
+    if not code.isdigit():
+        return True
+    headers = response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+    return any(name.lower().startswith(("x-amz-", "x-amzn-")) for name in headers)
+
+
+def short_object(url: S3Url, listed: int, received: int, action: str) -> ObjectStoreError:
+    """An object that came back shorter (or longer) than the listing or HEAD said it is."""
+    return ObjectStoreError(f"{url} is {received} bytes where the store listed {listed} (to {action})",
+                            _DAMAGED_HINT, ErrorKind.FAILED, "ShortObject")
+
+
 def store_error(exc: Exception, url: S3Url, action: str, settings: S3Settings | None = None) -> ObjectStoreError:
     """One message for a failed request: what failed, on which bucket and key, and what to do.
     `action` says what drtui was doing ("read the WAL listing", "upload the base backup")."""
@@ -258,16 +277,29 @@ def store_error(exc: Exception, url: S3Url, action: str, settings: S3Settings | 
                                 "check repository.endpoint_url / AWS_ENDPOINT_URL_S3 and the network; "
                                 "nothing was changed, run the command again once it answers",
                                 ErrorKind.FAILED, "Unreachable")
-    if isinstance(exc, botocore.exceptions.ReadTimeoutError | botocore.exceptions.ConnectionClosedError
-                  | botocore.exceptions.IncompleteReadError | botocore.exceptions.ResponseStreamingError):
+    if isinstance(exc, botocore.exceptions.ReadTimeoutError):
         return ObjectStoreError(f"the object store stopped answering while drtui tried to {action} ({url})",
-                                "the connection timed out or broke after retries; check the network and the "
-                                "store's health, then run the command again (repository.read_timeout, "
-                                "max_attempts)", ErrorKind.FAILED, "Timeout")
+                                "the request timed out after retries; check the network and the store's health, "
+                                "then run the command again (repository.read_timeout, max_attempts)",
+                                ErrorKind.FAILED, "Timeout")
+    if isinstance(exc, botocore.exceptions.ConnectionClosedError | botocore.exceptions.IncompleteReadError
+                  | botocore.exceptions.ResponseStreamingError):
+        return ObjectStoreError(f"the connection to the object store broke while drtui tried to {action} ({url})",
+                                "the transfer was cut off before the object's end; check the network and the "
+                                "store's health, then run the command again", ErrorKind.FAILED, "ConnectionBroken")
+    if isinstance(exc, botocore.exceptions.FlexibleChecksumError):
+        return ObjectStoreError(f"{url} arrived different from what the store holds: its checksum does not match "
+                                f"(to {action})", _DAMAGED_HINT, ErrorKind.FAILED, "ChecksumMismatch")
     if isinstance(exc, botocore.exceptions.ClientError):
         error = exc.response.get("Error", {})
         code = str(error.get("Code") or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if not _from_s3(exc.response, code):
+            return ObjectStoreError(f"{where} answered HTTP {status} without S3's error format: it is not an S3 "
+                                    f"API (to {action} on {url})",
+                                    "check repository.endpoint_url / AWS_ENDPOINT_URL_S3: it must be the store's "
+                                    "S3 API address (not a web console or another service)", ErrorKind.REFUSED,
+                                    "NotS3")
         if code == "NoSuchBucket":
             return ObjectStoreError(f"the bucket {url.bucket!r} does not exist at {where} (to {action})",
                                     "check the bucket name in the URL, repository.endpoint_url and region",
