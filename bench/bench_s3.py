@@ -1,0 +1,170 @@
+"""S3 benchmark (issue 13, point 9): drtui against an S3 API over HTTP, beside the baselines of the same run.
+
+Parts (`--parts`, default all):
+  get      the test server's own raw GET throughput, so a reader can tell drtui's limit from the server's: one
+           64 MiB object read by one GET, and by 8 ranged GETs in parallel (boto3, nothing of drtui's).
+  list     listing 100,000 WAL segment objects: drtui's repository listing against a bare boto3 paginator
+           over the same prefix (goal < 2 s).
+  wal      WAL replay from S3 (drtui's restore_command fed from the bucket) against the pre-staged ceiling
+           (every segment already in pg_wal) and against drtui's restore_command on a local folder
+           (goal >= 0.85x the ceiling's rate).
+  pitr     a whole `drtui restore pitr` from the bucket against the same command on the same backup on local
+           disk (bench_restore.py's fixture and timing).
+
+The S3 server is moto's standalone server on 127.0.0.1 (the tests' server, tests/s3world.py). Ratios are the
+median of per-round ratios (min-max). Run as root: `.venv/bin/python bench/bench_s3.py --scale 10 --rounds 3`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import botocore.config
+
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parent.parent)]
+
+import bench_restore  # noqa: E402  (the restore benchmark's fixture, timing and report)
+
+from tests.s3world import S3World, running_s3_server, s3_environment  # noqa: E402
+
+say = bench_restore.say
+MiB = 1 << 20
+
+
+def _client(world: S3World, connections: int = 32):
+    import boto3
+    from tests.s3world import ACCESS_KEY, REGION, SECRET_KEY
+    return boto3.client("s3", endpoint_url=world.endpoint, region_name=REGION, aws_access_key_id=ACCESS_KEY,
+                        aws_secret_access_key=SECRET_KEY,
+                        config=botocore.config.Config(max_pool_connections=connections))
+
+
+def _median(values: list[float]) -> str:
+    return f"{statistics.median(values):.3f} ({min(values):.3f}-{max(values):.3f})"
+
+
+# -- get: the server's own throughput ---------------------------------------------------------------
+
+
+def bench_get(world: S3World, rounds: int) -> None:
+    s3 = _client(world)
+    bucket = world.bucket("bench-get")
+    size = 64 * MiB
+    s3.put_object(Bucket=bucket, Key="blob", Body=os.urandom(size))
+
+    def one() -> float:
+        started = time.monotonic()
+        body = s3.get_object(Bucket=bucket, Key="blob")["Body"]
+        while body.read(MiB):
+            pass
+        return time.monotonic() - started
+
+    def ranged(parts: int = 8) -> float:
+        step = size // parts
+
+        def part(index: int) -> None:
+            body = s3.get_object(Bucket=bucket, Key="blob",
+                                 Range=f"bytes={index * step}-{(index + 1) * step - 1}")["Body"]
+            while body.read(MiB):
+                pass
+        started = time.monotonic()
+        with concurrent.futures.ThreadPoolExecutor(parts) as pool:
+            list(pool.map(part, range(parts)))
+        return time.monotonic() - started
+
+    times = {"1 GET": [one() for _ in range(rounds)], "8 ranged GETs": [ranged() for _ in range(rounds)]}
+    say("\nRaw GET throughput of the S3 server (64 MiB object, boto3 only)")
+    for name, values in times.items():
+        rates = [size / MiB / t for t in values]
+        say(f"  {name:<16} {_median(values)} s   {statistics.median(rates):.0f} MiB/s")
+
+
+# -- list: 100,000 segments ---------------------------------------------------------------------------
+
+
+def segment_names(count: int) -> list[str]:
+    """`count` WAL segment names of timeline 1 from 000000010000000000000001 (16 MiB segments)."""
+    return [f"00000001{n // 256:08X}{n % 256:08X}" for n in range(1, count + 1)]
+
+
+def bench_list(world: S3World, rounds: int, count: int, repository_listing: Callable | None) -> None:
+    s3 = _client(world, 64)
+    bucket = world.bucket("bench-list")
+    started = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(32) as pool:
+        list(pool.map(lambda name: s3.put_object(Bucket=bucket, Key=f"drtui/wal/{name}", Body=b""),
+                      segment_names(count)))
+    say(f"\nListing {count:,} segment objects (uploaded in {time.monotonic() - started:.0f} s)")
+
+    def bare() -> float:
+        started = time.monotonic()
+        found = sum(len(page.get("Contents", [])) for page in
+                    s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="drtui/wal/"))
+        assert found == count, found
+        return time.monotonic() - started
+
+    methods: dict[str, Callable[[], float]] = {"boto3 paginator": bare}
+    if repository_listing:
+        def drtui() -> float:
+            started = time.monotonic()
+            found = repository_listing(f"s3://{bucket}/drtui/")
+            assert found == count, found
+            return time.monotonic() - started
+        methods["drtui"] = drtui
+    times: dict[str, list[float]] = {name: [] for name in methods}
+    for _ in range(rounds):
+        for name, method in methods.items():
+            times[name].append(method())
+    for name, values in times.items():
+        line = f"  {name:<16} {_median(values)} s"
+        if name != "boto3 paginator":
+            ratios = [a / b for a, b in zip(values, times["boto3 paginator"], strict=True)]
+            line += f"   x paginator: {_median(ratios)}"
+        say(line)
+
+
+def repository_listing() -> Callable | None:
+    return None
+
+
+def bench_restores(world, args, parts) -> None:
+    raise SystemExit("not yet")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scale", type=int, default=10, help="pgbench scale for wal and pitr")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--traffic", type=int, default=20, help="seconds of pgbench traffic after the backup")
+    parser.add_argument("--segments", type=int, default=100_000, help="objects for the listing part")
+    parser.add_argument("--parts", default="get,list,wal,pitr")
+    parser.add_argument("--warm", action="store_true", help="do not drop the page cache before each run")
+    args = parser.parse_args(argv)
+    if os.geteuid() != 0:
+        say("run as root: the clusters run as the postgres user, and cold runs drop the page cache")
+        return 2
+    parts = set(args.parts.split(","))
+    bench_restore.COLD = not args.warm
+    with running_s3_server() as server:
+        world = S3World(server)
+        with s3_environment(world):  # the buckets go with the server (moto keeps them in memory)
+            if "get" in parts:
+                bench_get(world, args.rounds)
+            if "list" in parts:
+                bench_list(world, args.rounds, args.segments, repository_listing())
+            if parts & {"wal", "pitr"}:
+                bench_restores(world, args, parts)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
