@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import os
-import shutil
+import signal
 import statistics
 import sys
 import tempfile
@@ -100,7 +100,7 @@ def bench_list(world: S3World, rounds: int, count: int, repository_listing: Call
     s3 = _client(world, 64)
     bucket = world.bucket("bench-list")
     started = time.monotonic()
-    with concurrent.futures.ThreadPoolExecutor(32) as pool:
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:  # the server is one process: more only load the box
         list(pool.map(lambda name: s3.put_object(Bucket=bucket, Key=f"drtui/wal/{name}", Body=b""),
                       segment_names(count)))
     say(f"\nListing {count:,} segment objects (uploaded in {time.monotonic() - started:.0f} s)")
@@ -152,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     if os.geteuid() != 0:
         say("run as root: the clusters run as the postgres user, and cold runs drop the page cache")
         return 2
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # the servers and clusters are stopped on the way out
     parts = set(args.parts.split(","))
     bench_restore.COLD = not args.warm
     with running_s3_server() as server:

@@ -96,13 +96,13 @@ def test_the_two_hosts_share_only_the_bucket_and_a_tcp_address(two_hosts: TwoHos
 def test_restore_staging_takes_the_dump_from_the_bucket(two_hosts: TwoHosts) -> None:
     made = two_hosts.on_production("backup", "dump", "--json")
     assert made.exit_code == 0, made.output
-    dumps = [key for key in two_hosts.keys(PREFIX + "backups/") if key.endswith(".sql.gz")]
+    dumps = [key for key in two_hosts.keys(PREFIX + "backups/") if key.rsplit("/", 1)[-1].startswith("cleaning_")]
     assert len(dumps) == 1, two_hosts.keys()
     with connect(two_hosts.sandbox.env("production")) as conn:
         bookings = conn.execute("select count(*) from bookings").fetchone()[0]
     two_hosts.sandbox.insert("bookings", "staging")  # staging differs from production until the restore
 
-    restored = two_hosts.on_staging("restore", "staging", env={"CONFIRM_STAGING_RESTORE": "YES"})
+    restored = two_hosts.on_staging("restore", "staging", env={"TARGET_ENV": "staging", "CONFIRM_STAGING_RESTORE": "YES"})
 
     assert restored.exit_code == 0, restored.output
     assert dumps[0].rsplit("/", 1)[-1] in restored.output
