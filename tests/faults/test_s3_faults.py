@@ -8,15 +8,20 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
 from drtui.core import objectstore
 from drtui.core.errors import ErrorKind
 from drtui.core.objectstore import ObjectStoreError, S3Settings, S3Url
+from drtui.sandbox import Sandbox
+from tests.conftest import Result, run_drtui
+from tests.faults.conftest import FaultWorld, assert_message, leftovers, make_fault_world
 from tests.s3proxy import S3Proxy, running_proxy
-from tests.s3world import S3World
+from tests.s3world import S3World, s3_environment
 
 SEGMENT = "wal/000000010000000000000003"
 BODY = bytes(range(256)) * 400  # 100 kB
@@ -198,3 +203,117 @@ def test_an_object_shorter_than_its_listing() -> None:
     error = objectstore.short_object(S3Url("bucket", SEGMENT), 16777216, 1000, "read the WAL segment")
     assert (error.code, error.kind, error.not_found) == ("ShortObject", ErrorKind.FAILED, False)
     says(error, f"s3://bucket/{SEGMENT}", "1000 bytes", "16777216", "another backup")
+
+
+# -- through drtui: found while planning (exit 2, nothing touched), found mid-restore (stopped and undone) --
+
+
+@dataclass
+class RepositoryWorld:
+    """A fault world whose backups and WAL are only in a bucket: staging's config names the repository and
+    empty local folders; boto3 reaches the bucket through the proxy."""
+
+    world: FaultWorld
+    s3: S3World
+    proxy: S3Proxy
+    bucket: str
+    config: Path
+    target: str
+    listing: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**self.s3.env, "AWS_ENDPOINT_URL_S3": self.proxy.endpoint, "CONFIRM_PITR_RESTORE": "YES"}
+
+    def objects(self) -> dict[str, str]:
+        """key -> ETag of every object in the bucket."""
+        found: dict[str, str] = {}
+        for page in self.s3.client().get_paginator("list_objects_v2").paginate(Bucket=self.bucket):
+            found.update({item["Key"]: item["ETag"] for item in page.get("Contents", [])})
+        return found
+
+    def restore(self, *args: str, env: dict[str, str] | None = None, config: Path | None = None) -> Result:
+        return run_drtui("restore", "pitr", "--env", "staging", "--target-time", self.target, *args,
+                         config=config or self.config, env={**self.env, **(env or {})}, timeout=240)
+
+    def before(self) -> None:
+        self.proxy.clear()
+        self.listing = self.objects()
+        self.world.before()
+
+    def nothing_touched(self) -> None:
+        """The bucket, the local folders and staging are as they were, and nothing was left behind."""
+        assert self.objects() == self.listing, "the bucket changed"
+        assert not self.proxy.seen("PUT") and not self.proxy.seen("POST") and not self.proxy.seen("DELETE")
+        self.world.unchanged()
+        assert self.world.sentinel.present(), "staging lost its data"
+        assert leftovers(self.world.sandbox) == []
+
+
+@pytest.fixture(scope="module")
+def repository_world(s3_server, proxy: S3Proxy) -> Iterator[RepositoryWorld]:
+    s3 = S3World(s3_server)
+    with s3_environment(s3), Sandbox() as sandbox:
+        world = make_fault_world(sandbox)
+        bucket = s3.bucket()
+        client = s3.client()
+        for folder, prefix in ((sandbox.backup_dir, "prod/backups/"), (sandbox.wal_archive, "prod/wal/")):
+            for path in sorted(p for p in folder.iterdir() if p.is_file()):
+                client.upload_file(str(path), bucket, prefix + path.name)
+        for sub in ("s3_backups", "s3_wal"):
+            (sandbox.root / sub).mkdir()
+        text = sandbox.config_path.read_text().replace('backup_dir = "backups"', 'backup_dir = "s3_backups"')
+        config = sandbox.root / "drtui-s3.toml"
+        config.write_text(text.replace('wal_archive = "wal_archive"', 'wal_archive = "s3_wal"')
+                          + f'\n[repository]\nurl = "s3://{bucket}/prod/"\nmax_attempts = 2\nread_timeout = 2\n')
+        try:
+            yield RepositoryWorld(world, s3, proxy, bucket, config, world.after_backup[-1].committed_at.isoformat())
+        finally:
+            proxy.clear()
+            s3.drop_buckets()
+
+
+@pytest.mark.parametrize("fault, words", [
+    ({"query": "list-type", "status": 403, "code": "AccessDenied"}, ("access denied", "IAM")),
+    ({"query": "list-type", "status": 503, "code": "SlowDown"}, ("throttling", "retry_mode")),
+    ({"query": "list-type", "status": 500, "code": "InternalError"}, ("HTTP 500", "run the command again")),
+    ({"query": "list-type", "delay": 3}, ("stopped answering", "read_timeout")),
+], ids=["AccessDenied", "SlowDown", "500", "timeout"])
+def test_a_store_error_found_while_planning_refuses_and_touches_nothing(repository_world, fault, words) -> None:
+    repository_world.before()
+    repository_world.proxy.add(**fault)
+    result = repository_world.restore()
+    assert_message(result, f"s3://{repository_world.bucket}/prod/", *words, code=2)
+    repository_world.nothing_touched()
+
+
+def test_no_credentials_or_no_bucket_found_while_planning(repository_world) -> None:
+    repository_world.before()
+    anonymous = {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
+                 "AWS_CONFIG_FILE": "/nonexistent"}
+    assert_message(repository_world.restore(env=anonymous), "no AWS credentials", repository_world.bucket, code=2)
+    other = repository_world.config.with_name("drtui-nobucket.toml")
+    other.write_text(repository_world.config.read_text().replace(repository_world.bucket, "drtui-no-such-bucket"))
+    assert_message(repository_world.restore(config=other), "drtui-no-such-bucket", "does not exist", code=2)
+    repository_world.nothing_touched()
+
+
+def test_a_5xx_on_a_wal_segment_mid_restore_stops_and_undoes_it_never_ends_the_wal(repository_world) -> None:
+    """A segment the plan needs answers 500 through every retry: the restore fails (never "the end of the WAL",
+    which only a 404 is) and staging is put back."""
+    repository_world.before()
+    wal = sorted(key for key in repository_world.listing if key.startswith("prod/wal/") and len(key) == 33)
+    repository_world.proxy.add(method="GET", key=f"*/{wal[-1]}", status=500, code="InternalError")
+    result = repository_world.restore()
+    assert_message(result, wal[-1].rsplit("/", 1)[-1], "HTTP 500", code=1)
+    assert "rolled back" in result.output.lower() or "put back" in result.output.lower(), result.output
+    repository_world.nothing_touched()
+
+
+def test_a_base_backup_cut_off_mid_restore_stops_and_undoes_it(repository_world) -> None:
+    repository_world.before()
+    base = next(key for key in repository_world.listing if "/basebackup_" in key)
+    repository_world.proxy.add(method="GET", key=f"*/{base}", cut_after=200_000)
+    result = repository_world.restore()
+    assert_message(result, base.rsplit("/", 1)[-1], "broke", code=1)
+    repository_world.nothing_touched()

@@ -102,7 +102,8 @@ def test_restore_staging_takes_the_dump_from_the_bucket(two_hosts: TwoHosts) -> 
         bookings = conn.execute("select count(*) from bookings").fetchone()[0]
     two_hosts.sandbox.insert("bookings", "staging")  # staging differs from production until the restore
 
-    restored = two_hosts.on_staging("restore", "staging", env={"TARGET_ENV": "staging", "CONFIRM_STAGING_RESTORE": "YES"})
+    restored = two_hosts.on_staging("restore", "staging",
+                                    env={"TARGET_ENV": "staging", "CONFIRM_STAGING_RESTORE": "YES"})
 
     assert restored.exit_code == 0, restored.output
     assert dumps[0].rsplit("/", 1)[-1] in restored.output
