@@ -37,6 +37,7 @@ COMMANDS = {
     "sandbox": "drtui.headless.sandbox_commands:sandbox",
     "status": "drtui.headless.inventory_commands:status",
     "verify": "drtui.headless.verify_commands:verify",
+    "wal": "drtui.headless.backup_commands:wal",
     "_run": "drtui.headless.restore_commands:run_plan",
 }
 

@@ -1,6 +1,10 @@
 """The runbook's backup scripts as functions: `backup_now.sh` (dump), `backup_verify.sh` (verify),
 `backup_basebackup.sh` (base) and `wal_archive_sync.sh` (wal-sync).
 
+With an S3 repository ([repository] in the config) base backups and dumps are streamed to its `backups/`
+prefix and verified there (drtui.core.upload), wal-sync uploads the WAL files its `wal/` prefix lacks
+(drtui.core.wal_push), and each heartbeat is also written to its `heartbeats/` prefix, after the upload.
+
 Every artifact is written under a temporary name and renamed only when whole (a dump and its uploads archive
 together, or neither), and each heartbeat is written last, only on success, so a failed backup never makes
 monitoring, `verify` or a restore believe a good one exists. Each command holds a lock of its own while it
@@ -25,14 +29,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from drtui.core import upload, wal_push
 from drtui.core.backends import Backend, backend_for
 from drtui.core.backends.base import ToolFailed
-from drtui.core.clock import Clock, stamp
+from drtui.core.clock import Clock, isoformat, stamp
 from drtui.core.config import PRODUCTION, Config, Environment
 from drtui.core.errors import BackupError, ErrorKind
 from drtui.core.files import atomic_path, atomic_paths, make_dirs, write_heartbeat
 from drtui.core.inventory.names import work_in_progress
 from drtui.core.lock import EnvLock, LockBusy
+from drtui.core.objectstore import S3Settings, S3Url, is_s3_url
 
 CHUNK = 1 << 20
 GZIP_LEVEL = 6
@@ -58,7 +64,7 @@ class BackupRefused(BackupError):
 
 @dataclass
 class Artifact:
-    path: Path
+    path: Path | S3Url
     size_bytes: int
 
 
@@ -69,12 +75,34 @@ class BackupResult:
     heartbeat: Path | None = None
     seconds: float = 0.0
     removed: list[Path] = field(default_factory=list)  # what a killed earlier run had left behind
+    stored_heartbeat: S3Url | None = None  # the heartbeat's copy in the repository's heartbeats/ prefix
+    already_stored: int | None = None  # wal-sync to S3: the WAL files the prefix already held
 
     def as_dict(self) -> dict:
+        extra = {} if self.already_stored is None else {"already_stored": self.already_stored}
         return {"kind": self.kind, "ok": True, "seconds": round(self.seconds, 3),
                 "heartbeat": str(self.heartbeat) if self.heartbeat else None,
+                "stored_heartbeat": str(self.stored_heartbeat) if self.stored_heartbeat else None,
                 "removed_leftovers": [str(p) for p in self.removed],
-                "artifacts": [{"path": str(a.path), "size_bytes": a.size_bytes} for a in self.artifacts]}
+                "artifacts": [{"path": str(a.path), "size_bytes": a.size_bytes} for a in self.artifacts], **extra}
+
+
+def _heartbeat(config: Config, result: BackupResult, path: Path, clock: Clock) -> None:
+    """Write a heartbeat (last: only after every artifact is whole and verified), and its copy in the
+    repository's heartbeats/ prefix so that another host can read it from the bucket."""
+    moment = clock.now()
+    result.heartbeat = path
+    write_heartbeat(path, moment, config.backup_group)
+    if config.repository:
+        result.stored_heartbeat = config.repository.heartbeats.child(path.name)
+        upload.put(result.stored_heartbeat, (isoformat(moment) + "\n").encode(), config.repository.settings,
+                   overwrite=True)
+
+
+def _refuse_stored(url: S3Url, settings: S3Settings) -> None:
+    if upload.exists(url, settings, f"check that {url.name} is new"):
+        raise BackupError(f"{url}: already exists, and a backup is never overwritten",
+                          "wait a second and run the backup again")
 
 
 def _refuse_existing(path: Path) -> None:
@@ -174,6 +202,8 @@ def _dump(config: Config, env: Environment, backend: Backend, clock: Clock) -> B
     if env.uploads_dir and not env.uploads_dir.is_dir():
         raise BackupRefused(f"{env.uploads_dir}: the uploads folder does not exist",
                             f"fix uploads_dir of environment {env.name!r}, or remove the key")
+    if config.repository:
+        return _dump_to_repository(config, env, backend, clock, started)
     prepare_dir(config.backup_dir, config.backup_group)
     dump_path = config.backup_dir / f"{env.database}_{stamp(now)}.sql.gz"
     uploads_path = config.backup_dir / f"uploads_{stamp(now)}.tar.gz"
@@ -187,10 +217,47 @@ def _dump(config: Config, env: Environment, backend: Backend, clock: Clock) -> B
             with tarfile.open(tmps[1], "w:gz", compresslevel=GZIP_LEVEL) as tar:
                 tar.add(env.uploads_dir, arcname="uploads")
     result = BackupResult("dump", [Artifact(path, path.stat().st_size) for path in finals])
-    result.heartbeat = config.backup_dir / LAST_SUCCESS
-    write_heartbeat(result.heartbeat, clock.now(), config.backup_group)
+    _heartbeat(config, result, config.backup_dir / LAST_SUCCESS, clock)
     result.seconds = clock.monotonic() - started
     return result
+
+
+def _dump_to_repository(config: Config, env: Environment, backend: Backend, clock: Clock,
+                        started: float) -> BackupResult:
+    """The uploads archive, then the dump, each streamed to the repository and verified; when the dump fails
+    the uploads archive is removed again, so the two are there together or not at all."""
+    assert config.repository
+    repo, settings = config.repository, config.repository.settings
+    now = clock.now()
+    dump_url = repo.backups.child(f"{env.database}_{stamp(now)}.sql.gz")
+    uploads_url = repo.backups.child(f"uploads_{stamp(now)}.tar.gz")
+    urls = [uploads_url, dump_url] if env.uploads_dir else [dump_url]
+    for url in urls:
+        _refuse_stored(url, settings)
+    result = BackupResult("dump")
+    try:
+        if env.uploads_dir:
+            with upload.upload_stream(uploads_url, settings) as sink, \
+                    gzip.GzipFile(fileobj=sink, mode="wb", compresslevel=GZIP_LEVEL) as gz, \
+                    tarfile.open(fileobj=gz, mode="w|") as tar:
+                tar.add(env.uploads_dir, arcname="uploads")
+            result.artifacts.append(Artifact(uploads_url, _stored_size(uploads_url, settings)))
+        with upload.upload_stream(dump_url, settings) as sink, \
+                gzip.GzipFile(fileobj=sink, mode="wb", compresslevel=GZIP_LEVEL) as gz:
+            backend.dump_to(gz)
+        result.artifacts.insert(0, Artifact(dump_url, _stored_size(dump_url, settings)))
+    except BaseException:
+        for artifact in result.artifacts:
+            with contextlib.suppress(BackupError):
+                upload.remove(artifact.path, settings, "remove the uploads archive of a failed dump")
+        raise
+    _heartbeat(config, result, config.backup_dir / LAST_SUCCESS, clock)
+    result.seconds = clock.monotonic() - started
+    return result
+
+
+def _stored_size(url: S3Url, settings: S3Settings) -> int:
+    return upload.listing(url, settings, f"read the size of {url.name}")[""]["Size"]
 
 
 def base(config: Config, env: Environment, clock: Clock) -> BackupResult:
@@ -203,31 +270,99 @@ def _base(config: Config, env: Environment, backend: Backend, clock: Clock) -> B
     started = clock.monotonic()
     now = clock.now()
     prepare_dir(config.backup_dir, config.backup_group)
-    final = config.backup_dir / f"basebackup_{stamp(now)}.tar.gz"
-    _refuse_existing(final)
+    name = f"basebackup_{stamp(now)}.tar.gz"
+    final: Path | S3Url = config.repository.backups.child(name) if config.repository else config.backup_dir / name
+    if isinstance(final, S3Url):
+        _refuse_stored(final, config.repository.settings)
+    else:
+        _refuse_existing(final)
     workdir = Path(tempfile.mkdtemp(prefix=".basebackup-", dir=config.backup_dir))
     try:
-        with atomic_path(final, group=config.backup_group) as tmp, \
-                gzip.open(tmp, "wb", compresslevel=GZIP_LEVEL) as gz:
+        with _artifact_sink(config, final) as sink, \
+                gzip.GzipFile(fileobj=sink, mode="wb", compresslevel=GZIP_LEVEL) as gz:
             backend.base_backup_to(gz, workdir, f"drtui {stamp(now)}")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    result = BackupResult("base", [Artifact(final, final.stat().st_size)], config.backup_dir / LAST_BASEBACKUP)
-    write_heartbeat(result.heartbeat, clock.now(), config.backup_group)
+    size = _stored_size(final, config.repository.settings) if isinstance(final, S3Url) else final.stat().st_size
+    result = BackupResult("base", [Artifact(final, size)])
+    _heartbeat(config, result, config.backup_dir / LAST_BASEBACKUP, clock)
     result.seconds = clock.monotonic() - started
     return result
 
 
-def wal_sync(config: Config, clock: Clock, target: str | Path | None = None) -> BackupResult:
+@contextlib.contextmanager
+def _artifact_sink(config: Config, final: Path | S3Url) -> Iterator[IO[bytes]]:
+    """Where an artifact's bytes go: a stream uploaded to the repository, or a file renamed when whole."""
+    if isinstance(final, S3Url):
+        assert config.repository
+        with upload.upload_stream(final, config.repository.settings) as sink:
+            yield sink
+        return
+    with atomic_path(final, group=config.backup_group) as tmp, open(tmp, "wb") as sink:
+        yield sink
+
+
+def wal_sync(config: Config, clock: Clock, target: str | Path | None = None, tarball: bool = False,
+             compression: str = "none") -> BackupResult:
     """Pack the live WAL archive into `wal_archive_<stamp>.tar.gz` in backup_dir (and copy it to a
     `WAL_SYNC_TARGET` folder), then the WAL sync heartbeat. The live archive is the folder wal_archive, or the
-    one production's backend keeps itself (the compose backend's WAL volume)."""
+    one production's backend keeps itself (the compose backend's WAL volume).
+
+    To S3 (an s3:// `target`, else the repository's wal/ prefix) the sync is incremental: only the WAL files
+    the prefix lacks are uploaded, one object each (`compression` "gzip": `.gz` objects), and the tarball is
+    written (to the repository's backups/) only with `tarball`."""
     production = config.environments.get(PRODUCTION)
     folder = check_sync_target(target)
-    folders = [config.backup_dir, folder] if folder else [config.backup_dir]
-    with _exclusive(config, "wal-sync", clock, *folders) as removed:
-        result = _wal_sync(config, clock, folder, production)
+    prefix = folder if isinstance(folder, S3Url) else None
+    if prefix is None and folder is None and config.repository:
+        prefix = config.repository.wal
+    if prefix is None:
+        folders = [config.backup_dir, folder] if folder else [config.backup_dir]
+        with _exclusive(config, "wal-sync", clock, *folders) as removed:
+            result = _wal_sync(config, clock, folder, production)
+    else:
+        with _exclusive(config, "wal-sync", clock, config.backup_dir) as removed:
+            result = _wal_sync_to_s3(config, clock, prefix, production, tarball, compression)
     result.removed = removed
+    return result
+
+
+def _wal_sync_to_s3(config: Config, clock: Clock, prefix: S3Url, production: Environment | None, tarball: bool,
+                    compression: str) -> BackupResult:
+    started = clock.monotonic()
+    settings = config.repository.settings if config.repository else S3Settings()
+    kept = backend_for(production, config.state_dir).archived_wal() if production else None
+    if kept is None and not config.wal_archive.is_dir():
+        raise BackupError(f"{config.wal_archive}: the WAL archive folder does not exist",
+                          "check wal_archive in the config")
+    files = wal_push.tar_files(kept) if kept is not None else wal_push.folder_files(config.wal_archive)
+    synced = wal_push.sync(files, prefix, settings, compression)
+    result = BackupResult("wal-sync", [Artifact(url, size) for url, size in synced.uploaded],
+                          already_stored=synced.already_stored)
+    if synced.conflicts:
+        uploaded = f"; {len(synced.uploaded)} new WAL files were uploaded" if synced.uploaded else ""
+        raise wal_push.WalConflict("WAL files already stored with other content, left as they are "
+                                   f"(the heartbeat was not written{uploaded}):\n  " + "\n  ".join(synced.conflicts),
+                                   wal_push.CONFLICT_HINT)
+    if tarball:
+        name = f"wal_archive_{stamp(clock.now())}.tar.gz"
+        final: Path | S3Url = config.repository.backups.child(name) if config.repository else \
+            config.backup_dir / name
+        if isinstance(final, Path):
+            prepare_dir(config.backup_dir, config.backup_group)
+            _refuse_existing(final)
+        else:
+            _refuse_stored(final, settings)
+        kept = backend_for(production, config.state_dir).archived_wal() if production else None
+        with _artifact_sink(config, final) as sink, \
+                gzip.GzipFile(fileobj=sink, mode="wb", compresslevel=GZIP_LEVEL) as gz, \
+                tarfile.open(fileobj=gz, mode="w|") as tar:
+            for member, contents in kept if kept is not None else _folder_files(config.wal_archive, tar):
+                tar.addfile(member, contents)
+        size = _stored_size(final, settings) if isinstance(final, S3Url) else final.stat().st_size
+        result.artifacts.append(Artifact(final, size))
+    _heartbeat(config, result, config.wal_sync_heartbeat, clock)
+    result.seconds = clock.monotonic() - started
     return result
 
 
@@ -260,16 +395,19 @@ def _folder_files(folder: Path, tar: tarfile.TarFile) -> Iterator[tuple[tarfile.
             yield member, contents
 
 
-def check_sync_target(target: str | Path | None) -> Path | None:
-    """The WAL_SYNC_TARGET folder, refused before any work when drtui cannot write there: a URL or a remote
-    `host:/path` (drtui copies to a mounted folder only), or a folder that does not exist (an unmounted
-    offsite disk must not silently become a local folder)."""
+def check_sync_target(target: str | Path | None) -> Path | S3Url | None:
+    """The WAL_SYNC_TARGET folder or S3 prefix, refused before any work when drtui cannot write there: another
+    URL or a remote `host:/path` (drtui copies to a mounted folder only), or a folder that does not exist (an
+    unmounted offsite disk must not silently become a local folder)."""
     if target is None or str(target) == "":
         return None
     text = str(target)
-    if text.lower().startswith("s3:"):
-        raise BackupRefused(f"WAL_SYNC_TARGET={text}: S3 targets are not supported yet",
-                            "sync to a mounted folder, or leave WAL_SYNC_TARGET unset")
+    if is_s3_url(text):
+        try:
+            return S3Url.parse(text).as_prefix()
+        except ValueError as exc:
+            raise BackupRefused(f"WAL_SYNC_TARGET={text}: {exc}",
+                                "write it like s3://mybucket/wal-archive/") from None
     head = text.split("/", 1)[0]
     if ":" in head:
         raise BackupRefused(f"WAL_SYNC_TARGET={text}: a URL or a remote host:path, not a folder",

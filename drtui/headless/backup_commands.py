@@ -1,4 +1,4 @@
-"""`drtui backup dump|verify|base|wal-sync`: the runbook's backup scripts."""
+"""`drtui backup dump|verify|base|wal-sync`: the runbook's backup scripts; `drtui wal push`: archive_command."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ import click
 import humanize
 
 from drtui.core import backup as core
+from drtui.core import wal_push
 from drtui.core.clock import SystemClock
-from drtui.core.errors import BackupError
+from drtui.core.errors import BackupError, UsageError
+from drtui.core.objectstore import S3Settings, S3Url
 from drtui.headless.common import env_option, handle_errors, json_option, pass_context
 from drtui.headless.output import out, out_json
 
@@ -22,8 +24,12 @@ def _print(result: core.BackupResult, as_json: bool) -> None:
         out(f"removed {path} (left behind by an interrupted `drtui backup {result.kind}`)")
     for artifact in result.artifacts:
         out(f"wrote {artifact.path} ({humanize.naturalsize(artifact.size_bytes, binary=True)})")
+    if result.already_stored is not None:
+        out(f"{result.already_stored} WAL files were already stored")
     if result.heartbeat:
         out(f"heartbeat {result.heartbeat}")
+    if result.stored_heartbeat:
+        out(f"heartbeat {result.stored_heartbeat}")
     out(f"{result.kind} backup done in {result.seconds:.1f} s")
 
 
@@ -54,15 +60,54 @@ def base(ctx, env_name: str | None, as_json: bool) -> None:
     _print(core.base(config, config.environment(env_name), SystemClock()), as_json)
 
 
+compress_option = click.option("--compress", type=click.Choice(sorted(wal_push.COMPRESSIONS)), default="none",
+                               show_default=True, help="To S3: compress each WAL object (gzip: NAME.gz).")
+
+
 @backup.command("wal-sync")
-@click.option("--target", envvar="WAL_SYNC_TARGET", default=None, help="Also copy the tarball here "
-              "(WAL_SYNC_TARGET).")
+@click.option("--target", envvar="WAL_SYNC_TARGET", default=None, help="Also copy the tarball to this folder, "
+              "or upload the WAL files an s3://bucket/prefix/ lacks (WAL_SYNC_TARGET).")
+@click.option("--tarball", is_flag=True, help="To S3: also write wal_archive_<stamp>.tar.gz (to the "
+              "repository's backups/, or backup_dir).")
+@compress_option
 @json_option
 @pass_context
 @handle_errors
-def wal_sync(ctx, target: str | None, as_json: bool) -> None:
-    """Pack the live WAL archive into a tarball, then the WAL sync heartbeat."""
-    _print(core.wal_sync(ctx.config(), SystemClock(), target), as_json)
+def wal_sync(ctx, target: str | None, tarball: bool, compress: str, as_json: bool) -> None:
+    """Pack the live WAL archive into a tarball (to S3: upload the new WAL files), then the heartbeat."""
+    _print(core.wal_sync(ctx.config(), SystemClock(), target, tarball, compress), as_json)
+
+
+@click.group()
+def wal() -> None:
+    """WAL into the repository, one file at a time (PostgreSQL's archive_command)."""
+
+
+@wal.command()
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--to", "target", default=None, metavar="s3://BUCKET/PREFIX/",
+              help="The WAL prefix; default: the [repository]'s wal/.")
+@compress_option
+@pass_context
+@handle_errors
+def push(ctx, path: Path, target: str | None, compress: str) -> None:
+    """Store one WAL file (archive_command = 'drtui wal push %p'); exit 0 only once it is stored and verified,
+    or already stored with the same content."""
+    config = ctx.config()
+    if target:
+        try:
+            prefix = S3Url.parse(target).as_prefix()
+        except ValueError as exc:
+            raise UsageError(f"--to {target}: {exc}", "write it like s3://mybucket/wal/") from None
+    elif config.repository:
+        prefix = config.repository.wal
+    else:
+        raise UsageError(f"{config.source}: no [repository] to push WAL to",
+                         'add [repository] url = "s3://bucket/prefix/" to the config, or give --to s3://...')
+    settings = config.repository.settings if config.repository else S3Settings()
+    done = wal_push.push(path, prefix, settings, compress)
+    out(f"{done}: {prefix.child(wal_push.object_name(path.name, compress))}" if done == "uploaded"
+        else f"{done}: {path.name} in {prefix}")
 
 
 @backup.command()

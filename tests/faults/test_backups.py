@@ -205,7 +205,7 @@ def test_wal_syncs_started_together_never_crash_and_never_share_a_file(fresh: Fa
 
 @pytest.mark.parametrize(("target", "words"), [
     ("backup@host:/wal", ["WAL_SYNC_TARGET=backup@host:/wal", "remote host:path", "mount"]),
-    ("s3://bucket/wal", ["WAL_SYNC_TARGET=s3://bucket/wal", "not supported yet"]),
+    ("s3://Bad_Bucket/wal", ["WAL_SYNC_TARGET=s3://Bad_Bucket/wal", "not a valid bucket name"]),
     ("offsite/wal", ["WAL_SYNC_TARGET=offsite/wal", "no such folder", "create or mount it"]),
 ])
 def test_a_sync_target_that_is_not_a_folder_is_refused_before_anything_is_written(
