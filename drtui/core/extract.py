@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import itertools
 import os
 import pwd
 import queue
@@ -149,17 +150,23 @@ def _inflate(chunks: Iterable[bytes]) -> Iterator[bytes]:
 
 
 @contextlib.contextmanager
-def _open_stream(path: Path) -> Iterator[_TarReader]:
-    """A tar reader over a .tar.gz (inflated in its own thread) or a plain .tar file."""
+def _open_stream(path: Path, chunks: Iterator[bytes] | None = None) -> Iterator[_TarReader]:
+    """A tar reader over a .tar.gz (inflated in its own thread) or a plain .tar file, read from `chunks` of
+    its bytes when given (an object's ranged GETs), else from the file `path`."""
     try:
-        with path.open("rb") as handle:
-            head = handle.read(BLOCK)
+        if chunks is None:
+            with path.open("rb") as handle:
+                head = handle.read(BLOCK)
+            chunks = _read_file(path)
+        else:
+            head = bytes(next(chunks, b""))
+            chunks = itertools.chain([head], chunks)
     except OSError as exc:
         raise _Damaged(f"cannot read it ({exc.strerror})") from None
     if head[:2] == GZIP_MAGIC:
-        pipe = _Pipe(_inflate(_read_file(path)), name=f"inflate {path.name}")
-    elif len(head) == BLOCK and head[257:262] == b"ustar":
-        pipe = _Pipe(_read_file(path), name=f"read {path.name}")
+        pipe = _Pipe(_inflate(chunks), name=f"inflate {path.name}")
+    elif len(head) >= BLOCK and head[257:262] == b"ustar":
+        pipe = _Pipe(chunks, name=f"read {path.name}")
     else:
         raise _Damaged("not a gzip-compressed tar archive")
     try:
@@ -534,11 +541,13 @@ def _writing(dest: Path, os_user: str, *, durable: bool, progress: Progress, tot
 
 
 def extract_base_backup(backup: BaseBackup, dest: Path, os_user: str, progress: Progress,
-                        cancel: threading.Event, *, durable: bool = True) -> int:
+                        cancel: threading.Event, *, durable: bool = True,
+                        chunks: Iterator[bytes] | None = None) -> int:
     """Extract a base backup of any layout into `dest` (new or empty), owned by `os_user`, mode 0700.
 
     Returns the bytes of file data written. With `durable` (the default), every file and folder is on disk
-    before it returns, its write-back overlapped with the extraction itself.
+    before it returns, its write-back overlapped with the extraction itself. `chunks` are the tarball's bytes
+    when they do not come from the file `backup.path` (an object in a bucket, read by ranged GETs).
     """
     total = backup.size_bytes or None
     with _writing(dest, os_user, durable=durable, progress=progress, total=total, cancel=cancel,
@@ -546,7 +555,7 @@ def extract_base_backup(backup: BaseBackup, dest: Path, os_user: str, progress: 
         if backup.layout is Layout.DIRECTORY:
             _copy_directory(backup.path / backup.member_prefix if backup.member_prefix else backup.path, writer)
         else:
-            with _open_stream(backup.path) as reader:
+            with _open_stream(backup.path, chunks) as reader:
                 if backup.layout is Layout.TAR_FOLDER:
                     _extract_tar_folder(reader, backup.member_prefix, writer)
                 else:

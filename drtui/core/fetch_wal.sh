@@ -15,6 +15,8 @@
 # A miss of a segment is recorded as SPOOL/<name>.missing: drtui promotes a restore to 'latest' only once
 # PostgreSQL has asked for the segment after the newest one the source holds.
 #
+# From a folder drtui's WAL feeder fills (see walfeed.py), a file the feeder has not delivered yet is waited for.
+#
 # Prefetch (LINK=cp): each call starts (unless one is running) a background copy of the next DEPTH segments, each
 # checked, copied beside pg_wal, renamed into pg_wal whole, marked archived (archive_status/<name>.done, as
 # PostgreSQL marks what it restores) and only then recorded as SPOOL/<name>.ok.
@@ -53,6 +55,17 @@ fail() {
 
 segment=no
 case $f in *[!0-9A-F]*) ;; *) [ ${#f} -eq 24 ] && segment=yes;; esac
+
+# A folder drtui's WAL feeder fills from a bucket: .drtui-feed lists what it delivers (its pid first). Wait
+# for a listed file; one it does not list is not in the bucket, and is missing as below.
+if [ -f "$a/.drtui-feed" ] && [ ! -e "$a/$f" ] && grep -qxF "$f" "$a/.drtui-feed"; then
+    feeder=$(head -n 1 "$a/.drtui-feed")
+    until [ -e "$a/$f" ]; do
+        if [ -f "$a/.drtui-feed-failed" ]; then fail "$(cat "$a/.drtui-feed-failed")"; fi
+        [ -d "/proc/$feeder" ] || fail "was never delivered: the drtui process feeding WAL from the bucket ended"
+        sleep 0.1
+    done
+fi
 
 if [ $segment = yes ] && [ -f "$s/$f.ok" ] && [ -f "pg_wal/$f" ]; then
     r=1

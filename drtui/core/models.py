@@ -10,8 +10,21 @@ import enum
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from drtui.core.objectstore import S3Url
 
 DEFAULT_SEGMENT_SIZE = 16 * 1024 * 1024
+
+
+def location(text: str) -> Path | S3Url:
+    """Where an artifact is, from its text (journals and plans are JSON): a path, or an s3:// object/prefix."""
+    if text.lower().startswith("s3://"):
+        from drtui.core.objectstore import S3Url
+
+        return S3Url.parse(text)
+    return Path(text)
 
 
 class Layout(enum.StrEnum):
@@ -39,7 +52,7 @@ def segment_name(timeline: int, segno: int, segment_size: int = DEFAULT_SEGMENT_
 
 @dataclass(frozen=True)
 class BaseBackup:
-    path: Path
+    path: Path | S3Url  # a file or folder, or an object of an S3 repository
     layout: Layout
     label: str
     start_lsn: int
@@ -64,9 +77,9 @@ class BaseBackup:
 
 @dataclass(frozen=True)
 class Artifact:
-    """A dump, uploads archive, WAL tarball, heartbeat or unknown file in backup_dir."""
+    """A dump, uploads archive, WAL tarball, heartbeat or unknown file in backup_dir (or the repository)."""
 
-    path: Path
+    path: Path | S3Url
     kind: str  # "dump", "uploads", "basebackup", "wal_tarball", "heartbeat", "unknown"
     size_bytes: int
     name_time: datetime | None = None
@@ -118,10 +131,10 @@ class TimelineHistory:
 
 @dataclass
 class WalCoverage:
-    """What one WAL source (the live archive folder, or a WAL tarball) holds."""
+    """What one WAL source (the live archive folder, a WAL tarball, or an S3 repository's WAL prefix) holds."""
 
-    source: Path
-    kind: str  # "directory" or "tarball"
+    source: Path | S3Url
+    kind: str  # "directory", "tarball" or "s3"
     segment_size: int = DEFAULT_SEGMENT_SIZE
     # timeline -> sorted segment numbers, and (same order) their archive times as POSIX seconds
     segments: dict[int, list[int]] = field(default_factory=dict)
@@ -152,7 +165,7 @@ class WalCoverage:
 class Window:
     """How far one base backup can take a recovery with the WAL at hand."""
 
-    base_backup: Path
+    base_backup: Path | S3Url
     earliest: datetime | None  # the consistent point: the backup's stop time
     latest: datetime | None
     latest_source: str  # "waldump" (a real commit time), "archive-time" (fallback), or "unknown"

@@ -22,7 +22,8 @@ from typing import Any, Protocol
 from drtui.core.clock import Clock, isoformat
 from drtui.core.config import Config, Environment, pg_bin_missing
 from drtui.core.errors import DrError, ErrorKind, UsageError
-from drtui.core.models import BaseBackup, Gap, Layout, WalCoverage, Window, format_lsn, parse_lsn
+from drtui.core.models import BaseBackup, Gap, Layout, WalCoverage, Window, format_lsn, location, parse_lsn
+from drtui.core.objectstore import S3Url
 from drtui.core.prediction import measured_rates
 
 PITR_STEPS = ("preflight", "extract", "stage_wal", "write_recovery", "stop_app", "stop_postgres", "preserve",
@@ -231,8 +232,8 @@ class Plan:
     config_path: Path | None
     data_dir: Path
     base_backup: BaseBackup
-    wal_source: Path
-    wal_kind: str  # "directory" or "tarball"
+    wal_source: Path | S3Url
+    wal_kind: str  # "directory", "tarball" or "s3" (a WAL prefix, fed into a staged folder as it is replayed)
     target: Target
     created_at: datetime
     window_earliest: datetime | None = None
@@ -267,7 +268,7 @@ class Plan:
 
     def to_json(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        data["base_backup"] = _encode(dataclasses.asdict(self.base_backup))
+        data["base_backup"] = _encode({**dataclasses.asdict(self.base_backup), "path": self.base_backup.path})
         data["target"] = self.target.to_json()
         data["steps"] = list(self.steps)
         data["notes"] = list(self.notes)
@@ -278,12 +279,12 @@ class Plan:
         bb = dict(data["base_backup"])
         for key in ("start_time", "stop_time", "name_time"):
             bb[key] = _time(bb.get(key))
-        bb["path"] = Path(bb["path"])
+        bb["path"] = location(bb["path"])
         bb["layout"] = Layout(bb["layout"])
         return cls(
             journey=data["journey"], environment=data["environment"],
             config_path=Path(data["config_path"]) if data["config_path"] else None,
-            data_dir=Path(data["data_dir"]), base_backup=BaseBackup(**bb), wal_source=Path(data["wal_source"]),
+            data_dir=Path(data["data_dir"]), base_backup=BaseBackup(**bb), wal_source=location(data["wal_source"]),
             wal_kind=data["wal_kind"], target=Target.from_json(data["target"]),
             created_at=datetime.fromisoformat(data["created_at"]),
             window_earliest=_time(data["window_earliest"]), window_latest=_time(data["window_latest"]),
@@ -304,7 +305,7 @@ def _encode(value: Any) -> Any:
         return [_encode(v) for v in value]
     if isinstance(value, datetime):
         return value.isoformat()
-    if isinstance(value, Path):
+    if isinstance(value, Path | S3Url):
         return str(value)
     if isinstance(value, enum.Enum):
         return value.value
@@ -416,29 +417,29 @@ def _gap_text(gap: Gap) -> str:
 
 
 def make_plan(config: Config, env: Environment, target: Target, *, clock: Clock, journey: str = "pitr",
-              base_backup: Path | BackupChoice | None = None, wal_source: Path | None = None,
+              base_backup: Path | S3Url | BackupChoice | None = None, wal_source: Path | S3Url | None = None,
               inventory: InventoryView | None = None, pause_at_target: bool = False,
               incident_start: datetime | None = None, pg_version: int | None = None,
               free_bytes: int | None = None) -> Plan:
     """Choose the base backup and WAL, and check everything that can be checked before touching anything.
     `base_backup` is a path (BASE_BACKUP) or the backup and window already chosen (the wizard's pick);
     `inventory`, `pg_version` and `free_bytes` are looked up when not given."""
-    source = wal_source or config.wal_archive
-    if not source.exists():
+    source = wal_source or (config.repository.wal if config.repository else config.wal_archive)
+    if isinstance(source, Path) and not source.exists():
         raise PlanError(f"{source}: no such WAL archive (folder or wal_archive_*.tar.gz)",
                         "check WAL_ARCHIVE / --wal-archive, or wal_archive in the config")
     if inventory is None:
         from drtui.core.inventory import scan
 
         inventory = scan(config, wal_source=source, env=env, clock=clock)
-    backup, window = _choose_backup(inventory, target, base_backup, env)
+    backup, window = _choose_backup(inventory, target, base_backup, env, config)
     check_target(target, backup, window, inventory)
     version = pg_version if pg_version is not None else pg_major_version(env.pg_bin)
     if backup.pg_version != version:
         raise PlanError(f"base backup {backup.path.name} is PostgreSQL {backup.pg_version}, but pg_bin "
                         f"({env.pg_bin}) is PostgreSQL {version}",
                         f"point pg_bin of {env.name!r} at PostgreSQL {backup.pg_version} binaries")
-    wal_kind = "directory" if source.is_dir() else "tarball"
+    wal_kind = "s3" if isinstance(source, S3Url) else "directory" if source.is_dir() else "tarball"
     wal_bytes = _wal_bytes(inventory.wal, wal_kind, backup, window, target)
     required = backup.size_bytes + wal_bytes
     free = free_bytes if free_bytes is not None else _free_bytes(env.data_dir)
@@ -482,11 +483,16 @@ def _wal_bytes(coverage: WalCoverage | None, wal_kind: str, backup: BaseBackup, 
     return max(0, last - backup.start_lsn // size + 1) * size
 
 
-def _choose_backup(inventory: InventoryView, target: Target, chosen: Path | BackupChoice | None,
-                   env: Environment) -> tuple[BaseBackup, Window]:
+def _choose_backup(inventory: InventoryView, target: Target, chosen: Path | S3Url | BackupChoice | None,
+                   env: Environment, config: Config | None = None) -> tuple[BaseBackup, Window]:
     if isinstance(chosen, BackupChoice):
         return chosen.backup, chosen.window
     pairs = list(zip(inventory.base_backups, inventory.windows, strict=False))
+    if isinstance(chosen, S3Url):
+        for backup, window in pairs:
+            if backup.path == chosen:
+                return backup, window
+        return _read_outside(chosen, inventory, env, config)
     if chosen is not None:
         wanted = chosen.resolve()
         for backup, window in pairs:
@@ -494,7 +500,7 @@ def _choose_backup(inventory: InventoryView, target: Target, chosen: Path | Back
                 return backup, window
         if not chosen.exists():
             raise PlanError(f"{chosen}: no such base backup", "check BASE_BACKUP / --base-backup")
-        return _read_outside(chosen, inventory, env)
+        return _read_outside(chosen, inventory, env, config)
     if not pairs:
         raise PlanError("no base backup found", "take one with `drtui backup base`, or name one with BASE_BACKUP")
     usable = [(b, w) for b, w in pairs if w.usable]
@@ -514,17 +520,26 @@ def _choose_backup(inventory: InventoryView, target: Target, chosen: Path | Back
     return (usable or pairs)[0]
 
 
-def _read_outside(path: Path, inventory: InventoryView, env: Environment) -> tuple[BaseBackup, Window]:
-    """A base backup outside backup_dir (BASE_BACKUP names it): read it, and its window in the same WAL."""
+def _read_outside(path: Path | S3Url, inventory: InventoryView, env: Environment,
+                  config: Config | None = None) -> tuple[BaseBackup, Window]:
+    """A base backup outside backup_dir (BASE_BACKUP names it, a file or an object): read it, and its window in
+    the same WAL."""
     from drtui.core.inventory import InventoryError, compute_windows, read_base_backup
+    from drtui.core.inventory.remote import head, read_remote_backup, settings_for
     from drtui.core.inventory.wal import Reader
 
     try:
-        backup = read_base_backup(path)
+        if isinstance(path, S3Url):
+            settings = settings_for(config, path)
+            backup = read_remote_backup(head(path, settings), settings)
+        else:
+            backup = read_base_backup(path)
     except InventoryError as exc:
         raise PlanError(f"{path}: not a base backup that can be read ({exc.title})",
                         exc.hint or "choose another with --base-backup") from None
-    return backup, compute_windows([backup], inventory.wal, env.pg_bin, reader=Reader.of(env.os_user))[0]
+    wal = inventory.wal
+    remote = settings_for(config, wal.source) if wal is not None and isinstance(wal.source, S3Url) else None
+    return backup, compute_windows([backup], wal, env.pg_bin, reader=Reader.of(env.os_user), settings=remote)[0]
 
 
 

@@ -22,7 +22,21 @@ from drtui.core.errors import ConfigError
 from drtui.core.inventory.basebackup import InventoryError, first_segment_header, read_base_backup
 from drtui.core.inventory.cache import CACHE_FILE, ReadCache
 from drtui.core.inventory.labels import LabelError, parse_backup_label
-from drtui.core.inventory.names import backup_history_name, classify_artifact, parse_wal_header, work_in_progress
+from drtui.core.inventory.names import (
+    WalHeader,
+    backup_history_name,
+    classify_artifact,
+    parse_wal_header,
+    work_in_progress,
+)
+from drtui.core.inventory.remote import (
+    Listed,
+    first_segment_header_of,
+    list_prefix,
+    read_remote_backup,
+    scan_remote_wal,
+    settings_for,
+)
 from drtui.core.inventory.wal import Reader, scan_wal
 from drtui.core.inventory.windows import compute_windows
 from drtui.core.models import (
@@ -36,13 +50,14 @@ from drtui.core.models import (
     format_lsn,
     segment_name,
 )
+from drtui.core.objectstore import BACKUPS, HEARTBEATS, ObjectStoreError, S3Settings, S3Url
 
 __all__ = ["Inventory", "InventoryError", "compute_windows", "read_base_backup", "scan", "scan_wal"]
 
 
 @dataclass
 class Inventory:
-    backup_dir: Path
+    backup_dir: Path | S3Url  # or the S3 repository's backups/ prefix
     base_backups: list[BaseBackup] = field(default_factory=list)  # newest first
     dumps: list[Artifact] = field(default_factory=list)  # newest first, as every list below
     uploads: list[Artifact] = field(default_factory=list)
@@ -54,9 +69,10 @@ class Inventory:
     problems: list[Problem] = field(default_factory=list)
     scanned_at: datetime | None = None
 
-    def window_for(self, base_backup: Path) -> Window:
+    def window_for(self, base_backup: Path | S3Url) -> Window:
+        wanted = base_backup if isinstance(base_backup, S3Url) else Path(base_backup)
         for window in self.windows:
-            if window.base_backup == Path(base_backup):
+            if window.base_backup == wanted:
                 return window
         raise InventoryError(f"{base_backup}: not a base backup of this inventory",
                              f"pick one of the base backups in {self.backup_dir}")
@@ -205,7 +221,8 @@ def _with_stop(backup: BaseBackup, wal: WalCoverage | None, problems: list[Probl
     try:
         info = parse_backup_label(text, near=backup.start_time)
     except LabelError as exc:
-        problems.append(Problem(wal.source / name, f"unreadable backup history file: {exc}"))
+        where = wal.source.child(name) if isinstance(wal.source, S3Url) else wal.source / name
+        problems.append(Problem(where, f"unreadable backup history file: {exc}"))
         return backup
     return dataclasses.replace(backup, stop_lsn=info.stop_lsn or backup.stop_lsn, stop_time=info.stop_time)
 
@@ -235,6 +252,11 @@ def _segment_size(source: Path, backups: list[BaseBackup],
     backup's own WAL, else PostgreSQL's default of 16 MB. A backup that showed no WAL of its own (so it says
     the default) takes the archive's size."""
     header = parse_wal_header(first_segment_header(source) or b"") if source.is_dir() else None
+    return _adjust_segment_size(header, backups, problems)
+
+
+def _adjust_segment_size(header: WalHeader | None, backups: list[BaseBackup],
+                         problems: list[Problem]) -> tuple[int, list[BaseBackup]]:
     newest = max(backups, key=lambda b: b.start_time, default=None)
     if header is None:
         return (newest.segment_size if newest else DEFAULT_SEGMENT_SIZE), backups
@@ -249,32 +271,88 @@ def _segment_size(source: Path, backups: list[BaseBackup],
     return header.segment_size, adjusted
 
 
-def scan(config: Config, wal_source: Path | None = None, env: Environment | None = None,
-         clock: Clock | None = None) -> Inventory:
-    """Everything recoverable from backup_dir and one WAL source, and to when."""
-    clock = clock or SystemClock()
-    inventory = Inventory(backup_dir=config.backup_dir, scanned_at=clock.now())
-    cache = ReadCache(config.state_dir / CACHE_FILE)
+def _discover_remote(inventory: Inventory, prefix: S3Url, settings: S3Settings) -> list[Listed]:
+    """Sort a repository's backups/ objects into the inventory's lists (one listing); returns the base backups
+    to read. Its heartbeats/ are listed too."""
     backups = []
+    for obj in list_prefix(prefix, settings, "list the repository's backups"):
+        kind, name_time = classify_artifact(obj.url.name)
+        if kind == "basebackup":
+            backups.append(obj)
+        elif work_in_progress(obj.url.name) is None:
+            {"dump": inventory.dumps, "uploads": inventory.uploads, "wal_tarball": inventory.wal_tarballs,
+             "heartbeat": inventory.heartbeats, "unknown": inventory.unknown}[kind].append(
+                Artifact(obj.url, kind, obj.size, name_time))
+    heartbeats = prefix.as_prefix().key.removesuffix(BACKUPS) + HEARTBEATS
+    inventory.heartbeats += [Artifact(obj.url, "heartbeat", obj.size, None)
+                             for obj in list_prefix(S3Url(prefix.bucket, heartbeats), settings,
+                                                    "list the repository's heartbeats")]
+    for items in (inventory.dumps, inventory.uploads, inventory.wal_tarballs):
+        items.sort(key=lambda a: (a.name_time is not None, a.name_time, a.path.name), reverse=True)
+    inventory.heartbeats.sort(key=lambda a: a.path.name)
+    inventory.unknown.sort(key=lambda a: a.path.name)
+    return backups
+
+
+def _read_backups(inventory: Inventory, config: Config, cache: ReadCache) -> list[BaseBackup]:
+    backups = []
+    if config.repository is not None:
+        settings = config.repository.settings
+        for obj in _discover_remote(inventory, config.repository.backups, settings):
+            try:
+                backups.append(read_remote_backup(obj, settings, cache))
+            except (InventoryError, ObjectStoreError) as exc:
+                inventory.problems.append(Problem(obj.url, f"{exc.title.removeprefix(f'{obj.url}: ')} ({exc.hint})"))
+        return backups
     for path in _discover(inventory):
         try:
             backups.append(read_base_backup(path, cache))
         except InventoryError as exc:
             inventory.problems.append(Problem(path, f"{exc.title.removeprefix(f'{path}: ')} ({exc.hint})"))
-    source = wal_source or config.wal_archive
-    if wal_source is None and not source.exists() and inventory.wal_tarballs:
+    return backups
+
+
+def scan(config: Config, wal_source: Path | S3Url | None = None, env: Environment | None = None,
+         clock: Clock | None = None) -> Inventory:
+    """Everything recoverable from backup_dir (or the config's S3 repository) and one WAL source, and to when.
+    A repository that cannot be listed is an ObjectStoreError, as a backup_dir that cannot be."""
+    clock = clock or SystemClock()
+    repository = config.repository
+    inventory = Inventory(backup_dir=repository.backups if repository else config.backup_dir,
+                          scanned_at=clock.now())
+    cache = ReadCache(config.state_dir / CACHE_FILE)
+    backups = _read_backups(inventory, config, cache)
+    source = wal_source or (repository.wal if repository else config.wal_archive)
+    reader = Reader.of(_restore_user(config, env))
+    if isinstance(source, S3Url):
+        _scan_remote_wal(inventory, source, settings_for(config, source), backups)
+    else:
+        _scan_local_wal(inventory, cache, reader, source, wal_source is None, backups)
+    backups = [_with_stop(b, inventory.wal, inventory.problems) for b in inventory.base_backups]
+    backups.sort(key=lambda b: (b.start_time, b.path.name), reverse=True)
+    inventory.base_backups = backups
+    inventory.windows = compute_windows(backups, inventory.wal, _default_pg_bin(config, env), cache, reader,
+                                        settings_for(config, source) if isinstance(source, S3Url) else None)
+    cache.save()
+    return inventory
+
+
+def _scan_local_wal(inventory: Inventory, cache: ReadCache, reader: Reader | None, source: Path, default: bool,
+                    backups: list[BaseBackup]) -> None:
+    if default and not source.exists() and inventory.wal_tarballs:
         inventory.problems.append(Problem(source, "the live WAL archive folder does not exist; "
                                           f"using the newest WAL tarball {inventory.wal_tarballs[0].path.name}"))
         source = inventory.wal_tarballs[0].path
-    segment_size, backups = _segment_size(source, backups, inventory.problems)
-    reader = Reader.of(_restore_user(config, env))
+    segment_size, inventory.base_backups = _segment_size(source, backups, inventory.problems)
     try:
         inventory.wal = scan_wal(source, segment_size, cache, reader)
     except InventoryError as exc:
         inventory.problems.append(Problem(source, f"{exc.title.removeprefix(f'{source}: ')} ({exc.hint})"))
-    backups = [_with_stop(b, inventory.wal, inventory.problems) for b in backups]
-    backups.sort(key=lambda b: (b.start_time, b.path.name), reverse=True)
-    inventory.base_backups = backups
-    inventory.windows = compute_windows(backups, inventory.wal, _default_pg_bin(config, env), cache, reader)
-    cache.save()
-    return inventory
+
+
+def _scan_remote_wal(inventory: Inventory, source: S3Url, settings: S3Settings, backups: list[BaseBackup]) -> None:
+    """An S3 WAL prefix: one listing; the segment size from the first segment's header (a ranged GET)."""
+    listing = list_prefix(source, settings, "list the WAL")
+    header = parse_wal_header(first_segment_header_of(listing, settings) or b"")
+    segment_size, inventory.base_backups = _adjust_segment_size(header, backups, inventory.problems)
+    inventory.wal = scan_remote_wal(source, settings, segment_size, listing)

@@ -19,11 +19,13 @@ How the layouts are told apart:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gzip
 import os
 import tarfile
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -34,7 +36,7 @@ from drtui.core.inventory.cache import ReadCache, file_key
 from drtui.core.inventory.labels import LabelError, LabelInfo, parse_backup_label, parse_manifest
 from drtui.core.inventory.names import WAL_HEADER_BYTES, classify_artifact, parse_wal_header
 from drtui.core.inventory.streams import open_tar_gz
-from drtui.core.models import DEFAULT_SEGMENT_SIZE, BaseBackup, Layout
+from drtui.core.models import DEFAULT_SEGMENT_SIZE, BaseBackup, Layout, location
 
 _FOLDER_BASES = ("base.tar.gz", "base.tar")
 _FOLDER_WALS = ("pg_wal.tar.gz", "pg_wal.tar")
@@ -123,13 +125,13 @@ class _Read:
     wal_header: bytes | None = None
 
 
-def _read_tarball(path: Path) -> _Read:
+def _read_tarball(path: Path, stream: IO[bytes] | None = None) -> _Read:
     outer = _DataTar()
     folder_base: str | None = None
     folder_wal: str | None = None
     wal_bytes = 0
     inner: _DataTar | None = None
-    with open_tar_gz(path) as tar:
+    with open_tar_gz(path, stream) as tar:
         for member in tar:
             name = outer.take(tar, member)
             parent, _, base = name.rpartition("/")
@@ -236,11 +238,27 @@ def read_base_backup(path: Path, cache: ReadCache | None = None) -> BaseBackup:
     cached = cache.get("base_backups", key) if cache else None
     if cached:
         return backup_from_json(cached)
-    try:
+    with read_errors(path):
         if is_dir:
             backup = _build(path, _read_directory(path), _folder_size(path))
         else:
             backup = _build(path, _read_tarball(path), path.stat().st_size)
+    if cache:
+        cache.put("base_backups", key, backup_to_json(backup))
+    return backup
+
+
+def read_tarball_stream(name: Any, stream: IO[bytes], size: int) -> BaseBackup:
+    """Read a base backup tarball from a stream (an object's body) that is named `name` (its URL)."""
+    with read_errors(name):
+        return _build(name, _read_tarball(name, stream), size)
+
+
+@contextlib.contextmanager
+def read_errors(path: Any) -> Iterator[None]:
+    """Reading errors of a base backup as InventoryErrors with a plain reason."""
+    try:
+        yield
     except FileNotFoundError:
         raise InventoryError(f"{path}: no such base backup", "check the path") from None
     except PermissionError:
@@ -255,9 +273,6 @@ def read_base_backup(path: Path, cache: ReadCache | None = None) -> BaseBackup:
     except OSError as exc:
         raise InventoryError(f"{path}: cannot read it ({exc.strerror or exc})",
                              "check the file and its permissions") from None
-    if cache:
-        cache.put("base_backups", key, backup_to_json(backup))
-    return backup
 
 
 def _dir_key(path: Path) -> str | None:
@@ -273,13 +288,14 @@ def backup_to_json(backup: BaseBackup) -> dict[str, Any]:
             data[name] = value.isoformat()
         elif isinstance(value, Path):
             data[name] = str(value)
+    data["path"] = str(backup.path)  # a URL too (asdict would have made a dict of it)
     data["layout"] = str(backup.layout)
     return data
 
 
 def backup_from_json(data: dict[str, Any]) -> BaseBackup:
     values = dict(data)
-    values["path"] = Path(values["path"])
+    values["path"] = location(values["path"])
     values["layout"] = Layout(values["layout"])
     for name in ("start_time", "stop_time", "name_time"):
         if values.get(name):

@@ -301,6 +301,8 @@ def archive_time(coverage: WalCoverage, timeline: int, segno: int) -> float | No
     if times:
         i = bisect_left(segs, segno)
         return times[i] if i < len(segs) and segs[i] == segno else None
+    if coverage.kind == "s3":  # the listing gave every time there is
+        return None
     try:
         return (coverage.source / segment_name(timeline, segno, coverage.segment_size)).stat().st_mtime
     except OSError:

@@ -19,8 +19,10 @@ from pathlib import Path
 
 from drtui.core.inventory.cache import ReadCache, file_key
 from drtui.core.inventory.labels import utc
+from drtui.core.inventory.remote import fetch_remote_segments
 from drtui.core.inventory.wal import Reader, archive_time, check_segments, fetch_segments
 from drtui.core.models import BaseBackup, Gap, WalCoverage, Window, segment_name
+from drtui.core.objectstore import S3Settings, S3Url
 
 WALK_BACK = 2  # segments to look back when the last one holds no commit (e.g. a forced switch)
 _COMMIT = re.compile(r"desc: COMMIT(?:_PREPARED)? (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?) UTC")
@@ -116,14 +118,18 @@ class _Latest:
     """pg_waldump results per segment, cached by the segment file's (path, size, mtime). Segments of a tarball
     are extracted together, in one pass, into a temporary folder that `close` removes."""
 
-    def __init__(self, coverage: WalCoverage, pg_bin: Path | None, cache: ReadCache | None) -> None:
+    def __init__(self, coverage: WalCoverage, pg_bin: Path | None, cache: ReadCache | None,
+                 settings: S3Settings | None = None) -> None:
         self.coverage = coverage
         self.pg_bin = pg_bin
         self.cache = cache
+        self.settings = settings or S3Settings()  # of an S3 source
         self.files: dict[str, Path] = {}
         self.tmp: tempfile.TemporaryDirectory[str] | None = None
 
     def _key(self, name: str) -> str | None:
+        if isinstance(self.coverage.source, S3Url):  # a WAL object is never overwritten with other content
+            return str(self.coverage.source.child(name))
         source = self.coverage.source / name if self.coverage.kind == "directory" else self.coverage.source
         key = file_key(source)
         return f"{key}|{name}" if key else None
@@ -138,7 +144,10 @@ class _Latest:
             return
         if self.tmp is None:
             self.tmp = tempfile.TemporaryDirectory(prefix="drtui-waldump-")
-        self.files.update(fetch_segments(self.coverage, wanted, Path(self.tmp.name)))
+        if self.coverage.kind == "s3":
+            self.files.update(fetch_remote_segments(self.coverage, wanted, Path(self.tmp.name), self.settings))
+        else:
+            self.files.update(fetch_segments(self.coverage, wanted, Path(self.tmp.name)))
 
     def last_commit(self, timeline: int, segno: int) -> tuple[datetime | None, str]:
         name = segment_name(timeline, segno, self.coverage.segment_size)
@@ -170,11 +179,13 @@ def _stop_segment(backup: BaseBackup, size: int) -> int:
 
 
 def compute_windows(base_backups: Sequence[BaseBackup], coverage: WalCoverage | None, pg_bin: Path | None,
-                    cache: ReadCache | None = None, reader: Reader | None = None) -> list[Window]:
-    """One Window per base backup, in the same order. `reader`: the OS user the server restores WAL as."""
+                    cache: ReadCache | None = None, reader: Reader | None = None,
+                    settings: S3Settings | None = None) -> list[Window]:
+    """One Window per base backup, in the same order. `reader`: the OS user the server restores WAL as;
+    `settings`: how to reach an S3 source."""
     if coverage is None:
         return [_window(backup, None, None, {}) for backup in base_backups]
-    latest = _Latest(coverage, pg_bin, cache)
+    latest = _Latest(coverage, pg_bin, cache, settings)
     present = {tli: set(segs) for tli, segs in coverage.segments.items()}
     if not coverage.damage_checked:
         _check_walks(base_backups, coverage, present, reader)

@@ -10,7 +10,8 @@ import os
 import threading
 from pathlib import Path
 
-from drtui.core.planning import Plan
+from drtui.core.objectstore import S3Url
+from drtui.core.planning import Plan, TargetKind
 from drtui.core.postgres import run_as
 from drtui.core.recovery_conf import mark_wal_archived, overridden, recovery_settings, signal_file
 from drtui.core.steps import Step, StepContext, StepError
@@ -22,15 +23,18 @@ class Preflight(Step):
     def run(self, ctx: StepContext) -> None:
         plan, backend = ctx.plan, ctx.backend
         backup = plan.base_backup
-        if not os.access(backup.path, os.R_OK):
+        if isinstance(backup.path, S3Url) or isinstance(plan.wal_source, S3Url):
+            _check_objects(ctx)
+        local = isinstance(backup.path, Path)
+        if local and not os.access(backup.path, os.R_OK):
             raise StepError(f"{backup.path}: the base backup is gone or unreadable", "check BASE_BACKUP")
-        if backup.path.is_file() and backup.path.stat().st_size != backup.file_size:
+        if local and backup.path.is_file() and backup.path.stat().st_size != backup.file_size:
             raise StepError(f"{backup.path}: the base backup changed size since it was planned "
                             f"({backup.file_size} → {backup.path.stat().st_size} bytes)",
                             "it may be incomplete or still being written; plan again")
-        if not plan.wal_source.exists():
+        if isinstance(plan.wal_source, Path) and not plan.wal_source.exists():
             raise StepError(f"{plan.wal_source}: the WAL source is gone", "check WAL_ARCHIVE")
-        if plan.wal_source.is_dir() and backend.server_reads_host_wal:
+        if isinstance(plan.wal_source, Path) and plan.wal_source.is_dir() and backend.server_reads_host_wal:
             _check_readable_by(ctx.env.os_user, plan.wal_source, backup.start_wal_file)
         parent = backend.data_dir.parent
         if not os.access(parent, os.W_OK):
@@ -43,6 +47,24 @@ class Preflight(Step):
                 f"WAL from {plan.wal_source} ({plan.wal_kind})",
                 f"PostgreSQL on {backend.data_dir} is {'running' if running else 'not running'}",
                 "app commands: " + ("configured" if backend.has_app_commands else "none configured"))
+
+
+def _check_objects(ctx: StepContext) -> None:
+    """A base backup object must still be there at its planned size; a WAL prefix must still list."""
+    from drtui.core.inventory.remote import head, list_prefix, settings_for
+
+    backup, source = ctx.plan.base_backup, ctx.plan.wal_source
+    if isinstance(backup.path, S3Url):
+        found = head(backup.path, settings_for(ctx.config, backup.path))
+        if found.size != backup.file_size:
+            raise StepError(f"{backup.path}: the base backup changed size since it was planned "
+                            f"({backup.file_size} → {found.size} bytes)", "it may have been replaced; plan again")
+    if isinstance(source, S3Url):
+        segments = [o for o in list_prefix(source, settings_for(ctx.config, source), "list the WAL to restore")
+                    if o.url.name.startswith(backup.start_wal_file)]
+        if not segments:
+            raise StepError(f"{source}: the WAL segment {backup.start_wal_file} the backup starts in is gone "
+                            "from the bucket", "check WAL_ARCHIVE / the repository, and plan again")
 
 
 def _check_readable_by(os_user: str, folder: Path, first_segment: str) -> None:
@@ -66,20 +88,26 @@ class ExtractBaseBackup(Step):
 
         if ctx.plan.wal_kind == "tarball":
             _start_wal_staging(ctx)
+        elif ctx.plan.wal_kind == "s3":
+            _start_wal_feeder(ctx)
         dest = ctx.backend.sibling("restoring", ctx.stamp)
         ctx.restored_dir = dest
         report = ctx.progress_reporter(self.name, "bytes")
-        written = extract_base_backup(ctx.plan.base_backup, dest, ctx.env.os_user,
-                                      lambda done, total: report(done, total), ctx.cancel)
+        backup = ctx.plan.base_backup
+        chunks = None
+        if isinstance(backup.path, S3Url):
+            from drtui.core.inventory.remote import head, object_chunks, settings_for
+
+            settings = settings_for(ctx.config, backup.path)
+            chunks = object_chunks(head(backup.path, settings), settings, ctx.cancel)
+        written = extract_base_backup(backup, dest, ctx.env.os_user, lambda done, total: report(done, total),
+                                      ctx.cancel, chunks=chunks)
         ctx.check_cancel()
         ctx.log(self.name, f"extracted {written} bytes into {dest}")
 
     def undo(self, ctx: StepContext) -> str | None:
         done = []
-        staging = ctx.facts.get("wal_thread")
-        if staging:
-            ctx.facts["wal_cancel"].set()
-            staging.join()
+        _stop_wal_staging(ctx)
         if ctx.staged_wal and ctx.staged_wal.exists():
             ctx.backend.discard(ctx.staged_wal)
             done.append(f"removed the staged WAL copy {ctx.staged_wal}")
@@ -108,11 +136,53 @@ def _start_wal_staging(ctx: StepContext) -> None:
     thread.start()
 
 
+def _stop_wal_staging(ctx: StepContext) -> None:
+    """Stop a WAL tarball's staging or the WAL feeder, and wait for it (before its folder is removed)."""
+    staging = ctx.facts.get("wal_thread")
+    if staging:
+        ctx.facts["wal_cancel"].set()
+        staging.join()
+    feeder = ctx.facts.get("wal_feeder")
+    if feeder:
+        feeder.stop()
+
+
+def _last_fed_segment(plan: Plan) -> int | None:
+    """The last segment a restore can ask for: the target's for an LSN or 'immediate' target (and one more,
+    which recovery may read ahead into); every segment for a time, a name, 'latest' or a pause (a paused
+    restore may be advanced further)."""
+    backup, size = plan.base_backup, plan.base_backup.segment_size
+    if plan.pause_at_target:
+        return None
+    if plan.target.kind is TargetKind.LSN and plan.target.lsn is not None:
+        return plan.target.lsn // size + 1
+    if plan.target.kind is TargetKind.IMMEDIATE and backup.stop_lsn is not None:
+        return backup.stop_lsn // size + 1
+    return None
+
+
+def _start_wal_feeder(ctx: StepContext) -> None:
+    from drtui.core.inventory.remote import settings_for
+    from drtui.core.walfeed import WalFeeder
+
+    plan = ctx.plan
+    assert isinstance(plan.wal_source, S3Url)
+    dest = ctx.backend.sibling("pitr_wal", ctx.stamp)
+    report = ctx.progress_reporter(StageWal.name, "bytes")
+    feeder = WalFeeder(plan.wal_source, settings_for(ctx.config, plan.wal_source), plan.base_backup, dest,
+                       ctx.env.os_user, _last_fed_segment(plan), lambda done, total: report(done, total))
+    ctx.staged_wal = dest
+    ctx.facts["wal_feeder"] = feeder.start()
+
+
 class StageWal(Step):
     name, title = "stage_wal", "Stage the WAL for replay"
 
     def run(self, ctx: StepContext) -> None:
         source = ctx.plan.wal_source
+        if isinstance(source, S3Url):
+            self._feed(ctx, source)
+            return
         if source.is_dir():
             ctx.wal_folder = source
             ctx.log(self.name, f"WAL is read in place from {source} (nothing copied, nothing written there)")
@@ -131,7 +201,30 @@ class StageWal(Step):
         ctx.log(self.name, f"WAL tarball {source.name} staged into {ctx.staged_wal} (while the base backup "
                            "was extracted)")
 
+    def _feed(self, ctx: StepContext, source: S3Url) -> None:
+        """The feeder goes on while PostgreSQL replays (fetch_wal.sh waits for what it has not delivered);
+        this waits only for its listing, or, for a paused restore or a server that cannot wait on the
+        host's folder (another backend's restore_command), for all of it."""
+        from drtui.core.walfeed import FEED_LIST, wait_until_done
+
+        feeder = ctx.facts.get("wal_feeder")
+        if feeder is None:
+            _start_wal_feeder(ctx)
+            feeder = ctx.facts["wal_feeder"]
+        assert ctx.staged_wal
+        whole = ctx.plan.pause_at_target or not ctx.backend.server_reads_host_wal
+        while not whole and feeder.running and not (ctx.staged_wal / FEED_LIST).exists():
+            ctx.check_cancel()
+            feeder.join(0.1)
+        if whole or feeder.error is not None:
+            wait_until_done(feeder, ctx.cancel)
+        ctx.check_cancel()
+        ctx.wal_folder = ctx.staged_wal
+        ctx.log(self.name, f"WAL from {source}: {'all' if whole else 'being'} fed into {ctx.staged_wal} "
+                           "(one listing; the restored server reads only that folder, never the bucket)")
+
     def undo(self, ctx: StepContext) -> str | None:
+        _stop_wal_staging(ctx)
         if ctx.staged_wal and ctx.staged_wal.exists():
             ctx.backend.discard(ctx.staged_wal)
             return f"removed the staged WAL copy {ctx.staged_wal} (the source is never modified)"

@@ -23,6 +23,7 @@ from drtui.core.models import DEFAULT_SEGMENT_SIZE, format_lsn, segment_name
 from drtui.core.planning import TargetKind
 from drtui.core.recovery_conf import FETCHER_COPY, clear_prefetch, fetcher_misses
 from drtui.core.steps import Step, StepContext, StepError
+from drtui.core.walfeed import feed_names
 
 POLL_SECONDS = 0.1
 # Replay of 'latest' that has not moved for this long, short of the end of the WAL source, has stopped there
@@ -96,10 +97,12 @@ def _log_time(text: str) -> datetime | None:
 
 
 def _segments(folder: Path, segment_size: int) -> list[tuple[int, int]]:
-    """(timeline, segment number) of every segment in a WAL folder (names only, no stat)."""
+    """(timeline, segment number) of every segment in a WAL folder (names only, no stat), and of those a WAL
+    feeder is still to deliver into it."""
     per_id = 0x100000000 // segment_size
-    return [(int(e.name[:8], 16), int(e.name[8:16], 16) * per_id + int(e.name[16:24], 16))
-            for e in os.scandir(folder) if len(e.name) == 24 and all(c in HEX for c in e.name)]
+    names = {e.name for e in os.scandir(folder)} | set(feed_names(folder))
+    return [(int(name[:8], 16), int(name[8:16], 16) * per_id + int(name[16:24], 16))
+            for name in names if len(name) == 24 and all(c in HEX for c in name)]
 
 
 def newest_segment(folder: Path, segment_size: int = DEFAULT_SEGMENT_SIZE) -> tuple[int, int] | None:
