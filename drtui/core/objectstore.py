@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import boto3
@@ -32,6 +33,7 @@ BACKUPS = "backups/"
 WAL = "wal/"
 HEARTBEATS = "heartbeats/"
 _SECRET_VARIABLES = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
+T = TypeVar("T")
 _ADDRESSING = ("auto", "virtual", "path")
 _SSE = ("AES256", "aws:kms", "aws:kms:dsse")
 _RETRY_MODES = ("standard", "adaptive", "legacy")
@@ -231,6 +233,21 @@ class ObjectStoreError(DrError):
         return self.code in ("NoSuchKey", "404", "NotFound")
 
 
+def refusing(look: Callable[..., T]) -> Callable[..., T]:
+    """For what looks before anything is touched (planning): a store error found there is a refusal (exit 2),
+    whatever it would be mid-run (a 5xx, a timeout: exit 1, after the run undid its steps)."""
+    @functools.wraps(look)
+    def looking(*args: Any, **kwargs: Any) -> T:
+        try:
+            return look(*args, **kwargs)
+        except ObjectStoreError as exc:
+            if exc.kind is not ErrorKind.FAILED:
+                raise
+            raise ObjectStoreError(exc.title, f"{exc.hint} (nothing was touched)", ErrorKind.REFUSED,
+                                   exc.code) from None
+    return looking
+
+
 _MISSING = ("NoSuchKey", "404", "NotFound")
 _THROTTLED = ("SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequests",
               "503 SlowDown")
@@ -257,6 +274,33 @@ def short_object(url: S3Url, listed: int, received: int, action: str) -> ObjectS
     """An object that came back shorter (or longer) than the listing or HEAD said it is."""
     return ObjectStoreError(f"{url} is {received} bytes where the store listed {listed} (to {action})",
                             _DAMAGED_HINT, ErrorKind.FAILED, "ShortObject")
+
+
+class WholeBody:
+    """An object's body that raises instead of ending early. A body that stops short of the size the store
+    listed is a broken transfer or a damaged object, never the end of the data: a reader would otherwise take
+    it for a truncated backup and tell the operator not to restore from it."""
+
+    def __init__(self, body: Any, url: S3Url, size: int, action: str) -> None:
+        self._body, self._url, self._size, self._action = body, url, size, action
+        self._got = 0
+
+    def read(self, amt: int | None = -1) -> bytes:
+        whole = amt is None or amt < 0
+        data = self._body.read(None if whole else amt)
+        self._got += len(data)
+        if (whole or (amt and not data)) and self._got != self._size:
+            raise short_object(self._url, self._size, self._got, self._action)
+        return data
+
+    def close(self) -> None:
+        self._body.close()
+
+    def __enter__(self) -> WholeBody:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def store_error(exc: Exception, url: S3Url, action: str, settings: S3Settings | None = None) -> ObjectStoreError:

@@ -16,6 +16,7 @@ import pytest
 
 from drtui.core import objectstore
 from drtui.core.errors import ErrorKind
+from drtui.core.inventory.cache import CACHE_FILE
 from drtui.core.objectstore import ObjectStoreError, S3Settings, S3Url
 from drtui.sandbox import Sandbox
 from tests.conftest import Result, run_drtui
@@ -267,7 +268,7 @@ def repository_world(s3_server, proxy: S3Proxy) -> Iterator[RepositoryWorld]:
         config.write_text(text.replace('wal_archive = "wal_archive"', 'wal_archive = "s3_wal"')
                           + f'\n[repository]\nurl = "s3://{bucket}/prod/"\nmax_attempts = 2\nread_timeout = 2\n')
         try:
-            yield RepositoryWorld(world, s3, proxy, bucket, config, world.after_backup[-1].committed_at.isoformat())
+            yield RepositoryWorld(world, s3, proxy, bucket, config, world.after_backup[-2].committed_at.isoformat())
         finally:
             proxy.clear()
             s3.drop_buckets()
@@ -306,14 +307,23 @@ def test_a_5xx_on_a_wal_segment_mid_restore_stops_and_undoes_it_never_ends_the_w
     repository_world.proxy.add(method="GET", key=f"*/{wal[-1]}", status=500, code="InternalError")
     result = repository_world.restore()
     assert_message(result, wal[-1].rsplit("/", 1)[-1], "HTTP 500", code=1)
-    assert "rolled back" in result.output.lower() or "put back" in result.output.lower(), result.output
+    assert "undone" in result.output and "Nothing was lost" in result.output, result.output
     repository_world.nothing_touched()
 
 
-def test_a_base_backup_cut_off_mid_restore_stops_and_undoes_it(repository_world) -> None:
-    repository_world.before()
-    base = next(key for key in repository_world.listing if "/basebackup_" in key)
-    repository_world.proxy.add(method="GET", key=f"*/{base}", cut_after=200_000)
-    result = repository_world.restore()
-    assert_message(result, base.rsplit("/", 1)[-1], "broke", code=1)
-    repository_world.nothing_touched()
+def test_a_base_backup_cut_off_while_planning_refuses_and_mid_restore_stops_and_undoes(repository_world) -> None:
+    """Cut off on every resume: while planning reads the backup, a refusal naming it; once the inventory has
+    read it (cached), mid-extraction, where the restore undoes what it did."""
+    world = repository_world
+    world.before()
+    (world.world.sandbox.root / "ops" / "state" / "drtui" / CACHE_FILE).unlink(missing_ok=True)
+    base = next(key for key in world.listing if "/basebackup_" in key)
+    cut = world.proxy.add(method="GET", key=f"*/{base}", cut_after=200_000)
+    assert_message(world.restore(), f"s3://{world.bucket}/{base}", "broke", code=2)
+    world.proxy.rules.remove(cut)
+    assert run_drtui("inventory", config=world.config, env=world.env).exit_code == 0
+    world.proxy.add(method="GET", key=f"*/{base}", cut_after=200_000)
+    result = world.restore()
+    assert_message(result, f"s3://{world.bucket}/{base}", "broke", "undone", code=1)
+    assert len(world.proxy.seen("GET", f"*/{base}")) > 5, "a broken connection is resumed before it fails"
+    world.nothing_touched()
