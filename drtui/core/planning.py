@@ -23,7 +23,7 @@ from drtui.core.clock import Clock, isoformat
 from drtui.core.config import Config, Environment, pg_bin_missing
 from drtui.core.errors import DrError, ErrorKind, UsageError
 from drtui.core.models import BaseBackup, Gap, Layout, WalCoverage, Window, format_lsn, location, parse_lsn
-from drtui.core.objectstore import S3Url
+from drtui.core.objectstore import S3Url, refusing
 from drtui.core.prediction import measured_rates
 
 PITR_STEPS = ("preflight", "extract", "stage_wal", "write_recovery", "stop_app", "stop_postgres", "preserve",
@@ -416,6 +416,7 @@ def _gap_text(gap: Gap) -> str:
     return f"the WAL archive has a gap ({gap.from_name} … {gap.to_name} missing)"
 
 
+@refusing
 def make_plan(config: Config, env: Environment, target: Target, *, clock: Clock, journey: str = "pitr",
               base_backup: Path | S3Url | BackupChoice | None = None, wal_source: Path | S3Url | None = None,
               inventory: InventoryView | None = None, pause_at_target: bool = False,
@@ -502,7 +503,9 @@ def _choose_backup(inventory: InventoryView, target: Target, chosen: Path | S3Ur
             raise PlanError(f"{chosen}: no such base backup", "check BASE_BACKUP / --base-backup")
         return _read_outside(chosen, inventory, env, config)
     if not pairs:
-        raise PlanError("no base backup found", "take one with `drtui backup base`, or name one with BASE_BACKUP")
+        unread = "; ".join(f"{p.path}: {p.message}" for p in getattr(inventory, "problems", ()))
+        raise PlanError("no base backup found" + (f" that could be read ({unread})" if unread else ""),
+                        "take one with `drtui backup base`, or name one with BASE_BACKUP")
     usable = [(b, w) for b, w in pairs if w.usable]
     if target.kind is TargetKind.TIME:
         assert target.time
