@@ -158,7 +158,8 @@ def heartbeat_checks(config: Config, clock: Clock, overrides: Overrides) -> tupl
         name = HEARTBEAT_CHECKS[state.name]
         threshold = overrides.threshold(name, state.limit.total_seconds())
         state = heartbeat(state.name, state.path, timedelta(seconds=threshold.critical or 0), now,
-                          timedelta(seconds=threshold.warning))
+                          timedelta(seconds=threshold.warning),
+                          config.repository.settings if config.repository else None)
         age = round(state.age.total_seconds()) if state.age is not None else None
         checks.append(Check(name, state.level, describe(state), age, threshold=threshold,
                             todo="" if state.level == Level.OK else WHAT_TO_DO[name]))

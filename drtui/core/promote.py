@@ -163,15 +163,18 @@ def check_advance_target(config: Config, env: Environment, target: Target, clock
     """Refuse (PlanError) a new target the paused restore's base backup and WAL cannot reach; say what was
     checked."""
     plan = _restore_plan(config, env)
-    if plan is None or not plan.wal_source.exists():
+    if plan is None or (isinstance(plan.wal_source, Path) and not plan.wal_source.exists()):
         missing = "no restore run of it in the journals" if plan is None else f"{plan.wal_source} is gone"
         return f"the new target could not be checked against a window ({missing})"
     from drtui.core.inventory import compute_windows, scan
 
     inventory = scan(config, wal_source=plan.wal_source, env=env, clock=clock)
-    wanted = plan.base_backup.path.resolve()
+    def resolved(location: Any) -> Any:  # a path, or an s3:// object (that is already whole)
+        return location.resolve() if isinstance(location, Path) else location
+
+    wanted = resolved(plan.base_backup.path)
     pairs = [(b, w) for b, w in zip(inventory.base_backups, inventory.windows, strict=False)
-             if b.path.resolve() == wanted]
+             if resolved(b.path) == wanted]
     backup, window = pairs[0] if pairs else (plan.base_backup,
                                              compute_windows([plan.base_backup], inventory.wal, env.pg_bin)[0])
     check_target(target, backup, window, inventory)

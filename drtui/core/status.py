@@ -24,6 +24,7 @@ from drtui.core.events import Event, RunFinished, RunStarted, StepFinished, Step
 from drtui.core.files import open_to_others
 from drtui.core.journal import list_runs, read_events
 from drtui.core.lock import EnvLock
+from drtui.core.objectstore import ObjectStoreError, S3Settings, S3Url
 
 WARNING_FRACTION = 0.8
 FUTURE_TOLERANCE = timedelta(minutes=5)
@@ -39,7 +40,7 @@ class Level(enum.IntEnum):
 @dataclass(frozen=True)
 class HeartbeatState:
     name: str  # "dump", "base backup", "WAL sync"
-    path: Path
+    path: Path | S3Url  # a file, or its copy in the repository's heartbeats/
     limit: timedelta
     state: str  # "ok", "stale", "missing", "unreadable"
     level: Level
@@ -74,11 +75,17 @@ def parse_heartbeat(text: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def heartbeat(name: str, path: Path, limit: timedelta, now: datetime,
-              warning: timedelta | None = None) -> HeartbeatState:
-    """The state of one heartbeat file at `now`: WARNING past `warning` (80 % of the limit by default)."""
+def heartbeat(name: str, path: Path | S3Url, limit: timedelta, now: datetime,
+              warning: timedelta | None = None, settings: S3Settings | None = None) -> HeartbeatState:
+    """The state of one heartbeat file (or object of a repository) at `now`: WARNING past `warning` (80 % of
+    the limit by default)."""
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        text = path.read_text(encoding="utf-8", errors="replace") if isinstance(path, Path) else \
+            _object_text(path, settings or S3Settings())
+    except ObjectStoreError as exc:
+        if exc.not_found:
+            return HeartbeatState(name, path, limit, "missing", Level.CRITICAL, detail="no such object")
+        return HeartbeatState(name, path, limit, "unreadable", Level.UNKNOWN, detail=exc.title)
     except FileNotFoundError:
         return HeartbeatState(name, path, limit, "missing", Level.CRITICAL, detail="no such file")
     except IsADirectoryError:
@@ -105,11 +112,25 @@ def heartbeats(config: Config, clock: Clock) -> list[HeartbeatState]:
     """The runbook's three heartbeats: the dump, the base backup and the WAL sync."""
     now = clock.now()
     limits = config.objectives
+    places: list[Path | S3Url] = [config.backup_dir / LAST_SUCCESS, config.backup_dir / LAST_BASEBACKUP,
+                                  config.wal_sync_heartbeat]
+    settings = None
+    if config.repository is not None:  # the backups write a copy of each into the repository's heartbeats/
+        places = [config.repository.heartbeats.child(path.name) for path in places]
+        settings = config.repository.settings
     return [
-        heartbeat("dump", config.backup_dir / LAST_SUCCESS, limits.dump_max_age, now),
-        heartbeat("base backup", config.backup_dir / LAST_BASEBACKUP, limits.basebackup_max_age, now),
-        heartbeat("WAL sync", config.wal_sync_heartbeat, limits.wal_sync_max_age, now),
+        heartbeat("dump", places[0], limits.dump_max_age, now, settings=settings),
+        heartbeat("base backup", places[1], limits.basebackup_max_age, now, settings=settings),
+        heartbeat("WAL sync", places[2], limits.wal_sync_max_age, now, settings=settings),
     ]
+
+
+def _object_text(url: S3Url, settings: S3Settings) -> str:
+    from drtui.core.inventory.remote import head, read_range
+
+    found = head(url, settings)
+    return read_range(found, settings, 0, found.size - 1, what="read the heartbeat").decode(errors="replace") \
+        if found.size else ""
 
 
 def open_folders(config: Config) -> list[str]:

@@ -70,3 +70,20 @@ def record_options(func: Callable[..., Any]) -> Callable[..., Any]:
                         help="Secondary reviewer for the record (DRILL_REVIEWER).")(func)
     return click.option("--operator", envvar="DRILL_OPERATOR", default=None,
                         help="Primary operator for the record (DRILL_OPERATOR); default: the OS user.")(func)
+
+
+class LocationParam(click.ParamType):
+    """A path, or an s3:// URL kept whole as an S3Url (click.Path would squeeze it into `s3:/bucket/key`)."""
+
+    name = "path-or-s3-url"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from drtui.core.inventory.remote import as_location
+
+        try:
+            return as_location(value)
+        except ValueError as exc:
+            self.fail(f"{value!r}: {exc}", param, ctx)
+
+
+LOCATION = LocationParam()

@@ -18,7 +18,7 @@ from drtui.core.errors import DrError, UsageError
 from drtui.core.inventory import Inventory, scan
 from drtui.core.models import Window, format_lsn
 from drtui.core.status import SEVERITY
-from drtui.headless.common import env_option, handle_errors, json_option, pass_context
+from drtui.headless.common import LOCATION, env_option, handle_errors, json_option, pass_context
 from drtui.headless.output import out, out_json
 from drtui.headless.printer import interrupted_lines
 
@@ -100,7 +100,7 @@ def print_inventory(inv: Inventory, now: datetime) -> None:
 
 
 @click.command()
-@click.option("--wal-source", type=click.Path(path_type=Path), default=None, envvar="WAL_ARCHIVE",
+@click.option("--wal-source", type=LOCATION, default=None, envvar="WAL_ARCHIVE",
               help="WAL folder or wal_archive_*.tar.gz to read (WAL_ARCHIVE); default: wal_archive.")
 @env_option
 @json_option

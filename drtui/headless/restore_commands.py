@@ -35,7 +35,7 @@ from drtui.core.run_record import RunRecord
 from drtui.core.runner import execute, new_run_id
 from drtui.core.status import interrupted_run
 from drtui.core.steps.dump import check_inputs as check_dump_inputs
-from drtui.headless.common import env_option, handle_errors, json_option, pass_context, record_options
+from drtui.headless.common import LOCATION, env_option, handle_errors, json_option, pass_context, record_options
 from drtui.headless.output import ExitCode, err, out, out_json
 from drtui.headless.printer import EventPrinter, summary_lines
 from drtui.headless.targets import make_target
@@ -57,9 +57,9 @@ def restore() -> None:
 @click.option("--target-name", default=None, help="Recover to this restore point (pg_create_restore_point).")
 @click.option("--exclusive", is_flag=True, help="Stop just before the target instead of just after it.")
 @click.option("--target-timeline", default=None, help="latest (default), current, or a timeline number.")
-@click.option("--base-backup", envvar="BASE_BACKUP", type=click.Path(path_type=Path), default=None,
+@click.option("--base-backup", envvar="BASE_BACKUP", type=LOCATION, default=None,
               help="Base backup to restore (BASE_BACKUP); default: the newest that reaches the target.")
-@click.option("--wal-archive", envvar="WAL_ARCHIVE", type=click.Path(path_type=Path), default=None,
+@click.option("--wal-archive", envvar="WAL_ARCHIVE", type=LOCATION, default=None,
               help="WAL folder or wal_archive_*.tar.gz (WAL_ARCHIVE); default: the live archive.")
 @click.option("--incident-start", default=None, help="When the incident began: the RTO clock starts there.")
 @click.option("--pause-at-target", is_flag=True, help="Pause at the target (read-only) instead of promoting.")
