@@ -16,6 +16,8 @@ import contextlib
 import os
 import random
 import subprocess
+import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -103,6 +105,30 @@ server_log = "{staging.server_log}"
             (folder / sub).mkdir(parents=True, exist_ok=True)
         return config
 
+    def drtui(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """drtui on production's host: in its namespace, with its config (the sandbox's)."""
+        return subprocess.run(["ip", "netns", "exec", self.namespace, sys.executable, "-m", "drtui", "--config",
+                               str(self.sandbox.config_path), *args], capture_output=True, text=True, timeout=120,
+                              env={**os.environ, **self.credentials}, check=False)
+
+    @contextmanager
+    def wal_sync_cron(self, every: float = 1.0) -> Iterator[None]:
+        """The runbook's cron line (`*/5 * * * * drtui backup wal-sync`, to the repository's wal/) on
+        production's host, every `every` seconds while the block runs."""
+        stop = threading.Event()
+
+        def cron() -> None:
+            while not stop.wait(every):
+                self.drtui("backup", "wal-sync")
+
+        thread = threading.Thread(target=cron, name="wal-sync-cron", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join(150)
+
     def use_repository(self, url: str) -> None:
         """Production's own drtui.toml (the sandbox's) names its address and the repository."""
         path = self.sandbox.config_path
@@ -112,32 +138,24 @@ server_log = "{staging.server_log}"
         path.write_text(text)
 
 
-def _move_production(sandbox: Sandbox, namespace: str, address: str, peer: str, archive_command: str | None,
-                     environ: dict[str, str]) -> None:
+def _move_production(sandbox: Sandbox, namespace: str, address: str, peer: str) -> None:
     """Stop production, make it listen on `address` only (pg_hba: the veth pair's two addresses, with a
-    password), and start it again inside `namespace` with `environ` (archive_command's credentials)."""
+    password), and start it again inside `namespace`. It keeps archiving into its own folder (wal_archive)."""
     env = sandbox.env("production")
-    server = sandbox.server("production")
-    server.stop()
-    settings = {"listen_addresses": f"'{address}'"}
-    if archive_command:
-        settings["archive_command"] = "'" + archive_command.replace("'", "''") + "'"
+    sandbox.server("production").stop()
     with (env.data_dir / "postgresql.conf").open("a") as conf:
-        conf.write("\n# drtui two-host test: production in its own network namespace\n"
-                   + "".join(f"{k} = {v}\n" for k, v in settings.items()))
+        conf.write(f"\n# drtui two-host test: production in its own namespace\nlisten_addresses = '{address}'\n")
     with (env.data_dir / "pg_hba.conf").open("a") as hba:
         for net in (address, peer):
             hba.write(f"host all all {net}/32 scram-sha-256\nhost replication all {net}/32 scram-sha-256\n")
     pg_ctl = [str(env.pg_bin / "pg_ctl"), "start", "-D", str(env.data_dir), "-w", "-t", "60",
               "-l", str(env.server_log or sandbox.root / "logs" / "production.log")]
-    variables = [f"{name}={value}" for name, value in environ.items()]
-    subprocess.run(["ip", "netns", "exec", namespace, *as_user(env.os_user, ["env", *variables, *pg_ctl])],
+    subprocess.run(["ip", "netns", "exec", namespace, *as_user(env.os_user, pg_ctl)],
                    check=True, capture_output=True, text=True, timeout=90, cwd="/")
 
 
 @contextmanager
-def production_host(sandbox: Sandbox, archive_command: str | None = None,
-                    environ: dict[str, str] | None = None) -> Iterator[ProductionHost]:
+def production_host(sandbox: Sandbox) -> Iterator[ProductionHost]:
     """Production (and an S3 server) in a network namespace of its own for as long as the block runs."""
     tag = uuid.uuid4().hex[:6]
     namespace, outside, inside = f"drtui-{tag}", f"drt{tag}h", f"drt{tag}p"
@@ -155,10 +173,8 @@ def production_host(sandbox: Sandbox, archive_command: str | None = None,
         ip("-n", namespace, "link", "set", inside, "up")
         ip("-n", namespace, "link", "set", "lo", "up")
         s3.start(wrap=["ip", "netns", "exec", namespace])
-        host = ProductionHost(sandbox, namespace, address, peer, s3)
-        _move_production(sandbox, namespace, address, peer, archive_command,
-                         {**host.credentials, **(environ or {})})
-        yield host
+        _move_production(sandbox, namespace, address, peer)
+        yield ProductionHost(sandbox, namespace, address, peer, s3)
     finally:
         s3.stop()
         with contextlib.suppress(Exception):

@@ -1,16 +1,15 @@
 """Two hosts, no scp (issue 13, point 6): staging restores production's backups from the bucket alone.
 
 Production's PostgreSQL and the S3 server run in a network namespace of the test's own (tests/twohosts.py);
-staging stays in the root namespace and reaches them only over a veth pair. Production archives its WAL into
-the bucket (`drtui wal push %p` as archive_command) and takes its dumps there; the staging host's drtui.toml
-names production by its TCP address and the repository by its bucket and endpoint, and no path of
-production's. One world for the module: the dump restore and then the drill, each from the bucket.
+staging stays in the root namespace and reaches them only over a veth pair. Production (drtui run in its
+namespace) takes its dumps into the bucket and syncs its WAL there (the runbook's `drtui backup wal-sync`
+cron line, every second here); the staging host's drtui.toml names production by its TCP address and the
+repository by its bucket and endpoint, and no path of production's. One world for the module: the dump
+restore, then the drill, each from the bucket.
 """
 
 from __future__ import annotations
 
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,34 +47,22 @@ class TwoHosts:
             found.update({item["Key"]: item["Size"] for item in page.get("Contents", [])})
         return found
 
-    def on_production(self, *args: str, env: dict[str, str] | None = None) -> Result:
-        return run_drtui(*args, config=self.sandbox.config_path,
-                         env={**self.production.credentials, **(env or {})})
-
     def on_staging(self, *args: str, env: dict[str, str] | None = None, timeout: float = 300) -> Result:
         return run_drtui(*args, config=self.staging_config, env={**self.production.credentials, **(env or {})},
                          cwd=self.staging_config.parent, timeout=timeout)
 
-    def wait_for_wal(self, segment: str, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while not any(key.rsplit("/", 1)[-1].startswith(segment) for key in self.keys(PREFIX + "wal/")):
-            assert time.monotonic() < deadline, f"{segment} did not reach the bucket: {self.keys()}"
-            time.sleep(0.2)
-
 
 @pytest.fixture(scope="module")
 def two_hosts() -> Iterator[TwoHosts]:
-    with Sandbox() as sandbox:
-        push = f"{sys.executable} -m drtui --config {sandbox.config_path} wal push %p"
-        with production_host(sandbox, archive_command=push) as production:
-            s3 = boto3.client("s3", endpoint_url=production.endpoint, region_name=REGION,
-                              aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY)
-            bucket = "drtui-two-hosts"
-            s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
-            url = f"s3://{bucket}/{PREFIX}"
-            production.use_repository(url)
-            staging_config = production.staging_config(sandbox.root / "staging-host", url)
-            yield TwoHosts(sandbox, production, bucket, staging_config)
+    with Sandbox() as sandbox, production_host(sandbox) as production:
+        s3 = boto3.client("s3", endpoint_url=production.endpoint, region_name=REGION,
+                          aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY)
+        bucket = "drtui-two-hosts"
+        s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
+        url = f"s3://{bucket}/{PREFIX}"
+        production.use_repository(url)
+        staging_config = production.staging_config(sandbox.root / "staging-host", url)
+        yield TwoHosts(sandbox, production, bucket, staging_config)
 
 
 def test_the_two_hosts_share_only_the_bucket_and_a_tcp_address(two_hosts: TwoHosts) -> None:
@@ -94,8 +81,8 @@ def test_the_two_hosts_share_only_the_bucket_and_a_tcp_address(two_hosts: TwoHos
 
 
 def test_restore_staging_takes_the_dump_from_the_bucket(two_hosts: TwoHosts) -> None:
-    made = two_hosts.on_production("backup", "dump", "--json")
-    assert made.exit_code == 0, made.output
+    made = two_hosts.production.drtui("backup", "dump")
+    assert made.returncode == 0, made.stdout + made.stderr
     dumps = [key for key in two_hosts.keys(PREFIX + "backups/") if key.rsplit("/", 1)[-1].startswith("cleaning_")]
     assert len(dumps) == 1, two_hosts.keys()
     with connect(two_hosts.sandbox.env("production")) as conn:
@@ -115,7 +102,8 @@ def test_a_drill_between_the_two_hosts(two_hosts: TwoHosts) -> None:
     before = two_hosts.keys(PREFIX + "wal/")
     two_hosts.sandbox.insert("bookings")
 
-    drill = two_hosts.on_staging("drill", env={"TARGET_ENV": "staging", "CONFIRM_DRILL": "YES"}, timeout=400)
+    with two_hosts.production.wal_sync_cron():
+        drill = two_hosts.on_staging("drill", env={"TARGET_ENV": "staging", "CONFIRM_DRILL": "YES"}, timeout=400)
 
     assert drill.exit_code == 0, drill.output
     assert "PASS" in drill.output
@@ -126,6 +114,8 @@ def test_a_drill_between_the_two_hosts(two_hosts: TwoHosts) -> None:
     assert [key for key in keys if "/backups/basebackup_" in key], keys  # the fresh base backup streamed there
     assert set(before) <= set(keys) and len(keys) > len(before)
     staging_host = two_hosts.staging_config.parent
-    assert not any((staging_host / "backups").iterdir()) and not any((staging_host / "wal_archive").iterdir())
+    local = sorted(p.name for p in (staging_host / "backups").iterdir()) + sorted(
+        p.name for p in (staging_host / "wal_archive").iterdir())
+    assert local == ["LAST_BASEBACKUP.txt"], local  # the heartbeat of the drill's base backup, nothing else
     reports = list((staging_host / "drill-reports").glob("pitr_drill_*.md"))
     assert len(reports) == 1 and "PASS" in reports[0].read_text()
