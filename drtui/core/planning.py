@@ -592,15 +592,25 @@ class DumpPlan:
                    terminate_sessions=data.get("terminate_sessions", False))
 
 
-def make_dump_plan(config: Config, env: Environment, *, clock: Clock, dump_file: Path | None = None,
-                   uploads_archive: Path | None = None, incident_start: datetime | None = None) -> DumpPlan:
+@refusing
+def make_dump_plan(config: Config, env: Environment, *, clock: Clock, dump_file: Path | S3Url | None = None,
+                   uploads_archive: Path | S3Url | None = None, incident_start: datetime | None = None) -> DumpPlan:
     """Choose the dump (default: the newest `<database>_<stamp>.sql.gz`) and uploads archive (default: the one
-    written with that dump, when the environment has an uploads_dir); check they exist."""
+    written with that dump, when the environment has an uploads_dir); check they exist. From an S3 repository
+    (or s3:// URLs) both are fetched first (remote_dump)."""
     from drtui.core.backup import newest, uploads_of
 
+    if isinstance(dump_file, S3Url) or (config.repository and dump_file is None):
+        from drtui.core.remote_dump import fetch_dump
+
+        dump_file, uploads_archive = fetch_dump(config, env, dump_file, uploads_archive)
+    if isinstance(uploads_archive, S3Url):
+        raise PlanError(f"UPLOADS_ARCHIVE={uploads_archive} is in a bucket, the dump {dump_file} is not",
+                        "give BACKUP_FILE as an s3:// URL too, or both as paths")
     dump = dump_file or newest(config.backup_dir, f"{env.database}_", ".sql.gz")
     if dump is None:
-        raise PlanError(f"{config.backup_dir}: no {env.database}_*.sql.gz dump found",
+        where = config.repository.backups if config.repository else config.backup_dir
+        raise PlanError(f"{where}: no {env.database}_*.sql.gz dump found",
                         "take one with `drtui backup dump`, or name one with BACKUP_FILE")
     if not dump.is_file():
         raise PlanError(f"{dump}: no such dump", "check BACKUP_FILE")
