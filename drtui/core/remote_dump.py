@@ -35,15 +35,18 @@ def _fetch(obj: Listed, config: Config, folder: Path) -> Path:
     dest = folder / obj.url.name
     partial = folder / f".{obj.url.name}.partial"
     written = 0
-    with open(partial, "wb") as out:
-        for chunk in object_chunks(obj, settings, threading.Event(), f"fetch {obj.url.name}"):
-            out.write(chunk)
-            written += len(chunk)
-        out.flush()
-        os.fsync(out.fileno())
-    if written != obj.size:
-        partial.unlink()
-        raise short_object(obj.url, obj.size, written, f"fetch {obj.url.name}")
+    try:
+        with open(partial, "wb") as out:
+            for chunk in object_chunks(obj, settings, threading.Event(), f"fetch {obj.url.name}"):
+                out.write(chunk)
+                written += len(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+        if written != obj.size:
+            raise short_object(obj.url, obj.size, written, f"fetch {obj.url.name}")
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     os.replace(partial, dest)
     return dest
 
