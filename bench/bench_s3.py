@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import dataclasses
 import os
+import shutil
 import signal
 import statistics
 import sys
@@ -28,21 +30,25 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import boto3
 import botocore.config
 
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parent.parent)]
 
 import bench_restore  # noqa: E402  (the restore benchmark's fixture, timing and report)
 
-from tests.s3world import S3World, running_s3_server, s3_environment  # noqa: E402
+from drtui.core.extract import STAGED_MARKER  # noqa: E402
+from drtui.core.inventory.remote import list_prefix, scan_remote_wal  # noqa: E402
+from drtui.core.objectstore import S3Settings, S3Url  # noqa: E402
+from drtui.core.recovery_conf import install_fetcher, restore_command  # noqa: E402
+from drtui.core.walfeed import WalFeeder  # noqa: E402
+from tests.s3world import ACCESS_KEY, REGION, SECRET_KEY, S3World, running_s3_server, s3_environment  # noqa: E402
 
 say = bench_restore.say
 MiB = 1 << 20
 
 
 def _client(world: S3World, connections: int = 32):
-    import boto3
-    from tests.s3world import ACCESS_KEY, REGION, SECRET_KEY
     return boto3.client("s3", endpoint_url=world.endpoint, region_name=REGION, aws_access_key_id=ACCESS_KEY,
                         aws_secret_access_key=SECRET_KEY,
                         config=botocore.config.Config(max_pool_connections=connections))
@@ -96,7 +102,7 @@ def segment_names(count: int) -> list[str]:
     return [f"00000001{n // 256:08X}{n % 256:08X}" for n in range(1, count + 1)]
 
 
-def bench_list(world: S3World, rounds: int, count: int, repository_listing: Callable | None) -> None:
+def bench_list(world: S3World, rounds: int, count: int, readers: dict[str, Callable[[S3Url], int]]) -> None:
     s3 = _client(world, 64)
     bucket = world.bucket("bench-list")
     started = time.monotonic()
@@ -112,14 +118,15 @@ def bench_list(world: S3World, rounds: int, count: int, repository_listing: Call
         assert found == count, found
         return time.monotonic() - started
 
-    methods: dict[str, Callable[[], float]] = {"boto3 paginator": bare}
-    if repository_listing:
-        def drtui() -> float:
+    def timed(reader: Callable[[S3Url], int]) -> Callable[[], float]:
+        def run() -> float:
             started = time.monotonic()
-            found = repository_listing(f"s3://{bucket}/drtui/")
+            found = reader(S3Url(bucket, "drtui/wal/"))
             assert found == count, found
             return time.monotonic() - started
-        methods["drtui"] = drtui
+        return run
+
+    methods = {"boto3 paginator": bare, **{name: timed(reader) for name, reader in readers.items()}}
     times: dict[str, list[float]] = {name: [] for name in methods}
     for _ in range(rounds):
         for name, method in methods.items():
@@ -132,12 +139,87 @@ def bench_list(world: S3World, rounds: int, count: int, repository_listing: Call
         say(line)
 
 
-def repository_listing() -> Callable | None:
-    return None
+def drtui_listings() -> dict[str, Callable[[S3Url], int]]:
+    """drtui's own readers of a WAL prefix: the bare paginated listing, and the inventory's whole WAL scan
+    (coverage, gaps, timelines) from that one listing."""
+    return {"drtui list_prefix": lambda prefix: len(list_prefix(prefix, S3Settings())),
+            "drtui scan_remote_wal": lambda prefix: sum(
+                len(s) for s in scan_remote_wal(prefix, S3Settings(), 16 * MiB).segments.values())}
 
 
-def bench_restores(world, args, parts) -> None:
-    raise SystemExit("not yet")
+# -- wal and pitr: bench_restore's fixture, its backup and WAL also in a bucket -------------------------
+
+
+def upload_fixture(world: S3World, fixture: bench_restore.Fixture) -> tuple[S3Url, S3Url]:
+    """The fixture's base backup and every archived WAL file into a bucket: (backup object, WAL prefix)."""
+    s3 = _client(world)
+    bucket = world.bucket("bench-pitr")
+    s3.upload_file(str(fixture.tarball), bucket, f"drtui/backups/{fixture.tarball.name}")
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda path: s3.upload_file(str(path), bucket, f"drtui/wal/{path.name}"),
+                      sorted(p for p in fixture.archive.iterdir() if p.is_file())))
+    return S3Url(bucket, f"drtui/backups/{fixture.tarball.name}"), S3Url(bucket, "drtui/wal/")
+
+
+def replay_from_s3(prefix: S3Url) -> Callable[[bench_restore.Fixture, Path, Path, int], bench_restore.Timing]:
+    """Start → promoted with the WAL fed from the bucket, as a restore does it (WalFeeder into a staged folder,
+    drtui's restore_command on it); the clock includes the feeder's listing and every download."""
+    def run(fixture: bench_restore.Fixture, data: Path, run_dir: Path, port: int) -> bench_restore.Timing:
+        bench_restore._prepared(fixture, data)
+        install_fetcher(data, bench_restore.OS_USER)
+        segno = int(fixture.first_segment[8:16], 16) * 256 + int(fixture.first_segment[16:], 16)
+        backup = dataclasses.replace(bench_restore._backup(fixture), start_lsn=segno * 16 * MiB)
+        feed = data.parent / "feed"
+        bench_restore.drop_caches(bench_restore.COLD)
+        started = time.monotonic()
+        feeder = WalFeeder(prefix, S3Settings(), backup, feed, bench_restore.OS_USER).start()
+        try:
+            while not (feed / STAGED_MARKER).exists():
+                assert feeder.running, feeder.error
+                time.sleep(0.005)
+            bench_restore._write_recovery(data, run_dir, port, fixture.target, restore_command(feed, 16 * MiB, 15))
+            bench_restore._start_and_promote(data, run_dir, port)
+            done = time.monotonic()
+        finally:
+            feeder.stop()
+        return bench_restore.Timing(done - started, bench_restore.redo_facts(run_dir / "server.log"))
+    return run
+
+
+def bench_restores(world: S3World, args: argparse.Namespace, parts: set[str]) -> None:
+    work = Path(tempfile.mkdtemp(prefix="drtui-bench-s3-"))
+    work.chmod(0o755)
+    fixture = None
+    try:
+        fixture = bench_restore.build_fixture(args.scale, args.traffic, work, with_pgbackrest=False)
+        started = time.monotonic()
+        backup_url, wal_prefix = upload_fixture(world, fixture)
+        say(f"uploaded the backup and {len(list(fixture.archive.iterdir()))} WAL files in "
+            f"{time.monotonic() - started:.1f} s")
+        if "wal" in parts:
+            methods = {"pre-staged (ceiling)": bench_restore.replay_with(bench_restore._prestage),
+                       "drtui from a folder": bench_restore.replay_with(bench_restore._drtui_fetcher),
+                       "drtui from S3": replay_from_s3(wal_prefix)}
+            say(f"\nWAL replay (start -> promoted, data already synced), {args.rounds} rounds")
+            results = bench_restore.run_rounds(fixture, args.rounds, methods)
+            bench_restore.report("Start -> promoted (s)", results, ["pre-staged (ceiling)", "drtui from a folder"])
+            bench_restore.report("Redo span from the server log (s; x ceiling > 1 is slower)", results,
+                                 ["pre-staged (ceiling)"], lambda t: t.phases.get("redo_s"))
+        if "pitr" in parts:
+            from_s3 = dataclasses.replace(fixture, tarball=str(backup_url), archive=str(wal_prefix))
+            methods = {"drtui from disk": bench_restore.pitr_drtui,
+                       "drtui from S3": lambda f, *rest: bench_restore.pitr_drtui(from_s3, *rest)}
+            say(f"\nWhole PITR (drtui restore pitr, command start -> promoted), {args.rounds} rounds")
+            results = bench_restore.run_rounds(fixture, args.rounds, methods)
+            bench_restore.report("PITR to the target (s)", results, ["drtui from disk"])
+            bench_restore.report("  of which extraction", results, ["drtui from disk"],
+                                 lambda t: t.phases.get("extract"))
+            bench_restore.report("  of which start -> promoted", results, ["drtui from disk"],
+                                 lambda t: t.phases.get("recover"))
+    finally:
+        if fixture:
+            fixture.world.__exit__(None, None, None)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -161,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
             if "get" in parts:
                 bench_get(world, args.rounds)
             if "list" in parts:
-                bench_list(world, args.rounds, args.segments, repository_listing())
+                bench_list(world, args.rounds, args.segments, drtui_listings())
             if parts & {"wal", "pitr"}:
                 bench_restores(world, args, parts)
     return 0
