@@ -272,7 +272,7 @@ def _from_s3(response: dict[str, Any], code: str) -> bool:
 
 def short_object(url: S3Url, listed: int, received: int, action: str) -> ObjectStoreError:
     """An object that came back shorter (or longer) than the listing or HEAD said it is."""
-    return ObjectStoreError(f"{url} is {received} bytes where the store listed {listed} (to {action})",
+    return ObjectStoreError(f"{url}: {received} bytes arrived where the store listed {listed} (to {action})",
                             _DAMAGED_HINT, ErrorKind.FAILED, "ShortObject")
 
 
@@ -332,8 +332,8 @@ def store_error(exc: Exception, url: S3Url, action: str, settings: S3Settings | 
                                 "the transfer was cut off before the object's end; check the network and the "
                                 "store's health, then run the command again", ErrorKind.FAILED, "ConnectionBroken")
     if isinstance(exc, botocore.exceptions.FlexibleChecksumError):
-        return ObjectStoreError(f"{url} arrived different from what the store holds: its checksum does not match "
-                                f"(to {action})", _DAMAGED_HINT, ErrorKind.FAILED, "ChecksumMismatch")
+        return ObjectStoreError(f"{url}: arrived different from what the store holds, its checksum does not "
+                                f"match (to {action})", _DAMAGED_HINT, ErrorKind.FAILED, "ChecksumMismatch")
     if isinstance(exc, botocore.exceptions.ClientError):
         error = exc.response.get("Error", {})
         code = str(error.get("Code") or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))

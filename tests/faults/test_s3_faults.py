@@ -327,3 +327,17 @@ def test_a_base_backup_cut_off_while_planning_refuses_and_mid_restore_stops_and_
     assert_message(result, f"s3://{world.bucket}/{base}", "broke", "undone", code=1)
     assert len(world.proxy.seen("GET", f"*/{base}")) > 5, "a broken connection is resumed before it fails"
     world.nothing_touched()
+
+
+def test_a_short_base_backup_or_a_wrong_endpoint_found_while_planning(repository_world) -> None:
+    """An object that comes back shorter than the store lists it, and an endpoint nobody answers on."""
+    world = repository_world
+    world.before()
+    (world.world.sandbox.root / "ops" / "state" / "drtui" / CACHE_FILE).unlink(missing_ok=True)
+    base = next(key for key in world.listing if "/basebackup_" in key)
+    world.proxy.add(method="GET", key=f"*/{base}", short_by=100_000)
+    assert_message(world.restore(), f"s3://{world.bucket}/{base}", "checksum does not match", "another backup",
+                   code=2)  # the store keeps the object's checksum: botocore checks it as the body is read
+    assert_message(world.restore(env={"AWS_ENDPOINT_URL_S3": "http://127.0.0.1:9"}), "cannot reach",
+                   f"s3://{world.bucket}/prod/", "http://127.0.0.1:9", "AWS_ENDPOINT_URL_S3", code=2)
+    world.nothing_touched()
