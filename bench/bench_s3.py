@@ -169,7 +169,7 @@ def replay_from_s3(prefix: S3Url) -> Callable[[bench_restore.Fixture, Path, Path
         install_fetcher(data, bench_restore.OS_USER)
         segno = int(fixture.first_segment[8:16], 16) * 256 + int(fixture.first_segment[16:], 16)
         backup = dataclasses.replace(bench_restore._backup(fixture), start_lsn=segno * 16 * MiB)
-        feed = data.parent / "feed"
+        feed = fixture.work / f"feed-{port}"  # a path without the method's name (no space to quote in the conf)
         bench_restore.drop_caches(bench_restore.COLD)
         started = time.monotonic()
         feeder = WalFeeder(prefix, S3Settings(), backup, feed, bench_restore.OS_USER).start()
@@ -182,6 +182,7 @@ def replay_from_s3(prefix: S3Url) -> Callable[[bench_restore.Fixture, Path, Path
             done = time.monotonic()
         finally:
             feeder.stop()
+            shutil.rmtree(feed, ignore_errors=True)
         return bench_restore.Timing(done - started, bench_restore.redo_facts(run_dir / "server.log"))
     return run
 
