@@ -29,12 +29,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from drtui.core import upload, wal_push
+from drtui.core import retention, upload, wal_push
 from drtui.core.backends import Backend, backend_for
 from drtui.core.backends.base import ToolFailed
 from drtui.core.clock import Clock, isoformat, stamp
 from drtui.core.config import PRODUCTION, Config, Environment
-from drtui.core.errors import BackupError, ErrorKind
+from drtui.core.errors import BackupError, DrError, ErrorKind
 from drtui.core.files import atomic_path, atomic_paths, make_dirs, write_heartbeat
 from drtui.core.inventory.names import work_in_progress
 from drtui.core.lock import EnvLock, LockBusy
@@ -248,7 +248,7 @@ def _dump_to_repository(config: Config, env: Environment, backend: Backend, cloc
         result.artifacts.insert(0, Artifact(dump_url, _stored_size(dump_url, settings)))
     except BaseException:
         for artifact in result.artifacts:
-            with contextlib.suppress(BackupError):
+            with contextlib.suppress(DrError):
                 upload.remove(artifact.path, settings, "remove the uploads archive of a failed dump")
         raise
     _heartbeat(config, result, config.backup_dir / LAST_SUCCESS, clock)
@@ -357,8 +357,7 @@ def _wal_sync_to_s3(config: Config, clock: Clock, prefix: S3Url, production: Env
         with _artifact_sink(config, final) as sink, \
                 gzip.GzipFile(fileobj=sink, mode="wb", compresslevel=GZIP_LEVEL) as gz, \
                 tarfile.open(fileobj=gz, mode="w|") as tar:
-            for member, contents in kept if kept is not None else _folder_files(config.wal_archive, tar):
-                tar.addfile(member, contents)
+            _pack_wal(tar, kept, config.wal_archive)
         size = _stored_size(final, settings) if isinstance(final, S3Url) else final.stat().st_size
         result.artifacts.append(Artifact(final, size))
     _heartbeat(config, result, config.wal_sync_heartbeat, clock)
@@ -378,9 +377,15 @@ def _wal_sync(config: Config, clock: Clock, target: Path | None, production: Env
     _refuse_existing(final)
     with atomic_path(final, group=config.backup_group) as tmp, \
             tarfile.open(tmp, "w:gz", compresslevel=GZIP_LEVEL) as tar:
-        for member, contents in kept if kept is not None else _folder_files(source, tar):
-            tar.addfile(member, contents)
+        _pack_wal(tar, kept, source)
     return _finish_wal_sync(config, clock, started, final, target)
+
+
+def _pack_wal(tar: tarfile.TarFile, kept: Iterator[tuple[tarfile.TarInfo, IO[bytes] | None]] | None,
+              folder: Path) -> None:
+    """The live WAL archive into a tarball: the backend's own (`kept`), else the host folder."""
+    for member, contents in kept if kept is not None else _folder_files(folder, tar):
+        tar.addfile(member, contents)
 
 
 def _folder_files(folder: Path, tar: tarfile.TarFile) -> Iterator[tuple[tarfile.TarInfo, IO[bytes] | None]]:
@@ -434,6 +439,17 @@ def _finish_wal_sync(config: Config, clock: Clock, started: float, final: Path, 
     write_heartbeat(config.wal_sync_heartbeat, clock.now(), config.backup_group)
     result.seconds = clock.monotonic() - started
     return result
+
+
+def expire(config: Config, clock: Clock, keep: int | None, keep_days: float | None,
+           dry_run: bool) -> retention.Expiry:
+    """Remove the backups, WAL and preserved data directories the retention rules let go (drtui.core.retention);
+    with `dry_run` only say what would go. Under the expire command's own lock."""
+    with _exclusive(config, "expire", clock):
+        expiry = retention.plan(config, clock.now(), keep, keep_days)
+        if not dry_run:
+            retention.apply(config, expiry)
+    return expiry
 
 
 def newest(folder: Path, prefix: str, suffix: str) -> Path | None:

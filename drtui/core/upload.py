@@ -23,7 +23,9 @@ from boto3.s3.transfer import TransferConfig
 from drtui.core.errors import BackupError
 from drtui.core.objectstore import ObjectStoreError, S3Settings, S3Url, client, store_error
 
-PART = 16 << 20  # multipart part size, and the threshold: a smaller object is a single PUT
+# Multipart part size, and the threshold (a smaller object is one PUT). S3 allows 10,000 parts: 64 MiB parts
+# reach 640 GiB, while boto3 holds at most a few parts in memory.
+PART = 64 << 20
 CHECKSUM = {"ChecksumAlgorithm": "SHA256"}
 
 
@@ -48,14 +50,9 @@ def listing(url: S3Url, settings: S3Settings, action: str) -> dict[str, dict[str
 
 
 def exists(url: S3Url, settings: S3Settings, action: str) -> bool:
-    try:
-        client(settings).head_object(Bucket=url.bucket, Key=url.key)
-    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
-        error = store_error(exc, url, action, settings)
-        if error.not_found:
-            return False
-        raise error from None
-    return True
+    """Whether the object is there: a listing, not a HEAD, so that a missing bucket or a denied listing is
+    said (a HEAD's 404 has no body to tell a missing bucket from a missing key) before any work starts."""
+    return "" in listing(url, settings, action)
 
 
 def read(url: S3Url, settings: S3Settings, action: str) -> bytes:
@@ -111,10 +108,11 @@ class _Aborted(Exception):
 
 
 class _HashingReader:
-    """The pipe's read end as boto3 reads it, hashing what passes: the whole stream and each PART."""
+    """The pipe's read end as boto3 reads it, hashing what passes: the whole stream and each part."""
 
-    def __init__(self, raw: IO[bytes]) -> None:
+    def __init__(self, raw: IO[bytes], part_size: int) -> None:
         self.raw = raw
+        self.part_size = part_size
         self.size = 0
         self.aborted = False
         self._whole = hashlib.sha256()
@@ -128,17 +126,17 @@ class _HashingReader:
         self._whole.update(data)
         view = memoryview(data)
         while view:
-            room = PART - self.size % PART
+            room = self.part_size - self.size % self.part_size
             self._part.update(view[:room])
             self.size += min(room, len(view))
-            if self.size % PART == 0:
+            if self.size % self.part_size == 0:
                 self._part_digests.append(self._part.digest())
                 self._part = hashlib.sha256()
             view = view[room:]
         return data
 
     def checksums(self) -> set[str]:
-        parts = self._part_digests + ([self._part.digest()] if self.size % PART else [])
+        parts = self._part_digests + ([self._part.digest()] if self.size % self.part_size else [])
         return {_b64(self._whole.digest()), _b64(hashlib.sha256(b"".join(parts)).digest())}
 
     def close(self) -> None:
@@ -146,20 +144,20 @@ class _HashingReader:
 
 
 @contextlib.contextmanager
-def upload_stream(url: S3Url, settings: S3Settings) -> Iterator[IO[bytes]]:
+def upload_stream(url: S3Url, settings: S3Settings, part_size: int = PART) -> Iterator[IO[bytes]]:
     """Yield a stream whose bytes are uploaded to `url` as they are written. When the block ends the upload
     completes and is verified; when it fails the upload is aborted and nothing is stored. A failed upload ends
     the producer (its writes fail) and is the error raised."""
     s3 = client(settings)
     read_fd, write_fd = os.pipe()
-    source = _HashingReader(os.fdopen(read_fd, "rb"))
+    source = _HashingReader(os.fdopen(read_fd, "rb"), part_size)
     failures: list[BaseException] = []
 
     def send() -> None:
         try:
             s3.upload_fileobj(source, url.bucket, url.key, ExtraArgs={**CHECKSUM, **settings.write_args()},
-                              Config=TransferConfig(multipart_threshold=PART, multipart_chunksize=PART,
-                                                    max_concurrency=4))
+                              Config=TransferConfig(multipart_threshold=part_size,
+                                                    multipart_chunksize=part_size, max_concurrency=4))
         except BaseException as exc:  # handed to the producer's thread below
             failures.append(exc)
         finally:

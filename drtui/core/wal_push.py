@@ -14,8 +14,9 @@ from __future__ import annotations
 import gzip
 import os
 import tarfile
+from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -94,41 +95,41 @@ CONFLICT_HINT = ("two clusters (or a restored copy) archive into the same WAL pr
 
 def sync(files: Iterable[tuple[str, int, IO[bytes] | Path]], prefix: S3Url, settings: S3Settings,
          compression: str = "none") -> SyncResult:
-    """Upload the WAL files the prefix lacks (one listing, several uploads in flight). `files` are
-    (name, size, contents or path). Conflicts are collected, never overwritten."""
+    """Upload the WAL files the prefix lacks (one listing, several uploads in flight, a bounded number of files
+    in memory). `files` are (name, size, contents or path). Conflicts are collected, never overwritten."""
     stored = listing(prefix, settings, "list the WAL prefix")
     result = SyncResult()
-    missing: list[tuple[str, bytes | Path]] = []
-    for name, size, contents in files:
-        kind = parse_wal_name(name).kind
-        if kind == "other":
-            continue
-        variants = _stored_variants(name, stored)
-        if not variants:
-            missing.append((name, contents.read() if not isinstance(contents, Path) else contents))
-            continue
-        result.already_stored += 1
-        conflict = _cheap_conflict(prefix, name, size, contents, kind, variants, stored, settings)
-        if conflict:
-            result.conflicts.append(conflict)
 
-    def upload(item: tuple[str, bytes | Path]) -> tuple[S3Url, int] | str:
-        name, contents = item
-        data = contents.read_bytes() if isinstance(contents, Path) else contents
+    def upload(name: str, data: bytes) -> None:
         url = prefix.child(object_name(name, compression))
         body = encode(data, compression)
         try:
             put(url, body, settings)
         except ObjectExists:
-            return f"{url}: appeared while drtui uploaded {name}; it was left as it is"
-        return url, len(body)
+            result.conflicts.append(f"{url}: appeared while drtui uploaded {name}; it was left as it is")
+            return
+        result.uploaded.append((url, len(body)))
 
     with ThreadPoolExecutor(UPLOADS_IN_FLIGHT) as pool:
-        for outcome in pool.map(upload, missing):
-            if isinstance(outcome, str):
-                result.conflicts.append(outcome)
-            else:
-                result.uploaded.append(outcome)
+        pending: deque[Future] = deque()
+        for name, size, contents in files:
+            kind = parse_wal_name(name).kind
+            if kind == "other":
+                continue
+            variants = _stored_variants(name, stored)
+            if variants:
+                result.already_stored += 1
+                conflict = _cheap_conflict(prefix, name, size, contents, kind, variants, stored, settings)
+                if conflict:
+                    result.conflicts.append(conflict)
+                continue
+            data = contents.read_bytes() if isinstance(contents, Path) else contents.read()
+            pending.append(pool.submit(upload, name, data))
+            while len(pending) > 2 * UPLOADS_IN_FLIGHT:
+                pending.popleft().result()
+        for future in pending:
+            future.result()
+    result.uploaded.sort()
     return result
 
 

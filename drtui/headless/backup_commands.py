@@ -78,6 +78,30 @@ def wal_sync(ctx, target: str | None, tarball: bool, compress: str, as_json: boo
     _print(core.wal_sync(ctx.config(), SystemClock(), target, tarball, compress), as_json)
 
 
+@backup.command()
+@click.option("--keep", type=click.IntRange(min=1), default=None,
+              help="Keep the newest N of each kind (base backups, each database's dumps, WAL tarballs).")
+@click.option("--keep-days", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Keep everything younger than D days.")
+@click.option("--dry-run", is_flag=True, help="Only list what would be removed.")
+@json_option
+@pass_context
+@handle_errors
+def expire(ctx, keep: int | None, keep_days: float | None, dry_run: bool, as_json: bool) -> None:
+    """Remove old backups, the WAL no kept backup needs, and old preserved data directories."""
+    expiry = core.expire(ctx.config(), SystemClock(), keep, keep_days, dry_run)
+    if as_json:
+        out_json(expiry.as_dict())
+        return
+    verb = "would remove" if dry_run else "removed"
+    for item in expiry.removed:
+        for location in item.locations:
+            out(f"{verb} {location} ({item.why})")
+    for item in expiry.kept:
+        out(f"kept {item.locations[0]} ({item.why})")
+    out(f"{verb} {len(expiry.wal_removed)} WAL files; {expiry.wal_kept_why}")
+
+
 @click.group()
 def wal() -> None:
     """WAL into the repository, one file at a time (PostgreSQL's archive_command)."""

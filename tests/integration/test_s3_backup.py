@@ -208,6 +208,17 @@ def test_base_backup_and_dump_stream_to_the_repository_and_heartbeats_follow(wor
         assert copy == (world.backup_dir / name).read_text() and copy.endswith("Z\n")
     assert summary["stored_heartbeat"] == f"s3://{bucket}/prod/heartbeats/LAST_SUCCESS.txt"
 
+    # the repository's wal/ prefix, and the runbook's tarball only when asked, beside the other backups
+    synced = drtui("backup", "wal-sync", "--tarball", "--json", config=config, env=s3.env)
+    assert synced.exit_code == 0, synced.output
+    made = [S3Url.parse(a["path"]) for a in json.loads(synced.stdout)["artifacts"]]
+    tarball = next(url for url in made if "wal_archive_" in url.key)
+    assert tarball.key.startswith("prod/backups/wal_archive_") and tarball.key.endswith("Z.tar.gz")
+    packed = s3.client().get_object(Bucket=bucket, Key=tarball.key)["Body"].read()
+    with tarfile.open(fileobj=io.BytesIO(packed), mode="r:gz") as tar:
+        assert set(tar.getnames()) == set(archive_files(world)) == set(stored(s3, bucket, "prod/wal/"))
+    assert s3.keys(bucket, "prod/heartbeats/wal_sync_last_ok.txt")
+
 
 def test_failed_backups_store_nothing_and_name_bucket_and_key(world: Sandbox, s3: S3World) -> None:
     bucket = s3.bucket()
@@ -231,23 +242,24 @@ def test_failed_backups_store_nothing_and_name_bucket_and_key(world: Sandbox, s3
 def test_a_streamed_multipart_upload_is_verified_against_the_stores_checksum(s3: S3World) -> None:
     bucket = s3.bucket()
     url = S3Url(bucket, "backups/big.bin")
-    data = os.urandom(upload.PART + 12345)  # two parts
-    with upload.upload_stream(url, S3Settings()) as sink:
+    part = 5 << 20  # S3's smallest part
+    data = os.urandom(part + 12345)  # two parts
+    with upload.upload_stream(url, S3Settings(), part) as sink:
         for start in range(0, len(data), 1 << 20):
             sink.write(data[start:start + (1 << 20)])
     head = s3.client().head_object(Bucket=bucket, Key=url.key, ChecksumMode="ENABLED")
     assert head["ContentLength"] == len(data)
-    parts = [data[:upload.PART], data[upload.PART:]]
+    parts = [data[:part], data[part:]]
     composite = hashlib.sha256(b"".join(hashlib.sha256(part).digest() for part in parts)).digest()
     assert head["ChecksumSHA256"].split("-")[0] == base64.b64encode(composite).decode()
 
     failed = S3Url(bucket, "backups/failed.bin")
-    with pytest.raises(RuntimeError), upload.upload_stream(failed, S3Settings()) as sink:
-        sink.write(data[: upload.PART + 1])
+    with pytest.raises(RuntimeError), upload.upload_stream(failed, S3Settings(), part) as sink:
+        sink.write(data[: part + 1])
         raise RuntimeError("the producer failed")
     assert set(s3.keys(bucket)) == {url.key}
     assert s3.client().list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
 
-    with pytest.raises(BackupError, match="the store holds something else"):
+    with pytest.raises(BackupError, match=f"^s3://{bucket}/backups/big.bin: the store holds something else"):
         upload.verify(url, len(data), {"not-the-checksum"}, S3Settings())
     assert s3.keys(bucket) == {}  # a bad upload is removed
