@@ -59,6 +59,7 @@ from drtui.core.steps.pitr import (
     SwapIn,
     Verify,
     WriteRecovery,
+    stop_wal_staging,
 )
 from drtui.core.steps.recovery import FollowRecovery
 
@@ -338,6 +339,7 @@ def _run(journey: Journey, journal: Journal, clock: Clock, cancel: threading.Eve
         step, error, step_hint = failure
         hint = journey.recover(ctx, step, completed, step_hint, ledger)
     if ctx.staged_wal and not ctx.paused and not (failure and isinstance(failure[0], PITR_STEPS)):
+        stop_wal_staging(ctx)  # a WAL feeder may still be fetching past the target
         ctx.backend.discard(ctx.staged_wal)
     summary = journey.finish(RunSummary(
         run_id, failure is None, journal.path, env.name, journey.name, rto_seconds, recovered_to, ctx.paused,

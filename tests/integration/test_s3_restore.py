@@ -116,13 +116,15 @@ def test_pitr_to_a_time_from_the_bucket_alone_restores_exactly_those_rows_and_ne
     assert beats["WAL sync"]["state"] == "missing" and beats["WAL sync"]["detail"] == "no such object"
     assert json.loads(status.stdout)["newest"]["base_backup"]["file"] == data["base_backups"][0]["file"]
     listing = world.listing()
+    marker = 999_999
+    query(world.sandbox.env("staging"), "insert into bookings (id, service) values (%s, 'staging marker')", (marker,))
 
     done = world.restore("--target-time", world.target.isoformat(), "--json")
 
     assert done.exit_code == 0, done.output
     summary = json.loads(done.stdout)
     ids = world.staging_ids()
-    assert world.before.id in ids and world.after.id not in ids
+    assert world.before.id in ids and world.after.id not in ids and marker not in ids
     assert datetime.fromisoformat(summary["recovered_to"]) <= world.target
     events = read_events(Path(summary["journal"]))
     plan = plan_from_json(events[0].plan)
@@ -141,11 +143,24 @@ def test_pitr_to_a_time_from_the_bucket_alone_restores_exactly_those_rows_and_ne
     time.sleep(1)
     assert world.listing() == listing
 
+    # Records and rollback as after a restore from a folder.
+    record = run_drtui("report", "--json", config=world.config_path, env=world.s3.env)
+    assert record.exit_code == 0 and json.loads(record.stdout)["run_id"] == Path(summary["journal"]).stem
+    rolled = run_drtui("rollback", "--env", "staging", "--json", config=world.config_path, env=world.s3.env)
+    assert rolled.exit_code == 0, rolled.output
+    assert not Path(summary["preserved"]).exists() and marker in world.staging_ids()
 
-def test_immediate_from_the_repository(world: World) -> None:
-    done = world.restore("--recovery-target", "immediate")
+
+def test_immediate_paused_from_the_repository_then_advanced_to_the_end(world: World) -> None:
+    done = world.restore("--recovery-target", "immediate", "--pause-at-target")
     assert done.exit_code == 0, done.output
     assert not {world.before.id, world.after.id} & world.staging_ids()
+    # The run has ended, and its feeder with it: a paused restore was fed all the WAL before it ended.
+    advanced = run_drtui("restore", "advance", "--env", "staging", "--recovery-target", "latest", "--json",
+                         config=world.config_path, env=world.s3.env)
+    assert advanced.exit_code == 0, advanced.output
+    assert {world.before.id, world.after.id} <= world.staging_ids()
+    assert query(world.sandbox.env("staging"), "select pg_is_in_recovery()") == [(False,)]
 
 
 def test_latest_from_urls_in_the_runbooks_variables_with_no_repository_configured(world: World) -> None:
@@ -170,10 +185,9 @@ def test_a_gap_in_the_buckets_wal_is_refused_before_anything_moves(world: World)
 
     # (Not a target time: with no commit before the gap, the window's end is the archive time of its last
     # segment, and an object's is when it was stored: here, after both inserts.)
-    for args in (["--target-lsn", world.after_lsn], ["--recovery-target", "latest"]):
-        done = world.restore(*args, config=config)
-        assert done.exit_code == 2, done.output
-        assert world.segment_of_before in done.stderr, done.stderr
+    done = world.restore("--target-lsn", world.after_lsn, config=config)
+    assert done.exit_code == 2, done.output
+    assert "after the last archived WAL" in done.stderr and world.segment_of_before in done.stderr, done.stderr
 
     assert data_dir.stat().st_ino == inode and sorted(os.listdir(data_dir.parent)) == siblings
     assert world.listing() == listing

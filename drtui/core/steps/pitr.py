@@ -107,7 +107,7 @@ class ExtractBaseBackup(Step):
 
     def undo(self, ctx: StepContext) -> str | None:
         done = []
-        _stop_wal_staging(ctx)
+        stop_wal_staging(ctx)
         if ctx.staged_wal and ctx.staged_wal.exists():
             ctx.backend.discard(ctx.staged_wal)
             done.append(f"removed the staged WAL copy {ctx.staged_wal}")
@@ -136,7 +136,7 @@ def _start_wal_staging(ctx: StepContext) -> None:
     thread.start()
 
 
-def _stop_wal_staging(ctx: StepContext) -> None:
+def stop_wal_staging(ctx: StepContext) -> None:
     """Stop a WAL tarball's staging or the WAL feeder, and wait for it (before its folder is removed)."""
     staging = ctx.facts.get("wal_thread")
     if staging:
@@ -224,7 +224,7 @@ class StageWal(Step):
                            "(one listing; the restored server reads only that folder, never the bucket)")
 
     def undo(self, ctx: StepContext) -> str | None:
-        _stop_wal_staging(ctx)
+        stop_wal_staging(ctx)
         if ctx.staged_wal and ctx.staged_wal.exists():
             ctx.backend.discard(ctx.staged_wal)
             return f"removed the staged WAL copy {ctx.staged_wal} (the source is never modified)"
