@@ -39,7 +39,7 @@ sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve
 import bench_restore  # noqa: E402  (the restore benchmark's fixture, timing and report)
 
 from drtui.core.extract import STAGED_MARKER  # noqa: E402
-from drtui.core.inventory.remote import list_prefix, scan_remote_wal  # noqa: E402
+from drtui.core.inventory.remote import Listed, list_prefix, scan_remote_wal  # noqa: E402
 from drtui.core.objectstore import S3Settings, S3Url  # noqa: E402
 from drtui.core.postgres import connect  # noqa: E402
 from drtui.core.recovery_conf import install_fetcher, restore_command  # noqa: E402
@@ -102,6 +102,20 @@ def bench_get(world: S3World, rounds: int) -> None:
 def segment_names(count: int) -> list[str]:
     """`count` WAL segment names of timeline 1 from 000000010000000000000001 (16 MiB segments)."""
     return [f"00000001{n // 256:08X}{n % 256:08X}" for n in range(1, count + 1)]
+
+
+def bench_scan_only(rounds: int, count: int) -> None:
+    """drtui's own share of a listing: the inventory's WAL scan over `count` listed objects, no server."""
+    prefix = S3Url("bench", "drtui/wal/")
+    listing = [Listed(prefix.child(name), 16 * MiB, '"etag"', 1.7e9 + n) for n, name in
+               enumerate(segment_names(count))]
+    times = []
+    for _ in range(rounds):
+        started = time.monotonic()
+        coverage = scan_remote_wal(prefix, S3Settings(), 16 * MiB, listing)
+        times.append(time.monotonic() - started)
+        assert sum(map(len, coverage.segments.values())) == count
+    say(f"\ndrtui's WAL scan of a {count:,}-object listing already in memory (no server): {_median(times)} s")
 
 
 def bench_list(world: S3World, rounds: int, count: int, readers: dict[str, Callable[[S3Url], int]]) -> None:
@@ -273,6 +287,7 @@ def main(argv: list[str] | None = None) -> int:
             if "get" in parts:
                 bench_get(world, args.rounds)
             if "list" in parts:
+                bench_scan_only(args.rounds, 100_000)
                 bench_list(world, args.rounds, args.segments, drtui_listings())
             if parts & {"wal", "pitr"}:
                 bench_restores(world, args, parts)
