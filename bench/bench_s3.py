@@ -40,6 +40,7 @@ import bench_restore  # noqa: E402  (the restore benchmark's fixture, timing and
 
 from drtui.core.extract import STAGED_MARKER  # noqa: E402
 from drtui.core.inventory.remote import Listed, list_prefix, scan_remote_wal  # noqa: E402
+from drtui.core.models import WalCoverage  # noqa: E402
 from drtui.core.objectstore import S3Settings, S3Url  # noqa: E402
 from drtui.core.postgres import connect  # noqa: E402
 from drtui.core.recovery_conf import install_fetcher, restore_command  # noqa: E402
@@ -159,8 +160,12 @@ def drtui_listings() -> dict[str, Callable[[S3Url], int]]:
     """drtui's own readers of a WAL prefix: the bare paginated listing, and the inventory's whole WAL scan
     (coverage, gaps, timelines) from that one listing."""
     return {"drtui list_prefix": lambda prefix: len(list_prefix(prefix, S3Settings())),
-            "drtui scan_remote_wal": lambda prefix: sum(
-                len(s) for s in scan_remote_wal(prefix, S3Settings(), 16 * MiB).segments.values())}
+            "drtui scan_remote_wal": lambda prefix: _classified(scan_remote_wal(prefix, S3Settings(), 16 * MiB))}
+
+
+def _classified(coverage: WalCoverage) -> int:
+    """Segments the scan saw: whole ones and (the benchmark's objects are empty) the ones it calls damaged."""
+    return sum(map(len, coverage.segments.values())) + sum(map(len, coverage.damaged.values()))
 
 
 # -- wal and pitr: bench_restore's fixture, its backup and WAL also in a bucket -------------------------
