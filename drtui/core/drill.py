@@ -99,6 +99,7 @@ from drtui.core.gates import (
     gather_facts,
 )
 from drtui.core.journal import Journal, journal_path
+from drtui.core.objectstore import S3Settings, S3Url
 from drtui.core.planning import Target, TargetKind, make_plan
 from drtui.core.postgres import connect
 from drtui.core.random_target import RandomPick, pick_target
@@ -389,8 +390,12 @@ class _Drill:
             with conn.transaction():
                 conn.execute("select pg_logical_emit_message(true, 'drtui.drill', %s)", (f"after {self.run_id}",))
             lsn, segment = conn.execute("select lsn, pg_walfile_name(lsn) from pg_switch_wal() lsn").fetchone()
-        wal_source = self.request.wal_archive or self.config.wal_archive
-        if wal_source.is_dir():
+        repository = self.config.repository
+        wal_source = self.request.wal_archive or (repository.wal if repository else self.config.wal_archive)
+        if isinstance(wal_source, S3Url):
+            self._wait_stored(ctx, wal_source, segment, repository.settings if repository else S3Settings())
+            ctx.log("plan", f"WAL up to {lsn} archived ({segment} is in {wal_source})")
+        elif wal_source.is_dir():
             self._wait_archived(ctx, wal_source, segment)
             ctx.log("plan", f"WAL up to {lsn} archived ({segment} is in {wal_source})")
         elif wal_source.is_file():
@@ -416,6 +421,22 @@ class _Drill:
                                      f"{ARCHIVE_WAIT_SECONDS} s", "check archive_command and pg_stat_archiver on "
                                      f"{self.source.name}")
             if ctx.cancel.wait(0.05):
+                raise DrillStepError("the drill was cancelled", "nothing was restored")
+
+    def _wait_stored(self, ctx: StepContext, prefix: S3Url, segment: str, settings: S3Settings) -> None:
+        """As _wait_archived, for a WAL prefix in the repository (production's `drtui wal push`)."""
+        from drtui.core.upload import exists
+        from drtui.core.wal_push import COMPRESSIONS
+
+        names = [segment + suffix for suffix in COMPRESSIONS.values()]
+        deadline = time.monotonic() + ARCHIVE_WAIT_SECONDS
+        while not any(exists(prefix.child(name), settings, "see whether the WAL segment is archived")
+                      for name in names):
+            if time.monotonic() > deadline:
+                raise DrillStepError(f"WAL segment {segment} did not reach {prefix} within {ARCHIVE_WAIT_SECONDS} s",
+                                     f"check archive_command (`drtui wal push %p`) and pg_stat_archiver on "
+                                     f"{self.source.name}")
+            if ctx.cancel.wait(0.2):
                 raise DrillStepError("the drill was cancelled", "nothing was restored")
 
     # -- 7. data integrity --------------------------------------------------------------------------

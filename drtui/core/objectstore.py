@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import boto3
@@ -32,6 +33,7 @@ BACKUPS = "backups/"
 WAL = "wal/"
 HEARTBEATS = "heartbeats/"
 _SECRET_VARIABLES = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
+T = TypeVar("T")
 _ADDRESSING = ("auto", "virtual", "path")
 _SSE = ("AES256", "aws:kms", "aws:kms:dsse")
 _RETRY_MODES = ("standard", "adaptive", "legacy")
@@ -231,6 +233,21 @@ class ObjectStoreError(DrError):
         return self.code in ("NoSuchKey", "404", "NotFound")
 
 
+def refusing(look: Callable[..., T]) -> Callable[..., T]:
+    """For what looks before anything is touched (planning): a store error found there is a refusal (exit 2),
+    whatever it would be mid-run (a 5xx, a timeout: exit 1, after the run undid its steps)."""
+    @functools.wraps(look)
+    def looking(*args: Any, **kwargs: Any) -> T:
+        try:
+            return look(*args, **kwargs)
+        except ObjectStoreError as exc:
+            if exc.kind is not ErrorKind.FAILED:
+                raise
+            raise ObjectStoreError(exc.title, f"{exc.hint} (nothing was touched)", ErrorKind.REFUSED,
+                                   exc.code) from None
+    return looking
+
+
 _MISSING = ("NoSuchKey", "404", "NotFound")
 _THROTTLED = ("SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequests",
               "503 SlowDown")
@@ -238,6 +255,52 @@ _DENIED = ("AccessDenied", "403", "Forbidden", "AllAccessDisabled", "InvalidAcce
            "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken")
 _WRONG_REGION = ("PermanentRedirect", "AuthorizationHeaderMalformed", "IllegalLocationConstraintException",
                  "301")
+
+
+_DAMAGED_HINT = ("a broken transfer or a damaged object; nothing was changed: run the command again, and if it "
+                 "fails again the object in the bucket is damaged: use another backup (`drtui inventory` lists them)")
+
+
+def _from_s3(response: dict[str, Any], code: str) -> bool:
+    """Whether an error answer came from an S3 API: S3's XML error code, or (a HEAD has no body) S3's own
+    headers. A bare 404 from another server must never pass for a missing object: that would end a WAL."""
+    if not code.isdigit():
+        return True
+    headers = response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+    return any(name.lower().startswith(("x-amz-", "x-amzn-")) for name in headers)
+
+
+def short_object(url: S3Url, listed: int, received: int, action: str) -> ObjectStoreError:
+    """An object that came back shorter (or longer) than the listing or HEAD said it is."""
+    return ObjectStoreError(f"{url}: {received} bytes arrived where the store listed {listed} (to {action})",
+                            _DAMAGED_HINT, ErrorKind.FAILED, "ShortObject")
+
+
+class WholeBody:
+    """An object's body that raises instead of ending early. A body that stops short of the size the store
+    listed is a broken transfer or a damaged object, never the end of the data: a reader would otherwise take
+    it for a truncated backup and tell the operator not to restore from it."""
+
+    def __init__(self, body: Any, url: S3Url, size: int, action: str) -> None:
+        self._body, self._url, self._size, self._action = body, url, size, action
+        self._got = 0
+
+    def read(self, amt: int | None = -1) -> bytes:
+        whole = amt is None or amt < 0
+        data = self._body.read(None if whole else amt)
+        self._got += len(data)
+        if (whole or (amt and not data)) and self._got != self._size:
+            raise short_object(self._url, self._size, self._got, self._action)
+        return data
+
+    def close(self) -> None:
+        self._body.close()
+
+    def __enter__(self) -> WholeBody:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def store_error(exc: Exception, url: S3Url, action: str, settings: S3Settings | None = None) -> ObjectStoreError:
@@ -258,16 +321,29 @@ def store_error(exc: Exception, url: S3Url, action: str, settings: S3Settings | 
                                 "check repository.endpoint_url / AWS_ENDPOINT_URL_S3 and the network; "
                                 "nothing was changed, run the command again once it answers",
                                 ErrorKind.FAILED, "Unreachable")
-    if isinstance(exc, botocore.exceptions.ReadTimeoutError | botocore.exceptions.ConnectionClosedError
-                  | botocore.exceptions.IncompleteReadError | botocore.exceptions.ResponseStreamingError):
+    if isinstance(exc, botocore.exceptions.ReadTimeoutError):
         return ObjectStoreError(f"the object store stopped answering while drtui tried to {action} ({url})",
-                                "the connection timed out or broke after retries; check the network and the "
-                                "store's health, then run the command again (repository.read_timeout, "
-                                "max_attempts)", ErrorKind.FAILED, "Timeout")
+                                "the request timed out after retries; check the network and the store's health, "
+                                "then run the command again (repository.read_timeout, max_attempts)",
+                                ErrorKind.FAILED, "Timeout")
+    if isinstance(exc, botocore.exceptions.ConnectionClosedError | botocore.exceptions.IncompleteReadError
+                  | botocore.exceptions.ResponseStreamingError):
+        return ObjectStoreError(f"the connection to the object store broke while drtui tried to {action} ({url})",
+                                "the transfer was cut off before the object's end; check the network and the "
+                                "store's health, then run the command again", ErrorKind.FAILED, "ConnectionBroken")
+    if isinstance(exc, botocore.exceptions.FlexibleChecksumError):
+        return ObjectStoreError(f"{url}: arrived different from what the store holds, its checksum does not "
+                                f"match (to {action})", _DAMAGED_HINT, ErrorKind.FAILED, "ChecksumMismatch")
     if isinstance(exc, botocore.exceptions.ClientError):
         error = exc.response.get("Error", {})
         code = str(error.get("Code") or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if not _from_s3(exc.response, code):
+            return ObjectStoreError(f"{where} answered HTTP {status} without S3's error format: it is not an S3 "
+                                    f"API (to {action} on {url})",
+                                    "check repository.endpoint_url / AWS_ENDPOINT_URL_S3: it must be the store's "
+                                    "S3 API address (not a web console or another service)", ErrorKind.REFUSED,
+                                    "NotS3")
         if code == "NoSuchBucket":
             return ObjectStoreError(f"the bucket {url.bucket!r} does not exist at {where} (to {action})",
                                     "check the bucket name in the URL, repository.endpoint_url and region",

@@ -26,7 +26,7 @@ from drtui.core.errors import DrError, ErrorKind, UsageError
 from drtui.core.incremental import ChainError, chain_of
 from drtui.core.inventory.basebackup import backup_from_json
 from drtui.core.models import BaseBackup, Gap, WalCoverage, Window, format_lsn, location, parse_lsn
-from drtui.core.objectstore import S3Url
+from drtui.core.objectstore import S3Url, refusing
 from drtui.core.prediction import measured_rates
 from drtui.core.tablespaces import Place, place_tablespaces
 
@@ -466,6 +466,7 @@ def _gap_text(gap: Gap) -> str:
     return f"the WAL archive has a gap ({gap.from_name} … {gap.to_name} missing)"
 
 
+@refusing
 def make_plan(config: Config, env: Environment, target: Target, *, clock: Clock, journey: str = "pitr",
               base_backup: Path | S3Url | BackupChoice | None = None, wal_source: Path | S3Url | None = None,
               inventory: InventoryView | None = None, pause_at_target: bool = False,
@@ -560,7 +561,9 @@ def _choose_backup(inventory: InventoryView, target: Target, chosen: Path | S3Ur
             raise PlanError(f"{chosen}: no such base backup", "check BASE_BACKUP / --base-backup")
         return _read_outside(chosen, inventory, env, config)
     if not pairs:
-        raise PlanError("no base backup found", "take one with `drtui backup base`, or name one with BASE_BACKUP")
+        unread = "; ".join(f"{p.path}: {p.message}" for p in getattr(inventory, "problems", ()))
+        raise PlanError("no base backup found" + (f" that could be read ({unread})" if unread else ""),
+                        "take one with `drtui backup base`, or name one with BASE_BACKUP")
     usable = [(b, w) for b, w in pairs if w.usable]
     if target.kind is TargetKind.TIME:
         assert target.time
@@ -647,15 +650,25 @@ class DumpPlan:
                    terminate_sessions=data.get("terminate_sessions", False))
 
 
-def make_dump_plan(config: Config, env: Environment, *, clock: Clock, dump_file: Path | None = None,
-                   uploads_archive: Path | None = None, incident_start: datetime | None = None) -> DumpPlan:
+@refusing
+def make_dump_plan(config: Config, env: Environment, *, clock: Clock, dump_file: Path | S3Url | None = None,
+                   uploads_archive: Path | S3Url | None = None, incident_start: datetime | None = None) -> DumpPlan:
     """Choose the dump (default: the newest `<database>_<stamp>.sql.gz`) and uploads archive (default: the one
-    written with that dump, when the environment has an uploads_dir); check they exist."""
+    written with that dump, when the environment has an uploads_dir); check they exist. From an S3 repository
+    (or s3:// URLs) both are fetched first (remote_dump)."""
     from drtui.core.backup import newest, uploads_of
 
+    if isinstance(dump_file, S3Url) or (config.repository and dump_file is None):
+        from drtui.core.remote_dump import fetch_dump
+
+        dump_file, uploads_archive = fetch_dump(config, env, dump_file, uploads_archive)
+    if isinstance(uploads_archive, S3Url):
+        raise PlanError(f"UPLOADS_ARCHIVE={uploads_archive} is in a bucket, the dump {dump_file} is not",
+                        "give BACKUP_FILE as an s3:// URL too, or both as paths")
     dump = dump_file or newest(config.backup_dir, f"{env.database}_", ".sql.gz")
     if dump is None:
-        raise PlanError(f"{config.backup_dir}: no {env.database}_*.sql.gz dump found",
+        where = config.repository.backups if config.repository else config.backup_dir
+        raise PlanError(f"{where}: no {env.database}_*.sql.gz dump found",
                         "take one with `drtui backup dump`, or name one with BACKUP_FILE")
     if not dump.is_file():
         raise PlanError(f"{dump}: no such dump", "check BACKUP_FILE")

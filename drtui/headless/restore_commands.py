@@ -111,9 +111,9 @@ def pitr(ctx, target_time, recovery_target, target_lsn, target_xid, before_xid, 
 
 
 @restore.command("staging")
-@click.option("--backup-file", envvar="BACKUP_FILE", type=click.Path(path_type=Path), default=None,
+@click.option("--backup-file", envvar="BACKUP_FILE", type=LOCATION, default=None,
               help="The cleaning_*.sql.gz dump to restore (BACKUP_FILE); default: the newest.")
-@click.option("--uploads-archive", envvar="UPLOADS_ARCHIVE", type=click.Path(path_type=Path), default=None,
+@click.option("--uploads-archive", envvar="UPLOADS_ARCHIVE", type=LOCATION, default=None,
               help="The uploads_*.tar.gz to restore (UPLOADS_ARCHIVE); default: the newest.")
 @click.option("--incident-start", default=None, help="When the incident began: the RTO clock starts there.")
 @click.option("--source-database", default=None, help="Allow a dump of this other database (named on purpose).")

@@ -33,7 +33,7 @@ from drtui.core.inventory.cache import ReadCache
 from drtui.core.inventory.names import WAL_HEADER_BYTES, parse_wal_name
 from drtui.core.inventory.wal import _histories, _set_damaged, damage, find_gaps
 from drtui.core.models import BaseBackup, WalCoverage
-from drtui.core.objectstore import ObjectStoreError, S3Settings, S3Url, client, is_s3_url, store_error
+from drtui.core.objectstore import ObjectStoreError, S3Settings, S3Url, WholeBody, client, is_s3_url, store_error
 
 if TYPE_CHECKING:
     from drtui.core.config import Config
@@ -173,7 +173,7 @@ def object_chunks(obj: Listed, settings: S3Settings, cancel: threading.Event,
 def object_stream(obj: Listed, settings: S3Settings, what: str = "read the object"):
     """A plain file object over the whole object (one GET), for a reader that streams it once."""
     try:
-        return _get(obj.url, settings, obj.etag)
+        return WholeBody(_get(obj.url, settings, obj.etag), obj.url, obj.size, what)
     except Exception as exc:
         raise store_error(exc, obj.url, what, settings) from None
 
