@@ -31,7 +31,7 @@ from drtui.core.errors import DrError
 from drtui.core.inventory.basebackup import backup_from_json, backup_to_json, read_tarball_stream
 from drtui.core.inventory.cache import ReadCache
 from drtui.core.inventory.names import WAL_HEADER_BYTES, parse_wal_name
-from drtui.core.inventory.wal import _histories, _set_damaged, damage, find_gaps
+from drtui.core.inventory.wal import complete_coverage, damage
 from drtui.core.models import BaseBackup, WalCoverage
 from drtui.core.objectstore import ObjectStoreError, S3Settings, S3Url, WholeBody, client, is_s3_url, store_error
 
@@ -261,17 +261,7 @@ def scan_remote_wal(prefix: S3Url, settings: S3Settings, segment_size: int,
             else:
                 coverage.backup_files.append(name)
                 coverage.backup_texts[name] = text
-    for timeline, pairs in found.items():
-        pairs.sort()
-        coverage.segments[timeline] = [segno for segno, _ in pairs]
-        coverage.archived_at[timeline] = [modified for _, modified in pairs]
-    coverage.histories = _histories(history_texts, coverage.source)
-    coverage.backup_files.sort()
-    coverage.partial_files.sort()
-    coverage.gaps = find_gaps(coverage.segments, segment_size)
-    for timeline, bad in damaged.items():
-        _set_damaged(coverage, timeline, bad)
-    return coverage
+    return complete_coverage(coverage, found, history_texts, damaged)
 
 
 def _small_text(obj: Listed, settings: S3Settings, compression: str | None) -> str:

@@ -313,14 +313,21 @@ def _scan_tarball(source: Path, segment_size: int) -> WalCoverage:
                 else:
                     coverage.backup_files.append(name)
                     coverage.backup_texts[name] = text
+    return complete_coverage(coverage, found, history_texts, damaged)
+
+
+def complete_coverage(coverage: WalCoverage, found: dict[int, list[tuple[int, float]]], history_texts: dict[int, str],
+                      damaged: dict[int, dict[int, str]]) -> WalCoverage:
+    """The end of every listing's scan (a tarball's members, a bucket's objects): the segments found, in order
+    with their archive times, the timeline histories, the gaps, the damaged segments."""
     for timeline, pairs in found.items():
         pairs.sort()
         coverage.segments[timeline] = [segno for segno, _ in pairs]
-        coverage.archived_at[timeline] = [mtime for _, mtime in pairs]
-    coverage.histories = _histories(history_texts, source)
+        coverage.archived_at[timeline] = [moment for _, moment in pairs]
+    coverage.histories = _histories(history_texts, coverage.source)
     coverage.backup_files.sort()
     coverage.partial_files.sort()
-    coverage.gaps = find_gaps(coverage.segments, segment_size)
+    coverage.gaps = find_gaps(coverage.segments, coverage.segment_size)
     for timeline, bad in damaged.items():
         _set_damaged(coverage, timeline, bad)
     return coverage
