@@ -287,7 +287,7 @@ dump_max_age = "26h"
         state = self._load_state()
         state["apis"][name] = proc.pid
         self._save_state(state)
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 60  # a Python process importing psycopg: slow on a loaded 2-core machine
         while True:
             try:
                 httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)

@@ -83,14 +83,14 @@ async def _render_journal(world: FaultWorld, journal: Path) -> str:
     from drtui.tui.app import DrApp
     from drtui.tui.screens.run import RunScreen
     from tests.textdump import screen_text
+    from tests.tui.conftest import run_ended, until
 
     app = DrApp(load_config(str(world.config), environ={}), SystemClock(), start=journal)
     async with app.run_test(size=(160, 60)) as pilot:
-        for _ in range(200):
-            await pilot.pause(0.05)
-            if isinstance(app.screen, RunScreen) and app.screen.view.finished is not None:
-                break
-        await pilot.pause(0.2)
+        await until(pilot, lambda: isinstance(app.screen, RunScreen))
+        await run_ended(pilot)
+        # the log panel follows the journal's end: its last lines are the app's start and the checks
+        await until(pilot, lambda: "ran: echo starting the app" in screen_text(app), timeout=30)
         return screen_text(app)
 
 

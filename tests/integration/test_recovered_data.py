@@ -106,7 +106,8 @@ def test_a_writer_through_the_promotion_does_not_fail_a_correct_restore(world: W
     assert "drtui.sandbox.app stop" in logged and "drtui.sandbox.app start" in logged
     time.sleep(0.5)
     # The data is production's as of the target, and the writer went on writing after the promotion.
-    assert writer_rows(world, "created_at <= %s", target - timedelta(seconds=0.2)) == before
+    # (a row whose created_at is just before the bound may have been recorded by the writer just after it)
+    assert before <= writer_rows(world, "created_at <= %s", target - timedelta(seconds=0.2)) <= before + 1
     assert writer_rows(world, "created_at > %s and created_at < %s", target + timedelta(seconds=0.1), started) == 0
     assert writer_rows(world, "created_at > %s", started) > 0
     # The checks saw those later rows and said so, without failing.

@@ -280,7 +280,7 @@ def test_a_base_backup_damaged_after_planning_fails_in_extraction_and_the_old_da
     finally:
         journal.close()
     assert not result.ok
-    assert [s.outcome for s in result.steps][:2] == ["finished", "failed"] and result.steps[1].name == "extract"
+    assert [s.outcome for s in result.steps][:2] == ["done", "failed"] and result.steps[1].name == "extract"
     assert "never moved" in (result.hint or "")
     assert siblings(world) == before and env.data_dir.stat().st_ino == inode
     assert world.sandbox.server("staging").state().value == "running"
