@@ -27,7 +27,7 @@ def _heartbeats(app: DrApp) -> str:
 
 
 def test_home_refreshes_its_heartbeats_and_run_banner_by_itself(config, clock, monkeypatch) -> None:
-    """A dump 4 s old reads '4s ago'; six minutes later (the injected clock) Home says so without a key, and a
+    """A dump 4 s old reads "4.0s ago"; six minutes later (the injected clock) Home says so without a key, and a
     run that ends takes its banner away; with a slow timer, coming back to Home is enough."""
     beat = config.backup_dir / "LAST_SUCCESS.txt"
     beat.parent.mkdir(parents=True, exist_ok=True)
@@ -38,7 +38,7 @@ def test_home_refreshes_its_heartbeats_and_run_banner_by_itself(config, clock, m
         monkeypatch.setattr(HomeScreen, "refresh_seconds", refresh)
         app, seen = DrApp(config, clock), {}
         async with app.run_test(size=(80, 24)) as pilot:
-            await until(pilot, lambda: "4s ago" in _heartbeats(app), timeout=30)
+            await until(pilot, lambda: "4.0s ago" in _heartbeats(app), timeout=30)
             seen["banner"] = app.screen.query_one("#in-progress").display and "run in progress" in screen_text(app)
             clock.advance(360)
             if refresh > 60:  # no timer in this test's time: leave Home and come back
