@@ -94,9 +94,11 @@ RUNBOOK_VARIABLES = {
 }
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups into the node ids
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Under pytest-xdist's `--dist loadgroup`, a module's tests stay on one worker (they share module-scoped
-    worlds), and every docker test on one worker (one engine, one image build)."""
+    worlds), and every docker test on one worker (one engine, one image build). Run after xdist's hook, the
+    groups were never seen: tests were spread one by one and every module world was built again per test."""
     for item in items:
         in_docker = "tests/docker/" in str(item.path).replace(os.sep, "/")
         item.add_marker(pytest.mark.xdist_group("docker" if in_docker else item.nodeid.split("::")[0]))
