@@ -29,9 +29,10 @@ from tests.faults.conftest import FaultWorld, assert_message, leftovers, tree_di
 
 
 @pytest.fixture
-def world(fresh_world: FaultWorld) -> FaultWorld:
-    """The shared world: every signal case ends in a full undo, which puts staging back as it was."""
-    return fresh_world
+def world(fault_world: FaultWorld) -> FaultWorld:
+    """A world of the case's own: these cases leave locks, runs and rollbacks behind that the next case must not
+    see (they ran on one shared world only by accident of the test scheduling; shared, they interfere)."""
+    return fault_world
 
 
 def wal_source_untouched(world: FaultWorld) -> None:
