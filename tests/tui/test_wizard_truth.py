@@ -134,10 +134,10 @@ def test_a_target_another_backup_reaches_is_one_key_away(config, clock, open_tmp
             await pilot.press("enter")
             await until(pilot, lambda: isinstance(app.screen, ChooseTargetScreen))
             app.screen.query_one("#value", Input).value = "3 hours ago"
-            await pilot.pause()
+            await until(pilot, lambda: "ctrl+b uses base backup" in screen_text(app), timeout=30)  # drawn
             seen["refused"] = screen_text(app)
             await pilot.press("ctrl+b")
-            await pilot.pause()
+            await until(pilot, lambda: "✔ reachable" in screen_text(app), timeout=30)
             seen["switched"] = screen_text(app)
             await pilot.press("escape")
             await until(pilot, lambda: isinstance(app.screen, PickBackupScreen))
