@@ -1,4 +1,4 @@
-"""What `drtui init` finds on the host it runs on, and what `drtui init --check` says a config would do.
+"""What `drtui init` finds on the host it runs on (`drtui init --check` is in config_check).
 
 Discovery looks for the runbook's layout: the backup folder and its heartbeats, PostgreSQL clusters (running
 postmasters read from /proc and their postmaster.pid, Debian's `pg_lsclusters`), Docker Compose projects with
@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
-from drtui.core.config import Config, Environment, read_env_file
+from drtui.core.config import read_env_file
 
 RUNBOOK_BACKUP_DIR = Path("/opt/backups/postgres")
 RUNBOOK_APP_DIR = Path("/opt/cleaning")
@@ -392,67 +392,6 @@ def _top_level(found: Discovery, folder: Path, clusters: list[Cluster]) -> None:
     for key, default in (("report_dir", "ops/drill-reports"), ("state_dir", "ops/state/drtui")):
         if (folder / default).is_dir():
             top[key] = Found(folder / default, "found")
-
-
-# -- --check --------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class EnvironmentCheck:
-    name: str
-    ok: bool
-    facts: list[str]  # what was found, one line each
-    would: list[str]  # what drtui would do with it
-
-
-def check_config(config: Config) -> list[EnvironmentCheck]:
-    """For each environment of a loaded config: is its server there and reachable, and what drtui's commands
-    would do with it (connects to each server; changes nothing)."""
-    from drtui.core.backends import backend_for
-    from drtui.core.errors import DrError
-    from drtui.core.postgres import connect
-
-    checks = []
-    for env in config.environments.values():
-        facts, ok = [], True
-        try:
-            backend = backend_for(env, config.state_dir)
-            running = backend.server_running()
-        except DrError as exc:
-            running, ok = False, False
-            facts.append(f"server: {exc.title}")
-        else:
-            facts.append(f"server: {'running' if running else 'not running'} ({env.backend}, {backend.location})")
-        if running:
-            try:
-                with connect(env) as conn:
-                    version = conn.execute("show server_version").fetchone()[0]
-                facts.append(f"connects: {env.user}@{env.host}:{env.port}/{env.database} (PostgreSQL {version})")
-            except DrError as exc:
-                ok = False
-                facts.append(f"connects: no: {exc.title}")
-        app_env = env.env_values().get("APP_ENV")
-        facts.append(f"env_file: {env.env_file} (APP_ENV={app_env})" if env.env_file and env.env_file.is_file()
-                     else f"env_file: {env.env_file or 'not set'} (missing: APP_ENV unknown)")
-        checks.append(EnvironmentCheck(env.name, ok and (env.env_file is None or env.env_file.is_file()), facts,
-                                       _would(config, env, app_env)))
-    return checks
-
-
-def _would(config: Config, env: Environment, app_env: str | None) -> list[str]:
-    prod_host = (app_env or "").lower() in ("prod", "production")
-    lines = []
-    if env.is_production:
-        lines.append(f"backups: `drtui backup base|dump|wal-sync` write into {config.backup_dir}")
-        lines.append(f"restore: `drtui restore pitr --env {env.name}` with CONFIRM_PITR_RESTORE=YES, after "
-                     "preserving the data directory")
-    elif prod_host:
-        lines.append("restore: refused (its env_file says APP_ENV=prod: this host is production)")
-    elif env.name == "staging":
-        lines.append("restore: `TARGET_ENV=staging drtui restore staging` (CONFIRM_STAGING_RESTORE=YES), "
-                     "`drtui restore pitr --env staging` (CONFIRM_PITR_RESTORE=YES); drills: `TARGET_ENV=staging "
-                     "drtui drill` (CONFIRM_DRILL=YES)")
-    else:
-        lines.append(f"restore: `drtui restore pitr --env {env.name}` with CONFIRM_PITR_RESTORE=YES")
-    return lines
 
 
 # -- the drtui.toml ------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from drtui.core import discover
+from drtui.core import config_check, discover
 from drtui.core.config import load_config, parse_config
 from drtui.core.errors import UsageError
 from drtui.core.files import atomic_path
@@ -67,7 +67,7 @@ def check_file(path: Path) -> int:
     for name, folder in (("backup_dir", config.backup_dir), ("wal_archive", config.wal_archive)):
         out(f"  {name}: {folder} ({'exists' if folder.is_dir() else 'missing'})")
     failed = False
-    for result in discover.check_config(config):
+    for result in config_check.check_config(config):
         out(f"[{result.name}] {'ok' if result.ok else 'PROBLEM'}")
         for line in result.facts:
             out(f"  {line}")
