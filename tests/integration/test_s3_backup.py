@@ -13,6 +13,7 @@ import io
 import json
 import os
 import tarfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +24,7 @@ from click.testing import CliRunner
 from drtui.cli import main
 from drtui.core import upload
 from drtui.core.errors import BackupError
+from drtui.core.inventory.remote import head, list_prefix
 from drtui.core.objectstore import S3Settings, S3Url
 from drtui.sandbox import Sandbox
 from tests.conftest import Result, run_drtui
@@ -264,3 +266,17 @@ def test_a_streamed_multipart_upload_is_verified_against_the_stores_checksum(s3:
     with pytest.raises(BackupError, match=f"^s3://{bucket}/backups/big.bin: the store holds something else"):
         upload.verify(url, len(data), {"not-the-checksum"}, S3Settings())
     assert s3.keys(bucket) == {}  # a bad upload is removed
+
+
+def test_an_objects_archive_time_is_never_before_it_was_stored(s3: S3World) -> None:
+    """S3's LastModified is whole seconds, cut down: read as such, a segment stored at 12:02:37.6 would be
+    'archived' at 12:02:37, before the commits it holds, and a window's end read from it refuses a reachable
+    target. Each object is put after `before`; its archive time, listed or read by HEAD, is not earlier."""
+    bucket, moments = s3.bucket(), {}
+    for number in range(3):
+        moments[f"wal/{number}"] = time.time()
+        s3.client().put_object(Bucket=bucket, Key=f"wal/{number}", Body=b"x")
+        time.sleep(0.3)
+    listed = list_prefix(S3Url(bucket, "wal/"), S3Settings())
+    assert {item.url.key: item.modified >= moments[item.url.key] for item in listed} == dict.fromkeys(moments, True)
+    assert all(head(item.url, S3Settings()).modified >= moments[item.url.key] for item in listed)

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import math
 import os
 import threading
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -55,7 +57,14 @@ class Listed:
     url: S3Url
     size: int
     etag: str
-    modified: float  # POSIX seconds (LastModified: when it was stored)
+    modified: float  # POSIX seconds (LastModified: when it was stored, see stored_at)
+
+
+def stored_at(last_modified: datetime) -> float:
+    """An object's LastModified as POSIX seconds, taken as the end of its second: S3 gives whole seconds, cut
+    down, so the value read as it is can precede the commits the object holds, and an archive time must never
+    come before them (a window's end read from it would refuse a reachable target)."""
+    return float(math.floor(last_modified.timestamp()) + 1)
 
 
 def settings_for(config: Config | None, url: S3Url) -> S3Settings:
@@ -84,7 +93,7 @@ def list_prefix(prefix: S3Url, settings: S3Settings, what: str = "list the repos
         for page in pages:
             for item in page.get("Contents", []):
                 found.append(Listed(S3Url(prefix.bucket, item["Key"]), item["Size"], item.get("ETag", ""),
-                                    item["LastModified"].timestamp()))
+                                    stored_at(item["LastModified"])))
     except Exception as exc:
         raise store_error(exc, prefix, what, settings) from None
     return found
@@ -96,7 +105,7 @@ def head(url: S3Url, settings: S3Settings) -> Listed:
         found = client(settings).head_object(Bucket=url.bucket, Key=url.key)
     except Exception as exc:
         raise store_error(exc, url, "read the object's size", settings) from None
-    return Listed(url, found["ContentLength"], found.get("ETag", ""), found["LastModified"].timestamp())
+    return Listed(url, found["ContentLength"], found.get("ETag", ""), stored_at(found["LastModified"]))
 
 
 def _get(url: S3Url, settings: S3Settings, etag: str, first: int | None = None, last: int | None = None):
