@@ -14,7 +14,8 @@ same target:
   extract  the files only, durable (a trailing `sync` for the tools that do not fsync):
            drtui, tar -I pigz -xf + chown, tarfile 'r|gz' data filter + chown, pgbackrest restore.
   replay   WAL replay only, from an extracted, synced data directory: `cp`, drtui's restore_command, and WAL
-           pre-staged into pg_wal with restore_command=/bin/false (the ceiling); redo span from the server log.
+           pre-staged into pg_wal with restore_command=/bin/false (the ceiling), and drtui with each candidate
+           replay setting on its own (replay_candidates); redo span from the server log.
 
 Ratios are the median of per-round ratios (min-max), since the machine's speed drifts between rounds.
 Run as root (the clusters run as `postgres`): `.venv/bin/python bench/bench_restore.py --scale 10 --rounds 3`.
@@ -425,17 +426,38 @@ def _prepared(fixture: Fixture, data: Path) -> None:
     extract_base_backup(_backup(fixture), data, OS_USER, _quiet, threading.Event())
 
 
-def replay_with(command: Callable[[Fixture, Path], str]) -> Callable[[Fixture, Path, Path, int], Timing]:
+def replay_with(command: Callable[[Fixture, Path], str],
+                tuning: str = "") -> Callable[[Fixture, Path, Path, int], Timing]:
+    """A replay run; `tuning` is postgresql.conf text appended for this run only (a candidate replay setting)."""
     def run(fixture: Fixture, data: Path, run_dir: Path, port: int) -> Timing:
         _prepared(fixture, data)
         cmd = command(fixture, data)
         _write_recovery(data, run_dir, port, fixture.target, cmd)
+        if tuning:
+            with (data / "postgresql.auto.conf").open("a") as conf:
+                conf.write(f"# replay tuning candidate\n{tuning}\n")
         drop_caches(COLD)
         started = time.monotonic()
         _start_and_promote(data, run_dir, port)
         done = time.monotonic()
         return Timing(done - started, redo_facts(run_dir / "server.log"))
     return run
+
+
+def _host_shared_buffers() -> str:
+    """A quarter of the host's memory, leaving the rest to the page cache the fetcher and redo read through."""
+    total_kb = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
+                        if line.startswith("MemTotal:")))
+    return f"{total_kb // 4 // 1024}MB"
+
+
+def replay_candidates() -> dict[str, str]:
+    """Each candidate replay setting of issue 17 point 4, measured on its own against drtui's plain replay."""
+    return {"prefetch off": "recovery_prefetch = off",
+            "io_concurrency 64": "maintenance_io_concurrency = 64",
+            "decode buffer 2MB": "wal_decode_buffer_size = '2MB'",
+            "shared_buffers host/4": f"shared_buffers = '{_host_shared_buffers()}'",
+            "no restartpoints": "max_wal_size = '64GB'\ncheckpoint_timeout = '1d'"}
 
 
 def _drtui_fetcher(fixture: Fixture, data: Path) -> str:
@@ -548,12 +570,14 @@ def main(argv: list[str] | None = None) -> int:
                 "pre-staged (ceiling)": replay_with(_prestage),
                 "cp": replay_with(lambda f, d: f"cp {f.archive}/%f %p"),
                 "drtui restore_command": replay_with(_drtui_fetcher),
+                **{f"drtui + {name}": replay_with(_drtui_fetcher, tuning)
+                   for name, tuning in replay_candidates().items()},
             }
             say(f"\nWAL replay only (start -> promoted, data already synced), {args.rounds} rounds")
             results = run_rounds(fixture, args.rounds, methods)
             report("Start -> promoted (s)", results, ["pre-staged (ceiling)"])
-            report("Redo span from the server log (s; x ceiling > 1 is slower)", results, ["pre-staged (ceiling)"],
-                   lambda t: t.phases.get("redo_s"))
+            report("Redo span from the server log (s; x ceiling > 1 is slower)", results,
+                   ["pre-staged (ceiling)", "drtui restore_command"], lambda t: t.phases.get("redo_s"))
     finally:
         if fixture:
             fixture.world.__exit__(None, None, None)
