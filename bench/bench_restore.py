@@ -456,7 +456,7 @@ def replay_candidates() -> dict[str, str]:
     return {"prefetch off": "recovery_prefetch = off",
             "io_concurrency 64": "maintenance_io_concurrency = 64",
             "decode buffer 2MB": "wal_decode_buffer_size = '2MB'",
-            "shared_buffers host/4": f"shared_buffers = '{_host_shared_buffers()}'",
+            "shared_buffers host÷4": f"shared_buffers = '{_host_shared_buffers()}'",
             "no restartpoints": "max_wal_size = '64GB'\ncheckpoint_timeout = '1d'"}
 
 
