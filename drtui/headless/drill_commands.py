@@ -17,7 +17,7 @@ from drtui.core.errors import UsageError
 from drtui.core.planning import parse_target_time, target_time_option
 from drtui.core.postgres import current_user
 from drtui.core.prediction import Outcome, outcomes, short_basis
-from drtui.headless.common import env_option, handle_errors, json_option, pass_context, record_options
+from drtui.headless.common import env_option, handle_errors, json_option, pass_context, record_options, run_id_option
 from drtui.headless.output import ExitCode, out, out_json
 from drtui.headless.printer import EventPrinter, drill_lines
 
@@ -39,7 +39,7 @@ from drtui.headless.printer import EventPrinter, drill_lines
               help="The seed of the random pick (RANDOM_SEED), to repeat a drill; default: a fresh one, recorded.")
 @record_options
 @click.option("--yes", is_flag=True, help="Confirm, like CONFIRM_DRILL=YES.")
-@click.option("--run-id", default=None, hidden=True, help="The run id (the wizard picks it to follow the journal).")
+@run_id_option
 @env_option
 @json_option
 @pass_context

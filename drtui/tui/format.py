@@ -37,6 +37,7 @@ WIZARD_WORDS = [
     (re.compile(r"run `drtui drill` on staging"), "start the drill (d on Home)"),
     (re.compile(r"run `drtui inventory` to see why"), "open the recovery (p on Home) to see why"),
     (re.compile(r"follow it with `drtui attach`"), "follow it from Home (a)"),
+    (re.compile(r"`drtui rollback --env [\w-]+`"), "x on the result screen (r)"),
 ]
 
 

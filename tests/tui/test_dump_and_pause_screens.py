@@ -15,6 +15,7 @@ import pytest
 
 from drtui.core import backup
 from drtui.core.clock import FrozenClock, SystemClock
+from drtui.core.postgres import query
 from drtui.core.runner import new_run_id
 from drtui.sandbox import Sandbox
 from drtui.tui.app import DrApp
@@ -91,12 +92,17 @@ def test_home_shows_staging_paused_in_recovery_and_the_result_names_promote_and_
             await open_result(pilot)
             text = screen_text(app)
             assert "paused at the target" in text
-            assert "drtui restore promote --env staging" in text and "drtui restore advance --env staging" in text
+            assert "p to promote it" in text and "a to replay on to a later target" in text
+            assert "drtui restore" not in text  # one key away, not a command to type elsewhere
             await until(pilot, lambda: "Rows per table in staging, paused at the target against production"
                          in screen_text(app))  # look before you leap: counted in a worker
             assert re.search(r"public\.bookings\s+\d+\s+production \d+", screen_text(app))
+            await pilot.press("p")
+            promoted = await run_ended(pilot)
+            assert promoted.view.journey == "promote" and promoted.view.ok, screen_text(app)
 
     asyncio.run(scenario())
+    assert query(world.env("staging"), "select pg_is_in_recovery()")[0][0] is False
 
 
 def test_run_ids_made_in_one_second_by_one_process_differ() -> None:
