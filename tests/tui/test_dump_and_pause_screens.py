@@ -87,8 +87,8 @@ def test_home_shows_staging_paused_in_recovery_and_the_result_names_promote_and_
             panel = str(app.screen.query_one("#environments").render())
             staging = panel[panel.index("staging"):]
             assert "⏸ running, paused in recovery at LSN" in staging
-            assert "drtui restore promote --env staging" in staging
-            assert "drtui restore advance --env staging" in staging
+            assert "open its run (a) and its result (r): p promotes it, a replays on to a later target" in staging
+            assert "drtui restore" not in staging  # the wizard does it itself
             assert "recovery" not in panel[:panel.index("staging")]  # production is not in recovery
             app.action_reattach(Path(summary["journal"]))
             await run_ended(pilot)
