@@ -25,6 +25,7 @@ class Incident:
     sql: str
     xid: int
     committed_at: datetime
+    before: dict[str, int]  # the app tables' rows just before it: all that the test had committed by then
 
 
 @dataclass
@@ -37,12 +38,13 @@ class World:
 
 
 def _run(sandbox: Sandbox, sql: str) -> Incident:
+    before = sandbox.counts()  # no other writer: exactly the rows committed before this transaction
     with connect(sandbox.env("production")) as conn, conn.transaction():
         xid = conn.execute("select txid_current()").fetchone()[0]
         conn.execute(sql)
     committed = query(sandbox.env("production"), "select pg_xact_commit_timestamp(%s::text::xid)", (xid,))[0][0]
     sandbox.insert("leads")  # normal traffic between the incidents
-    return Incident(sql, xid, committed)
+    return Incident(sql, xid, committed, before)
 
 
 @pytest.fixture(scope="module")
@@ -138,6 +140,28 @@ def test_just_before_the_drop_paused_shows_the_counts_against_production_then_pr
     assert query(staging, "select count(*) from scratch")[0][0] == world.scratch_rows
     assert query(staging, "select count(*) from bookings")[0][0] == world.bookings_before_delete
     assert query(staging, "select count(*) from invoices")[0][0] > 0
+
+
+@pytest.mark.parametrize(("name", "table"), [("truncate", "invoices"), ("delete", "bookings")])
+def test_just_before_a_truncate_or_a_delete_restores_its_rows_and_every_commit_before_it(
+        world: World, name: str, table: str) -> None:
+    incident = world.incidents[name]
+    listed = {c["xid"]: c for c in _events(world, "--table", table)["changes"]}
+    assert list(listed) == [incident.xid], listed
+    done = run_drtui("restore", "pitr", "--env", "staging", "--before-xid", str(listed[incident.xid]["xid"]),
+                     config=world.sandbox.config_path, env={"CONFIRM_PITR_RESTORE": "YES"})
+    assert done.exit_code == 0, done.output
+    staging = world.sandbox.env("staging")
+    # every app table exactly as the test had committed it just before: the emptied table whole, the lead
+    # inserted after the previous incident there, and nothing of what came after (production has fewer rows)
+    assert world.sandbox.counts("staging") == incident.before
+    assert incident.before[table] > 0 and world.sandbox.counts()[table] == 0
+    # the incidents committed before it are there too: the DROP (and, before the DELETE, the TRUNCATE)
+    assert query(staging, "select to_regclass('scratch') is null")[0][0]
+    if name == "delete":
+        assert incident.before["invoices"] == 0
+        assert incident.before["bookings"] == world.bookings_before_delete
+    assert query(staging, "select pg_xact_status(%s::text::xid8)", (incident.xid,))[0][0] != "committed"
 
 
 def test_a_random_target_drill_passes_and_its_record_names_the_point(world: World) -> None:
