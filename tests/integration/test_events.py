@@ -164,6 +164,37 @@ def test_just_before_a_truncate_or_a_delete_restores_its_rows_and_every_commit_b
     assert query(staging, "select pg_xact_status(%s::text::xid8)", (incident.xid,))[0][0] != "committed"
 
 
+def test_a_drill_just_before_the_delete_passes_and_its_record_names_the_transaction(world: World) -> None:
+    delete = world.incidents["delete"]
+    done = run_drtui("drill", "--json", config=world.sandbox.config_path,
+                     env={"TARGET_ENV": "staging", "CONFIRM_DRILL": "YES", "BEFORE_XID": str(delete.xid)})
+    assert done.exit_code == 0, done.output
+    summary = json.loads(done.stdout)
+    checks = {c["name"]: c for c in summary["checks"] if c["phase"] == "post"}
+    assert {name: checks[name]["outcome"] for name in ("record_counts", "drill_marker", "before_xid")} == {
+        "record_counts": "passed", "drill_marker": "passed", "before_xid": "passed"}, checks
+    # the rows the DELETE removed count as there before it (production holds none of them now)
+    assert summary["counts"]["source"] == delete.before and summary["counts"]["exact"], summary["counts"]
+    assert world.sandbox.counts("staging") == delete.before
+    assert summary["plan"]["target"]["xid"] == delete.xid and summary["plan"]["target"]["inclusive"] is False
+    about = (f"{delete.xid} (committed at {delete.committed_at.isoformat().replace('+00:00', 'Z')}, "
+             f"DELETE public.bookings ({world.bookings_before_delete} rows))")
+    record = Path(summary["report"]).read_text()
+    assert f"| before_xid | {about} |" in record, record
+    assert "Recovery target type: xid" in record
+
+
+@pytest.mark.parametrize("extra", [{"TARGET_TIME": "1 minute ago"}, {"RANDOM_TARGET": "true"}, {}])
+def test_a_drill_before_an_xid_and_another_target_or_an_uncommitted_xid_is_refused(world: World,
+                                                                                  extra: dict) -> None:
+    xid = world.incidents["delete"].xid if extra else 99999999
+    done = run_drtui("drill", config=world.sandbox.config_path,
+                     env={"TARGET_ENV": "staging", "CONFIRM_DRILL": "YES", "BEFORE_XID": str(xid), **extra})
+    assert done.exit_code == 2, done.output
+    assert "Traceback" not in done.output and ("not committed" if not extra else "BEFORE_XID" if "RANDOM_TARGET"
+                                               in extra else "--target-time and --before-xid") in done.stderr
+
+
 def test_a_random_target_drill_passes_and_its_record_names_the_point(world: World) -> None:
     done = world.random_drill
     assert done.exit_code == 0, done.output
