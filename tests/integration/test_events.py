@@ -232,3 +232,18 @@ def test_last_a_restore_over_production_says_its_old_backups_stop_and_takes_a_fr
     assert query(world.sandbox.env("production"), "select count(*) from bookings")[0][0] == (
         world.bookings_before_delete)
     assert "production is on a new timeline now" in Path(summary["report"]).read_text()
+    # the status view's coverage starts at that fresh backup, on the new timeline
+    timeline = query(world.sandbox.env("production"), "select timeline_id from pg_control_checkpoint()")[0][0]
+    fresh_base = next(a["path"] for a in summary["then_backup"]["artifacts"]
+                      if Path(a["path"]).name.startswith("basebackup_"))
+    status = run_drtui("status", "--json", config=world.sandbox.config_path)
+    assert status.stdout, status.output
+    seen = json.loads(status.stdout)
+    window, newest = seen["window"], seen["newest"]["base_backup"]
+    assert timeline > 1 and Path(window["base_backup"]).name == Path(fresh_base).name, window
+    assert (window["timeline"], newest["timeline"], window["usable"]) == (timeline, timeline, True), window
+    assert window["earliest"] >= newest["start_time"], (window, newest)
+    inventory = run_drtui("inventory", "--json", config=world.sandbox.config_path)
+    assert json.loads(inventory.stdout)["windows"][0] == window, inventory.output
+    text = run_drtui("status", config=world.sandbox.config_path).stdout.splitlines()
+    assert f"timeline {timeline}" in text[text.index("Recoverable window (newest base backup)") + 1], text
