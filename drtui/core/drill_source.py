@@ -81,18 +81,26 @@ def counts_text(counts: dict[str, int]) -> str:
     return ", ".join(f"{t}={n}" for t, n in counts.items()) or "no tables"
 
 
+def next_xid(conn: psycopg.Connection) -> int:
+    """The 64-bit id the server assigns next."""
+    return int(conn.execute("select pg_snapshot_xmax(pg_current_snapshot())::text").fetchone()[0])
+
+
 def full_xid(conn: psycopg.Connection, xid: int) -> int | None:
     """The 64-bit id (epoch and xid) of a 32-bit transaction id `xid` seen by this server, the newest it can be;
     None when it is not assigned yet."""
-    next_xid = int(conn.execute("select pg_snapshot_xmax(pg_current_snapshot())::text").fetchone()[0])
-    full = (next_xid & ~0xFFFFFFFF) | xid
-    if full >= next_xid:
+    upcoming = next_xid(conn)
+    full = (upcoming & ~0xFFFFFFFF) | xid
+    if full >= upcoming:
         full -= 1 << 32
     return full if full >= 0 else None
 
 
 def xact_status(conn: psycopg.Connection, full: int) -> str | None:
-    """committed, aborted or in progress; None when the server no longer knows (too old) or not yet."""
+    """committed, aborted or in progress; 'not assigned' when the server has not reached it (a restored copy
+    that stopped before its first record); None when it no longer knows (too old)."""
+    if full >= next_xid(conn):
+        return "not assigned"
     return conn.execute("select pg_xact_status(%s::text::xid8)", (full,)).fetchone()[0]
 
 

@@ -84,6 +84,8 @@ def drill(ctx, target_time, before_xid, base_backup, wal_archive, skip_backup, r
             out(line)
         if (summary.get("plan") or {}).get("random_target"):
             out(f"  random target {summary['plan']['random_target']}")
+        if (summary.get("plan") or {}).get("before_xid"):
+            out(f"  just before transaction {summary['plan']['before_xid']}")
     sys.exit(ExitCode.OK if result.ok else ExitCode.FAILED)
 
 
