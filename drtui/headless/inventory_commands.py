@@ -198,6 +198,7 @@ def _status(ctx, check: bool, warnings: tuple[str, ...], criticals: tuple[str, .
                            [] if check else core_status.environments_in_recovery(config),
                            core_status.open_folders(config), core_status.interrupted_runs(config),
                            monitoring.collect(config, env, inv, clock, overrides, name=name, only=only)))
+    fleet.sort(key=lambda site: -SEVERITY[site.status.level])  # worst first everywhere; stable within a level
     statuses = [site.status for site in fleet]
     level, summary = monitoring.summary(statuses)
     if prometheus_file:
@@ -208,7 +209,7 @@ def _status(ctx, check: bool, warnings: tuple[str, ...], criticals: tuple[str, .
     else:
         if check:
             out(summary)
-        for site in sorted(fleet, key=lambda site: -SEVERITY[site.status.level]):
+        for site in fleet:
             _print_status(site, clock.now(), titled=len(fleet) > 1)
     if check:
         sys.exit(int(level))

@@ -124,6 +124,17 @@ def test_a_fleet_shows_every_environment_worst_first(tmp_path: Path) -> None:
     assert titles == [f"== production@{sick / 'drtui.toml'}: CRITICAL", f"== production@{healthy / 'drtui.toml'}: OK"]
     data = json.loads(run_drtui(*args, "status", "--json", *HEARTBEATS).stdout)
     assert data["schema"] == 1 and data["level"] == "CRITICAL"
-    assert [e["level"] for e in data["environments"]] == ["OK", "CRITICAL"]
+    assert [e["level"] for e in data["environments"]] == ["CRITICAL", "OK"]  # worst first, as the text
     other = run_drtui(*args, "inventory")
     assert other.exit_code == 2 and "only `drtui status` reads a fleet" in other.stderr
+
+
+def test_a_fleets_json_is_worst_first_and_stable_within_a_level(tmp_path: Path) -> None:
+    sites = [make_site(tmp_path / name) for name in ("ok1", "sick", "ok2", "aging")]
+    for site, wal in zip(sites, (2 * M, None, 2 * M, 9 * M), strict=True):
+        _set(site, 2 * H, 3 * H, wal)
+    args = [arg for site in sites for arg in ("--config", str(site / "drtui.toml"))]
+    data = json.loads(run_drtui(*args, "status", "--json", *HEARTBEATS).stdout)
+    assert [(e["config"], e["level"]) for e in data["environments"]] == [
+        (str(tmp_path / "sick" / "drtui.toml"), "CRITICAL"), (str(tmp_path / "aging" / "drtui.toml"), "WARNING"),
+        (str(tmp_path / "ok1" / "drtui.toml"), "OK"), (str(tmp_path / "ok2" / "drtui.toml"), "OK")]
