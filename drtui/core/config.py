@@ -128,6 +128,10 @@ class Config:
     def environment(self, name: str | None = None) -> Environment:
         """The named environment, or the production one; a clear error when it is not configured."""
         name = name or PRODUCTION
+        if not self.environments:
+            raise ConfigError(f"{self.source}: a read-only config (it names only a [repository]) has no "
+                              f"environment {name!r}", "it is for `drtui status`; give the host's own drtui.toml "
+                              "for anything else")
         if name not in self.environments:
             known = ", ".join(sorted(self.environments)) or "none"
             raise ConfigError(
@@ -135,6 +139,11 @@ class Config:
                 "add an [environments.NAME] table, or pick one with --env / TARGET_ENV",
             )
         return self.environments[name]
+
+    @property
+    def read_only(self) -> bool:
+        """A config of a terminal that only watches: a [repository] and no environment of its own."""
+        return not self.environments
 
     @property
     def source(self) -> str:
@@ -233,9 +242,12 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
 
     objectives = _parse_objectives(path, data.get("objectives", {}))
     raw_envs = data.get("environments", {})
-    if not isinstance(raw_envs, dict) or not raw_envs:
+    if "environments" not in data and "repository" in data:
+        raw_envs = {}  # read-only: the status of what the hosts publish to the repository
+    elif not isinstance(raw_envs, dict) or not raw_envs:
         raise ConfigError(f"{path}: [environments] is missing or empty",
-                          "describe at least one environment, e.g. [environments.production]")
+                          "describe at least one environment, e.g. [environments.production] (or, for a "
+                          "terminal that only watches a bucket, a config of a [repository] alone)")
     environments = {name: _parse_environment(path, name, raw, path_value) for name, raw in raw_envs.items()}
     return Config(
         path=path,

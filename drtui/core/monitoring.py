@@ -247,24 +247,40 @@ class EnvironmentStatus:
         return worst(self.checks)
 
 
-def collect(config: Config, env: Environment, inventory: Inventory | None, clock: Clock, overrides: Overrides,
-            name: str | None = None, only: frozenset[str] = frozenset(CHECK_NAMES),
+HOST_CHECKS = frozenset({"archiver", "drill_age"})  # a host's own database and report_dir: not in the repository
+
+
+def collect(config: Config, env: Environment | None, inventory: Inventory | None, clock: Clock,
+            overrides: Overrides, name: str | None = None, only: frozenset[str] = frozenset(CHECK_NAMES),
             archiver: Callable[[Environment], Archiver] = read_archiver) -> EnvironmentStatus:
     """The checks of one config's environment named in `only`, in the order they are shown. `inventory` is None
-    when it could not be read (the window check then says so)."""
+    when it could not be read (the window check then says so). `env` is None for a read-only config: only what
+    the repository holds is checked (the heartbeats and the window)."""
+    if env is None:
+        only = only - HOST_CHECKS
     now = clock.now()
     checks, states = heartbeat_checks(config, clock, overrides)
     window = RecoverableWindow.of(inventory) if inventory is not None else None
     if "window_lag" in only:
         checks.append(window_check(window, now, config.objectives.pitr_rpo, overrides))
-    archiver_state = archiver(env) if "archiver" in only else None
+    archiver_state = archiver(env) if env is not None and "archiver" in only else None
     if archiver_state is not None:
         checks.append(archiver_check(archiver_state, overrides))
-    last_drill = drill_history(config.report_dir, now).last_pass
+    last_drill = drill_history(config.report_dir, now).last_pass if env is not None else None
     if "drill_age" in only:
         checks.append(drill_check(config, now, last_drill, overrides))
     checks = [c for c in checks if c.name in only]
-    return EnvironmentStatus(name or env.name, checks, states, window, archiver_state, last_drill)
+    return EnvironmentStatus(name or site_name(config), checks, states, window, archiver_state, last_drill)
+
+
+def site_name(config: Config, fleet: bool = False) -> str:
+    """How the status names a config: its production environment (`production@<config>` in a fleet), or the
+    repository a read-only config watches."""
+    if config.read_only:
+        assert config.repository is not None
+        return str(config.repository.url)
+    name = config.environment().name
+    return f"{name}@{config.source}" if fleet else name
 
 
 def worst(checks: Sequence[Check]) -> Level:

@@ -192,8 +192,8 @@ def _status(ctx, check: bool, warnings: tuple[str, ...], criticals: tuple[str, .
             inv = scan(config, clock=clock)
         except DrError as exc:
             inventory_error = exc.title
-        env = config.environment()
-        name = env.name if len(configs) == 1 else f"{env.name}@{config.source}"
+        env = None if config.read_only else config.environment()
+        name = monitoring.site_name(config, fleet=len(configs) > 1)
         fleet.append(_Site(config, inv, inventory_error,
                            [] if check else core_status.environments_in_recovery(config),
                            core_status.open_folders(config), core_status.interrupted_runs(config),
@@ -219,7 +219,9 @@ def _status_json(fleet: list[_Site], level: core_status.Level, summary: str) -> 
     environments = []
     for site in fleet:
         config, inv, inventory_error, env_status = site.config, site.inventory, site.inventory_error, site.status
-        data: dict = {"name": env_status.name, "config": config.source, "level": env_status.level.name,
+        data: dict = {"name": env_status.name, "config": config.source,
+                      "repository": str(config.repository.url) if config.repository else None,
+                      "level": env_status.level.name,
                       "code": int(env_status.level), "checks": [c.as_json() for c in env_status.checks],
                       "heartbeats": [s.as_json() for s in env_status.heartbeats],
                       "recoverable": {"first": _iso(env_status.window.first), "last": _iso(env_status.window.last)}
@@ -239,7 +241,7 @@ def _status_json(fleet: list[_Site], level: core_status.Level, summary: str) -> 
         environments.append(data)
     top = {"schema": 1, "level": level.name, "code": int(level), "summary": summary, "environments": environments}
     if len(environments) == 1:  # one config: its fields at the top too, as before fleets
-        top |= {k: v for k, v in environments[0].items() if k not in ("name", "config", "level", "code")}
+        top |= {k: v for k, v in environments[0].items() if k not in ("name", "config", "repository", "level", "code")}
     return top
 
 

@@ -178,3 +178,16 @@ def test_huge_durations_are_refused_in_words(tmp_path: Path) -> None:
     path = _write(tmp_path, GOOD.replace('staging_rto = "90m"', 'staging_rto = "99999999999999999999d"'))
     with pytest.raises(ConfigError, match=r"objectives.staging_rto = '99999999999999999999d' is too long"):
         load_config(str(path), environ={})
+
+
+def test_a_config_of_a_repository_alone_is_read_only(tmp_path: Path) -> None:
+    config = load_config(str(_write(tmp_path, '[repository]\nurl = "s3://fleet-bucket/cleaning/"\n')))
+    assert config.read_only and config.environments == {}
+    with pytest.raises(ConfigError) as refused:
+        config.environment()
+    assert "a read-only config (it names only a [repository])" in refused.value.title
+    assert "`drtui status`" in refused.value.hint
+    with pytest.raises(ConfigError) as empty:
+        load_config(str(_write(tmp_path, 'backup_dir = "b"\n')))
+    assert "[environments] is missing or empty" in empty.value.title and "[repository] alone" in empty.value.hint
+    assert not load_config(str(_write(tmp_path, GOOD))).read_only

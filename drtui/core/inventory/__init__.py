@@ -233,8 +233,9 @@ def _default_pg_bin(config: Config, env: Environment | None) -> Path | None:
         return env.pg_bin
     try:
         return config.environment().pg_bin
-    except ConfigError:
-        return None
+    except ConfigError:  # a read-only config: the runbook's PostgreSQL, when this host has it
+        default = Environment.pg_bin
+        return default if default.is_dir() else None
 
 
 def _restore_user(config: Config, env: Environment | None) -> str | None:

@@ -92,7 +92,8 @@ class StatusScreen(Screen[None]):
                 inventory, inventory_error = None, exc.title
             else:
                 inventory_error = None
-            status = collect(config, config.environment(), inventory, clock, Overrides())
+            status = collect(config, None if config.read_only else config.environment(), inventory, clock,
+                             Overrides())
         except Exception as exc:  # shown on screen; the view keeps refreshing
             self.post_message(StatusRefreshed([], error=str(exc)))
             return
