@@ -83,3 +83,6 @@ def test_one_terminal_shows_two_hosts_from_the_bucket_worst_first(tmp_path: Path
 
         other = run_drtui("--config", args[1], "restore", "pitr", "--dry-run", env=s3.env, cwd=terminal)
         assert other.exit_code == 2 and "a read-only config" in other.stderr
+        kept = s3.keys(bucket)
+        expire = run_drtui("--config", args[1], "backup", "expire", "--keep", "1", env=s3.env, cwd=terminal)
+        assert expire.exit_code == 2 and "removes nothing" in expire.stderr and s3.keys(bucket) == kept
