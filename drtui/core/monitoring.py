@@ -9,15 +9,19 @@ config's [objectives] and can be overridden per check (`-w NAME=VALUE`, `-c NAME
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from drtui.core import retention
 from drtui.core.clock import Clock
 from drtui.core.config import Config, Environment, parse_duration
 from drtui.core.errors import DrError, UsageError
-from drtui.core.inventory import Inventory
+from drtui.core.inventory import Inventory, folder_size
+from drtui.core.inventory.names import classify_artifact
+from drtui.core.objectstore import S3Url
 from drtui.core.report import DrillEntry, drill_history
 from drtui.core.status import (
     SEVERITY,
@@ -29,6 +33,7 @@ from drtui.core.status import (
     heartbeats,
     short_duration,
 )
+from drtui.core.upload import listing
 
 HEARTBEAT_CHECKS = {"dump": "dump_age", "base backup": "basebackup_age", "WAL sync": "wal_sync_age"}
 CHECK_NAMES = (*HEARTBEAT_CHECKS.values(), "window_lag", "archiver", "drill_age")
@@ -231,6 +236,78 @@ def drill_check(config: Config, now: datetime, last: DrillEntry | None, override
                  todo="" if level == Level.OK else WHAT_TO_DO["drill_age"])
 
 
+SIZE_KINDS = ("base_backups", "dumps", "wal", "other")
+_SIZE_KIND = {"basebackup": "base_backups", "dump": "dumps", "uploads": "dumps", "wal_tarball": "wal"}
+
+
+def repository_sizes(config: Config) -> dict[Path | S3Url, tuple[str, int]]:
+    """Every entry of the repository (backup_dir and wal_archive, or the bucket's backups/ and wal/), with its
+    kind (one of SIZE_KINDS) and bytes, keyed by the location retention's plan gives it."""
+    def kind_of(name: str) -> str:
+        return _SIZE_KIND.get(classify_artifact(name.split("/")[0])[0], "other")
+
+    found: dict[Path | S3Url, tuple[str, int]] = {}
+    if config.repository:
+        repository = config.repository
+        for name, item in listing(repository.backups, repository.settings, "list the backups").items():
+            found[repository.backups.child(name)] = (kind_of(name), int(item["Size"]))
+        for name, item in listing(repository.wal, repository.settings, "list the WAL").items():
+            found[repository.wal.child(name)] = ("wal", int(item["Size"]))
+        return found
+    for folder in (config.backup_dir, config.wal_archive):
+        try:
+            entries = list(os.scandir(folder))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for entry in entries:
+            size = folder_size(Path(entry.path)) if entry.is_dir(follow_symlinks=False) else \
+                entry.stat(follow_symlinks=False).st_size
+            found[folder / entry.name] = ("wal" if folder == config.wal_archive else kind_of(entry.name), size)
+    return found
+
+
+@dataclass(frozen=True)
+class RepositoryUsage:
+    """The repository's size by kind, and what `drtui backup expire` would remove under [retention]: the
+    retention module's own plan (the one `backup expire --dry-run` prints), with the bytes it frees."""
+
+    bytes_by_kind: dict[str, int]
+    expiry: retention.Expiry | None  # None: no [retention] configured, or the plan could not be made
+    removed_bytes: int = 0  # of the backups and WAL the plan removes (preserved data directories not counted)
+    error: str = ""  # why the repository or the plan could not be read
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(self.bytes_by_kind.values())
+
+    def as_json(self) -> dict:
+        plan = self.expiry
+        return {"total_bytes": self.total_bytes, **{f"{kind}_bytes": self.bytes_by_kind.get(kind, 0)
+                                                     for kind in SIZE_KINDS},
+                "retention": None if plan is None else {
+                    "keep": plan.keep, "keep_days": plan.keep_days, "would_remove_bytes": self.removed_bytes,
+                    "would_remove": [item.as_dict() for item in plan.removed],
+                    "wal_would_remove": len(plan.wal_removed), "wal_floor": plan.wal_floor,
+                    "wal_kept_why": plan.wal_kept_why},
+                "error": self.error or None}
+
+
+def repository_usage(config: Config, now: datetime) -> RepositoryUsage:
+    try:
+        sizes = repository_sizes(config)
+    except DrError as exc:
+        return RepositoryUsage({}, None, error=exc.title)
+    by_kind = {kind: sum(size for k, size in sizes.values() if k == kind) for kind in SIZE_KINDS}
+    if config.retention is None:
+        return RepositoryUsage(by_kind, None)
+    try:
+        plan = retention.plan(config, now, config.retention.keep, config.retention.keep_days)
+    except DrError as exc:
+        return RepositoryUsage(by_kind, None, error=f"the retention preview: {exc.title}")
+    going = [loc for item in plan.removed for loc in item.locations] + plan.wal_removed
+    return RepositoryUsage(by_kind, plan, sum(sizes[loc][1] for loc in going if loc in sizes))
+
+
 @dataclass(frozen=True)
 class EnvironmentStatus:
     """Everything the status knows of one config's environment: the checks, and the facts behind them."""
@@ -241,6 +318,7 @@ class EnvironmentStatus:
     window: RecoverableWindow | None
     archiver: Archiver | None  # None when not checked
     last_drill: DrillEntry | None
+    repository: RepositoryUsage | None = None  # None: not asked for (--check)
 
     @property
     def level(self) -> Level:
@@ -252,10 +330,12 @@ HOST_CHECKS = frozenset({"archiver", "drill_age"})  # a host's own database and 
 
 def collect(config: Config, env: Environment | None, inventory: Inventory | None, clock: Clock,
             overrides: Overrides, name: str | None = None, only: frozenset[str] = frozenset(CHECK_NAMES),
-            archiver: Callable[[Environment], Archiver] = read_archiver) -> EnvironmentStatus:
+            archiver: Callable[[Environment], Archiver] = read_archiver,
+            usage: bool = False) -> EnvironmentStatus:
     """The checks of one config's environment named in `only`, in the order they are shown. `inventory` is None
     when it could not be read (the window check then says so). `env` is None for a read-only config: only what
-    the repository holds is checked (the heartbeats and the window)."""
+    the repository holds is checked (the heartbeats and the window). `usage` adds the repository's size and
+    the retention preview."""
     if env is None:
         only = only - HOST_CHECKS
     now = clock.now()
@@ -270,7 +350,8 @@ def collect(config: Config, env: Environment | None, inventory: Inventory | None
     if "drill_age" in only:
         checks.append(drill_check(config, now, last_drill, overrides))
     checks = [c for c in checks if c.name in only]
-    return EnvironmentStatus(name or site_name(config), checks, states, window, archiver_state, last_drill)
+    return EnvironmentStatus(name or site_name(config), checks, states, window, archiver_state, last_drill,
+                             repository_usage(config, now) if usage else None)
 
 
 def site_name(config: Config, fleet: bool = False) -> str:
@@ -318,6 +399,8 @@ def write_prometheus(path: Path, statuses: Sequence[EnvironmentStatus]) -> None:
     failing = gauge("wal_archiver_failing", "1 when the archiver's last attempt failed")
     failures = gauge("wal_archiver_failed_count", "pg_stat_archiver.failed_count")
     drill_time = gauge("last_drill_timestamp_seconds", "When the last passing drill ran")
+    stored = gauge("repository_bytes", "The repository's size by kind (base_backups, dumps, wal, other)", "kind")
+    expiring = gauge("retention_would_remove_bytes", "What `drtui backup expire` would remove under [retention]")
     for status in statuses:
         env = status.name
         level.labels(env).set(int(status.level))
@@ -337,5 +420,10 @@ def write_prometheus(path: Path, statuses: Sequence[EnvironmentStatus]) -> None:
             failures.labels(env).set(status.archiver.failed_count)
         if status.last_drill and status.last_drill.date:
             drill_time.labels(env).set(status.last_drill.date.timestamp())
+        if status.repository and not status.repository.error:
+            for kind in SIZE_KINDS:
+                stored.labels(env, kind).set(status.repository.bytes_by_kind.get(kind, 0))
+            if status.repository.expiry is not None:
+                expiring.labels(env).set(status.repository.removed_bytes)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_to_textfile(str(path), registry)

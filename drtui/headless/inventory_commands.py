@@ -197,7 +197,8 @@ def _status(ctx, check: bool, warnings: tuple[str, ...], criticals: tuple[str, .
         fleet.append(_Site(config, inv, inventory_error,
                            [] if check else core_status.environments_in_recovery(config),
                            core_status.open_folders(config), core_status.interrupted_runs(config),
-                           monitoring.collect(config, env, inv, clock, overrides, name=name, only=only)))
+                           monitoring.collect(config, env, inv, clock, overrides, name=name, only=only,
+                                              usage=not check)))
     fleet.sort(key=lambda site: -SEVERITY[site.status.level])  # worst first everywhere; stable within a level
     statuses = [site.status for site in fleet]
     level, summary = monitoring.summary(statuses)
@@ -235,6 +236,8 @@ def _status_json(fleet: list[_Site], level: core_status.Level, summary: str) -> 
             data["problems"] = full["problems"]
         if inventory_error:
             data["inventory_error"] = inventory_error
+        if env_status.repository is not None:
+            data["repository_usage"] = env_status.repository.as_json()
         data["recovery"] = [r.as_json() for r in site.recovering]
         data["open_to_others"] = site.open_to_others
         data["interrupted_runs"] = [run.as_json() for run in site.interrupted]
@@ -287,6 +290,10 @@ def _print_status(site: _Site, now: datetime, titled: bool) -> None:
             out(f"  problem: {problem.path}: {problem.message}")
     if inventory_error:
         out(f"inventory: {inventory_error}")
+    if env_status.repository is not None:
+        out()
+        for line in usage_lines(env_status.repository):
+            out(line)
     for line in interrupted_lines(site.interrupted):
         out(line)
     if recovering:
@@ -300,3 +307,27 @@ def _print_status(site: _Site, now: datetime, titled: bool) -> None:
     out()
     out("Checks")
     _table([[WORDS[c.level], c.name, c.text + (f" → {c.todo}" if c.todo else "")] for c in env_status.checks])
+
+
+def usage_lines(usage: monitoring.RepositoryUsage) -> list[str]:
+    """The repository's size and what `drtui backup expire` would remove under [retention]."""
+    sizes = ", ".join(f"{kind.replace('_', ' ')} {_size(usage.bytes_by_kind[kind])}" for kind in monitoring.SIZE_KINDS
+                      if usage.bytes_by_kind.get(kind))
+    lines = [f"Repository: {_size(usage.total_bytes)}" + (f" ({sizes})" if sizes else "")]
+    if usage.error:
+        lines.append(f"  unreadable: {usage.error}")
+    plan = usage.expiry
+    if plan is None:
+        if not usage.error:
+            lines.append("  retention: none configured ([retention] keep / keep_days in drtui.toml: then this "
+                         "shows what `drtui backup expire` would remove)")
+        return lines
+    rules = " and ".join(([f"keep {plan.keep}"] if plan.keep else []) +
+                         ([f"keep_days {plan.keep_days:g}"] if plan.keep_days else []))
+    if not plan.removed and not plan.wal_removed:
+        return [*lines, f"  retention ({rules}): `drtui backup expire` would remove nothing now"]
+    lines.append(f"  retention ({rules}): `drtui backup expire` would remove {len(plan.removed)} backup(s) and "
+                 f"{len(plan.wal_removed)} WAL file(s), {_size(usage.removed_bytes)}:")
+    lines += [f"    {', '.join(location.name for location in item.locations)} ({item.why})" for item in plan.removed]
+    lines.append(f"    {plan.wal_kept_why}")
+    return lines
