@@ -308,6 +308,31 @@ def repository_usage(config: Config, now: datetime) -> RepositoryUsage:
     return RepositoryUsage(by_kind, plan, sum(sizes[loc][1] for loc in going if loc in sizes))
 
 
+def usage_lines(usage: RepositoryUsage, size: Callable[[int], str]) -> list[str]:
+    """The repository's size and what `drtui backup expire` would remove under [retention], in words (each face
+    gives its way of writing a size)."""
+    sizes = ", ".join(f"{kind.replace('_', ' ')} {size(usage.bytes_by_kind[kind])}" for kind in SIZE_KINDS
+                      if usage.bytes_by_kind.get(kind))
+    lines = [f"Repository: {size(usage.total_bytes)}" + (f" ({sizes})" if sizes else "")]
+    if usage.error:
+        lines.append(f"  unreadable: {usage.error}")
+    plan = usage.expiry
+    if plan is None:
+        if not usage.error:
+            lines.append("  retention: none configured ([retention] keep / keep_days in drtui.toml: then this "
+                         "shows what `drtui backup expire` would remove)")
+        return lines
+    rules = " and ".join(([f"keep {plan.keep}"] if plan.keep else []) +
+                         ([f"keep_days {plan.keep_days:g}"] if plan.keep_days else []))
+    if not plan.removed and not plan.wal_removed:
+        return [*lines, f"  retention ({rules}): `drtui backup expire` would remove nothing now"]
+    lines.append(f"  retention ({rules}): `drtui backup expire` would remove {len(plan.removed)} backup(s) and "
+                 f"{len(plan.wal_removed)} WAL file(s), {size(usage.removed_bytes)}:")
+    lines += [f"    {', '.join(location.name for location in item.locations)} ({item.why})" for item in plan.removed]
+    lines.append(f"    {plan.wal_kept_why}")
+    return lines
+
+
 @dataclass(frozen=True)
 class EnvironmentStatus:
     """Everything the status knows of one config's environment: the checks, and the facts behind them."""

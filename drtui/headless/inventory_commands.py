@@ -292,7 +292,7 @@ def _print_status(site: _Site, now: datetime, titled: bool) -> None:
         out(f"inventory: {inventory_error}")
     if env_status.repository is not None:
         out()
-        for line in usage_lines(env_status.repository):
+        for line in monitoring.usage_lines(env_status.repository, _size):
             out(line)
     for line in interrupted_lines(site.interrupted):
         out(line)
@@ -308,26 +308,3 @@ def _print_status(site: _Site, now: datetime, titled: bool) -> None:
     out("Checks")
     _table([[WORDS[c.level], c.name, c.text + (f" → {c.todo}" if c.todo else "")] for c in env_status.checks])
 
-
-def usage_lines(usage: monitoring.RepositoryUsage) -> list[str]:
-    """The repository's size and what `drtui backup expire` would remove under [retention]."""
-    sizes = ", ".join(f"{kind.replace('_', ' ')} {_size(usage.bytes_by_kind[kind])}" for kind in monitoring.SIZE_KINDS
-                      if usage.bytes_by_kind.get(kind))
-    lines = [f"Repository: {_size(usage.total_bytes)}" + (f" ({sizes})" if sizes else "")]
-    if usage.error:
-        lines.append(f"  unreadable: {usage.error}")
-    plan = usage.expiry
-    if plan is None:
-        if not usage.error:
-            lines.append("  retention: none configured ([retention] keep / keep_days in drtui.toml: then this "
-                         "shows what `drtui backup expire` would remove)")
-        return lines
-    rules = " and ".join(([f"keep {plan.keep}"] if plan.keep else []) +
-                         ([f"keep_days {plan.keep_days:g}"] if plan.keep_days else []))
-    if not plan.removed and not plan.wal_removed:
-        return [*lines, f"  retention ({rules}): `drtui backup expire` would remove nothing now"]
-    lines.append(f"  retention ({rules}): `drtui backup expire` would remove {len(plan.removed)} backup(s) and "
-                 f"{len(plan.wal_removed)} WAL file(s), {_size(usage.removed_bytes)}:")
-    lines += [f"    {', '.join(location.name for location in item.locations)} ({item.why})" for item in plan.removed]
-    lines.append(f"    {plan.wal_kept_why}")
-    return lines
