@@ -260,8 +260,11 @@ def repository_sizes(config: Config) -> dict[Path | S3Url, tuple[str, int]]:
         except (FileNotFoundError, NotADirectoryError):
             continue
         for entry in entries:
-            size = folder_size(Path(entry.path)) if entry.is_dir(follow_symlinks=False) else \
-                entry.stat(follow_symlinks=False).st_size
+            try:
+                size = folder_size(Path(entry.path)) if entry.is_dir(follow_symlinks=False) else \
+                    entry.stat(follow_symlinks=False).st_size
+            except FileNotFoundError:  # removed while listed (a backup's temporary file renamed, say)
+                continue
             found[folder / entry.name] = ("wal" if folder == config.wal_archive else kind_of(entry.name), size)
     return found
 
@@ -293,10 +296,13 @@ class RepositoryUsage:
 
 
 def repository_usage(config: Config, now: datetime) -> RepositoryUsage:
+    """The repository's size and the retention preview; what cannot be read is said in `error`, never raised."""
     try:
         sizes = repository_sizes(config)
     except DrError as exc:
         return RepositoryUsage({}, None, error=exc.title)
+    except OSError as exc:
+        return RepositoryUsage({}, None, error=f"{exc.filename}: cannot read it ({exc.strerror})")
     by_kind = {kind: sum(size for k, size in sizes.values() if k == kind) for kind in SIZE_KINDS}
     if config.retention is None:
         return RepositoryUsage(by_kind, None)
@@ -304,6 +310,9 @@ def repository_usage(config: Config, now: datetime) -> RepositoryUsage:
         plan = retention.plan(config, now, config.retention.keep, config.retention.keep_days)
     except DrError as exc:
         return RepositoryUsage(by_kind, None, error=f"the retention preview: {exc.title}")
+    except OSError as exc:
+        return RepositoryUsage(by_kind, None, error=f"the retention preview: {exc.filename}: cannot read it "
+                                                    f"({exc.strerror})")
     going = [loc for item in plan.removed for loc in item.locations] + plan.wal_removed
     return RepositoryUsage(by_kind, plan, sum(sizes[loc][1] for loc in going if loc in sizes))
 
@@ -315,7 +324,7 @@ def usage_lines(usage: RepositoryUsage, size: Callable[[int], str]) -> list[str]
                       if usage.bytes_by_kind.get(kind))
     lines = [f"Repository: {size(usage.total_bytes)}" + (f" ({sizes})" if sizes else "")]
     if usage.error:
-        lines.append(f"  unreadable: {usage.error}")
+        lines.append(f"  cannot tell: {usage.error}")
     plan = usage.expiry
     if plan is None:
         if not usage.error:
