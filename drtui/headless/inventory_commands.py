@@ -181,6 +181,9 @@ def _status(ctx, check: bool, warnings: tuple[str, ...], criticals: tuple[str, .
     only = _only(only_text)
     configs = ctx.configs()
     if watch:
+        if len(configs) > 1:  # never a fleet shown as its first member alone
+            raise UsageError(f"--watch shows one config; {len(configs)} given",
+                             "drop --watch for the fleet's view, or give one --config")
         from drtui.tui.app import run_status_app
 
         run_status_app(configs[0])

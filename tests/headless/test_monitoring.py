@@ -127,6 +127,8 @@ def test_a_fleet_shows_every_environment_worst_first(tmp_path: Path) -> None:
     assert [e["level"] for e in data["environments"]] == ["CRITICAL", "OK"]  # worst first, as the text
     other = run_drtui(*args, "inventory")
     assert other.exit_code == 2 and "only `drtui status` reads a fleet" in other.stderr
+    watched = run_drtui(*args, "status", "--watch")  # not the first config alone
+    assert watched.exit_code == 2 and "--watch shows one config; 2 given" in watched.stderr
 
 
 def test_a_fleets_json_is_worst_first_and_stable_within_a_level(tmp_path: Path) -> None:
