@@ -107,6 +107,17 @@ def test_prometheus_textfile_parses(site: Path) -> None:
     levels = {s.labels["check"]: s.value for s in families["drtui_check_level"].samples}
     assert levels["dump_age"] == 0 and levels["window_lag"] == 2  # no base backup: no window
     assert not list(target.parent.glob("*.tmp*"))
+    stored = {s.labels["kind"]: s.value for s in families["drtui_repository_bytes"].samples}
+    heartbeats = sum(p.stat().st_size for p in (site / "backups").glob("LAST_*"))
+    assert stored == {"base_backups": 0, "dumps": 0, "wal": 0, "other": heartbeats}
+    assert not families["drtui_retention_would_remove_bytes"].samples  # no [retention]: no preview
+
+    (site / "drtui.toml").write_text(CONFIG + "\n[retention]\nkeep = 1\n")
+    for stamp in ("20260124T030000Z", "20260125T030000Z"):
+        (site / "backups" / f"cleaning_{stamp}.sql.gz").write_bytes(b"d" * 700)
+    assert run_drtui("status", "--prometheus", str(target), config=site / "drtui.toml").exit_code == 0
+    families = {f.name: f for f in text_string_to_metric_families(target.read_text())}
+    assert [s.value for s in families["drtui_retention_would_remove_bytes"].samples] == [700]
 
 
 def test_a_fleet_shows_every_environment_worst_first(tmp_path: Path) -> None:
