@@ -310,4 +310,7 @@ def _print_status(site: _Site, now: datetime, titled: bool) -> None:
     out()
     out("Checks")
     _table([[WORDS[c.level], c.name, c.text + (f" → {c.todo}" if c.todo else "")] for c in env_status.checks])
+    if site.config.read_only:
+        out(f"  {', '.join(sorted(monitoring.HOST_CHECKS))}: the host's own, not in the repository "
+            f"(`drtui status --only {','.join(sorted(monitoring.HOST_CHECKS))}` on the host)")
 

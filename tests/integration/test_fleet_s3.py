@@ -58,6 +58,7 @@ def test_one_terminal_shows_two_hosts_from_the_bucket_worst_first(tmp_path: Path
         healthy_part = text.stdout.split(f"== {healthy_url}: OK", 1)[1]
         assert f"{healthy_url}heartbeats/LAST_BASEBACKUP.txt" in healthy_part
         assert "base backup  ok" in healthy_part and "MISSING" not in healthy_part
+        assert "  archiver, drill_age: the host's own, not in the repository" in healthy_part
 
         check = run_drtui(*args, "status", "--check", *lag, env=s3.env, cwd=terminal)
         assert check.exit_code == 2, check.output
