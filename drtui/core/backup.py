@@ -487,6 +487,10 @@ def expire(config: Config, clock: Clock, keep: int | None, keep_days: float | No
            dry_run: bool) -> retention.Expiry:
     """Remove the backups, WAL and preserved data directories the retention rules let go (drtui.core.retention);
     with `dry_run` only say what would go. Under the expire command's own lock."""
+    if config.read_only and not dry_run:
+        raise retention.ExpireRefused(f"{config.source}: a read-only config (it names only a [repository]) "
+                                      "removes nothing", "run expire on the host with its own drtui.toml, or "
+                                      "add --dry-run; nothing was removed")
     with _exclusive(config, "expire", clock):
         expiry = retention.plan(config, clock.now(), keep, keep_days)
         if not dry_run:

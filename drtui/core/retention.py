@@ -85,7 +85,7 @@ def plan(config: Config, now: datetime, keep: int | None, keep_days: float | Non
     """What expire would remove now (nothing is touched)."""
     if keep is None and keep_days is None:
         raise ExpireRefused("say what to keep: --keep N (the newest N of each kind) and/or --keep-days D",
-                            "nothing was removed")
+                            "nothing was removed; [retention] keep / keep_days in drtui.toml set them for good")
     if keep is not None and keep < 1:
         raise ExpireRefused(f"--keep {keep}: keep at least one backup of each kind", "give --keep 1 or more")
     expiry = Expiry(keep, keep_days)
