@@ -124,6 +124,7 @@ class Config:
     templates_dir: Path | None = None  # a folder of report templates that override the packaged ones
     backup_group: int | None = None  # gid given read access to backups, heartbeats and journals (0640/0750)
     repository: Repository | None = None  # an S3 repository; None: backup_dir and wal_archive on this host
+    pg_bins: Mapping[int, Path] = field(default_factory=dict)  # [pg_bin]: the programs of each major version
 
     def environment(self, name: str | None = None) -> Environment:
         """The named environment, or the production one; a clear error when it is not configured."""
@@ -217,7 +218,7 @@ def load_config(explicit: str | None = None, environ: Mapping[str, str] | None =
 
 
 _TOP_KEYS = {"backup_dir", "wal_archive", "wal_sync_heartbeat", "report_dir", "state_dir", "objectives",
-             "environments", "templates_dir", "backup_group", "repository"}
+             "environments", "templates_dir", "backup_group", "repository", "pg_bin"}
 _PATH_KEYS = {"data_dir", "pg_bin", "env_file", "uploads_dir", "server_log"}
 
 
@@ -250,7 +251,27 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
         templates_dir=path_value("templates_dir", data["templates_dir"]) if "templates_dir" in data else None,
         backup_group=_parse_group(path, data["backup_group"]) if "backup_group" in data else None,
         repository=parse_repository(data["repository"], str(path)) if "repository" in data else None,
+        pg_bins=_parse_pg_bins(path, data.get("pg_bin", {}), path_value),
     )
+
+
+def _parse_pg_bins(path: Path, raw: Any, path_value: Any) -> dict[int, Path]:
+    """[pg_bin]: `17 = "/usr/lib/postgresql/17/bin"`, the folder of each major version's programs, used to
+    restore a backup of that version when the environment's own pg_bin is of another."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: pg_bin must be a table of major versions",
+                          'write it like [pg_bin] 17 = "/usr/lib/postgresql/17/bin"')
+    found = {}
+    for key, value in raw.items():
+        if not key.isdigit() or not 10 <= int(key) <= 99:
+            raise ConfigError(f"{path}: pg_bin.{key} is not a PostgreSQL major version",
+                              'name the version, e.g. [pg_bin] 17 = "/usr/lib/postgresql/17/bin"')
+        folder = path_value(f"pg_bin.{key}", value)
+        if not folder.is_dir():
+            raise ConfigError(f"{path}: pg_bin.{key} = {str(folder)!r} is not a folder",
+                              f"point it at PostgreSQL {key}'s bin folder (Debian: /usr/lib/postgresql/{key}/bin)")
+        found[int(key)] = folder
+    return found
 
 
 def _parse_group(path: Path, value: Any) -> int:
