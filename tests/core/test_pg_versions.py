@@ -13,10 +13,12 @@ import pytest
 
 from drtui.core.config import parse_config
 from drtui.core.errors import ConfigError
+from drtui.core.incremental import ChainError, chain_of
 from drtui.core.inventory.names import MAGIC_OF_VERSION, WAL_PAGE_MAGIC
+from drtui.core.models import BaseBackup, Layout
 from drtui.core.planning import Plan, PlanError, make_plan, pg_major_version
 from tests.conftest import run_drtui
-from tests.core.test_planning import CLOCK, at, world
+from tests.core.test_planning import CLOCK, T0, at, world
 
 VERSIONS = (13, 14, 15, 16, 17, 18)
 PG15_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -139,3 +141,28 @@ def test_init_check_says_which_pg_bin_folder_holds_its_version(tmp_path: Path) -
     assert bad.exit_code == 1, bad.output
     assert f"[pg_bin] PROBLEM\n  pg_bin.15: {tmp_path} holds no PostgreSQL programs\n" in bad.stdout
     assert f"pg_bin.17: {PG15_BIN} holds PostgreSQL 15, not 17" in bad.stdout
+
+
+def _backup(name: str, version: int, start: int, parent: int | None = None) -> BaseBackup:
+    return BaseBackup(path=Path("/backups") / name, layout=Layout.DIRECTORY, label="x", start_lsn=start,
+                      start_wal_file="000000010000000000000002", checkpoint_lsn=start, start_time=T0,
+                      timeline=1, pg_version=version, size_bytes=0, file_size=0,
+                      incremental_from_lsn=parent, incremental_from_tli=1 if parent else None)
+
+
+@pytest.mark.parametrize("version", [0, 13, 15, 16])
+def test_an_incremental_chain_below_postgresql_17_is_refused(version: int) -> None:
+    full, incremental = _backup("full", version, 0x2000028), _backup("incr", version, 0x4000028, 0x2000028)
+    with pytest.raises(ChainError) as caught:
+        chain_of(incremental, [full, incremental])
+    assert "base backup incr says it is incremental, but it is PostgreSQL" in caught.value.title
+    assert "incremental backups exist from PostgreSQL 17 on" in caught.value.title
+    assert chain_of(full, [full, incremental]) == (full,)  # a full backup of any version needs no chain
+
+
+def test_a_chain_of_two_major_versions_is_refused() -> None:
+    full, incremental = _backup("full", 18, 0x2000028), _backup("incr", 17, 0x4000028, 0x2000028)
+    with pytest.raises(ChainError) as caught:
+        chain_of(incremental, [full, incremental])
+    assert "base backup incr (PostgreSQL 17) builds on full, which is PostgreSQL 18" in caught.value.title
+    assert chain_of(dataclasses.replace(incremental, pg_version=18), [full])[0] == full
