@@ -110,6 +110,11 @@ def test_backup_base_incremental_restores_to_a_time_with_exact_rows_and_needs_su
         target = before.committed_at + (after.committed_at - before.committed_at) / 2
         world.switch_wal()
 
+        expiry = run_drtui("backup", "expire", "--keep", "1", "--dry-run", config=world.config_path)
+        assert expiry.exit_code == 0, expiry.output
+        full_path = Path(json.loads(full.stdout)["artifacts"][0]["path"])
+        assert f"kept {full_path} (the incremental {incremental.name} builds on it)" in expiry.output
+
         text = world.config_path.read_text()
         staging = text.index("[environments.staging]")
         world.config_path.write_text(text[:staging] + text[staging:].replace(
