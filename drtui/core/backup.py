@@ -38,7 +38,7 @@ from drtui.core.backends.base import ToolFailed
 from drtui.core.clock import Clock, isoformat, stamp
 from drtui.core.config import PRODUCTION, Config, Environment
 from drtui.core.errors import BackupError, DrError, ErrorKind
-from drtui.core.files import atomic_path, atomic_paths, make_dirs, write_heartbeat
+from drtui.core.files import atomic_path, atomic_paths, fsync_dir, make_dirs, make_private, write_heartbeat
 from drtui.core.inventory.names import classify_artifact, work_in_progress
 from drtui.core.lock import EnvLock, LockBusy
 from drtui.core.objectstore import S3Settings, S3Url, is_s3_url
@@ -302,10 +302,15 @@ def _incremental_base(config: Config, env: Environment, backend: Backend, clock:
         manifest = workdir / "parent_manifest"
         manifest.write_bytes(_manifest_of(parent))
         target = backend.plain_base_backup(workdir, f"drtui {stamp(clock.now())} incremental", manifest)
-        target.rename(final)
+        for root, folders, files in os.walk(target):  # not into a tablespace link
+            for name in (".", *folders, *files):
+                if not os.path.islink(os.path.join(root, name)):
+                    make_private(Path(root, name), config.backup_group)
+        target.rename(final)  # pg_basebackup has made every file durable
+        fsync_dir(config.backup_dir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    size = sum(f.stat().st_size for f in final.rglob("*") if f.is_file() and not f.is_symlink())
+    size = sum(os.lstat(os.path.join(root, name)).st_size for root, _, files in os.walk(final) for name in files)
     result = BackupResult("base", [Artifact(final, size)])
     _heartbeat(config, result, config.backup_dir / LAST_BASEBACKUP, clock)
     result.seconds = clock.monotonic() - started
