@@ -134,6 +134,7 @@ class Config:
     backup_group: int | None = None  # gid given read access to backups, heartbeats and journals (0640/0750)
     repository: Repository | None = None  # an S3 repository; None: backup_dir and wal_archive on this host
     retention: Retention | None = None  # None: expire needs --keep / --keep-days, and the status previews nothing
+    pg_bins: Mapping[int, Path] = field(default_factory=dict)  # [pg_bin]: the programs of each major version
 
     def environment(self, name: str | None = None) -> Environment:
         """The named environment, or the production one; a clear error when it is not configured."""
@@ -236,7 +237,7 @@ def load_config(explicit: str | None = None, environ: Mapping[str, str] | None =
 
 
 _TOP_KEYS = {"backup_dir", "wal_archive", "wal_sync_heartbeat", "report_dir", "state_dir", "objectives",
-             "environments", "templates_dir", "backup_group", "repository", "retention"}
+             "environments", "templates_dir", "backup_group", "repository", "retention", "pg_bin"}
 _PATH_KEYS = {"data_dir", "pg_bin", "env_file", "uploads_dir", "server_log"}
 
 
@@ -273,6 +274,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
         backup_group=_parse_group(path, data["backup_group"]) if "backup_group" in data else None,
         repository=parse_repository(data["repository"], str(path)) if "repository" in data else None,
         retention=_parse_retention(path, data["retention"]) if "retention" in data else None,
+        pg_bins=_parse_pg_bins(path, data.get("pg_bin", {}), path_value),
     )
 
 
@@ -288,6 +290,25 @@ def _parse_retention(path: Path, raw: Any) -> Retention:
     if keep is None and days is None:
         raise ConfigError(f"{path}: [retention] says nothing to keep", "set keep = N and/or keep_days = D")
     return Retention(keep, float(days) if days is not None else None)
+
+
+def _parse_pg_bins(path: Path, raw: Any, path_value: Any) -> dict[int, Path]:
+    """[pg_bin]: `17 = "/usr/lib/postgresql/17/bin"`, the folder of each major version's programs, used to
+    restore a backup of that version when the environment's own pg_bin is of another."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: pg_bin must be a table of major versions",
+                          'write it like [pg_bin] 17 = "/usr/lib/postgresql/17/bin"')
+    found = {}
+    for key, value in raw.items():
+        if not key.isdigit() or not 10 <= int(key) <= 99:
+            raise ConfigError(f"{path}: pg_bin.{key} is not a PostgreSQL major version",
+                              'name the version, e.g. [pg_bin] 17 = "/usr/lib/postgresql/17/bin"')
+        folder = path_value(f"pg_bin.{key}", value)
+        if not folder.is_dir():
+            raise ConfigError(f"{path}: pg_bin.{key} = {str(folder)!r} is not a folder",
+                              f"point it at PostgreSQL {key}'s bin folder (Debian: /usr/lib/postgresql/{key}/bin)")
+        found[int(key)] = folder
+    return found
 
 
 def _parse_group(path: Path, value: Any) -> int:

@@ -139,6 +139,8 @@ def execute(approved: ApprovedPlan, journal: Journal, clock: Clock, cancel: thre
         config = load_config(str(plan.config_path) if plan.config_path else None).with_overrides(
             plan.environment, os.environ)
     env = config.environment(plan.environment)
+    if isinstance(plan, Plan) and plan.pg_bin:  # a backup of another major version: its own programs
+        env = dataclasses.replace(env, pg_bin=plan.pg_bin)
     is_dump = isinstance(plan, DumpPlan)
     journey = Journey(plan.journey, env, [cls() for cls in (DUMP_STEPS if is_dump else PITR_STEPS)], plan,
                       lambda ctx: {**plan.to_json(), "stamp": ctx.stamp}, recover_dump if is_dump else recover_restore)

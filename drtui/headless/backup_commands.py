@@ -53,14 +53,17 @@ def dump(ctx, env_name: str | None, as_json: bool) -> None:
 @click.option("--compress", default="gzip", show_default=True, metavar="METHOD[:LEVEL]",
               help="zstd (recommended: the fastest restore), lz4, gzip (basebackup_*.tar.gz) or none; "
                    "e.g. zstd:9, gzip:6.")
+@click.option("--incremental", is_flag=True,
+              help="PostgreSQL 17+ with summarize_wal = on: only what changed since the newest base backup, "
+                   "kept as the folder basebackup_<stamp> (plain format, as pg_combinebackup reads it).")
 @env_option
 @json_option
 @pass_context
 @handle_errors
-def base(ctx, compress: str, env_name: str | None, as_json: bool) -> None:
+def base(ctx, compress: str, incremental: bool, env_name: str | None, as_json: bool) -> None:
     """pg_basebackup with manifest, checked by pg_verifybackup, then LAST_BASEBACKUP.txt."""
     config = ctx.config(env_name)
-    _print(core.base(config, config.environment(env_name), SystemClock(), compress), as_json)
+    _print(core.base(config, config.environment(env_name), SystemClock(), compress, incremental), as_json)
 
 
 compress_option = click.option("--compress", type=click.Choice(sorted(wal_push.COMPRESSIONS)), default="none",
