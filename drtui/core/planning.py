@@ -377,7 +377,7 @@ def pg_bin_for(config: Config, env: Environment, version: int, env_version: int 
     the key and every folder tried when none holds that version. `env_version`: pg_bin's, when known."""
     tried = []
     candidates = [(env.pg_bin, f"pg_bin of {env.name!r}", env_version)]
-    if env.backend == "local":  # another backend's server runs its own programs: only pg_bin is compared
+    if backend_for(env, config.state_dir).runs_host_programs:  # else only pg_bin is compared
         if version in config.pg_bins:
             candidates.append((config.pg_bins[version], f"pg_bin.{version}", None))
         candidates.append((Path(DEBIAN_PG_BIN.format(version=version)), "Debian's layout", None))

@@ -79,6 +79,11 @@ class Backend(ABC):
         return False
 
     @property
+    def runs_host_programs(self) -> bool:
+        """Whether the server runs programs of this host (any version's folder can serve); else its own."""
+        return False
+
+    @property
     def server_reads_host_wal(self) -> bool:
         """Whether the server itself reads a WAL folder of this host (as os_user) during a restore."""
         return True

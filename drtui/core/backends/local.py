@@ -76,6 +76,10 @@ class LocalBackend(Backend):
     def restores_tablespaces(self) -> bool:
         return True
 
+    @property
+    def runs_host_programs(self) -> bool:
+        return True
+
     def server_alive(self) -> bool:
         try:
             pid = int((self.data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
