@@ -21,8 +21,9 @@ from typing import Any, Protocol
 
 from drtui.core.backends import backend_for
 from drtui.core.clock import Clock, isoformat
-from drtui.core.config import Config, Environment, pg_bin_missing
+from drtui.core.config import PRODUCTION, Config, Environment, pg_bin_missing
 from drtui.core.errors import DrError, ErrorKind, UsageError
+from drtui.core.incident import known_change
 from drtui.core.incremental import ChainError, chain_of
 from drtui.core.inventory.basebackup import backup_from_json
 from drtui.core.models import BaseBackup, Gap, WalCoverage, Window, format_lsn, location, parse_lsn
@@ -599,7 +600,35 @@ def _choose_backup(inventory: InventoryView, target: Target, chosen: Path | S3Ur
         for backup, window in usable:
             if (backup.stop_lsn or backup.start_lsn) <= target.lsn:
                 return backup, window
+    if target.kind is TargetKind.XID and (committed := _known_commit(config, target)):
+        # a backup that starts after the transaction cannot stop just before (or after) it: the newest that
+        # reaches its commit, as `drtui events` found it
+        for backup, window in usable:
+            if window.contains(committed):
+                return backup, window
     return (usable or pairs)[0]
+
+
+def _known_commit(config: Config | None, target: Target) -> datetime | None:
+    """When transaction `target.xid` committed: as a listing of `drtui events` found it, else as production
+    says (track_commit_timestamp), when it answers; None when neither knows."""
+    if config is None or target.xid is None:
+        return None
+    change = known_change(config.state_dir, PRODUCTION, target.xid)
+    if change:
+        return change.committed_at
+    if PRODUCTION not in config.environments:
+        return None
+    import psycopg
+
+    from drtui.core.drill_source import commit_time
+    from drtui.core.postgres import connect
+
+    try:
+        with connect(config.environments[PRODUCTION]) as conn:
+            return commit_time(conn, target.xid)
+    except (DrError, psycopg.Error):  # production down, or the xid unknown to it: the newest backup is tried
+        return None
 
 
 def _read_outside(path: Path | S3Url, inventory: InventoryView, env: Environment,

@@ -219,6 +219,21 @@ def test_then_backup_is_refused_for_staging(world: World) -> None:
     assert done.exit_code == 2 and "--then-backup" in done.stderr and "staging" in done.stderr, done.output
 
 
+def test_a_backup_taken_after_a_transaction_is_not_the_one_that_stops_before_it(world: World) -> None:
+    """The newest base backup starts after the incidents and cannot stop before them: a restore just before one
+    takes the newest backup whose window reaches its commit (as `drtui events` found it). It stays for the last
+    test, whose restore over production goes just before the DELETE."""
+    sandbox = world.sandbox
+    older = {p.name for p in sandbox.backup_dir.glob("basebackup_*")}
+    newer = backup.base(sandbox.config(), sandbox.env("production"), SystemClock()).artifacts[0].path
+    delete = world.incidents["delete"]
+    dry = run_drtui("restore", "pitr", "--env", "staging", "--before-xid", str(delete.xid), "--dry-run", "--json",
+                    config=sandbox.config_path)
+    assert dry.exit_code == 0, dry.output
+    chosen = Path(json.loads(dry.stdout)["plan"]["base_backup"]["path"]).name
+    assert chosen in older and chosen != newer.name, (chosen, older, newer)
+
+
 def test_last_a_restore_over_production_says_its_old_backups_stop_and_takes_a_fresh_one(world: World) -> None:
     delete = world.incidents["delete"]
     before = {p.name for p in world.sandbox.backup_dir.iterdir()}
