@@ -251,7 +251,10 @@ class EndRecovery(Step):
                 raise DrError(f"PostgreSQL of {ctx.env.name!r} did not leave recovery after promote",
                               f"read the server log ({backend.server_log()})")
             time.sleep(0.1)
-        from drtui.core.recovery_conf import clear_prefetch
+        from drtui.core.recovery_conf import clear_prefetch, return_replay_settings
 
         clear_prefetch(backend.data_dir)
+        returned = return_replay_settings(ctx.env)
+        if returned:
+            ctx.log(self.name, "replay tuning ended:", *(f"  {line}" for line in returned))
         ctx.recovered_to = status.replay_time
