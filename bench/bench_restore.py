@@ -51,7 +51,7 @@ from drtui.core.extract import extract_base_backup
 from drtui.core.journal import read_events
 from drtui.core.models import BaseBackup, Layout
 from drtui.core.postgres import chown_to, run_as
-from drtui.core.recovery_conf import install_fetcher, restore_command
+from drtui.core.recovery_conf import host_shared_buffers, install_fetcher, restore_command
 from drtui.sandbox import Sandbox
 from drtui.sandbox.world import free_port
 
@@ -444,22 +444,17 @@ def replay_with(command: Callable[[Fixture, Path], str],
     return run
 
 
-def _host_shared_buffers() -> str:
-    """A quarter of the host's memory, leaving the rest to the page cache the fetcher and redo read through."""
-    total_kb = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
-                        if line.startswith("MemTotal:")))
-    return f"{total_kb // 4 // 1024}MB"
-
-
 def replay_candidates() -> dict[str, str]:
     """Each candidate replay setting of issue 17 point 4, measured on its own against drtui's plain replay, and
-    the two that helped at scale 20 together."""
+    the two that helped at scale 20 together; shared_buffers as drtui sizes it (recovery_conf.host_shared_buffers).
+    drtui's restore_command runs without the tuning drtui now writes (recovery_conf.replay_settings)."""
+    buffers = f"{host_shared_buffers() >> 20}MB"
     return {"prefetch off": "recovery_prefetch = off",
             "io_concurrency 64": "maintenance_io_concurrency = 64",
             "decode buffer 2MB": "wal_decode_buffer_size = '2MB'",
-            "shared_buffers host÷4": f"shared_buffers = '{_host_shared_buffers()}'",
+            "shared_buffers host÷4": f"shared_buffers = '{buffers}'",
             "no restartpoints": "max_wal_size = '64GB'\ncheckpoint_timeout = '1d'",
-            "prefetch off + sb÷4": f"recovery_prefetch = off\nshared_buffers = '{_host_shared_buffers()}'"}
+            "prefetch off + sb÷4": f"recovery_prefetch = off\nshared_buffers = '{buffers}'"}
 
 
 def _drtui_fetcher(fixture: Fixture, data: Path) -> str:

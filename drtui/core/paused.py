@@ -33,6 +33,7 @@ from drtui.core.run_summary import RunSummary
 from drtui.core.runner import is_operation, run_operation
 from drtui.core.steps import Step, StepContext
 from drtui.core.steps.pitr import StartApp, Verify
+from drtui.core.steps.recovery import end_replay_tuning
 
 PROMOTE_TIMEOUT = 120.0
 # Every recovery_target_* setting, blanked before a new target is written, so two kinds never clash.
@@ -180,6 +181,8 @@ class MoveTarget(Step):
         ctx.log(self.name, f"paused again; last replayed transaction {where}" if status.in_recovery else
                 f"recovered to the end of the WAL and promoted; last replayed transaction {where}")
         ctx.paused, ctx.recovered_to = status.paused and status.in_recovery, status.replay_time
+        if not status.in_recovery:
+            end_replay_tuning(ctx, self.name)
 
 
 def _log_since(log: Path, offset: int) -> str:
@@ -251,10 +254,8 @@ class EndRecovery(Step):
                 raise DrError(f"PostgreSQL of {ctx.env.name!r} did not leave recovery after promote",
                               f"read the server log ({backend.server_log()})")
             time.sleep(0.1)
-        from drtui.core.recovery_conf import clear_prefetch, return_replay_settings
+        from drtui.core.recovery_conf import clear_prefetch
 
         clear_prefetch(backend.data_dir)
-        returned = return_replay_settings(ctx.env)
-        if returned:
-            ctx.log(self.name, "replay tuning ended:", *(f"  {line}" for line in returned))
+        end_replay_tuning(ctx, self.name)
         ctx.recovered_to = status.replay_time

@@ -198,9 +198,7 @@ class FollowRecovery(Step):
             ctx.log(self.name, f"recovery is paused at the target: {pause_hint(ctx.env.name)}")
         else:
             clear_prefetch(backend.data_dir)
-            returned = return_replay_settings(ctx.env)
-            if returned:
-                ctx.log(self.name, "replay tuning ended:", *(f"  {line}" for line in returned))
+            end_replay_tuning(ctx, self.name)
             if last_status and last_status.replay_lsn is not None:  # replay is complete: its bar ends at 100 %
                 replayed = max(last_status.replay_lsn - start_lsn, 0)
                 report(replayed, replayed, replay_lsn=format_lsn(last_status.replay_lsn))
@@ -220,6 +218,13 @@ class FollowRecovery(Step):
             ctx.backend.stop_server()
             return "stopped the restored server"
         return None
+
+
+def end_replay_tuning(ctx: StepContext, step: str) -> None:
+    """Once promoted: the replay settings back to the backup's own values, and the run's log says which."""
+    returned = return_replay_settings(ctx.env)
+    if returned:
+        ctx.log(step, "replay tuning ended:", *(f"  {line}" for line in returned))
 
 
 class _EndOfWal:
