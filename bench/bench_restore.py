@@ -11,6 +11,8 @@ same target:
            (b) bare:  tar -I pigz -xf (or tar -xzf) + chown -R + `cp` restore_command + recovery.signal
            (c) pgbackrest restore --type=time (gz repo, defaults, sync archive-get)
            each from a cold page cache to pg_is_in_recovery() = false.
+  tuning   (a) as pitr, with drtui's replay tuning (recovery_conf.replay_settings), with only recovery_prefetch
+               off (replay_settings = {shared_buffers = false}), and with replay_tuning = false.
   extract  the files only, durable (a trailing `sync` for the tools that do not fsync):
            drtui, tar -I pigz -xf + chown, tarfile 'r|gz' data filter + chown, pgbackrest restore.
   replay   WAL replay only, from an extracted, synced data directory: `cp`, drtui's restore_command, and WAL
@@ -393,6 +395,19 @@ def pitr_drtui(fixture: Fixture, data: Path, run_dir: Path, port: int) -> Timing
                   | redo_facts(log))
 
 
+def pitr_drtui_with(table: str) -> Callable[[Fixture, Path, Path, int], Timing]:
+    """pitr_drtui with `table` (TOML lines) added to the staging environment's config for this run only."""
+    def run(fixture: Fixture, data: Path, run_dir: Path, port: int) -> Timing:
+        path = fixture.world.config_path
+        original = path.read_text()
+        path.write_text(original.replace("[environments.staging]\n", f"[environments.staging]\n{table}\n"))
+        try:
+            return pitr_drtui(fixture, data, run_dir, port)
+        finally:
+            path.write_text(original)
+    return run
+
+
 def pitr_bare(fixture: Fixture, data: Path, run_dir: Path, port: int) -> Timing:
     started = time.monotonic()
     data.mkdir(mode=0o700)
@@ -549,6 +564,15 @@ def main(argv: list[str] | None = None) -> int:
             report("  of which extraction", results, ["pgbackrest", "bare"], lambda t: t.phases.get("extract"))
             report("  of which start -> promoted", results, ["pgbackrest", "bare"],
                    lambda t: t.phases.get("recover"))
+        if "tuning" in parts:
+            methods = {"drtui (replay tuning)": pitr_drtui_with(""),
+                       "drtui prefetch off only": pitr_drtui_with("replay_settings = {shared_buffers = false}"),
+                       "drtui untuned": pitr_drtui_with("replay_tuning = false")}
+            say(f"\nPITR with and without drtui's replay tuning, cold cache -> promoted, {args.rounds} rounds")
+            results = run_rounds(fixture, args.rounds, methods)
+            report("PITR to the target (wall s; ratios: median of per-round ratios)", results, ["drtui untuned"])
+            report("  of which start -> promoted", results, ["drtui untuned"], lambda t: t.phases.get("recover"))
+            report("  redo span from the server log", results, ["drtui untuned"], lambda t: t.phases.get("redo_s"))
         if "extract" in parts:
             def only(fn: Callable[[Fixture, Path], None]) -> Callable[[Fixture, Path, Path, int], Timing]:
                 def run(fixture: Fixture, data: Path, run_dir: Path, port: int) -> Timing:
