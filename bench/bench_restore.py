@@ -53,7 +53,7 @@ from drtui.core.extract import extract_base_backup
 from drtui.core.journal import read_events
 from drtui.core.models import BaseBackup, Layout
 from drtui.core.postgres import chown_to, run_as
-from drtui.core.recovery_conf import host_shared_buffers, install_fetcher, restore_command
+from drtui.core.recovery_conf import host_memory, host_shared_buffers, install_fetcher, restore_command
 from drtui.sandbox import Sandbox
 from drtui.sandbox.world import free_port
 
@@ -463,7 +463,7 @@ def replay_candidates() -> dict[str, str]:
     """Each candidate replay setting of issue 17 point 4, measured on its own against drtui's plain replay, and
     the two that helped at scale 20 together; shared_buffers as drtui sizes it (recovery_conf.host_shared_buffers).
     drtui's restore_command runs without the tuning drtui now writes (recovery_conf.replay_settings)."""
-    buffers = f"{host_shared_buffers() >> 20}MB"
+    buffers = f"{host_shared_buffers(host_memory()) >> 20}MB"
     return {"prefetch off": "recovery_prefetch = off",
             "io_concurrency 64": "maintenance_io_concurrency = 64",
             "decode buffer 2MB": "wal_decode_buffer_size = '2MB'",

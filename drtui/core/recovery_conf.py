@@ -53,12 +53,12 @@ def signal_file(plan: Plan) -> str:
     return "recovery.signal" if plan.pause_at_target else "standby.signal"
 
 
-def recovery_settings(plan: Plan, env: Environment, restore_command: str,
-                      carried: Mapping[str, str] | None = None) -> dict[str, str]:
+def recovery_settings(plan: Plan, env: Environment, restore_command: str, carried: Mapping[str, str] | None = None,
+                      memory: tuple[int, int] | None = None) -> dict[str, str]:
     """What the restored server must run with: the recovery target, overrides of what the base backup
     carried over from the cluster it was taken from (port, addresses, socket, log collector, and everything
     in OUTSIDE_SETTINGS, and ARCHIVE_SETTINGS outside production), and the replay_settings for the backup's
-    `carried` settings (carried_settings)."""
+    `carried` settings (carried_settings) and the `memory` of the server's host."""
     settings = {"restore_command": restore_command, **plan.target.settings(),
                 # pause, not promote: a standby told to promote ends its pause at once (a fast promotion),
                 # while promote would make it write a full end-of-recovery checkpoint first.
@@ -73,23 +73,23 @@ def recovery_settings(plan: Plan, env: Environment, restore_command: str,
     if not env.is_production:
         # A restored copy must never archive into the production WAL archive.
         settings |= ARCHIVE_SETTINGS
-    settings |= replay_settings(env, carried or {})
+    settings |= replay_settings(env, carried or {}, memory)
     version = plan.base_backup.pg_version
     return {key: value for key, value in settings.items() if _exists(key, version)}
 
 
-def replay_settings(env: Environment, carried: Mapping[str, str], memory: tuple[int, int] | None = None
-                    ) -> dict[str, str]:
+def replay_settings(env: Environment, carried: Mapping[str, str], memory: tuple[int, int] | None) -> dict[str, str]:
     """The settings the restored copy replays with, measured to help (bench/README.md, issue 17 point 4):
-    recovery_prefetch off (its read-ahead advice cost more than it saved on every cluster measured), and on
-    the local backend a shared_buffers sized to the host (host_shared_buffers), only ever raised over the
-    backup's own and not with huge_pages = on (reserved huge pages may not hold more). Not on compose: the db
-    container's memory limit is not this host's memory. Then the environment's replay_settings; none with
-    replay_tuning = false. All go back to the backup's own values after promotion (return_replay_settings)."""
+    recovery_prefetch off (its read-ahead advice cost more than it saved on every cluster measured), and, given
+    the `memory` of the host the server runs on (host_memory; None on a backend whose server has a memory
+    limit of its own, a container's), a shared_buffers sized to it (host_shared_buffers), only ever raised over
+    the backup's own and not with huge_pages = on (reserved huge pages may not hold more). Then the
+    environment's replay_settings; none with replay_tuning = false. All go back to the backup's own values
+    after promotion (return_replay_settings)."""
     if not env.replay_tuning:
         return {}
     chosen = {"recovery_prefetch": "off"}
-    if env.backend == "local" and _unquoted(carried.get("huge_pages", "try")) != "on":
+    if memory and _unquoted(carried.get("huge_pages", "try")) != "on":
         own = shared_buffers_bytes(carried.get("shared_buffers"))
         host = host_shared_buffers(memory)
         if own is not None and host > own:
@@ -102,15 +102,18 @@ def replay_settings(env: Environment, carried: Mapping[str, str], memory: tuple[
     return chosen
 
 
-def host_shared_buffers(memory: tuple[int, int] | None = None) -> int:
-    """Bytes of shared_buffers for replay: a quarter of the host's memory (PostgreSQL's usual sizing for a
-    dedicated server, leaving the page cache the fetched WAL and the data files are read through), and no more
-    than half of what is available now, since shared memory is allocated whole at start-up. `memory`: (total,
-    available) bytes, else /proc/meminfo's."""
-    if memory is None:
-        info = {line.split(":")[0]: int(line.split()[1]) << 10
-                for line in Path("/proc/meminfo").read_text().splitlines() if line.split()[1:2]}
-        memory = info["MemTotal"], info.get("MemAvailable", info["MemTotal"])
+def host_memory() -> tuple[int, int]:
+    """(total, available) bytes of this host's memory, from /proc/meminfo."""
+    info = {line.split(":")[0]: int(line.split()[1]) << 10
+            for line in Path("/proc/meminfo").read_text().splitlines() if line.split()[1:2]}
+    return info["MemTotal"], info.get("MemAvailable", info["MemTotal"])
+
+
+def host_shared_buffers(memory: tuple[int, int]) -> int:
+    """Bytes of shared_buffers for replay on a host with `memory` (total, available): a quarter of it
+    (PostgreSQL's usual sizing for a dedicated server, leaving the page cache the fetched WAL and the data files
+    are read through), and no more than half of what is available now, since shared memory is allocated whole
+    at start-up."""
     return min(memory[0] // 4, memory[1] // 2) >> 20 << 20
 
 

@@ -3,7 +3,6 @@ replays with (replay_tuning, replay_settings), and how PostgreSQL's complaints a
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -93,9 +92,10 @@ def test_a_restored_copy_replays_without_prefetch_and_with_a_host_sized_shared_b
     assert replay_settings(env, {}, HOST) == {"recovery_prefetch": "off", "shared_buffers": "4096MB"}
     # a quarter of the host, but no more than half of what is free now (shared memory is allocated whole)
     assert host_shared_buffers((16 * GIB, 2 * GIB)) == GIB
+    assert replay_settings(env, {}, None) == {"recovery_prefetch": "off"}  # a server with memory of its own
     assert replay_settings(env, {"shared_buffers": "'16384'"}, HOST)["shared_buffers"] == "4096MB"  # 128 MB
-    written = recovery_settings(_plan(15), env, "cp /wal/%f %p", {})
-    assert written["recovery_prefetch"] == "off" and written["shared_buffers"].endswith("MB")
+    written = recovery_settings(_plan(15), env, "cp /wal/%f %p", {}, HOST)
+    assert written["recovery_prefetch"] == "off" and written["shared_buffers"] == "4096MB"
     # PostgreSQL 14 has no recovery_prefetch: naming it would stop the server
     assert "recovery_prefetch" not in recovery_settings(_plan(14), env, "cp /wal/%f %p", {})
 
@@ -111,11 +111,6 @@ def test_shared_buffers_is_only_ever_raised_and_only_where_that_is_safe(tmp_path
     assert replay_settings(_env(tmp_path), carried, HOST) == {"recovery_prefetch": "off"}
 
 
-def test_a_compose_database_keeps_its_memory(tmp_path: Path) -> None:
-    env = replace(_env(tmp_path), backend="compose", project="shop")
-    assert replay_settings(env, {}, HOST) == {"recovery_prefetch": "off"}
-
-
 def test_replay_tuning_can_be_switched_off_and_each_setting_overridden(tmp_path: Path) -> None:
     off = _env(tmp_path, "replay_tuning = false")
     assert replay_settings(off, {}, HOST) == {}
@@ -123,9 +118,9 @@ def test_replay_tuning_can_be_switched_off_and_each_setting_overridden(tmp_path:
     chosen = _env(tmp_path, 'replay_settings = {shared_buffers = "2GB", recovery_prefetch = false, '
                             "maintenance_io_concurrency = 64}")
     assert replay_settings(chosen, {}, HOST) == {"shared_buffers": "2GB", "maintenance_io_concurrency": "64"}
-    # an override applies on compose too: the operator knows the container's memory
-    assert replay_settings(replace(chosen, backend="compose", project="shop"), {"shared_buffers": "'8GB'"},
-                           HOST) == {"shared_buffers": "2GB", "maintenance_io_concurrency": "64"}
+    # an override applies where drtui does not size it too (a container): the operator knows its memory
+    assert replay_settings(chosen, {"shared_buffers": "'8GB'"}, None) == {"shared_buffers": "2GB",
+                                                                           "maintenance_io_concurrency": "64"}
 
 
 @pytest.mark.parametrize(("table", "words"), [

@@ -79,6 +79,12 @@ class Backend(ABC):
         return False
 
     @property
+    def server_uses_host_memory(self) -> bool:
+        """Whether the server runs on this host's memory with no limit of its own (a container's), so that a
+        restore may size its shared_buffers to the host."""
+        return False
+
+    @property
     def server_reads_host_wal(self) -> bool:
         """Whether the server itself reads a WAL folder of this host (as os_user) during a restore."""
         return True

@@ -16,7 +16,14 @@ from drtui.core.config import REPLAY_SETTINGS
 from drtui.core.objectstore import S3Url
 from drtui.core.planning import Plan, TargetKind
 from drtui.core.postgres import run_as
-from drtui.core.recovery_conf import carried_settings, mark_wal_archived, overridden, recovery_settings, signal_file
+from drtui.core.recovery_conf import (
+    carried_settings,
+    host_memory,
+    mark_wal_archived,
+    overridden,
+    recovery_settings,
+    signal_file,
+)
 from drtui.core.steps import Step, StepContext, StepError
 
 
@@ -284,7 +291,8 @@ class WriteRecovery(Step):
                                f"({marked[0]} …): the restored cluster never archives them again")
         command = ctx.backend.restore_command(ctx.restored_dir, ctx.wal_folder, ctx.plan.base_backup)
         carried = carried_settings(ctx.restored_dir)
-        settings = recovery_settings(ctx.plan, ctx.env, command, carried)
+        memory = host_memory() if ctx.backend.server_uses_host_memory else None
+        settings = recovery_settings(ctx.plan, ctx.env, command, carried, memory)
         blanked = overridden(ctx.restored_dir, settings)
         signal = signal_file(ctx.plan)
         ctx.backend.write_recovery(ctx.restored_dir, settings, signal)
