@@ -48,7 +48,7 @@ from psycopg import sql
 
 from drtui.core import backup
 from drtui.core.clock import SystemClock
-from drtui.core.events import RunStarted, StepFinished, StepStarted
+from drtui.core.events import RunStarted, StepFinished, StepLogged, StepStarted
 from drtui.core.extract import extract_base_backup
 from drtui.core.journal import read_events
 from drtui.core.models import BaseBackup, Layout
@@ -380,7 +380,12 @@ def pitr_drtui(fixture: Fixture, data: Path, run_dir: Path, port: int) -> Timing
         raise RuntimeError(f"drtui restore pitr failed: {summary['error']}")
     # The fixture has no backup heartbeat, so /healthz/backup fails verify; verify is not timed anyway.
     moments = {}
+    last_log = None
     for event in read_events(Path(summary["journal"])):
+        if isinstance(event, StepLogged) and event.step == "follow_recovery":
+            if any("replay tuning ended" in line for line in event.lines) and last_log:
+                moments["tuning_end"] = event.at - last_log  # return_replay_settings, after the promotion
+            last_log = event.at
         if isinstance(event, RunStarted):
             moments["run"] = event.at
         elif isinstance(event, StepStarted | StepFinished):
@@ -391,6 +396,8 @@ def pitr_drtui(fixture: Fixture, data: Path, run_dir: Path, port: int) -> Timing
               "extract": moments[("step_finished", "extract")] - moments[("step_started", "extract")],
               "swap": moments[("step_started", "start_postgres")] - moments[("step_finished", "extract")],
               "recover": promoted - moments[("step_started", "start_postgres")]}
+    if "tuning_end" in moments:
+        phases["tuning_end"] = moments["tuning_end"]
     return Timing((promoted - started).total_seconds(), {k: v.total_seconds() for k, v in phases.items()}
                   | redo_facts(log))
 
@@ -548,6 +555,7 @@ def main(argv: list[str] | None = None) -> int:
     say(f"tar decompressor for the bare commands: {'pigz' if shutil.which('pigz') else 'gzip (tar -xzf)'}")
     if not pgbackrest:
         say("pgbackrest is not installed: its runs are skipped (apt-get install pgbackrest to compare)")
+    pgbackrest = pgbackrest and bool(parts & {"pitr", "extract"})  # the other parts do not run it
     work = Path(tempfile.mkdtemp(prefix="drtui-bench-", dir=args.workdir))
     work.chmod(0o755)
     fixture = None
