@@ -11,8 +11,8 @@ same target:
            (b) bare:  tar -I pigz -xf (or tar -xzf) + chown -R + `cp` restore_command + recovery.signal
            (c) pgbackrest restore --type=time (gz repo, defaults, sync archive-get)
            each from a cold page cache to pg_is_in_recovery() = false.
-  tuning   (a) as pitr, with drtui's replay tuning (recovery_conf.replay_settings), with only recovery_prefetch
-               off (replay_settings = {shared_buffers = false}), and with replay_tuning = false.
+  tuning   (a) as pitr, with drtui's default replay tuning (recovery_conf.replay_settings: recovery_prefetch
+               off), with shared_buffers = "auto" added, and with replay_tuning = false.
   extract  the files only, durable (a trailing `sync` for the tools that do not fsync):
            drtui, tar -I pigz -xf + chown, tarfile 'r|gz' data filter + chown, pgbackrest restore.
   replay   WAL replay only, from an extracted, synced data directory: `cp`, drtui's restore_command, and WAL
@@ -573,8 +573,8 @@ def main(argv: list[str] | None = None) -> int:
             report("  of which start -> promoted", results, ["pgbackrest", "bare"],
                    lambda t: t.phases.get("recover"))
         if "tuning" in parts:
-            methods = {"drtui (replay tuning)": pitr_drtui_with(""),
-                       "drtui prefetch off only": pitr_drtui_with("replay_settings = {shared_buffers = false}"),
+            methods = {"drtui (prefetch off)": pitr_drtui_with(""),
+                       "drtui + sb auto": pitr_drtui_with('replay_settings = {shared_buffers = "auto"}'),
                        "drtui untuned": pitr_drtui_with("replay_tuning = false")}
             say(f"\nPITR with and without drtui's replay tuning, cold cache -> promoted, {args.rounds} rounds")
             results = run_rounds(fixture, args.rounds, methods)

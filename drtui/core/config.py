@@ -27,10 +27,12 @@ from drtui.core.secrets import looks_secret, register_secret, register_url_passw
 PRODUCTION = "production"
 # The settings a restored copy may replay with (issue 17 point 4; bench/README.md measures each), and the values
 # a config may give them: checked here, since a value PostgreSQL refuses would stop the restored server mid-restore.
-_SIZE = (r"\d+\s*(kB|MB|GB|TB)", "a size with its unit (kB, MB, GB or TB)", '"4GB"')
+_SIZE = (r"\d+\s*(kB|MB|GB|TB)", "a size with its unit (kB, MB, GB or TB)", '"2MB"')
 REPLAY_SETTINGS = {"recovery_prefetch": (r"off|on|try", "off, on or try", '"off"'),
                    "maintenance_io_concurrency": (r"\d{1,3}|1000", "a number from 0 to 1000", "64"),
-                   "wal_decode_buffer_size": _SIZE, "shared_buffers": _SIZE}  # name: (value, in words, example)
+                   "wal_decode_buffer_size": _SIZE,  # name: (value, in words, example)
+                   "shared_buffers": (r"auto|\d+\s*(kB|MB|GB|TB)", "auto (sized to the host) or a size with its unit "
+                                      "(kB, MB, GB or TB)", '"auto" (or "4GB")')}
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(d|h|m|s)")
 _UNIT_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1}

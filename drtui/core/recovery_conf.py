@@ -79,26 +79,28 @@ def recovery_settings(plan: Plan, env: Environment, restore_command: str, carrie
 
 
 def replay_settings(env: Environment, carried: Mapping[str, str], memory: tuple[int, int] | None) -> dict[str, str]:
-    """The settings the restored copy replays with, measured to help (bench/README.md, issue 17 point 4):
-    recovery_prefetch off (its read-ahead advice cost more than it saved on every cluster measured), and, given
-    the `memory` of the host the server runs on (host_memory; None on a backend whose server has a memory
-    limit of its own, a container's), a shared_buffers sized to it (host_shared_buffers), only ever raised over
-    the backup's own and not with huge_pages = on (reserved huge pages may not hold more). Then the
-    environment's replay_settings; none with replay_tuning = false. All go back to the backup's own values
-    after promotion (return_replay_settings)."""
+    """The settings the restored copy replays with: recovery_prefetch off, the one measured to help at the
+    reference size (bench/README.md, issue 17 point 4: its read-ahead advice cost more than it saved), then the
+    environment's replay_settings; none with replay_tuning = false. shared_buffers = "auto" (measured: 0.6x
+    the redo at scale 20, within the noise at scale 100, so not a default) sizes it to the `memory` of the
+    host the server runs on (host_memory; None for a server with a memory limit of its own, a container's,
+    where it is left as backed up): only ever raised over the backup's own, and not with huge_pages = on
+    (reserved huge pages may not hold more). All go back to the backup's own values after promotion
+    (return_replay_settings)."""
     if not env.replay_tuning:
         return {}
     chosen = {"recovery_prefetch": "off"}
-    if memory and _unquoted(carried.get("huge_pages", "try")) != "on":
-        own = shared_buffers_bytes(carried.get("shared_buffers"))
-        host = host_shared_buffers(memory)
-        if own is not None and host > own:
-            chosen["shared_buffers"] = f"{host >> 20}MB"
     for name, value in env.replay_settings:
         if value is None:
             chosen.pop(name, None)
         else:
             chosen[name] = value
+    if chosen.get("shared_buffers") == "auto":
+        del chosen["shared_buffers"]
+        own = shared_buffers_bytes(carried.get("shared_buffers"))
+        host = host_shared_buffers(memory) if memory else 0
+        if _unquoted(carried.get("huge_pages", "try")) != "on" and own is not None and host > own:
+            chosen["shared_buffers"] = f"{host >> 20}MB"
     return chosen
 
 

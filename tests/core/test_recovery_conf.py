@@ -70,6 +70,7 @@ def test_the_ordinary_end_of_the_wal_is_not_damage() -> None:
 
 
 GIB = 1 << 30
+AUTO = 'replay_settings = {shared_buffers = "auto"}'
 HOST = (16 * GIB, 12 * GIB)  # (total, available) memory
 
 
@@ -87,8 +88,10 @@ def _plan(pg_version: int) -> Plan:
                 Target(TargetKind.TIME, time=datetime(2026, 1, 25, 14, 30, tzinfo=UTC)), FrozenClock().now())
 
 
-def test_a_restored_copy_replays_without_prefetch_and_with_a_host_sized_shared_buffers(tmp_path: Path) -> None:
-    env = _env(tmp_path)
+def test_a_restored_copy_replays_without_prefetch_and_shared_buffers_auto_sizes_it_to_the_host(tmp_path: Path
+                                                                                            ) -> None:
+    assert replay_settings(_env(tmp_path), {}, HOST) == {"recovery_prefetch": "off"}  # the default
+    env = _env(tmp_path, AUTO)
     assert replay_settings(env, {}, HOST) == {"recovery_prefetch": "off", "shared_buffers": "4096MB"}
     # a quarter of the host, but no more than half of what is free now (shared memory is allocated whole)
     assert host_shared_buffers((16 * GIB, 2 * GIB)) == GIB
@@ -97,7 +100,7 @@ def test_a_restored_copy_replays_without_prefetch_and_with_a_host_sized_shared_b
     written = recovery_settings(_plan(15), env, "cp /wal/%f %p", {}, HOST)
     assert written["recovery_prefetch"] == "off" and written["shared_buffers"] == "4096MB"
     # PostgreSQL 14 has no recovery_prefetch: naming it would stop the server
-    assert "recovery_prefetch" not in recovery_settings(_plan(14), env, "cp /wal/%f %p", {})
+    assert "recovery_prefetch" not in recovery_settings(_plan(14), env, "cp /wal/%f %p", {}, HOST)
 
 
 @pytest.mark.parametrize("carried", [
@@ -108,7 +111,7 @@ def test_a_restored_copy_replays_without_prefetch_and_with_a_host_sized_shared_b
 ])
 def test_shared_buffers_is_only_ever_raised_and_only_where_that_is_safe(tmp_path: Path,
                                                                        carried: dict[str, str]) -> None:
-    assert replay_settings(_env(tmp_path), carried, HOST) == {"recovery_prefetch": "off"}
+    assert replay_settings(_env(tmp_path, AUTO), carried, HOST) == {"recovery_prefetch": "off"}
 
 
 def test_replay_tuning_can_be_switched_off_and_each_setting_overridden(tmp_path: Path) -> None:

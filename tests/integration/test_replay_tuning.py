@@ -23,6 +23,7 @@ from tests.conftest import run_drtui
 
 CONFIRM = {"CONFIRM_PITR_RESTORE": "YES"}
 NAMES = ("recovery_prefetch", "maintenance_io_concurrency", "shared_buffers")
+TUNED = 'replay_settings = {maintenance_io_concurrency = 64, shared_buffers = "auto"}'
 BACKUP_OWN = {"recovery_prefetch": "try", "maintenance_io_concurrency": "7", "shared_buffers": "32MB"}
 
 
@@ -30,8 +31,8 @@ BACKUP_OWN = {"recovery_prefetch": "try", "maintenance_io_concurrency": "7", "sh
 def world() -> Iterator[tuple[Sandbox, Insert, datetime]]:
     """A production whose own postgresql.auto.conf sets maintenance_io_concurrency = 7 (its postgresql.conf
     sets shared_buffers = 32MB; recovery_prefetch is PostgreSQL's default), backed up with one row committed
-    after the backup, and a staging environment that replays with maintenance_io_concurrency = 64 on top of
-    drtui's own choice."""
+    after the backup and a target time after it, and a staging environment that replays with
+    maintenance_io_concurrency = 64 and shared_buffers sized to the host on top of drtui's default."""
     with Sandbox() as sandbox:
         config, prod = sandbox.config(), sandbox.env("production")
         with connect(prod) as conn:
@@ -48,7 +49,7 @@ def world() -> Iterator[tuple[Sandbox, Insert, datetime]]:
         text = sandbox.config_path.read_text()
         assert text.count("[environments.staging]\n") == 1
         sandbox.config_path.write_text(text.replace("[environments.staging]\n", "[environments.staging]\n"
-                                                    "replay_settings = {maintenance_io_concurrency = 64}\n"))
+                                                    f"{TUNED}\n"))
         yield sandbox, row, row.committed_at + (after.committed_at - row.committed_at) / 2
 
 
@@ -114,7 +115,7 @@ def test_a_promoted_copy_returns_to_the_backups_own_settings_and_tuning_can_be_s
     assert "replay tuning ended:" in said and "recovery_prefetch back to the backup's own value" in said
 
     original = sandbox.config_path.read_text()
-    sandbox.config_path.write_text(original.replace("replay_settings = {maintenance_io_concurrency = 64}\n",
+    sandbox.config_path.write_text(original.replace(f"{TUNED}\n",
                                                     "replay_tuning = false\n"))
     try:
         done = restore(sandbox, "--target-time", target.isoformat(), "--pause-at-target")
