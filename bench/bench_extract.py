@@ -35,7 +35,7 @@ from pathlib import Path
 
 import zstandard
 
-from drtui.core import backup, extract
+from drtui.core import backup, extract, tar_stream
 from drtui.core.clock import SystemClock
 from drtui.core.inventory import read_base_backup
 from drtui.core.postgres import connect
@@ -63,13 +63,13 @@ def _rapidgzip(chunks: Iterable[bytes]) -> Iterator[bytes]:
 
 
 def extract_with(path: Path, dest: Path, os_user: str, decoder: Callable | None = None) -> None:
-    saved = extract._DECODERS["gzip"]
+    saved = tar_stream.DECODERS["gzip"]
     if decoder is not None:
-        extract._DECODERS["gzip"] = decoder
+        tar_stream.DECODERS["gzip"] = decoder
     try:
         extract.extract_base_backup(read_base_backup(path), dest, os_user, _quiet, threading.Event())
     finally:
-        extract._DECODERS["gzip"] = saved
+        tar_stream.DECODERS["gzip"] = saved
 
 
 def inflate_zlib(path: Path) -> None:

@@ -1,20 +1,26 @@
 """Restore benchmark: drtui's extraction + restore_command against the bare commands and pgBackRest.
 
-Builds a production-like cluster with the sandbox (`pgbench -i -s SCALE`), takes a base backup with
-`drtui.core.backup.base` (and a full `pgbackrest backup` when pgBackRest is installed), runs pgbench traffic
-and notes a target time in its middle, then, interleaved round-robin, restores the same base backup to the
-same target:
+Builds a production-like cluster with the sandbox (`pgbench -i -s SCALE`), takes two base backups with
+`drtui.core.backup.base` (`--compress gzip` and `zstd`) and, when pgBackRest is installed (Debian:
+`apt-get install pgbackrest`), a full `pgbackrest backup` into each of two repositories (PGBACKREST: its
+defaults, and zstd + asynchronous archive-get + one process per core), runs pgbench traffic (archived to the
+WAL folder and pushed to both repositories) and notes a target time in its middle, then, interleaved
+round-robin, restores the same cluster to the same target:
 
   pitr     (a) drtui: the real `drtui restore pitr --env staging` (planning, preflight, extraction beside the
-               data directory, swap, recovery as a standby promoted on request), timed from the command's start
-               to the end of its follow_recovery step (the journal's timestamp); its verify step is not timed
+               data directory, swap, recovery as a standby promoted on request) from the gzip and from the zstd
+               base backup, timed from the command's start to the end of its follow_recovery step (the
+               journal's timestamp); its verify step is not timed
            (b) bare:  tar -I pigz -xf (or tar -xzf) + chown -R + `cp` restore_command + recovery.signal
-           (c) pgbackrest restore --type=time (gz repo, defaults, sync archive-get)
+           (c) pgbackrest restore --type=time from each repository (its archive-get as restore_command)
            each from a cold page cache to pg_is_in_recovery() = false.
   tuning   (a) as pitr, with drtui's default replay tuning (recovery_conf.replay_settings: recovery_prefetch
                off), with shared_buffers = "auto" added, and with replay_tuning = false.
-  extract  the files only, durable (a trailing `sync` for the tools that do not fsync):
-           drtui, tar -I pigz -xf + chown, tarfile 'r|gz' data filter + chown, pgbackrest restore.
+  extract  the files only, durable (a trailing `sync` for the tools that do not fsync): drtui from each base
+           backup, tar -I pigz -xf + chown, tarfile 'r|gz' data filter + chown, pgbackrest restore from each
+           repository; and the limits: zlib inflating the .tar.gz on one core, zstd decoding the .tar.zst (both
+           to nothing), and drtui extracting the same bytes as a plain .tar (the write limit), each with its
+           source read into the page cache outside the clock.
   replay   WAL replay only, from an extracted, synced data directory: `cp`, drtui's restore_command, and WAL
            pre-staged into pg_wal with restore_command=/bin/false (the ceiling), and drtui with each candidate
            replay setting on its own (replay_candidates); redo span from the server log.
@@ -27,6 +33,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
+import gzip
 import json
 import os
 import re
@@ -44,6 +52,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
+from bench_extract import inflate_zlib, unzstd  # the limits bench_extract.py times (bench/ is on sys.path)
 from psycopg import sql
 
 from drtui.core import backup
@@ -83,8 +92,9 @@ class Fixture:
     target: datetime
     archive: Path
     first_segment: str
-    pgbackrest_conf: Path | None
+    pgbackrest: dict[str, Path] = field(default_factory=dict)  # PGBACKREST name -> its configuration
     uncompressed: int = 0
+    zstd_tarball: Path | None = None  # the same cluster's base backup made with `--compress zstd`
 
 
 def _client_env(world: Sandbox) -> dict[str, str]:
@@ -104,37 +114,48 @@ def _pgbackrest(conf: Path, *args: str, check: bool = True) -> subprocess.Comple
     return run_as(OS_USER, ["pgbackrest", f"--config={conf}", "--stanza=bench", *args], check=check, timeout=3600)
 
 
-def _setup_pgbackrest(world: Sandbox, work: Path) -> Path:
-    root = work / "pgbackrest"
-    for sub in ("repo", "log", "lock", "spool"):
-        (root / sub).mkdir(parents=True, exist_ok=True)
-    conf = root / "pgbackrest.conf"
+# The pgBackRest configurations compared, each with its own repository: the package's defaults (gz, one
+# process, synchronous archive-get) and its fastest documented restore settings.
+PGBACKREST = {"pgbackrest defaults": "",
+              "pgbackrest zstd+async": f"compress-type=zst\narchive-async=y\nprocess-max={os.cpu_count() or 2}\n"}
+
+
+def _setup_pgbackrest(world: Sandbox, work: Path) -> dict[str, Path]:
+    """One repository and stanza per PGBACKREST entry; archive_command copies each segment to the WAL folder
+    and pushes it to every repository."""
     env = world.env()
-    conf.write_text(f"""[global]
+    confs = {}
+    for name, settings in PGBACKREST.items():
+        root = work / name.replace(" ", "-").replace("+", "-")
+        for sub in ("repo", "log", "lock", "spool"):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+        confs[name] = root / "pgbackrest.conf"
+        confs[name].write_text(f"""[global]
 repo1-path={root}/repo
 log-path={root}/log
 lock-path={root}/lock
 spool-path={root}/spool
-process-max=2
 start-fast=y
 log-level-console=warn
 log-level-file=off
-
+{settings}
 [bench]
 pg1-path={env.data_dir}
 pg1-port={env.port}
 pg1-socket-path={world.root}/run/production
 pg1-user=postgres
 """)
-    subprocess.run(["chown", "-R", f"{OS_USER}:{OS_USER}", str(root)], check=True)
+        subprocess.run(["chown", "-R", f"{OS_USER}:{OS_USER}", str(root)], check=True)
     with psycopg.connect(host=env.host, port=env.port, dbname="postgres", user=env.user,
                          password=env.password(), autocommit=True) as conn:
-        command = (f"{{ test -f {world.wal_archive}/%f || cp %p {world.wal_archive}/%f; }} && "
-                   f"pgbackrest --config={conf} --stanza=bench archive-push %p")
+        command = " && ".join([f"{{ test -f {world.wal_archive}/%f || cp %p {world.wal_archive}/%f; }}",
+                               *(f"pgbackrest --config={conf} --stanza=bench archive-push %p"
+                                 for conf in confs.values())])
         conn.execute(sql.SQL("alter system set archive_command = {}").format(sql.Literal(command)))
         conn.execute("select pg_reload_conf()")
-    _pgbackrest(conf, "stanza-create")
-    return conf
+    for conf in confs.values():
+        _pgbackrest(conf, "stanza-create")
+    return confs
 
 
 def build_fixture(scale: int, traffic: int, work: Path, with_pgbackrest: bool) -> Fixture:
@@ -152,16 +173,19 @@ def build_fixture(scale: int, traffic: int, work: Path, with_pgbackrest: bool) -
                              password=env.password(), autocommit=True) as conn:
             conn.execute("alter system set fsync = on")
             conn.execute("select pg_reload_conf()")
-        conf = _setup_pgbackrest(world, work) if with_pgbackrest else None
-        started = time.monotonic()
-        made = backup.base(world.config(), env, SystemClock())
-        tarball = made.artifacts[0].path
-        say(f"drtui backup base: {time.monotonic() - started:.1f} s -> {tarball.name} "
-            f"({tarball.stat().st_size / 1e6:.1f} MB)")
-        if conf:
+        confs = _setup_pgbackrest(world, work) if with_pgbackrest else {}
+        tarballs = {}
+        for method in ("gzip", "zstd"):
+            started = time.monotonic()
+            tarballs[method] = backup.base(world.config(), env, SystemClock(), compress=method).artifacts[0].path
+            say(f"drtui backup base --compress {method}: {time.monotonic() - started:.1f} s -> "
+                f"{tarballs[method].name} ({tarballs[method].stat().st_size / 1e6:.1f} MB)")
+            time.sleep(1.1)  # the backup's name has one stamp per second
+        tarball = tarballs["gzip"]
+        for name, conf in confs.items():
             started = time.monotonic()
             _pgbackrest(conf, "backup", "--type=full")
-            say(f"pgbackrest backup --type=full: {time.monotonic() - started:.1f} s")
+            say(f"{name}: pgbackrest backup --type=full: {time.monotonic() - started:.1f} s")
         with tarfile.open(tarball, "r|gz") as tar:
             label = tar.extractfile(next(iter(tar)))
             assert label
@@ -194,7 +218,8 @@ def build_fixture(scale: int, traffic: int, work: Path, with_pgbackrest: bool) -
         say(f"drtui inventory (reads the base backup through once, then cached): {time.monotonic() - started:.1f} s")
         say(f"target {target.isoformat()}; archive holds {len(os.listdir(world.wal_archive))} files; "
             f"backup holds {uncompressed / 1e6:.0f} MB of data")
-        return Fixture(world, work, tarball, target, world.wal_archive, first.group(1).decode(), conf, uncompressed)
+        return Fixture(world, work, tarball, target, world.wal_archive, first.group(1).decode(), confs,
+                       uncompressed, tarballs["zstd"])
     except BaseException:
         world.__exit__(None, None, None)
         raise
@@ -315,19 +340,20 @@ def restore_root(fixture: Fixture, name: str) -> Iterator[tuple[Path, Path, int]
 # -- the methods ------------------------------------------------------------------------------------
 
 
-def _backup(fixture: Fixture) -> BaseBackup:
-    return BaseBackup(path=fixture.tarball, layout=Layout.PLAIN_TARBALL, label="bench", start_lsn=0,
+def _backup(fixture: Fixture, path: Path | None = None) -> BaseBackup:
+    """The base backup (by default the gzip one; the extractor tells the compression from the first bytes)."""
+    path = path or fixture.tarball
+    return BaseBackup(path=path, layout=Layout.PLAIN_TARBALL, label="bench", start_lsn=0,
                       start_wal_file=fixture.first_segment, checkpoint_lsn=0, start_time=fixture.target,
-                      timeline=1, pg_version=15, size_bytes=fixture.uncompressed,
-                      file_size=fixture.tarball.stat().st_size)
+                      timeline=1, pg_version=15, size_bytes=fixture.uncompressed, file_size=path.stat().st_size)
 
 
 def _quiet(done: int, total: int | None) -> None:
     pass
 
 
-def extract_drtui(fixture: Fixture, data: Path) -> None:
-    extract_base_backup(_backup(fixture), data, OS_USER, _quiet, threading.Event())
+def extract_drtui(fixture: Fixture, data: Path, path: Path | None = None) -> None:
+    extract_base_backup(_backup(fixture, path), data, OS_USER, _quiet, threading.Event())
 
 
 def extract_tar(fixture: Fixture, data: Path) -> None:
@@ -346,13 +372,12 @@ def extract_tarfile(fixture: Fixture, data: Path) -> None:
     os.sync()
 
 
-def restore_pgbackrest(fixture: Fixture, data: Path, target: datetime | None) -> None:
-    assert fixture.pgbackrest_conf
+def restore_pgbackrest(conf: Path, data: Path, target: datetime | None) -> None:
     data.mkdir(mode=0o700)
     chown_to(data, OS_USER)
     when = target.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f+00") if target else ""
     args = ["--type=time", f"--target={when}", "--target-action=promote"] if target else []
-    _pgbackrest(fixture.pgbackrest_conf, f"--pg1-path={data}", "--archive-mode=off", *args, "restore")
+    _pgbackrest(conf, f"--pg1-path={data}", "--archive-mode=off", *args, "restore")
 
 
 def pitr_drtui(fixture: Fixture, data: Path, run_dir: Path, port: int) -> Timing:
@@ -429,19 +454,44 @@ def pitr_bare(fixture: Fixture, data: Path, run_dir: Path, port: int) -> Timing:
                                    **redo_facts(run_dir / "server.log")})
 
 
-def pitr_pgbackrest(fixture: Fixture, data: Path, run_dir: Path, port: int) -> Timing:
-    started = time.monotonic()
-    restore_pgbackrest(fixture, data, fixture.target)
-    extracted = time.monotonic()
-    auto = data / "postgresql.auto.conf"
-    text = auto.read_text()
-    if "--config" not in text:  # archive-get must find this benchmark's configuration
-        text = text.replace("pgbackrest ", f"pgbackrest --config={fixture.pgbackrest_conf} ")
-    auto.write_text(text + _overrides(run_dir, port))
-    _start_and_promote(data, run_dir, port)
-    done = time.monotonic()
-    return Timing(done - started, {"extract": extracted - started, "recover": done - extracted,
-                                   **redo_facts(run_dir / "server.log")})
+def pitr_pgbackrest(name: str) -> Callable[[Fixture, Path, Path, int], Timing]:
+    """`pgbackrest restore --type=time` from PGBACKREST[name]'s repository; its archive-get (asynchronous or
+    not, as configured) is the restored server's restore_command."""
+    def run(fixture: Fixture, data: Path, run_dir: Path, port: int) -> Timing:
+        conf = fixture.pgbackrest[name]
+        started = time.monotonic()
+        restore_pgbackrest(conf, data, fixture.target)
+        extracted = time.monotonic()
+        auto = data / "postgresql.auto.conf"
+        # archive-get must find this benchmark's configuration; its spool (the async queue) and lock are this
+        # run's own, so no earlier round's queued segments or still-running fetcher are used
+        def more_options(line: re.Match[str]) -> str:
+            options = ("" if "--config" in line[0] else f"--config={conf} ") + f'--lock-path="{run_dir}/lock" '
+            if "archive-async=y" in conf.read_text():  # pgBackRest refuses a spool path without it
+                options += f'--spool-path="{run_dir}/spool" '  # quoted: the method's name has a space
+            return line[0].replace("pgbackrest ", f"pgbackrest {options}", 1)
+        text = re.sub(r"(?m)^restore_command = .*$", more_options, auto.read_text())
+        auto.write_text(text + _overrides(run_dir, port))
+        _start_and_promote(data, run_dir, port)
+        done = time.monotonic()
+        _wait_for_fetchers(run_dir)
+        return Timing(done - started, {"extract": extracted - started, "recover": done - extracted,
+                                       **redo_facts(run_dir / "server.log")})
+    return run
+
+
+def _wait_for_fetchers(run_dir: Path) -> None:
+    """Outside the clock: let an asynchronous archive-get still filling this run's queue finish, so it does not
+    run into the next method's time."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        busy = False
+        for proc in Path("/proc").glob("[0-9]*/cmdline"):
+            with contextlib.suppress(OSError):
+                busy = busy or f"{run_dir}/spool".encode() in proc.read_bytes()
+        if not busy:
+            return
+        time.sleep(0.1)
 
 
 def _prepared(fixture: Fixture, data: Path) -> None:
@@ -536,6 +586,92 @@ def report(title: str, results: dict[str, list[Timing]], baselines: list[str],
         say(line)
 
 
+GOAL = 0.7  # issue 17: the whole PITR at most 0.7x of pgBackRest with zstd + async on the same data
+BEST_PGBACKREST = "pgbackrest zstd+async"
+
+
+def bench_tuning(fixture: Fixture, rounds: int) -> None:
+    """The whole drtui restore pitr with its default replay tuning, with shared_buffers = "auto", and untuned."""
+    methods = {"drtui (prefetch off)": pitr_drtui_with(""),
+               "drtui + sb auto": pitr_drtui_with('replay_settings = {shared_buffers = "auto"}'),
+               "drtui untuned": pitr_drtui_with("replay_tuning = false")}
+    say(f"\nPITR with and without drtui's replay tuning, cold cache -> promoted, {rounds} rounds, load {_load()}")
+    results = run_rounds(fixture, rounds, methods)
+    report("PITR to the target (wall s; ratios: median of per-round ratios)", results, ["drtui untuned"])
+    report("  of which start -> promoted", results, ["drtui untuned"], lambda t: t.phases.get("recover"))
+    report("  redo span from the server log", results, ["drtui untuned"], lambda t: t.phases.get("redo_s"))
+
+
+def bench_pitr(fixture: Fixture, rounds: int) -> None:
+    methods: dict[str, Callable] = {
+        "drtui gzip": pitr_drtui,
+        "drtui zstd": lambda f, *rest: pitr_drtui(dataclasses.replace(f, tarball=f.zstd_tarball), *rest),
+        "bare": pitr_bare,
+        **{name: pitr_pgbackrest(name) for name in fixture.pgbackrest}}
+    baselines = [*reversed(fixture.pgbackrest), "bare"]
+    say(f"\nPITR, cold cache -> promoted, {rounds} rounds, load {_load()}")
+    results = run_rounds(fixture, rounds, methods)
+    report(f"PITR to the target (wall s, median (min-max); ratios: median of per-round ratios), load {_load()}",
+           results, baselines)
+    report("  of which extraction", results, baselines, lambda t: t.phases.get("extract"))
+    report("  of which start -> promoted", results, baselines, lambda t: t.phases.get("recover"))
+    if BEST_PGBACKREST in results:
+        for name in ("drtui gzip", "drtui zstd"):
+            ratio = statistics.median(a.total / b.total for a, b in zip(results[name], results[BEST_PGBACKREST],
+                                                                          strict=True))
+            say(f"goal {name} <= {GOAL}x {BEST_PGBACKREST}: {ratio:.2f}x, {'met' if ratio <= GOAL else 'NOT met'}")
+
+
+def _load() -> str:
+    return "/".join(f"{value:.1f}" for value in os.getloadavg())
+
+
+def _read_through(path: Path) -> None:
+    """Put a file in the page cache (a limit's source, outside its clock)."""
+    with path.open("rb", buffering=0) as handle:
+        while handle.read(1 << 20):
+            pass
+
+
+def bench_extraction(fixture: Fixture, rounds: int) -> None:
+    """drtui's extraction of each base backup against the other tools, and against its two limits: inflating
+    (or decoding) the same file on one core without writing, and writing the same bytes without decompressing
+    (a plain .tar made from the .tar.gz outside the clock, extracted by drtui, durable)."""
+    assert fixture.zstd_tarball
+    plain = fixture.work / "basebackup_plain.tar"
+    with gzip.open(fixture.tarball, "rb") as inflated, plain.open("wb") as out:
+        shutil.copyfileobj(inflated, out, 1 << 20)
+
+    def only(fn: Callable[[Fixture, Path], None], warm: Path | None = None) -> Callable:
+        def run(fixture: Fixture, data: Path, run_dir: Path, port: int) -> Timing:
+            if warm:
+                _read_through(warm)
+            started = time.monotonic()
+            fn(fixture, data)
+            return Timing(time.monotonic() - started)
+        return run
+
+    zstd_tarball = fixture.zstd_tarball
+    methods = {
+        "drtui .tar.gz": only(extract_drtui),
+        "drtui .tar.zst": only(lambda f, d: extract_drtui(f, d, zstd_tarball)),
+        "tar -I pigz": only(extract_tar),
+        "tarfile r|gz": only(extract_tarfile),
+        **{name: only(lambda f, d, conf=conf: restore_pgbackrest(conf, d, None))
+           for name, conf in fixture.pgbackrest.items()},
+        "limit: zlib inflate .tar.gz, 1 core": only(lambda f, d: inflate_zlib(f.tarball), fixture.tarball),
+        "limit: zstd decode .tar.zst": only(lambda f, d: unzstd(zstd_tarball), zstd_tarball),
+        "limit: write, plain .tar": only(lambda f, d: extract_drtui(f, d, plain), plain)}
+    say(f"\nExtraction only, durable, {fixture.uncompressed / 1e6:.0f} MB of data (.tar.gz "
+        f"{fixture.tarball.stat().st_size / 1e6:.1f} MB, .tar.zst {zstd_tarball.stat().st_size / 1e6:.1f} MB), "
+        f"{rounds} rounds, load {_load()}")
+    results = run_rounds(fixture, rounds, methods)
+    plain.unlink()
+    report(f"Extraction, durable (s; ratios: median of per-round ratios), load {_load()}", results,
+           ["limit: write, plain .tar", "limit: zlib inflate .tar.gz, 1 core", "limit: zstd decode .tar.zst",
+            *reversed(fixture.pgbackrest)])
+
+
 def main(argv: list[str] | None = None) -> int:
     global COLD
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -562,38 +698,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         fixture = build_fixture(args.scale, args.traffic, work, pgbackrest)
         if "pitr" in parts:
-            methods = {"drtui": pitr_drtui, "bare": pitr_bare}
-            if pgbackrest:
-                methods["pgbackrest"] = pitr_pgbackrest
-            say(f"\nPITR, cold cache -> promoted, {args.rounds} rounds")
-            results = run_rounds(fixture, args.rounds, methods)
-            report("PITR to the target (wall s, median (min-max); ratios: median of per-round ratios)",
-                   results, ["pgbackrest", "bare"])
-            report("  of which extraction", results, ["pgbackrest", "bare"], lambda t: t.phases.get("extract"))
-            report("  of which start -> promoted", results, ["pgbackrest", "bare"],
-                   lambda t: t.phases.get("recover"))
+            bench_pitr(fixture, args.rounds)
         if "tuning" in parts:
-            methods = {"drtui (prefetch off)": pitr_drtui_with(""),
-                       "drtui + sb auto": pitr_drtui_with('replay_settings = {shared_buffers = "auto"}'),
-                       "drtui untuned": pitr_drtui_with("replay_tuning = false")}
-            say(f"\nPITR with and without drtui's replay tuning, cold cache -> promoted, {args.rounds} rounds")
-            results = run_rounds(fixture, args.rounds, methods)
-            report("PITR to the target (wall s; ratios: median of per-round ratios)", results, ["drtui untuned"])
-            report("  of which start -> promoted", results, ["drtui untuned"], lambda t: t.phases.get("recover"))
-            report("  redo span from the server log", results, ["drtui untuned"], lambda t: t.phases.get("redo_s"))
+            bench_tuning(fixture, args.rounds)
         if "extract" in parts:
-            def only(fn: Callable[[Fixture, Path], None]) -> Callable[[Fixture, Path, Path, int], Timing]:
-                def run(fixture: Fixture, data: Path, run_dir: Path, port: int) -> Timing:
-                    started = time.monotonic()
-                    fn(fixture, data)
-                    return Timing(time.monotonic() - started)
-                return run
-            methods = {"drtui": only(extract_drtui), "tar": only(extract_tar), "tarfile r|gz": only(extract_tarfile)}
-            if pgbackrest:
-                methods["pgbackrest"] = only(lambda f, d: restore_pgbackrest(f, d, None))
-            say(f"\nExtraction only, durable, {fixture.uncompressed / 1e6:.0f} MB of data, {args.rounds} rounds")
-            results = run_rounds(fixture, args.rounds, methods)
-            report("Extraction, durable (s; ratios: median of per-round ratios)", results, ["pgbackrest", "tar"])
+            bench_extraction(fixture, args.rounds)
         if "replay" in parts:
             methods = {
                 "pre-staged (ceiling)": replay_with(_prestage),

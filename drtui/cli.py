@@ -65,10 +65,11 @@ def main(ctx: click.Context, config_options: tuple[str, ...]) -> None:
     os.umask(UMASK)
     ctx.obj = Context(config_options)
     if ctx.invoked_subcommand is None:
-        from drtui.tui.app import run_app
+        from drtui.tui.app import run_app, run_status_app
 
         try:
-            run_app(ctx.obj.config(os.environ.get("TARGET_ENV")))
+            config = ctx.obj.config(os.environ.get("TARGET_ENV"))
+            (run_status_app if config.read_only else run_app)(config)  # a read-only config: the status view
         except DrError as exc:
             sys.exit(report_error(exc))
 

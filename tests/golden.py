@@ -32,11 +32,15 @@ TEXT_PATTERNS = [
     (re.compile(r"\b[0-9A-F]{24}\b"), "<segment>"),
     (re.compile(r"\b[0-9A-F]{1,8}/[0-9A-F]{1,8}\b"), "<lsn>"),
     (re.compile(r"\b\d+(\.\d+)? ?(Bytes|Byte|bytes|B|kB|KB|KiB|MB|MiB|GB|GiB)\b"), "<size>"),
-    (re.compile(r"\b\d+(\.\d+)? ?(s|ms|sec|seconds?|min|minutes?|h|hours?)\b"), "<duration>"),
+    (re.compile(r"\b\d+[dhm] \d{2}[hms]\b"), "<duration>"),  # format_duration's `3m 05s`, `1h 02m`, `2d 03h`
+    (re.compile(r"\b\d+(\.\d+)? ?(s|ms|sec|seconds?|m|min|minutes?|h|hours?|d|days?)\b"), "<duration>"),
     (re.compile(r"(?<=-)[0-9a-f]{8}\b"), "<id>"),  # a run id's random suffix
     (re.compile(r"(?<=:)\d{4,5}(?=/)"), "<port>"),  # a socket path's port
     (re.compile(r"PostgreSQL \d+\.\d+ \([^()]*\)"), "PostgreSQL <version>"),
     (re.compile(r"\b\d{7,}\b"), "<n>"),  # bare byte counts (free disk)
+    # what the data check judged: the last replayed commit when a commit fell between the backup and the target
+    # (a loaded machine's timing), else max(created_at)
+    (re.compile(r"the last replayed commit = |max\(created_at\) = "), "<newest data> = "),
 ]
 UTC_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{6})?Z")  # drtui.core.jsonshape.json_time
 VARYING_KEYS = re.compile(r"(seconds|bytes|size|pid|lsn|segments|age|_at|elapsed|took|count|rows|xid|port|^value$)",

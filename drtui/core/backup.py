@@ -38,8 +38,8 @@ from drtui.core.backends.base import ToolFailed
 from drtui.core.clock import Clock, isoformat, stamp
 from drtui.core.config import PRODUCTION, Config, Environment
 from drtui.core.errors import BackupError, DrError, ErrorKind
-from drtui.core.files import atomic_path, atomic_paths, make_dirs, write_heartbeat
-from drtui.core.inventory.names import work_in_progress
+from drtui.core.files import atomic_path, atomic_paths, fsync_dir, make_dirs, make_private, write_heartbeat
+from drtui.core.inventory.names import classify_artifact, work_in_progress
 from drtui.core.lock import EnvLock, LockBusy
 from drtui.core.objectstore import S3Settings, S3Url, is_s3_url
 
@@ -267,13 +267,98 @@ def _stored_size(url: S3Url, settings: S3Settings) -> int:
     return upload.listing(url, settings, f"read the size of {url.name}")[""]["Size"]
 
 
-def base(config: Config, env: Environment, clock: Clock, compress: str = "gzip") -> BackupResult:
+def base(config: Config, env: Environment, clock: Clock, compress: str = "gzip",
+         incremental: bool = False) -> BackupResult:
     """The backend's base backup (with WAL; on the local backend checked by pg_verifybackup first) as
     `basebackup_<stamp>.tar.gz` with backup_label first (`.tar.zst`, `.tar.lz4` or `.tar` with another
-    `compress`, METHOD[:LEVEL]), then LAST_BASEBACKUP.txt."""
+    `compress`, METHOD[:LEVEL]), then LAST_BASEBACKUP.txt. With `incremental` (PostgreSQL 17+): the blocks
+    changed since the newest base backup in backup_dir, as the folder `basebackup_<stamp>`."""
     method, level = parse_compress(compress)
+    if incremental and method != "gzip":  # gzip is --compress's default: not asked for
+        raise BackupRefused(f"--compress {compress} --incremental: an incremental backup is kept uncompressed, "
+                            "in plain format (pg_combinebackup 17 reads data directories only)",
+                            "leave out --compress for an incremental backup")
+    if incremental:
+        return _one_at_a_time("base", config, env, clock, _incremental_base)
     return _one_at_a_time("base", config, env, clock,
                           lambda config, env, backend, clock: _base(config, env, backend, clock, method, level))
+
+
+def _incremental_base(config: Config, env: Environment, backend: Backend, clock: Clock) -> BackupResult:
+    """`pg_basebackup --incremental` on the newest base backup's manifest, kept in plain format: the folder
+    `basebackup_<stamp>` (pg_combinebackup 17 reads data directories only, and so restores it with its chain);
+    its backup_label's INCREMENTAL FROM line names the backup it builds on, which the inventory follows."""
+    started = clock.monotonic()
+    if config.repository:
+        raise BackupRefused("incremental base backups are kept in backup_dir on this host, and this config has "
+                            "an S3 [repository]", "take a full base backup (`drtui backup base`)")
+    _refuse_without_summaries(env)
+    prepare_dir(config.backup_dir, config.backup_group)
+    parent = _newest_base_backup(config.backup_dir)
+    final = config.backup_dir / f"basebackup_{stamp(clock.now())}"
+    _refuse_existing(final)
+    workdir = Path(tempfile.mkdtemp(prefix=".basebackup-", dir=config.backup_dir))
+    try:
+        manifest = workdir / "parent_manifest"
+        manifest.write_bytes(_manifest_of(parent))
+        target = backend.plain_base_backup(workdir, f"drtui {stamp(clock.now())} incremental", manifest)
+        for root, folders, files in os.walk(target):  # not into a tablespace link
+            for name in (".", *folders, *files):
+                if not os.path.islink(os.path.join(root, name)):
+                    make_private(Path(root, name), config.backup_group)
+        target.rename(final)  # pg_basebackup has made every file durable
+        fsync_dir(config.backup_dir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    size = sum(os.lstat(os.path.join(root, name)).st_size for root, _, files in os.walk(final) for name in files)
+    result = BackupResult("base", [Artifact(final, size)])
+    _heartbeat(config, result, config.backup_dir / LAST_BASEBACKUP, clock)
+    result.seconds = clock.monotonic() - started
+    return result
+
+
+def _refuse_without_summaries(env: Environment) -> None:
+    """An incremental backup needs PostgreSQL 17+ summarizing its WAL (summarize_wal = on)."""
+    from drtui.core.postgres import query
+
+    version, summarize = query(env, "select current_setting('server_version_num')::int, "
+                                    "current_setting('summarize_wal', true)")[0]
+    if version < 170000:
+        raise BackupRefused(f"the server of {env.name!r} is PostgreSQL {version // 10000}: incremental base "
+                            "backups exist from PostgreSQL 17 on", "take a full base backup (`drtui backup base`)")
+    if summarize != "on":
+        raise BackupRefused(f"summarize_wal is {summarize} on the server of {env.name!r}: an incremental base "
+                            "backup needs the WAL summaries it writes",
+                            "set summarize_wal = on (ALTER SYSTEM SET summarize_wal = on; SELECT pg_reload_conf();), "
+                            "take a full base backup (`drtui backup base`), then the incremental ones")
+
+
+def _newest_base_backup(folder: Path) -> Path:
+    """The newest base backup in backup_dir by the stamp in its name: the one an incremental builds on."""
+    found = sorted((stamped, entry.name) for entry in os.scandir(folder)
+                   for kind, stamped in [classify_artifact(entry.name)] if kind == "basebackup" and stamped)
+    if not found:
+        raise BackupRefused(f"{folder}: no base backup for an incremental one to build on",
+                            "take a full base backup first (`drtui backup base`)")
+    return folder / found[-1][1]
+
+
+def _manifest_of(backup: Path) -> bytes:
+    """The backup_manifest of a base backup: a folder's file, or a tarball's member at its root."""
+    from drtui.core.inventory.streams import open_tar
+
+    if backup.is_dir():
+        if (backup / "backup_manifest").is_file():
+            return (backup / "backup_manifest").read_bytes()
+    else:
+        with open_tar(backup, drain=False) as tar:
+            for member in tar:
+                if member.name.removeprefix("./") == "backup_manifest" and member.isfile():
+                    handle = tar.extractfile(member)
+                    assert handle
+                    return handle.read()
+    raise BackupRefused(f"{backup}: the newest base backup has no backup_manifest at its root, which "
+                        "pg_basebackup --incremental needs", "take a full base backup (`drtui backup base`) first")
 
 
 def parse_compress(text: str) -> tuple[str, int]:
@@ -487,6 +572,10 @@ def expire(config: Config, clock: Clock, keep: int | None, keep_days: float | No
            dry_run: bool) -> retention.Expiry:
     """Remove the backups, WAL and preserved data directories the retention rules let go (drtui.core.retention);
     with `dry_run` only say what would go. Under the expire command's own lock."""
+    if config.read_only and not dry_run:
+        raise retention.ExpireRefused(f"{config.source}: a read-only config (it names only a [repository]) "
+                                      "removes nothing", "run expire on the host with its own drtui.toml, or "
+                                      "add --dry-run; nothing was removed")
     with _exclusive(config, "expire", clock):
         expiry = retention.plan(config, clock.now(), keep, keep_days)
         if not dry_run:

@@ -74,6 +74,15 @@ class Objectives:
 
 
 @dataclass(frozen=True)
+class Retention:
+    """[retention]: what `drtui backup expire` keeps when no --keep / --keep-days is given, and what the status
+    previews."""
+
+    keep: int | None = None  # the newest N of each kind
+    keep_days: float | None = None  # everything younger than D days
+
+
+@dataclass(frozen=True)
 class Environment:
     name: str
     backend: str = "local"
@@ -135,10 +144,16 @@ class Config:
     templates_dir: Path | None = None  # a folder of report templates that override the packaged ones
     backup_group: int | None = None  # gid given read access to backups, heartbeats and journals (0640/0750)
     repository: Repository | None = None  # an S3 repository; None: backup_dir and wal_archive on this host
+    retention: Retention | None = None  # None: expire needs --keep / --keep-days, and the status previews nothing
+    pg_bins: Mapping[int, Path] = field(default_factory=dict)  # [pg_bin]: the programs of each major version
 
     def environment(self, name: str | None = None) -> Environment:
         """The named environment, or the production one; a clear error when it is not configured."""
         name = name or PRODUCTION
+        if not self.environments:
+            raise ConfigError(f"{self.source}: a read-only config (it names only a [repository]) has no "
+                              f"environment {name!r}", "it is for `drtui status`; give the host's own drtui.toml "
+                              "for anything else")
         if name not in self.environments:
             known = ", ".join(sorted(self.environments)) or "none"
             raise ConfigError(
@@ -146,6 +161,11 @@ class Config:
                 "add an [environments.NAME] table, or pick one with --env / TARGET_ENV",
             )
         return self.environments[name]
+
+    @property
+    def read_only(self) -> bool:
+        """A config of a terminal that only watches: a [repository] and no environment of its own."""
+        return not self.environments
 
     @property
     def source(self) -> str:
@@ -228,7 +248,7 @@ def load_config(explicit: str | None = None, environ: Mapping[str, str] | None =
 
 
 _TOP_KEYS = {"backup_dir", "wal_archive", "wal_sync_heartbeat", "report_dir", "state_dir", "objectives",
-             "environments", "templates_dir", "backup_group", "repository"}
+             "environments", "templates_dir", "backup_group", "repository", "retention", "pg_bin"}
 _PATH_KEYS = {"data_dir", "pg_bin", "env_file", "uploads_dir", "server_log"}
 
 
@@ -244,9 +264,12 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
 
     objectives = _parse_objectives(path, data.get("objectives", {}))
     raw_envs = data.get("environments", {})
-    if not isinstance(raw_envs, dict) or not raw_envs:
+    if "environments" not in data and "repository" in data:
+        raw_envs = {}  # read-only: the status of what the hosts publish to the repository
+    elif not isinstance(raw_envs, dict) or not raw_envs:
         raise ConfigError(f"{path}: [environments] is missing or empty",
-                          "describe at least one environment, e.g. [environments.production]")
+                          "describe at least one environment, e.g. [environments.production] (or, for a "
+                          "terminal that only watches a bucket, a config of a [repository] alone)")
     environments = {name: _parse_environment(path, name, raw, path_value) for name, raw in raw_envs.items()}
     return Config(
         path=path,
@@ -261,7 +284,42 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
         templates_dir=path_value("templates_dir", data["templates_dir"]) if "templates_dir" in data else None,
         backup_group=_parse_group(path, data["backup_group"]) if "backup_group" in data else None,
         repository=parse_repository(data["repository"], str(path)) if "repository" in data else None,
+        retention=_parse_retention(path, data["retention"]) if "retention" in data else None,
+        pg_bins=_parse_pg_bins(path, data.get("pg_bin", {}), path_value),
     )
+
+
+def _parse_retention(path: Path, raw: Any) -> Retention:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: [retention] must be a table", "write [retention] keep = 7 and/or keep_days = 14")
+    _reject_unknown(path, "retention", raw, {"keep", "keep_days"})
+    keep, days = raw.get("keep"), raw.get("keep_days")
+    if keep is not None and (not isinstance(keep, int) or isinstance(keep, bool) or keep < 1):
+        raise ConfigError(f"{path}: retention.keep = {keep!r} is not a count of backups", "keep 1 or more")
+    if days is not None and (not isinstance(days, int | float) or isinstance(days, bool) or days <= 0):
+        raise ConfigError(f"{path}: retention.keep_days = {days!r} is not a number of days", "give days, e.g. 14")
+    if keep is None and days is None:
+        raise ConfigError(f"{path}: [retention] says nothing to keep", "set keep = N and/or keep_days = D")
+    return Retention(keep, float(days) if days is not None else None)
+
+
+def _parse_pg_bins(path: Path, raw: Any, path_value: Any) -> dict[int, Path]:
+    """[pg_bin]: `17 = "/usr/lib/postgresql/17/bin"`, the folder of each major version's programs, used to
+    restore a backup of that version when the environment's own pg_bin is of another."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: pg_bin must be a table of major versions",
+                          'write it like [pg_bin] 17 = "/usr/lib/postgresql/17/bin"')
+    found = {}
+    for key, value in raw.items():
+        if not key.isdigit() or not 10 <= int(key) <= 99:
+            raise ConfigError(f"{path}: pg_bin.{key} is not a PostgreSQL major version",
+                              'name the version, e.g. [pg_bin] 17 = "/usr/lib/postgresql/17/bin"')
+        folder = path_value(f"pg_bin.{key}", value)
+        if not folder.is_dir():
+            raise ConfigError(f"{path}: pg_bin.{key} = {str(folder)!r} is not a folder",
+                              f"point it at PostgreSQL {key}'s bin folder (Debian: /usr/lib/postgresql/{key}/bin)")
+        found[int(key)] = folder
+    return found
 
 
 def _parse_group(path: Path, value: Any) -> int:

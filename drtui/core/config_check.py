@@ -46,7 +46,28 @@ def check_config(config: Config) -> list[EnvironmentCheck]:
                      else f"env_file: {env.env_file or 'not set'} (missing: APP_ENV unknown)")
         checks.append(EnvironmentCheck(env.name, ok and (env.env_file is None or env.env_file.is_file()), facts,
                                        _would(config, env, app_env)))
+    if config.pg_bins:
+        checks.append(_check_pg_bins(config))
     return checks
+
+
+def _check_pg_bins(config: Config) -> EnvironmentCheck:
+    """[pg_bin]: does each folder hold the programs of the major version it is named for."""
+    from drtui.core.planning import pg_major_version
+
+    facts, ok = [], True
+    for version, folder in sorted(config.pg_bins.items()):
+        try:
+            found = pg_major_version(folder)
+        except DrError:
+            found = None
+        ok &= found == version
+        said = (f"(PostgreSQL {found})" if found == version else
+                f"holds PostgreSQL {found}, not {version}" if found else "holds no PostgreSQL programs")
+        facts.append(f"pg_bin.{version}: {folder} {said}")
+    return EnvironmentCheck("pg_bin", ok, facts, [
+        f"restore: a base backup of PostgreSQL {version} runs with {folder}"
+        for version, folder in sorted(config.pg_bins.items())])
 
 
 def _would(config: Config, env: Environment, app_env: str | None) -> list[str]:

@@ -41,6 +41,15 @@ only inserted into since the target (a row updated or deleted since has another 
 track_commit_timestamp the counts fall back to created_at <= target: approximate, said so in the check, and a
 mismatch is then reported as skipped, not failed.
 
+For BEFORE_XID (just before a transaction, `recovery_target_xid` with `recovery_target_inclusive = off`) the
+transaction must have committed on the source; its commit time (pg_xact_commit_timestamp, else a listing of
+`drtui events`) stands for the target time: the marker, inserted after it, must be absent, and the counts are of
+the rows committed before it, plus the rows the transaction itself deleted or updated, which the source no longer
+holds as they were (the WAL counts them, read with core/incident). A table it truncated or dropped cannot be
+counted that way and is left out of the comparison, said so. A check proves the transaction is not committed in
+the restored data. No fresh base backup is taken for it: one taken now starts after that transaction and cannot
+reach a target before it, so the newest backup that reaches its commit time is restored.
+
 Exit codes: 0 only when every step finished and no post-restore check failed; 1 when a step or check failed;
 2 when a gate refused (TARGET_ENV=staging, CONFIRM_DRILL=YES, no APP_ENV=prod in staging's env file, the lock)
 or an input is bad, in which case nothing was touched: no marker, no backup, no journal, no report.
@@ -55,14 +64,14 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
-from drtui.core import backup
+from drtui.core import backup, incident
 from drtui.core.checks import (
     FAILED,
     PASSED,
@@ -77,13 +86,16 @@ from drtui.core.clock import Clock, format_duration, stamp
 from drtui.core.config import PRODUCTION, Config, Environment
 from drtui.core.drill_source import (
     DrillStepError,
+    commit_time,
     counts_at,
     counts_text,
+    full_xid,
     marker_shape_problem,
     pin_target,
     tracks_commit_times,
+    xact_status,
 )
-from drtui.core.errors import UsageError
+from drtui.core.errors import DrError, UsageError
 from drtui.core.events import (
     CheckCompleted,
     Event,
@@ -98,6 +110,7 @@ from drtui.core.gates import (
     evaluate_journey,
     gather_facts,
 )
+from drtui.core.inventory.wal import scan_wal
 from drtui.core.journal import Journal, journal_path
 from drtui.core.objectstore import S3Settings, S3Url
 from drtui.core.planning import Target, TargetKind, make_plan
@@ -122,6 +135,7 @@ MARKER_CHECK = "drill_marker"
 COUNTS_CHECK = "record_counts"
 CREATED_CHECK = "created_before_target"
 SMOKE_CHECK = "smoke_tests"
+BEFORE_XID_CHECK = "before_xid"
 
 DRILL_STEPS = (("pre_health", "Pre-drill health check of staging"),
                ("marker", "Insert a marker row into the source database"),
@@ -146,6 +160,32 @@ class DrillRequest:
     run_id: str | None = None  # chosen by a caller that follows the journal from the start (the wizard)
     random_target: bool = False  # RANDOM_TARGET: a random kept backup, a moment uniformly inside its window
     seed: int | None = None  # of the random pick (None: a fresh one, recorded)
+    before_xid: Target | None = None  # BEFORE_XID: just before this transaction (an exclusive xid target)
+
+
+@dataclass(frozen=True)
+class BeforeXid:
+    """The transaction a BEFORE_XID drill stops just before, as the source and its WAL know it."""
+
+    target: Target  # exclusive, saying what the transaction did when known
+    full_xid: int  # with its epoch, to ask the restored server about it
+    committed_at: datetime
+    changes: tuple[incident.Change, ...]  # what the WAL says it did (every DELETE and UPDATE counted)
+
+    def describe(self) -> str:
+        return f"{self.target.xid} ({self.target.about})"
+
+    def rows_undone(self, tables: list[str]) -> dict[str, int | None]:
+        """Per app table it touched: the rows it deleted or updated (there again before it), None when it
+        truncated or dropped the table (rows the WAL does not count)."""
+        undone: dict[str, int | None] = {}
+        for change in self.changes:
+            for name in change.relations:
+                table = name.rpartition(".")[2]
+                if table in tables:
+                    rows = undone.get(table, 0)
+                    undone[table] = None if change.rows is None or rows is None else rows + change.rows
+        return undone
 
 
 @dataclass
@@ -175,6 +215,10 @@ def check_gates(config: Config, request: DrillRequest) -> Environment:
 
 def _check_inputs(config: Config, env: Environment, request: DrillRequest, clock: Clock) -> Environment:
     source = config.environment(request.source_env)
+    if request.before_xid is not None and (request.target_time is not None or request.random_target):
+        raise UsageError("BEFORE_XID gives the target, and so does " + (
+            "TARGET_TIME" if request.target_time is not None else "RANDOM_TARGET"),
+            "drop one of them: BEFORE_XID (--before-xid), TARGET_TIME (--target-time) or RANDOM_TARGET")
     if request.target_time is not None and request.target_time > clock.now():
         raise UsageError(f"TARGET_TIME {request.target_time.isoformat()} is in the future",
                          "give a past time, or leave TARGET_TIME unset: the drill then picks one after its marker")
@@ -185,7 +229,8 @@ def _check_inputs(config: Config, env: Environment, request: DrillRequest, clock
         raise UsageError(f"{request.base_backup}: no such base backup", "check BASE_BACKUP / --base-backup")
     if request.wal_archive is not None and not request.wal_archive.exists():
         raise UsageError(f"{request.wal_archive}: no such WAL archive", "check WAL_ARCHIVE / --wal-archive")
-    if request.wal_archive is not None and request.wal_archive.is_file() and request.target_time is None:
+    if (request.wal_archive is not None and request.wal_archive.is_file() and request.target_time is None
+            and request.before_xid is None):
         raise UsageError(f"WAL_ARCHIVE is the tarball {request.wal_archive}, which cannot hold the WAL after this "
                          "drill's marker", "give a TARGET_TIME inside the tarball, or leave WAL_ARCHIVE unset to "
                          "use the live archive")
@@ -208,8 +253,10 @@ def run_drill(config: Config, request: DrillRequest, clock: Clock, cancel: threa
         pick = pick_target(config, source, clock, seed=request.seed, wal_source=request.wal_archive,
                            base_backup=request.base_backup)
         request = dataclasses.replace(request, target_time=pick.moment, base_backup=pick.backup)
+    before = resolve_before_xid(config, source, request.before_xid, request.wal_archive) \
+        if request.before_xid else None
     run_id = request.run_id or new_run_id(JOURNEY, env.name, clock)
-    drill = _Drill(config, env, source, request, clock, run_id, pick)
+    drill = _Drill(config, env, source, request, clock, run_id, pick, before)
     journal = Journal(journal_path(config.state_dir, run_id))
     try:
         summary = run_journey(drill.journey(), journal, clock, cancel, config, listener)
@@ -217,6 +264,50 @@ def run_drill(config: Config, request: DrillRequest, clock: Clock, cancel: threa
         journal.close()
     write_report(config, journal.path, operator=request.operator, reviewer=request.reviewer, rpo=drill.rpo)
     return summary
+
+
+def resolve_before_xid(config: Config, source: Environment, target: Target,
+                       wal_archive: Path | None = None) -> BeforeXid:
+    """The transaction of a BEFORE_XID target: committed on the source (else UsageError, nothing touched), when,
+    and what the WAL around its commit says it did."""
+    assert target.xid is not None
+    xid = target.xid
+    with connect(source) as conn:
+        full = full_xid(conn, xid)
+        status = xact_status(conn, full) if full is not None else "not assigned yet"
+        committed = commit_time(conn, xid) if status == "committed" else None
+    if status != "committed":
+        raise UsageError(f"BEFORE_XID {xid}: transaction {xid} is {status or 'too old to be known'} on "
+                         f"{source.name}, not committed", "give the xid of a committed transaction, as "
+                         "`drtui events --around TIME` lists them")
+    known = incident.known_change(config.state_dir, source.name, xid)
+    committed = committed or (known.committed_at if known else None)
+    if committed is None:
+        raise UsageError(f"BEFORE_XID {xid}: {source.name} does not say when transaction {xid} committed "
+                         "(track_commit_timestamp is off)", "list it first with `drtui events --around TIME`, "
+                         "which reads its commit time from the WAL")
+    assert full is not None
+    changes = _changes_of(config, source, xid, committed, wal_archive) or ((known,) if known else ())
+    about = changes[0].about() if changes else f"committed at {committed.isoformat().replace('+00:00', 'Z')}"
+    if len(changes) > 1:
+        about += "; " + "; ".join(c.describe() for c in changes[1:])
+    return BeforeXid(dataclasses.replace(target, about=about), full, committed, changes)
+
+
+def _changes_of(config: Config, source: Environment, xid: int, committed: datetime,
+                wal_archive: Path | None) -> tuple[incident.Change, ...]:
+    """Every DELETE and UPDATE (one row and up), TRUNCATE, DROP and DDL of transaction `xid`, from the WAL around
+    its commit; none when the WAL source is not a local folder or tarball, or pg_waldump cannot read it."""
+    wal = wal_archive or config.wal_archive
+    if not isinstance(wal, Path) or not wal.exists() or not (source.pg_bin / "pg_waldump").exists():
+        return ()
+    names, _ = incident.read_names(config.state_dir, source)
+    try:
+        found = incident.read_changes(scan_wal(wal), source.pg_bin, committed, timedelta(seconds=1), names,
+                                      threshold=1)
+    except DrError:
+        return ()
+    return tuple(c for c in found if c.xid == xid)
 
 
 class _DrillStep(Step):
@@ -238,10 +329,11 @@ class _Drill:
     (set for the engine's steps after it), the RPO measured."""
 
     def __init__(self, config: Config, env: Environment, source: Environment, request: DrillRequest, clock: Clock,
-                 run_id: str, random_pick: RandomPick | None = None) -> None:
+                 run_id: str, random_pick: RandomPick | None = None, before: BeforeXid | None = None) -> None:
         self.config, self.env, self.source, self.request, self.clock = config, env, source, request, clock
         self.run_id = run_id
         self.random_pick = random_pick
+        self.before = before
         self.marker: Marker | None = None
         self.chosen_backup: Path | None = request.base_backup
         self.target: datetime | None = None
@@ -288,8 +380,11 @@ class _Drill:
                                  "marker": f"{self.marker.table if self.marker else MARKER_TABLE}.drill_id = "
                                            f"{self.run_id}",
                                  "skip_backup": self.request.skip_backup,
-                                 "target": {"kind": "time", "time": self.request.target_time.isoformat()
-                                            if self.request.target_time else None}}
+                                 "target": self.before.target.to_json() if self.before else
+                                 {"kind": "time", "time": self.request.target_time.isoformat()
+                                  if self.request.target_time else None}}
+        if self.before:
+            facts["before_xid"] = self.before.describe()
         if self.request.base_backup:
             facts["base_backup"] = {"path": str(self.request.base_backup)}
         if self.random_pick:
@@ -301,7 +396,7 @@ class _Drill:
         if self.approved:
             facts |= self.approved.plan.to_json()
             facts["journey"] = JOURNEY
-        elif self.target:
+        elif self.target and not self.before:
             facts["target"] = {"kind": "time", "time": self.target.isoformat()}
         if self.chosen_backup and not self.approved:
             facts["base_backup"] = {"path": str(self.chosen_backup)}
@@ -362,6 +457,9 @@ class _Drill:
             return f"BASE_BACKUP names {self.request.base_backup}: no new backup taken"
         if self.request.skip_backup:
             return "SKIP_BACKUP=true: the newest existing base backup that reaches the target is used"
+        if self.before:
+            return (f"BEFORE_XID {self.before.target.xid}: a backup taken now starts after that transaction and "
+                    "cannot reach a target before it; the newest base backup that reaches it is used")
         made = backup.base(self.config, self.source, self.clock)
         self.chosen_backup = made.artifacts[0].path
         ctx.log("backup", f"{self.chosen_backup} ({made.artifacts[0].size_bytes} bytes, "
@@ -372,7 +470,10 @@ class _Drill:
     def _plan(self, ctx: StepContext) -> None:
         tables = list(self.source.sample_tables)
         with connect(self.source) as conn:
-            if self.request.target_time is None:
+            if self.before:
+                self.target = self.before.committed_at
+                self._counts_before_xid(conn, tables)
+            elif self.request.target_time is None:
                 self.target, self.counts = pin_target(conn, tables)
                 self.counts_basis = ("exact: counted under a SHARE lock on the app tables in the transaction that "
                                      "read the target")
@@ -383,7 +484,8 @@ class _Drill:
                                      "(pg_xact_commit_timestamp)" if self.counts_exact else
                                      "approximate: rows with created_at <= target (track_commit_timestamp is off "
                                      "on the source)")
-            ctx.log("plan", f"target {self.target.isoformat()}"
+            ctx.log("plan", f"target just before transaction {self.before.describe()}" if self.before else
+                     f"target {self.target.isoformat()}"
                      + (" (TARGET_TIME)" if self.request.target_time else " (picked by the drill)"),
                      "source counts at the target: " + counts_text(self.counts), f"counts are {self.counts_basis}")
             # A commit after the target for recovery to stop at, then its WAL segment archived.
@@ -404,14 +506,39 @@ class _Drill:
             ctx.log("plan", f"the WAL archive {wal_source} is not a folder here: segment {segment} was switched "
                      "but its arrival cannot be watched")
         # A fresh backup is after an operator's past target: then the newest backup that reaches it is used.
-        chosen = self.request.base_backup or (self.chosen_backup if self.request.target_time is None else None)
+        past = self.request.target_time is not None or self.before is not None
+        chosen = self.request.base_backup or (None if past else self.chosen_backup)
         plan = make_plan(self.config, self.env, Target(TargetKind.TIME, time=self.target), clock=self.clock,
                          journey=JOURNEY, base_backup=chosen, wal_source=self.request.wal_archive)
+        if self.before:  # the backup that reaches its commit time, restored to just before its commit
+            plan = make_plan(self.config, self.env, self.before.target, clock=self.clock, journey=JOURNEY,
+                             base_backup=plan.base_backup.path, wal_source=self.request.wal_archive)
         facts = dataclasses.replace(gather_facts(self.config, self.env, self.request.target_env),
                                     lock_holder=None)  # the lock this drill holds is no obstacle to itself
         self.approved = approve(plan, evaluate(plan, facts), Confirmation(True, None, "headless"), self.clock)
         ctx.plan = plan  # the engine's steps after this one restore to it
         ctx.log("plan", *plan.describe())
+
+    def _counts_before_xid(self, conn: psycopg.Connection, tables: list[str]) -> None:
+        """The rows committed before the transaction, plus those it deleted or updated; the tables it truncated
+        or dropped are left out."""
+        assert self.before and self.target
+        self.counts, self.counts_exact = counts_at(conn, tables, self.target, inclusive=False)
+        undone = self.before.rows_undone(tables)
+        for table, rows in undone.items():
+            if rows is None:
+                del self.counts[table]
+            else:
+                self.counts[table] += rows
+        emptied = sorted(t for t, rows in undone.items() if rows is None)
+        self.counts_basis = (("exact: rows whose inserting transaction committed before transaction "
+                              f"{self.before.target.xid} (pg_xact_commit_timestamp)" if self.counts_exact else
+                              f"approximate: rows with created_at before transaction {self.before.target.xid} "
+                              "committed (track_commit_timestamp is off on the source)")
+                             + (", plus the rows it deleted or updated (the WAL counts them)"
+                                if any(undone.values()) else "")
+                             + (f"; {', '.join(emptied)} not compared: emptied by it, rows the WAL does not count"
+                                if emptied else ""))
 
     def _wait_archived(self, ctx: StepContext, folder: Path, segment: str) -> None:
         deadline = time.monotonic() + ARCHIVE_WAIT_SECONDS
@@ -469,7 +596,7 @@ class _Drill:
                        f"{'after' if expected else 'before'} its commit" if ok else
                        f"{where} {'found' if present else 'absent'}, but the target is "
                        f"{'after' if expected else 'before'} its commit", present=present, expected=expected)
-        diff = {t: (self.counts.get(t), n) for t, n in restored.items() if self.counts.get(t) != n}
+        diff = {t: (self.counts[t], n) for t, n in restored.items() if t in self.counts and self.counts[t] != n}
         detail = "restored " + counts_text(restored) + (
             " = source at the target" if not diff else
             "; source at the target " + counts_text(self.counts)) + f" ({self.counts_basis})"
@@ -486,6 +613,8 @@ class _Drill:
             self.check(ctx, CREATED_CHECK, "Data not after the target", PASSED if ok else FAILED,
                        f"{what} = {newest.isoformat()} {'<=' if ok else '>'} target "
                        f"{self.target.isoformat()}", max_created_at=newest.isoformat())
+        if self.before:
+            failed += self._check_before_xid(ctx)
         self.rpo = measure_rpo(self.env, self.target, tables=tables)
         ctx.log("integrity", f"RPO achieved: {format_duration(self.rpo.rpo_seconds)} "
                  f"(last commit {self.rpo.last_commit.isoformat() if self.rpo.last_commit else 'unknown'}, "
@@ -493,6 +622,19 @@ class _Drill:
         if failed:
             raise DrillStepError(f"data integrity failed: {', '.join(failed)}", "look at the checks above; the "
                                  "restored staging and its preserved data directory are left as they are")
+
+    def _check_before_xid(self, ctx: StepContext) -> list[str]:
+        """The transaction the target stops before is not committed in the restored data."""
+        assert self.before
+        with connect(self.env) as conn:
+            status = xact_status(conn, self.before.full_xid)
+        ok = status != "committed"
+        what = f"transaction {self.before.describe()}"
+        self.check(ctx, BEFORE_XID_CHECK, "Transaction before which recovery stopped", PASSED if ok else FAILED,
+                   f"{what}: {status or 'unknown'} in the restored data, " + (
+                       "as expected just before it" if ok else "but the target was just before it"),
+                   xid=self.before.target.xid, status=status)
+        return [] if ok else [BEFORE_XID_CHECK]
 
     def _marker_expected(self) -> bool | None:
         """Whether the marker must be in the restored data: it must when it committed by the target."""

@@ -64,11 +64,14 @@ def pin_target(conn: psycopg.Connection, tables: Sequence[str]) -> tuple[datetim
     return target, counts
 
 
-def counts_at(conn: psycopg.Connection, tables: Sequence[str], target: datetime) -> tuple[dict[str, int], bool]:
-    """Rows committed by a past target: by commit time when the source tracks it, else by created_at."""
+def counts_at(conn: psycopg.Connection, tables: Sequence[str], target: datetime, *,
+              inclusive: bool = True) -> tuple[dict[str, int], bool]:
+    """Rows committed by a past target (before it, when not inclusive): by commit time when the source tracks it,
+    else by created_at."""
     exact = tracks_commit_times(conn)
-    condition = (sql.SQL("coalesce(pg_xact_commit_timestamp(xmin) <= %(t)s, true)") if exact
-                 else sql.SQL("created_at <= %(t)s"))
+    edge = sql.SQL("<=" if inclusive else "<")
+    condition = (sql.SQL("coalesce(pg_xact_commit_timestamp(xmin) {} %(t)s, true)").format(edge) if exact
+                 else sql.SQL("created_at {} %(t)s").format(edge))
     counts = {t: conn.execute(sql.SQL("select count(*) filter (where {}) from {}").format(
         condition, sql.Identifier(t)), {"t": target}).fetchone()[0] for t in tables}
     return counts, exact
@@ -76,3 +79,33 @@ def counts_at(conn: psycopg.Connection, tables: Sequence[str], target: datetime)
 
 def counts_text(counts: dict[str, int]) -> str:
     return ", ".join(f"{t}={n}" for t, n in counts.items()) or "no tables"
+
+
+def next_xid(conn: psycopg.Connection) -> int:
+    """The 64-bit id the server assigns next."""
+    return int(conn.execute("select pg_snapshot_xmax(pg_current_snapshot())::text").fetchone()[0])
+
+
+def full_xid(conn: psycopg.Connection, xid: int) -> int | None:
+    """The 64-bit id (epoch and xid) of a 32-bit transaction id `xid` seen by this server, the newest it can be;
+    None when it is not assigned yet."""
+    upcoming = next_xid(conn)
+    full = (upcoming & ~0xFFFFFFFF) | xid
+    if full >= upcoming:
+        full -= 1 << 32
+    return full if full >= 0 else None
+
+
+def xact_status(conn: psycopg.Connection, full: int) -> str | None:
+    """committed, aborted or in progress; 'not assigned' when the server has not reached it (a restored copy
+    that stopped before its first record); None when it no longer knows (too old)."""
+    if full >= next_xid(conn):
+        return "not assigned"
+    return conn.execute("select pg_xact_status(%s::text::xid8)", (full,)).fetchone()[0]
+
+
+def commit_time(conn: psycopg.Connection, xid: int) -> datetime | None:
+    """When transaction `xid` committed, when the server tracks commit times and still knows it."""
+    if not tracks_commit_times(conn):
+        return None
+    return conn.execute("select pg_xact_commit_timestamp(%s::text::xid)", (xid,)).fetchone()[0]

@@ -33,7 +33,7 @@ def pending_dump_restore(config: Config, env: Environment, preserved: list[Path]
 
 
 def roll_back_dump(config: Config, env: Environment, clock: Clock, preserved: list[Path],
-                   listener: Callable[[Event], None] | None = None) -> RunSummary | None:
+                   listener: Callable[[Event], None] | None = None, run_id: str | None = None) -> RunSummary | None:
     """Put the newest dump restore back, when it is newer than any preserved data directory; None when there
     is none (the data-directory rollback then applies)."""
     saved = pending_dump_restore(config, env, preserved)
@@ -43,7 +43,8 @@ def roll_back_dump(config: Config, env: Environment, clock: Clock, preserved: li
     if sessions:
         raise DumpRefused(f"{len(sessions)} session(s) on {env.name}'s database {env.database}: "
                           + "; ".join(s.describe() for s in sessions), "end them, then roll back again")
-    return run_operation("rollback", env, [LoadDump(saved), PutUploadsBack(saved)], config, clock, listener)
+    return run_operation("rollback", env, [LoadDump(saved), PutUploadsBack(saved)], config, clock, listener,
+                         run_id)
 
 
 class LoadDump(Step):

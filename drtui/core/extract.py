@@ -1,9 +1,6 @@
 """Base backup extraction and WAL staging: the bulk of a restore's time.
 
-Every layout of models.Layout is read once, as a stream, and never whole into memory. The stream's first bytes
-choose its decoder (gzip, zstd, lz4 frame, or none), run in a thread of its own: gzip is inflated by Python's
-zlib (it releases the GIL, and on PostgreSQL data it inflates about 3x faster than the gzip/pigz programs),
-zstd and lz4 by their C libraries (which release it too). A small tar reader parses the decoded stream, and
+Every layout of models.Layout is read once, as a stream decoded in a thread of its own (tar_stream.py), and
 each file is written, handed to the cluster's OS user (fchown) and given to a third thread that starts its
 write-back; one syncfs at the end makes it all durable. So decompression, writing and flushing overlap on two
 cores, and PostgreSQL's start-up SyncDataDirectory later finds nothing to flush.
@@ -21,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import itertools
 import os
 import pwd
 import queue
@@ -30,19 +26,15 @@ import shutil
 import tarfile
 import threading
 import time
-import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import lz4.frame
-import zstandard
-
 from drtui.core.errors import DrError
 from drtui.core.inventory.basebackup import folder_tar
-from drtui.core.inventory.streams import MAGIC_BYTES, ChunkFile, compression_of
 from drtui.core.models import BaseBackup, Layout
 from drtui.core.postgres import current_user
+from drtui.core.tar_stream import READ_SIZE, Damaged, TarReader, open_inner, open_stream
 
 Progress = Callable[[int, int | None], None]
 
@@ -50,21 +42,15 @@ _LIBC = ctypes.CDLL(None, use_errno=True)  # sync_file_range and syncfs, which t
 _LIBC.sync_file_range.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
 _LIBC.syncfs.argtypes = (ctypes.c_int,)
 SYNC_FILE_RANGE_WRITE = 2
-READ_SIZE = 1 << 20  # compressed bytes read at a time
-INFLATE_SIZE = 4 << 20  # most inflated bytes handed over at a time
 # At most this much per write(), as cp writes. With whole 4 MiB writes, WAL replay on the extracted files cost
 # PostgreSQL's startup process 2-3x the kernel time and took 1.5-2x as long as on the same bytes written by
 # tar or cp (measured; most likely large page-cache folios, which its 8 KiB page writes handle badly).
 WRITE_SIZE = 128 << 10
-QUEUE_DEPTH = 8
 FLUSH_BACKLOG = 256  # files written whose write-back has not been started yet
 PROGRESS_EVERY = 0.1  # seconds
-BLOCK = 512
-ZERO_BLOCK = bytes(BLOCK)
 STAGED_MARKER = ".drtui-staged"  # a stage_wal folder: a private copy, safe to hard-link from
 WAL_NAME = re.compile(r"^([0-9A-F]{24}(\.partial|\.[0-9A-F]{8}\.backup)?|[0-9A-F]{8}\.history)$")
 FILE_TYPES = (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE)
-PAX_TYPES = (tarfile.XHDTYPE, tarfile.SOLARIS_XHDTYPE)
 
 
 class ExtractError(DrError):
@@ -73,264 +59,6 @@ class ExtractError(DrError):
 
 class ExtractCancelled(ExtractError):
     """The extraction was cancelled; `dest` was put back as it was found."""
-
-
-class _Damaged(Exception):
-    """Raised inside the pipeline; turned into an ExtractError naming the file."""
-
-
-# -- the stream: read, inflate, parse ---------------------------------------------------------------
-
-
-class _Pipe:
-    """Run a producer iterator in a thread of its own, handing its items over through a bounded queue."""
-
-    _END = object()
-
-    def __init__(self, source: Iterator[bytes], name: str) -> None:
-        self._queue: queue.Queue = queue.Queue(QUEUE_DEPTH)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(source,), name=name, daemon=True)
-        self._thread.start()
-
-    def _run(self, source: Iterator[bytes]) -> None:
-        try:
-            with contextlib.closing(source):  # type: ignore[type-var]
-                for item in source:
-                    if not self._put(item):
-                        return
-            self._put(self._END)
-        except BaseException as exc:  # handed to the consumer, which re-raises it
-            self._put(exc)
-
-    def _put(self, item: object) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def __iter__(self) -> Iterator[bytes]:
-        while True:
-            item = self._queue.get()
-            if item is self._END:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-
-    def close(self) -> None:
-        self._stop.set()
-        with contextlib.suppress(queue.Empty):
-            while True:
-                self._queue.get_nowait()
-        self._thread.join()
-
-
-def _read_file(path: Path) -> Iterator[bytes]:
-    with path.open("rb", buffering=0) as handle:
-        while chunk := handle.read(READ_SIZE):
-            yield chunk
-
-
-def _gunzip(chunks: Iterable[bytes]) -> Iterator[bytes]:
-    """gunzip a stream of chunks (several gzip members, and zero padding after the last, are allowed)."""
-    inflater = zlib.decompressobj(31)
-    try:
-        for chunk in chunks:
-            data = chunk
-            while True:
-                if inflater.eof:
-                    if not bytes(data).strip(b"\0"):
-                        break
-                    inflater = zlib.decompressobj(31)
-                out = inflater.decompress(data, INFLATE_SIZE)
-                if out:
-                    yield out
-                data = inflater.unused_data if inflater.eof else inflater.unconsumed_tail
-                if not data and len(out) < INFLATE_SIZE:
-                    break
-    except zlib.error as exc:
-        raise _Damaged(f"the gzip data is corrupt ({exc})") from None
-    if not inflater.eof:
-        raise _Damaged("the gzip stream ends early: the file is truncated")
-
-
-def _unzstd(chunks: Iterable[bytes]) -> Iterator[bytes]:
-    """zstd frames in a row. A cut one simply ends: the tar reader then finds its stream cut short."""
-    reader = zstandard.ZstdDecompressor().stream_reader(ChunkFile(chunks), read_size=READ_SIZE,
-                                                        read_across_frames=True)
-    try:
-        while out := reader.read(INFLATE_SIZE):
-            yield out
-    except zstandard.ZstdError as exc:
-        raise _Damaged(f"the zstd data is corrupt ({exc})") from None
-
-
-def _unlz4(chunks: Iterable[bytes]) -> Iterator[bytes]:
-    """lz4 frames in a row (the frame format pg_basebackup and the lz4 program write)."""
-    reader = lz4.frame.LZ4FrameFile(ChunkFile(chunks))
-    try:
-        while out := reader.read(INFLATE_SIZE):
-            yield out
-    except EOFError:
-        raise _Damaged("the lz4 stream ends early: the file is truncated") from None
-    except RuntimeError as exc:
-        raise _Damaged(f"the lz4 data is corrupt ({exc})") from None
-
-
-_DECODERS: dict[str, Callable[[Iterable[bytes]], Iterator[bytes]]] = {
-    "gzip": _gunzip, "zstd": _unzstd, "lz4": _unlz4}
-
-
-def _resumed(head: list[bytes | memoryview], rest: Iterator[bytes | memoryview]) -> Iterator[bytes | memoryview]:
-    """The chunks peeked at, then the rest; closing it closes `rest` (and so the file it reads)."""
-    yield from head
-    yield from rest
-
-
-def _decoded(chunks: Iterator[bytes | memoryview], what: str) -> _Pipe:
-    """The chunks decoded by their first bytes (gzip, zstd, lz4; anything else passes as is), in a thread."""
-    head: list[bytes | memoryview] = []
-    while sum(map(len, head)) < MAGIC_BYTES and (chunk := next(chunks, None)) is not None:
-        head.append(chunk)
-    compression = compression_of(b"".join(head))
-    source = _resumed(head, chunks)
-    if compression is None:
-        return _Pipe(source, name=f"read {what}")  # type: ignore[arg-type]
-    return _Pipe(_DECODERS[compression](source), name=f"{compression} {what}")  # type: ignore[arg-type]
-
-
-@contextlib.contextmanager
-def _open_stream(path: Path, chunks: Iterator[bytes] | None = None) -> Iterator[_TarReader]:
-    """A tar reader over a tarball, compressed (decoded in its own thread) or plain, read from `chunks` of
-    its bytes when given (an object's ranged GETs), else from the file `path`."""
-    try:
-        if chunks is None:
-            with path.open("rb") as handle:
-                head = handle.read(BLOCK)
-            chunks = _read_file(path)
-        else:
-            head = bytes(next(chunks, b""))
-            chunks = itertools.chain([head], chunks)
-    except OSError as exc:
-        raise _Damaged(f"cannot read it ({exc.strerror})") from None
-    if compression_of(head) is None and not (len(head) >= BLOCK and head[257:262] == b"ustar"):
-        raise _Damaged("not a tar archive, plain or compressed (gzip, zstd, lz4)")
-    pipe = _decoded(chunks, path.name)
-    try:
-        yield _TarReader(iter(pipe))
-    finally:
-        pipe.close()
-
-
-@contextlib.contextmanager
-def _open_inner(reader: _TarReader, member: tarfile.TarInfo) -> Iterator[_TarReader]:
-    """A tar reader over a tarball member (compressed or not) of an outer tar stream, without writing it to disk."""
-    pipe = _decoded(reader.pieces(member.size), member.name)
-    try:
-        yield _TarReader(iter(pipe))
-    finally:
-        pipe.close()
-
-
-class _TarReader:
-    """Members of a tar stream read from chunks (ustar, GNU long names, pax headers)."""
-
-    def __init__(self, chunks: Iterator[bytes]) -> None:
-        self._chunks = chunks
-        self._view = memoryview(b"")
-        self._pos = 0
-        self._global: dict[str, str] = {}
-
-    def _fill(self) -> bool:
-        for chunk in self._chunks:
-            if chunk:
-                self._view, self._pos = memoryview(chunk), 0
-                return True
-        return False
-
-    def pieces(self, size: int) -> Iterator[memoryview]:
-        """The next `size` bytes, as views into the inflated chunks (no copy)."""
-        while size > 0:
-            if self._pos >= len(self._view) and not self._fill():
-                raise _Damaged("the tar stream ends in the middle of a file: the archive is truncated")
-            take = min(size, len(self._view) - self._pos)
-            yield self._view[self._pos:self._pos + take]
-            self._pos += take
-            size -= take
-
-    def read(self, size: int) -> bytes:
-        return b"".join(self.pieces(size))
-
-    def skip(self, size: int) -> None:
-        for _ in self.pieces(size):
-            pass
-
-    def skip_padding(self, size: int) -> None:
-        if size % BLOCK:
-            self.skip(BLOCK - size % BLOCK)
-
-    def drain(self) -> None:
-        """Read the stream to its end, so that the inflater checks the gzip trailer (CRC and length)."""
-        self._view, self._pos = memoryview(b""), 0
-        for _ in self._chunks:
-            pass
-
-    def next(self) -> tarfile.TarInfo | None:
-        """The next member's header (its data is still to be read), or None at the end of the archive."""
-        long_name = long_link = None
-        pax: dict[str, str] = {}
-        while True:
-            if self._pos >= len(self._view) and not self._fill():
-                # `pg_basebackup -D - -Ft | gzip` that dies mid-stream still leaves a valid gzip trailer
-                raise _Damaged("the tar stream stops without its end-of-archive marker: the archive is truncated")
-            block = self.read(BLOCK)
-            if block == ZERO_BLOCK:
-                self.drain()
-                return None
-            try:
-                info = tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
-            except tarfile.HeaderError as exc:
-                raise _Damaged(f"not a tar archive, or a damaged tar header ({exc})") from None
-            if info.type in (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK):
-                text = self.read(info.size).split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
-                self.skip_padding(info.size)
-                if info.type == tarfile.GNUTYPE_LONGNAME:
-                    long_name = text
-                else:
-                    long_link = text
-                continue
-            if info.type in (*PAX_TYPES, tarfile.XGLTYPE):
-                records = _pax_records(self.read(info.size))
-                self.skip_padding(info.size)
-                (pax if info.type in PAX_TYPES else self._global).update(records)
-                continue
-            fields = {**self._global, **pax}
-            info.name = fields.get("path", long_name or info.name)
-            info.linkname = fields.get("linkpath", long_link or info.linkname)
-            if "size" in fields:
-                info.size = int(fields["size"])
-            if "mtime" in fields:
-                info.mtime = float(fields["mtime"])
-            return info
-
-
-def _pax_records(data: bytes) -> dict[str, str]:
-    records = {}
-    pos = 0
-    try:
-        while pos < len(data) and data[pos] != 0:
-            space = data.index(b" ", pos)
-            length = int(data[pos:space])
-            key, _, value = data[space + 1:pos + length - 1].partition(b"=")
-            records[key.decode("utf-8", "surrogateescape")] = value.decode("utf-8", "surrogateescape")
-            pos += length
-    except ValueError:
-        raise _Damaged("a damaged pax header") from None
-    return records
 
 
 # -- the destination: safe names, ownership, durability ---------------------------------------------
@@ -359,10 +87,10 @@ def _owner(os_user: str) -> _Owner:
 def _relative(name: str, prefix: str) -> str | None:
     """The safe path of a member under dest ("" for dest itself), or None when it lies outside `prefix`."""
     if name.startswith("/") or "\0" in name:
-        raise _Damaged(f"member {name!r} has an absolute or invalid name, and is refused")
+        raise Damaged(f"member {name!r} has an absolute or invalid name, and is refused")
     parts = [part for part in name.split("/") if part not in ("", ".")]
     if ".." in parts:
-        raise _Damaged(f"member {name!r} points outside the destination, and is refused")
+        raise Damaged(f"member {name!r} points outside the destination, and is refused")
     if prefix:
         head = [part for part in prefix.split("/") if part not in ("", ".")]
         if parts[:len(head)] != head:
@@ -465,13 +193,13 @@ class _Writer:
             os.mkdir(path, 0o700)
         except FileExistsError:
             if not os.path.isdir(path) or os.path.islink(path):
-                raise _Damaged(f"member {rel!r} is both a file and a directory") from None
+                raise Damaged(f"member {rel!r} is both a file and a directory") from None
         self._chown(path)
         self._dirs.add(rel)
 
     def file(self, rel: str, mtime: float, pieces: Iterable[memoryview | bytes]) -> None:
         if not rel or rel in self._dirs:
-            raise _Damaged(f"member {rel or '.'!r} is both a file and a directory")
+            raise Damaged(f"member {rel or '.'!r} is both a file and a directory")
         self.directory(rel.rpartition("/")[0])
         fd = os.open(self._path(rel), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         try:
@@ -516,7 +244,7 @@ class _Writer:
                 self._flusher.finish()
             self._flusher = None
 
-    def extract(self, reader: _TarReader, prefix: str = "", into: str = "", skip: tuple[str, ...] = ()) -> None:
+    def extract(self, reader: TarReader, prefix: str = "", into: str = "", skip: tuple[str, ...] = ()) -> None:
         """Write every member of a tar stream under `into`, stripping `prefix` from member names, but those
         named in `skip`."""
         while (member := reader.next()) is not None:
@@ -530,7 +258,7 @@ class _Writer:
             target = f"{into}/{rel}".strip("/") if into else rel
             self.write_member(reader, member, target)
 
-    def write_member(self, reader: _TarReader, member: tarfile.TarInfo, rel: str) -> None:
+    def write_member(self, reader: TarReader, member: tarfile.TarInfo, rel: str) -> None:
         if member.type in FILE_TYPES:
             self.file(rel, member.mtime, reader.pieces(member.size))
             reader.skip_padding(member.size)
@@ -540,9 +268,9 @@ class _Writer:
             pass  # a tablespace's link: made anew, to where the plan puts it
         elif member.type in (tarfile.SYMTYPE, tarfile.LNKTYPE):
             hint = " (a tablespace?)" if rel.startswith("pg_tblspc/") else ""
-            raise _Damaged(f"member {member.name!r} is a link to {member.linkname!r}{hint}; links are refused")
+            raise Damaged(f"member {member.name!r} is a link to {member.linkname!r}{hint}; links are refused")
         else:
-            raise _Damaged(f"member {member.name!r} is a special file (tar type {member.type!r}), and is refused")
+            raise Damaged(f"member {member.name!r} is a special file (tar type {member.type!r}), and is refused")
 
 
 # -- the destination folder as a whole --------------------------------------------------------------
@@ -605,7 +333,7 @@ def _writing(dest: Path, os_user: str, *, durable: bool, progress: Progress, tot
         writer.abort()
         for folder, created in prepared:
             _reset_dest(folder, created)
-        if isinstance(exc, _Damaged):
+        if isinstance(exc, Damaged):
             raise ExtractError(f"{source}: {exc}", "do not restore from it: choose another backup "
                                "(drtui inventory lists them), and take a new one when the database is back"
                                ) from None
@@ -652,7 +380,7 @@ def extract_base_backup(backup: BaseBackup, dest: Path, os_user: str, progress: 
         elif chunks is None and backup.path.is_dir():
             _extract_tar_files(backup.path, writer)
         else:
-            with _open_stream(backup.path, chunks) as reader:
+            with open_stream(backup.path, chunks) as reader:
                 if backup.layout is Layout.TAR_FOLDER:
                     _extract_tar_folder(reader, backup.member_prefix, writer)
                 else:
@@ -660,7 +388,7 @@ def extract_base_backup(backup: BaseBackup, dest: Path, os_user: str, progress: 
         return writer.done
 
 
-def _extract_tar_folder(reader: _TarReader, prefix: str, writer: _Writer) -> None:
+def _extract_tar_folder(reader: TarReader, prefix: str, writer: _Writer) -> None:
     """The folder pg_basebackup -Ft writes, tarred: base.tar[.gz|.zst|.lz4] into dest, pg_wal.tar[...] into
     dest/pg_wal, each OID.tar[...] into its tablespace's folder, backup_manifest beside them. Each inner
     tarball is streamed straight from the outer one."""
@@ -676,7 +404,7 @@ def _extract_tar_folder(reader: _TarReader, prefix: str, writer: _Writer) -> Non
         name = rel.rpartition("/")[2]
         kind = folder_tar(name) if "/" not in rel else None
         if kind is not None:
-            with _open_inner(reader, member) as inner:
+            with open_inner(reader, member) as inner:
                 _extract_archive(inner, name, kind, writer)
             reader.skip_padding(member.size)
             seen_base = seen_base or kind == "base"
@@ -686,19 +414,19 @@ def _extract_tar_folder(reader: _TarReader, prefix: str, writer: _Writer) -> Non
             reader.skip(member.size)
             reader.skip_padding(member.size)
     if not seen_base:
-        raise _Damaged("no base.tar[.gz|.zst|.lz4] inside: not the folder pg_basebackup -Ft writes")
+        raise Damaged("no base.tar[.gz|.zst|.lz4] inside: not the folder pg_basebackup -Ft writes")
 
 
-def _extract_archive(reader: _TarReader, name: str, kind: str, writer: _Writer) -> None:
+def _extract_archive(reader: TarReader, name: str, kind: str, writer: _Writer) -> None:
     """One archive pg_basebackup -Ft writes (`kind` base, pg_wal or a tablespace's OID), into its place."""
     into = {"base": "", "pg_wal": "pg_wal"}.get(kind, f"pg_tblspc/{kind}")
     if into.startswith("pg_tblspc/") and not writer.has_root(into):
-        raise _Damaged(f"{name}: a tablespace archive the plan gives no place to")
+        raise Damaged(f"{name}: a tablespace archive the plan gives no place to")
     writer.directory(into)
     try:
         writer.extract(reader, into=into, skip=("tablespace_map",) if kind == "base" and writer.relocates else ())
-    except _Damaged as exc:
-        raise _Damaged(f"{name}: {exc}") from None
+    except Damaged as exc:
+        raise Damaged(f"{name}: {exc}") from None
 
 
 def _extract_tar_files(folder: Path, writer: _Writer) -> None:
@@ -706,12 +434,12 @@ def _extract_tar_files(folder: Path, writer: _Writer) -> None:
     backup_manifest, each streamed from its own file."""
     kinds = {entry.name: folder_tar(entry.name) for entry in os.scandir(folder) if entry.is_file()}
     if "base" not in kinds.values():
-        raise _Damaged("no base.tar[.gz|.zst|.lz4] inside: not the folder pg_basebackup -Ft writes")
+        raise Damaged("no base.tar[.gz|.zst|.lz4] inside: not the folder pg_basebackup -Ft writes")
     for name in sorted(kinds, key=lambda name: (kinds[name] != "base", name)):
         writer.check_cancel()
         kind = kinds[name]
         if kind is not None:
-            with _open_stream(folder / name) as reader:
+            with open_stream(folder / name) as reader:
                 _extract_archive(reader, name, kind, writer)
         elif name == "backup_manifest":
             with open(folder / name, "rb", buffering=0) as handle:
@@ -724,7 +452,7 @@ def _copy_directory(source: Path, writer: _Writer, rel: str = "") -> None:
     try:
         entries = sorted(os.scandir(source / rel if rel else source), key=lambda e: e.name)
     except OSError as exc:
-        raise _Damaged(f"cannot read {rel or 'the folder'} ({exc.strerror})") from None
+        raise Damaged(f"cannot read {rel or 'the folder'} ({exc.strerror})") from None
     for entry in entries:
         writer.check_cancel()
         child = f"{rel}/{entry.name}" if rel else entry.name
@@ -732,7 +460,7 @@ def _copy_directory(source: Path, writer: _Writer, rel: str = "") -> None:
             _copy_directory(source, writer, child)
         elif entry.is_symlink():
             hint = " (a tablespace?)" if child.startswith("pg_tblspc/") else ""
-            raise _Damaged(f"{child} is a symbolic link{hint}; links are refused")
+            raise Damaged(f"{child} is a symbolic link{hint}; links are refused")
         elif entry.is_dir():
             writer.directory(child)
             _copy_directory(source, writer, child)
@@ -741,7 +469,7 @@ def _copy_directory(source: Path, writer: _Writer, rel: str = "") -> None:
             with open(entry.path, "rb", buffering=0) as handle:
                 writer.file(child, mtime, iter(lambda h=handle: h.read(READ_SIZE), b""))
         else:
-            raise _Damaged(f"{child} is a special file, and is refused")
+            raise Damaged(f"{child} is a special file, and is refused")
 
 
 def stage_wal(source: Path, dest: Path, os_user: str, progress: Progress, cancel: threading.Event) -> Path:
@@ -755,7 +483,7 @@ def stage_wal(source: Path, dest: Path, os_user: str, progress: Progress, cancel
         return member.type in FILE_TYPES and WAL_NAME.match(rel.rpartition("/")[2]) is not None
 
     with _writing(dest, os_user, durable=False, progress=progress, total=None, cancel=cancel,
-                  source=source) as writer, _open_stream(source) as reader:
+                  source=source) as writer, open_stream(source) as reader:
         staged = 0
         while (member := reader.next()) is not None:
             writer.check_cancel()
@@ -767,6 +495,6 @@ def stage_wal(source: Path, dest: Path, os_user: str, progress: Progress, cancel
                 reader.skip(member.size)
                 reader.skip_padding(member.size)
         if not staged:
-            raise _Damaged("no WAL files inside (segments, .history, .backup or .partial files by their names)")
+            raise Damaged("no WAL files inside (segments, .history, .backup or .partial files by their names)")
         writer.file(STAGED_MARKER, time.time(), [b"WAL staged by drtui from " + str(source).encode() + b"\n"])
     return dest

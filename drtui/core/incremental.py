@@ -18,6 +18,7 @@ from drtui.core.models import BaseBackup, format_lsn
 from drtui.core.postgres import run_as
 
 COMBINE_TIMEOUT = 6 * 3600
+FIRST_VERSION = 17  # pg_basebackup --incremental and pg_combinebackup
 
 
 class ChainError(DrError):
@@ -29,6 +30,11 @@ def chain_of(backup: BaseBackup, backups: Sequence[BaseBackup]) -> tuple[BaseBac
     chain = [backup]
     while chain[0].is_incremental:
         child = chain[0]
+        if child.pg_version < FIRST_VERSION:  # 0: unknown, as a label without PG_VERSION reads
+            raise ChainError(
+                f"base backup {child.path.name} says it is incremental, but it is PostgreSQL "
+                f"{child.pg_version or 'of an unknown version'}: incremental backups exist from PostgreSQL "
+                f"{FIRST_VERSION} on", "check its backup_label and PG_VERSION, or choose a full base backup")
         parents = [b for b in backups if b.start_lsn == child.incremental_from_lsn
                    and b.timeline == (child.incremental_from_tli or b.timeline)]
         if not parents:
@@ -40,6 +46,10 @@ def chain_of(backup: BaseBackup, backups: Sequence[BaseBackup]) -> tuple[BaseBac
         if len(chain) > 64 or parents[0] in chain:
             raise ChainError(f"base backup {child.path.name}: its incremental chain loops or is too long",
                              "choose a full base backup")
+        if parents[0].pg_version != child.pg_version:
+            raise ChainError(f"base backup {child.path.name} (PostgreSQL {child.pg_version}) builds on "
+                             f"{parents[0].path.name}, which is PostgreSQL {parents[0].pg_version}",
+                             "a chain is of one major version: choose a full base backup")
         chain.insert(0, parents[0])
     return tuple(chain)
 

@@ -43,27 +43,44 @@ def launch_detached(approved: ApprovedPlan, config: Config) -> tuple[str, Path]:
     return run_id, journal
 
 
-def launch_drill(config: Config, *, target_time: str | None = None, skip_backup: bool = False,
-                 operator: str | None = None, reviewer: str | None = None) -> tuple[str, Path, subprocess.Popen]:
-    """Start `drtui drill --yes --env staging` as a detached process under a run id chosen here, so the caller
-    knows its journal before the drill writes it; returns the run id, the journal path and the process (a drill
-    refused before its first step exits without a journal: its output is then in the journal's `.out`)."""
-    run_id = new_run_id("drill", "staging", SystemClock())
+def launch_command(config: Config, journey: str, env_name: str, args: list[str]) -> tuple[str, Path, subprocess.Popen]:
+    """Start `drtui ARGS --env ENV --json --run-id R` as a detached process under a run id chosen here, so the
+    caller knows its journal before the command writes it; returns the run id, the journal path and the process
+    (a command refused before its first step exits without a journal: its output is then in the journal's
+    `.out`)."""
+    run_id = new_run_id(journey, env_name, SystemClock())
     journal = journal_path(config.state_dir, run_id)
     journal.parent.mkdir(parents=True, exist_ok=True)
     argv = [sys.executable, "-m", "drtui"]
     if config.path:
         argv += ["--config", str(config.path)]
-    argv += ["drill", "--yes", "--env", "staging", "--json", "--run-id", run_id]
-    if target_time:
-        argv += ["--target-time", target_time]
-    if skip_backup:
-        argv.append("--skip-backup")
-    if operator:
-        argv += ["--operator", operator]
-    if reviewer:
-        argv += ["--reviewer", reviewer]
+    argv += [*args, "--env", env_name, "--json", "--run-id", run_id]
     with journal.with_suffix(".out").open("ab") as out:
         process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
                                    close_fds=True)
     return run_id, journal, process
+
+
+def launch_drill(config: Config, *, target_time: str | None = None, skip_backup: bool = False,
+                 operator: str | None = None, reviewer: str | None = None) -> tuple[str, Path, subprocess.Popen]:
+    """Start `drtui drill --yes --env staging` detached (launch_command)."""
+    args = ["drill", "--yes"]
+    if target_time:
+        args += ["--target-time", target_time]
+    if skip_backup:
+        args.append("--skip-backup")
+    if operator:
+        args += ["--operator", operator]
+    if reviewer:
+        args += ["--reviewer", reviewer]
+    return launch_command(config, "drill", "staging", args)
+
+
+# The operations the result screen starts (the env's name is typed first where the CLI needs it named).
+OPERATION_ARGS = {"rollback": ["rollback", "--yes"], "promote": ["restore", "promote"],
+                  "advance": ["restore", "advance"]}
+
+
+def launch_operation(config: Config, name: str, env_name: str, *extra: str) -> tuple[str, Path, subprocess.Popen]:
+    """Start a rollback, promote or advance of `env_name` detached (launch_command)."""
+    return launch_command(config, name, env_name, [*OPERATION_ARGS[name], *extra])

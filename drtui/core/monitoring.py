@@ -9,15 +9,19 @@ config's [objectives] and can be overridden per check (`-w NAME=VALUE`, `-c NAME
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from drtui.core import retention
 from drtui.core.clock import Clock
 from drtui.core.config import Config, Environment, parse_duration
 from drtui.core.errors import DrError, UsageError
-from drtui.core.inventory import Inventory
+from drtui.core.inventory import Inventory, folder_size
+from drtui.core.inventory.names import classify_artifact
+from drtui.core.objectstore import S3Url
 from drtui.core.report import DrillEntry, drill_history
 from drtui.core.status import (
     SEVERITY,
@@ -29,6 +33,7 @@ from drtui.core.status import (
     heartbeats,
     short_duration,
 )
+from drtui.core.upload import listing
 
 HEARTBEAT_CHECKS = {"dump": "dump_age", "base backup": "basebackup_age", "WAL sync": "wal_sync_age"}
 CHECK_NAMES = (*HEARTBEAT_CHECKS.values(), "window_lag", "archiver", "drill_age")
@@ -231,6 +236,112 @@ def drill_check(config: Config, now: datetime, last: DrillEntry | None, override
                  todo="" if level == Level.OK else WHAT_TO_DO["drill_age"])
 
 
+SIZE_KINDS = ("base_backups", "dumps", "wal", "other")
+_SIZE_KIND = {"basebackup": "base_backups", "dump": "dumps", "uploads": "dumps", "wal_tarball": "wal"}
+
+
+def repository_sizes(config: Config) -> dict[Path | S3Url, tuple[str, int]]:
+    """Every entry of the repository (backup_dir and wal_archive, or the bucket's backups/ and wal/), with its
+    kind (one of SIZE_KINDS) and bytes, keyed by the location retention's plan gives it."""
+    def kind_of(name: str) -> str:
+        return _SIZE_KIND.get(classify_artifact(name.split("/")[0])[0], "other")
+
+    found: dict[Path | S3Url, tuple[str, int]] = {}
+    if config.repository:
+        repository = config.repository
+        for name, item in listing(repository.backups, repository.settings, "list the backups").items():
+            found[repository.backups.child(name)] = (kind_of(name), int(item["Size"]))
+        for name, item in listing(repository.wal, repository.settings, "list the WAL").items():
+            found[repository.wal.child(name)] = ("wal", int(item["Size"]))
+        return found
+    for folder in (config.backup_dir, config.wal_archive):
+        try:
+            entries = list(os.scandir(folder))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for entry in entries:
+            try:
+                size = folder_size(Path(entry.path)) if entry.is_dir(follow_symlinks=False) else \
+                    entry.stat(follow_symlinks=False).st_size
+            except FileNotFoundError:  # removed while listed (a backup's temporary file renamed, say)
+                continue
+            found[folder / entry.name] = ("wal" if folder == config.wal_archive else kind_of(entry.name), size)
+    return found
+
+
+@dataclass(frozen=True)
+class RepositoryUsage:
+    """The repository's size by kind, and what `drtui backup expire` would remove under [retention]: the
+    retention module's own plan (the one `backup expire --dry-run` prints), with the bytes it frees."""
+
+    bytes_by_kind: dict[str, int]
+    expiry: retention.Expiry | None  # None: no [retention] configured, or the plan could not be made
+    removed_bytes: int = 0  # of the backups and WAL the plan removes (preserved data directories not counted)
+    error: str = ""  # why the repository or the plan could not be read
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(self.bytes_by_kind.values())
+
+    def as_json(self) -> dict:
+        plan = self.expiry
+        return {"total_bytes": self.total_bytes, **{f"{kind}_bytes": self.bytes_by_kind.get(kind, 0)
+                                                     for kind in SIZE_KINDS},
+                "retention": None if plan is None else {
+                    "keep": plan.keep, "keep_days": plan.keep_days, "would_remove_bytes": self.removed_bytes,
+                    "would_remove": [item.as_dict() for item in plan.removed],
+                    "wal_would_remove": len(plan.wal_removed), "wal_floor": plan.wal_floor,
+                    "wal_kept_why": plan.wal_kept_why},
+                "error": self.error or None}
+
+
+def repository_usage(config: Config, now: datetime) -> RepositoryUsage:
+    """The repository's size and the retention preview; what cannot be read is said in `error`, never raised."""
+    try:
+        sizes = repository_sizes(config)
+    except DrError as exc:
+        return RepositoryUsage({}, None, error=exc.title)
+    except OSError as exc:
+        return RepositoryUsage({}, None, error=f"{exc.filename}: cannot read it ({exc.strerror})")
+    by_kind = {kind: sum(size for k, size in sizes.values() if k == kind) for kind in SIZE_KINDS}
+    if config.retention is None:
+        return RepositoryUsage(by_kind, None)
+    try:
+        plan = retention.plan(config, now, config.retention.keep, config.retention.keep_days)
+    except DrError as exc:
+        return RepositoryUsage(by_kind, None, error=f"the retention preview: {exc.title}")
+    except OSError as exc:
+        return RepositoryUsage(by_kind, None, error=f"the retention preview: {exc.filename}: cannot read it "
+                                                    f"({exc.strerror})")
+    going = [loc for item in plan.removed for loc in item.locations] + plan.wal_removed
+    return RepositoryUsage(by_kind, plan, sum(sizes[loc][1] for loc in going if loc in sizes))
+
+
+def usage_lines(usage: RepositoryUsage, size: Callable[[int], str]) -> list[str]:
+    """The repository's size and what `drtui backup expire` would remove under [retention], in words (each face
+    gives its way of writing a size)."""
+    sizes = ", ".join(f"{kind.replace('_', ' ')} {size(usage.bytes_by_kind[kind])}" for kind in SIZE_KINDS
+                      if usage.bytes_by_kind.get(kind))
+    lines = [f"Repository: {size(usage.total_bytes)}" + (f" ({sizes})" if sizes else "")]
+    if usage.error:
+        lines.append(f"  cannot tell: {usage.error}")
+    plan = usage.expiry
+    if plan is None:
+        if not usage.error:
+            lines.append("  retention: none configured ([retention] keep / keep_days in drtui.toml: then this "
+                         "shows what `drtui backup expire` would remove)")
+        return lines
+    rules = " and ".join(([f"keep {plan.keep}"] if plan.keep else []) +
+                         ([f"keep_days {plan.keep_days:g}"] if plan.keep_days else []))
+    if not plan.removed and not plan.wal_removed:
+        return [*lines, f"  retention ({rules}): `drtui backup expire` would remove nothing now"]
+    lines.append(f"  retention ({rules}): `drtui backup expire` would remove {len(plan.removed)} backup(s) and "
+                 f"{len(plan.wal_removed)} WAL file(s), {size(usage.removed_bytes)}:")
+    lines += [f"    {', '.join(location.name for location in item.locations)} ({item.why})" for item in plan.removed]
+    lines.append(f"    {plan.wal_kept_why}")
+    return lines
+
+
 @dataclass(frozen=True)
 class EnvironmentStatus:
     """Everything the status knows of one config's environment: the checks, and the facts behind them."""
@@ -241,30 +352,50 @@ class EnvironmentStatus:
     window: RecoverableWindow | None
     archiver: Archiver | None  # None when not checked
     last_drill: DrillEntry | None
+    repository: RepositoryUsage | None = None  # None: not asked for (--check)
 
     @property
     def level(self) -> Level:
         return worst(self.checks)
 
 
-def collect(config: Config, env: Environment, inventory: Inventory | None, clock: Clock, overrides: Overrides,
-            name: str | None = None, only: frozenset[str] = frozenset(CHECK_NAMES),
-            archiver: Callable[[Environment], Archiver] = read_archiver) -> EnvironmentStatus:
+HOST_CHECKS = frozenset({"archiver", "drill_age"})  # a host's own database and report_dir: not in the repository
+
+
+def collect(config: Config, env: Environment | None, inventory: Inventory | None, clock: Clock,
+            overrides: Overrides, name: str | None = None, only: frozenset[str] = frozenset(CHECK_NAMES),
+            archiver: Callable[[Environment], Archiver] = read_archiver,
+            usage: bool = False) -> EnvironmentStatus:
     """The checks of one config's environment named in `only`, in the order they are shown. `inventory` is None
-    when it could not be read (the window check then says so)."""
+    when it could not be read (the window check then says so). `env` is None for a read-only config: only what
+    the repository holds is checked (the heartbeats and the window). `usage` adds the repository's size and
+    the retention preview."""
+    if env is None:
+        only = only - HOST_CHECKS
     now = clock.now()
     checks, states = heartbeat_checks(config, clock, overrides)
     window = RecoverableWindow.of(inventory) if inventory is not None else None
     if "window_lag" in only:
         checks.append(window_check(window, now, config.objectives.pitr_rpo, overrides))
-    archiver_state = archiver(env) if "archiver" in only else None
+    archiver_state = archiver(env) if env is not None and "archiver" in only else None
     if archiver_state is not None:
         checks.append(archiver_check(archiver_state, overrides))
-    last_drill = drill_history(config.report_dir, now).last_pass
+    last_drill = drill_history(config.report_dir, now).last_pass if env is not None else None
     if "drill_age" in only:
         checks.append(drill_check(config, now, last_drill, overrides))
     checks = [c for c in checks if c.name in only]
-    return EnvironmentStatus(name or env.name, checks, states, window, archiver_state, last_drill)
+    return EnvironmentStatus(name or site_name(config), checks, states, window, archiver_state, last_drill,
+                             repository_usage(config, now) if usage else None)
+
+
+def site_name(config: Config, fleet: bool = False) -> str:
+    """How the status names a config: its production environment (`production@<config>` in a fleet), or the
+    repository a read-only config watches."""
+    if config.read_only:
+        assert config.repository is not None
+        return str(config.repository.url)
+    name = config.environment().name
+    return f"{name}@{config.source}" if fleet else name
 
 
 def worst(checks: Sequence[Check]) -> Level:
@@ -302,6 +433,8 @@ def write_prometheus(path: Path, statuses: Sequence[EnvironmentStatus]) -> None:
     failing = gauge("wal_archiver_failing", "1 when the archiver's last attempt failed")
     failures = gauge("wal_archiver_failed_count", "pg_stat_archiver.failed_count")
     drill_time = gauge("last_drill_timestamp_seconds", "When the last passing drill ran")
+    stored = gauge("repository_bytes", "The repository's size by kind (base_backups, dumps, wal, other)", "kind")
+    expiring = gauge("retention_would_remove_bytes", "What `drtui backup expire` would remove under [retention]")
     for status in statuses:
         env = status.name
         level.labels(env).set(int(status.level))
@@ -321,5 +454,10 @@ def write_prometheus(path: Path, statuses: Sequence[EnvironmentStatus]) -> None:
             failures.labels(env).set(status.archiver.failed_count)
         if status.last_drill and status.last_drill.date:
             drill_time.labels(env).set(status.last_drill.date.timestamp())
+        if status.repository and not status.repository.error:
+            for kind in SIZE_KINDS:
+                stored.labels(env, kind).set(status.repository.bytes_by_kind.get(kind, 0))
+            if status.repository.expiry is not None:
+                expiring.labels(env).set(status.repository.removed_bytes)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_to_textfile(str(path), registry)

@@ -129,7 +129,7 @@ def _restart(backend: Backend) -> RecoveryStatus | None:
 
 
 def advance(config: Config, env: Environment, target: Target, clock: Clock,
-            emit: Callable[[Event], None]) -> RunSummary:
+            emit: Callable[[Event], None], run_id: str | None = None) -> RunSummary:
     """Move the target of a paused recovery forward: restart the server with the new target, replay on to it,
     and pause there again. A target can only move forward; to go back, restore again."""
     backend = backend_for(env, config.state_dir)
@@ -149,7 +149,7 @@ def advance(config: Config, env: Environment, target: Target, clock: Clock,
         raise PlanError(exc.title, f"{exc.hint}; nothing was touched: {env.name} is still paused at "
                                    f"{position(before)}") from None
     return run_operation("advance", env, [MoveTarget(target, checked, before, _current_target(env))], config, clock,
-                         emit)
+                         emit, run_id)
 
 
 class MoveTarget(Step):
@@ -235,11 +235,12 @@ def _pause_where_it_stopped(ctx: StepContext, target: Target, before: RecoverySt
                        "then advance again; or promote here")
 
 
-def promote(config: Config, env: Environment, clock: Clock, emit: Callable[[Event], None]) -> RunSummary:
+def promote(config: Config, env: Environment, clock: Clock, emit: Callable[[Event], None],
+            run_id: str | None = None) -> RunSummary:
     """Promote a paused recovery, start the app and verify. Like advance, the run has a journal of its own; a
     refusal (nothing paused) leaves none."""
     paused_status(backend_for(env, config.state_dir), env, "promote")
-    return run_operation("promote", env, [EndRecovery(), StartApp(), Verify()], config, clock, emit)
+    return run_operation("promote", env, [EndRecovery(), StartApp(), Verify()], config, clock, emit, run_id)
 
 
 class EndRecovery(Step):

@@ -275,6 +275,7 @@ class Plan:
     notes: tuple[str, ...] = field(default_factory=tuple)
     chain: tuple[BaseBackup, ...] = ()  # an incremental base_backup: the backups it builds on, full first
     tablespaces: tuple[Place, ...] = ()  # where each tablespace of the backup goes
+    pg_bin: Path | None = None  # the programs of the backup's major version, when not the environment's pg_bin
 
     def describe(self) -> list[str]:
         """The plan in words, one line each."""
@@ -286,6 +287,7 @@ class Plan:
             f"  base backup  {bb.path} ({bb.layout.value}, PostgreSQL {bb.pg_version}, "
             f"started {isoformat(bb.start_time)}, {bb.size_bytes} bytes of data)",
             *(f"  builds on    {member.path} (rebuilt with pg_combinebackup)" for member in self.chain),
+            *([f"  programs     {self.pg_bin} (PostgreSQL {bb.pg_version})"] if self.pg_bin else []),
             f"  window       {window}",
             f"  WAL from     {self.wal_source} ({self.wal_kind})",
             f"  at target    {'pause for inspection' if self.pause_at_target else 'promote'}",
@@ -306,6 +308,8 @@ class Plan:
         data["steps"] = list(self.steps)
         data["notes"] = list(self.notes)
         data["tablespaces"] = [dataclasses.asdict(place) for place in self.tablespaces]
+        if self.pg_bin is None:  # the environment's own pg_bin: the plan's JSON stays as it was
+            del data["pg_bin"]
         return _encode(data)
 
     @classmethod
@@ -323,7 +327,8 @@ class Plan:
             required_bytes=data["required_bytes"], free_bytes=data["free_bytes"],
             predicted_seconds=data["predicted_seconds"], prediction_basis=data.get("prediction_basis", ""),
             steps=tuple(data["steps"]), notes=tuple(data["notes"]),
-            tablespaces=tuple(Place(t["oid"], t["original"], Path(t["location"])) for t in data.get("tablespaces", ())))
+            tablespaces=tuple(Place(t["oid"], t["original"], Path(t["location"])) for t in data.get("tablespaces", ())),
+            pg_bin=Path(data["pg_bin"]) if data.get("pg_bin") else None)
 
 
 def _time(value: str | None) -> datetime | None:
@@ -366,14 +371,28 @@ def pg_major_version(pg_bin: Path) -> int:
 DEBIAN_PG_BIN = "/usr/lib/postgresql/{version}/bin"
 
 
-def _version_hint(env: Environment, version: int) -> str:
-    """Where this host has binaries of `version` (Debian's layout), or what to install."""
-    found = Path(DEBIAN_PG_BIN.format(version=version))
-    if (found / "postgres").exists():
-        return (f"this host has PostgreSQL {version} in {found}: set pg_bin = \"{found}\" for {env.name!r} "
-                f"(its server must run PostgreSQL {version} too)")
-    return (f"install PostgreSQL {version} (Debian: apt-get install postgresql-{version}) and point pg_bin of "
-            f"{env.name!r} at its bin folder")
+def pg_bin_for(config: Config, env: Environment, version: int, env_version: int | None = None) -> Path:
+    """The folder of PostgreSQL `version`'s programs for restoring a backup of that version into `env`: its own
+    pg_bin, else [pg_bin] `version` of the config, else Debian's /usr/lib/postgresql/N/bin; a PlanError naming
+    the key and every folder tried when none holds that version. `env_version`: pg_bin's, when known."""
+    tried = []
+    candidates = [(env.pg_bin, f"pg_bin of {env.name!r}", env_version)]
+    if backend_for(env, config.state_dir).runs_host_programs:  # else only pg_bin is compared
+        if version in config.pg_bins:
+            candidates.append((config.pg_bins[version], f"pg_bin.{version}", None))
+        candidates.append((Path(DEBIAN_PG_BIN.format(version=version)), "Debian's layout", None))
+    for folder, origin, known in candidates:
+        try:
+            found = known if known is not None else pg_major_version(folder)
+        except PlanError:
+            tried.append(f"{folder} ({origin}: no programs)")
+            continue
+        if found == version:
+            return folder
+        tried.append(f"{folder} ({origin}: PostgreSQL {found})")
+    raise PlanError(f"no PostgreSQL {version} programs to restore it with; tried " + ", ".join(tried),
+                    f"install PostgreSQL {version} (Debian: apt-get install postgresql-{version}) and name its bin "
+                    f"folder in the config: [pg_bin] {version} = \"/usr/lib/postgresql/{version}/bin\"")
 
 
 def _free_bytes(data_dir: Path) -> int:
@@ -490,10 +509,11 @@ def make_plan(config: Config, env: Environment, target: Target, *, clock: Clock,
         chain = chain_of(backup, inventory.base_backups)[:-1]
     except ChainError as exc:
         raise PlanError(exc.title, exc.hint) from None
-    version = pg_version if pg_version is not None else pg_major_version(env.pg_bin)
-    if backup.pg_version != version:
-        raise PlanError(f"base backup {backup.path.name} is PostgreSQL {backup.pg_version}, but pg_bin "
-                        f"({env.pg_bin}) is PostgreSQL {version}", _version_hint(env, backup.pg_version))
+    try:
+        pg_bin = pg_bin_for(config, env, backup.pg_version, pg_version)
+    except PlanError as exc:
+        raise PlanError(f"base backup {backup.path.name} is PostgreSQL {backup.pg_version}: {exc.title}",
+                        exc.hint) from None
     places = place_tablespaces(backup, (*env.tablespace_mapping, *tablespace_mapping), env.data_dir)
     if places and not backend_for(env, config.state_dir).restores_tablespaces:
         raise PlanError(f"base backup {backup.path.name} has tablespaces, and the {env.backend} backend restores "
@@ -518,7 +538,8 @@ def make_plan(config: Config, env: Environment, target: Target, *, clock: Clock,
                 window_earliest=window.earliest, window_latest=window.latest, pause_at_target=pause_at_target,
                 incident_start=incident_start, required_bytes=required, free_bytes=free,
                 predicted_seconds=rates.predict(backup.size_bytes, wal_bytes), prediction_basis=rates.basis(),
-                notes=tuple(notes), chain=chain, tablespaces=places)
+                notes=tuple(notes), chain=chain, tablespaces=places,
+                pg_bin=None if pg_bin == env.pg_bin else pg_bin)
 
 
 def _wal_bytes(coverage: WalCoverage | None, wal_kind: str, backup: BaseBackup, window: Window,

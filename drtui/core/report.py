@@ -335,7 +335,7 @@ def _configuration(record: RunRecord, config: Config, env: Any) -> list[tuple[st
             ("Data directory", str(plan.get("data_dir") or (env.data_dir if env else "unknown"))),
             ("API_BASE_URL", (env.api_base_url if env else None) or "not configured"),
             ("DRILL_REPORT_DIR", str(config.report_dir))]
-    for key in ("skip_backup", "pause_at_target", "incident_start", "marker", "random_target"):
+    for key in ("skip_backup", "pause_at_target", "incident_start", "marker", "random_target", "before_xid"):
         if plan.get(key) not in (None, "", False):
             rows.append((key, str(plan[key])))
     return rows

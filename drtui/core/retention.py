@@ -35,6 +35,7 @@ from drtui.core.inventory.labels import parse_backup_label
 from drtui.core.inventory.names import classify_artifact, parse_wal_name
 from drtui.core.journal import journal_path
 from drtui.core.lock import EnvLock
+from drtui.core.models import BaseBackup
 from drtui.core.objectstore import S3Settings, S3Url, client, store_error
 from drtui.core.upload import listing
 from drtui.core.wal_push import COMPRESSIONS
@@ -85,7 +86,7 @@ def plan(config: Config, now: datetime, keep: int | None, keep_days: float | Non
     """What expire would remove now (nothing is touched)."""
     if keep is None and keep_days is None:
         raise ExpireRefused("say what to keep: --keep N (the newest N of each kind) and/or --keep-days D",
-                            "nothing was removed")
+                            "nothing was removed; [retention] keep / keep_days in drtui.toml set them for good")
     if keep is not None and keep < 1:
         raise ExpireRefused(f"--keep {keep}: keep at least one backup of each kind", "give --keep 1 or more")
     expiry = Expiry(keep, keep_days)
@@ -101,8 +102,40 @@ def plan(config: Config, now: datetime, keep: int | None, keep_days: float | Non
             (expiry.kept if item.why else expiry.removed).append(item)
             if not item.why:
                 item.why = _goes_because(keep, keep_days)
+    _keep_chains(expiry)
     _plan_wal(config, expiry)
     return expiry
+
+
+def _keep_chains(expiry: Expiry) -> None:
+    """A kept incremental base backup (on this host) keeps every backup its chain builds on: pg_combinebackup
+    needs them all to restore it."""
+    from drtui.core.incremental import ChainError, chain_of
+
+    def read(items: list[Item]) -> dict[int, BaseBackup]:
+        found = {}
+        for item in items:
+            if item.kind == "base" and isinstance(item.locations[0], Path):
+                with contextlib.suppress(DrError):
+                    found[id(item)] = read_base_backup(item.locations[0])
+        return found
+
+    kept = read(expiry.kept)
+    if not any(backup.is_incremental for backup in kept.values()):
+        return
+    every = {**kept, **read(expiry.removed)}
+    item_of = {every[id(item)].path: item for item in expiry.kept + expiry.removed if id(item) in every}
+    for backup in kept.values():
+        try:
+            chain = chain_of(backup, list(every.values()))
+        except ChainError:
+            continue
+        for member in chain[:-1]:
+            parent = item_of[member.path]
+            if parent in expiry.removed:
+                expiry.removed.remove(parent)
+                expiry.kept.append(parent)
+                parent.why = f"the incremental {backup.path.name} builds on it"
 
 
 def _kept_because(item: Item, rank: int, now: datetime, keep: int | None, keep_days: float | None,

@@ -99,19 +99,19 @@ def _what_is_in_place(config: Config, env: Environment) -> str:
 
 
 def roll_back(config: Config, env: Environment, clock: Clock,
-              listener: Callable[[Event], None] | None = None) -> RunSummary:
+              listener: Callable[[Event], None] | None = None, run_id: str | None = None) -> RunSummary:
     """Plan, say what will happen, then do it. The run has a journal of its own (journey "rollback"); a refusal
     leaves none."""
     backend = backend_for(env, config.state_dir)
     found = interrupted_run(config, env)
     if not (found and found.needs_rollback) and (
-            dumped := roll_back_dump(config, env, clock, backend.preserved(), listener)):
+            dumped := roll_back_dump(config, env, clock, backend.preserved(), listener, run_id)):
         return dumped
     plan = plan_rollback(config, env)
     steps: list[Step] = [PutBack(plan), StartServer()]
     if plan.interrupted and "stop_app" in plan.interrupted.finished_steps:
         steps.append(StartApp())
-    return run_operation("rollback", env, steps, config, clock, listener)
+    return run_operation("rollback", env, steps, config, clock, listener, run_id)
 
 
 class PutBack(Step):

@@ -139,6 +139,8 @@ def execute(approved: ApprovedPlan, journal: Journal, clock: Clock, cancel: thre
         config = load_config(str(plan.config_path) if plan.config_path else None).with_overrides(
             plan.environment, os.environ)
     env = config.environment(plan.environment)
+    if isinstance(plan, Plan) and plan.pg_bin:  # a backup of another major version: its own programs
+        env = dataclasses.replace(env, pg_bin=plan.pg_bin)
     is_dump = isinstance(plan, DumpPlan)
     journey = Journey(plan.journey, env, [cls() for cls in (DUMP_STEPS if is_dump else PITR_STEPS)], plan,
                       lambda ctx: {**plan.to_json(), "stamp": ctx.stamp}, recover_dump if is_dump else recover_restore)
@@ -162,11 +164,12 @@ def run_journey(journey: Journey, journal: Journal, clock: Clock, cancel: thread
 
 
 def run_operation(name: str, env: Environment, steps: list[Step], config: Config, clock: Clock,
-                  listener: Callable[[Event], None] | None = None) -> RunSummary:
+                  listener: Callable[[Event], None] | None = None, run_id: str | None = None) -> RunSummary:
     """Run an operation on a restore (rollback, promote, advance) into a journal of its own, opened once the
     lock is held: no plan, no RTO clock, and nothing undone after a failure (the summary says what failed and
-    what to do). A step leaves what the summary adds (RollbackFacts) in `ctx.facts["rollback"]`."""
-    run_id = new_run_id(name, env.name, clock)
+    what to do). A step leaves what the summary adds (RollbackFacts) in `ctx.facts["rollback"]`. `run_id` is
+    chosen by a caller that follows the journal from the start (the wizard)."""
+    run_id = run_id or new_run_id(name, env.name, clock)
     journey = Journey(name, env, steps, None, lambda _ctx: {}, lambda _ctx, _step, _done, hint, _record: hint,
                       lambda summary, ctx, _checks: dataclasses.replace(summary, rollback=ctx.facts.get("rollback")),
                       operation=True)

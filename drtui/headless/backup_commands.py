@@ -53,14 +53,17 @@ def dump(ctx, env_name: str | None, as_json: bool) -> None:
 @click.option("--compress", default="gzip", show_default=True, metavar="METHOD[:LEVEL]",
               help="zstd (recommended: the fastest restore), lz4, gzip (basebackup_*.tar.gz) or none; "
                    "e.g. zstd:9, gzip:6.")
+@click.option("--incremental", is_flag=True,
+              help="PostgreSQL 17+ with summarize_wal = on: only what changed since the newest base backup, "
+                   "kept as the folder basebackup_<stamp> (plain format, as pg_combinebackup reads it).")
 @env_option
 @json_option
 @pass_context
 @handle_errors
-def base(ctx, compress: str, env_name: str | None, as_json: bool) -> None:
+def base(ctx, compress: str, incremental: bool, env_name: str | None, as_json: bool) -> None:
     """pg_basebackup with manifest, checked by pg_verifybackup, then LAST_BASEBACKUP.txt."""
     config = ctx.config(env_name)
-    _print(core.base(config, config.environment(env_name), SystemClock(), compress), as_json)
+    _print(core.base(config, config.environment(env_name), SystemClock(), compress, incremental), as_json)
 
 
 compress_option = click.option("--compress", type=click.Choice(sorted(wal_push.COMPRESSIONS)), default="none",
@@ -83,16 +86,21 @@ def wal_sync(ctx, target: str | None, tarball: bool, compress: str, as_json: boo
 
 @backup.command()
 @click.option("--keep", type=click.IntRange(min=1), default=None,
-              help="Keep the newest N of each kind (base backups, each database's dumps, WAL tarballs).")
+              help="Keep the newest N of each kind (base backups, each database's dumps, WAL tarballs); "
+              "default: [retention] keep.")
 @click.option("--keep-days", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Keep everything younger than D days.")
+              help="Keep everything younger than D days; default: [retention] keep_days.")
 @click.option("--dry-run", is_flag=True, help="Only list what would be removed.")
 @json_option
 @pass_context
 @handle_errors
 def expire(ctx, keep: int | None, keep_days: float | None, dry_run: bool, as_json: bool) -> None:
-    """Remove old backups, the WAL no kept backup needs, and old preserved data directories."""
-    expiry = core.expire(ctx.config(), SystemClock(), keep, keep_days, dry_run)
+    """Remove old backups, the WAL no kept backup needs, and old preserved data directories (with neither
+    --keep nor --keep-days: the config's [retention])."""
+    config = ctx.config()
+    if keep is None and keep_days is None and config.retention:
+        keep, keep_days = config.retention.keep, config.retention.keep_days
+    expiry = core.expire(config, SystemClock(), keep, keep_days, dry_run)
     if as_json:
         out_json(expiry.as_dict())
         return

@@ -61,6 +61,8 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 env_option = click.option("--env", "env_name", envvar="TARGET_ENV", default=None,
                           help="Environment from the config (TARGET_ENV); default: production.")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print a machine-readable result.")
+run_id_option = click.option("--run-id", default=None, hidden=True,
+                             help="The run id (the wizard picks it to follow the journal).")
 
 
 def record_options(func: Callable[..., Any]) -> Callable[..., Any]:

@@ -17,15 +17,19 @@ from drtui.core.errors import UsageError
 from drtui.core.planning import parse_target_time, target_time_option
 from drtui.core.postgres import current_user
 from drtui.core.prediction import Outcome, outcomes, short_basis
-from drtui.headless.common import env_option, handle_errors, json_option, pass_context, record_options
+from drtui.headless.common import env_option, handle_errors, json_option, pass_context, record_options, run_id_option
 from drtui.headless.output import ExitCode, out, out_json
 from drtui.headless.printer import EventPrinter, drill_lines
+from drtui.headless.targets import make_target
 
 
 @click.command()
 @click.option("--target-time", envvar="TARGET_TIME", default=None,
               help="Recover to this time (TARGET_TIME); default: a moment the drill picks after its marker, "
                    "with exact row counts.")
+@click.option("--before-xid", envvar="BEFORE_XID", default=None, metavar="XID",
+              help="Recover to just before this transaction (BEFORE_XID; one `drtui events` lists) and prove it: "
+                   "the rows committed before it there, the transaction not.")
 @click.option("--base-backup", envvar="BASE_BACKUP", type=click.Path(path_type=Path), default=None,
               help="Restore this base backup (BASE_BACKUP) instead of taking a fresh one.")
 @click.option("--wal-archive", envvar="WAL_ARCHIVE", type=click.Path(path_type=Path), default=None,
@@ -39,13 +43,13 @@ from drtui.headless.printer import EventPrinter, drill_lines
               help="The seed of the random pick (RANDOM_SEED), to repeat a drill; default: a fresh one, recorded.")
 @record_options
 @click.option("--yes", is_flag=True, help="Confirm, like CONFIRM_DRILL=YES.")
-@click.option("--run-id", default=None, hidden=True, help="The run id (the wizard picks it to follow the journal).")
+@run_id_option
 @env_option
 @json_option
 @pass_context
 @handle_errors
-def drill(ctx, target_time, base_backup, wal_archive, skip_backup, random_target, seed, operator, reviewer, yes,
-          run_id, env_name, as_json) -> None:
+def drill(ctx, target_time, before_xid, base_backup, wal_archive, skip_backup, random_target, seed, operator,
+          reviewer, yes, run_id, env_name, as_json) -> None:
     """Automated PITR drill into staging: marker, fresh base backup, restore, checks, report
     (pitr_restore_drill.sh). Needs TARGET_ENV=staging and CONFIRM_DRILL=YES."""
     clock = SystemClock()
@@ -54,13 +58,17 @@ def drill(ctx, target_time, base_backup, wal_archive, skip_backup, random_target
     if random_target and time_text is not None:
         raise UsageError(f"--random-target picks the target, and TARGET_TIME gives one ({time_text!r})",
                          "drop one of them: unset TARGET_TIME, or RANDOM_TARGET")
+    if random_target and before_xid:
+        raise UsageError(f"--random-target picks the target, and BEFORE_XID gives one ({before_xid!r})",
+                         "drop one of them: unset BEFORE_XID, or RANDOM_TARGET")
+    before = make_target(time_text=time_text, before_xid=before_xid, clock=clock) if before_xid else None
     request = DrillRequest(
         target_env=env_name, confirmed=yes or os.environ.get("CONFIRM_DRILL") == "YES",
         target_time=parse_target_time(time_text, clock) if time_text is not None else None,
         base_backup=base_backup.absolute() if base_backup else None,
         wal_archive=wal_archive.absolute() if wal_archive else None, skip_backup=skip_backup,
         operator=operator or current_user(), reviewer=reviewer, run_id=run_id, random_target=random_target,
-        seed=seed)
+        seed=seed, before_xid=before)
     cancel = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: cancel.set())
     printer = EventPrinter(sys.stderr if as_json else sys.stdout, tty=False if as_json else None)
@@ -76,6 +84,8 @@ def drill(ctx, target_time, base_backup, wal_archive, skip_backup, random_target
             out(line)
         if (summary.get("plan") or {}).get("random_target"):
             out(f"  random target {summary['plan']['random_target']}")
+        if (summary.get("plan") or {}).get("before_xid"):
+            out(f"  just before transaction {summary['plan']['before_xid']}")
     sys.exit(ExitCode.OK if result.ok else ExitCode.FAILED)
 
 

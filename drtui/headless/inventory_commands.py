@@ -181,6 +181,9 @@ def _status(ctx, check: bool, warnings: tuple[str, ...], criticals: tuple[str, .
     only = _only(only_text)
     configs = ctx.configs()
     if watch:
+        if len(configs) > 1:  # never a fleet shown as its first member alone
+            raise UsageError(f"--watch shows one config; {len(configs)} given",
+                             "drop --watch for the fleet's view, or give one --config")
         from drtui.tui.app import run_status_app
 
         run_status_app(configs[0])
@@ -192,12 +195,14 @@ def _status(ctx, check: bool, warnings: tuple[str, ...], criticals: tuple[str, .
             inv = scan(config, clock=clock)
         except DrError as exc:
             inventory_error = exc.title
-        env = config.environment()
-        name = env.name if len(configs) == 1 else f"{env.name}@{config.source}"
+        env = None if config.read_only else config.environment()
+        name = monitoring.site_name(config, fleet=len(configs) > 1)
         fleet.append(_Site(config, inv, inventory_error,
                            [] if check else core_status.environments_in_recovery(config),
                            core_status.open_folders(config), core_status.interrupted_runs(config),
-                           monitoring.collect(config, env, inv, clock, overrides, name=name, only=only)))
+                           monitoring.collect(config, env, inv, clock, overrides, name=name, only=only,
+                                              usage=not check)))
+    fleet.sort(key=lambda site: -SEVERITY[site.status.level])  # worst first everywhere; stable within a level
     statuses = [site.status for site in fleet]
     level, summary = monitoring.summary(statuses)
     if prometheus_file:
@@ -208,7 +213,7 @@ def _status(ctx, check: bool, warnings: tuple[str, ...], criticals: tuple[str, .
     else:
         if check:
             out(summary)
-        for site in sorted(fleet, key=lambda site: -SEVERITY[site.status.level]):
+        for site in fleet:
             _print_status(site, clock.now(), titled=len(fleet) > 1)
     if check:
         sys.exit(int(level))
@@ -218,7 +223,9 @@ def _status_json(fleet: list[_Site], level: core_status.Level, summary: str) -> 
     environments = []
     for site in fleet:
         config, inv, inventory_error, env_status = site.config, site.inventory, site.inventory_error, site.status
-        data: dict = {"name": env_status.name, "config": config.source, "level": env_status.level.name,
+        data: dict = {"name": env_status.name, "config": config.source,
+                      "repository": str(config.repository.url) if config.repository else None,
+                      "level": env_status.level.name,
                       "code": int(env_status.level), "checks": [c.as_json() for c in env_status.checks],
                       "heartbeats": [s.as_json() for s in env_status.heartbeats],
                       "recoverable": {"first": _iso(env_status.window.first), "last": _iso(env_status.window.last)}
@@ -232,13 +239,15 @@ def _status_json(fleet: list[_Site], level: core_status.Level, summary: str) -> 
             data["problems"] = full["problems"]
         if inventory_error:
             data["inventory_error"] = inventory_error
+        if env_status.repository is not None:
+            data["repository_usage"] = env_status.repository.as_json()
         data["recovery"] = [r.as_json() for r in site.recovering]
         data["open_to_others"] = site.open_to_others
         data["interrupted_runs"] = [run.as_json() for run in site.interrupted]
         environments.append(data)
     top = {"schema": 1, "level": level.name, "code": int(level), "summary": summary, "environments": environments}
     if len(environments) == 1:  # one config: its fields at the top too, as before fleets
-        top |= {k: v for k, v in environments[0].items() if k not in ("name", "config", "level", "code")}
+        top |= {k: v for k, v in environments[0].items() if k not in ("name", "config", "repository", "level", "code")}
     return top
 
 
@@ -284,6 +293,10 @@ def _print_status(site: _Site, now: datetime, titled: bool) -> None:
             out(f"  problem: {problem.path}: {problem.message}")
     if inventory_error:
         out(f"inventory: {inventory_error}")
+    if env_status.repository is not None:
+        out()
+        for line in monitoring.usage_lines(env_status.repository, _size):
+            out(line)
     for line in interrupted_lines(site.interrupted):
         out(line)
     if recovering:
@@ -297,3 +310,7 @@ def _print_status(site: _Site, now: datetime, titled: bool) -> None:
     out()
     out("Checks")
     _table([[WORDS[c.level], c.name, c.text + (f" → {c.todo}" if c.todo else "")] for c in env_status.checks])
+    if site.config.read_only:
+        out(f"  {', '.join(sorted(monitoring.HOST_CHECKS))}: the host's own, not in the repository "
+            f"(`drtui status --only {','.join(sorted(monitoring.HOST_CHECKS))}` on the host)")
+

@@ -39,7 +39,15 @@ from drtui.core.runner import execute, new_run_id
 from drtui.core.status import interrupted_run
 from drtui.core.steps.dump import check_inputs as check_dump_inputs
 from drtui.core.tablespaces import parse_mapping
-from drtui.headless.common import LOCATION, env_option, handle_errors, json_option, pass_context, record_options
+from drtui.headless.common import (
+    LOCATION,
+    env_option,
+    handle_errors,
+    json_option,
+    pass_context,
+    record_options,
+    run_id_option,
+)
 from drtui.headless.compare_output import paused_comparison, paused_lines
 from drtui.headless.events_command import before_change
 from drtui.headless.output import ExitCode, err, out, out_json
@@ -152,10 +160,11 @@ def staging(ctx, backup_file, uploads_archive, incident_start, source_database, 
 @click.option("--exclusive", is_flag=True, help="Stop just before the target instead of just after it.")
 @env_option
 @json_option
+@run_id_option
 @pass_context
 @handle_errors
 def advance_command(ctx, target_time, recovery_target, target_lsn, target_xid, target_name, exclusive,
-                    env_name: str | None, as_json: bool) -> None:
+                    env_name: str | None, as_json: bool, run_id: str | None) -> None:
     """Move the target of a recovery paused at its target (after --pause-at-target) forward, and pause there."""
     clock = SystemClock()
     config = ctx.config(env_name)
@@ -168,7 +177,7 @@ def advance_command(ctx, target_time, recovery_target, target_lsn, target_xid, t
     target = make_target(recovery_target, target_time, target_lsn, target_xid, target_name, exclusive=exclusive,
                          clock=clock)
     printer = EventPrinter(sys.stderr if as_json else sys.stdout, tty=False if as_json else None)
-    summary = advance(config, env, target, clock, printer)
+    summary = advance(config, env, target, clock, printer, run_id)
     if as_json:
         out_json(summary.to_json())
     elif summary.ok:
@@ -183,16 +192,17 @@ def advance_command(ctx, target_time, recovery_target, target_lsn, target_xid, t
 @restore.command("promote")
 @env_option
 @json_option
+@run_id_option
 @pass_context
 @handle_errors
-def promote_command(ctx, env_name: str | None, as_json: bool) -> None:
+def promote_command(ctx, env_name: str | None, as_json: bool, run_id: str | None) -> None:
     """End a recovery paused at its target (after --pause-at-target), start the app and verify."""
     config = ctx.config(env_name)
     env = config.environment(env_name)
     if env.is_production and env_name != env.name:
         raise UsageError("promoting production needs the environment named", "pass --env production")
     printer = EventPrinter(sys.stderr if as_json else sys.stdout, tty=False if as_json else None)
-    summary = promote(config, env, SystemClock(), printer)
+    summary = promote(config, env, SystemClock(), printer, run_id)
     if as_json:
         out_json(summary.to_json())
     elif summary.ok or summary.steps[0].outcome == "done":  # promoted: the app or a check failed after it
@@ -301,9 +311,10 @@ def run_plan(ctx, plan_file: Path) -> None:
 @click.option("--yes", is_flag=True, help="Confirm, like CONFIRM_ROLLBACK=YES (needed for production).")
 @env_option
 @json_option
+@run_id_option
 @pass_context
 @handle_errors
-def rollback(ctx, yes: bool, env_name: str | None, as_json: bool) -> None:
+def rollback(ctx, yes: bool, env_name: str | None, as_json: bool, run_id: str | None) -> None:
     """Put the data from before the last restore back (the copy in place is kept aside, never deleted); after
     a run that was killed, undo that run."""
     config = ctx.config(env_name)
@@ -320,7 +331,7 @@ def rollback(ctx, yes: bool, env_name: str | None, as_json: bool) -> None:
                               + "; ".join(plan.describe()), "set CONFIRM_ROLLBACK=YES (or pass --yes) to confirm")
     for line in plan.describe():
         say(f"will {line}")
-    summary = roll_back(config, env, SystemClock())
+    summary = roll_back(config, env, SystemClock(), run_id=run_id)
     done = summary.rollback
     if as_json:
         out_json(summary.to_json())

@@ -37,6 +37,10 @@ WIZARD_WORDS = [
     (re.compile(r"run `drtui drill` on staging"), "start the drill (d on Home)"),
     (re.compile(r"run `drtui inventory` to see why"), "open the recovery (p on Home) to see why"),
     (re.compile(r"follow it with `drtui attach`"), "follow it from Home (a)"),
+    (re.compile(r"`drtui rollback --env [\w-]+`"), "x on the result screen (r)"),
+    (re.compile(r"then `drtui restore promote --env [\w-]+` to end recovery, or `drtui restore advance --env [\w-]+ "
+                r"--target-time T` to replay on to a later target"),
+     "then open its run (a) and its result (r): p promotes it, a replays on to a later target"),
 ]
 
 

@@ -6,6 +6,8 @@ the review's confirm."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+from pathlib import Path
 from typing import TYPE_CHECKING, TypedDict
 
 from textual import work
@@ -117,7 +119,6 @@ class Journeys(App[None]):
     async def action_drill(self) -> None:
         from drtui.core.launcher import launch_drill
         from drtui.tui.screens.drill import DrillScreen
-        from drtui.tui.screens.run import RunScreen
 
         choice = await self.push_screen_wait(DrillScreen())
         if choice is None:
@@ -131,15 +132,37 @@ class Journeys(App[None]):
                         timeout=15)
             return
         self.notify(f"drill {run_id} started in its own process; it goes on if this screen closes")
+        await self._follow_launched(journal, process, "the drill")
+
+    @work(group="wizard", exclusive=True, exit_on_error=False, description="rollback, promote or advance")
+    async def start_operation(self, name: str, env_name: str, *extra: str) -> None:
+        """A rollback, promote or advance of `env_name` (the result screen's keys), detached like any run."""
+        from drtui.core.launcher import launch_operation
+
+        try:
+            run_id, journal, process = await asyncio.to_thread(launch_operation, self.config, name, env_name,
+                                                               *extra)
+        except (DrError, OSError) as exc:
+            self.notify(getattr(exc, "title", str(exc)), title=f"the {name} did not start", severity="error",
+                        timeout=15)
+            return
+        self.notify(f"{name} {run_id} started in its own process; it goes on if this screen closes")
+        await self._follow_launched(journal, process, f"the {name}")
+
+    async def _follow_launched(self, journal: Path, process: subprocess.Popen, what: str) -> None:
+        """Show the run of a launched command; one refused before its first step ends without a journal: its
+        run screen is closed and why is said."""
+        from drtui.tui.screens.run import RunScreen
+
         screen = RunScreen(journal)
         await self.push_screen(screen)
-        while not journal.exists():  # a drill refused before its first step ends without a journal: say why
+        while not journal.exists():
             code = process.poll()
             if code is not None and not journal.exists():
                 out = journal.with_suffix(".out")
                 said = out.read_text(errors="replace").strip().splitlines()[-6:] if out.exists() else []
                 self.notify("\n".join(said) or f"it exited {code}",
-                            title=f"the drill stopped before it began (exit {code})", severity="error", timeout=30)
+                            title=f"{what} stopped before it began (exit {code})", severity="error", timeout=30)
                 if self.screen is screen:
                     screen.dismiss()
                 return

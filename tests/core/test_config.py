@@ -178,3 +178,35 @@ def test_huge_durations_are_refused_in_words(tmp_path: Path) -> None:
     path = _write(tmp_path, GOOD.replace('staging_rto = "90m"', 'staging_rto = "99999999999999999999d"'))
     with pytest.raises(ConfigError, match=r"objectives.staging_rto = '99999999999999999999d' is too long"):
         load_config(str(path), environ={})
+
+
+def test_a_config_of_a_repository_alone_is_read_only(tmp_path: Path) -> None:
+    config = load_config(str(_write(tmp_path, '[repository]\nurl = "s3://fleet-bucket/cleaning/"\n')))
+    assert config.read_only and config.environments == {}
+    with pytest.raises(ConfigError) as refused:
+        config.environment()
+    assert "a read-only config (it names only a [repository])" in refused.value.title
+    assert "`drtui status`" in refused.value.hint
+    with pytest.raises(ConfigError) as empty:
+        load_config(str(_write(tmp_path, 'backup_dir = "b"\n')))
+    assert "[environments] is missing or empty" in empty.value.title and "[repository] alone" in empty.value.hint
+    assert not load_config(str(_write(tmp_path, GOOD))).read_only
+
+
+@pytest.mark.parametrize(("table", "words"), [
+    ("keep = 0", "retention.keep = 0 is not a count of backups"),
+    ('keep = "7"', "retention.keep = '7' is not a count of backups"),
+    ("keep_days = -1", "retention.keep_days = -1 is not a number of days"),
+    ("keep_weeks = 2", "unknown key 'retention.keep_weeks'"),
+    ("", "[retention] says nothing to keep"),
+])
+def test_bad_retention_is_named(tmp_path: Path, table: str, words: str) -> None:
+    with pytest.raises(ConfigError) as bad:
+        load_config(str(_write(tmp_path, GOOD + f"\n[retention]\n{table}\n")))
+    assert words in bad.value.title
+
+
+def test_retention_is_read(tmp_path: Path) -> None:
+    config = load_config(str(_write(tmp_path, GOOD + "\n[retention]\nkeep = 7\nkeep_days = 14\n")))
+    assert (config.retention.keep, config.retention.keep_days) == (7, 14.0)
+    assert load_config(str(_write(tmp_path, GOOD))).retention is None

@@ -107,6 +107,17 @@ def test_prometheus_textfile_parses(site: Path) -> None:
     levels = {s.labels["check"]: s.value for s in families["drtui_check_level"].samples}
     assert levels["dump_age"] == 0 and levels["window_lag"] == 2  # no base backup: no window
     assert not list(target.parent.glob("*.tmp*"))
+    stored = {s.labels["kind"]: s.value for s in families["drtui_repository_bytes"].samples}
+    heartbeats = sum(p.stat().st_size for p in (site / "backups").glob("LAST_*"))
+    assert stored == {"base_backups": 0, "dumps": 0, "wal": 0, "other": heartbeats}
+    assert not families["drtui_retention_would_remove_bytes"].samples  # no [retention]: no preview
+
+    (site / "drtui.toml").write_text(CONFIG + "\n[retention]\nkeep = 1\n")
+    for stamp in ("20260124T030000Z", "20260125T030000Z"):
+        (site / "backups" / f"cleaning_{stamp}.sql.gz").write_bytes(b"d" * 700)
+    assert run_drtui("status", "--prometheus", str(target), config=site / "drtui.toml").exit_code == 0
+    families = {f.name: f for f in text_string_to_metric_families(target.read_text())}
+    assert [s.value for s in families["drtui_retention_would_remove_bytes"].samples] == [700]
 
 
 def test_a_fleet_shows_every_environment_worst_first(tmp_path: Path) -> None:
@@ -124,6 +135,19 @@ def test_a_fleet_shows_every_environment_worst_first(tmp_path: Path) -> None:
     assert titles == [f"== production@{sick / 'drtui.toml'}: CRITICAL", f"== production@{healthy / 'drtui.toml'}: OK"]
     data = json.loads(run_drtui(*args, "status", "--json", *HEARTBEATS).stdout)
     assert data["schema"] == 1 and data["level"] == "CRITICAL"
-    assert [e["level"] for e in data["environments"]] == ["OK", "CRITICAL"]
+    assert [e["level"] for e in data["environments"]] == ["CRITICAL", "OK"]  # worst first, as the text
     other = run_drtui(*args, "inventory")
     assert other.exit_code == 2 and "only `drtui status` reads a fleet" in other.stderr
+    watched = run_drtui(*args, "status", "--watch")  # not the first config alone
+    assert watched.exit_code == 2 and "--watch shows one config; 2 given" in watched.stderr
+
+
+def test_a_fleets_json_is_worst_first_and_stable_within_a_level(tmp_path: Path) -> None:
+    sites = [make_site(tmp_path / name) for name in ("ok1", "sick", "ok2", "aging")]
+    for site, wal in zip(sites, (2 * M, None, 2 * M, 9 * M), strict=True):
+        _set(site, 2 * H, 3 * H, wal)
+    args = [arg for site in sites for arg in ("--config", str(site / "drtui.toml"))]
+    data = json.loads(run_drtui(*args, "status", "--json", *HEARTBEATS).stdout)
+    assert [(e["config"], e["level"]) for e in data["environments"]] == [
+        (str(tmp_path / "sick" / "drtui.toml"), "CRITICAL"), (str(tmp_path / "aging" / "drtui.toml"), "WARNING"),
+        (str(tmp_path / "ok1" / "drtui.toml"), "OK"), (str(tmp_path / "ok2" / "drtui.toml"), "OK")]

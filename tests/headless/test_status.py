@@ -122,3 +122,34 @@ def test_unreadable_things_are_lines_not_tracebacks(site: Path) -> None:
     (site / "backups").rename(site / "elsewhere")
     gone = run_drtui("status", config=site / "drtui.toml")
     assert gone.exit_code == 0 and "backup_dir does not exist" in gone.stdout
+
+
+def test_the_retention_preview_says_why_it_cannot_be_made_and_the_rest_stands(site: Path) -> None:
+    from drtui.core.clock import SystemClock
+    from drtui.core.config import load_config
+    from drtui.core.lock import EnvLock
+
+    _set(site, 2 * H, 3 * H, 2 * M)
+    (site / "drtui.toml").write_text(CONFIG + "\n[retention]\nkeep = 1\n")
+    for stamp, size in (("20260124T030000Z", 3000), ("20260125T030000Z", 5000)):
+        (site / "backups" / f"cleaning_{stamp}.sql.gz").write_bytes(b"d" * size)
+    heartbeats = sum(p.stat().st_size for p in (site / "backups").glob("LAST_*"))
+    usage = json.loads(run_drtui("status", "--json", config=site / "drtui.toml").stdout)["repository_usage"]
+    assert (usage["dumps_bytes"], usage["other_bytes"], usage["total_bytes"]) == (8000, heartbeats, 8000 + heartbeats)
+    assert [Path(loc).name for item in usage["retention"]["would_remove"] for loc in item["locations"]] == [
+        "cleaning_20260124T030000Z.sql.gz"]
+    assert usage["retention"]["would_remove_bytes"] == 3000
+
+    lock = EnvLock(load_config(str(site / "drtui.toml")).state_dir, "production")
+    lock.acquire("run-without-journal", SystemClock())  # held by this live process, its journal missing
+    try:
+        busy = run_drtui("status", "--json", config=site / "drtui.toml")
+        text = run_drtui("status", config=site / "drtui.toml")
+    finally:
+        lock.release()
+    assert busy.exit_code == 0, busy.output
+    data = json.loads(busy.stdout)["repository_usage"]
+    assert data["retention"] is None and data["dumps_bytes"] == 8000
+    assert data["error"].startswith("the retention preview: environment 'production' is busy")
+    assert "  cannot tell: the retention preview: environment 'production' is busy" in text.stdout
+    assert "Checks" in text.stdout and "Traceback" not in text.output

@@ -25,6 +25,7 @@ class Incident:
     sql: str
     xid: int
     committed_at: datetime
+    before: dict[str, int]  # the app tables' rows just before it: all that the test had committed by then
 
 
 @dataclass
@@ -37,12 +38,13 @@ class World:
 
 
 def _run(sandbox: Sandbox, sql: str) -> Incident:
+    before = sandbox.counts()  # no other writer: exactly the rows committed before this transaction
     with connect(sandbox.env("production")) as conn, conn.transaction():
         xid = conn.execute("select txid_current()").fetchone()[0]
         conn.execute(sql)
     committed = query(sandbox.env("production"), "select pg_xact_commit_timestamp(%s::text::xid)", (xid,))[0][0]
     sandbox.insert("leads")  # normal traffic between the incidents
-    return Incident(sql, xid, committed)
+    return Incident(sql, xid, committed, before)
 
 
 @pytest.fixture(scope="module")
@@ -140,6 +142,59 @@ def test_just_before_the_drop_paused_shows_the_counts_against_production_then_pr
     assert query(staging, "select count(*) from invoices")[0][0] > 0
 
 
+@pytest.mark.parametrize(("name", "table"), [("truncate", "invoices"), ("delete", "bookings")])
+def test_just_before_a_truncate_or_a_delete_restores_its_rows_and_every_commit_before_it(
+        world: World, name: str, table: str) -> None:
+    incident = world.incidents[name]
+    listed = {c["xid"]: c for c in _events(world, "--table", table)["changes"]}
+    assert list(listed) == [incident.xid], listed
+    done = run_drtui("restore", "pitr", "--env", "staging", "--before-xid", str(listed[incident.xid]["xid"]),
+                     config=world.sandbox.config_path, env={"CONFIRM_PITR_RESTORE": "YES"})
+    assert done.exit_code == 0, done.output
+    staging = world.sandbox.env("staging")
+    # every app table exactly as the test had committed it just before: the emptied table whole, the lead
+    # inserted after the previous incident there, and nothing of what came after (production has fewer rows)
+    assert world.sandbox.counts("staging") == incident.before
+    assert incident.before[table] > 0 and world.sandbox.counts()[table] == 0
+    # the incidents committed before it are there too: the DROP (and, before the DELETE, the TRUNCATE)
+    assert query(staging, "select to_regclass('scratch') is null")[0][0]
+    if name == "delete":
+        assert incident.before["invoices"] == 0
+        assert incident.before["bookings"] == world.bookings_before_delete
+    assert query(staging, "select pg_xact_status(%s::text::xid8)", (incident.xid,))[0][0] != "committed"
+
+
+def test_a_drill_just_before_the_delete_passes_and_its_record_names_the_transaction(world: World) -> None:
+    delete = world.incidents["delete"]
+    done = run_drtui("drill", "--json", config=world.sandbox.config_path,
+                     env={"TARGET_ENV": "staging", "CONFIRM_DRILL": "YES", "BEFORE_XID": str(delete.xid)})
+    assert done.exit_code == 0, done.output
+    summary = json.loads(done.stdout)
+    checks = {c["name"]: c for c in summary["checks"] if c["phase"] == "post"}
+    assert {name: checks[name]["outcome"] for name in ("record_counts", "drill_marker", "before_xid")} == {
+        "record_counts": "passed", "drill_marker": "passed", "before_xid": "passed"}, checks
+    # the rows the DELETE removed count as there before it (production holds none of them now)
+    assert summary["counts"]["source"] == delete.before and summary["counts"]["exact"], summary["counts"]
+    assert world.sandbox.counts("staging") == delete.before
+    assert summary["plan"]["target"]["xid"] == delete.xid and summary["plan"]["target"]["inclusive"] is False
+    about = (f"{delete.xid} (committed at {delete.committed_at.isoformat().replace('+00:00', 'Z')}, "
+             f"DELETE public.bookings ({world.bookings_before_delete} rows))")
+    record = Path(summary["report"]).read_text()
+    assert f"| before_xid | {about} |" in record, record
+    assert "Recovery target type: xid" in record
+
+
+@pytest.mark.parametrize("extra", [{"TARGET_TIME": "1 minute ago"}, {"RANDOM_TARGET": "true"}, {}])
+def test_a_drill_before_an_xid_and_another_target_or_an_uncommitted_xid_is_refused(world: World,
+                                                                                  extra: dict) -> None:
+    xid = world.incidents["delete"].xid if extra else 99999999
+    done = run_drtui("drill", config=world.sandbox.config_path,
+                     env={"TARGET_ENV": "staging", "CONFIRM_DRILL": "YES", "BEFORE_XID": str(xid), **extra})
+    assert done.exit_code == 2, done.output
+    assert "Traceback" not in done.output and ("not committed" if not extra else "BEFORE_XID" if "RANDOM_TARGET"
+                                               in extra else "--target-time and --before-xid") in done.stderr
+
+
 def test_a_random_target_drill_passes_and_its_record_names_the_point(world: World) -> None:
     done = world.random_drill
     assert done.exit_code == 0, done.output
@@ -177,3 +232,19 @@ def test_last_a_restore_over_production_says_its_old_backups_stop_and_takes_a_fr
     assert query(world.sandbox.env("production"), "select count(*) from bookings")[0][0] == (
         world.bookings_before_delete)
     assert "production is on a new timeline now" in Path(summary["report"]).read_text()
+    # the status view's coverage starts at that fresh backup, on the new timeline
+    wal_file = query(world.sandbox.env("production"), "select pg_walfile_name(pg_current_wal_lsn())")[0][0]
+    timeline = int(wal_file[:8], 16)  # the WAL it writes now (its last checkpoint may be older than the promotion)
+    fresh_base = next(a["path"] for a in summary["then_backup"]["artifacts"]
+                      if Path(a["path"]).name.startswith("basebackup_"))
+    status = run_drtui("status", "--json", config=world.sandbox.config_path)
+    assert status.stdout, status.output
+    seen = json.loads(status.stdout)
+    window, newest = seen["window"], seen["newest"]["base_backup"]
+    assert timeline > 1 and Path(window["base_backup"]).name == Path(fresh_base).name, window
+    assert (window["timeline"], newest["timeline"], window["usable"]) == (timeline, timeline, True), window
+    assert window["earliest"] >= newest["start_time"], (window, newest)
+    inventory = run_drtui("inventory", "--json", config=world.sandbox.config_path)
+    assert json.loads(inventory.stdout)["windows"][0] == window, inventory.output
+    text = run_drtui("status", config=world.sandbox.config_path).stdout.splitlines()
+    assert f"timeline {timeline}" in text[text.index("Recoverable window (newest base backup)") + 1], text

@@ -4,6 +4,7 @@ rebuilt by pg_combinebackup. PostgreSQL 17 comes from Debian trixie's packages (
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import tarfile
@@ -17,6 +18,8 @@ from drtui.core.clock import SystemClock
 from drtui.core.postgres import chown_to, query, run_as
 from drtui.sandbox import Sandbox
 from tests.conftest import run_drtui
+from tests.integration.test_s3_restore import repository_config
+from tests.s3world import S3World, s3_environment
 
 PG17_BIN = Path(os.environ.get("DRTUI_PG17_BIN", "/opt/drtui/pg17/usr/lib/postgresql/17/bin"))
 
@@ -40,7 +43,7 @@ def _incremental_backup(world: Sandbox, parent: Path, work: Path) -> Path:
                            "-D", str(target), "-Fp", "-X", "stream", "-c", "fast",
                            f"--incremental={work / 'parent_manifest'}"], timeout=120)
     time.sleep(1.1)  # the runbook's names have a one-second stamp
-    path = world.backup_dir / time.strftime("basebackup_%Y%m%d_%H%M%S.tar.gz", time.gmtime())
+    path = world.backup_dir / time.strftime("basebackup_%Y%m%dT%H%M%SZ.tar.gz", time.gmtime())
     first = ["backup_label", "PG_VERSION", "backup_manifest"]
     subprocess.run(["tar", "-czf", str(path), "-C", str(target), *first,
                     *sorted(p.name for p in target.iterdir() if p.name not in first)], check=True)
@@ -84,3 +87,101 @@ def test_an_incremental_chain_restores_to_a_time_with_exact_rows(open_tmp):
         assert refused.exit_code == 2, refused.output
         assert f"base backup {incremental.name} is incremental: it builds on a backup started at" in refused.output
         assert "put that backup back, or choose a full base backup" in refused.output
+
+
+def test_backup_base_incremental_restores_to_a_time_with_exact_rows_and_needs_summarize_wal(open_tmp):
+    """`drtui backup base` then `backup base --incremental` (a folder in plain format, on the full backup's
+    manifest), restored into a staging whose own pg_bin is PostgreSQL 15: the plan takes [pg_bin] 17."""
+    with Sandbox(pg_bin=PG17_BIN, settings={"summarize_wal": "on"}) as world:
+        config, prod = world.config(), world.env("production")
+        backup.dump(config, prod, SystemClock())  # the app's /healthz/backup wants a recent dump
+        full = run_drtui("backup", "base", "--json", config=world.config_path)
+        assert full.exit_code == 0, full.output
+        in_full = world.insert("bookings")
+        time.sleep(1.1)  # the runbook's names have a one-second stamp
+        made = run_drtui("backup", "base", "--incremental", "--json", config=world.config_path)
+        assert made.exit_code == 0, made.output
+        incremental = Path(json.loads(made.stdout)["artifacts"][0]["path"])
+        assert incremental.is_dir() and incremental.name.startswith("basebackup_")
+        assert "INCREMENTAL FROM LSN:" in (incremental / "backup_label").read_text()
+        assert incremental.stat().st_mode & 0o777 == 0o750  # closed to other users, as every backup
+        assert (world.backup_dir / "LAST_BASEBACKUP.txt").exists()
+        before = world.insert("bookings")
+        world.switch_wal()
+        time.sleep(0.2)
+        after = world.insert("bookings")
+        target = before.committed_at + (after.committed_at - before.committed_at) / 2
+        world.switch_wal()
+
+        expiry = run_drtui("backup", "expire", "--keep", "1", "--dry-run", config=world.config_path)
+        assert expiry.exit_code == 0, expiry.output
+        full_path = Path(json.loads(full.stdout)["artifacts"][0]["path"])
+        assert f"kept {full_path} (the incremental {incremental.name} builds on it)" in expiry.output
+
+        text = world.config_path.read_text()
+        staging = text.index("[environments.staging]")
+        world.config_path.write_text(text[:staging] + text[staging:].replace(
+            f'pg_bin = "{PG17_BIN}"', 'pg_bin = "/usr/lib/postgresql/15/bin"', 1) + f'\n[pg_bin]\n17 = "{PG17_BIN}"\n')
+        planned = run_drtui("restore", "pitr", "--env", "staging", "--base-backup", str(incremental),
+                            "--target-time", target.isoformat(), "--dry-run", config=world.config_path)
+        assert planned.exit_code == 0, planned.output
+        assert f"programs     {PG17_BIN} (PostgreSQL 17)" in planned.output
+        assert "builds on    " + str(Path(json.loads(full.stdout)["artifacts"][0]["path"])) in planned.output
+        result = run_drtui("restore", "pitr", "--env", "staging", "--base-backup", str(incremental),
+                           "--target-time", target.isoformat(), config=world.config_path,
+                           env={"CONFIRM_PITR_RESTORE": "YES"}, timeout=240)
+        assert result.exit_code == 0, result.output
+        assert "backups with pg_combinebackup" in result.output
+        ids = {row[0] for row in query(world.env("staging"), "select id from bookings")}
+        assert {in_full.id, before.id} <= ids and after.id not in ids
+        version = query(world.env("staging"), "select current_setting('server_version_num')")[0][0]
+        assert version.startswith("17")
+
+        query(prod, "alter system set summarize_wal = off")
+        query(prod, "select pg_reload_conf()")
+        refused = run_drtui("backup", "base", "--incremental", config=world.config_path)
+        assert refused.exit_code == 2, refused.output
+        assert "summarize_wal is off on the server of 'production'" in refused.output
+        assert "ALTER SYSTEM SET summarize_wal = on" in refused.output
+        assert sorted(p.name for p in world.backup_dir.glob("basebackup_*")) == sorted(
+            [Path(json.loads(full.stdout)["artifacts"][0]["path"]).name, incremental.name])
+
+
+def test_an_incremental_chain_in_a_bucket_restores_to_a_time_with_exact_rows(open_tmp, s3_server):
+    """The full backup and an incremental one as tarballs in an S3 repository, the WAL beside them, nothing on
+    local disk: the chain is read from the bucket, fetched by ranged GETs and rebuilt by pg_combinebackup."""
+    work = open_tmp
+    work.chmod(0o777)
+    s3 = S3World(s3_server)
+    with s3_environment(s3), Sandbox(pg_bin=PG17_BIN, settings={"summarize_wal": "on"}) as world:
+        config, prod = world.config(), world.env("production")
+        backup.dump(config, prod, SystemClock())  # the app's /healthz/backup wants a recent dump
+        full = backup.base(config, prod, SystemClock()).artifacts[0].path
+        in_full = world.insert("bookings")
+        incremental = _incremental_backup(world, full, work)
+        before = world.insert("bookings")
+        world.switch_wal()
+        time.sleep(0.2)
+        after = world.insert("bookings")
+        target = before.committed_at + (after.committed_at - before.committed_at) / 2
+        world.switch_wal()
+        bucket, client = s3.bucket(), s3.client()
+        for path in (full, incremental):
+            client.upload_file(str(path), bucket, f"prod/backups/{path.name}")
+            path.unlink()  # from here on the chain is only in the bucket
+        for wal in sorted(world.wal_archive.iterdir()):
+            client.upload_file(str(wal), bucket, f"prod/wal/{wal.name}")
+        path = repository_config(world, "drtui-s3.toml", f"s3://{bucket}/prod/")
+        try:
+            result = run_drtui("restore", "pitr", "--env", "staging", "--base-backup",
+                               f"s3://{bucket}/prod/backups/{incremental.name}", "--target-time", target.isoformat(),
+                               config=path, env={"CONFIRM_PITR_RESTORE": "YES", **s3.env}, timeout=240)
+            listed = run_drtui("inventory", "--json", config=path, env=s3.env)
+            assert result.exit_code == 0, result.output + listed.stdout
+            assert f"builds on s3://{bucket}/prod/backups/{full.name}" in result.output
+            assert "backups with pg_combinebackup" in result.output
+            ids = {row[0] for row in query(world.env("staging"), "select id from bookings")}
+            assert {in_full.id, before.id} <= ids and after.id not in ids
+            assert sorted(os.listdir(world.root / "s3r_backups")) == []  # nothing came from, or went to, disk
+        finally:
+            s3.drop_buckets()

@@ -200,3 +200,74 @@ def test_expire_on_an_s3_repository(shared_sandbox: Sandbox, made: Path, site: P
     assert {k: v for k, v in done.items() if k != "dry_run"} == {k: v for k, v in dry.items() if k != "dry_run"}
     assert set(s3.keys(bucket)) == set(keys_before) - below - {url.split("/", 3)[3] for url in gone}
     assert os_names(site / "wal") == os_names(made / "wal")  # the local archive is not the repository's
+
+
+def drtui_json(config: Config, *args: str) -> dict:
+    done = CliRunner().invoke(main, ["--config", str(config.path), *args, "--json"])
+    if done.exception and not isinstance(done.exception, SystemExit):
+        raise done.exception
+    return json.loads(done.stdout)
+
+
+def with_retention(config: Config, table: str) -> Config:
+    assert config.path is not None
+    config.path.write_text(config.path.read_text() + f"\n[retention]\n{table}\n")
+    return load_config(str(config.path))
+
+
+def on_disk(path: Path) -> int:
+    return sum(p.stat().st_size for p in [path, *path.rglob("*")] if p.is_file())
+
+
+def test_status_shows_the_repository_size_and_what_the_retention_would_remove(shared_sandbox: Sandbox,
+                                                                               site: Path) -> None:
+    config = with_retention(site_config(shared_sandbox, site), "keep = 1")
+    planned = drtui_json(config, "backup", "expire", "--dry-run")  # no --keep: the config's [retention]
+    assert planned == {**drtui_json(config, "backup", "expire", "--keep", "1", "--dry-run")}
+    files = {p: p.stat().st_size for folder in ("backups", "wal") for p in (site / folder).iterdir()}
+    before = site_files(site)
+
+    usage = drtui_json(config, "status")["repository_usage"]
+    assert site_files(site) == before  # the preview removes nothing
+    assert usage["total_bytes"] == sum(files.values())
+    assert usage["wal_bytes"] == sum(size for p, size in files.items() if p.parent.name == "wal")
+    assert usage["base_backups_bytes"] == sum(size for p, size in files.items() if p.name.startswith("basebackup_"))
+    assert usage["dumps_bytes"] == sum(size for p, size in files.items()
+                                       if p.name.startswith(("cleaning_", "uploads_")))
+    preview = usage["retention"]
+    assert preview["keep"] == 1 and preview["would_remove"] == planned["removed"]
+    assert preview["wal_would_remove"] == len(planned["wal_removed"]) > 0
+    stamp_old = f"{OLD:%Y%m%dT%H%M%SZ}"
+    going = [Path(loc) for item in planned["removed"] for loc in item["locations"]] + \
+        [Path(loc) for loc in planned["wal_removed"]]
+    assert {p.name for p in going if p.parent.name == "backups"} == {
+        f"basebackup_{stamp_old}.tar.gz", f"cleaning_{stamp_old}.sql.gz", f"uploads_{stamp_old}.tar.gz"}
+    assert preview["would_remove_bytes"] == sum(on_disk(p) for p in going)
+
+    done = CliRunner().invoke(main, ["--config", str(config.path), "status"])
+    text = done.stdout.split("Repository: ", 1)[1]
+    assert text.splitlines()[1].startswith("  retention (keep 1): `drtui backup expire` would remove 2 backup(s) and "
+                                           f"{len(planned['wal_removed'])} WAL file(s), ")
+    assert f"    basebackup_{stamp_old}.tar.gz (not one of the newest 1)" in text
+    assert f"    cleaning_{stamp_old}.sql.gz, uploads_{stamp_old}.tar.gz (not one of the newest 1)" in text
+
+    none = drtui_json(site_config(shared_sandbox, site), "status")["repository_usage"]
+    assert none["retention"] is None and none["total_bytes"] == usage["total_bytes"]
+
+
+def test_status_sizes_an_s3_repository_from_its_listing(shared_sandbox: Sandbox, site: Path, s3: S3World) -> None:
+    bucket = s3.bucket()
+    config = with_retention(site_config(shared_sandbox, site, bucket), "keep = 1\nkeep_days = 2")
+    for path in (site / "backups").iterdir():
+        if not path.name.startswith("LAST_"):
+            s3.client().upload_file(str(path), bucket, f"prod/backups/{path.name}")
+    backup.wal_sync(config, SystemClock())
+    stored = s3.keys(bucket, "prod/")
+    usage = drtui_json(config, "status")["repository_usage"]
+    assert usage["total_bytes"] == sum(size for key, size in stored.items() if not key.startswith("prod/heartbeats/"))
+    assert usage["wal_bytes"] == sum(size for key, size in stored.items() if key.startswith("prod/wal/"))
+    planned = drtui_json(config, "backup", "expire", "--dry-run")
+    assert usage["retention"]["would_remove"] == planned["removed"] and planned["removed"]
+    going = [loc for item in planned["removed"] for loc in item["locations"]] + planned["wal_removed"]
+    assert usage["retention"]["would_remove_bytes"] == sum(stored[loc.split("/", 3)[3]] for loc in going)
+    assert s3.keys(bucket, "prod/") == stored

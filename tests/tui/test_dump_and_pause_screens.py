@@ -12,16 +12,19 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from textual.widgets import Input
 
 from drtui.core import backup
 from drtui.core.clock import FrozenClock, SystemClock
+from drtui.core.postgres import query
 from drtui.core.runner import new_run_id
 from drtui.sandbox import Sandbox
 from drtui.tui.app import DrApp
 from drtui.tui.screens.home import HomeScreen
+from drtui.tui.screens.result import AdvanceTarget, ResultScreen
 from tests.conftest import run_drtui
 from tests.textdump import screen_text
-from tests.tui.conftest import open_result, run_ended, until
+from tests.tui.conftest import Notifications, open_result, run_ended, until
 
 
 @pytest.fixture(scope="module")
@@ -77,26 +80,38 @@ def test_home_shows_staging_paused_in_recovery_and_the_result_names_promote_and_
 
     async def scenario() -> None:
         app = DrApp(world.config(), SystemClock())
-        async with app.run_test(size=(140, 40)) as pilot:
+        notes = Notifications()
+        async with app.run_test(size=(140, 40), message_hook=notes.hook) as pilot:
             await until(pilot, lambda: isinstance(app.screen, HomeScreen) and "paused in recovery" in screen_text(app),
                         30)
             panel = str(app.screen.query_one("#environments").render())
             staging = panel[panel.index("staging"):]
             assert "⏸ running, paused in recovery at LSN" in staging
-            assert "drtui restore promote --env staging" in staging
-            assert "drtui restore advance --env staging" in staging
+            assert "open its run (a) and its result (r): p promotes it, a replays on to a later target" in staging
+            assert "drtui restore" not in staging  # the wizard does it itself
             assert "recovery" not in panel[:panel.index("staging")]  # production is not in recovery
             app.action_reattach(Path(summary["journal"]))
             await run_ended(pilot)
             await open_result(pilot)
             text = screen_text(app)
             assert "paused at the target" in text
-            assert "drtui restore promote --env staging" in text and "drtui restore advance --env staging" in text
+            assert "p to promote it" in text and "a to replay on to a later target" in text
+            assert "drtui restore" not in text  # one key away, not a command to type elsewhere
             await until(pilot, lambda: "Rows per table in staging, paused at the target against production"
                          in screen_text(app))  # look before you leap: counted in a worker
             assert re.search(r"public\.bookings\s+\d+\s+production \d+", screen_text(app))
+            await pilot.press("a")  # a target that is not later is refused by the advance itself, and said
+            await until(pilot, lambda: isinstance(app.screen, AdvanceTarget))
+            app.screen.query_one("#advance-value", Input).value = "2001-01-01 00:00:00 UTC"
+            await pilot.press("enter")
+            await until(pilot, lambda: "the advance stopped before it began (exit 2)" in notes.said())
+            assert "nothing was touched" in notes.said() and isinstance(app.screen, ResultScreen), notes.said()
+            await pilot.press("p")
+            promoted = await run_ended(pilot)
+            assert promoted.view.journey == "promote" and promoted.view.ok, screen_text(app)
 
     asyncio.run(scenario())
+    assert query(world.env("staging"), "select pg_is_in_recovery()")[0][0] is False
 
 
 def test_run_ids_made_in_one_second_by_one_process_differ() -> None:

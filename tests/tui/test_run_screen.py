@@ -98,6 +98,7 @@ def test_result_screen_of_a_failed_run_says_how_back_and_where_to_look(config, c
     assert "✘ Replay WAL until the target: recovery ended before the target time" in run_text  # whole, not cut
     assert "✘ failed" in text
     assert "recovery ended before the target time" in text
-    assert "drtui rollback --env production" in text and "main.pre_pitr_20260125T143000Z" in text
+    assert "x rolls back: puts back the data directory kept at" in text and "main.pre_pitr_20260125T143000Z" in text
+    assert "drtui rollback" not in text  # the screen does it itself: x
     assert "/readyz" in text and "migrations" in text
     assert "logs/production.log" in text

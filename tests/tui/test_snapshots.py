@@ -14,7 +14,7 @@ import pytest
 from textual.widgets import Input
 
 from drtui.core.clock import FrozenClock
-from drtui.core.config import Config
+from drtui.core.config import Config, load_config
 from drtui.core.planning import Target, TargetKind, backup_choices
 from drtui.tui.app import DrApp
 from drtui.tui.screens.choose_target import ChooseTargetScreen
@@ -103,7 +103,17 @@ def test_status_80x24_with_backups(world, snap_compare) -> None:
 
 
 def test_status_wide(world, snap_compare) -> None:
-    config, clock = status_config(), world[1]
+    """Two dumps on disk and [retention] keep = 1: the repository's size and what expire would remove."""
+    clock = world[1]
+    path = status_config().path
+    assert path is not None
+    path.write_text(path.read_text() + "\n[retention]\nkeep = 1\n")
+    (FOLDER / "backups").mkdir(exist_ok=True)
+    for stamp, dump_bytes in (("20260124T030000Z", 40_000), ("20260125T030000Z", 41_000)):
+        (FOLDER / "backups" / f"cleaning_{stamp}.sql.gz").write_bytes(b"d" * dump_bytes)
+        (FOLDER / "backups" / f"uploads_{stamp}.tar.gz").write_bytes(b"u" * 2_000)
+    config = load_config(str(path), environ={})
+    assert config.retention is not None
     app = DrApp(config, clock, start="status")
     assert snap_compare(app, terminal_size=(140, 30), run_before=lambda pilot: settle(pilot, status_read))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import threading
@@ -25,10 +26,11 @@ from drtui.tui.run_state import pid_alive
 from drtui.tui.screens.choose_target import ChooseTargetScreen
 from drtui.tui.screens.home import HomeScreen
 from drtui.tui.screens.pick_backup import PickBackupScreen
+from drtui.tui.screens.result import ConfirmOperation
 from drtui.tui.screens.review import ReviewScreen
 from drtui.tui.widgets.coverage_timeline import CoverageTimeline
 from tests.textdump import screen_text
-from tests.tui.conftest import until, walk_to_result
+from tests.tui.conftest import open_result, run_ended, until, walk_to_result
 from tests.writer import Writer
 
 
@@ -65,51 +67,65 @@ def recoverable(sandbox: Sandbox) -> Iterator[dict]:
         stop_runs(sandbox)
 
 
-def test_the_wizard_walks_a_point_in_time_recovery_end_to_end(recoverable: dict) -> None:
-    """With a writer inserting into production all along, before, during and after the promotion (issue 14):
-    the checks judge the data as recovered, so the run is recovered and its checks pass."""
-    world, config, target = recoverable["world"], recoverable["config"], recoverable["target"]
+async def _to_the_run(pilot, target: datetime) -> str:
+    """From home through pick, target (the cursor moved, then `target` typed) and review, with production's
+    name typed: the run is one ctrl+g away. Returns the review's text."""
+    app = pilot.app
+    await until(pilot, lambda: isinstance(app.screen, HomeScreen))
+    await pilot.press("p")
+    await until(pilot, lambda: isinstance(app.screen, PickBackupScreen))
+    await until(pilot, lambda: "✔ usable" in screen_text(app), timeout=30)  # once it is drawn
+    await pilot.press("enter")
+    await until(pilot, lambda: isinstance(app.screen, ChooseTargetScreen))
+    timeline = app.screen.query_one(CoverageTimeline)
+    timeline.focus()
+    await pilot.pause()
+    first = timeline.cursor
+    await pilot.press("left", "left", "shift+left")
+    assert timeline.cursor is not None and first is not None and timeline.cursor < first
+    await pilot.press("enter")  # the cursor's time fills the target field
+    assert app.screen.query_one("#value").value.endswith("UTC")
+    app.screen.query_one("#value").value = target.strftime("%Y-%m-%d %H:%M:%S UTC")
+    await pilot.pause()
+    assert "✔ reachable" in screen_text(app)
+    await pilot.press("ctrl+n")
+    await until(pilot, lambda: isinstance(app.screen, ReviewScreen) and app.screen.plan is not None)
+    review = screen_text(app)
+    await pilot.press("ctrl+g")  # refused: production needs its name typed
+    await pilot.pause()
+    assert isinstance(app.screen, ReviewScreen)
+    app.screen.query_one("#typed-name").value = "production"
+    return review
+
+
+@contextlib.contextmanager
+def writing(world: Sandbox) -> Iterator[Writer]:
+    """A writer inserting into production all along, before, during and after the promotion (issue 14)."""
     writer = Writer(world)
-    writing = threading.Thread(target=writer.run, daemon=True)
-    writing.start()
+    thread = threading.Thread(target=writer.run, daemon=True)
+    thread.start()
+    try:
+        yield writer
+    finally:
+        writer.stop.set()
+        thread.join(10)
+
+
+def test_the_wizard_walks_a_point_in_time_recovery_end_to_end(recoverable: dict) -> None:
+    """The checks judge the data as recovered, so with the writer on the run is recovered and its checks pass."""
+    world, config, target = recoverable["world"], recoverable["config"], recoverable["target"]
 
     async def scenario() -> tuple[str, str]:
         app = DrApp(config)
         async with app.run_test(size=(100, 34)) as pilot:
-            await until(pilot, lambda: isinstance(app.screen, HomeScreen))
-            await pilot.press("p")
-            await until(pilot, lambda: isinstance(app.screen, PickBackupScreen))
-            await until(pilot, lambda: "✔ usable" in screen_text(app), timeout=30)  # once it is drawn
-            await pilot.press("enter")
-            await until(pilot, lambda: isinstance(app.screen, ChooseTargetScreen))
-            timeline = app.screen.query_one(CoverageTimeline)
-            timeline.focus()
-            await pilot.pause()
-            first = timeline.cursor
-            await pilot.press("left", "left", "shift+left")
-            assert timeline.cursor is not None and first is not None and timeline.cursor < first
-            await pilot.press("enter")  # the cursor's time fills the target field
-            assert app.screen.query_one("#value").value.endswith("UTC")
-            app.screen.query_one("#value").value = target.strftime("%Y-%m-%d %H:%M:%S UTC")
-            await pilot.pause()
-            assert "✔ reachable" in screen_text(app)
-            await pilot.press("ctrl+n")
-            await until(pilot, lambda: isinstance(app.screen, ReviewScreen) and app.screen.plan is not None)
-            review = screen_text(app)
-            await pilot.press("ctrl+g")  # refused: production needs its name typed
-            await pilot.pause()
-            assert isinstance(app.screen, ReviewScreen)
-            app.screen.query_one("#typed-name").value = "production"
+            review = await _to_the_run(pilot, target)
             await walk_to_result(pilot)
             return review, screen_text(app)
 
-    try:
+    with writing(world) as writer:
         review, result = asyncio.run(scenario())
         promoted_writes = len(writer.committed)
         time.sleep(0.5)
-    finally:
-        writer.stop.set()
-        writing.join(10)
     assert "✔ pass" in review and "the old" in review
     assert "✔ recovered" in result and "✔ passed" in result and "✘ failed" not in result
     with connect(world.env("production")) as conn:
@@ -119,6 +135,56 @@ def test_the_wizard_walks_a_point_in_time_recovery_end_to_end(recoverable: dict)
     assert recoverable["before"].id in ids
     assert recoverable["after"].id not in ids
     assert written_after > 0 and len(writer.committed) > promoted_writes  # it wrote on after the promotion
+
+
+def test_the_same_run_recovering_past_its_target_fails_the_data_checks(recoverable: dict) -> None:
+    """The same journey and writer, but the restored copy recovers to the wrong moment, `latest` instead of the
+    target: production's stop command (run after the recovery settings are written, before the old cluster
+    stops) drops the copy's recovery_target_time, as a target lost on the way would. The data checks catch it:
+    the run fails, and rollback, the way back from wrong data, is offered."""
+    world, target = recoverable["world"], recoverable["target"]
+    restoring = world.root / "production" / "data.restoring_*" / "postgresql.auto.conf"
+    drop_target = f"runuser -u {world.os_user} -- sed -i '/^recovery_target_time = /d' {restoring}"
+    text = world.config_path.read_text().replace(
+        'server_log = "logs/production.log"\n',
+        f'server_log = "logs/production.log"\nstop_app_command = {json.dumps(drop_target)}\n')
+    world.config_path.write_text(text)
+
+    async def scenario() -> tuple[str, set[int], str]:
+        app = DrApp(world.config())
+        async with app.run_test(size=(100, 50)) as pilot:
+            await _to_the_run(pilot, target)
+            await pilot.press("ctrl+g")
+            run = await run_ended(pilot)
+            assert not run.view.ok
+            await open_result(pilot)
+            result = screen_text(app)
+            ids = ids_in_production()
+            await pilot.press("x")  # the way back, from the screen itself: production's name typed first
+            await until(pilot, lambda: isinstance(app.screen, ConfirmOperation))
+            app.screen.query_one("#typed-env").value = "prod"
+            await pilot.press("enter")
+            assert isinstance(app.screen, ConfirmOperation) and "type production" in screen_text(app)
+            app.screen.query_one("#typed-env").value = "production"
+            await pilot.press("enter")
+            rollback = await run_ended(pilot)
+            assert rollback.view.journey == "rollback" and rollback.view.ok, screen_text(app)
+            return result, ids, screen_text(app)
+
+    def ids_in_production() -> set[int]:
+        with connect(world.env("production")) as conn:
+            return {row[0] for row in conn.execute("select id from bookings where service <> 'writer'")}
+
+    with writing(world):
+        result, restored_ids, rolled_back = asyncio.run(scenario())
+    assert "✘ failed" in result and "✔ recovered" not in result, result
+    assert "data_timestamp" in result and "later than the recovery target" in result, result
+    assert "x rolls back" in result and "drtui rollback" not in result, result
+    assert recoverable["after"].id in restored_ids  # the copy did go past the target: the check told the truth
+    assert "✔" in rolled_back and "finished" in rolled_back, rolled_back
+    preserved = list((world.root / "production").glob("data.pre_pitr_*"))
+    assert preserved == [], preserved  # put back in place: production runs on its data from before the restore
+    assert {recoverable["before"].id, recoverable["after"].id} <= ids_in_production()
 
 
 def test_the_wizard_loads_a_dump_into_staging(sandbox: Sandbox) -> None:

@@ -83,7 +83,7 @@ def test_a_relative_target_is_the_instant_shown_however_long_the_operator_waits(
             seen["shown"] = _verdict(app)
             clock.advance(60)
             await pilot.press("ctrl+n")
-            await until(pilot, lambda: isinstance(app.screen, ReviewScreen) and "the plan" in _plan(app))
+            await until(pilot, lambda: isinstance(app.screen, ReviewScreen) and "target    time" in _plan(app))
             seen["review"] = _plan(app)
             await pilot.press("escape")
             await until(pilot, lambda: isinstance(app.screen, ChooseTargetScreen))
@@ -99,7 +99,7 @@ def test_a_relative_target_is_the_instant_shown_however_long_the_operator_waits(
             await pilot.pause()
             seen["again_verdict"] = _verdict(app)
             await pilot.press("ctrl+n")
-            await until(pilot, lambda: isinstance(app.screen, ReviewScreen) and "the plan" in _plan(app))
+            await until(pilot, lambda: isinstance(app.screen, ReviewScreen) and "target    time" in _plan(app))
             clock.advance(60)
             app.screen.query_one("#typed-name", Input).value = "production"
             await pilot.press("enter")

@@ -85,6 +85,11 @@ class Backend(ABC):
         return False
 
     @property
+    def runs_host_programs(self) -> bool:
+        """Whether the server runs programs of this host (any version's folder can serve); else its own."""
+        return False
+
+    @property
     def server_reads_host_wal(self) -> bool:
         """Whether the server itself reads a WAL folder of this host (as os_user) during a restore."""
         return True
@@ -102,6 +107,14 @@ class Backend(ABC):
     def base_backup_to(self, sink: IO[bytes], workdir: Path, label: str) -> None:
         """Write a base backup of the server, with its WAL, into `sink` as one tar stream, backup_label first
         (ToolFailed when pg_basebackup fails); `workdir` is an empty scratch folder beside the artifact."""
+
+    def plain_base_backup(self, workdir: Path, label: str, incremental: Path | None = None) -> Path:
+        """A base backup in plain format (a data directory, with WAL and manifest, checked) inside `workdir`;
+        with `incremental` (the previous backup's backup_manifest) an incremental one (PostgreSQL 17+)."""
+        from drtui.core.errors import BackupError
+
+        raise BackupError(f"the {self.env.backend} backend takes full base backups only (as one tar stream)",
+                          "take incremental backups of an environment with backend = \"local\"")
 
     def archived_wal(self) -> Iterator[tuple[tarfile.TarInfo, IO[bytes] | None]] | None:
         """The WAL archive's files (their tar headers and contents) when the backend keeps the archive itself;

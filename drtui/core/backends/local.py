@@ -80,6 +80,10 @@ class LocalBackend(Backend):
     def restores_tablespaces(self) -> bool:
         return True
 
+    @property
+    def runs_host_programs(self) -> bool:
+        return True
+
     def server_alive(self) -> bool:
         try:
             pid = int((self.data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
@@ -166,6 +170,21 @@ class LocalBackend(Backend):
         except FileNotFoundError as exc:
             raise BackupError(*pg_bin_missing(str(env.pg_bin / argv[0]))) from exc
 
+    def plain_base_backup(self, workdir: Path, label: str, incremental: Path | None = None) -> Path:
+        target = workdir / "data"
+        extra = [f"--incremental={incremental}"] if incremental else []
+        proc = self._client(["pg_basebackup", "-D", str(target), "-Fp", "-X", "stream", "-c", "fast", "-l", label,
+                             *extra])
+        _, stderr = proc.communicate()
+        if proc.returncode != 0:
+            raise ToolFailed("pg_basebackup", stderr)
+        verify = subprocess.run([str(self.env.pg_bin / "pg_verifybackup"), "-q", str(target)],
+                                capture_output=True, text=True, check=False)
+        if verify.returncode != 0:
+            raise BackupError(f"pg_verifybackup rejected the new base backup: {verify.stderr.strip()}",
+                              "the backup was not kept; look at the server log and retry")
+        return target
+
     def dump_to(self, sink: IO[bytes]) -> None:
         proc = self._client(["pg_dump", "-d", self.env.database], stdout=subprocess.PIPE)
         assert proc.stdout and proc.stderr
@@ -182,16 +201,7 @@ class LocalBackend(Backend):
     def base_backup_to(self, sink: IO[bytes], workdir: Path, label: str) -> None:
         """pg_basebackup (plain, with WAL and manifest) into `workdir`, checked by pg_verifybackup, then packed
         into `sink` with backup_label first."""
-        target = workdir / "data"
-        proc = self._client(["pg_basebackup", "-D", str(target), "-Fp", "-X", "stream", "-c", "fast", "-l", label])
-        _, stderr = proc.communicate()
-        if proc.returncode != 0:
-            raise ToolFailed("pg_basebackup", stderr)
-        verify = subprocess.run([str(self.env.pg_bin / "pg_verifybackup"), "-q", str(target)],
-                                capture_output=True, text=True, check=False)
-        if verify.returncode != 0:
-            raise BackupError(f"pg_verifybackup rejected the new base backup: {verify.stderr.strip()}",
-                              "the backup was not kept; look at the server log and retry")
+        target = self.plain_base_backup(workdir, label)
         with tarfile.open(fileobj=sink, mode="w|") as tar:
             for name in LEADING_MEMBERS:
                 if (target / name).exists():

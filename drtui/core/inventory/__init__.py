@@ -191,7 +191,8 @@ def _discover(inventory: Inventory) -> list[Path]:
     return backups
 
 
-def _folder_size(folder: Path) -> int:
+def folder_size(folder: Path) -> int:
+    """The bytes of every file under a folder (links not followed)."""
     return sum(Path(root, name).lstat().st_size for root, _, files in os.walk(folder) for name in files)
 
 
@@ -202,7 +203,7 @@ def _list_work_in_progress(inventory: Inventory, entry: os.DirEntry) -> None:
         return
     path = Path(entry.path)
     try:
-        size = _folder_size(path) if entry.is_dir() else entry.stat().st_size
+        size = folder_size(path) if entry.is_dir() else entry.stat().st_size
     except OSError:  # the run just renamed or removed it
         return
     inventory.unknown.append(Artifact(path, "unknown", size, None))
@@ -233,8 +234,9 @@ def _default_pg_bin(config: Config, env: Environment | None) -> Path | None:
         return env.pg_bin
     try:
         return config.environment().pg_bin
-    except ConfigError:
-        return None
+    except ConfigError:  # a read-only config: the runbook's PostgreSQL, when this host has it
+        default = Environment.pg_bin
+        return default if default.is_dir() else None
 
 
 def _restore_user(config: Config, env: Environment | None) -> str | None:

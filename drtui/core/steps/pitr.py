@@ -53,7 +53,7 @@ class Preflight(Step):
             if backend.sibling(kind, ctx.stamp).exists():
                 raise StepError(f"{backend.sibling(kind, ctx.stamp)} already exists", "wait a second and retry")
         for member in plan.chain:
-            if not os.access(member.path, os.R_OK):
+            if isinstance(member.path, Path) and not os.access(member.path, os.R_OK):
                 raise StepError(f"{member.path}: a backup the incremental {backup.path.name} builds on is gone or "
                                 "unreadable", "put it back, or plan again with a full base backup")
             ctx.log(self.name, f"builds on {member.path} (the chain is rebuilt with pg_combinebackup)")
@@ -115,14 +115,8 @@ class ExtractBaseBackup(Step):
         if ctx.plan.chain:
             written = _combine_chain(ctx, dest, report)
         else:
-            chunks = None
-            if isinstance(backup.path, S3Url):
-                from drtui.core.inventory.remote import head, object_chunks, settings_for
-
-                settings = settings_for(ctx.config, backup.path)
-                chunks = object_chunks(head(backup.path, settings), settings, ctx.cancel)
             written = extract_base_backup(backup, dest, ctx.env.os_user, lambda done, total: report(done, total),
-                                          ctx.cancel, chunks=chunks,
+                                          ctx.cancel, chunks=_object_chunks(ctx, backup),
                                           tablespaces={p.oid: (p.sibling("restoring", ctx.stamp), p.location)
                                                        for p in places})
         ctx.check_cancel()
@@ -145,6 +139,16 @@ class ExtractBaseBackup(Step):
         return "; ".join(done) or None
 
 
+def _object_chunks(ctx: StepContext, backup):
+    """The bytes of a base backup in a bucket, by ranged GETs; None for one on this host."""
+    if not isinstance(backup.path, S3Url):
+        return None
+    from drtui.core.inventory.remote import head, object_chunks, settings_for
+
+    settings = settings_for(ctx.config, backup.path)
+    return object_chunks(head(backup.path, settings), settings, ctx.cancel)
+
+
 def _combine_chain(ctx: StepContext, dest, report) -> int:
     """An incremental backup: extract its whole chain, then let pg_combinebackup rebuild `dest`."""
     from drtui.core.extract import extract_base_backup
@@ -158,7 +162,7 @@ def _combine_chain(ctx: StepContext, dest, report) -> int:
         nonlocal written
         written += extract_base_backup(member, folder, ctx.env.os_user,
                                        lambda done, _total: report(written + done, total), ctx.cancel,
-                                       durable=False)
+                                       durable=False, chunks=_object_chunks(ctx, member))
 
     combine(chain, dest, ctx.env.pg_bin, ctx.env.os_user, extract_one, ctx.cancel)
     ctx.log(ExtractBaseBackup.name, f"rebuilt {ctx.plan.base_backup.path.name} from its chain of {len(chain)} "

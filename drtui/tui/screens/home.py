@@ -13,7 +13,7 @@ from textual.widgets import Footer, Header, OptionList, Static
 from textual.widgets.option_list import Option
 
 from drtui.core.status import InRecovery, environments_in_recovery
-from drtui.tui.format import state_markup
+from drtui.tui.format import in_wizard_words, state_markup
 from drtui.tui.heartbeats import heartbeat_rows
 from drtui.tui.messages import StatusRefreshed
 from drtui.tui.run_state import RunView, runs_in_progress
@@ -82,7 +82,8 @@ class HomeScreen(Screen[None]):
             rows.append(f"{env.name:<11} {tag}  [dim]:{env.port} {env.database}[/]")
             if env.name in found:
                 mark = "⏸" if found[env.name].state == "paused" else "▲"
-                rows += [f"  [b yellow]{mark} {found[env.name].detail}[/]", f"  [dim]{found[env.name].next}[/]"]
+                rows += [f"  [b yellow]{mark} {found[env.name].detail}[/]",
+                         f"  [dim]{in_wizard_words(found[env.name].next)}[/]"]
         return "\n".join(rows)
 
     def action_refresh(self) -> None:

@@ -18,9 +18,10 @@ from textual.widgets import Button, Footer, Header, Input, Static
 from drtui.core.clock import format_duration
 from drtui.core.errors import DrError
 from drtui.core.postgres import current_user
-from drtui.core.promote import pause_hint
 from drtui.core.report import write_report
-from drtui.tui.format import FAILED, state_markup, utc
+from drtui.core.rollback import is_production_like
+from drtui.core.runner import OPERATION_JOURNEYS
+from drtui.tui.format import FAILED, in_wizard_words, state_markup, utc
 from drtui.tui.run_state import RunView
 from drtui.tui.widgets.after_run import after_run_panels, take_fresh_backup
 
@@ -60,15 +61,69 @@ class RecordNames(ModalScreen[tuple[str, str] | None]):
         self.dismiss(None)
 
 
+class ConfirmOperation(ModalScreen[bool]):
+    """Yes or no to a rollback, with the environment's name typed first where the CLI needs it named."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, env_name: str, what: str, typed: bool) -> None:
+        super().__init__()
+        self.env_name, self.what, self.typed = env_name, what, typed
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="confirm-operation", classes="panel"):
+            yield Static(f"[b]{self.what}[/]")
+            if self.typed:
+                yield Input(placeholder=f"type {self.env_name} to confirm", id="typed-env")
+            yield Static("", id="confirm-refused")
+            yield Button("Roll back", variant="error", id="confirm-go")
+
+    @on(Button.Pressed, "#confirm-go")
+    @on(Input.Submitted)
+    def _go(self) -> None:
+        if self.typed and self.query_one("#typed-env", Input).value.strip() != self.env_name:
+            self.query_one("#confirm-refused", Static).update(f"[red]type {self.env_name} to confirm[/]")
+            return
+        self.dismiss(True)
+
+    def action_cancel(self) -> None:
+        self.dismiss(False)
+
+
+class AdvanceTarget(ModalScreen[str | None]):
+    """The later target a paused recovery replays on to: a time, or latest."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="advance-target", classes="panel"):
+            yield Static("[b]replay on to a later target[/] and pause there again")
+            yield Input(placeholder="a later time (2026-12-01 14:31:05 UTC), or latest", id="advance-value")
+            yield Button("Advance", variant="primary", id="advance-go")
+
+    @on(Button.Pressed, "#advance-go")
+    @on(Input.Submitted)
+    def _go(self) -> None:
+        value = self.query_one("#advance-value", Input).value.strip()
+        if value:
+            self.dismiss(value)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
 class ResultScreen(Screen[None]):
     """What the run achieved: checks, RTO and RPO against the objectives, where the records are,
     and on failure the way back and what to look at."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "app.pop_screen", "Back to the run"),
+        Binding("escape", "app.pop_screen", "The run"),
         Binding("h", "home", "Home"),
-        Binding("w", "write_record", "Write the record"),
+        Binding("w", "write_record", "Record"),
         Binding("b", "fresh_backup", "Fresh base backup", show=False),
+        Binding("x", "roll_back", "Roll back"),
+        Binding("p", "promote", "Promote"),
+        Binding("a", "advance", "Advance"),
     ]
 
     def __init__(self, view: RunView) -> None:
@@ -101,7 +156,8 @@ class ResultScreen(Screen[None]):
         if view.ok and view.finished and view.finished.summary.get("paused_at_target"):
             return (f"[b yellow]⏸ paused at the target[/] {view.environment} · run {view.run_id}"
                     + (f"\nlast replayed transaction {recovered}" if recovered else "")
-                    + f"\n{pause_hint(view.environment)}")
+                    + "\ninspect it read-only, then [b]p[/] to promote it (end recovery, start the app, verify), "
+                      "or [b]a[/] to replay on to a later target")
         if view.ok:
             reached = f"the dump taken at {recovered}" if view.is_dump else recovered
             return (f"[b green]✔ recovered[/] {view.environment} · run {view.run_id}"
@@ -157,16 +213,16 @@ class ResultScreen(Screen[None]):
         if step is not None:
             lines.append(f"✘ step {view.title(step)}: {step.error}")
             if step.hint:
-                lines.append(f"  hint: {step.hint}")
+                lines.append(f"  hint: {in_wizard_words(step.hint)}")
         summary = view.finished.summary if view.finished else {}
         preserved = summary.get("preserved")
         remedy = view.record.remedy
-        if remedy and remedy.get("kind") != "rollback":
-            lines += ["", "[b]next[/]", f"  {remedy['text']}"]
+        if not self._offers_rollback():
+            lines += ["", "[b]next[/]", f"  {remedy['text']}"] if remedy else []
         else:
             lines += ["", "[b]the way back[/]",
-                      f"  drtui rollback --env {view.environment}"
-                      + (f"   (puts back the data directory kept at {preserved})" if preserved else "")]
+                      "  [b]x[/] rolls back: " + (f"puts back the data directory kept at {preserved}" if preserved
+                                                  else "puts back the data from before the restore")]
         lines += ["", "[b]what to look at[/]",
                   "  /readyz of the app: is the database reachable, are migrations current?",
                   f"  the server log: {env.server_log if env and env.server_log else 'the PostgreSQL log'}",
@@ -210,6 +266,42 @@ class ResultScreen(Screen[None]):
         self.report = message.path
         self.query_one("#records", Static).update(self._records())
         self.notify(f"record written: {message.path}")
+
+    def _offers_rollback(self) -> bool:
+        """A failed restore whose data is wrong or unusable (its remedy is a rollback, or none was found)."""
+        remedy = self.view.record.remedy
+        return (not self.view.ok and self.view.journey not in OPERATION_JOURNEYS
+                and (not remedy or remedy.get("kind") == "rollback"))
+
+    def _paused(self) -> bool:
+        view = self.view
+        return bool(view.ok and view.finished and view.finished.summary.get("paused_at_target"))
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "roll_back":
+            return self._offers_rollback()
+        if action in ("promote", "advance"):
+            return self._paused()
+        return True
+
+    @work(exclusive=True, group="confirm")
+    async def action_roll_back(self) -> None:
+        env = self.view.environment
+        config = self.app.config  # type: ignore[attr-defined]
+        typed = is_production_like(config.environments[env]) if env in config.environments else True
+        if await self.app.push_screen_wait(ConfirmOperation(env, f"roll back {env}: put back the data from "
+                                                                 "before this restore", typed)):
+            self.app.start_operation("rollback", env)  # type: ignore[attr-defined]
+
+    def action_promote(self) -> None:
+        self.app.start_operation("promote", self.view.environment)  # type: ignore[attr-defined]
+
+    @work(exclusive=True, group="confirm")
+    async def action_advance(self) -> None:
+        value = await self.app.push_screen_wait(AdvanceTarget())
+        if value:
+            extra = ("--recovery-target", "latest") if value.lower() == "latest" else ("--target-time", value)
+            self.app.start_operation("advance", self.view.environment, *extra)  # type: ignore[attr-defined]
 
     def action_fresh_backup(self) -> None:
         take_fresh_backup(self)

@@ -15,7 +15,7 @@ from textual.worker import get_current_worker
 
 from drtui.core.journal import follow_batches
 from drtui.core.models import format_lsn
-from drtui.tui.format import size
+from drtui.tui.format import in_wizard_words, size
 from drtui.tui.messages import JournalFailed, JournalRead
 from drtui.tui.run_state import Progress, RunView
 from drtui.tui.widgets.log_panel import LogPanel
@@ -104,7 +104,7 @@ class RunScreen(Screen[None]):
         failure.display = failed is not None
         if failed is not None:  # the line that says why, whole (the log panel cuts long lines)
             failure.update(f"[b red]✘ {escape(view.title(failed))}:[/] {escape(failed.error)}"
-                           + (f"\n  [b]hint:[/] {escape(failed.hint)}" if failed.hint else ""))
+                           + (f"\n  [b]hint:[/] {escape(in_wizard_words(failed.hint))}" if failed.hint else ""))
         # a dump restore reads its dump (bytes) and replays no WAL: only what it does is shown
         for key in ("#replay-label", "#replay-bar"):
             self.query_one(key).display = not view.is_dump

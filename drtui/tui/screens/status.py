@@ -16,9 +16,9 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
 from drtui.core.errors import DrError
-from drtui.core.monitoring import EnvironmentStatus, Overrides, collect
+from drtui.core.monitoring import EnvironmentStatus, Overrides, collect, usage_lines
 from drtui.core.status import Level
-from drtui.tui.format import in_wizard_words, short_time, utc
+from drtui.tui.format import in_wizard_words, short_time, size, utc
 from drtui.tui.messages import StatusRefreshed
 
 REFRESH_SECONDS = 5.0
@@ -70,6 +70,7 @@ class StatusScreen(Screen[None]):
         with VerticalScroll(id="status-body"):
             yield Static(id="check-table")
             yield Static("[dim]reading the inventory…[/]", id="status-recovery", classes="panel")
+            yield Static(id="status-repository", classes="panel")
             yield Static(id="status-todo", classes="panel")
         yield Footer()
 
@@ -92,7 +93,8 @@ class StatusScreen(Screen[None]):
                 inventory, inventory_error = None, exc.title
             else:
                 inventory_error = None
-            status = collect(config, config.environment(), inventory, clock, Overrides())
+            status = collect(config, None if config.read_only else config.environment(), inventory, clock,
+                             Overrides(), usage=True)
         except Exception as exc:  # shown on screen; the view keeps refreshing
             self.post_message(StatusRefreshed([], error=str(exc)))
             return
@@ -122,6 +124,9 @@ class StatusScreen(Screen[None]):
         self.checks = status.checks
         self.query_one("#check-table", Static).update(table)
         self.query_one("#status-recovery", Static).update("\n".join(message.recovery or []))
+        if status.repository is not None:  # plain text: "[retention]" is no markup
+            self.query_one("#status-repository", Static).update(Text("\n".join(usage_lines(status.repository,
+                                                                                            size))))
         todo = [f"[b]{c.name}[/]: {in_wizard_words(c.todo)}" for c in status.checks if c.level != Level.OK and c.todo]
         self.query_one("#status-todo", Static).update(
             ("[b]what to do[/]\n" + "\n".join(todo)) if todo else
