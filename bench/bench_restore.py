@@ -14,6 +14,8 @@ round-robin, restores the same cluster to the same target:
            (b) bare:  tar -I pigz -xf (or tar -xzf) + chown -R + `cp` restore_command + recovery.signal
            (c) pgbackrest restore --type=time from each repository (its archive-get as restore_command)
            each from a cold page cache to pg_is_in_recovery() = false.
+  tuning   (a) as pitr, with drtui's default replay tuning (recovery_conf.replay_settings: recovery_prefetch
+               off), with shared_buffers = "auto" added, and with replay_tuning = false.
   extract  the files only, durable (a trailing `sync` for the tools that do not fsync): drtui from each base
            backup, tar -I pigz -xf + chown, tarfile 'r|gz' data filter + chown, pgbackrest restore from each
            repository; and the limits: zlib inflating the .tar.gz on one core, zstd decoding the .tar.zst (both
@@ -55,12 +57,12 @@ from psycopg import sql
 
 from drtui.core import backup
 from drtui.core.clock import SystemClock
-from drtui.core.events import RunStarted, StepFinished, StepStarted
+from drtui.core.events import RunStarted, StepFinished, StepLogged, StepStarted
 from drtui.core.extract import extract_base_backup
 from drtui.core.journal import read_events
 from drtui.core.models import BaseBackup, Layout
 from drtui.core.postgres import chown_to, run_as
-from drtui.core.recovery_conf import install_fetcher, restore_command
+from drtui.core.recovery_conf import host_memory, host_shared_buffers, install_fetcher, restore_command
 from drtui.sandbox import Sandbox
 from drtui.sandbox.world import free_port
 
@@ -403,7 +405,12 @@ def pitr_drtui(fixture: Fixture, data: Path, run_dir: Path, port: int) -> Timing
         raise RuntimeError(f"drtui restore pitr failed: {summary['error']}")
     # The fixture has no backup heartbeat, so /healthz/backup fails verify; verify is not timed anyway.
     moments = {}
+    last_log = None
     for event in read_events(Path(summary["journal"])):
+        if isinstance(event, StepLogged) and event.step == "follow_recovery":
+            if any("replay tuning ended" in line for line in event.lines) and last_log:
+                moments["tuning_end"] = event.at - last_log  # return_replay_settings, after the promotion
+            last_log = event.at
         if isinstance(event, RunStarted):
             moments["run"] = event.at
         elif isinstance(event, StepStarted | StepFinished):
@@ -414,8 +421,23 @@ def pitr_drtui(fixture: Fixture, data: Path, run_dir: Path, port: int) -> Timing
               "extract": moments[("step_finished", "extract")] - moments[("step_started", "extract")],
               "swap": moments[("step_started", "start_postgres")] - moments[("step_finished", "extract")],
               "recover": promoted - moments[("step_started", "start_postgres")]}
+    if "tuning_end" in moments:
+        phases["tuning_end"] = moments["tuning_end"]
     return Timing((promoted - started).total_seconds(), {k: v.total_seconds() for k, v in phases.items()}
                   | redo_facts(log))
+
+
+def pitr_drtui_with(table: str) -> Callable[[Fixture, Path, Path, int], Timing]:
+    """pitr_drtui with `table` (TOML lines) added to the staging environment's config for this run only."""
+    def run(fixture: Fixture, data: Path, run_dir: Path, port: int) -> Timing:
+        path = fixture.world.config_path
+        original = path.read_text()
+        path.write_text(original.replace("[environments.staging]\n", f"[environments.staging]\n{table}\n"))
+        try:
+            return pitr_drtui(fixture, data, run_dir, port)
+        finally:
+            path.write_text(original)
+    return run
 
 
 def pitr_bare(fixture: Fixture, data: Path, run_dir: Path, port: int) -> Timing:
@@ -494,20 +516,17 @@ def replay_with(command: Callable[[Fixture, Path], str],
     return run
 
 
-def _host_shared_buffers() -> str:
-    """A quarter of the host's memory, leaving the rest to the page cache the fetcher and redo read through."""
-    total_kb = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
-                        if line.startswith("MemTotal:")))
-    return f"{total_kb // 4 // 1024}MB"
-
-
 def replay_candidates() -> dict[str, str]:
-    """Each candidate replay setting of issue 17 point 4, measured on its own against drtui's plain replay."""
+    """Each candidate replay setting of issue 17 point 4, measured on its own against drtui's plain replay, and
+    the two that helped at scale 20 together; shared_buffers as drtui sizes it (recovery_conf.host_shared_buffers).
+    drtui's restore_command runs without the tuning drtui now writes (recovery_conf.replay_settings)."""
+    buffers = f"{host_shared_buffers(host_memory()) >> 20}MB"
     return {"prefetch off": "recovery_prefetch = off",
             "io_concurrency 64": "maintenance_io_concurrency = 64",
             "decode buffer 2MB": "wal_decode_buffer_size = '2MB'",
-            "shared_buffers host÷4": f"shared_buffers = '{_host_shared_buffers()}'",
-            "no restartpoints": "max_wal_size = '64GB'\ncheckpoint_timeout = '1d'"}
+            "shared_buffers host÷4": f"shared_buffers = '{buffers}'",
+            "no restartpoints": "max_wal_size = '64GB'\ncheckpoint_timeout = '1d'",
+            "prefetch off + sb÷4": f"recovery_prefetch = off\nshared_buffers = '{buffers}'"}
 
 
 def _drtui_fetcher(fixture: Fixture, data: Path) -> str:
@@ -569,6 +588,18 @@ def report(title: str, results: dict[str, list[Timing]], baselines: list[str],
 
 GOAL = 0.7  # issue 17: the whole PITR at most 0.7x of pgBackRest with zstd + async on the same data
 BEST_PGBACKREST = "pgbackrest zstd+async"
+
+
+def bench_tuning(fixture: Fixture, rounds: int) -> None:
+    """The whole drtui restore pitr with its default replay tuning, with shared_buffers = "auto", and untuned."""
+    methods = {"drtui (prefetch off)": pitr_drtui_with(""),
+               "drtui + sb auto": pitr_drtui_with('replay_settings = {shared_buffers = "auto"}'),
+               "drtui untuned": pitr_drtui_with("replay_tuning = false")}
+    say(f"\nPITR with and without drtui's replay tuning, cold cache -> promoted, {rounds} rounds, load {_load()}")
+    results = run_rounds(fixture, rounds, methods)
+    report("PITR to the target (wall s; ratios: median of per-round ratios)", results, ["drtui untuned"])
+    report("  of which start -> promoted", results, ["drtui untuned"], lambda t: t.phases.get("recover"))
+    report("  redo span from the server log", results, ["drtui untuned"], lambda t: t.phases.get("redo_s"))
 
 
 def bench_pitr(fixture: Fixture, rounds: int) -> None:
@@ -660,6 +691,7 @@ def main(argv: list[str] | None = None) -> int:
     say(f"tar decompressor for the bare commands: {'pigz' if shutil.which('pigz') else 'gzip (tar -xzf)'}")
     if not pgbackrest:
         say("pgbackrest is not installed: its runs are skipped (apt-get install pgbackrest to compare)")
+    pgbackrest = pgbackrest and bool(parts & {"pitr", "extract"})  # the other parts do not run it
     work = Path(tempfile.mkdtemp(prefix="drtui-bench-", dir=args.workdir))
     work.chmod(0o755)
     fixture = None
@@ -667,6 +699,8 @@ def main(argv: list[str] | None = None) -> int:
         fixture = build_fixture(args.scale, args.traffic, work, pgbackrest)
         if "pitr" in parts:
             bench_pitr(fixture, args.rounds)
+        if "tuning" in parts:
+            bench_tuning(fixture, args.rounds)
         if "extract" in parts:
             bench_extraction(fixture, args.rounds)
         if "replay" in parts:

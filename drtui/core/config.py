@@ -25,6 +25,14 @@ from drtui.core.objectstore import Repository, parse_repository
 from drtui.core.secrets import looks_secret, register_secret, register_url_password
 
 PRODUCTION = "production"
+# The settings a restored copy may replay with (issue 17 point 4; bench/README.md measures each), and the values
+# a config may give them: checked here, since a value PostgreSQL refuses would stop the restored server mid-restore.
+_SIZE = (r"\d+\s*(kB|MB|GB|TB)", "a size with its unit (kB, MB, GB or TB)", '"2MB"')
+REPLAY_SETTINGS = {"recovery_prefetch": (r"off|on|try", "off, on or try", '"off"'),
+                   "maintenance_io_concurrency": (r"\d{1,3}|1000", "a number from 0 to 1000", "64"),
+                   "wal_decode_buffer_size": _SIZE,  # name: (value, in words, example)
+                   "shared_buffers": (r"auto|\d+\s*(kB|MB|GB|TB)", "auto (sized to the host) or a size with its unit "
+                                      "(kB, MB, GB or TB)", '"auto" (or "4GB")')}
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(d|h|m|s)")
 _UNIT_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
@@ -104,6 +112,9 @@ class Environment:
     docker_host: str | None = None
     helper_image: str | None = None  # default: the db service's own image (never pulled)
     tablespace_mapping: tuple[tuple[str, str], ...] = ()  # {"/old" = "/new"}: where a restore puts a tablespace
+    replay_tuning: bool = True  # the restored copy replays with recovery_conf.replay_settings (false: as backed up)
+    # {name = "value"} replaces drtui's choice for one of REPLAY_SETTINGS; {name = false} leaves it as backed up
+    replay_settings: tuple[tuple[str, str | None], ...] = ()
 
     @property
     def is_production(self) -> bool:
@@ -375,6 +386,13 @@ def _parse_environment(path: Path, name: str, raw: Any, path_value: Any) -> Envi
                 raise ConfigError(f"{path}: {table}.tablespace_mapping = {value!r} is not a table of absolute "
                                   "folders", 'write it like tablespace_mapping = {"/srv/ts_old" = "/srv/ts_new"}')
             values[key] = tuple((os.path.normpath(old), os.path.normpath(new)) for old, new in value.items())
+        elif key == "replay_tuning":
+            if not isinstance(value, bool):
+                raise ConfigError(f"{path}: {table}.replay_tuning = {value!r} is not true or false",
+                                  "write replay_tuning = false to replay with the backup's own settings")
+            values[key] = value
+        elif key == "replay_settings":
+            values[key] = _parse_replay_settings(path, table, value)
         elif not isinstance(value, str) or not value:
             raise ConfigError(f"{path}: {table}.{key} = {value!r} must be a non-empty string", "quote the value")
         else:
@@ -390,3 +408,25 @@ def _parse_environment(path: Path, name: str, raw: Any, path_value: Any) -> Envi
         raise ConfigError(f"{path}: {table}.backend = \"compose\" needs project = \"<compose project name>\"",
                           "set project to the name `docker compose ls` shows for the stack")
     return Environment(**values)
+
+
+def _parse_replay_settings(path: Path, table: str, value: Any) -> tuple[tuple[str, str | None], ...]:
+    """replay_settings = {shared_buffers = "2GB", recovery_prefetch = false}: false leaves one as backed up."""
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path}: {table}.replay_settings = {value!r} is not a table",
+                          'write it like replay_settings = {shared_buffers = "2GB", recovery_prefetch = false}')
+    parsed: list[tuple[str, str | None]] = []
+    for name, setting in value.items():
+        if name not in REPLAY_SETTINGS:
+            raise ConfigError(f"{path}: unknown key {table}.replay_settings.{name!r}",
+                              f"allowed here: {', '.join(sorted(REPLAY_SETTINGS))}")
+        if isinstance(setting, int) and not isinstance(setting, bool):
+            setting = str(setting)
+        pattern, words, example = REPLAY_SETTINGS[name]
+        if setting is not False and not (isinstance(setting, str) and re.fullmatch(pattern, setting.strip())):
+            raise ConfigError(f"{path}: {table}.replay_settings.{name} = {setting!r} is not {words}",
+                              f"write it like {name} = {example}, or {name} = false to leave it as the backup "
+                              "has it")
+        parsed.append((name, None if setting is False else setting.strip()))
+    return tuple(parsed)
+

@@ -33,6 +33,7 @@ from drtui.core.run_summary import RunSummary
 from drtui.core.runner import is_operation, run_operation
 from drtui.core.steps import Step, StepContext
 from drtui.core.steps.pitr import StartApp, Verify
+from drtui.core.steps.recovery import end_replay_tuning
 
 PROMOTE_TIMEOUT = 120.0
 # Every recovery_target_* setting, blanked before a new target is written, so two kinds never clash.
@@ -180,6 +181,8 @@ class MoveTarget(Step):
         ctx.log(self.name, f"paused again; last replayed transaction {where}" if status.in_recovery else
                 f"recovered to the end of the WAL and promoted; last replayed transaction {where}")
         ctx.paused, ctx.recovered_to = status.paused and status.in_recovery, status.replay_time
+        if not status.in_recovery:
+            end_replay_tuning(ctx, self.name)
 
 
 def _log_since(log: Path, offset: int) -> str:
@@ -255,4 +258,5 @@ class EndRecovery(Step):
         from drtui.core.recovery_conf import clear_prefetch
 
         clear_prefetch(backend.data_dir)
+        end_replay_tuning(ctx, self.name)
         ctx.recovered_to = status.replay_time

@@ -8,13 +8,15 @@ import os
 import re
 import shlex
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from drtui.core.config import Environment
+from drtui.core.config import REPLAY_SETTINGS, Environment
+from drtui.core.errors import DrError
 from drtui.core.extract import STAGED_MARKER, WAL_NAME
 from drtui.core.inventory.names import MAGIC_OF_VERSION
-from drtui.core.postgres import chown_to
+from drtui.core.postgres import chown_to, connect
 
 if TYPE_CHECKING:  # the backends use this module, and the planner reaches the backends through core/backup.py
     from drtui.core.planning import Plan
@@ -30,7 +32,14 @@ OUTSIDE_SETTINGS = {"archive_cleanup_command": "", "recovery_end_command": "", "
                     "primary_slot_name": "", "promote_trigger_file": ""}
 ARCHIVE_SETTINGS = {"archive_mode": "off", "archive_command": "", "archive_library": ""}
 # Settings of those that exist only in some major versions (first, last): an unknown one stops the server.
-VERSIONED = {"promote_trigger_file": (12, 15), "archive_library": (15, 99)}
+VERSIONED = {"promote_trigger_file": (12, 15), "archive_library": (15, 99), "recovery_prefetch": (15, 99),
+             "wal_decode_buffer_size": (15, 99)}
+# Where drtui's own block begins in postgresql.auto.conf (both backends' write_recovery start it so): what is
+# before it is the backup's own.
+_DRTUI_BLOCK = re.compile(r"^# drtui ", re.MULTILINE)
+_SIZE = re.compile(r"'?\s*(\d+)\s*(kB|MB|GB|TB)?\s*'?")
+_SIZE_UNITS = {"kB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30, "TB": 1 << 40}
+PG_SHARED_BUFFERS = 128 << 20  # PostgreSQL's default, when neither file sets it
 _SETTING = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_.]*)\s*=?\s*('(?:[^']|'')*'|[^\s#]*)")
 
 
@@ -44,10 +53,12 @@ def signal_file(plan: Plan) -> str:
     return "recovery.signal" if plan.pause_at_target else "standby.signal"
 
 
-def recovery_settings(plan: Plan, env: Environment, restore_command: str) -> dict[str, str]:
-    """What the restored server must run with: the recovery target, and overrides of what the base backup
+def recovery_settings(plan: Plan, env: Environment, restore_command: str, carried: Mapping[str, str] | None = None,
+                      memory: tuple[int, int] | None = None) -> dict[str, str]:
+    """What the restored server must run with: the recovery target, overrides of what the base backup
     carried over from the cluster it was taken from (port, addresses, socket, log collector, and everything
-    in OUTSIDE_SETTINGS, and ARCHIVE_SETTINGS outside production)."""
+    in OUTSIDE_SETTINGS, and ARCHIVE_SETTINGS outside production), and the replay_settings for the backup's
+    `carried` settings (carried_settings) and the `memory` of the server's host."""
     settings = {"restore_command": restore_command, **plan.target.settings(),
                 # pause, not promote: a standby told to promote ends its pause at once (a fast promotion),
                 # while promote would make it write a full end-of-recovery checkpoint first.
@@ -62,8 +73,118 @@ def recovery_settings(plan: Plan, env: Environment, restore_command: str) -> dic
     if not env.is_production:
         # A restored copy must never archive into the production WAL archive.
         settings |= ARCHIVE_SETTINGS
+    settings |= replay_settings(env, carried or {}, memory)
     version = plan.base_backup.pg_version
     return {key: value for key, value in settings.items() if _exists(key, version)}
+
+
+def replay_settings(env: Environment, carried: Mapping[str, str], memory: tuple[int, int] | None) -> dict[str, str]:
+    """The settings the restored copy replays with: recovery_prefetch off, the one measured to help at the
+    reference size (bench/README.md, issue 17 point 4: its read-ahead advice cost more than it saved), then the
+    environment's replay_settings; none with replay_tuning = false. shared_buffers = "auto" (measured: 0.6x
+    the redo at scale 20, within the noise at scale 100, so not a default) sizes it to the `memory` of the
+    host the server runs on (host_memory; None for a server with a memory limit of its own, a container's,
+    where it is left as backed up): only ever raised over the backup's own, and not with huge_pages = on
+    (reserved huge pages may not hold more). All go back to the backup's own values after promotion
+    (return_replay_settings)."""
+    if not env.replay_tuning:
+        return {}
+    chosen = {"recovery_prefetch": "off"}
+    for name, value in env.replay_settings:
+        if value is None:
+            chosen.pop(name, None)
+        else:
+            chosen[name] = value
+    if chosen.get("shared_buffers") == "auto":
+        del chosen["shared_buffers"]
+        own = shared_buffers_bytes(carried.get("shared_buffers"))
+        host = host_shared_buffers(memory) if memory else 0
+        if _unquoted(carried.get("huge_pages", "try")) != "on" and own is not None and host > own:
+            chosen["shared_buffers"] = f"{host >> 20}MB"
+    return chosen
+
+
+def host_memory() -> tuple[int, int]:
+    """(total, available) bytes of this host's memory, from /proc/meminfo."""
+    info = {line.split(":")[0]: int(line.split()[1]) << 10
+            for line in Path("/proc/meminfo").read_text().splitlines() if line.split()[1:2]}
+    return info["MemTotal"], info.get("MemAvailable", info["MemTotal"])
+
+
+def host_shared_buffers(memory: tuple[int, int]) -> int:
+    """Bytes of shared_buffers for replay on a host with `memory` (total, available): a quarter of it
+    (PostgreSQL's usual sizing for a dedicated server, leaving the page cache the fetched WAL and the data files
+    are read through), and no more than half of what is available now, since shared memory is allocated whole
+    at start-up."""
+    return min(memory[0] // 4, memory[1] // 2) >> 20 << 20
+
+
+def shared_buffers_bytes(value: str | None) -> int | None:
+    """shared_buffers as written ('128MB', or '16384' 8 kB buffers; quoted or not) in bytes: PostgreSQL's
+    default when not set, None when it cannot be read."""
+    if value is None:
+        return PG_SHARED_BUFFERS
+    found = _SIZE.fullmatch(value.strip())
+    if not found:
+        return None
+    return int(found.group(1)) * (_SIZE_UNITS[found.group(2)] if found.group(2) else 8192)
+
+
+def return_replay_settings(env: Environment) -> list[str]:
+    """After promotion: every REPLAY_SETTINGS name in drtui's block of postgresql.auto.conf goes back to the
+    backup's own value (ALTER SYSTEM SET to what the backup's postgresql.auto.conf held, else RESET, which
+    leaves postgresql.conf's or PostgreSQL's default), and the configuration is reloaded. A setting that needs
+    a restart (shared_buffers) keeps the replay's value until the server's next restart. Returns what it did,
+    in words for the run's log; a failure is said, not raised: the restore itself is done."""
+    import psycopg  # not at module level: see drtui.core.postgres
+    from psycopg import sql
+
+    try:
+        with connect(env, "postgres") as conn:
+            text = conn.execute("select pg_read_file('postgresql.auto.conf')").fetchone()[0]
+            block = _DRTUI_BLOCK.search(text)
+            tuned = [name for name in _settings_in(text[block.start():]) if name in REPLAY_SETTINGS] if block else []
+            if not tuned:
+                return []
+            own = _settings_in(text[:block.start()])
+            live = dict(conn.execute("select name, current_setting(name) from pg_settings where context = "
+                                     "'postmaster' and name = any(%s)", (tuned,)).fetchall())
+            for name in tuned:
+                if name in own:
+                    conn.execute(sql.SQL("alter system set {} = {}").format(sql.Identifier(name),
+                                                                            sql.Literal(_unquoted(own[name]))))
+                else:
+                    conn.execute(sql.SQL("alter system reset {}").format(sql.Identifier(name)))
+            conn.execute("select pg_reload_conf()")
+            files = {name: f"{setting} ({Path(source).name})" for name, setting, source in conn.execute(
+                "select name, setting, sourcefile from pg_file_settings where name = any(%s) order by seqno",
+                (tuned,)).fetchall()}
+    except (DrError, psycopg.Error) as exc:
+        title = exc.title if isinstance(exc, DrError) else str(exc).strip()
+        return [f"could not return the replay settings to the backup's own values ({title}): for each of them in "
+                "the drtui block of postgresql.auto.conf, run ALTER SYSTEM RESET (or SET to the backup's value), "
+                "then SELECT pg_reload_conf()"]
+    said = []
+    for name in tuned:
+        back = f"{name} back to the backup's own value: {files.get(name, 'PostgreSQL default')}"
+        if name in live:
+            back += f", from the next restart; until then the server runs with the replay's {live[name]}"
+        said.append(back)
+    return said
+
+
+def _settings_in(text: str) -> dict[str, str]:
+    """name → value as written, of configuration text (the last one wins)."""
+    found: dict[str, str] = {}
+    for line in text.splitlines():
+        match = _SETTING.match(line)
+        if match:
+            found[match.group(1).lower()] = match.group(2)
+    return found
+
+
+def _unquoted(value: str) -> str:
+    return value[1:-1].replace("''", "'") if len(value) > 1 and value[0] == value[-1] == "'" else value
 
 
 def _exists(setting: str, version: int) -> bool:
@@ -77,13 +198,9 @@ def carried_settings(data_dir: Path) -> dict[str, str]:
     found: dict[str, str] = {}
     for name in ("postgresql.conf", "postgresql.auto.conf"):
         try:
-            text = (data_dir / name).read_text(errors="replace")
+            found |= _settings_in((data_dir / name).read_text(errors="replace"))
         except FileNotFoundError:
             continue
-        for line in text.splitlines():
-            match = _SETTING.match(line)
-            if match:
-                found[match.group(1).lower()] = match.group(2)
     return found
 
 

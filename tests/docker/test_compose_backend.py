@@ -57,6 +57,8 @@ def test_headless_pitr_between_two_inserts_then_verify_and_rollback(compose_worl
 
     assert done.exit_code == 0, done.output
     assert "recovery stopping before commit" in done.output  # the db container's log, streamed into the run
+    # replayed with recovery_prefetch off, returned to the backup's own value once promoted (over TCP, as verify)
+    assert "recovery_prefetch back to the backup's own value" in done.output
     ids = world.booking_ids()
     assert before.id in ids
     assert after.id not in ids

@@ -79,6 +79,12 @@ class Backend(ABC):
         return False
 
     @property
+    def server_uses_host_memory(self) -> bool:
+        """Whether the server runs on this host's memory with no limit of its own (a container's), so that a
+        restore may size its shared_buffers to the host."""
+        return False
+
+    @property
     def runs_host_programs(self) -> bool:
         """Whether the server runs programs of this host (any version's folder can serve); else its own."""
         return False

@@ -73,6 +73,10 @@ class LocalBackend(Backend):
         return self.server.state() is ServerState.RUNNING
 
     @property
+    def server_uses_host_memory(self) -> bool:
+        return True
+
+    @property
     def restores_tablespaces(self) -> bool:
         return True
 

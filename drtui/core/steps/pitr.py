@@ -12,10 +12,18 @@ from pathlib import Path
 
 from drtui.core import tablespaces
 from drtui.core.clock import format_duration
+from drtui.core.config import REPLAY_SETTINGS
 from drtui.core.objectstore import S3Url
 from drtui.core.planning import Plan, TargetKind
 from drtui.core.postgres import run_as
-from drtui.core.recovery_conf import mark_wal_archived, overridden, recovery_settings, signal_file
+from drtui.core.recovery_conf import (
+    carried_settings,
+    host_memory,
+    mark_wal_archived,
+    overridden,
+    recovery_settings,
+    signal_file,
+)
 from drtui.core.steps import Step, StepContext, StepError
 
 
@@ -286,12 +294,18 @@ class WriteRecovery(Step):
             ctx.log(self.name, f"{len(marked)} WAL segment(s) the backup brought marked as archived already "
                                f"({marked[0]} …): the restored cluster never archives them again")
         command = ctx.backend.restore_command(ctx.restored_dir, ctx.wal_folder, ctx.plan.base_backup)
-        settings = recovery_settings(ctx.plan, ctx.env, command)
+        carried = carried_settings(ctx.restored_dir)
+        memory = host_memory() if ctx.backend.server_uses_host_memory else None
+        settings = recovery_settings(ctx.plan, ctx.env, command, carried, memory)
         blanked = overridden(ctx.restored_dir, settings)
         signal = signal_file(ctx.plan)
         ctx.backend.write_recovery(ctx.restored_dir, settings, signal)
         ctx.log(self.name, "overridden, so that the restored copy acts on nothing outside its data directory: "
                 + ", ".join(blanked))
+        tuned = [f"{name} = {value} (the backup's: {carried.get(name, 'not set')})" for name, value in settings.items()
+                 if name in REPLAY_SETTINGS]
+        ctx.log(self.name, "replay tuning, returned to the backup's own values after promotion: " + ", ".join(tuned)
+                if tuned else "replay tuning: none (replay_tuning = false, or replay_settings leave them all)")
         ctx.log(self.name, f"{signal} written; postgresql.auto.conf:",
                 *(f"  {key} = {value!r}" for key, value in settings.items()))
 

@@ -21,7 +21,7 @@ from drtui.core.backends.base import RecoveryStatus
 from drtui.core.errors import DrError
 from drtui.core.models import DEFAULT_SEGMENT_SIZE, format_lsn, segment_name
 from drtui.core.planning import TargetKind
-from drtui.core.recovery_conf import FETCHER_COPY, clear_prefetch, fetcher_misses
+from drtui.core.recovery_conf import FETCHER_COPY, clear_prefetch, fetcher_misses, return_replay_settings
 from drtui.core.steps import Step, StepContext, StepError
 from drtui.core.walfeed import feed_names
 
@@ -43,6 +43,10 @@ TRANSLATIONS = (
      "the disk filled up during WAL replay (No space left on device)",
      "free space on the data directory's filesystem (replayed WAL and new data need room beyond the base "
      "backup), then restore again"),
+    (re.compile(r"could not (?:map|create) (?:anonymous )?shared memory"),
+     "the restored server could not allocate its shared memory (shared_buffers, which drtui raises for replay)",
+     "free memory on this host, or give the environment a smaller replay_settings = {shared_buffers = \"…\"} "
+     "(or shared_buffers = false, the backup's own) in drtui.toml, then restore again"),
     (re.compile(r"invalid magic number (\w+) in log segment (\w+), offset (\d+)"),
      "WAL segment {1} is damaged: invalid magic number {0} at offset {2}", _DAMAGED_HINT),
     (re.compile(r"unexpected pageaddr " + LSN + r" in log segment (\w+), offset (\d+)"),
@@ -194,6 +198,7 @@ class FollowRecovery(Step):
             ctx.log(self.name, f"recovery is paused at the target: {pause_hint(ctx.env.name)}")
         else:
             clear_prefetch(backend.data_dir)
+            end_replay_tuning(ctx, self.name)
             if last_status and last_status.replay_lsn is not None:  # replay is complete: its bar ends at 100 %
                 replayed = max(last_status.replay_lsn - start_lsn, 0)
                 report(replayed, replayed, replay_lsn=format_lsn(last_status.replay_lsn))
@@ -213,6 +218,13 @@ class FollowRecovery(Step):
             ctx.backend.stop_server()
             return "stopped the restored server"
         return None
+
+
+def end_replay_tuning(ctx: StepContext, step: str) -> None:
+    """Once promoted: the replay settings back to the backup's own values, and the run's log says which."""
+    returned = return_replay_settings(ctx.env)
+    if returned:
+        ctx.log(step, "replay tuning ended:", *(f"  {line}" for line in returned))
 
 
 class _EndOfWal:
