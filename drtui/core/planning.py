@@ -386,6 +386,8 @@ def pg_bin_for(config: Config, env: Environment, version: int, env_version: int 
         try:
             found = known if known is not None else pg_major_version(folder)
         except PlanError:
+            if folder == env.pg_bin:  # a configured pg_bin without programs is a mistake to fix, not skip
+                raise
             tried.append(f"{folder} ({origin}: no programs)")
             continue
         if found == version:

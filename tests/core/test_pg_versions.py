@@ -99,9 +99,10 @@ def test_a_pg_bin_n_of_another_version_is_refused_with_what_it_holds() -> None:
     assert f"{PG15_BIN} (pg_bin.17: PostgreSQL 15)" in caught.value.title
 
 
-def test_debians_layout_is_found_when_pg_bin_holds_no_programs(tmp_path: Path) -> None:
-    plan = _plan(15, {}, env_pg_bin=tmp_path)
-    assert plan.pg_bin == PG15_BIN
+def test_a_pg_bin_that_holds_no_programs_is_refused_not_passed_over(tmp_path: Path) -> None:
+    with pytest.raises(PlanError) as caught:  # the config is wrong: another version's folder would hide it
+        _plan(15, {}, env_pg_bin=tmp_path)
+    assert str(tmp_path) in caught.value.title and "no pg_config or postgres" in caught.value.title
 
 
 def test_the_config_reads_pg_bin_per_major_version(tmp_path: Path) -> None:

@@ -254,9 +254,11 @@ def test_a_staging_whose_env_file_says_prod_is_gated_like_production(world: Faul
 def test_rollback_refuses_while_a_run_holds_the_environment(world: FaultWorld) -> None:
     run = start_restore(world)
     wait_for(world, run, started("extract"))
+    run.send_signal(signal.SIGSTOP)  # held mid-extraction while the rollback asks: it cannot end meanwhile
     refused = world.drtui("rollback", "--env", "staging")
     assert_message(refused, "busy", journal_of(world, run).stem, code=2)
     run.send_signal(signal.SIGTERM)
+    run.send_signal(signal.SIGCONT)
     assert_fully_undone(world, finish(run), journal_of(world, run), "SIGTERM")
 
 
