@@ -58,7 +58,7 @@ def _rapidgzip(chunks: Iterable[bytes]) -> Iterator[bytes]:
 
     path = _rapidgzip.path  # type: ignore[attr-defined]
     with rapidgzip.open(str(path), parallelization=os.cpu_count() or 2) as handle:
-        while out := handle.read(extract.INFLATE_SIZE):
+        while out := handle.read(tar_stream.INFLATE_SIZE):
             yield out
 
 
@@ -78,7 +78,7 @@ def inflate_zlib(path: Path) -> None:
         while chunk := handle.read(CHUNK):
             data = chunk
             while data:
-                inflater.decompress(data, extract.INFLATE_SIZE)
+                inflater.decompress(data, tar_stream.INFLATE_SIZE)
                 data = inflater.unconsumed_tail
                 if inflater.eof:
                     rest, inflater = inflater.unused_data, zlib.decompressobj(31)
@@ -89,13 +89,13 @@ def inflate_rapidgzip(path: Path) -> None:
     import rapidgzip
 
     with rapidgzip.open(str(path), parallelization=os.cpu_count() or 2) as handle:
-        while handle.read(extract.INFLATE_SIZE):
+        while handle.read(tar_stream.INFLATE_SIZE):
             pass
 
 
 def unzstd(path: Path) -> None:
     with path.open("rb") as raw, zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True) as out:
-        while out.read(extract.INFLATE_SIZE):
+        while out.read(tar_stream.INFLATE_SIZE):
             pass
 
 
