@@ -72,6 +72,7 @@ import psycopg
 from psycopg import sql
 
 from drtui.core import backup, incident
+from drtui.core.backends import backend_for
 from drtui.core.checks import (
     FAILED,
     PASSED,
@@ -517,6 +518,9 @@ class _Drill:
                                     lock_holder=None)  # the lock this drill holds is no obstacle to itself
         self.approved = approve(plan, evaluate(plan, facts), Confirmation(True, None, "headless"), self.clock)
         ctx.plan = plan  # the engine's steps after this one restore to it
+        if plan.pg_bin:  # a backup of another major version: the engine's steps run its programs
+            ctx.env = dataclasses.replace(ctx.env, pg_bin=plan.pg_bin)
+            ctx.backend = backend_for(ctx.env, self.config.state_dir)
         ctx.log("plan", *plan.describe())
 
     def _counts_before_xid(self, conn: psycopg.Connection, tables: list[str]) -> None:

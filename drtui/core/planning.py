@@ -398,6 +398,19 @@ def pg_bin_for(config: Config, env: Environment, version: int, env_version: int 
                     f"folder in the config: [pg_bin] {version} = \"/usr/lib/postgresql/{version}/bin\"")
 
 
+def with_programs_of_data(config: Config, env: Environment) -> Environment:
+    """`env` with the programs of the major version its data directory holds: after a restore of another
+    version's backup, promote, advance and the drill's later steps need that version's pg_ctl."""
+    if not backend_for(env, config.state_dir).runs_host_programs:
+        return env
+    try:
+        version = int((env.data_dir / "PG_VERSION").read_text().strip())
+    except (OSError, ValueError):
+        return env  # no readable data directory: the command's own checks say what is wrong
+    folder = pg_bin_for(config, env, version)
+    return env if folder == env.pg_bin else dataclasses.replace(env, pg_bin=folder)
+
+
 def _free_bytes(data_dir: Path) -> int:
     probe = data_dir.parent
     while not probe.exists() and probe != probe.parent:

@@ -16,7 +16,7 @@ from drtui.core.errors import ConfigError
 from drtui.core.incremental import ChainError, chain_of
 from drtui.core.inventory.names import MAGIC_OF_VERSION, WAL_PAGE_MAGIC
 from drtui.core.models import BaseBackup, Layout
-from drtui.core.planning import Plan, PlanError, make_plan, pg_major_version
+from drtui.core.planning import Plan, PlanError, make_plan, pg_major_version, with_programs_of_data
 from tests.conftest import run_drtui
 from tests.core.test_planning import CLOCK, T0, at, world
 
@@ -103,6 +103,28 @@ def test_a_pg_bin_that_holds_no_programs_is_refused_not_passed_over(tmp_path: Pa
     with pytest.raises(PlanError) as caught:  # the config is wrong: another version's folder would hide it
         _plan(15, {}, env_pg_bin=tmp_path)
     assert str(tmp_path) in caught.value.title and "no pg_config or postgres" in caught.value.title
+
+
+@needs_pg17
+@pytest.mark.parametrize(("on_disk", "expected"), [("17", PG17_BIN), ("15", PG15_BIN)])
+def test_the_programs_follow_the_version_of_the_data_directory(tmp_path: Path, on_disk: str,
+                                                                expected: Path) -> None:
+    """What promote, advance and the undo of a stop use: a restored 17 copy takes [pg_bin] 17; the old 15 data
+    put back takes the environment's own again, even when the run's env had the backup's programs."""
+    config, env, _ = world()
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / "PG_VERSION").write_text(on_disk + "\n")
+    for pg_bin in (PG15_BIN, PG17_BIN):
+        env = dataclasses.replace(env, data_dir=data_dir, pg_bin=pg_bin)
+        config = dataclasses.replace(config, environments={"staging": env}, pg_bins={17: PG17_BIN, 15: PG15_BIN})
+        assert with_programs_of_data(config, env).pg_bin == expected
+
+
+def test_without_a_data_directory_the_environments_programs_stay(tmp_path: Path) -> None:
+    config, env, _ = world()
+    env = dataclasses.replace(env, data_dir=tmp_path / "gone", pg_bin=PG15_BIN)
+    assert with_programs_of_data(config, env) == env
 
 
 def test_the_config_reads_pg_bin_per_major_version(tmp_path: Path) -> None:

@@ -50,21 +50,27 @@ def _incremental_backup(world: Sandbox, parent: Path, work: Path) -> Path:
     return path
 
 
+def _chain_with_rows(world: Sandbox, work: Path):
+    """A full backup, a row, an incremental backup on it, then a row before the target and one after it."""
+    config, prod = world.config(), world.env("production")
+    backup.dump(config, prod, SystemClock())  # the app's /healthz/backup wants a recent dump
+    full = backup.base(config, prod, SystemClock()).artifacts[0].path
+    in_full = world.insert("bookings")
+    incremental = _incremental_backup(world, full, work)
+    before = world.insert("bookings")
+    world.switch_wal()
+    time.sleep(0.2)
+    after = world.insert("bookings")
+    world.switch_wal()
+    target = before.committed_at + (after.committed_at - before.committed_at) / 2
+    return full, incremental, (in_full, before, after), target
+
+
 def test_an_incremental_chain_restores_to_a_time_with_exact_rows(open_tmp):
     work = open_tmp
     work.chmod(0o777)
     with Sandbox(pg_bin=PG17_BIN, settings={"summarize_wal": "on"}) as world:
-        config, prod = world.config(), world.env("production")
-        backup.dump(config, prod, SystemClock())  # the app's /healthz/backup wants a recent dump
-        full = backup.base(config, prod, SystemClock()).artifacts[0].path
-        in_full = world.insert("bookings")
-        incremental = _incremental_backup(world, full, work)
-        before = world.insert("bookings")
-        world.switch_wal()
-        time.sleep(0.2)
-        after = world.insert("bookings")
-        target = before.committed_at + (after.committed_at - before.committed_at) / 2
-        world.switch_wal()
+        full, incremental, (in_full, before, after), target = _chain_with_rows(world, work)
 
         listed = run_drtui("inventory", "--json", config=world.config_path)
         assert listed.exit_code == 0, listed.output
@@ -91,7 +97,8 @@ def test_an_incremental_chain_restores_to_a_time_with_exact_rows(open_tmp):
 
 def test_backup_base_incremental_restores_to_a_time_with_exact_rows_and_needs_summarize_wal(open_tmp):
     """`drtui backup base` then `backup base --incremental` (a folder in plain format, on the full backup's
-    manifest), restored into a staging whose own pg_bin is PostgreSQL 15: the plan takes [pg_bin] 17."""
+    manifest), restored into a staging whose own pg_bin is PostgreSQL 15: the plan takes [pg_bin] 17, and so do
+    the advance and the promote of the paused recovery after it."""
     with Sandbox(pg_bin=PG17_BIN, settings={"summarize_wal": "on"}) as world:
         config, prod = world.config(), world.env("production")
         backup.dump(config, prod, SystemClock())  # the app's /healthz/backup wants a recent dump
@@ -110,7 +117,10 @@ def test_backup_base_incremental_restores_to_a_time_with_exact_rows_and_needs_su
         world.switch_wal()
         time.sleep(0.2)
         after = world.insert("bookings")
+        time.sleep(0.2)
+        later = world.insert("bookings")
         target = before.committed_at + (after.committed_at - before.committed_at) / 2
+        further = after.committed_at + (later.committed_at - after.committed_at) / 2
         world.switch_wal()
 
         expiry = run_drtui("backup", "expire", "--keep", "1", "--dry-run", config=world.config_path)
@@ -128,14 +138,22 @@ def test_backup_base_incremental_restores_to_a_time_with_exact_rows_and_needs_su
         assert f"programs     {PG17_BIN} (PostgreSQL 17)" in planned.output
         assert "builds on    " + str(Path(json.loads(full.stdout)["artifacts"][0]["path"])) in planned.output
         result = run_drtui("restore", "pitr", "--env", "staging", "--base-backup", str(incremental),
-                           "--target-time", target.isoformat(), config=world.config_path,
+                           "--target-time", target.isoformat(), "--pause-at-target", config=world.config_path,
                            env={"CONFIRM_PITR_RESTORE": "YES"}, timeout=240)
         assert result.exit_code == 0, result.output
         assert "backups with pg_combinebackup" in result.output
         ids = {row[0] for row in query(world.env("staging"), "select id from bookings")}
         assert {in_full.id, before.id} <= ids and after.id not in ids
-        version = query(world.env("staging"), "select current_setting('server_version_num')")[0][0]
-        assert version.startswith("17")
+        advanced = run_drtui("restore", "advance", "--env", "staging", "--target-time", further.isoformat(),
+                             config=world.config_path, timeout=240)
+        assert advanced.exit_code == 0, advanced.output
+        ids = {row[0] for row in query(world.env("staging"), "select id from bookings")}
+        assert after.id in ids and later.id not in ids
+        promoted = run_drtui("restore", "promote", "--env", "staging", config=world.config_path, timeout=240)
+        assert promoted.exit_code == 0, promoted.output
+        version, recovering = query(world.env("staging"), "select current_setting('server_version_num'), "
+                                    "pg_is_in_recovery()")[0]
+        assert version.startswith("17") and not recovering
 
         query(prod, "alter system set summarize_wal = off")
         query(prod, "select pg_reload_conf()")
@@ -154,17 +172,7 @@ def test_an_incremental_chain_in_a_bucket_restores_to_a_time_with_exact_rows(ope
     work.chmod(0o777)
     s3 = S3World(s3_server)
     with s3_environment(s3), Sandbox(pg_bin=PG17_BIN, settings={"summarize_wal": "on"}) as world:
-        config, prod = world.config(), world.env("production")
-        backup.dump(config, prod, SystemClock())  # the app's /healthz/backup wants a recent dump
-        full = backup.base(config, prod, SystemClock()).artifacts[0].path
-        in_full = world.insert("bookings")
-        incremental = _incremental_backup(world, full, work)
-        before = world.insert("bookings")
-        world.switch_wal()
-        time.sleep(0.2)
-        after = world.insert("bookings")
-        target = before.committed_at + (after.committed_at - before.committed_at) / 2
-        world.switch_wal()
+        full, incremental, (in_full, before, after), target = _chain_with_rows(world, work)
         bucket, client = s3.bucket(), s3.client()
         for path in (full, incremental):
             client.upload_file(str(path), bucket, f"prod/backups/{path.name}")
