@@ -21,8 +21,6 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-import boto3
-import botocore.config
 import botocore.exceptions
 
 from drtui.core.errors import ConfigError, DrError, ErrorKind
@@ -188,6 +186,9 @@ def _register_environment_secrets() -> None:
 
 @functools.lru_cache(maxsize=16)
 def _client(settings: S3Settings, environ_key: tuple[tuple[str, str], ...]) -> Any:
+    import boto3  # a fifth of a second of imports (more from a cold cache): only for a command that uses S3
+    import botocore.config
+
     session = boto3.session.Session(profile_name=settings.profile, region_name=settings.region)
     retries: dict[str, Any] = {}
     if settings.max_attempts:

@@ -18,7 +18,6 @@ from collections.abc import Iterator
 from typing import IO, Any
 
 import botocore.exceptions
-from boto3.s3.transfer import TransferConfig
 
 from drtui.core.errors import BackupError
 from drtui.core.objectstore import ObjectStoreError, S3Settings, S3Url, client, store_error
@@ -148,6 +147,8 @@ def upload_stream(url: S3Url, settings: S3Settings, part_size: int = PART) -> It
     """Yield a stream whose bytes are uploaded to `url` as they are written. When the block ends the upload
     completes and is verified; when it fails the upload is aborted and nothing is stored. A failed upload ends
     the producer (its writes fail) and is the error raised."""
+    from boto3.s3.transfer import TransferConfig  # boto3 is loaded by the client: this costs nothing more
+
     s3 = client(settings)
     read_fd, write_fd = os.pipe()
     source = _HashingReader(os.fdopen(read_fd, "rb"), part_size)
