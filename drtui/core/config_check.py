@@ -53,7 +53,7 @@ def check_config(config: Config) -> list[EnvironmentCheck]:
 
 def _check_pg_bins(config: Config) -> EnvironmentCheck:
     """[pg_bin]: does each folder hold the programs of the major version it is named for."""
-    from drtui.core.planning import pg_major_version
+    from drtui.core.programs import pg_major_version
 
     facts, ok = [], True
     for version, folder in sorted(config.pg_bins.items()):

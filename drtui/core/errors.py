@@ -44,3 +44,9 @@ class PostgresError(DrError):
 
 class BackupError(DrError):
     """A backup could not be made or is not whole."""
+
+
+class PlanError(DrError):
+    """The plan cannot work with what is at hand; nothing was touched."""
+
+    kind = ErrorKind.REFUSED

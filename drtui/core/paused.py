@@ -34,8 +34,8 @@ from drtui.core.planning import (
     TargetKind,
     check_target,
     plan_from_json,
-    with_programs_of_data,
 )
+from drtui.core.programs import with_programs_of_data
 from drtui.core.promote import next_step, paused_status, position, recovery_state
 from drtui.core.run_summary import RunSummary
 from drtui.core.runner import is_operation, run_operation
@@ -140,7 +140,7 @@ def advance(config: Config, env: Environment, target: Target, clock: Clock,
             emit: Callable[[Event], None], run_id: str | None = None) -> RunSummary:
     """Move the target of a paused recovery forward: restart the server with the new target, replay on to it,
     and pause there again. A target can only move forward; to go back, restore again."""
-    env = with_programs_of_data(config, env)
+    env = with_programs_of_data(config, env, backend_for(env, config.state_dir).runs_host_programs)
     backend = backend_for(env, config.state_dir)
     before = paused_status(backend, env, "advance")
     if target.kind is TargetKind.IMMEDIATE:
@@ -248,7 +248,7 @@ def promote(config: Config, env: Environment, clock: Clock, emit: Callable[[Even
             run_id: str | None = None) -> RunSummary:
     """Promote a paused recovery, start the app and verify. Like advance, the run has a journal of its own; a
     refusal (nothing paused) leaves none."""
-    env = with_programs_of_data(config, env)
+    env = with_programs_of_data(config, env, backend_for(env, config.state_dir).runs_host_programs)
     paused_status(backend_for(env, config.state_dir), env, "promote")
     return run_operation("promote", env, [EndRecovery(), StartApp(), Verify()], config, clock, emit, run_id)
 

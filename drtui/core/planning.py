@@ -12,7 +12,6 @@ import dataclasses
 import enum
 import re
 import shutil
-import subprocess
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -21,24 +20,19 @@ from typing import Any, Protocol
 
 from drtui.core.backends import backend_for
 from drtui.core.clock import Clock, isoformat
-from drtui.core.config import PRODUCTION, Config, Environment, pg_bin_missing
-from drtui.core.errors import DrError, ErrorKind, UsageError
+from drtui.core.config import PRODUCTION, Config, Environment
+from drtui.core.errors import DrError, PlanError, UsageError
 from drtui.core.incident import known_change
 from drtui.core.incremental import ChainError, chain_of
 from drtui.core.inventory.basebackup import backup_from_json
 from drtui.core.models import BaseBackup, Gap, WalCoverage, Window, format_lsn, location, parse_lsn
 from drtui.core.objectstore import S3Url, refusing
 from drtui.core.prediction import measured_rates
+from drtui.core.programs import pg_bin_for
 from drtui.core.tablespaces import Place, place_tablespaces
 
 PITR_STEPS = ("preflight", "extract", "stage_wal", "write_recovery", "stop_app", "stop_postgres", "preserve",
               "swap_in", "start_postgres", "follow_recovery", "start_app", "verify")
-
-
-class PlanError(DrError):
-    """The plan cannot work with what is at hand; nothing was touched."""
-
-    kind = ErrorKind.REFUSED
 
 
 class TargetKind(enum.StrEnum):
@@ -355,62 +349,6 @@ def _encode(value: Any) -> Any:
     return value
 
 
-def pg_major_version(pg_bin: Path) -> int:
-    """The major version of the server binaries in pg_bin (`pg_config --version`, else `postgres -V`)."""
-    for argv in ([str(pg_bin / "pg_config"), "--version"], [str(pg_bin / "postgres"), "-V"]):
-        try:
-            done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
-        except (FileNotFoundError, PermissionError):
-            continue
-        found = re.search(r"(\d+)(?:\.\d+)?", done.stdout)
-        if done.returncode == 0 and found:
-            return int(found.group(1))
-    raise PlanError(f"{pg_bin}: no pg_config or postgres binary that reports its version",
-                    pg_bin_missing(pg_bin / "postgres")[1])
-
-
-DEBIAN_PG_BIN = "/usr/lib/postgresql/{version}/bin"
-
-
-def pg_bin_for(config: Config, env: Environment, version: int, env_version: int | None = None) -> Path:
-    """The folder of PostgreSQL `version`'s programs for restoring a backup of that version into `env`: its own
-    pg_bin, else [pg_bin] `version` of the config, else Debian's /usr/lib/postgresql/N/bin; a PlanError naming
-    the key and every folder tried when none holds that version. `env_version`: pg_bin's, when known."""
-    tried = []
-    candidates = [(env.pg_bin, f"pg_bin of {env.name!r}", env_version)]
-    if backend_for(env, config.state_dir).runs_host_programs:  # else only pg_bin is compared
-        if version in config.pg_bins:
-            candidates.append((config.pg_bins[version], f"pg_bin.{version}", None))
-        candidates.append((Path(DEBIAN_PG_BIN.format(version=version)), "Debian's layout", None))
-    for folder, origin, known in candidates:
-        try:
-            found = known if known is not None else pg_major_version(folder)
-        except PlanError:
-            if folder == env.pg_bin:  # a configured pg_bin without programs is a mistake to fix, not skip
-                raise
-            tried.append(f"{folder} ({origin}: no programs)")
-            continue
-        if found == version:
-            return folder
-        tried.append(f"{folder} ({origin}: PostgreSQL {found})")
-    raise PlanError(f"no PostgreSQL {version} programs to restore it with; tried " + ", ".join(tried),
-                    f"install PostgreSQL {version} (Debian: apt-get install postgresql-{version}) and name its bin "
-                    f"folder in the config: [pg_bin] {version} = \"/usr/lib/postgresql/{version}/bin\"")
-
-
-def with_programs_of_data(config: Config, env: Environment) -> Environment:
-    """`env` with the programs of the major version its data directory holds: after a restore of another
-    version's backup, promote, advance and the drill's later steps need that version's pg_ctl."""
-    if not backend_for(env, config.state_dir).runs_host_programs:
-        return env
-    try:
-        version = int((env.data_dir / "PG_VERSION").read_text().strip())
-    except (OSError, ValueError):
-        return env  # no readable data directory: the command's own checks say what is wrong
-    folder = pg_bin_for(config, env, version)
-    return env if folder == env.pg_bin else dataclasses.replace(env, pg_bin=folder)
-
-
 def _free_bytes(data_dir: Path) -> int:
     probe = data_dir.parent
     while not probe.exists() and probe != probe.parent:
@@ -526,7 +464,8 @@ def make_plan(config: Config, env: Environment, target: Target, *, clock: Clock,
     except ChainError as exc:
         raise PlanError(exc.title, exc.hint) from None
     try:
-        pg_bin = pg_bin_for(config, env, backup.pg_version, pg_version)
+        pg_bin = pg_bin_for(config, env, backup.pg_version, pg_version,
+                            on_host=backend_for(env, config.state_dir).runs_host_programs)
     except PlanError as exc:
         raise PlanError(f"base backup {backup.path.name} is PostgreSQL {backup.pg_version}: {exc.title}",
                         exc.hint) from None

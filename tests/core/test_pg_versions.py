@@ -16,7 +16,8 @@ from drtui.core.errors import ConfigError
 from drtui.core.incremental import ChainError, chain_of
 from drtui.core.inventory.names import MAGIC_OF_VERSION, WAL_PAGE_MAGIC
 from drtui.core.models import BaseBackup, Layout
-from drtui.core.planning import Plan, PlanError, make_plan, pg_major_version, with_programs_of_data
+from drtui.core.planning import Plan, PlanError, make_plan
+from drtui.core.programs import pg_major_version, with_programs_of_data
 from tests.conftest import run_drtui
 from tests.core.test_planning import CLOCK, T0, at, world
 
@@ -118,13 +119,13 @@ def test_the_programs_follow_the_version_of_the_data_directory(tmp_path: Path, o
     for pg_bin in (PG15_BIN, PG17_BIN):
         env = dataclasses.replace(env, data_dir=data_dir, pg_bin=pg_bin)
         config = dataclasses.replace(config, environments={"staging": env}, pg_bins={17: PG17_BIN, 15: PG15_BIN})
-        assert with_programs_of_data(config, env).pg_bin == expected
+        assert with_programs_of_data(config, env, on_host=True).pg_bin == expected
 
 
 def test_without_a_data_directory_the_environments_programs_stay(tmp_path: Path) -> None:
     config, env, _ = world()
     env = dataclasses.replace(env, data_dir=tmp_path / "gone", pg_bin=PG15_BIN)
-    assert with_programs_of_data(config, env) == env
+    assert with_programs_of_data(config, env, on_host=True) == env
 
 
 def test_the_config_reads_pg_bin_per_major_version(tmp_path: Path) -> None:

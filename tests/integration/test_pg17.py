@@ -137,6 +137,10 @@ def test_backup_base_incremental_restores_to_a_time_with_exact_rows_and_needs_su
         assert planned.exit_code == 0, planned.output
         assert f"programs     {PG17_BIN} (PostgreSQL 17)" in planned.output
         assert "builds on    " + str(Path(json.loads(full.stdout)["artifacts"][0]["path"])) in planned.output
+        listed = run_drtui("inventory", "--json", "--env", "staging", config=world.config_path)
+        assert listed.exit_code == 0, listed.output
+        windows = json.loads(listed.stdout)["windows"]  # 15's pg_waldump cannot read 17's WAL; 17's can
+        assert {w["latest_source"] for w in windows} == {"waldump"}, listed.stdout
         result = run_drtui("restore", "pitr", "--env", "staging", "--base-backup", str(incremental),
                            "--target-time", target.isoformat(), "--pause-at-target", config=world.config_path,
                            env={"CONFIRM_PITR_RESTORE": "YES"}, timeout=240)

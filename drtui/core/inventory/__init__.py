@@ -18,7 +18,7 @@ from typing import Any
 
 from drtui.core.clock import Clock, SystemClock, isoformat
 from drtui.core.config import Config, Environment
-from drtui.core.errors import ConfigError
+from drtui.core.errors import ConfigError, PlanError
 from drtui.core.inventory.basebackup import InventoryError, first_segment_header, read_base_backup
 from drtui.core.inventory.cache import CACHE_FILE, ReadCache
 from drtui.core.inventory.labels import LabelError, parse_backup_label
@@ -51,6 +51,7 @@ from drtui.core.models import (
     segment_name,
 )
 from drtui.core.objectstore import BACKUPS, HEARTBEATS, ObjectStoreError, S3Settings, S3Url
+from drtui.core.programs import pg_bin_for
 
 __all__ = ["Inventory", "InventoryError", "compute_windows", "read_base_backup", "scan", "scan_wal"]
 
@@ -229,14 +230,21 @@ def _with_stop(backup: BaseBackup, wal: WalCoverage | None, problems: list[Probl
     return dataclasses.replace(backup, stop_lsn=info.stop_lsn or backup.stop_lsn, stop_time=info.stop_time)
 
 
-def _default_pg_bin(config: Config, env: Environment | None) -> Path | None:
-    if env is not None:
-        return env.pg_bin
+def _waldump_programs(config: Config, env: Environment | None, backups: list[BaseBackup]) -> Path | None:
+    """The pg_bin whose pg_waldump reads the WAL: of the backups' major version when they share one (the WAL
+    of PostgreSQL 17 is not read by 15's), else the environment's."""
     try:
-        return config.environment().pg_bin
+        env = env or config.environment()
     except ConfigError:  # a read-only config: the runbook's PostgreSQL, when this host has it
         default = Environment.pg_bin
         return default if default.is_dir() else None
+    versions = {b.pg_version for b in backups if b.pg_version}
+    if len(versions) != 1:
+        return env.pg_bin
+    try:
+        return pg_bin_for(config, env, versions.pop())
+    except PlanError:  # no programs of that version: the windows say pg_waldump could not tell
+        return env.pg_bin
 
 
 def _restore_user(config: Config, env: Environment | None) -> str | None:
@@ -334,7 +342,7 @@ def scan(config: Config, wal_source: Path | S3Url | None = None, env: Environmen
     backups = [_with_stop(b, inventory.wal, inventory.problems) for b in inventory.base_backups]
     backups.sort(key=lambda b: (b.start_time, b.path.name), reverse=True)
     inventory.base_backups = backups
-    inventory.windows = compute_windows(backups, inventory.wal, _default_pg_bin(config, env), cache, reader,
+    inventory.windows = compute_windows(backups, inventory.wal, _waldump_programs(config, env, backups), cache, reader,
                                         settings_for(config, source) if isinstance(source, S3Url) else None)
     cache.save()
     return inventory

@@ -15,8 +15,9 @@ from drtui.core.backends import backend_for
 from drtui.core.clock import format_duration
 from drtui.core.config import REPLAY_SETTINGS
 from drtui.core.objectstore import S3Url
-from drtui.core.planning import Plan, TargetKind, with_programs_of_data
+from drtui.core.planning import Plan, TargetKind
 from drtui.core.postgres import run_as
+from drtui.core.programs import with_programs_of_data
 from drtui.core.recovery_conf import (
     carried_settings,
     host_memory,
@@ -343,7 +344,8 @@ class StopPostgres(Step):
     def undo(self, ctx: StepContext) -> str | None:
         if ctx.server_was_running and not ctx.backend.server_running():
             # the old cluster's own programs: the run's may be those of a backup of another major version
-            own = with_programs_of_data(ctx.config, ctx.config.environment(ctx.env.name))
+            own = with_programs_of_data(ctx.config, ctx.config.environment(ctx.env.name),
+                                        ctx.backend.runs_host_programs)
             backend_for(own, ctx.config.state_dir).start_server()
             return "started the old cluster again"
         return None
