@@ -285,36 +285,57 @@ def base(config: Config, env: Environment, clock: Clock, compress: str = "gzip",
 
 
 def _incremental_base(config: Config, env: Environment, backend: Backend, clock: Clock) -> BackupResult:
-    """`pg_basebackup --incremental` on the newest base backup's manifest, kept in plain format: the folder
-    `basebackup_<stamp>` (pg_combinebackup 17 reads data directories only, and so restores it with its chain);
-    its backup_label's INCREMENTAL FROM line names the backup it builds on, which the inventory follows."""
+    """`pg_basebackup --incremental` on the newest base backup's manifest, in plain format. In backup_dir it is
+    kept as the folder `basebackup_<stamp>` (pg_combinebackup 17 reads data directories only, and so restores
+    it with its chain); to an S3 repository it goes as `basebackup_<stamp>.tar.gz`, backup_label first, which
+    a restore fetches and unpacks before pg_combinebackup. Its backup_label's INCREMENTAL FROM line names the
+    backup it builds on, which the inventory follows."""
     started = clock.monotonic()
-    if config.repository:
-        raise BackupRefused("incremental base backups are kept in backup_dir on this host, and this config has "
-                            "an S3 [repository]", "take a full base backup (`drtui backup base`)")
     _refuse_without_summaries(env)
     prepare_dir(config.backup_dir, config.backup_group)
-    parent = _newest_base_backup(config.backup_dir)
-    final = config.backup_dir / f"basebackup_{stamp(clock.now())}"
-    _refuse_existing(final)
+    name = f"basebackup_{stamp(clock.now())}"
+    repository = config.repository
+    final: Path | S3Url = repository.backups.child(name + ".tar.gz") if repository else config.backup_dir / name
+    if isinstance(final, S3Url):
+        _refuse_stored(final, repository.settings)
+        parent = _manifest_of_stored(repository.backups, repository.settings)
+    else:
+        _refuse_existing(final)
+        parent = _manifest_of(_newest_base_backup(config.backup_dir))
     workdir = Path(tempfile.mkdtemp(prefix=".basebackup-", dir=config.backup_dir))
     try:
         manifest = workdir / "parent_manifest"
-        manifest.write_bytes(_manifest_of(parent))
+        manifest.write_bytes(parent)
         target = backend.plain_base_backup(workdir, f"drtui {stamp(clock.now())} incremental", manifest)
-        for root, folders, files in os.walk(target):  # not into a tablespace link
-            for name in (".", *folders, *files):
-                if not os.path.islink(os.path.join(root, name)):
-                    make_private(Path(root, name), config.backup_group)
-        target.rename(final)  # pg_basebackup has made every file durable
-        fsync_dir(config.backup_dir)
+        if isinstance(final, S3Url):
+            with _artifact_sink(config, final) as raw, _compressing(raw, "gzip", GZIP_LEVEL) as sink:
+                _tar_data_directory(target, sink)
+        else:
+            for root, folders, files in os.walk(target):  # not into a tablespace link
+                for entry in (".", *folders, *files):
+                    if not os.path.islink(os.path.join(root, entry)):
+                        make_private(Path(root, entry), config.backup_group)
+            target.rename(final)  # pg_basebackup has made every file durable
+            fsync_dir(config.backup_dir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    size = sum(os.lstat(os.path.join(root, name)).st_size for root, _, files in os.walk(final) for name in files)
+    if isinstance(final, S3Url):
+        size = _stored_size(final, repository.settings)
+    else:
+        size = sum(os.lstat(os.path.join(root, f)).st_size for root, _, files in os.walk(final) for f in files)
     result = BackupResult("base", [Artifact(final, size)])
     _heartbeat(config, result, config.backup_dir / LAST_BASEBACKUP, clock)
     result.seconds = clock.monotonic() - started
     return result
+
+
+def _tar_data_directory(folder: Path, sink: IO[bytes]) -> None:
+    """A plain backup as one tar stream: backup_label, PG_VERSION and backup_manifest first, as a restore
+    reads the label before anything else."""
+    first = ["backup_label", "PG_VERSION", "backup_manifest"]
+    with tarfile.open(fileobj=sink, mode="w|", format=tarfile.GNU_FORMAT) as tar:
+        for entry in [*first, *sorted(p.name for p in folder.iterdir() if p.name not in first)]:
+            tar.add(folder / entry, arcname=entry)
 
 
 def _refuse_without_summaries(env: Environment) -> None:
@@ -344,21 +365,43 @@ def _newest_base_backup(folder: Path) -> Path:
 
 
 def _manifest_of(backup: Path) -> bytes:
-    """The backup_manifest of a base backup: a folder's file, or a tarball's member at its root."""
-    from drtui.core.inventory.streams import open_tar
-
+    """The backup_manifest of a base backup in backup_dir: a folder's file, or a tarball's member."""
     if backup.is_dir():
         if (backup / "backup_manifest").is_file():
             return (backup / "backup_manifest").read_bytes()
-    else:
-        with open_tar(backup, drain=False) as tar:
-            for member in tar:
-                if member.name.removeprefix("./") == "backup_manifest" and member.isfile():
-                    handle = tar.extractfile(member)
-                    assert handle
-                    return handle.read()
-    raise BackupRefused(f"{backup}: the newest base backup has no backup_manifest at its root, which "
-                        "pg_basebackup --incremental needs", "take a full base backup (`drtui backup base`) first")
+        raise _no_manifest(backup)
+    return _manifest_in_tar(backup)
+
+
+def _manifest_in_tar(backup: Path | S3Url, stream: IO[bytes] | None = None) -> bytes:
+    """The backup_manifest member at a tarball's root (read from `stream` when given: an object's body)."""
+    from drtui.core.inventory.streams import open_tar
+
+    with open_tar(Path(backup.name), stream, drain=False) if stream else open_tar(backup) as tar:
+        for member in tar:
+            if member.name.removeprefix("./") == "backup_manifest" and member.isfile():
+                handle = tar.extractfile(member)
+                assert handle
+                return handle.read()
+    raise _no_manifest(backup)
+
+
+def _no_manifest(backup: Path | S3Url) -> BackupRefused:
+    return BackupRefused(f"{backup}: the newest base backup has no backup_manifest at its root, which "
+                         "pg_basebackup --incremental needs", "take a full base backup (`drtui backup base`) first")
+
+
+def _manifest_of_stored(prefix: S3Url, settings: S3Settings) -> bytes:
+    """The backup_manifest of the newest base backup in the repository (by the stamp in its name)."""
+    from drtui.core.inventory.remote import list_prefix, object_stream
+
+    found = sorted((stamped, obj.url.name, obj) for obj in list_prefix(prefix, settings)
+                   for kind, stamped in [classify_artifact(obj.url.name)] if kind == "basebackup" and stamped)
+    if not found:
+        raise BackupRefused(f"{prefix}: no base backup for an incremental one to build on",
+                            "take a full base backup first (`drtui backup base`)")
+    newest = found[-1][2]
+    return _manifest_in_tar(newest.url, object_stream(newest, settings, "read its backup_manifest"))
 
 
 def parse_compress(text: str) -> tuple[str, int]:

@@ -169,31 +169,42 @@ def test_backup_base_incremental_restores_to_a_time_with_exact_rows_and_needs_su
             [Path(json.loads(full.stdout)["artifacts"][0]["path"]).name, incremental.name])
 
 
-def test_an_incremental_chain_in_a_bucket_restores_to_a_time_with_exact_rows(open_tmp, s3_server):
-    """The full backup and an incremental one as tarballs in an S3 repository, the WAL beside them, nothing on
-    local disk: the chain is read from the bucket, fetched by ranged GETs and rebuilt by pg_combinebackup."""
-    work = open_tmp
-    work.chmod(0o777)
+def test_an_incremental_chain_in_a_bucket_restores_to_a_time_with_exact_rows(s3_server):
+    """`drtui backup base` and `backup base --incremental` into an S3 repository: the parent's manifest is read
+    from the bucket and the incremental stored as a .tar.gz beside it. With the WAL uploaded too and nothing
+    on local disk, the chain is read from the bucket, fetched by ranged GETs and rebuilt by pg_combinebackup."""
     s3 = S3World(s3_server)
     with s3_environment(s3), Sandbox(pg_bin=PG17_BIN, settings={"summarize_wal": "on"}) as world:
-        full, incremental, (in_full, before, after), target = _chain_with_rows(world, work)
+        backup.dump(world.config(), world.env("production"), SystemClock())  # the app's /healthz/backup
         bucket, client = s3.bucket(), s3.client()
-        for path in (full, incremental):
-            client.upload_file(str(path), bucket, f"prod/backups/{path.name}")
-            path.unlink()  # from here on the chain is only in the bucket
-        for wal in sorted(world.wal_archive.iterdir()):
-            client.upload_file(str(wal), bucket, f"prod/wal/{wal.name}")
         path = repository_config(world, "drtui-s3.toml", f"s3://{bucket}/prod/")
         try:
-            result = run_drtui("restore", "pitr", "--env", "staging", "--base-backup",
-                               f"s3://{bucket}/prod/backups/{incremental.name}", "--target-time", target.isoformat(),
-                               config=path, env={"CONFIRM_PITR_RESTORE": "YES", **s3.env}, timeout=240)
+            full = run_drtui("backup", "base", "--json", config=path, env=s3.env)
+            assert full.exit_code == 0, full.output
+            in_full = world.insert("bookings")
+            time.sleep(1.1)  # the runbook's names have a one-second stamp
+            made = run_drtui("backup", "base", "--incremental", "--json", config=path, env=s3.env, timeout=240)
+            assert made.exit_code == 0, made.output
+            incremental = json.loads(made.stdout)["artifacts"][0]["path"]
+            assert incremental.startswith(f"s3://{bucket}/prod/backups/basebackup_")
+            assert incremental.endswith(".tar.gz")
+            before = world.insert("bookings")
+            world.switch_wal()
+            time.sleep(0.2)
+            after = world.insert("bookings")
+            target = before.committed_at + (after.committed_at - before.committed_at) / 2
+            world.switch_wal()
+            for wal in sorted(world.wal_archive.iterdir()):
+                client.upload_file(str(wal), bucket, f"prod/wal/{wal.name}")
+            result = run_drtui("restore", "pitr", "--env", "staging", "--base-backup", incremental,
+                               "--target-time", target.isoformat(), config=path,
+                               env={"CONFIRM_PITR_RESTORE": "YES", **s3.env}, timeout=240)
             listed = run_drtui("inventory", "--json", config=path, env=s3.env)
             assert result.exit_code == 0, result.output + listed.stdout
-            assert f"builds on s3://{bucket}/prod/backups/{full.name}" in result.output
+            assert f"builds on {json.loads(full.stdout)['artifacts'][0]['path']}" in result.output
             assert "backups with pg_combinebackup" in result.output
             ids = {row[0] for row in query(world.env("staging"), "select id from bookings")}
             assert {in_full.id, before.id} <= ids and after.id not in ids
-            assert sorted(os.listdir(world.root / "s3r_backups")) == []  # nothing came from, or went to, disk
+            assert [n for n in os.listdir(world.root / "s3r_backups") if n.startswith("basebackup_")] == []
         finally:
             s3.drop_buckets()
