@@ -326,6 +326,16 @@ dump_max_age = "26h"
             committed = conn.execute("select clock_timestamp()").fetchone()[0]
         return Insert(table, row[0], committed)
 
+    def rows_around_target(self, table: str = "bookings") -> tuple[Insert, Insert, datetime]:
+        """A row, a WAL switch, a row 0.2 s later and a WAL switch: the two rows and a target time between
+        their commits, which a restore to it must keep the first of and lose the second."""
+        kept = self.insert(table)
+        self.switch_wal()
+        time.sleep(0.2)
+        lost = self.insert(table)
+        self.switch_wal()
+        return kept, lost, kept.committed_at + (lost.committed_at - kept.committed_at) / 2
+
     def counts(self, env: str = "production") -> dict[str, int]:
         with connect(self.env(env)) as conn:
             return {t: conn.execute(f"select count(*) from {t}").fetchone()[0] for t in APP_TABLES}

@@ -57,12 +57,7 @@ def _chain_with_rows(world: Sandbox, work: Path):
     full = backup.base(config, prod, SystemClock()).artifacts[0].path
     in_full = world.insert("bookings")
     incremental = _incremental_backup(world, full, work)
-    before = world.insert("bookings")
-    world.switch_wal()
-    time.sleep(0.2)
-    after = world.insert("bookings")
-    world.switch_wal()
-    target = before.committed_at + (after.committed_at - before.committed_at) / 2
+    before, after, target = world.rows_around_target()
     return full, incremental, (in_full, before, after), target
 
 
@@ -188,12 +183,7 @@ def test_an_incremental_chain_in_a_bucket_restores_to_a_time_with_exact_rows(s3_
             incremental = json.loads(made.stdout)["artifacts"][0]["path"]
             assert incremental.startswith(f"s3://{bucket}/prod/backups/basebackup_")
             assert incremental.endswith(".tar.gz")
-            before = world.insert("bookings")
-            world.switch_wal()
-            time.sleep(0.2)
-            after = world.insert("bookings")
-            target = before.committed_at + (after.committed_at - before.committed_at) / 2
-            world.switch_wal()
+            before, after, target = world.rows_around_target()
             for wal in sorted(world.wal_archive.iterdir()):
                 client.upload_file(str(wal), bucket, f"prod/wal/{wal.name}")
             result = run_drtui("restore", "pitr", "--env", "staging", "--base-backup", incremental,

@@ -396,12 +396,7 @@ def test_pitr_over_production_named_keeps_archiving_on_a_new_timeline(sandbox: S
     config, prod = sandbox.config(), sandbox.env("production")
     backup.dump(config, prod, SystemClock())
     backup.base(config, prod, SystemClock())
-    kept = sandbox.insert("bookings")
-    sandbox.switch_wal()
-    time.sleep(0.2)
-    lost = sandbox.insert("bookings")
-    sandbox.switch_wal()
-    target = kept.committed_at + (lost.committed_at - kept.committed_at) / 2
+    kept, lost, target = sandbox.rows_around_target()
     args = ("restore", "pitr", "--env", "production", "--target-time", target.isoformat())
 
     dry = run_drtui(*args, "--dry-run", config=sandbox.config_path)
