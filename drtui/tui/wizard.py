@@ -131,8 +131,7 @@ class Journeys(App[None]):
             self.notify(getattr(exc, "title", str(exc)), title="the drill did not start", severity="error",
                         timeout=15)
             return
-        self.notify(f"drill {run_id} started in its own process; it goes on if this screen closes")
-        await self._follow_launched(journal, process, "the drill")
+        await self._follow_launched(journal, process, "the drill", f"drill {run_id}")
 
     @work(group="wizard", exclusive=True, exit_on_error=False, description="rollback, promote or advance")
     async def start_operation(self, name: str, env_name: str, *extra: str) -> None:
@@ -146,12 +145,11 @@ class Journeys(App[None]):
             self.notify(getattr(exc, "title", str(exc)), title=f"the {name} did not start", severity="error",
                         timeout=15)
             return
-        self.notify(f"{name} {run_id} started in its own process; it goes on if this screen closes")
-        await self._follow_launched(journal, process, f"the {name}")
+        await self._follow_launched(journal, process, f"the {name}", f"{name} {run_id}")
 
-    async def _follow_launched(self, journal: Path, process: subprocess.Popen, what: str) -> None:
+    async def _follow_launched(self, journal: Path, process: subprocess.Popen, what: str, run: str) -> None:
         """Show the run of a launched command; one refused before its first step ends without a journal: its
-        run screen is closed and why is said."""
+        run screen is closed and why is said. That it started is said only once its journal exists."""
         from drtui.tui.screens.run import RunScreen
 
         screen = RunScreen(journal)
@@ -167,3 +165,4 @@ class Journeys(App[None]):
                     screen.dismiss()
                 return
             await asyncio.sleep(0.2)
+        self.notify(f"{run} started in its own process; it goes on if this screen closes")

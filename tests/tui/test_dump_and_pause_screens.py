@@ -106,9 +106,11 @@ def test_home_shows_staging_paused_in_recovery_and_the_result_names_promote_and_
             await pilot.press("enter")
             await until(pilot, lambda: "the advance stopped before it began (exit 2)" in notes.said())
             assert "nothing was touched" in notes.said() and isinstance(app.screen, ResultScreen), notes.said()
+            assert "started in its own process" not in notes.said()  # a refused command never started
             await pilot.press("p")
             promoted = await run_ended(pilot)
             assert promoted.view.journey == "promote" and promoted.view.ok, screen_text(app)
+            assert re.search(r"promote \S+-promote-staging-\S+ started in its own process", notes.said()), notes.said()
 
     asyncio.run(scenario())
     assert query(world.env("staging"), "select pg_is_in_recovery()")[0][0] is False
