@@ -44,6 +44,9 @@ from drtui.core.steps.pitr import StartApp, Verify
 from drtui.core.steps.recovery import end_replay_tuning
 
 PROMOTE_TIMEOUT = 120.0
+# The server log's words for WAL it could not read, which an advance's failed start is then blamed on.
+_WAL_TROUBLE = re.compile(r"could not (?:restore|open|read|find|locate)|invalid (?:record|checkpoint|magic)|"
+                          r"requested WAL segment|checkpoint record")
 # Every recovery_target_* setting, blanked before a new target is written, so two kinds never clash.
 TARGET_SETTINGS = ("recovery_target", "recovery_target_time", "recovery_target_lsn", "recovery_target_xid",
                    "recovery_target_name")
@@ -224,10 +227,16 @@ def _pause_where_it_stopped(ctx: StepContext, target: Target, before: RecoverySt
         segment = _missing_segment(redo_done, int(previous["timeline"]), int(previous["wal_segment_size"]))
         missing = f"the WAL ran out after LSN {format_lsn(redo_done)}: segment {segment} could not be restored"
     fatal = re.findall(r"FATAL:\s+(.+)", log_text)
-    why = (f"recovery ended before {target.describe()} was reached: {missing}"
-           if "recovery ended before configured recovery target was reached" in log_text
+    ran_out = "recovery ended before configured recovery target was reached" in log_text
+    # It stopped before replaying anything, on an error of its own (a setting, its programs): not missing WAL.
+    startup_error = not ran_out and redo_done is None and bool(fatal) and not _WAL_TROUBLE.search(log_text)
+    why = (f"recovery ended before {target.describe()} was reached: {missing}" if ran_out
            else f"PostgreSQL of {env.name!r} did not come up with {target.describe()}"
-           + (f" ({fatal[-1].strip()}; {missing})" if fatal else f" ({missing})"))
+           + (f" ({fatal[-1].strip()})" if startup_error else
+              f" ({fatal[-1].strip()}; {missing})" if fatal else f" ({missing})"))
+    fix = ("fix what the server log's FATAL line names" if startup_error else
+           "PostgreSQL replays forward only, and the WAL up to there is gone: put the missing WAL back in the WAL "
+           "source")
     ctx.log(MoveTarget.name, f"{why}; starting it again paused at {there}")
     backend.stop_server()
     backend.write_recovery(backend.data_dir, _target_settings(back), "recovery.signal")
@@ -235,10 +244,12 @@ def _pause_where_it_stopped(ctx: StepContext, target: Target, before: RecoverySt
     if status is None or not status.paused or not status.in_recovery:
         state = recovery_state(backend)
         raise DrError(f"{why}; it could not be brought back paused at {there} either: it is {state.describe()}",
-                      "PostgreSQL replays forward only, and the WAL up to there is gone: put the missing WAL back "
-                      f"in the WAL source, then {next_step(state, env, backend, 'advance')} "
+                      f"{fix}, then {next_step(state, env, backend, 'advance')} "
                       f"(the server log: {backend.server_log()})")
     unchanged = " (no transaction after the previous target)" if status.replay_time == before.replay_time else ""
+    if startup_error:
+        raise DrError(why, f"{env.name} is back, paused at {position(status)}{unchanged}; nothing was lost. Fix what "
+                           f"the server log names ({backend.server_log()}), then advance again; or promote here")
     raise DrError(why, f"{env.name} is back, paused at {position(status)}{unchanged}; nothing was lost. Put the "
                        "missing WAL back in the WAL source (or sync the archive), or pick a target inside the WAL, "
                        "then advance again; or promote here")

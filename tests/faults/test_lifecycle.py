@@ -197,11 +197,15 @@ def test_two_concurrent_restores_the_second_is_refused_naming_the_holder(world: 
 def test_ctrl_c_on_attach_detaches_and_the_run_goes_on(world: FaultWorld) -> None:
     run = start_restore(world)
     wait_for(world, run, started("extract"))
-    attach = start(world, "attach", journal_of(world, run).stem)
-    assert attach.stdout and select.select([attach.stdout], [], [], 60)[0], "attach printed nothing"
-    attach.stdout.readline()  # it is following the run now
-    attach.send_signal(signal.SIGINT)
-    detached = finish(attach, timeout=30)
+    run.send_signal(signal.SIGSTOP)  # held, so that it cannot end before the Ctrl-C reaches the attach
+    try:
+        attach = start(world, "attach", journal_of(world, run).stem)
+        assert attach.stdout and select.select([attach.stdout], [], [], 60)[0], "attach printed nothing"
+        attach.stdout.readline()  # it is following the run now
+        attach.send_signal(signal.SIGINT)
+        detached = finish(attach, timeout=30)
+    finally:
+        run.send_signal(signal.SIGCONT)
     assert_message(detached, "detached", "goes on", f"drtui attach {journal_of(world, run).stem}", code=0)
     assert "Aborted!" not in detached.output
     assert run.poll() is None or run.returncode == 0  # the run was not touched by the detach

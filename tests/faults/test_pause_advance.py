@@ -178,6 +178,29 @@ def test_an_advance_that_cannot_come_back_says_why_and_what_to_do(history: Histo
     assert history.paused() and history.ids() == {history.a.id}
 
 
+def test_an_advance_the_server_cannot_start_for_names_its_error_not_missing_wal(history: History) -> None:
+    """A start-up error of the server's own (here a broken postgresql.conf; in life, the programs of another
+    major version) is not blamed on missing WAL: the message gives the FATAL line and says to fix it."""
+    history.pause_at_p1()
+    conf = history.sandbox.env("staging").data_dir / "postgresql.conf"
+    original = conf.read_text()
+    conf.write_text(original + "\nno_such_setting_anywhere = 1\n")
+    try:
+        done = history.advance("--target-time", history.b.committed_at.isoformat())
+    finally:
+        conf.write_text(original)
+    assert_message(done, "did not come up with", "configuration file", "contains errors",
+                   "could not be brought back paused", "fix what the server log's FATAL line names", code=1)
+    assert "missing WAL" not in done.output and "WAL ran out" not in done.output, done.output
+    history.sandbox.server("staging").start()  # the file mended: it comes back paused at its previous target
+    deadline = time.monotonic() + 30
+    while not history.paused() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert history.paused() and history.ids() == {history.a.id}
+    history.world.unchanged()
+    assert leftovers(history.sandbox) == []
+
+
 def test_an_advance_to_a_restore_point_the_wal_lacks_pauses_at_the_end_of_the_wal(history: History) -> None:
     """A restore point cannot be checked against a window: recovery replays the whole WAL looking for it and
     ends; the server is started again paused at the last record, with everything replayed so far."""
