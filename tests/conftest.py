@@ -98,10 +98,13 @@ RUNBOOK_VARIABLES = {
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Under pytest-xdist's `--dist loadgroup`, a module's tests stay on one worker (they share module-scoped
     worlds), and every docker test on one worker (one engine, one image build). Run after xdist's hook, the
-    groups were never seen: tests were spread one by one and every module world was built again per test."""
+    groups were never seen: tests were spread one by one and every module world was built again per test.
+    A module that sets `SPREAD_TESTS = True` (each case builds its own world) has its tests spread."""
     for item in items:
         in_docker = "tests/docker/" in str(item.path).replace(os.sep, "/")
-        item.add_marker(pytest.mark.xdist_group("docker" if in_docker else item.nodeid.split("::")[0]))
+        spread = getattr(getattr(item, "module", None), "SPREAD_TESTS", False)
+        group = item.nodeid if spread else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group("docker" if in_docker else group))
 
 
 @pytest.fixture(autouse=True)

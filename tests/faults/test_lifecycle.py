@@ -27,6 +27,8 @@ from drtui.core.lock import EnvLock
 from tests.conftest import RUNBOOK_VARIABLES, Result
 from tests.faults.conftest import FaultWorld, assert_message, leftovers, tree_digest
 
+SPREAD_TESTS = True  # every case builds its own world: xdist runs them side by side
+
 
 @pytest.fixture
 def world(fault_world: FaultWorld) -> FaultWorld:

@@ -21,6 +21,8 @@ from tests.conftest import run_drtui
 from tests.integration.test_s3_restore import repository_config
 from tests.s3world import S3World, s3_environment
 
+SPREAD_TESTS = True  # every case builds its own world: xdist runs them side by side
+
 PG17_BIN = Path(os.environ.get("DRTUI_PG17_BIN", "/opt/drtui/pg17/usr/lib/postgresql/17/bin"))
 
 if not (PG17_BIN / "postgres").exists():
