@@ -66,7 +66,13 @@ def start(world: FaultWorld, *args: str, env: dict[str, str] | None = None, grou
     environ = {k: v for k, v in os.environ.items() if k not in RUNBOOK_VARIABLES}
     environ |= {"DRTUI_CONFIG": str(world.config), "CONFIRM_PITR_RESTORE": "YES", **(env or {})}
     return subprocess.Popen([sys.executable, "-m", "drtui", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=environ, process_group=0 if group else None)
+                            text=True, env=environ, process_group=0 if group else None, preexec_fn=_sigint_default)
+
+
+def _sigint_default() -> None:
+    """Ctrl-C as a terminal delivers it: a suite started in the background (`nohup make test &`) has SIGINT
+    ignored, and a child would inherit that and never see the signal these cases send."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def start_restore(world: FaultWorld, *args: str, group: bool = False) -> subprocess.Popen:
